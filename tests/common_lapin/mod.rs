@@ -61,7 +61,10 @@ pub fn assert_amqp_error(err: &lapin::Error, code: u16, prefix: &str) {
     match amqp_error(err) {
         Some((c, text)) => {
             assert_eq!(c, code, "reply code (text: {text:?})");
-            assert!(text.starts_with(prefix), "reply text {text:?} does not start with {prefix:?}");
+            assert!(
+                text.starts_with(prefix),
+                "reply text {text:?} does not start with {prefix:?}"
+            );
         }
         None => panic!("expected AMQP error {code} {prefix:?}, got {err:?}"),
     }
@@ -102,17 +105,26 @@ pub async fn assert_connection_error<T: std::fmt::Debug>(
         }
     })
     .await;
-    assert!(closed.is_ok(), "connection still open after a connection-level error");
+    assert!(
+        closed.is_ok(),
+        "connection still open after a connection-level error"
+    );
 }
 
 /// Opens a fresh channel on `conn`, declares and deletes a server-named queue on it, and
 /// closes it: proves the connection is still fully working.
 pub async fn assert_connection_usable(conn: &Connection) {
-    assert!(conn.status().connected(), "connection is no longer connected");
+    assert!(
+        conn.status().connected(),
+        "connection is no longer connected"
+    );
     let ch = channel(conn).await;
     let q = within(ch.queue_declare(
         "",
-        lapin::options::QueueDeclareOptions { exclusive: true, ..Default::default() },
+        lapin::options::QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
         Default::default(),
     ))
     .await
