@@ -1,0 +1,186 @@
+//! exchange.declare / delete / bind / unbind. Definitions change under the
+//! definitions lock; the `*-ok` goes out after the lock is released, i.e. after
+//! the new version is visible to every shard.
+
+use super::{ChanCx, ChanResult, Channel, Flow};
+use crate::broker::definitions::{Binding, BindingDest, Defs, ExchangeDef};
+use crate::broker::error::AmqpError;
+use crate::broker::exchange::headers_match::parse_x_match;
+use crate::broker::exchange::ExchangeKind;
+use crate::protocol::methods::*;
+use crate::protocol::{FieldTable, FieldValue};
+use bytes::Bytes;
+
+pub(super) fn text(b: &Bytes) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub(super) fn default_exchange_refused() -> AmqpError {
+    AmqpError::access_refused("operation not permitted on the default exchange")
+}
+
+/// RabbitMQ's "inequivalent arg" 406.
+pub(super) fn inequivalent(arg: &str, kind: &str, name: &str, received: &str, current: &str) -> AmqpError {
+    AmqpError::precondition(format!(
+        "inequivalent arg '{}' for {} '{}' in vhost '/': received '{}' but current is '{}'",
+        arg, kind, name, received, current
+    ))
+}
+
+/// Validates binding arguments for a headers exchange (x-match).
+pub(super) fn check_binding_args(defs: &Defs, source: &str, args: &FieldTable) -> Result<(), AmqpError> {
+    if let Some(x) = defs.exchanges.get(source) {
+        if x.kind == ExchangeKind::Headers {
+            parse_x_match(args).map_err(|text| AmqpError { code: 406, text })?;
+        }
+    }
+    Ok(())
+}
+
+impl Channel {
+    pub(super) fn exchange_declare(&mut self, m: ExchangeDeclare, cx: &mut ChanCx) -> ChanResult {
+        let name = text(&m.exchange);
+        let defs = cx.ctx.defs.clone();
+        if m.passive {
+            if name.is_empty() {
+                return Err(default_exchange_refused());
+            }
+            defs.lock().exchange(&name)?;
+        } else {
+            let kind_name = text(&m.kind);
+            let kind = ExchangeKind::parse(&kind_name)
+                .ok_or_else(|| AmqpError::precondition(format!("unknown exchange type '{}'", kind_name)))?;
+            if name.is_empty() {
+                return Err(default_exchange_refused());
+            }
+            let mut g = defs.lock();
+            if let Some(x) = g.exchanges.get(&name) {
+                check_exchange_equivalent(x, kind, &m)?;
+            } else {
+                if name.starts_with("amq.") {
+                    return Err(AmqpError::access_refused(format!(
+                        "exchange name '{}' contains reserved prefix 'amq.*'",
+                        name
+                    )));
+                }
+                if let Some(v) = m.arguments.get("alternate-exchange") {
+                    if v.as_str().is_none() {
+                        return Err(AmqpError::precondition(format!(
+                            "invalid arg 'alternate-exchange' for exchange '{}' in vhost '/': not a string",
+                            name
+                        )));
+                    }
+                }
+                g.add_exchange(ExchangeDef {
+                    name,
+                    kind,
+                    durable: m.durable,
+                    auto_delete: m.auto_delete,
+                    internal: m.internal,
+                    args: m.arguments,
+                });
+            }
+        }
+        if !m.nowait {
+            self.send(cx, ExchangeDeclareOk {}.into());
+        }
+        Ok(Flow::Continue)
+    }
+
+    pub(super) fn exchange_delete(&mut self, m: ExchangeDelete, cx: &mut ChanCx) -> ChanResult {
+        let name = text(&m.exchange);
+        if name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        if name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "operation not permitted on exchange '{}' in vhost '/'",
+                name
+            )));
+        }
+        {
+            let defs = cx.ctx.defs.clone();
+            let mut g = defs.lock();
+            if g.exchanges.contains_key(&name) {
+                if m.if_unused && g.has_bindings_from(&name) {
+                    return Err(AmqpError::precondition(format!("exchange '{}' in vhost '/' in use", name)));
+                }
+                g.remove_exchange(&name);
+            }
+        }
+        if !m.nowait {
+            self.send(cx, ExchangeDeleteOk {}.into());
+        }
+        Ok(Flow::Continue)
+    }
+
+    pub(super) fn exchange_bind(&mut self, m: ExchangeBind, cx: &mut ChanCx) -> ChanResult {
+        let b = self.exchange_binding(&m.source, &m.destination, &m.routing_key, m.arguments, cx)?;
+        {
+            let defs = cx.ctx.defs.clone();
+            let mut g = defs.lock();
+            g.exchange(&b.dest.name().to_string())?;
+            g.exchange(&b.source)?;
+            check_binding_args(&g, &b.source, &b.args)?;
+            g.add_binding(b);
+        }
+        if !m.nowait {
+            self.send(cx, ExchangeBindOk {}.into());
+        }
+        Ok(Flow::Continue)
+    }
+
+    pub(super) fn exchange_unbind(&mut self, m: ExchangeUnbind, cx: &mut ChanCx) -> ChanResult {
+        let b = self.exchange_binding(&m.source, &m.destination, &m.routing_key, m.arguments, cx)?;
+        {
+            let defs = cx.ctx.defs.clone();
+            let mut g = defs.lock();
+            g.exchange(&b.dest.name().to_string())?;
+            g.exchange(&b.source)?;
+            g.remove_binding(&b);
+        }
+        if !m.nowait {
+            self.send(cx, ExchangeUnbindOk {}.into());
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn exchange_binding(
+        &self,
+        source: &Bytes,
+        dest: &Bytes,
+        key: &Bytes,
+        args: FieldTable,
+        _cx: &mut ChanCx,
+    ) -> Result<Binding, AmqpError> {
+        if source.is_empty() || dest.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        Ok(Binding::new(text(source), BindingDest::Exchange(text(dest)), text(key), args))
+    }
+}
+
+fn check_exchange_equivalent(x: &ExchangeDef, kind: ExchangeKind, m: &ExchangeDeclare) -> Result<(), AmqpError> {
+    let b = |v: bool| if v { "true" } else { "false" };
+    if x.kind != kind {
+        return Err(inequivalent("type", "exchange", &x.name, kind.as_str(), x.kind.as_str()));
+    }
+    if x.durable != m.durable {
+        return Err(inequivalent("durable", "exchange", &x.name, b(m.durable), b(x.durable)));
+    }
+    if x.auto_delete != m.auto_delete {
+        return Err(inequivalent("auto_delete", "exchange", &x.name, b(m.auto_delete), b(x.auto_delete)));
+    }
+    if x.internal != m.internal {
+        return Err(inequivalent("internal", "exchange", &x.name, b(m.internal), b(x.internal)));
+    }
+    let ae = |t: &FieldTable| t.get("alternate-exchange").cloned();
+    if ae(&x.args) != ae(&m.arguments) {
+        let show = |v: Option<FieldValue>| match v {
+            Some(v) => format!("{:?}", v),
+            None => "none".to_string(),
+        };
+        return Err(inequivalent("alternate-exchange", "exchange", &x.name, &show(ae(&m.arguments)), &show(ae(&x.args))));
+    }
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! The broker proper: AMQP connections and channels, exchanges, queues and the
+//! shared definitions. Everything here runs inside one shard's thread and is
+//! driven by the shard event loop (`crate::shard`) through [`ShardState`]:
+//! socket readiness goes to [`connection::Connection`], ring messages to
+//! [`ShardState::handle`] (the shard's message pump).
+
+pub mod channel;
+pub mod connection;
+pub mod definitions;
+pub mod error;
+pub mod exchange;
+pub mod ids;
+pub mod message;
+pub mod names;
+pub mod outbox;
+pub mod queue;
+pub mod routing;
+pub mod shard_msg;
+
+use crate::config::Config;
+use connection::Connection;
+use definitions::Definitions;
+use ids::QueueRef;
+use outbox::Outbox;
+use queue::{After, Queue};
+use routing::Routing;
+use shard_msg::{QueueReply, ShardMsg};
+use slab::Slab;
+use std::sync::Arc;
+
+/// Everything of a shard except its connections. Channels get `&mut ShardCtx`
+/// while their connection is borrowed separately.
+pub struct ShardCtx {
+    pub id: u16,
+    pub config: Arc<Config>,
+    pub defs: Arc<Definitions>,
+    /// This shard's lock-free copy of exchanges and bindings.
+    pub routing: Routing,
+    /// Messages produced this iteration, per destination shard.
+    pub outbox: Outbox,
+    /// Queues owned by this shard. Invariant: only this thread touches them.
+    pub queues: Slab<Queue>,
+    next_queue_gen: u32,
+    next_incarnation: u32,
+    next_conn_uid: u64,
+    /// Connections with output waiting to be flushed this iteration.
+    pub dirty: Vec<usize>,
+    /// Reused by every publish to collect destination queues.
+    pub route_scratch: Vec<QueueRef>,
+    pub rng: names::Rng,
+}
+
+impl ShardCtx {
+    pub fn new(id: u16, config: Arc<Config>, defs: Arc<Definitions>) -> ShardCtx {
+        let shards = config.shards;
+        ShardCtx {
+            id,
+            config,
+            defs,
+            routing: Routing::new(id as usize),
+            outbox: Outbox::new(id, shards),
+            queues: Slab::new(),
+            next_queue_gen: 1,
+            next_incarnation: 1,
+            next_conn_uid: 1,
+            dirty: Vec::new(),
+            route_scratch: Vec::with_capacity(16),
+            rng: names::Rng::new(id as u64),
+        }
+    }
+
+    pub fn next_queue_gen(&mut self) -> u32 {
+        self.next_queue_gen = self.next_queue_gen.wrapping_add(1);
+        self.next_queue_gen
+    }
+
+    pub fn next_incarnation(&mut self) -> u32 {
+        self.next_incarnation = self.next_incarnation.wrapping_add(1);
+        self.next_incarnation
+    }
+
+    /// Connection ids are unique broker-wide: shard number in the top bits.
+    pub fn next_conn_uid(&mut self) -> u64 {
+        self.next_conn_uid += 1;
+        ((self.id as u64) << 48) | self.next_conn_uid
+    }
+
+    pub fn mark_dirty(&mut self, conn_slot: usize) {
+        self.dirty.push(conn_slot);
+    }
+
+    fn queue_mut(&mut self, q: QueueRef) -> Option<&mut Queue> {
+        match self.queues.get_mut(q.slot as usize) {
+            Some(queue) if queue.me == q => Some(queue),
+            _ => None,
+        }
+    }
+
+    /// Deletes a queue owned by this shard: consumers are told (basic.cancel),
+    /// its definition and bindings removed, its messages dropped.
+    pub fn delete_queue(&mut self, q: QueueRef) {
+        if self.queue_mut(q).is_none() {
+            return;
+        }
+        let mut queue = self.queues.remove(q.slot as usize);
+        queue.cancel_all(&mut self.outbox);
+        self.defs.lock().remove_queue(&queue.props.name, q);
+    }
+}
+
+/// A shard's whole state.
+pub struct ShardState {
+    pub ctx: ShardCtx,
+    pub conns: Slab<Connection>,
+}
+
+impl ShardState {
+    pub fn new(ctx: ShardCtx) -> ShardState {
+        ShardState { ctx, conns: Slab::new() }
+    }
+
+    /// The message pump: every ring message (and every message the shard sent
+    /// itself) is handled here, one at a time.
+    pub fn handle(&mut self, msg: ShardMsg) {
+        let ctx = &mut self.ctx;
+        match msg {
+            ShardMsg::Publish { queue, msg } => {
+                if let Some(q) = ctx.queues.get_mut(queue.slot as usize).filter(|q| q.me == queue) {
+                    q.publish(msg, &mut ctx.outbox);
+                }
+            }
+            ShardMsg::Request { queue, reply_to, op } => {
+                let Some(q) = ctx.queues.get_mut(queue.slot as usize).filter(|q| q.me == queue) else {
+                    if let Some(to) = reply_to {
+                        ctx.outbox.push(to.shard, ShardMsg::Reply { to, queue, reply: QueueReply::Gone });
+                    }
+                    return;
+                };
+                let (reply, after) = q.request(op, reply_to);
+                if let Some(to) = reply_to {
+                    ctx.outbox.push(to.shard, ShardMsg::Reply { to, queue, reply });
+                }
+                match after {
+                    After::Delete => ctx.delete_queue(queue),
+                    After::Nothing => q.dispatch(&mut ctx.outbox),
+                }
+            }
+            ShardMsg::Settle { queue, channel, seq, how } => {
+                if let Some(q) = ctx.queues.get_mut(queue.slot as usize).filter(|q| q.me == queue) {
+                    q.settle(channel, seq, how, &mut ctx.outbox);
+                }
+            }
+            ShardMsg::ChannelGone { queue, channel } => {
+                if let Some(q) = ctx.queues.get_mut(queue.slot as usize).filter(|q| q.me == queue) {
+                    if q.channel_gone(channel, &mut ctx.outbox) == After::Delete {
+                        ctx.delete_queue(queue);
+                    }
+                }
+            }
+            ShardMsg::Resume { queue } => {
+                if let Some(q) = ctx.queues.get_mut(queue.slot as usize).filter(|q| q.me == queue) {
+                    q.dispatch(&mut ctx.outbox);
+                }
+            }
+            ShardMsg::Deliver { consumer, queue, seq, redelivered, msg } => {
+                let slot = consumer.channel.conn_slot as usize;
+                if let Some(conn) = self.conns.get_mut(slot) {
+                    conn.deliver(consumer, queue, seq, redelivered, msg, ctx);
+                }
+                // A stale target is fine: the queue requeues everything of a
+                // channel when it learns the channel is gone.
+            }
+            ShardMsg::Reply { to, queue, reply } => {
+                if let Some(conn) = self.conns.get_mut(to.conn_slot as usize) {
+                    conn.on_reply(to, queue, reply, ctx);
+                }
+            }
+            ShardMsg::ConsumerCancelled { consumer } => {
+                if let Some(conn) = self.conns.get_mut(consumer.channel.conn_slot as usize) {
+                    conn.consumer_cancelled(consumer, ctx);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! A queue's runtime state: its messages, the messages delivered but not yet
+//! acknowledged, and its consumers. A queue lives on exactly one shard and is
+//! touched only by that shard's thread; everyone else talks to it with
+//! `ShardMsg`s (publish, settle, requests).
+//!
+//! Ordering: every message gets a sequence number on arrival. Delivery is in
+//! sequence order; a requeued message goes back to its original place (a min-heap
+//! of requeued messages is always served before the never-delivered ones, whose
+//! numbers are all higher), with `redelivered` set.
+
+use super::ids::{ChannelRef, ConsumerRef, QueueRef};
+use super::message::Message;
+use super::outbox::Outbox;
+use super::shard_msg::{ChannelWindow, ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
+use super::error::AmqpError;
+use crate::protocol::FieldTable;
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+/// Hasher for sequence-number keys: they are already unique integers.
+#[derive(Default)]
+pub struct SeqHasher(u64);
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | *b as u64;
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        // Spread the bits a little so sequential keys use the whole table.
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
+
+struct Stored {
+    seq: u64,
+    redelivered: bool,
+    msg: Message,
+}
+impl PartialEq for Stored {
+    fn eq(&self, o: &Self) -> bool {
+        self.seq == o.seq
+    }
+}
+impl Eq for Stored {}
+impl PartialOrd for Stored {
+    fn partial_cmp(&self, o: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Stored {
+    // Reversed: BinaryHeap is a max-heap and we want the lowest sequence first.
+    fn cmp(&self, o: &Self) -> CmpOrdering {
+        o.seq.cmp(&self.seq)
+    }
+}
+
+struct Unacked {
+    msg: Message,
+    channel: ChannelRef,
+    /// None for basic.get deliveries.
+    consumer: Option<ConsumerRef>,
+}
+
+struct Consumer {
+    r: ConsumerRef,
+    no_ack: bool,
+    prefetch: u32,
+    unacked: u32,
+    window: Arc<ChannelWindow>,
+    #[allow(dead_code)]
+    arguments: FieldTable,
+}
+
+/// Immutable properties fixed at declaration.
+#[derive(Clone, Debug)]
+pub struct QueueProps {
+    pub name: String,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub exclusive_owner: Option<u64>,
+    pub arguments: FieldTable,
+}
+
+pub struct Queue {
+    pub me: QueueRef,
+    pub props: QueueProps,
+    ready: VecDeque<Stored>,
+    requeued: BinaryHeap<Stored>,
+    unacked: SeqMap<Unacked>,
+    consumers: Vec<Consumer>,
+    /// Round-robin position in `consumers`.
+    next_consumer: usize,
+    next_seq: u64,
+    /// An exclusive consumer holds the queue.
+    exclusive_consumer: bool,
+    /// Auto-delete applies only once a consumer has come and gone.
+    had_consumer: bool,
+}
+
+/// What the owning shard must do after a queue operation.
+#[derive(Debug, PartialEq, Eq)]
+pub enum After {
+    Nothing,
+    /// The queue deleted itself (auto-delete) or was deleted: drop it.
+    Delete,
+}
+
+impl Queue {
+    pub fn new(me: QueueRef, props: QueueProps) -> Queue {
+        Queue {
+            me,
+            props,
+            ready: VecDeque::new(),
+            requeued: BinaryHeap::new(),
+            unacked: SeqMap::default(),
+            consumers: Vec::new(),
+            next_consumer: 0,
+            next_seq: 1,
+            exclusive_consumer: false,
+            had_consumer: false,
+        }
+    }
+
+    pub fn message_count(&self) -> u32 {
+        (self.ready.len() + self.requeued.len()) as u32
+    }
+
+    pub fn consumer_count(&self) -> u32 {
+        self.consumers.len() as u32
+    }
+
+    /// A routed message arrives.
+    #[inline]
+    pub fn publish(&mut self, msg: Message, out: &mut Outbox) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.ready.push_back(Stored { seq, redelivered: false, msg });
+        if !self.consumers.is_empty() {
+            self.dispatch(out);
+        }
+    }
+
+    fn pop_next(&mut self) -> Option<Stored> {
+        if let Some(s) = self.requeued.pop() {
+            return Some(s);
+        }
+        self.ready.pop_front()
+    }
+
+    fn has_messages(&self) -> bool {
+        !self.ready.is_empty() || !self.requeued.is_empty()
+    }
+
+    /// Hands messages to consumers with room in their prefetch windows,
+    /// round-robin.
+    pub fn dispatch(&mut self, out: &mut Outbox) {
+        let n = self.consumers.len();
+        if n == 0 {
+            return;
+        }
+        while self.has_messages() {
+            let mut chosen = None;
+            for i in 0..n {
+                let idx = (self.next_consumer + i) % n;
+                let c = &self.consumers[idx];
+                if c.no_ack {
+                    chosen = Some(idx);
+                    break;
+                }
+                if c.prefetch != 0 && c.unacked >= c.prefetch {
+                    continue;
+                }
+                if !c.window.try_take() {
+                    continue;
+                }
+                chosen = Some(idx);
+                break;
+            }
+            let Some(idx) = chosen else { return };
+            self.next_consumer = (idx + 1) % n;
+            let s = self.pop_next().expect("has_messages");
+            let c = &mut self.consumers[idx];
+            let consumer = c.r;
+            if !c.no_ack {
+                c.unacked += 1;
+                self.unacked.insert(
+                    s.seq,
+                    Unacked { msg: s.msg.clone(), channel: consumer.channel, consumer: Some(consumer) },
+                );
+            }
+            out.push(
+                consumer.channel.shard,
+                ShardMsg::Deliver { consumer, queue: self.me, seq: s.seq, redelivered: s.redelivered, msg: s.msg },
+            );
+        }
+    }
+
+    /// ack / nack / reject of one delivery. Unknown sequence numbers are ignored:
+    /// the channel validated the tag, so this can only be a message the queue
+    /// already requeued because the channel went away.
+    pub fn settle(&mut self, channel: ChannelRef, seq: u64, how: Settle, out: &mut Outbox) {
+        let Some(u) = self.unacked.remove(&seq) else { return };
+        if u.channel != channel {
+            self.unacked.insert(seq, u);
+            return;
+        }
+        if let Some(cr) = u.consumer {
+            if let Some(c) = self.consumers.iter_mut().find(|c| c.r == cr) {
+                c.unacked = c.unacked.saturating_sub(1);
+            }
+        }
+        if how == Settle::Requeue {
+            self.requeued.push(Stored { seq, redelivered: true, msg: u.msg });
+        }
+        self.dispatch(out);
+    }
+
+    /// A channel closed: forget its consumers, requeue what it had not acked.
+    pub fn channel_gone(&mut self, channel: ChannelRef, out: &mut Outbox) -> After {
+        let before = self.consumers.len();
+        self.consumers.retain(|c| c.r.channel != channel);
+        if self.consumers.len() != before {
+            self.exclusive_consumer = false;
+            self.next_consumer = 0;
+        }
+        let mut seqs: Vec<u64> = self.unacked.iter().filter(|(_, u)| u.channel == channel).map(|(s, _)| *s).collect();
+        seqs.sort_unstable();
+        for seq in seqs {
+            if let Some(u) = self.unacked.remove(&seq) {
+                self.requeued.push(Stored { seq, redelivered: true, msg: u.msg });
+            }
+        }
+        if self.auto_delete_due() {
+            return After::Delete;
+        }
+        self.dispatch(out);
+        After::Nothing
+    }
+
+    fn auto_delete_due(&self) -> bool {
+        self.props.auto_delete && self.had_consumer && self.consumers.is_empty()
+    }
+
+    /// Handles a synchronous request; returns the reply and what to do next. The
+    /// caller sends the reply and then calls `dispatch`, so a consume-ok reaches
+    /// the client before the consumer's first delivery.
+    pub fn request(&mut self, op: QueueOp, reply_to: Option<ChannelRef>) -> (QueueReply, After) {
+        match op {
+            QueueOp::Status => {
+                (QueueReply::Status { messages: self.message_count(), consumers: self.consumer_count() }, After::Nothing)
+            }
+            QueueOp::Purge => {
+                // Purge removes ready messages only; unacked ones stay unacked.
+                let n = self.message_count();
+                self.ready.clear();
+                self.requeued.clear();
+                (QueueReply::Purged { messages: n }, After::Nothing)
+            }
+            QueueOp::Delete { if_unused, if_empty } => {
+                if if_unused && !self.consumers.is_empty() {
+                    let e = AmqpError::precondition(format!("queue '{}' in vhost '/' in use", self.props.name));
+                    return (QueueReply::Error { code: e.code, text: e.text }, After::Nothing);
+                }
+                if if_empty && self.message_count() > 0 {
+                    let e = AmqpError::precondition(format!("queue '{}' in vhost '/' is not empty", self.props.name));
+                    return (QueueReply::Error { code: e.code, text: e.text }, After::Nothing);
+                }
+                (QueueReply::Deleted { messages: self.message_count() }, After::Delete)
+            }
+            QueueOp::Consume(spec) => self.consume(spec),
+            QueueOp::Cancel { consumer } => {
+                self.consumers.retain(|c| c.r != consumer);
+                self.exclusive_consumer = false;
+                self.next_consumer = 0;
+                let after = if self.auto_delete_due() { After::Delete } else { After::Nothing };
+                (QueueReply::Cancelled, after)
+            }
+            QueueOp::Get { no_ack } => (self.get(no_ack, reply_to), After::Nothing),
+        }
+    }
+
+    fn consume(&mut self, spec: ConsumeSpec) -> (QueueReply, After) {
+        if self.exclusive_consumer || (spec.exclusive && !self.consumers.is_empty()) {
+            let e = AmqpError::access_refused(format!(
+                "queue '{}' in vhost '/' in exclusive use",
+                self.props.name
+            ));
+            return (QueueReply::Error { code: e.code, text: e.text }, After::Nothing);
+        }
+        self.exclusive_consumer = spec.exclusive;
+        self.had_consumer = true;
+        self.consumers.push(Consumer {
+            r: spec.consumer,
+            no_ack: spec.no_ack,
+            prefetch: spec.prefetch,
+            unacked: 0,
+            window: spec.window,
+            arguments: spec.arguments,
+        });
+        (QueueReply::Consumed, After::Nothing)
+    }
+
+    /// basic.get: the next message, recorded as unacked to the channel unless no_ack.
+    pub fn get(&mut self, no_ack: bool, channel: Option<ChannelRef>) -> QueueReply {
+        let Some(s) = self.pop_next() else { return QueueReply::GetEmpty };
+        if !no_ack {
+            if let Some(ch) = channel {
+                self.unacked.insert(s.seq, Unacked { msg: s.msg.clone(), channel: ch, consumer: None });
+            }
+        }
+        QueueReply::GetOk { seq: s.seq, redelivered: s.redelivered, messages: self.message_count(), msg: s.msg }
+    }
+
+    /// The queue is being deleted: tell consumers (broker-sent basic.cancel).
+    pub fn cancel_all(&mut self, out: &mut Outbox) {
+        for c in self.consumers.drain(..) {
+            out.push(c.r.channel.shard, ShardMsg::ConsumerCancelled { consumer: c.r });
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The `warren` broker binary: parses flags (each with an environment fallback)
+//! and runs the broker until killed.
+
+use clap::Parser;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// warren: an AMQP 0-9-1 message broker compatible with RabbitMQ clients.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// AMQP port.
+    #[arg(long, env = "WARREN_PORT", default_value_t = 5672)]
+    port: u16,
+    /// Addresses to listen on (repeat or comma-separate).
+    #[arg(long, env = "WARREN_BIND", value_delimiter = ',', default_value = "127.0.0.1,::1")]
+    bind: Vec<IpAddr>,
+    /// Number of shards (event-loop threads); default: available cores.
+    #[arg(long, env = "WARREN_SHARDS")]
+    shards: Option<usize>,
+    /// Data directory.
+    #[arg(long, env = "WARREN_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, env = "WARREN_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Also listen on 127.0.0.1:(BASE + i) for each shard i, so clients can pick
+    /// their shard (testing, pinning).
+    #[arg(long, env = "WARREN_SHARD_PORT_BASE")]
+    shard_port_base: Option<u16>,
+    /// Do not pin shard threads to cores.
+    #[arg(long, env = "WARREN_NO_PIN")]
+    no_pin: bool,
+    /// Heartbeat interval offered to clients, seconds (0 disables).
+    #[arg(long, env = "WARREN_HEARTBEAT", default_value_t = 60)]
+    heartbeat: u16,
+    /// frame_max offered to clients, bytes.
+    #[arg(long, env = "WARREN_FRAME_MAX", default_value_t = 131072)]
+    frame_max: u32,
+}
+
+fn main() {
+    let args = Args::parse();
+    env_logger::Builder::new().parse_filters(&args.log_level).format_timestamp_millis().init();
+    let mut config = warren::Config::default();
+    config.port = args.port;
+    config.bind = args.bind;
+    if let Some(n) = args.shards {
+        config.shards = n.max(1);
+    }
+    config.data_dir = args.data_dir;
+    config.shard_port_base = args.shard_port_base;
+    config.pin_threads = !args.no_pin;
+    config.heartbeat = args.heartbeat;
+    config.frame_max = args.frame_max.max(4096);
+    if let Err(e) = warren::store::ensure_data_dir(&config.data_dir) {
+        eprintln!("warren: cannot create data dir {}: {}", config.data_dir.display(), e);
+        std::process::exit(1);
+    }
+    match warren::start(config) {
+        Ok(handle) => handle.join(),
+        Err(e) => {
+            eprintln!("warren: {}", e);
+            std::process::exit(1);
+        }
+    }
+}

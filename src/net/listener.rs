@@ -1,0 +1,23 @@
+//! Listening sockets. Every shard owns one listener per bind address, all bound to
+//! the same port with SO_REUSEPORT, so the kernel spreads accepted connections over
+//! the shards without any shared accept queue or hand-off between threads.
+
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::SocketAddr;
+
+/// Binds a non-blocking listener with SO_REUSEADDR and SO_REUSEPORT set.
+pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        // Keep [::1] separate from 127.0.0.1: each is bound explicitly.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}

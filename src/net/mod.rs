@@ -1,0 +1,8 @@
+//! Network layer: listening sockets and the byte buffers of one client socket.
+//! Nothing here knows AMQP.
+
+pub mod listener;
+pub mod socket;
+
+pub use listener::bind_reuseport;
+pub use socket::{ReadOutcome, Socket};

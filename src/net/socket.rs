@@ -1,0 +1,105 @@
+//! One client socket with its read and write buffers.
+//!
+//! Reads land in a `BytesMut`; complete frames are split off it as `Bytes`, so a
+//! message body is a shared slice of the read buffer and is never copied on its way
+//! into queues. Writes are encoded into one `Vec<u8>` per socket and flushed once per
+//! event-loop iteration (one `write` syscall for many frames).
+
+use bytes::BytesMut;
+use mio::net::TcpStream;
+use std::io::{self, Read, Write};
+
+/// Read buffer chunk: how much room we make before each `read`.
+const READ_CHUNK: usize = 64 * 1024;
+/// Stop reading from a socket when this much unprocessed input is buffered
+/// (the connection is waiting on something); reading resumes once it drains.
+const MAX_BUFFERED_INPUT: usize = 4 * 1024 * 1024;
+/// At most this many bytes are read per readiness event, so one busy client
+/// cannot starve the others on its shard.
+const MAX_READ_PER_EVENT: usize = 1024 * 1024;
+
+/// What a `fill` call found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Data may still be waiting in the kernel (we stopped early); call again later.
+    More,
+    /// The kernel has nothing more for now (`WouldBlock`).
+    Drained,
+    /// The peer closed its side.
+    Closed,
+}
+
+/// A client connection's socket and buffers.
+pub struct Socket {
+    pub stream: TcpStream,
+    /// Unprocessed input; frames are split off the front.
+    pub rbuf: BytesMut,
+    /// Encoded output not yet written; `wpos` is how much of it has been written.
+    pub wbuf: Vec<u8>,
+    wpos: usize,
+}
+
+impl Socket {
+    pub fn new(stream: TcpStream) -> Socket {
+        let _ = stream.set_nodelay(true);
+        Socket { stream, rbuf: BytesMut::with_capacity(READ_CHUNK), wbuf: Vec::with_capacity(READ_CHUNK), wpos: 0 }
+    }
+
+    /// Reads what the kernel has (bounded), appending to `rbuf`.
+    pub fn fill(&mut self) -> io::Result<ReadOutcome> {
+        let mut total = 0;
+        loop {
+            if self.rbuf.len() >= MAX_BUFFERED_INPUT || total >= MAX_READ_PER_EVENT {
+                return Ok(ReadOutcome::More);
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                // Reclaims the old allocation when no frame slices point into it any
+                // more; allocates only when queued messages still hold it.
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            let len = self.rbuf.len();
+            let cap = self.rbuf.capacity();
+            // SAFETY: we read into the spare capacity and only extend `len` by the
+            // number of bytes the kernel reported written.
+            let spare = unsafe { std::slice::from_raw_parts_mut(self.rbuf.as_mut_ptr().add(len), cap - len) };
+            match self.stream.read(spare) {
+                Ok(0) => return Ok(ReadOutcome::Closed),
+                Ok(n) => {
+                    unsafe { self.rbuf.set_len(len + n) };
+                    total += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Drained),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Bytes encoded but not yet handed to the kernel.
+    pub fn pending_output(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Writes as much pending output as the kernel takes. Ok(true) when all written.
+    pub fn flush(&mut self) -> io::Result<bool> {
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Keep the buffer from growing forever with already-written bytes.
+                    if self.wpos > 1024 * 1024 {
+                        self.wbuf.drain(..self.wpos);
+                        self.wpos = 0;
+                    }
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        Ok(true)
+    }
+}

@@ -1,0 +1,285 @@
+//! One shard's event loop (mio's model loop, plus rings):
+//!
+//! 1. `poll` for socket readiness (or a ring wake-up, or the tick timeout);
+//! 2. accept new connections; read ready sockets and run their frames through
+//!    `Connection` (which may route publishes and push ring messages);
+//! 3. pump messages: from every incoming ring and from the shard's own outbox,
+//!    until nothing is left (`ShardState::handle`);
+//! 4. move the outbox onto the outgoing rings, waking each peer once;
+//! 5. flush the write buffers of connections that produced output (one write
+//!    syscall per connection per iteration).
+
+use super::mesh::{Links, WAKER_TOKEN};
+use super::ShardListeners;
+use crate::broker::connection::Connection;
+use crate::broker::definitions::Definitions;
+use crate::broker::{ShardCtx, ShardState};
+use crate::config::Config;
+use crate::net::{ReadOutcome, Socket};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Token};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Timer resolution: heartbeats and timeouts are checked this often.
+const TICK: Duration = Duration::from_millis(200);
+/// Stop reading from a connection whose unsent output exceeds this (a consumer
+/// that does not read); resume when it drains.
+const WRITE_HIGH_WATER: usize = 16 * 1024 * 1024;
+/// Messages taken from one incoming ring per pass, so one busy peer cannot
+/// starve the sockets.
+const RING_BATCH: usize = 4096;
+
+fn listener_token(i: usize) -> Token {
+    Token(usize::MAX - 2 - i)
+}
+
+struct Loop {
+    id: u16,
+    state: ShardState,
+    links: Links,
+    listeners: Vec<TcpListener>,
+    /// Connections that may have more input in the kernel.
+    retry_read: Vec<usize>,
+    stop: Arc<AtomicBool>,
+}
+
+pub fn run(
+    id: u16,
+    config: Arc<Config>,
+    defs: Arc<Definitions>,
+    sl: ShardListeners,
+    links: Links,
+    stop: Arc<AtomicBool>,
+) {
+    let mut listeners = Vec::new();
+    for (i, l) in sl.listeners.into_iter().enumerate() {
+        let mut l = TcpListener::from_std(l);
+        if let Err(e) = links.poll.registry().register(&mut l, listener_token(i), Interest::READABLE) {
+            log::error!("shard {}: cannot register listener: {}", id, e);
+        }
+        listeners.push(l);
+    }
+    let ctx = ShardCtx::new(id, config, defs);
+    let mut lp = Loop { id, state: ShardState::new(ctx), links, listeners, retry_read: Vec::new(), stop };
+    lp.run();
+}
+
+impl Loop {
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = Instant::now() + TICK;
+        let me = self.id as usize;
+        while !self.stop.load(Ordering::Acquire) {
+            let mut timeout = next_tick.saturating_duration_since(Instant::now());
+            if !self.retry_read.is_empty() || self.has_outgoing() {
+                timeout = Duration::ZERO;
+            } else {
+                // Announce we may sleep, then look at the rings once more: a peer
+                // that pushed before seeing the flag has its entry seen here.
+                self.links.parked[me].store(true, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
+                if self.rings_nonempty() {
+                    timeout = Duration::ZERO;
+                }
+            }
+            if let Err(e) = self.links.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    log::error!("shard {}: poll failed: {}", self.id, e);
+                }
+            }
+            self.links.parked[me].store(false, Ordering::SeqCst);
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER_TOKEN => {}
+                    Token(t) if t >= usize::MAX - 2 - self.listeners.len() && t <= usize::MAX - 2 => {
+                        self.accept(usize::MAX - 2 - t)
+                    }
+                    Token(slot) => {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.read(slot);
+                        }
+                        if ev.is_writable() {
+                            self.state.ctx.mark_dirty(slot);
+                        }
+                    }
+                }
+            }
+            let retry = std::mem::take(&mut self.retry_read);
+            for slot in retry {
+                self.read(slot);
+            }
+            self.pump();
+            let now = Instant::now();
+            if now >= next_tick {
+                next_tick = now + TICK;
+                self.tick(now);
+                self.pump();
+            }
+            self.send_outgoing();
+            self.flush();
+        }
+        // Shutdown: sockets close as the state drops.
+    }
+
+    fn accept(&mut self, i: usize) {
+        loop {
+            match self.listeners[i].accept() {
+                Ok((mut stream, _addr)) => {
+                    let slot = self.state.conns.vacant_key();
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    if let Err(e) = self.links.poll.registry().register(&mut stream, Token(slot), interest) {
+                        log::warn!("cannot register connection: {}", e);
+                        continue;
+                    }
+                    let uid = self.state.ctx.next_conn_uid();
+                    self.state.conns.insert(Connection::new(Socket::new(stream), slot as u32, uid));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // e.g. EMFILE: stop accepting for this round; try again later.
+                    log::warn!("accept failed: {}", e);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read(&mut self, slot: usize) {
+        let Some(conn) = self.state.conns.get_mut(slot) else { return };
+        if conn.dead {
+            return;
+        }
+        if conn.sock.pending_output() > WRITE_HIGH_WATER {
+            // Resumed from `flush` once the peer reads its output.
+            return;
+        }
+        let outcome = conn.sock.fill();
+        conn.on_input(&mut self.state.ctx);
+        match outcome {
+            Ok(ReadOutcome::Drained) => {}
+            Ok(ReadOutcome::More) => self.retry_read.push(slot),
+            Ok(ReadOutcome::Closed) | Err(_) => {
+                conn.teardown(&mut self.state.ctx);
+                conn.dead = true;
+                self.state.ctx.mark_dirty(slot);
+            }
+        }
+    }
+
+    /// Handles ring messages and the shard's own messages until none is left.
+    fn pump(&mut self) {
+        let me = self.id as usize;
+        loop {
+            let mut did = 0;
+            while let Some(m) = self.state.ctx.outbox.pop_local() {
+                self.state.handle(m);
+                did += 1;
+            }
+            for j in 0..self.links.from.len() {
+                if j == me {
+                    continue;
+                }
+                for _ in 0..RING_BATCH {
+                    let Some(m) = self.links.from[j].as_mut().and_then(|c| c.pop()) else { break };
+                    self.state.handle(m);
+                    did += 1;
+                    while let Some(m) = self.state.ctx.outbox.pop_local() {
+                        self.state.handle(m);
+                    }
+                }
+            }
+            if did == 0 {
+                return;
+            }
+        }
+    }
+
+    fn rings_nonempty(&self) -> bool {
+        self.links.from.iter().flatten().any(|c| !c.is_empty())
+    }
+
+    fn has_outgoing(&self) -> bool {
+        self.state.ctx.outbox.to.iter().any(|q| !q.is_empty())
+    }
+
+    /// Moves this iteration's messages onto the rings; one wake-up per peer.
+    fn send_outgoing(&mut self) {
+        let me = self.id as usize;
+        for j in 0..self.state.ctx.outbox.to.len() {
+            if j == me || self.state.ctx.outbox.to[j].is_empty() {
+                continue;
+            }
+            let ring = self.links.to[j].as_mut().expect("ring to peer");
+            let q = &mut self.state.ctx.outbox.to[j];
+            let mut pushed = false;
+            while let Some(m) = q.pop_front() {
+                match ring.try_push(m) {
+                    Ok(()) => pushed = true,
+                    Err(m) => {
+                        // Ring full: keep the rest, in order, for the next iteration.
+                        q.push_front(m);
+                        break;
+                    }
+                }
+            }
+            if pushed {
+                fence(Ordering::SeqCst);
+                if self.links.parked[j].load(Ordering::SeqCst) {
+                    let _ = self.links.wakers[j].wake();
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let ctx = &mut self.state.ctx;
+        for (_, conn) in self.state.conns.iter_mut() {
+            if !conn.dead {
+                conn.tick(now, ctx);
+            }
+        }
+        let dead: Vec<usize> = self.state.conns.iter().filter(|(_, c)| c.dead).map(|(k, _)| k).collect();
+        for slot in dead {
+            self.state.ctx.mark_dirty(slot);
+        }
+    }
+
+    /// Writes pending output; drops finished and dead connections.
+    fn flush(&mut self) {
+        let mut dirty = std::mem::take(&mut self.state.ctx.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for &slot in &dirty {
+            let Some(conn) = self.state.conns.get_mut(slot) else { continue };
+            let mut drop_it = conn.dead;
+            if !drop_it {
+                let was_blocked = conn.sock.pending_output() > WRITE_HIGH_WATER;
+                match conn.sock.flush() {
+                    Ok(all) => {
+                        conn.last_write = Instant::now();
+                        if all && conn.finished() {
+                            drop_it = true;
+                        }
+                        if was_blocked && conn.sock.pending_output() <= WRITE_HIGH_WATER {
+                            self.retry_read.push(slot);
+                        }
+                    }
+                    Err(_) => {
+                        conn.teardown(&mut self.state.ctx);
+                        drop_it = true;
+                    }
+                }
+            }
+            if drop_it {
+                let mut conn = self.state.conns.remove(slot);
+                conn.teardown(&mut self.state.ctx);
+                let _ = self.links.poll.registry().deregister(&mut conn.sock.stream);
+            }
+        }
+        dirty.clear();
+        self.state.ctx.dirty = dirty;
+        // Teardown may have produced messages (requeues); they go out next round.
+    }
+}

@@ -1,0 +1,115 @@
+//! Shards: one event-loop thread per core, each owning its listeners,
+//! connections and queues, linked to every other shard by SPSC rings.
+//!
+//! [`start`] binds the listeners on the caller's thread (so the ports are known,
+//! and errors reported, before it returns), builds the ring mesh, and spawns one
+//! pinned thread per shard running [`event_loop::run`].
+
+pub mod event_loop;
+pub mod mesh;
+pub mod ring;
+
+use crate::broker::definitions::Definitions;
+use crate::config::Config;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// A running broker.
+pub struct BrokerHandle {
+    port: u16,
+    shard_ports: Vec<u16>,
+    stop: Arc<AtomicBool>,
+    wakers: Vec<Arc<mio::Waker>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl BrokerHandle {
+    /// The AMQP port (useful when the config asked for port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Per-shard ports, if `shard_port_base` was set: a connection to
+    /// `shard_ports()[i]` is served by shard `i`.
+    pub fn shard_ports(&self) -> &[u16] {
+        &self.shard_ports
+    }
+
+    /// Stops every shard and waits for the threads.
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::Release);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    /// Blocks until the shard threads end (they end only on shutdown).
+    pub fn join(mut self) {
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Listeners of one shard: the shared port on each bind address, plus its own port.
+pub struct ShardListeners {
+    pub listeners: Vec<std::net::TcpListener>,
+}
+
+/// Starts a broker.
+pub fn start(config: Config) -> io::Result<BrokerHandle> {
+    let shards = config.shards.max(1);
+    let mut config = config;
+    config.shards = shards;
+    let mut per_shard: Vec<ShardListeners> = (0..shards).map(|_| ShardListeners { listeners: Vec::new() }).collect();
+    let mut port = config.port;
+    for ip in &config.bind {
+        for (i, sl) in per_shard.iter_mut().enumerate() {
+            let l = crate::net::bind_reuseport(SocketAddr::new(*ip, port))
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}:{}: {}", ip, port, e)))?;
+            if port == 0 && i == 0 {
+                port = l.local_addr()?.port();
+            }
+            sl.listeners.push(l);
+        }
+    }
+    let mut shard_ports = Vec::new();
+    if let Some(base) = config.shard_port_base {
+        for (i, sl) in per_shard.iter_mut().enumerate() {
+            let p = if base == 0 { 0 } else { base + i as u16 };
+            let l = crate::net::bind_reuseport(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p))?;
+            shard_ports.push(l.local_addr()?.port());
+            sl.listeners.push(l);
+        }
+    }
+    config.port = port;
+    let config = Arc::new(config);
+    let defs = Arc::new(Definitions::new(shards));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut mesh = mesh::Mesh::new(shards)?;
+    let wakers = mesh.wakers.clone();
+    let cores = if config.pin_threads { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+    let mut threads = Vec::new();
+    for (i, sl) in per_shard.into_iter().enumerate() {
+        let links = mesh.take_links(i);
+        let config = config.clone();
+        let defs = defs.clone();
+        let stop = stop.clone();
+        let core = if cores.is_empty() { None } else { Some(cores[i % cores.len()]) };
+        let t = std::thread::Builder::new().name(format!("warren-shard-{}", i)).spawn(move || {
+            if let Some(core) = core {
+                core_affinity::set_for_current(core);
+            }
+            event_loop::run(i as u16, config, defs, sl, links, stop);
+        })?;
+        threads.push(t);
+    }
+    log::info!("warren listening on port {} with {} shard(s)", port, shards);
+    Ok(BrokerHandle { port, shard_ports, stop, wakers, threads })
+}
