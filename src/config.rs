@@ -34,7 +34,9 @@ impl Default for Config {
         Config {
             bind: vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()],
             port: 5672,
-            shards: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            shards: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             data_dir: PathBuf::from("./data"),
             shard_port_base: None,
             pin_threads: true,

@@ -10,11 +10,11 @@
 //!
 //! See ARCHITECTURE.md for threads, rings and the path of a message.
 
+pub mod broker;
 pub mod config;
 pub mod net;
 pub mod protocol;
 pub mod shard;
-pub mod broker;
 pub mod store;
 
 pub use config::Config;

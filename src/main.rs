@@ -13,7 +13,12 @@ struct Args {
     #[arg(long, env = "WARREN_PORT", default_value_t = 5672)]
     port: u16,
     /// Addresses to listen on (repeat or comma-separate).
-    #[arg(long, env = "WARREN_BIND", value_delimiter = ',', default_value = "127.0.0.1,::1")]
+    #[arg(
+        long,
+        env = "WARREN_BIND",
+        value_delimiter = ',',
+        default_value = "127.0.0.1,::1"
+    )]
     bind: Vec<IpAddr>,
     /// Number of shards (event-loop threads); default: available cores.
     #[arg(long, env = "WARREN_SHARDS")]
@@ -41,7 +46,10 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    env_logger::Builder::new().parse_filters(&args.log_level).format_timestamp_millis().init();
+    env_logger::Builder::new()
+        .parse_filters(&args.log_level)
+        .format_timestamp_millis()
+        .init();
     let mut config = warren::Config::default();
     config.port = args.port;
     config.bind = args.bind;
@@ -54,7 +62,11 @@ fn main() {
     config.heartbeat = args.heartbeat;
     config.frame_max = args.frame_max.max(4096);
     if let Err(e) = warren::store::ensure_data_dir(&config.data_dir) {
-        eprintln!("warren: cannot create data dir {}: {}", config.data_dir.display(), e);
+        eprintln!(
+            "warren: cannot create data dir {}: {}",
+            config.data_dir.display(),
+            e
+        );
         std::process::exit(1);
     }
     match warren::start(config) {

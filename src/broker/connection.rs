@@ -15,7 +15,9 @@ use super::ShardCtx;
 use crate::net::Socket;
 use crate::protocol::constants as c;
 use crate::protocol::methods::*;
-use crate::protocol::{check_frame, write_heartbeat, write_method, FieldTable, FieldValue, Method, PROTOCOL_HEADER};
+use crate::protocol::{
+    check_frame, write_heartbeat, write_method, FieldTable, FieldValue, Method, PROTOCOL_HEADER,
+};
 use bytes::Bytes;
 use std::time::{Duration, Instant};
 
@@ -69,6 +71,8 @@ pub struct Connection {
     waiting: Option<u16>,
     /// Set when the socket should be dropped now.
     pub dead: bool,
+    /// Everything is sent; waiting for the peer to close.
+    lingering: bool,
 }
 
 impl Connection {
@@ -93,6 +97,7 @@ impl Connection {
             deadline: Some(now + HANDSHAKE_TIMEOUT),
             waiting: None,
             dead: false,
+            lingering: false,
         }
     }
 
@@ -101,9 +106,24 @@ impl Connection {
         self.state == State::CloseAfterFlush
     }
 
+    /// All output is written after close: like RabbitMQ, leave the socket open
+    /// until the client closes it (it does on close-ok) or a timeout passes.
+    /// Closing first makes some clients (lapin) report an aborted connection.
+    pub fn linger(&mut self) {
+        if self.lingering {
+            return;
+        }
+        self.lingering = true;
+        self.deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+    }
+
     /// New input arrived (already in `sock.rbuf`).
     pub fn on_input(&mut self, ctx: &mut ShardCtx) {
         self.last_read = Instant::now();
+        if self.state == State::CloseAfterFlush {
+            self.sock.rbuf.clear();
+            return;
+        }
         self.process(ctx);
     }
 
@@ -119,7 +139,11 @@ impl Connection {
                 self.protocol_header(&header, ctx);
                 continue;
             }
-            let max = if self.state == State::Running { self.info.frame_max } else { HANDSHAKE_FRAME_MAX };
+            let max = if self.state == State::Running {
+                self.info.frame_max
+            } else {
+                HANDSHAKE_FRAME_MAX
+            };
             match check_frame(&self.sock.rbuf, max) {
                 Ok(None) => break,
                 Ok(Some(head)) => {
@@ -165,12 +189,13 @@ impl Connection {
                     Ok(m) => m,
                     Err(e) => {
                         let err = match e {
-                            crate::protocol::DecodeError::UnknownMethod { class_id, method_id } => {
-                                AmqpError::command_invalid(format!(
-                                    "unknown method class {} method {}",
-                                    class_id, method_id
-                                ))
-                            }
+                            crate::protocol::DecodeError::UnknownMethod {
+                                class_id,
+                                method_id,
+                            } => AmqpError::command_invalid(format!(
+                                "unknown method class {} method {}",
+                                class_id, method_id
+                            )),
                             other => AmqpError::syntax_error(other),
                         };
                         return self.connection_error(err, 0, 0, ctx);
@@ -243,7 +268,8 @@ impl Connection {
                 Ok(())
             }
             // Clients may tell us they are blocked; nothing to do.
-            (State::Running, Method::ConnectionBlocked(_)) | (State::Running, Method::ConnectionUnblocked(_)) => Ok(()),
+            (State::Running, Method::ConnectionBlocked(_))
+            | (State::Running, Method::ConnectionUnblocked(_)) => Ok(()),
             (_, other) => Err(AmqpError::command_invalid(format!(
                 "unexpected method {} on channel 0 in state {:?}",
                 other.name(),
@@ -255,7 +281,11 @@ impl Connection {
         }
     }
 
-    fn connection_start_ok(&mut self, m: ConnectionStartOk, ctx: &mut ShardCtx) -> Result<(), AmqpError> {
+    fn connection_start_ok(
+        &mut self,
+        m: ConnectionStartOk,
+        ctx: &mut ShardCtx,
+    ) -> Result<(), AmqpError> {
         let mechanism = String::from_utf8_lossy(&m.mechanism).into_owned();
         let creds = match mechanism.as_str() {
             "PLAIN" => parse_plain(&m.response),
@@ -279,7 +309,10 @@ impl Connection {
         }
         self.info.user = creds.map(|c| c.0).unwrap_or_default();
         if let Some(FieldValue::Table(caps)) = m.client_properties.get("capabilities") {
-            self.info.cancel_notify = caps.get("consumer_cancel_notify").and_then(|v| v.as_bool()).unwrap_or(false);
+            self.info.cancel_notify = caps
+                .get("consumer_cancel_notify")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
         }
         let tune = ConnectionTune {
             channel_max: ctx.config.channel_max,
@@ -291,7 +324,11 @@ impl Connection {
         Ok(())
     }
 
-    fn connection_tune_ok(&mut self, m: ConnectionTuneOk, ctx: &mut ShardCtx) -> Result<(), AmqpError> {
+    fn connection_tune_ok(
+        &mut self,
+        m: ConnectionTuneOk,
+        ctx: &mut ShardCtx,
+    ) -> Result<(), AmqpError> {
         let server_frame_max = ctx.config.frame_max;
         if m.frame_max != 0 && m.frame_max < c::FRAME_MIN_SIZE {
             return Err(AmqpError::not_allowed(format!(
@@ -300,10 +337,17 @@ impl Connection {
                 c::FRAME_MIN_SIZE
             )));
         }
-        self.info.frame_max = if m.frame_max == 0 { server_frame_max } else { m.frame_max.min(server_frame_max) };
+        self.info.frame_max = if m.frame_max == 0 {
+            server_frame_max
+        } else {
+            m.frame_max.min(server_frame_max)
+        };
         let server_channel_max = ctx.config.channel_max;
-        self.info.channel_max =
-            if m.channel_max == 0 { server_channel_max } else { m.channel_max.min(server_channel_max) };
+        self.info.channel_max = if m.channel_max == 0 {
+            server_channel_max
+        } else {
+            m.channel_max.min(server_channel_max)
+        };
         self.info.heartbeat = m.heartbeat;
         self.state = State::Open;
         Ok(())
@@ -359,7 +403,8 @@ impl Connection {
             (None, Method::ChannelClose(_)) => self.send(ch, &ChannelCloseOk {}.into()),
             (None, Method::ChannelCloseOk(_)) => {}
             (None, other) => {
-                let err = AmqpError::channel_error(format!("expected 'channel.open' on channel {}", ch));
+                let err =
+                    AmqpError::channel_error(format!("expected 'channel.open' on channel {}", ch));
                 self.connection_error(err, other.class_id(), other.method_id(), ctx)
             }
             // After we closed the channel, everything but close/close-ok is dropped.
@@ -381,7 +426,11 @@ impl Connection {
             (Some(false), m) => {
                 let r = {
                     let chan = self.channels[ch as usize].as_mut().unwrap();
-                    let mut cx = ChanCx { ctx, wbuf: &mut self.sock.wbuf, info: &mut self.info };
+                    let mut cx = ChanCx {
+                        ctx,
+                        wbuf: &mut self.sock.wbuf,
+                        info: &mut self.info,
+                    };
                     chan.method(m, &mut cx)
                 };
                 self.after_channel(ch, r, class, method, ctx);
@@ -391,10 +440,17 @@ impl Connection {
 
     fn channel_content(&mut self, kind: u8, ch: u16, payload: Bytes, ctx: &mut ShardCtx) {
         let r = match self.channels.get_mut(ch as usize).and_then(|c| c.as_mut()) {
-            None => Err(AmqpError::channel_error(format!("content frame on unopened channel {}", ch))),
+            None => Err(AmqpError::channel_error(format!(
+                "content frame on unopened channel {}",
+                ch
+            ))),
             Some(chan) if chan.closing => return,
             Some(chan) => {
-                let mut cx = ChanCx { ctx, wbuf: &mut self.sock.wbuf, info: &mut self.info };
+                let mut cx = ChanCx {
+                    ctx,
+                    wbuf: &mut self.sock.wbuf,
+                    info: &mut self.info,
+                };
                 chan.content(kind, payload, &mut cx)
             }
         };
@@ -406,7 +462,14 @@ impl Connection {
 
     /// Applies a channel handler's outcome: keep going, pause, or close the
     /// channel (4xx) or the connection (5xx).
-    fn after_channel(&mut self, ch: u16, r: Result<Flow, AmqpError>, class: u16, method: u16, ctx: &mut ShardCtx) {
+    fn after_channel(
+        &mut self,
+        ch: u16,
+        r: Result<Flow, AmqpError>,
+        class: u16,
+        method: u16,
+        ctx: &mut ShardCtx,
+    ) {
         match r {
             Ok(Flow::Continue) => {}
             Ok(Flow::Wait) => self.waiting = Some(ch),
@@ -415,7 +478,14 @@ impl Connection {
         }
     }
 
-    fn channel_error(&mut self, ch: u16, e: AmqpError, class: u16, method: u16, ctx: &mut ShardCtx) {
+    fn channel_error(
+        &mut self,
+        ch: u16,
+        e: AmqpError,
+        class: u16,
+        method: u16,
+        ctx: &mut ShardCtx,
+    ) {
         log::debug!("channel {} error: {}", ch, e.text);
         if let Some(Some(chan)) = self.channels.get_mut(ch as usize) {
             chan.teardown(ctx);
@@ -463,8 +533,18 @@ impl Connection {
             if q.shard == ctx.id {
                 ctx.delete_queue(q);
             } else {
-                let op = QueueOp::Delete { if_unused: false, if_empty: false };
-                ctx.outbox.push(q.shard, ShardMsg::Request { queue: q, reply_to: None, op });
+                let op = QueueOp::Delete {
+                    if_unused: false,
+                    if_empty: false,
+                };
+                ctx.outbox.push(
+                    q.shard,
+                    ShardMsg::Request {
+                        queue: q,
+                        reply_to: None,
+                        op,
+                    },
+                );
             }
         }
     }
@@ -494,12 +574,22 @@ impl Connection {
         }) else {
             return;
         };
-        let mut cx = ChanCx { ctx, wbuf: &mut self.sock.wbuf, info: &mut self.info };
+        let mut cx = ChanCx {
+            ctx,
+            wbuf: &mut self.sock.wbuf,
+            info: &mut self.info,
+        };
         chan.deliver(consumer.id, queue, seq, redelivered, &msg, &mut cx);
         ctx_mark(cx, slot);
     }
 
-    pub fn on_reply(&mut self, to: ChannelRef, queue: QueueRef, reply: QueueReply, ctx: &mut ShardCtx) {
+    pub fn on_reply(
+        &mut self,
+        to: ChannelRef,
+        queue: QueueRef,
+        reply: QueueReply,
+        ctx: &mut ShardCtx,
+    ) {
         if self.waiting != Some(to.channel) || self.channel_for(to).is_none() {
             return;
         }
@@ -507,7 +597,11 @@ impl Connection {
         let (r, class, method) = {
             let chan = self.channels[to.channel as usize].as_mut().unwrap();
             let (class, method) = chan.waiting_method();
-            let mut cx = ChanCx { ctx, wbuf: &mut self.sock.wbuf, info: &mut self.info };
+            let mut cx = ChanCx {
+                ctx,
+                wbuf: &mut self.sock.wbuf,
+                info: &mut self.info,
+            };
             (chan.on_reply(queue, reply, &mut cx), class, method)
         };
         self.after_channel(to.channel, r, class, method, ctx);
@@ -521,8 +615,15 @@ impl Connection {
         if let Some(chan) = self.channel_for(consumer.channel) {
             if let Some(tag) = chan.forget_consumer(consumer.id) {
                 if notify {
-                    let cancel = BasicCancel { consumer_tag: tag, nowait: true };
-                    write_method(&mut self.sock.wbuf, consumer.channel.channel, &cancel.into());
+                    let cancel = BasicCancel {
+                        consumer_tag: tag,
+                        nowait: true,
+                    };
+                    write_method(
+                        &mut self.sock.wbuf,
+                        consumer.channel.channel,
+                        &cancel.into(),
+                    );
                     ctx.mark_dirty(slot);
                 }
             }
@@ -542,8 +643,12 @@ impl Connection {
     pub fn tick(&mut self, now: Instant, ctx: &mut ShardCtx) {
         if let Some(d) = self.deadline {
             if now >= d {
-                if self.state == State::Closing {
+                if self.lingering {
+                    self.dead = true;
+                } else if self.state == State::Closing {
                     self.state = State::CloseAfterFlush;
+                    self.deadline = None;
+                    ctx.mark_dirty(self.info.slot as usize);
                 } else {
                     log::debug!("handshake timeout");
                     self.teardown(ctx);
@@ -557,7 +662,10 @@ impl Connection {
         }
         let hb = Duration::from_secs(self.info.heartbeat as u64);
         if now.duration_since(self.last_read) > hb * 2 {
-            log::info!("closing connection: missed heartbeats from client, timeout: {}s", self.info.heartbeat);
+            log::info!(
+                "closing connection: missed heartbeats from client, timeout: {}s",
+                self.info.heartbeat
+            );
             self.teardown(ctx);
             self.dead = true;
             return;
@@ -583,7 +691,10 @@ fn parse_plain(resp: &[u8]) -> Option<(String, String)> {
     let _authzid = parts.next()?;
     let user = parts.next()?;
     let pass = parts.next()?;
-    Some((String::from_utf8_lossy(user).into_owned(), String::from_utf8_lossy(pass).into_owned()))
+    Some((
+        String::from_utf8_lossy(user).into_owned(),
+        String::from_utf8_lossy(pass).into_owned(),
+    ))
 }
 
 /// AMQPLAIN: a field table without its length prefix, with LOGIN and PASSWORD.
@@ -620,7 +731,10 @@ fn server_properties() -> FieldTable {
     t.insert("capabilities", FieldValue::Table(caps));
     t.insert("cluster_name", s("warren"));
     t.insert("copyright", s("Copyright (c) the warren authors"));
-    t.insert("information", s("warren: an AMQP 0-9-1 broker compatible with RabbitMQ clients"));
+    t.insert(
+        "information",
+        s("warren: an AMQP 0-9-1 broker compatible with RabbitMQ clients"),
+    );
     t.insert("platform", s("Rust"));
     t.insert("product", s("RabbitMQ"));
     t.insert("version", s("3.13.7"));

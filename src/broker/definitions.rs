@@ -47,12 +47,21 @@ impl Binding {
     pub fn new(source: String, dest: BindingDest, key: String, args: FieldTable) -> Binding {
         let mut args_raw = Vec::new();
         args.encode(&mut args_raw);
-        Binding { source, dest, key, args, args_raw }
+        Binding {
+            source,
+            dest,
+            key,
+            args,
+            args_raw,
+        }
     }
 }
 impl PartialEq for Binding {
     fn eq(&self, o: &Self) -> bool {
-        self.source == o.source && self.dest == o.dest && self.key == o.key && self.args_raw == o.args_raw
+        self.source == o.source
+            && self.dest == o.dest
+            && self.key == o.key
+            && self.args_raw == o.args_raw
     }
 }
 impl Eq for Binding {}
@@ -91,10 +100,22 @@ pub struct QueueDef {
 /// One entry of the change log; shards apply them in order.
 #[derive(Clone, Debug)]
 pub enum DefEvent {
-    ExchangeAdded { name: String, kind: ExchangeKind, internal: bool },
-    ExchangeRemoved { name: String },
-    QueueAdded { name: String, queue: QueueRef, exclusive_owner: Option<u64> },
-    QueueRemoved { name: String },
+    ExchangeAdded {
+        name: String,
+        kind: ExchangeKind,
+        internal: bool,
+    },
+    ExchangeRemoved {
+        name: String,
+    },
+    QueueAdded {
+        name: String,
+        queue: QueueRef,
+        exclusive_owner: Option<u64>,
+    },
+    QueueRemoved {
+        name: String,
+    },
     BindingAdded(Binding),
     BindingRemoved(Binding),
 }
@@ -151,7 +172,10 @@ impl Definitions {
             });
         }
         let version = defs.log.len() as u64;
-        Definitions { state: Mutex::new(defs), version: AtomicU64::new(version) }
+        Definitions {
+            state: Mutex::new(defs),
+            version: AtomicU64::new(version),
+        }
     }
 
     /// Current version; compare with what a shard applied.
@@ -163,7 +187,10 @@ impl Definitions {
     /// Locks the definitions for a change or a catch-up. Not for the publish path
     /// except when `version()` moved.
     pub fn lock(&self) -> DefsGuard<'_> {
-        DefsGuard { guard: self.state.lock().unwrap_or_else(|e| e.into_inner()), version: &self.version }
+        DefsGuard {
+            guard: self.state.lock().unwrap_or_else(|e| e.into_inner()),
+            version: &self.version,
+        }
     }
 }
 
@@ -216,7 +243,11 @@ impl Defs {
     /// Every event from the beginning is no longer available once trimmed, so a
     /// shard starts at 0 before anything is trimmed (all shards start together).
     pub fn add_exchange(&mut self, def: ExchangeDef) {
-        self.push(DefEvent::ExchangeAdded { name: def.name.clone(), kind: def.kind, internal: def.internal });
+        self.push(DefEvent::ExchangeAdded {
+            name: def.name.clone(),
+            kind: def.kind,
+            internal: def.internal,
+        });
         self.exchanges.insert(def.name.clone(), def);
     }
 
@@ -232,7 +263,9 @@ impl Defs {
             self.remove_binding(&b);
         }
         if self.exchanges.remove(name).is_some() {
-            self.push(DefEvent::ExchangeRemoved { name: name.to_string() });
+            self.push(DefEvent::ExchangeRemoved {
+                name: name.to_string(),
+            });
         }
     }
 
@@ -254,12 +287,19 @@ impl Defs {
             _ => return,
         }
         let dest = BindingDest::Queue(name.to_string());
-        let doomed: Vec<Binding> = self.bindings.iter().filter(|b| b.dest == dest).cloned().collect();
+        let doomed: Vec<Binding> = self
+            .bindings
+            .iter()
+            .filter(|b| b.dest == dest)
+            .cloned()
+            .collect();
         for b in doomed {
             self.remove_binding(&b);
         }
         self.queues.remove(name);
-        self.push(DefEvent::QueueRemoved { name: name.to_string() });
+        self.push(DefEvent::QueueRemoved {
+            name: name.to_string(),
+        });
     }
 
     pub fn add_binding(&mut self, b: Binding) {
@@ -276,7 +316,11 @@ impl Defs {
         }
         self.push(DefEvent::BindingRemoved(b.clone()));
         let source = b.source.clone();
-        let auto = self.exchanges.get(&source).map(|e| e.auto_delete).unwrap_or(false);
+        let auto = self
+            .exchanges
+            .get(&source)
+            .map(|e| e.auto_delete)
+            .unwrap_or(false);
         if auto && !self.bindings.iter().any(|x| x.source == source) {
             self.remove_exchange(&source);
         }
@@ -296,10 +340,14 @@ impl Defs {
     }
 
     pub fn exchange(&self, name: &str) -> AmqpResult<&ExchangeDef> {
-        self.exchanges.get(name).ok_or_else(|| AmqpError::no_exchange(name))
+        self.exchanges
+            .get(name)
+            .ok_or_else(|| AmqpError::no_exchange(name))
     }
 
     pub fn queue(&self, name: &str) -> AmqpResult<&QueueDef> {
-        self.queues.get(name).ok_or_else(|| AmqpError::no_queue(name))
+        self.queues
+            .get(name)
+            .ok_or_else(|| AmqpError::no_queue(name))
     }
 }

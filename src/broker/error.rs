@@ -13,7 +13,10 @@ pub struct AmqpError {
 
 impl AmqpError {
     pub fn new(code: u16, detail: impl std::fmt::Display) -> AmqpError {
-        AmqpError { code, text: format!("{} - {}", c::reply_name(code), detail) }
+        AmqpError {
+            code,
+            text: format!("{} - {}", c::reply_name(code), detail),
+        }
     }
     pub fn not_found(detail: impl std::fmt::Display) -> AmqpError {
         Self::new(c::NOT_FOUND, detail)

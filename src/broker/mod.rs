@@ -14,6 +14,7 @@ pub mod message;
 pub mod names;
 pub mod outbox;
 pub mod queue;
+pub mod queue_args;
 pub mod routing;
 pub mod shard_msg;
 
@@ -116,7 +117,10 @@ pub struct ShardState {
 
 impl ShardState {
     pub fn new(ctx: ShardCtx) -> ShardState {
-        ShardState { ctx, conns: Slab::new() }
+        ShardState {
+            ctx,
+            conns: Slab::new(),
+        }
     }
 
     /// The message pump: every ring message (and every message the shard sent
@@ -125,44 +129,87 @@ impl ShardState {
         let ctx = &mut self.ctx;
         match msg {
             ShardMsg::Publish { queue, msg } => {
-                if let Some(q) = ctx.queues.get_mut(queue.slot as usize).filter(|q| q.me == queue) {
+                if let Some(q) = ctx
+                    .queues
+                    .get_mut(queue.slot as usize)
+                    .filter(|q| q.me == queue)
+                {
                     q.publish(msg, &mut ctx.outbox);
                 }
             }
-            ShardMsg::Request { queue, reply_to, op } => {
-                let Some(q) = ctx.queues.get_mut(queue.slot as usize).filter(|q| q.me == queue) else {
+            ShardMsg::Request {
+                queue,
+                reply_to,
+                op,
+            } => {
+                let Some(q) = ctx
+                    .queues
+                    .get_mut(queue.slot as usize)
+                    .filter(|q| q.me == queue)
+                else {
                     if let Some(to) = reply_to {
-                        ctx.outbox.push(to.shard, ShardMsg::Reply { to, queue, reply: QueueReply::Gone });
+                        ctx.outbox.push(
+                            to.shard,
+                            ShardMsg::Reply {
+                                to,
+                                queue,
+                                reply: QueueReply::Gone,
+                            },
+                        );
                     }
                     return;
                 };
                 let (reply, after) = q.request(op, reply_to);
                 if let Some(to) = reply_to {
-                    ctx.outbox.push(to.shard, ShardMsg::Reply { to, queue, reply });
+                    ctx.outbox
+                        .push(to.shard, ShardMsg::Reply { to, queue, reply });
                 }
                 match after {
                     After::Delete => ctx.delete_queue(queue),
                     After::Nothing => q.dispatch(&mut ctx.outbox),
                 }
             }
-            ShardMsg::Settle { queue, channel, seq, how } => {
-                if let Some(q) = ctx.queues.get_mut(queue.slot as usize).filter(|q| q.me == queue) {
+            ShardMsg::Settle {
+                queue,
+                channel,
+                seq,
+                how,
+            } => {
+                if let Some(q) = ctx
+                    .queues
+                    .get_mut(queue.slot as usize)
+                    .filter(|q| q.me == queue)
+                {
                     q.settle(channel, seq, how, &mut ctx.outbox);
                 }
             }
             ShardMsg::ChannelGone { queue, channel } => {
-                if let Some(q) = ctx.queues.get_mut(queue.slot as usize).filter(|q| q.me == queue) {
+                if let Some(q) = ctx
+                    .queues
+                    .get_mut(queue.slot as usize)
+                    .filter(|q| q.me == queue)
+                {
                     if q.channel_gone(channel, &mut ctx.outbox) == After::Delete {
                         ctx.delete_queue(queue);
                     }
                 }
             }
             ShardMsg::Resume { queue } => {
-                if let Some(q) = ctx.queues.get_mut(queue.slot as usize).filter(|q| q.me == queue) {
+                if let Some(q) = ctx
+                    .queues
+                    .get_mut(queue.slot as usize)
+                    .filter(|q| q.me == queue)
+                {
                     q.dispatch(&mut ctx.outbox);
                 }
             }
-            ShardMsg::Deliver { consumer, queue, seq, redelivered, msg } => {
+            ShardMsg::Deliver {
+                consumer,
+                queue,
+                seq,
+                redelivered,
+                msg,
+            } => {
                 let slot = consumer.channel.conn_slot as usize;
                 if let Some(conn) = self.conns.get_mut(slot) {
                     conn.deliver(consumer, queue, seq, redelivered, msg, ctx);

@@ -25,7 +25,8 @@ impl Rng {
 
     /// `prefix` followed by 22 base64url characters.
     pub fn name(&mut self, prefix: &str) -> String {
-        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut bits = [self.next_u64(), self.next_u64()];
         let mut s = String::with_capacity(prefix.len() + 22);
         s.push_str(prefix);
@@ -50,6 +51,8 @@ mod tests {
         assert_eq!(a.len(), 30);
         assert!(a.starts_with("amq.gen-"));
         assert_ne!(a, b);
-        assert!(a[8..].bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(a[8..]
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
     }
 }

@@ -14,7 +14,10 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(me: u16, shards: usize) -> Outbox {
-        Outbox { me, to: (0..shards).map(|_| VecDeque::with_capacity(1024)).collect() }
+        Outbox {
+            me,
+            to: (0..shards).map(|_| VecDeque::with_capacity(1024)).collect(),
+        }
     }
 
     #[inline]

@@ -8,11 +8,11 @@
 //! of requeued messages is always served before the never-delivered ones, whose
 //! numbers are all higher), with `redelivered` set.
 
+use super::error::AmqpError;
 use super::ids::{ChannelRef, ConsumerRef, QueueRef};
 use super::message::Message;
 use super::outbox::Outbox;
 use super::shard_msg::{ChannelWindow, ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
-use super::error::AmqpError;
 use crate::protocol::FieldTable;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -141,7 +141,11 @@ impl Queue {
     pub fn publish(&mut self, msg: Message, out: &mut Outbox) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.ready.push_back(Stored { seq, redelivered: false, msg });
+        self.ready.push_back(Stored {
+            seq,
+            redelivered: false,
+            msg,
+        });
         if !self.consumers.is_empty() {
             self.dispatch(out);
         }
@@ -192,12 +196,22 @@ impl Queue {
                 c.unacked += 1;
                 self.unacked.insert(
                     s.seq,
-                    Unacked { msg: s.msg.clone(), channel: consumer.channel, consumer: Some(consumer) },
+                    Unacked {
+                        msg: s.msg.clone(),
+                        channel: consumer.channel,
+                        consumer: Some(consumer),
+                    },
                 );
             }
             out.push(
                 consumer.channel.shard,
-                ShardMsg::Deliver { consumer, queue: self.me, seq: s.seq, redelivered: s.redelivered, msg: s.msg },
+                ShardMsg::Deliver {
+                    consumer,
+                    queue: self.me,
+                    seq: s.seq,
+                    redelivered: s.redelivered,
+                    msg: s.msg,
+                },
             );
         }
     }
@@ -206,7 +220,9 @@ impl Queue {
     /// the channel validated the tag, so this can only be a message the queue
     /// already requeued because the channel went away.
     pub fn settle(&mut self, channel: ChannelRef, seq: u64, how: Settle, out: &mut Outbox) {
-        let Some(u) = self.unacked.remove(&seq) else { return };
+        let Some(u) = self.unacked.remove(&seq) else {
+            return;
+        };
         if u.channel != channel {
             self.unacked.insert(seq, u);
             return;
@@ -217,7 +233,11 @@ impl Queue {
             }
         }
         if how == Settle::Requeue {
-            self.requeued.push(Stored { seq, redelivered: true, msg: u.msg });
+            self.requeued.push(Stored {
+                seq,
+                redelivered: true,
+                msg: u.msg,
+            });
         }
         self.dispatch(out);
     }
@@ -230,11 +250,20 @@ impl Queue {
             self.exclusive_consumer = false;
             self.next_consumer = 0;
         }
-        let mut seqs: Vec<u64> = self.unacked.iter().filter(|(_, u)| u.channel == channel).map(|(s, _)| *s).collect();
+        let mut seqs: Vec<u64> = self
+            .unacked
+            .iter()
+            .filter(|(_, u)| u.channel == channel)
+            .map(|(s, _)| *s)
+            .collect();
         seqs.sort_unstable();
         for seq in seqs {
             if let Some(u) = self.unacked.remove(&seq) {
-                self.requeued.push(Stored { seq, redelivered: true, msg: u.msg });
+                self.requeued.push(Stored {
+                    seq,
+                    redelivered: true,
+                    msg: u.msg,
+                });
             }
         }
         if self.auto_delete_due() {
@@ -253,9 +282,13 @@ impl Queue {
     /// the client before the consumer's first delivery.
     pub fn request(&mut self, op: QueueOp, reply_to: Option<ChannelRef>) -> (QueueReply, After) {
         match op {
-            QueueOp::Status => {
-                (QueueReply::Status { messages: self.message_count(), consumers: self.consumer_count() }, After::Nothing)
-            }
+            QueueOp::Status => (
+                QueueReply::Status {
+                    messages: self.message_count(),
+                    consumers: self.consumer_count(),
+                },
+                After::Nothing,
+            ),
             QueueOp::Purge => {
                 // Purge removes ready messages only; unacked ones stay unacked.
                 let n = self.message_count();
@@ -263,23 +296,53 @@ impl Queue {
                 self.requeued.clear();
                 (QueueReply::Purged { messages: n }, After::Nothing)
             }
-            QueueOp::Delete { if_unused, if_empty } => {
+            QueueOp::Delete {
+                if_unused,
+                if_empty,
+            } => {
                 if if_unused && !self.consumers.is_empty() {
-                    let e = AmqpError::precondition(format!("queue '{}' in vhost '/' in use", self.props.name));
-                    return (QueueReply::Error { code: e.code, text: e.text }, After::Nothing);
+                    let e = AmqpError::precondition(format!(
+                        "queue '{}' in vhost '/' in use",
+                        self.props.name
+                    ));
+                    return (
+                        QueueReply::Error {
+                            code: e.code,
+                            text: e.text,
+                        },
+                        After::Nothing,
+                    );
                 }
                 if if_empty && self.message_count() > 0 {
-                    let e = AmqpError::precondition(format!("queue '{}' in vhost '/' is not empty", self.props.name));
-                    return (QueueReply::Error { code: e.code, text: e.text }, After::Nothing);
+                    let e = AmqpError::precondition(format!(
+                        "queue '{}' in vhost '/' not empty",
+                        self.props.name
+                    ));
+                    return (
+                        QueueReply::Error {
+                            code: e.code,
+                            text: e.text,
+                        },
+                        After::Nothing,
+                    );
                 }
-                (QueueReply::Deleted { messages: self.message_count() }, After::Delete)
+                (
+                    QueueReply::Deleted {
+                        messages: self.message_count(),
+                    },
+                    After::Delete,
+                )
             }
             QueueOp::Consume(spec) => self.consume(spec),
             QueueOp::Cancel { consumer } => {
                 self.consumers.retain(|c| c.r != consumer);
                 self.exclusive_consumer = false;
                 self.next_consumer = 0;
-                let after = if self.auto_delete_due() { After::Delete } else { After::Nothing };
+                let after = if self.auto_delete_due() {
+                    After::Delete
+                } else {
+                    After::Nothing
+                };
                 (QueueReply::Cancelled, after)
             }
             QueueOp::Get { no_ack } => (self.get(no_ack, reply_to), After::Nothing),
@@ -292,7 +355,13 @@ impl Queue {
                 "queue '{}' in vhost '/' in exclusive use",
                 self.props.name
             ));
-            return (QueueReply::Error { code: e.code, text: e.text }, After::Nothing);
+            return (
+                QueueReply::Error {
+                    code: e.code,
+                    text: e.text,
+                },
+                After::Nothing,
+            );
         }
         self.exclusive_consumer = spec.exclusive;
         self.had_consumer = true;
@@ -309,19 +378,36 @@ impl Queue {
 
     /// basic.get: the next message, recorded as unacked to the channel unless no_ack.
     pub fn get(&mut self, no_ack: bool, channel: Option<ChannelRef>) -> QueueReply {
-        let Some(s) = self.pop_next() else { return QueueReply::GetEmpty };
+        let Some(s) = self.pop_next() else {
+            return QueueReply::GetEmpty;
+        };
         if !no_ack {
             if let Some(ch) = channel {
-                self.unacked.insert(s.seq, Unacked { msg: s.msg.clone(), channel: ch, consumer: None });
+                self.unacked.insert(
+                    s.seq,
+                    Unacked {
+                        msg: s.msg.clone(),
+                        channel: ch,
+                        consumer: None,
+                    },
+                );
             }
         }
-        QueueReply::GetOk { seq: s.seq, redelivered: s.redelivered, messages: self.message_count(), msg: s.msg }
+        QueueReply::GetOk {
+            seq: s.seq,
+            redelivered: s.redelivered,
+            messages: self.message_count(),
+            msg: s.msg,
+        }
     }
 
     /// The queue is being deleted: tell consumers (broker-sent basic.cancel).
     pub fn cancel_all(&mut self, out: &mut Outbox) {
         for c in self.consumers.drain(..) {
-            out.push(c.r.channel.shard, ShardMsg::ConsumerCancelled { consumer: c.r });
+            out.push(
+                c.r.channel.shard,
+                ShardMsg::ConsumerCancelled { consumer: c.r },
+            );
         }
     }
 }

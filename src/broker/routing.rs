@@ -88,7 +88,11 @@ impl Routing {
 
     fn apply(&mut self, e: DefEvent) {
         match e {
-            DefEvent::ExchangeAdded { name, kind, internal } => {
+            DefEvent::ExchangeAdded {
+                name,
+                kind,
+                internal,
+            } => {
                 let idx = self.exchanges.insert(LocalExchange {
                     name: name.clone(),
                     kind,
@@ -102,8 +106,18 @@ impl Routing {
                     self.exchanges.remove(idx);
                 }
             }
-            DefEvent::QueueAdded { name, queue, exclusive_owner } => {
-                self.queues.insert(name, LocalQueue { queue, exclusive_owner });
+            DefEvent::QueueAdded {
+                name,
+                queue,
+                exclusive_owner,
+            } => {
+                self.queues.insert(
+                    name,
+                    LocalQueue {
+                        queue,
+                        exclusive_owner,
+                    },
+                );
             }
             DefEvent::QueueRemoved { name } => {
                 self.queues.remove(&name);
@@ -113,12 +127,14 @@ impl Routing {
                 let _ = b;
             }
             DefEvent::BindingAdded(b) => {
-                if let (Some(&src), Some(dest)) = (self.by_name.get(&b.source), self.dest(&b.dest)) {
+                if let (Some(&src), Some(dest)) = (self.by_name.get(&b.source), self.dest(&b.dest))
+                {
                     self.exchanges[src].imp.bind(&b.key, &b.args, dest);
                 }
             }
             DefEvent::BindingRemoved(b) => {
-                if let (Some(&src), Some(dest)) = (self.by_name.get(&b.source), self.dest(&b.dest)) {
+                if let (Some(&src), Some(dest)) = (self.by_name.get(&b.source), self.dest(&b.dest))
+                {
                     self.exchanges[src].imp.unbind(&b.key, &b.args, dest);
                 }
             }
@@ -181,7 +197,9 @@ impl Routing {
             if ex.imp.needs_headers() {
                 // Decoding headers allocates; only headers exchanges pay for it.
                 let h = headers.get_or_insert_with(|| {
-                    BasicProperties::decode(properties.clone()).ok().and_then(|p| p.headers)
+                    BasicProperties::decode(properties.clone())
+                        .ok()
+                        .and_then(|p| p.headers)
                 });
                 ex.imp.route(routing_key, h.as_ref(), &mut self.dests);
             } else {

@@ -26,19 +26,41 @@ pub enum ShardMsg {
     /// A routed message for a queue.
     Publish { queue: QueueRef, msg: Message },
     /// A request that expects a `Reply` (unless `reply_to` is None).
-    Request { queue: QueueRef, reply_to: Option<ChannelRef>, op: QueueOp },
+    Request {
+        queue: QueueRef,
+        reply_to: Option<ChannelRef>,
+        op: QueueOp,
+    },
     /// ack / nack / reject of one delivery.
-    Settle { queue: QueueRef, channel: ChannelRef, seq: u64, how: Settle },
+    Settle {
+        queue: QueueRef,
+        channel: ChannelRef,
+        seq: u64,
+        how: Settle,
+    },
     /// A channel closed: drop its consumers, requeue its unacked messages.
-    ChannelGone { queue: QueueRef, channel: ChannelRef },
+    ChannelGone {
+        queue: QueueRef,
+        channel: ChannelRef,
+    },
     /// The channel-wide prefetch window of a consumer's channel opened again.
     Resume { queue: QueueRef },
 
     // ---- to the shard that owns the channel ----
     /// A message for a consumer.
-    Deliver { consumer: ConsumerRef, queue: QueueRef, seq: u64, redelivered: bool, msg: Message },
+    Deliver {
+        consumer: ConsumerRef,
+        queue: QueueRef,
+        seq: u64,
+        redelivered: bool,
+        msg: Message,
+    },
     /// The answer to a `Request`.
-    Reply { to: ChannelRef, queue: QueueRef, reply: QueueReply },
+    Reply {
+        to: ChannelRef,
+        queue: QueueRef,
+        reply: QueueReply,
+    },
     /// The queue cancelled a consumer (queue deleted): a broker-sent basic.cancel.
     ConsumerCancelled { consumer: ConsumerRef },
 }
@@ -48,10 +70,17 @@ pub enum QueueOp {
     /// Message and consumer counts (queue.declare on an existing queue).
     Status,
     Purge,
-    Delete { if_unused: bool, if_empty: bool },
+    Delete {
+        if_unused: bool,
+        if_empty: bool,
+    },
     Consume(ConsumeSpec),
-    Cancel { consumer: ConsumerRef },
-    Get { no_ack: bool },
+    Cancel {
+        consumer: ConsumerRef,
+    },
+    Get {
+        no_ack: bool,
+    },
 }
 
 /// A new consumer as the queue stores it.
@@ -70,15 +99,30 @@ pub struct ConsumeSpec {
 
 /// Answers to `QueueOp`s.
 pub enum QueueReply {
-    Status { messages: u32, consumers: u32 },
-    Purged { messages: u32 },
-    Deleted { messages: u32 },
+    Status {
+        messages: u32,
+        consumers: u32,
+    },
+    Purged {
+        messages: u32,
+    },
+    Deleted {
+        messages: u32,
+    },
     Consumed,
     Cancelled,
-    GetOk { seq: u64, redelivered: bool, messages: u32, msg: Message },
+    GetOk {
+        seq: u64,
+        redelivered: bool,
+        messages: u32,
+        msg: Message,
+    },
     GetEmpty,
     /// The queue refused (e.g. delete if-empty on a non-empty queue).
-    Error { code: u16, text: String },
+    Error {
+        code: u16,
+        text: String,
+    },
     /// The queue no longer exists (deleted between lookup and request).
     Gone,
 }
@@ -107,7 +151,12 @@ impl ChannelWindow {
             if cur >= limit {
                 return false;
             }
-            match self.unacked.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
+            match self.unacked.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return true,
                 Err(now) => cur = now,
             }
@@ -117,7 +166,10 @@ impl ChannelWindow {
     /// Returns `n` slots; true if the window was full before (queues must resume).
     #[inline]
     pub fn give_back(&self, n: u32) -> bool {
-        let before = self.unacked.fetch_sub(n.min(self.unacked.load(Ordering::Relaxed)), Ordering::AcqRel);
+        let before = self.unacked.fetch_sub(
+            n.min(self.unacked.load(Ordering::Relaxed)),
+            Ordering::AcqRel,
+        );
         let limit = self.limit.load(Ordering::Relaxed);
         limit != 0 && before >= limit
     }

@@ -8,7 +8,11 @@ use std::net::SocketAddr;
 
 /// Binds a non-blocking listener with SO_REUSEADDR and SO_REUSEPORT set.
 pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
     let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         // Keep [::1] separate from 127.0.0.1: each is bound explicitly.

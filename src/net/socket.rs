@@ -42,7 +42,12 @@ pub struct Socket {
 impl Socket {
     pub fn new(stream: TcpStream) -> Socket {
         let _ = stream.set_nodelay(true);
-        Socket { stream, rbuf: BytesMut::with_capacity(READ_CHUNK), wbuf: Vec::with_capacity(READ_CHUNK), wpos: 0 }
+        Socket {
+            stream,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: Vec::with_capacity(READ_CHUNK),
+            wpos: 0,
+        }
     }
 
     /// Reads what the kernel has (bounded), appending to `rbuf`.
@@ -61,7 +66,9 @@ impl Socket {
             let cap = self.rbuf.capacity();
             // SAFETY: we read into the spare capacity and only extend `len` by the
             // number of bytes the kernel reported written.
-            let spare = unsafe { std::slice::from_raw_parts_mut(self.rbuf.as_mut_ptr().add(len), cap - len) };
+            let spare = unsafe {
+                std::slice::from_raw_parts_mut(self.rbuf.as_mut_ptr().add(len), cap - len)
+            };
             match self.stream.read(spare) {
                 Ok(0) => return Ok(ReadOutcome::Closed),
                 Ok(n) => {

@@ -56,13 +56,25 @@ pub fn run(
     let mut listeners = Vec::new();
     for (i, l) in sl.listeners.into_iter().enumerate() {
         let mut l = TcpListener::from_std(l);
-        if let Err(e) = links.poll.registry().register(&mut l, listener_token(i), Interest::READABLE) {
+        if let Err(e) =
+            links
+                .poll
+                .registry()
+                .register(&mut l, listener_token(i), Interest::READABLE)
+        {
             log::error!("shard {}: cannot register listener: {}", id, e);
         }
         listeners.push(l);
     }
     let ctx = ShardCtx::new(id, config, defs);
-    let mut lp = Loop { id, state: ShardState::new(ctx), links, listeners, retry_read: Vec::new(), stop };
+    let mut lp = Loop {
+        id,
+        state: ShardState::new(ctx),
+        links,
+        listeners,
+        retry_read: Vec::new(),
+        stop,
+    };
     lp.run();
 }
 
@@ -93,7 +105,9 @@ impl Loop {
             for ev in events.iter() {
                 match ev.token() {
                     WAKER_TOKEN => {}
-                    Token(t) if t >= usize::MAX - 2 - self.listeners.len() && t <= usize::MAX - 2 => {
+                    Token(t)
+                        if t >= usize::MAX - 2 - self.listeners.len() && t <= usize::MAX - 2 =>
+                    {
                         self.accept(usize::MAX - 2 - t)
                     }
                     Token(slot) => {
@@ -129,12 +143,19 @@ impl Loop {
                 Ok((mut stream, _addr)) => {
                     let slot = self.state.conns.vacant_key();
                     let interest = Interest::READABLE | Interest::WRITABLE;
-                    if let Err(e) = self.links.poll.registry().register(&mut stream, Token(slot), interest) {
+                    if let Err(e) =
+                        self.links
+                            .poll
+                            .registry()
+                            .register(&mut stream, Token(slot), interest)
+                    {
                         log::warn!("cannot register connection: {}", e);
                         continue;
                     }
                     let uid = self.state.ctx.next_conn_uid();
-                    self.state.conns.insert(Connection::new(Socket::new(stream), slot as u32, uid));
+                    self.state
+                        .conns
+                        .insert(Connection::new(Socket::new(stream), slot as u32, uid));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -147,7 +168,9 @@ impl Loop {
     }
 
     fn read(&mut self, slot: usize) {
-        let Some(conn) = self.state.conns.get_mut(slot) else { return };
+        let Some(conn) = self.state.conns.get_mut(slot) else {
+            return;
+        };
         if conn.dead {
             return;
         }
@@ -182,7 +205,9 @@ impl Loop {
                     continue;
                 }
                 for _ in 0..RING_BATCH {
-                    let Some(m) = self.links.from[j].as_mut().and_then(|c| c.pop()) else { break };
+                    let Some(m) = self.links.from[j].as_mut().and_then(|c| c.pop()) else {
+                        break;
+                    };
                     self.state.handle(m);
                     did += 1;
                     while let Some(m) = self.state.ctx.outbox.pop_local() {
@@ -240,7 +265,13 @@ impl Loop {
                 conn.tick(now, ctx);
             }
         }
-        let dead: Vec<usize> = self.state.conns.iter().filter(|(_, c)| c.dead).map(|(k, _)| k).collect();
+        let dead: Vec<usize> = self
+            .state
+            .conns
+            .iter()
+            .filter(|(_, c)| c.dead)
+            .map(|(k, _)| k)
+            .collect();
         for slot in dead {
             self.state.ctx.mark_dirty(slot);
         }
@@ -252,7 +283,9 @@ impl Loop {
         dirty.sort_unstable();
         dirty.dedup();
         for &slot in &dirty {
-            let Some(conn) = self.state.conns.get_mut(slot) else { continue };
+            let Some(conn) = self.state.conns.get_mut(slot) else {
+                continue;
+            };
             let mut drop_it = conn.dead;
             if !drop_it {
                 let was_blocked = conn.sock.pending_output() > WRITE_HIGH_WATER;
@@ -260,7 +293,7 @@ impl Loop {
                     Ok(all) => {
                         conn.last_write = Instant::now();
                         if all && conn.finished() {
-                            drop_it = true;
+                            conn.linger();
                         }
                         if was_blocked && conn.sock.pending_output() <= WRITE_HIGH_WATER {
                             self.retry_read.push(slot);

@@ -48,8 +48,10 @@ impl Mesh {
             wakers.push(Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?));
             polls.push(Some(poll));
         }
-        let mut to: Vec<Vec<Option<Producer<ShardMsg>>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
-        let mut from: Vec<Vec<Option<Consumer<ShardMsg>>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        let mut to: Vec<Vec<Option<Producer<ShardMsg>>>> =
+            (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        let mut from: Vec<Vec<Option<Consumer<ShardMsg>>>> =
+            (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
         for i in 0..n {
             for j in 0..n {
                 if i != j {
@@ -60,7 +62,13 @@ impl Mesh {
             }
         }
         let parked = (0..n).map(|_| Arc::new(AtomicBool::new(false))).collect();
-        Ok(Mesh { polls, to, from, wakers, parked })
+        Ok(Mesh {
+            polls,
+            to,
+            from,
+            wakers,
+            parked,
+        })
     }
 
     /// Hands shard `i` its poll and ring ends.

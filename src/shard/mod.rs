@@ -67,12 +67,17 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
     let shards = config.shards.max(1);
     let mut config = config;
     config.shards = shards;
-    let mut per_shard: Vec<ShardListeners> = (0..shards).map(|_| ShardListeners { listeners: Vec::new() }).collect();
+    let mut per_shard: Vec<ShardListeners> = (0..shards)
+        .map(|_| ShardListeners {
+            listeners: Vec::new(),
+        })
+        .collect();
     let mut port = config.port;
     for ip in &config.bind {
         for (i, sl) in per_shard.iter_mut().enumerate() {
-            let l = crate::net::bind_reuseport(SocketAddr::new(*ip, port))
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}:{}: {}", ip, port, e)))?;
+            let l = crate::net::bind_reuseport(SocketAddr::new(*ip, port)).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on {}:{}: {}", ip, port, e))
+            })?;
             if port == 0 && i == 0 {
                 port = l.local_addr()?.port();
             }
@@ -83,7 +88,8 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
     if let Some(base) = config.shard_port_base {
         for (i, sl) in per_shard.iter_mut().enumerate() {
             let p = if base == 0 { 0 } else { base + i as u16 };
-            let l = crate::net::bind_reuseport(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p))?;
+            let l =
+                crate::net::bind_reuseport(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p))?;
             shard_ports.push(l.local_addr()?.port());
             sl.listeners.push(l);
         }
@@ -94,22 +100,38 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut mesh = mesh::Mesh::new(shards)?;
     let wakers = mesh.wakers.clone();
-    let cores = if config.pin_threads { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+    let cores = if config.pin_threads {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let mut threads = Vec::new();
     for (i, sl) in per_shard.into_iter().enumerate() {
         let links = mesh.take_links(i);
         let config = config.clone();
         let defs = defs.clone();
         let stop = stop.clone();
-        let core = if cores.is_empty() { None } else { Some(cores[i % cores.len()]) };
-        let t = std::thread::Builder::new().name(format!("warren-shard-{}", i)).spawn(move || {
-            if let Some(core) = core {
-                core_affinity::set_for_current(core);
-            }
-            event_loop::run(i as u16, config, defs, sl, links, stop);
-        })?;
+        let core = if cores.is_empty() {
+            None
+        } else {
+            Some(cores[i % cores.len()])
+        };
+        let t = std::thread::Builder::new()
+            .name(format!("warren-shard-{}", i))
+            .spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                event_loop::run(i as u16, config, defs, sl, links, stop);
+            })?;
         threads.push(t);
     }
     log::info!("warren listening on port {} with {} shard(s)", port, shards);
-    Ok(BrokerHandle { port, shard_ports, stop, wakers, threads })
+    Ok(BrokerHandle {
+        port,
+        shard_ports,
+        stop,
+        wakers,
+        threads,
+    })
 }

@@ -11,7 +11,10 @@ use std::sync::atomic::Ordering;
 impl Channel {
     pub(super) fn basic_qos(&mut self, m: BasicQos, cx: &mut ChanCx) -> ChanResult {
         if m.prefetch_size != 0 {
-            return Err(AmqpError::not_implemented(format!("prefetch_size!=0 ({})", m.prefetch_size)));
+            return Err(AmqpError::not_implemented(format!(
+                "prefetch_size!=0 ({})",
+                m.prefetch_size
+            )));
         }
         let count = m.prefetch_count as u32;
         if m.global {
@@ -42,10 +45,18 @@ impl Channel {
         }
         self.next_consumer_id += 1;
         let id = self.next_consumer_id;
-        self.consumers.push(ConsumerEntry { id, tag: tag.clone(), queue: q.queue, no_ack: m.no_ack });
+        self.consumers.push(ConsumerEntry {
+            id,
+            tag: tag.clone(),
+            queue: q.queue,
+            no_ack: m.no_ack,
+        });
         self.touch(q.queue);
         let spec = ConsumeSpec {
-            consumer: ConsumerRef { channel: self.me, id },
+            consumer: ConsumerRef {
+                channel: self.me,
+                id,
+            },
             conn_uid: cx.info.uid,
             no_ack: m.no_ack,
             exclusive: m.exclusive,
@@ -53,7 +64,12 @@ impl Channel {
             window: self.window.clone(),
             arguments: m.arguments,
         };
-        let then = Awaiting::Consume { name, tag, id, nowait: m.nowait };
+        let then = Awaiting::Consume {
+            name,
+            tag,
+            id,
+            nowait: m.nowait,
+        };
         self.request(cx, q.queue, QueueOp::Consume(spec), then)
     }
 
@@ -61,20 +77,48 @@ impl Channel {
         let Some(c) = self.consumers.iter().find(|c| c.tag == m.consumer_tag) else {
             // RabbitMQ answers cancel-ok for an unknown tag.
             if !m.nowait {
-                self.send(cx, BasicCancelOk { consumer_tag: m.consumer_tag }.into());
+                self.send(
+                    cx,
+                    BasicCancelOk {
+                        consumer_tag: m.consumer_tag,
+                    }
+                    .into(),
+                );
             }
             return Ok(Flow::Continue);
         };
         let (queue, id) = (c.queue, c.id);
-        let op = QueueOp::Cancel { consumer: ConsumerRef { channel: self.me, id } };
-        self.request(cx, queue, op, Awaiting::Cancel { tag: m.consumer_tag, id, nowait: m.nowait })
+        let op = QueueOp::Cancel {
+            consumer: ConsumerRef {
+                channel: self.me,
+                id,
+            },
+        };
+        self.request(
+            cx,
+            queue,
+            op,
+            Awaiting::Cancel {
+                tag: m.consumer_tag,
+                id,
+                nowait: m.nowait,
+            },
+        )
     }
 
     pub(super) fn basic_get(&mut self, m: BasicGet, cx: &mut ChanCx) -> ChanResult {
         let name = self.resolve_queue_name(&m.queue)?;
         let q = self.find_queue(&name, cx)?;
         self.touch(q.queue);
-        self.request(cx, q.queue, QueueOp::Get { no_ack: m.no_ack }, Awaiting::Get { name, no_ack: m.no_ack })
+        self.request(
+            cx,
+            q.queue,
+            QueueOp::Get { no_ack: m.no_ack },
+            Awaiting::Get {
+                name,
+                no_ack: m.no_ack,
+            },
+        )
     }
 
     pub(super) fn basic_ack(&mut self, m: BasicAck, cx: &mut ChanCx) -> ChanResult {
@@ -82,18 +126,31 @@ impl Channel {
     }
 
     pub(super) fn basic_nack(&mut self, m: BasicNack, cx: &mut ChanCx) -> ChanResult {
-        let how = if m.requeue { Settle::Requeue } else { Settle::Discard };
+        let how = if m.requeue {
+            Settle::Requeue
+        } else {
+            Settle::Discard
+        };
         self.settle(m.delivery_tag, m.multiple, how, cx)
     }
 
     pub(super) fn basic_reject(&mut self, m: BasicReject, cx: &mut ChanCx) -> ChanResult {
-        let how = if m.requeue { Settle::Requeue } else { Settle::Discard };
+        let how = if m.requeue {
+            Settle::Requeue
+        } else {
+            Settle::Discard
+        };
         self.settle(m.delivery_tag, false, how, cx)
     }
 
     /// basic.recover(requeue=true): every unacked delivery goes back to its queue.
     /// RabbitMQ does not implement requeue=false.
-    pub(super) fn basic_recover(&mut self, requeue: bool, reply: bool, cx: &mut ChanCx) -> ChanResult {
+    pub(super) fn basic_recover(
+        &mut self,
+        requeue: bool,
+        reply: bool,
+        cx: &mut ChanCx,
+    ) -> ChanResult {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
@@ -145,14 +202,24 @@ impl Channel {
     }
 
     pub(super) fn send_settle(&mut self, u: Unacked, how: Settle, cx: &mut ChanCx) {
-        cx.ctx.outbox.push(u.queue.shard, ShardMsg::Settle { queue: u.queue, channel: self.me, seq: u.seq, how });
+        cx.ctx.outbox.push(
+            u.queue.shard,
+            ShardMsg::Settle {
+                queue: u.queue,
+                channel: self.me,
+                seq: u.seq,
+                how,
+            },
+        );
     }
 
     /// The channel-wide window has room again: consumers' queues may deliver.
     fn resume_queues(&mut self, cx: &mut ChanCx) {
         for c in &self.consumers {
             if !c.no_ack {
-                cx.ctx.outbox.push(c.queue.shard, ShardMsg::Resume { queue: c.queue });
+                cx.ctx
+                    .outbox
+                    .push(c.queue.shard, ShardMsg::Resume { queue: c.queue });
             }
         }
     }

@@ -20,7 +20,13 @@ pub(super) fn default_exchange_refused() -> AmqpError {
 }
 
 /// RabbitMQ's "inequivalent arg" 406.
-pub(super) fn inequivalent(arg: &str, kind: &str, name: &str, received: &str, current: &str) -> AmqpError {
+pub(super) fn inequivalent(
+    arg: &str,
+    kind: &str,
+    name: &str,
+    received: &str,
+    current: &str,
+) -> AmqpError {
     AmqpError::precondition(format!(
         "inequivalent arg '{}' for {} '{}' in vhost '/': received '{}' but current is '{}'",
         arg, kind, name, received, current
@@ -28,7 +34,11 @@ pub(super) fn inequivalent(arg: &str, kind: &str, name: &str, received: &str, cu
 }
 
 /// Validates binding arguments for a headers exchange (x-match).
-pub(super) fn check_binding_args(defs: &Defs, source: &str, args: &FieldTable) -> Result<(), AmqpError> {
+pub(super) fn check_binding_args(
+    defs: &Defs,
+    source: &str,
+    args: &FieldTable,
+) -> Result<(), AmqpError> {
     if let Some(x) = defs.exchanges.get(source) {
         if x.kind == ExchangeKind::Headers {
             parse_x_match(args).map_err(|text| AmqpError { code: 406, text })?;
@@ -48,8 +58,9 @@ impl Channel {
             defs.lock().exchange(&name)?;
         } else {
             let kind_name = text(&m.kind);
-            let kind = ExchangeKind::parse(&kind_name)
-                .ok_or_else(|| AmqpError::precondition(format!("unknown exchange type '{}'", kind_name)))?;
+            let kind = ExchangeKind::parse(&kind_name).ok_or_else(|| {
+                AmqpError::precondition(format!("unknown exchange type '{}'", kind_name))
+            })?;
             if name.is_empty() {
                 return Err(default_exchange_refused());
             }
@@ -94,7 +105,7 @@ impl Channel {
         }
         if name.starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
-                "operation not permitted on exchange '{}' in vhost '/'",
+                "deletion of system exchange '{}' in vhost '/' not allowed",
                 name
             )));
         }
@@ -103,7 +114,10 @@ impl Channel {
             let mut g = defs.lock();
             if g.exchanges.contains_key(&name) {
                 if m.if_unused && g.has_bindings_from(&name) {
-                    return Err(AmqpError::precondition(format!("exchange '{}' in vhost '/' in use", name)));
+                    return Err(AmqpError::precondition(format!(
+                        "exchange '{}' in vhost '/' in use",
+                        name
+                    )));
                 }
                 g.remove_exchange(&name);
             }
@@ -115,7 +129,8 @@ impl Channel {
     }
 
     pub(super) fn exchange_bind(&mut self, m: ExchangeBind, cx: &mut ChanCx) -> ChanResult {
-        let b = self.exchange_binding(&m.source, &m.destination, &m.routing_key, m.arguments, cx)?;
+        let b =
+            self.exchange_binding(&m.source, &m.destination, &m.routing_key, m.arguments, cx)?;
         {
             let defs = cx.ctx.defs.clone();
             let mut g = defs.lock();
@@ -131,7 +146,8 @@ impl Channel {
     }
 
     pub(super) fn exchange_unbind(&mut self, m: ExchangeUnbind, cx: &mut ChanCx) -> ChanResult {
-        let b = self.exchange_binding(&m.source, &m.destination, &m.routing_key, m.arguments, cx)?;
+        let b =
+            self.exchange_binding(&m.source, &m.destination, &m.routing_key, m.arguments, cx)?;
         {
             let defs = cx.ctx.defs.clone();
             let mut g = defs.lock();
@@ -156,23 +172,56 @@ impl Channel {
         if source.is_empty() || dest.is_empty() {
             return Err(default_exchange_refused());
         }
-        Ok(Binding::new(text(source), BindingDest::Exchange(text(dest)), text(key), args))
+        Ok(Binding::new(
+            text(source),
+            BindingDest::Exchange(text(dest)),
+            text(key),
+            args,
+        ))
     }
 }
 
-fn check_exchange_equivalent(x: &ExchangeDef, kind: ExchangeKind, m: &ExchangeDeclare) -> Result<(), AmqpError> {
+fn check_exchange_equivalent(
+    x: &ExchangeDef,
+    kind: ExchangeKind,
+    m: &ExchangeDeclare,
+) -> Result<(), AmqpError> {
     let b = |v: bool| if v { "true" } else { "false" };
     if x.kind != kind {
-        return Err(inequivalent("type", "exchange", &x.name, kind.as_str(), x.kind.as_str()));
+        return Err(inequivalent(
+            "type",
+            "exchange",
+            &x.name,
+            kind.as_str(),
+            x.kind.as_str(),
+        ));
     }
     if x.durable != m.durable {
-        return Err(inequivalent("durable", "exchange", &x.name, b(m.durable), b(x.durable)));
+        return Err(inequivalent(
+            "durable",
+            "exchange",
+            &x.name,
+            b(m.durable),
+            b(x.durable),
+        ));
     }
     if x.auto_delete != m.auto_delete {
-        return Err(inequivalent("auto_delete", "exchange", &x.name, b(m.auto_delete), b(x.auto_delete)));
+        return Err(inequivalent(
+            "auto_delete",
+            "exchange",
+            &x.name,
+            b(m.auto_delete),
+            b(x.auto_delete),
+        ));
     }
     if x.internal != m.internal {
-        return Err(inequivalent("internal", "exchange", &x.name, b(m.internal), b(x.internal)));
+        return Err(inequivalent(
+            "internal",
+            "exchange",
+            &x.name,
+            b(m.internal),
+            b(x.internal),
+        ));
     }
     let ae = |t: &FieldTable| t.get("alternate-exchange").cloned();
     if ae(&x.args) != ae(&m.arguments) {
@@ -180,7 +229,13 @@ fn check_exchange_equivalent(x: &ExchangeDef, kind: ExchangeKind, m: &ExchangeDe
             Some(v) => format!("{:?}", v),
             None => "none".to_string(),
         };
-        return Err(inequivalent("alternate-exchange", "exchange", &x.name, &show(ae(&m.arguments)), &show(ae(&x.args))));
+        return Err(inequivalent(
+            "alternate-exchange",
+            "exchange",
+            &x.name,
+            &show(ae(&m.arguments)),
+            &show(ae(&x.args)),
+        ));
     }
     Ok(())
 }

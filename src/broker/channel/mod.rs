@@ -68,12 +68,33 @@ struct ConsumerEntry {
 
 /// What the channel waits for from a queue, and how to finish the method.
 enum Awaiting {
-    Declare { name: String, nowait: bool },
-    Purge { name: String, nowait: bool },
-    Delete { name: String, nowait: bool },
-    Consume { name: String, tag: Bytes, id: u32, nowait: bool },
-    Cancel { tag: Bytes, id: u32, nowait: bool },
-    Get { name: String, no_ack: bool },
+    Declare {
+        name: String,
+        nowait: bool,
+    },
+    Purge {
+        name: String,
+        nowait: bool,
+    },
+    Delete {
+        name: String,
+        nowait: bool,
+    },
+    Consume {
+        name: String,
+        tag: Bytes,
+        id: u32,
+        nowait: bool,
+    },
+    Cancel {
+        tag: Bytes,
+        id: u32,
+        nowait: bool,
+    },
+    Get {
+        name: String,
+        no_ack: bool,
+    },
 }
 
 pub struct Channel {
@@ -185,8 +206,21 @@ impl Channel {
     }
 
     /// Sends a request to a queue and remembers how to finish the method.
-    fn request(&mut self, cx: &mut ChanCx, queue: QueueRef, op: QueueOp, then: Awaiting) -> ChanResult {
-        cx.ctx.outbox.push(queue.shard, ShardMsg::Request { queue, reply_to: Some(self.me), op });
+    fn request(
+        &mut self,
+        cx: &mut ChanCx,
+        queue: QueueRef,
+        op: QueueOp,
+        then: Awaiting,
+    ) -> ChanResult {
+        cx.ctx.outbox.push(
+            queue.shard,
+            ShardMsg::Request {
+                queue,
+                reply_to: Some(self.me),
+                op,
+            },
+        );
         self.awaiting = Some(then);
         Ok(Flow::Wait)
     }
@@ -213,7 +247,10 @@ impl Channel {
     /// "" names the queue last declared on this channel.
     fn resolve_queue_name(&self, name: &Bytes) -> Result<String, AmqpError> {
         if name.is_empty() {
-            return self.last_queue.clone().ok_or_else(|| AmqpError::not_found("no previously declared queue"));
+            return self
+                .last_queue
+                .clone()
+                .ok_or_else(|| AmqpError::not_found("no previously declared queue"));
         }
         Ok(String::from_utf8_lossy(name).into_owned())
     }
@@ -222,7 +259,10 @@ impl Channel {
     fn find_queue(&self, name: &str, cx: &mut ChanCx) -> Result<LocalQueue, AmqpError> {
         let ctx = &mut *cx.ctx;
         ctx.routing.sync(&ctx.defs);
-        let q = ctx.routing.queue(name).ok_or_else(|| AmqpError::no_queue(name))?;
+        let q = ctx
+            .routing
+            .queue(name)
+            .ok_or_else(|| AmqpError::no_queue(name))?;
         if let Some(owner) = q.exclusive_owner {
             if owner != cx.info.uid {
                 return Err(AmqpError::queue_locked(name));
@@ -235,7 +275,13 @@ impl Channel {
     /// requeue what it had not acknowledged and forget its consumers.
     pub fn teardown(&mut self, cx_ctx: &mut ShardCtx) {
         for q in self.touched.drain(..) {
-            cx_ctx.outbox.push(q.shard, ShardMsg::ChannelGone { queue: q, channel: self.me });
+            cx_ctx.outbox.push(
+                q.shard,
+                ShardMsg::ChannelGone {
+                    queue: q,
+                    channel: self.me,
+                },
+            );
         }
         self.unacked.clear();
         self.consumers.clear();

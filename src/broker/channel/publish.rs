@@ -13,7 +13,9 @@ use crate::broker::routing::RouteError;
 use crate::broker::shard_msg::ShardMsg;
 use crate::protocol::constants as c;
 use crate::protocol::methods::*;
-use crate::protocol::{parse_content_header, write_body, write_content_header, write_method, Method};
+use crate::protocol::{
+    parse_content_header, write_body, write_content_header, write_method, Method,
+};
 use bytes::{Bytes, BytesMut};
 
 /// RabbitMQ's default max_message_size (128 MiB).
@@ -22,8 +24,15 @@ const MAX_MESSAGE_SIZE: u64 = 128 * 1024 * 1024;
 /// Where the channel is in receiving a published message.
 pub(super) enum Content {
     Idle,
-    Header { publish: BasicPublish },
-    Body { publish: BasicPublish, properties: Bytes, size: u64, body: Body },
+    Header {
+        publish: BasicPublish,
+    },
+    Body {
+        publish: BasicPublish,
+        properties: Bytes,
+        size: u64,
+        body: Body,
+    },
 }
 
 /// Body frames received so far.
@@ -57,7 +66,10 @@ impl Channel {
             (Content::Header { publish }, c::FRAME_HEADER) => {
                 let h = parse_content_header(payload).map_err(AmqpError::syntax_error)?;
                 if h.class_id != 60 {
-                    return Err(AmqpError::frame_error(format!("content header for class {}", h.class_id)));
+                    return Err(AmqpError::frame_error(format!(
+                        "content header for class {}",
+                        h.class_id
+                    )));
                 }
                 if h.body_size > MAX_MESSAGE_SIZE {
                     return Err(AmqpError::precondition(format!(
@@ -68,10 +80,23 @@ impl Channel {
                 if h.body_size == 0 {
                     return self.publish_ready(publish, h.properties, Bytes::new(), cx);
                 }
-                self.content = Content::Body { publish, properties: h.properties, size: h.body_size, body: Body::Empty };
+                self.content = Content::Body {
+                    publish,
+                    properties: h.properties,
+                    size: h.body_size,
+                    body: Body::Empty,
+                };
                 Ok(Flow::Continue)
             }
-            (Content::Body { publish, properties, size, body }, c::FRAME_BODY) => {
+            (
+                Content::Body {
+                    publish,
+                    properties,
+                    size,
+                    body,
+                },
+                c::FRAME_BODY,
+            ) => {
                 let body = match body {
                     Body::Empty if payload.len() as u64 == size => Body::One(payload),
                     Body::Empty => {
@@ -102,7 +127,12 @@ impl Channel {
                     )));
                 }
                 if have < size {
-                    self.content = Content::Body { publish, properties, size, body };
+                    self.content = Content::Body {
+                        publish,
+                        properties,
+                        size,
+                        body,
+                    };
                     return Ok(Flow::Continue);
                 }
                 let body = match body {
@@ -112,20 +142,34 @@ impl Channel {
                 };
                 self.publish_ready(publish, properties, body, cx)
             }
-            (Content::Idle, _) => {
-                Err(AmqpError::unexpected_frame("expected method frame, got non method frame instead"))
-            }
+            (Content::Idle, _) => Err(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            )),
             (_, _) => Err(AmqpError::unexpected_frame("content frame out of order")),
         }
     }
 
-    fn publish_ready(&mut self, p: BasicPublish, properties: Bytes, body: Bytes, cx: &mut ChanCx) -> ChanResult {
-        let msg = Message { exchange: p.exchange, routing_key: p.routing_key, properties, body };
+    fn publish_ready(
+        &mut self,
+        p: BasicPublish,
+        properties: Bytes,
+        body: Bytes,
+        cx: &mut ChanCx,
+    ) -> ChanResult {
+        let msg = Message {
+            exchange: p.exchange,
+            routing_key: p.routing_key,
+            properties,
+            body,
+        };
         if self.tx.is_some() {
             // Fail now on an unknown exchange, as RabbitMQ does, but route at commit.
             let ctx = &mut *cx.ctx;
             ctx.routing.sync(&ctx.defs);
-            check_exchange(ctx.routing.exchange(&msg.exchange).map(|x| x.internal), &msg.exchange)?;
+            check_exchange(
+                ctx.routing.exchange(&msg.exchange).map(|x| x.internal),
+                &msg.exchange,
+            )?;
             self.tx.as_mut().unwrap().publishes.push((msg, p.mandatory));
             return Ok(Flow::Continue);
         }
@@ -134,23 +178,37 @@ impl Channel {
     }
 
     /// Routes on this shard and hands the message to every destination queue.
-    fn route_and_enqueue(&mut self, msg: Message, mandatory: bool, cx: &mut ChanCx) -> Result<(), AmqpError> {
+    fn route_and_enqueue(
+        &mut self,
+        msg: Message,
+        mandatory: bool,
+        cx: &mut ChanCx,
+    ) -> Result<(), AmqpError> {
         let ctx = &mut *cx.ctx;
         ctx.routing.sync(&ctx.defs);
         let mut dests = std::mem::take(&mut ctx.route_scratch);
         dests.clear();
-        let routed = ctx.routing.route(&msg.exchange, &msg.routing_key, &msg.properties, &mut dests);
+        let routed =
+            ctx.routing
+                .route(&msg.exchange, &msg.routing_key, &msg.properties, &mut dests);
         if let Err(e) = routed {
             ctx.route_scratch = dests;
             return Err(route_error(e, &msg.exchange));
         }
         if let Some((&last, rest)) = dests.split_last() {
             for &q in rest {
-                ctx.outbox.push(q.shard, ShardMsg::Publish { queue: q, msg: msg.clone() });
+                ctx.outbox.push(
+                    q.shard,
+                    ShardMsg::Publish {
+                        queue: q,
+                        msg: msg.clone(),
+                    },
+                );
             }
             // A confirm in this iteration is fine for transient messages: the
             // message is in the shard's hands, and rings never drop entries.
-            ctx.outbox.push(last.shard, ShardMsg::Publish { queue: last, msg });
+            ctx.outbox
+                .push(last.shard, ShardMsg::Publish { queue: last, msg });
         } else if mandatory {
             let ret = BasicReturn {
                 reply_code: c::NO_ROUTE,
@@ -175,14 +233,19 @@ impl Channel {
             return;
         }
         let multiple = self.publish_seq > self.confirmed + 1;
-        let ack = BasicAck { delivery_tag: self.publish_seq, multiple };
+        let ack = BasicAck {
+            delivery_tag: self.publish_seq,
+            multiple,
+        };
         write_method(wbuf, self.me.channel, &ack.into());
         self.confirmed = self.publish_seq;
     }
 
     pub(super) fn confirm_select(&mut self, m: ConfirmSelect, cx: &mut ChanCx) -> ChanResult {
         if self.tx.is_some() {
-            return Err(AmqpError::precondition("cannot switch from tx to confirm mode"));
+            return Err(AmqpError::precondition(
+                "cannot switch from tx to confirm mode",
+            ));
         }
         self.confirm = true;
         if !m.nowait {
@@ -193,7 +256,9 @@ impl Channel {
 
     pub(super) fn tx_select(&mut self, cx: &mut ChanCx) -> ChanResult {
         if self.confirm {
-            return Err(AmqpError::precondition("cannot switch from confirm to tx mode"));
+            return Err(AmqpError::precondition(
+                "cannot switch from confirm to tx mode",
+            ));
         }
         if self.tx.is_none() {
             self.tx = Some(Tx::default());
@@ -245,9 +310,10 @@ fn route_error(e: RouteError, exchange: &[u8]) -> AmqpError {
     let name = String::from_utf8_lossy(exchange);
     match e {
         RouteError::NoExchange => AmqpError::no_exchange(&name),
-        RouteError::Internal => {
-            AmqpError::access_refused(format!("cannot publish to internal exchange '{}' in vhost '/'", name))
-        }
+        RouteError::Internal => AmqpError::access_refused(format!(
+            "cannot publish to internal exchange '{}' in vhost '/'",
+            name
+        )),
     }
 }
 
@@ -258,7 +324,13 @@ pub(super) fn write_content(wbuf: &mut Vec<u8>, channel: u16, msg: &Message, fra
 }
 
 /// Used by replies.rs for get-ok.
-pub(super) fn write_method_and_content(wbuf: &mut Vec<u8>, channel: u16, m: &Method, msg: &Message, frame_max: u32) {
+pub(super) fn write_method_and_content(
+    wbuf: &mut Vec<u8>,
+    channel: u16,
+    m: &Method,
+    msg: &Message,
+    frame_max: u32,
+) {
     write_method(wbuf, channel, m);
     write_content(wbuf, channel, msg, frame_max);
 }

@@ -34,9 +34,21 @@ impl Channel {
             let name = self.resolve_queue_name(&m.queue)?;
             let q = self.find_queue(&name, cx)?;
             self.last_queue = Some(name.clone());
-            return self.request(cx, q.queue, QueueOp::Status, Awaiting::Declare { name, nowait: m.nowait });
+            return self.request(
+                cx,
+                q.queue,
+                QueueOp::Status,
+                Awaiting::Declare {
+                    name,
+                    nowait: m.nowait,
+                },
+            );
         }
-        let name = if m.queue.is_empty() { cx.ctx.rng.name("amq.gen-") } else { text(&m.queue) };
+        let name = if m.queue.is_empty() {
+            cx.ctx.rng.name("amq.gen-")
+        } else {
+            text(&m.queue)
+        };
         if name.starts_with("amq.") && !m.queue.is_empty() {
             return Err(AmqpError::access_refused(format!(
                 "queue name '{}' contains reserved prefix 'amq.*'",
@@ -44,6 +56,7 @@ impl Channel {
             )));
         }
         let owner = if m.exclusive { Some(cx.info.uid) } else { None };
+        crate::broker::queue_args::validate(&name, &m.arguments)?;
         let defs = cx.ctx.defs.clone();
         let mut g = defs.lock();
         if let Some(existing) = g.queues.get(&name) {
@@ -54,10 +67,22 @@ impl Channel {
             let q = existing.queue;
             drop(g);
             self.last_queue = Some(name.clone());
-            return self.request(cx, q, QueueOp::Status, Awaiting::Declare { name, nowait: m.nowait });
+            return self.request(
+                cx,
+                q,
+                QueueOp::Status,
+                Awaiting::Declare {
+                    name,
+                    nowait: m.nowait,
+                },
+            );
         }
         let ctx = &mut *cx.ctx;
-        let me = QueueRef { shard: ctx.id, slot: ctx.queues.vacant_key() as u32, gen: ctx.next_queue_gen() };
+        let me = QueueRef {
+            shard: ctx.id,
+            slot: ctx.queues.vacant_key() as u32,
+            gen: ctx.next_queue_gen(),
+        };
         let props = QueueProps {
             name: name.clone(),
             durable: m.durable,
@@ -80,7 +105,11 @@ impl Channel {
         }
         self.last_queue = Some(name.clone());
         if !m.nowait {
-            let ok = QueueDeclareOk { queue: Bytes::from(name), message_count: 0, consumer_count: 0 };
+            let ok = QueueDeclareOk {
+                queue: Bytes::from(name),
+                message_count: 0,
+                consumer_count: 0,
+            };
             self.send(cx, ok.into());
         }
         Ok(Flow::Continue)
@@ -129,14 +158,31 @@ impl Channel {
         }
         self.find_queue(&name, cx)?;
         // RabbitMQ: an empty routing key with "" queue shortcut binds with the queue's name.
-        let key = if key.is_empty() && queue.is_empty() { name.clone() } else { text(key) };
-        Ok(Binding::new(text(exchange), BindingDest::Queue(name), key, args))
+        let key = if key.is_empty() && queue.is_empty() {
+            name.clone()
+        } else {
+            text(key)
+        };
+        Ok(Binding::new(
+            text(exchange),
+            BindingDest::Queue(name),
+            key,
+            args,
+        ))
     }
 
     pub(super) fn queue_purge(&mut self, m: QueuePurge, cx: &mut ChanCx) -> ChanResult {
         let name = self.resolve_queue_name(&m.queue)?;
         let q = self.find_queue(&name, cx)?;
-        self.request(cx, q.queue, QueueOp::Purge, Awaiting::Purge { name, nowait: m.nowait })
+        self.request(
+            cx,
+            q.queue,
+            QueueOp::Purge,
+            Awaiting::Purge {
+                name,
+                nowait: m.nowait,
+            },
+        )
     }
 
     pub(super) fn queue_delete(&mut self, m: QueueDelete, cx: &mut ChanCx) -> ChanResult {
@@ -152,18 +198,41 @@ impl Channel {
             }
             Err(e) => return Err(e),
         };
-        let op = QueueOp::Delete { if_unused: m.if_unused, if_empty: m.if_empty };
-        self.request(cx, q.queue, op, Awaiting::Delete { name, nowait: m.nowait })
+        let op = QueueOp::Delete {
+            if_unused: m.if_unused,
+            if_empty: m.if_empty,
+        };
+        self.request(
+            cx,
+            q.queue,
+            op,
+            Awaiting::Delete {
+                name,
+                nowait: m.nowait,
+            },
+        )
     }
 }
 
 fn check_queue_equivalent(q: &QueueDef, m: &QueueDeclare) -> Result<(), AmqpError> {
     let b = |v: bool| if v { "true" } else { "false" };
     if q.durable != m.durable {
-        return Err(inequivalent("durable", "queue", &q.name, b(m.durable), b(q.durable)));
+        return Err(inequivalent(
+            "durable",
+            "queue",
+            &q.name,
+            b(m.durable),
+            b(q.durable),
+        ));
     }
     if q.auto_delete != m.auto_delete {
-        return Err(inequivalent("auto_delete", "queue", &q.name, b(m.auto_delete), b(q.auto_delete)));
+        return Err(inequivalent(
+            "auto_delete",
+            "queue",
+            &q.name,
+            b(m.auto_delete),
+            b(q.auto_delete),
+        ));
     }
     for key in EQUIVALENCE_ARGS {
         let (new, cur) = (m.arguments.get(key), q.args.get(key));
@@ -202,7 +271,7 @@ fn describe(v: Option<&FieldValue>) -> String {
                 (_, _, Some(b)) => b.to_string(),
                 _ => format!("{:?}", v),
             };
-            format!("the value '{}' of type '{}'", shown, v.type_name())
+            format!("'{}'", shown)
         }
     }
 }

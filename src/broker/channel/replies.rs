@@ -14,31 +14,57 @@ use bytes::Bytes;
 impl Channel {
     /// A queue answered the request this channel waits for.
     pub fn on_reply(&mut self, queue: QueueRef, reply: QueueReply, cx: &mut ChanCx) -> ChanResult {
-        let Some(waiting) = self.awaiting.take() else { return Ok(Flow::Continue) };
-        if let (Awaiting::Consume { id, .. }, QueueReply::Gone | QueueReply::Error { .. }) = (&waiting, &reply) {
+        let Some(waiting) = self.awaiting.take() else {
+            return Ok(Flow::Continue);
+        };
+        if let (Awaiting::Consume { id, .. }, QueueReply::Gone | QueueReply::Error { .. }) =
+            (&waiting, &reply)
+        {
             // The queue refused the consumer: it never existed.
             self.forget_consumer(*id);
         }
         match (waiting, reply) {
             (w, QueueReply::Gone) => Err(AmqpError::no_queue(waiting_name(&w))),
             (_, QueueReply::Error { code, text }) => Err(AmqpError { code, text }),
-            (Awaiting::Declare { name, nowait }, QueueReply::Status { messages, consumers }) => {
+            (
+                Awaiting::Declare { name, nowait },
+                QueueReply::Status {
+                    messages,
+                    consumers,
+                },
+            ) => {
                 if !nowait {
-                    let ok = QueueDeclareOk { queue: Bytes::from(name), message_count: messages, consumer_count: consumers };
+                    let ok = QueueDeclareOk {
+                        queue: Bytes::from(name),
+                        message_count: messages,
+                        consumer_count: consumers,
+                    };
                     self.send(cx, ok.into());
                 }
                 Ok(Flow::Continue)
             }
             (Awaiting::Purge { nowait, .. }, QueueReply::Purged { messages }) => {
                 if !nowait {
-                    self.send(cx, QueuePurgeOk { message_count: messages }.into());
+                    self.send(
+                        cx,
+                        QueuePurgeOk {
+                            message_count: messages,
+                        }
+                        .into(),
+                    );
                 }
                 Ok(Flow::Continue)
             }
             (Awaiting::Delete { nowait, .. }, QueueReply::Deleted { messages }) => {
                 self.consumers.retain(|c| c.queue != queue);
                 if !nowait {
-                    self.send(cx, QueueDeleteOk { message_count: messages }.into());
+                    self.send(
+                        cx,
+                        QueueDeleteOk {
+                            message_count: messages,
+                        }
+                        .into(),
+                    );
                 }
                 Ok(Flow::Continue)
             }
@@ -59,11 +85,24 @@ impl Channel {
                 self.send(cx, BasicGetEmpty::default().into());
                 Ok(Flow::Continue)
             }
-            (Awaiting::Get { no_ack, .. }, QueueReply::GetOk { seq, redelivered, messages, msg }) => {
+            (
+                Awaiting::Get { no_ack, .. },
+                QueueReply::GetOk {
+                    seq,
+                    redelivered,
+                    messages,
+                    msg,
+                },
+            ) => {
                 self.next_tag += 1;
                 let tag = self.next_tag;
                 if !no_ack {
-                    self.unacked.push_back(Unacked { tag, queue, seq, windowed: false });
+                    self.unacked.push_back(Unacked {
+                        tag,
+                        queue,
+                        seq,
+                        windowed: false,
+                    });
                 }
                 let ok = BasicGetOk {
                     delivery_tag: tag,
@@ -72,7 +111,13 @@ impl Channel {
                     routing_key: msg.routing_key.clone(),
                     message_count: messages,
                 };
-                write_method_and_content(cx.wbuf, self.me.channel, &ok.into(), &msg, cx.info.frame_max);
+                write_method_and_content(
+                    cx.wbuf,
+                    self.me.channel,
+                    &ok.into(),
+                    &msg,
+                    cx.info.frame_max,
+                );
                 Ok(Flow::Continue)
             }
             (_, _) => Err(AmqpError::internal("unexpected reply from queue")),
@@ -81,16 +126,37 @@ impl Channel {
 
     /// A queue delivers a message to one of this channel's consumers.
     #[inline]
-    pub fn deliver(&mut self, consumer: u32, queue: QueueRef, seq: u64, redelivered: bool, msg: &Message, cx: &mut ChanCx) {
+    pub fn deliver(
+        &mut self,
+        consumer: u32,
+        queue: QueueRef,
+        seq: u64,
+        redelivered: bool,
+        msg: &Message,
+        cx: &mut ChanCx,
+    ) {
         let Some(c) = self.consumers.iter().find(|c| c.id == consumer) else {
             // Not ours any more: give it back rather than lose it.
-            cx.ctx.outbox.push(queue.shard, ShardMsg::Settle { queue, channel: self.me, seq, how: Settle::Requeue });
+            cx.ctx.outbox.push(
+                queue.shard,
+                ShardMsg::Settle {
+                    queue,
+                    channel: self.me,
+                    seq,
+                    how: Settle::Requeue,
+                },
+            );
             return;
         };
         self.next_tag += 1;
         let tag = self.next_tag;
         if !c.no_ack {
-            self.unacked.push_back(Unacked { tag, queue, seq, windowed: true });
+            self.unacked.push_back(Unacked {
+                tag,
+                queue,
+                seq,
+                windowed: true,
+            });
         }
         let deliver = BasicDeliver {
             consumer_tag: c.tag.clone(),

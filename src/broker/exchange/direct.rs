@@ -13,7 +13,10 @@ pub struct Direct {
 
 impl ExchangeType for Direct {
     fn bind(&mut self, key: &str, _args: &FieldTable, dest: Dest) {
-        self.by_key.entry(key.as_bytes().into()).or_default().push(dest);
+        self.by_key
+            .entry(key.as_bytes().into())
+            .or_default()
+            .push(dest);
     }
     fn unbind(&mut self, key: &str, _args: &FieldTable, dest: Dest) {
         if let Some(v) = self.by_key.get_mut(key.as_bytes()) {

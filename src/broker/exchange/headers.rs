@@ -17,7 +17,11 @@ impl ExchangeType for Headers {
         self.bindings.push((mode, args.clone(), dest));
     }
     fn unbind(&mut self, _key: &str, args: &FieldTable, dest: Dest) {
-        if let Some(i) = self.bindings.iter().position(|(_, a, d)| *d == dest && a == args) {
+        if let Some(i) = self
+            .bindings
+            .iter()
+            .position(|(_, a, d)| *d == dest && a == args)
+        {
             self.bindings.remove(i);
         }
     }

@@ -15,7 +15,10 @@ pub struct Topic {
 
 impl Default for Topic {
     fn default() -> Self {
-        Topic { trie: TopicTrie::new(), counts: HashMap::new() }
+        Topic {
+            trie: TopicTrie::new(),
+            counts: HashMap::new(),
+        }
     }
 }
 
