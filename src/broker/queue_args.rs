@@ -58,8 +58,16 @@ pub fn validate(queue: &str, args: &FieldTable) -> Result<(), AmqpError> {
     Ok(())
 }
 
+fn expected(rule: &Rule) -> &'static str {
+    match rule {
+        Rule::Int { .. } | Rule::Priority => "integer",
+        Rule::Str | Rule::OneOf(_) => "longstr",
+        Rule::Bool => "bool",
+    }
+}
+
 fn check(rule: &Rule, v: &FieldValue) -> Result<(), String> {
-    let unacceptable = || format!("{{unacceptable_type,{}}}", v.type_name());
+    let unacceptable = || format!("\"expected {}, got {}\"", expected(rule), v.type_name());
     match rule {
         Rule::Int { min } => {
             let n = v.as_i64().ok_or_else(unacceptable)?;
@@ -76,7 +84,7 @@ fn check(rule: &Rule, v: &FieldValue) -> Result<(), String> {
             if n < 0 {
                 Err(format!("{{value_negative,{}}}", n))
             } else if n > 255 {
-                Err(format!("{{value_too_large,{},255}}", n))
+                Err(format!("{{max_value_exceeded,{}}}", n))
             } else {
                 Ok(())
             }
@@ -119,7 +127,7 @@ mod tests {
             ),
         )
         .unwrap_err();
-        assert!(e.text.ends_with("{unacceptable_type,longstr}"));
+        assert!(e.text.ends_with("\"expected integer, got longstr\""));
         assert!(validate("q", &t("x-message-ttl", FieldValue::I64(0))).is_ok());
         assert!(validate("q", &t("x-custom", FieldValue::Void)).is_ok());
         let e = validate(

@@ -148,13 +148,8 @@ impl Channel {
     pub(super) fn exchange_unbind(&mut self, m: ExchangeUnbind, cx: &mut ChanCx) -> ChanResult {
         let b =
             self.exchange_binding(&m.source, &m.destination, &m.routing_key, m.arguments, cx)?;
-        {
-            let defs = cx.ctx.defs.clone();
-            let mut g = defs.lock();
-            g.exchange(&b.dest.name().to_string())?;
-            g.exchange(&b.source)?;
-            g.remove_binding(&b);
-        }
+        // Unbinding what does not exist succeeds, as in RabbitMQ.
+        cx.ctx.defs.clone().lock().remove_binding(&b);
         if !m.nowait {
             self.send(cx, ExchangeUnbindOk {}.into());
         }

@@ -131,15 +131,25 @@ impl Channel {
         Ok(Flow::Continue)
     }
 
+    /// Unbinding what does not exist (binding, queue or exchange) succeeds, as
+    /// in RabbitMQ.
     pub(super) fn queue_unbind(&mut self, m: QueueUnbind, cx: &mut ChanCx) -> ChanResult {
-        let b = self.queue_binding(&m.queue, &m.exchange, &m.routing_key, m.arguments, cx)?;
-        {
-            let defs = cx.ctx.defs.clone();
-            let mut g = defs.lock();
-            g.queue(b.dest.name())?;
-            g.exchange(&b.source)?;
-            g.remove_binding(&b);
+        let name = self.resolve_queue_name(&m.queue)?;
+        if m.exchange.is_empty() {
+            return Err(default_exchange_refused());
         }
+        if let Some(q) = cx.ctx.routing.queue(&name) {
+            if q.exclusive_owner.is_some_and(|o| o != cx.info.uid) {
+                return Err(AmqpError::queue_locked(&name));
+            }
+        }
+        let b = Binding::new(
+            text(&m.exchange),
+            BindingDest::Queue(name),
+            text(&m.routing_key),
+            m.arguments,
+        );
+        cx.ctx.defs.clone().lock().remove_binding(&b);
         self.send(cx, QueueUnbindOk {}.into());
         Ok(Flow::Continue)
     }
@@ -237,12 +247,15 @@ fn check_queue_equivalent(q: &QueueDef, m: &QueueDeclare) -> Result<(), AmqpErro
     for key in EQUIVALENCE_ARGS {
         let (new, cur) = (m.arguments.get(key), q.args.get(key));
         if !same_arg(new, cur) {
+            // RabbitMQ shows bare values when both sides have one, typed values
+            // when one side is missing.
+            let (received, current) = match (new, cur) {
+                (Some(n), Some(c)) => (format!("'{}'", shown(n)), format!("'{}'", shown(c))),
+                _ => (describe(new), describe(cur)),
+            };
             return Err(AmqpError::precondition(format!(
                 "inequivalent arg '{}' for queue '{}' in vhost '/': received {} but current is {}",
-                key,
-                q.name,
-                describe(new),
-                describe(cur)
+                key, q.name, received, current
             )));
         }
     }
@@ -261,17 +274,18 @@ fn same_arg(a: Option<&FieldValue>, b: Option<&FieldValue>) -> bool {
     }
 }
 
+fn shown(v: &FieldValue) -> String {
+    match (v.as_str(), v.as_i64(), v.as_bool()) {
+        (Some(s), _, _) => s.to_string(),
+        (_, Some(i), _) => i.to_string(),
+        (_, _, Some(b)) => b.to_string(),
+        _ => format!("{:?}", v),
+    }
+}
+
 fn describe(v: Option<&FieldValue>) -> String {
     match v {
         None => "none".to_string(),
-        Some(v) => {
-            let shown = match (v.as_str(), v.as_i64(), v.as_bool()) {
-                (Some(s), _, _) => s.to_string(),
-                (_, Some(i), _) => i.to_string(),
-                (_, _, Some(b)) => b.to_string(),
-                _ => format!("{:?}", v),
-            };
-            format!("'{}'", shown)
-        }
+        Some(v) => format!("the value '{}' of type '{}'", shown(v), v.type_name()),
     }
 }
