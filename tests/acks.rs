@@ -1,20 +1,16 @@
 //! Acknowledgement integration tests (lapin): ack/nack/reject, requeue order, delivery-tag
-//! errors, basic.recover, requeue of unacked messages on channel/connection close.
+//! errors, prefetch (fair dispatch, per-consumer and per-channel qos), basic.recover,
+//! requeue of unacked messages on channel/connection close.
 //!
 //! Validated against RabbitMQ 3.10 with `WARREN_TEST_EXTERNAL_URI`.
-#![allow(dead_code)]
 
 mod common_lapin;
 mod util;
 use common_lapin::*;
 use util::*;
 
-use lapin::{
-    message::Delivery,
-    options::*,
-    types::FieldTable,
-    BasicProperties, Channel, Connection, Consumer,
-};
+use futures_lite::StreamExt;
+use lapin::{message::Delivery, options::*, types::FieldTable, BasicProperties, Channel, Consumer};
 use std::{future::Future, time::Duration};
 
 // ---------------------------------------------------------------- local helpers
@@ -23,15 +19,13 @@ use std::{future::Future, time::Duration};
 
 /// Runs a whole test body with an overall deadline so nothing can hang.
 async fn deadline<F: Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f).await.expect("test timed out");
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .expect("test timed out");
 }
 
 fn uniq(prefix: &str) -> String {
     unique(&format!("warren-msg-{prefix}"))
-}
-
-fn with_query(uri: &str, q: &str) -> String {
-    if uri.contains('?') { format!("{uri}&{q}") } else { format!("{uri}?{q}") }
 }
 
 async fn declare(ch: &Channel, name: &str) {
@@ -45,18 +39,31 @@ async fn delete(ch: &Channel, name: &str) {
 }
 
 async fn publish(ch: &Channel, ex: &str, rk: &str, body: &[u8]) {
-    within(ch.basic_publish(ex, rk, BasicPublishOptions::default(), body, BasicProperties::default()))
-        .await
-        .expect("basic.publish");
+    within(ch.basic_publish(
+        ex,
+        rk,
+        BasicPublishOptions::default(),
+        body,
+        BasicProperties::default(),
+    ))
+    .await
+    .expect("basic.publish");
 }
 
 async fn consume(ch: &Channel, q: &str, no_ack: bool) -> Consumer {
-    let opts = BasicConsumeOptions { no_ack, ..Default::default() };
-    within(ch.basic_consume(q, "", opts, FieldTable::default())).await.expect("basic.consume")
+    let opts = BasicConsumeOptions {
+        no_ack,
+        ..Default::default()
+    };
+    within(ch.basic_consume(q, "", opts, FieldTable::default()))
+        .await
+        .expect("basic.consume")
 }
 
 async fn recv(c: &mut Consumer) -> Delivery {
-    recv_one(c, TIMEOUT).await.expect("no delivery within the timeout")
+    recv_one(c, TIMEOUT)
+        .await
+        .expect("no delivery within the timeout")
 }
 
 /// Asserts nothing arrives on `c` within `ms`.
@@ -65,7 +72,9 @@ async fn recv_none(c: &mut Consumer, ms: u64) {
 }
 
 async fn get(ch: &Channel, q: &str, no_ack: bool) -> Option<lapin::message::BasicGetMessage> {
-    within(ch.basic_get(q, BasicGetOptions { no_ack })).await.expect("basic.get")
+    within(ch.basic_get(q, BasicGetOptions { no_ack }))
+        .await
+        .expect("basic.get")
 }
 
 fn code_text(e: &lapin::Error) -> (u16, String) {
@@ -83,34 +92,13 @@ fn watch_channel(ch: &Channel) -> ErrRx {
     rx
 }
 
-/// Collects errors reported asynchronously for a connection (a broker connection.close).
-fn watch_connection(c: &Connection) -> ErrRx {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    c.on_error(move |e| {
-        let _ = tx.send(e);
-    });
-    rx
-}
-
 async fn next_err(rx: &mut ErrRx) -> (u16, String) {
     code_text(&within(rx.recv()).await.expect("error handler dropped"))
 }
 
-/// A fresh connection + channel still works (the broker survived).
+/// A fresh connection still works (the broker survived).
 async fn assert_broker_alive(uri: &str) {
-    let c = connect(uri).await;
-    let ch = channel(&c).await;
-    let q = uniq("alive");
-    declare(&ch, &q).await;
-    publish(&ch, "", &q, b"ping").await;
-    let m = get(&ch, &q, true).await.expect("message");
-    assert_eq!(m.delivery.data, b"ping");
-    delete(&ch, &q).await;
-    let _ = c.close(200, "bye").await;
-}
-
-fn body_pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
+    assert_connection_usable(&connect(uri).await).await;
 }
 
 fn sval(d: &Delivery) -> String {
@@ -118,8 +106,14 @@ fn sval(d: &Delivery) -> String {
 }
 
 async fn message_count(ch: &Channel, q: &str) -> u32 {
-    let opts = QueueDeclareOptions { passive: true, ..Default::default() };
-    within(ch.queue_declare(q, opts, FieldTable::default())).await.expect("passive declare").message_count()
+    let opts = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    within(ch.queue_declare(q, opts, FieldTable::default()))
+        .await
+        .expect("passive declare")
+        .message_count()
 }
 
 /// Polls the ready-message count until it equals `n` (or the timeout passes).
@@ -169,9 +163,15 @@ async fn ack_single_and_multiple() {
             let d = recv(&mut cons).await;
             assert_eq!((d.delivery_tag, sval(&d)), (i, i.to_string()));
         }
-        within(ch.basic_ack(3, BasicAckOptions { multiple: false })).await.unwrap();
-        within(ch.basic_ack(7, BasicAckOptions { multiple: true })).await.unwrap(); // 1,2,4,5,6,7
-        within(ch.basic_ack(9, BasicAckOptions { multiple: false })).await.unwrap();
+        within(ch.basic_ack(3, BasicAckOptions { multiple: false }))
+            .await
+            .unwrap();
+        within(ch.basic_ack(7, BasicAckOptions { multiple: true }))
+            .await
+            .unwrap(); // 1,2,4,5,6,7
+        within(ch.basic_ack(9, BasicAckOptions { multiple: false }))
+            .await
+            .unwrap();
         // only 8 and 10 remain unacked: closing the channel requeues exactly those
         within(ch.close(200, "bye")).await.unwrap();
         let ch = channel(&c).await;
@@ -194,7 +194,9 @@ async fn ack_multiple_with_tag_zero_acks_everything() {
         for _ in 0..4 {
             get(&ch, &q, false).await.expect("message");
         }
-        within(ch.basic_ack(0, BasicAckOptions { multiple: true })).await.unwrap();
+        within(ch.basic_ack(0, BasicAckOptions { multiple: true }))
+            .await
+            .unwrap();
         within(ch.close(200, "bye")).await.unwrap();
         let ch = channel(&c).await;
         assert_eq!(message_count(&ch, &q).await, 0);
@@ -238,10 +240,23 @@ async fn requeued_messages_keep_their_position() {
             assert_eq!(get(&ch, &q, false).await.unwrap().delivery.delivery_tag, i);
         }
         // requeue 3 first, then 1; 6 and 7 were never delivered
-        within(ch.basic_nack(3, BasicNackOptions { multiple: false, requeue: true })).await.unwrap();
-        within(ch.basic_reject(1, BasicRejectOptions { requeue: true })).await.unwrap();
+        within(ch.basic_nack(
+            3,
+            BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            },
+        ))
+        .await
+        .unwrap();
+        within(ch.basic_reject(1, BasicRejectOptions { requeue: true }))
+            .await
+            .unwrap();
         let got = drain(&ch, &q).await;
-        assert_eq!(got, owned(&[("1", true), ("3", true), ("6", false), ("7", false)]));
+        assert_eq!(
+            got,
+            owned(&[("1", true), ("3", true), ("6", false), ("7", false)])
+        );
         delete(&ch, &q).await;
     })
     .await
@@ -260,9 +275,19 @@ async fn nack_multiple_requeue_returns_all_in_order() {
         for _ in 1..=5 {
             recv(&mut cons).await;
         }
-        within(ch.basic_ack(2, BasicAckOptions::default())).await.unwrap();
-        within(ch.basic_nack(4, BasicNackOptions { multiple: true, requeue: true })).await.unwrap(); // 1,3,4
-        // they come straight back to the (still active) consumer, redelivered, in order
+        within(ch.basic_ack(2, BasicAckOptions::default()))
+            .await
+            .unwrap();
+        within(ch.basic_nack(
+            4,
+            BasicNackOptions {
+                multiple: true,
+                requeue: true,
+            },
+        ))
+        .await
+        .unwrap(); // 1,3,4
+                   // they come straight back to the (still active) consumer, redelivered, in order
         let back: Vec<_> = {
             let mut v = Vec::new();
             for _ in 0..3 {
@@ -273,7 +298,11 @@ async fn nack_multiple_requeue_returns_all_in_order() {
         };
         assert_eq!(
             back,
-            vec![("1".into(), true, 6), ("3".into(), true, 7), ("4".into(), true, 8)]
+            vec![
+                ("1".into(), true, 6),
+                ("3".into(), true, 7),
+                ("4".into(), true, 8)
+            ]
         );
         recv_none(&mut cons, 200).await;
         delete(&ch, &q).await;
@@ -293,13 +322,35 @@ async fn nack_and_reject_without_requeue_drop() {
         for _ in 0..4 {
             get(&ch, &q, false).await.unwrap();
         }
-        within(ch.basic_reject(1, BasicRejectOptions { requeue: false })).await.unwrap();
-        within(ch.basic_nack(2, BasicNackOptions { multiple: false, requeue: false })).await.unwrap();
-        within(ch.basic_nack(4, BasicNackOptions { multiple: true, requeue: false })).await.unwrap(); // 3,4
+        within(ch.basic_reject(1, BasicRejectOptions { requeue: false }))
+            .await
+            .unwrap();
+        within(ch.basic_nack(
+            2,
+            BasicNackOptions {
+                multiple: false,
+                requeue: false,
+            },
+        ))
+        .await
+        .unwrap();
+        within(ch.basic_nack(
+            4,
+            BasicNackOptions {
+                multiple: true,
+                requeue: false,
+            },
+        ))
+        .await
+        .unwrap(); // 3,4
         assert_eq!(message_count(&ch, &q).await, 0);
         within(ch.close(200, "bye")).await.unwrap();
         let ch = channel(&c).await;
-        assert_eq!(message_count(&ch, &q).await, 0, "dropped messages must not come back");
+        assert_eq!(
+            message_count(&ch, &q).await,
+            0,
+            "dropped messages must not come back"
+        );
         delete(&ch, &q).await;
     })
     .await
@@ -310,8 +361,13 @@ async fn nack_and_reject_without_requeue_drop() {
 async fn expect_406(ch: &Channel, errs: &mut ErrRx, tag: u64) {
     let (code, text) = next_err(errs).await;
     assert_eq!(code, 406);
-    assert_eq!(text, format!("PRECONDITION_FAILED - unknown delivery tag {tag}"));
-    assert!(wait_until(Duration::from_secs(5), || !ch.status().connected()));
+    assert_eq!(
+        text,
+        format!("PRECONDITION_FAILED - unknown delivery tag {tag}")
+    );
+    assert!(wait_until(Duration::from_secs(5), || !ch
+        .status()
+        .connected()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,7 +382,14 @@ async fn ack_unknown_tag_is_406() {
         // nack and reject of an unknown tag as well
         let ch = channel(&c).await;
         let mut errs = watch_channel(&ch);
-        let _ = within(ch.basic_nack(7, BasicNackOptions { multiple: false, requeue: true })).await;
+        let _ = within(ch.basic_nack(
+            7,
+            BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            },
+        ))
+        .await;
         expect_406(&ch, &mut errs, 7).await;
         let ch = channel(&c).await;
         let mut errs = watch_channel(&ch);
@@ -351,7 +414,9 @@ async fn double_ack_is_406_and_unacked_messages_are_requeued() {
         publish_n(&ch, &q, 1..=2).await;
         get(&ch, &q, false).await.unwrap();
         get(&ch, &q, false).await.unwrap();
-        within(ch.basic_ack(1, BasicAckOptions::default())).await.unwrap();
+        within(ch.basic_ack(1, BasicAckOptions::default()))
+            .await
+            .unwrap();
         let _ = within(ch.basic_ack(1, BasicAckOptions::default())).await;
         expect_406(&ch, &mut errs, 1).await;
         // the channel error requeued message 2
@@ -380,8 +445,129 @@ async fn ack_of_a_no_ack_delivery_is_406() {
         let _ = within(ch.basic_ack(d2.delivery_tag, BasicAckOptions::default())).await;
         expect_406(&ch, &mut errs, 2).await;
         let ch = channel(&c).await;
-        assert_eq!(message_count(&ch, &q).await, 0, "no-ack deliveries are settled at once");
+        assert_eq!(
+            message_count(&ch, &q).await,
+            0,
+            "no-ack deliveries are settled at once"
+        );
         delete(&ch, &q).await;
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- prefetch (limits on unacked deliveries)
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fair_dispatch_with_prefetch_one() {
+    deadline(60, async {
+        let b = start_broker(1);
+        let c = connect(&b.uri()).await;
+        let lazy = channel(&c).await;
+        let busy = channel(&c).await;
+        let q = uniq("fair");
+        declare(&lazy, &q).await;
+        for ch in [&lazy, &busy] {
+            within(ch.basic_qos(1, BasicQosOptions::default()))
+                .await
+                .unwrap();
+        }
+        let mut l = consume(&lazy, &q, false).await;
+        let mut w = consume(&busy, &q, false).await;
+        for i in 0..10 {
+            publish(&lazy, "", &q, i.to_string().as_bytes()).await;
+        }
+        let first_lazy = recv(&mut l).await; // never acked
+        let mut worked = 0;
+        while worked < 9 {
+            let d = recv(&mut w).await;
+            within(busy.basic_ack(d.delivery_tag, BasicAckOptions::default()))
+                .await
+                .unwrap();
+            worked += 1;
+        }
+        recv_none(&mut l, 300).await;
+        recv_none(&mut w, 100).await;
+        // acking frees the slot: the lazy consumer gets the next message
+        within(lazy.basic_ack(first_lazy.delivery_tag, BasicAckOptions::default()))
+            .await
+            .unwrap();
+        publish(&busy, "", &q, b"late").await;
+        publish(&busy, "", &q, b"late2").await;
+        let d1 = recv(&mut l).await;
+        let d2 = recv(&mut w).await;
+        let mut got = vec![d1.data, d2.data];
+        got.sort();
+        assert_eq!(got, vec![b"late".to_vec(), b"late2".to_vec()]);
+        delete(&lazy, &q).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos_per_consumer_and_per_channel() {
+    deadline(60, async {
+        let b = start_broker(1);
+        let c = connect(&b.uri()).await;
+        let setup = channel(&c).await;
+        let (q1, q2) = (uniq("qos1"), uniq("qos2"));
+        declare(&setup, &q1).await;
+        declare(&setup, &q2).await;
+        for i in 0..10 {
+            publish(&setup, "", &q1, format!("a{i}").as_bytes()).await;
+            publish(&setup, "", &q2, format!("b{i}").as_bytes()).await;
+        }
+        // global=false: the limit applies to each consumer separately
+        let ch = channel(&c).await;
+        within(ch.basic_qos(2, BasicQosOptions { global: false }))
+            .await
+            .unwrap();
+        let mut a = consume(&ch, &q1, false).await;
+        let mut bb = consume(&ch, &q2, false).await;
+        for _ in 0..2 {
+            recv(&mut a).await;
+            recv(&mut bb).await;
+        }
+        recv_none(&mut a, 300).await;
+        recv_none(&mut bb, 100).await;
+        // ack one of a's: exactly one more for a
+        within(ch.basic_ack(1, BasicAckOptions::default()))
+            .await
+            .unwrap();
+        let _ = recv(&mut a).await;
+        recv_none(&mut a, 300).await;
+        within(ch.close(200, "done")).await.unwrap(); // requeues the 5 unacked
+
+        // global=true: the limit is shared by all consumers of the channel
+        let ch = channel(&c).await;
+        within(ch.basic_qos(3, BasicQosOptions { global: true }))
+            .await
+            .unwrap();
+        let mut a = consume(&ch, &q1, false).await;
+        let mut bb = consume(&ch, &q2, false).await;
+        let mut total = 0;
+        let mut tags = Vec::new();
+        loop {
+            tokio::select! {
+                Some(Ok(d)) = a.next() => { total += 1; tags.push(d.delivery_tag); }
+                Some(Ok(d)) = bb.next() => { total += 1; tags.push(d.delivery_tag); }
+                _ = tokio::time::sleep(Duration::from_millis(500)) => break,
+            }
+        }
+        assert_eq!(total, 3, "global prefetch 3 shared by two consumers");
+        within(ch.basic_ack(tags[0], BasicAckOptions::default()))
+            .await
+            .unwrap();
+        let mut more = 0;
+        loop {
+            tokio::select! {
+                Some(Ok(_)) = a.next() => more += 1,
+                Some(Ok(_)) = bb.next() => more += 1,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => break,
+            }
+        }
+        assert_eq!(more, 1, "one ack frees exactly one slot");
+        delete(&setup, &q1).await;
+        delete(&setup, &q2).await;
     })
     .await
 }
@@ -401,13 +587,19 @@ async fn basic_recover_requeue_redelivers_unacked() {
         for _ in 0..3 {
             recv(&mut cons).await;
         }
-        within(ch.basic_ack(2, BasicAckOptions::default())).await.unwrap();
-        within(ch.basic_recover(BasicRecoverOptions { requeue: true })).await.unwrap();
+        within(ch.basic_ack(2, BasicAckOptions::default()))
+            .await
+            .unwrap();
+        within(ch.basic_recover(BasicRecoverOptions { requeue: true }))
+            .await
+            .unwrap();
         let mut again = Vec::new();
         for _ in 0..2 {
             let d = recv(&mut cons).await;
             again.push((sval(&d), d.redelivered));
-            within(ch.basic_ack(d.delivery_tag, BasicAckOptions::default())).await.unwrap();
+            within(ch.basic_ack(d.delivery_tag, BasicAckOptions::default()))
+                .await
+                .unwrap();
         }
         assert_eq!(again, owned(&[("1", true), ("3", true)]));
         recv_none(&mut cons, 200).await;
@@ -421,13 +613,19 @@ async fn requeue_on_close(close_connection: bool) {
     let b = start_broker(1);
     let other = connect(&b.uri()).await;
     let och = channel(&other).await;
-    let q = uniq(if close_connection { "rq-conn" } else { "rq-chan" });
+    let q = uniq(if close_connection {
+        "rq-conn"
+    } else {
+        "rq-chan"
+    });
     declare(&och, &q).await;
     publish_n(&och, &q, 1..=5).await;
 
     let first = connect(&b.uri()).await;
     let fch = channel(&first).await;
-    within(fch.basic_qos(3, BasicQosOptions::default())).await.unwrap();
+    within(fch.basic_qos(3, BasicQosOptions::default()))
+        .await
+        .unwrap();
     let mut fc = consume(&fch, &q, false).await;
     for i in 1..=3 {
         assert_eq!(sval(&recv(&mut fc).await), i.to_string());
@@ -439,7 +637,9 @@ async fn requeue_on_close(close_connection: bool) {
         let d = recv(&mut oc).await;
         got.push((sval(&d), d.redelivered));
     }
-    within(fch.basic_ack(2, BasicAckOptions::default())).await.unwrap();
+    within(fch.basic_ack(2, BasicAckOptions::default()))
+        .await
+        .unwrap();
     if close_connection {
         within(first.close(200, "bye")).await.unwrap();
     } else {
@@ -449,8 +649,13 @@ async fn requeue_on_close(close_connection: bool) {
         let d = recv(&mut oc).await;
         got.push((sval(&d), d.redelivered));
     }
-    assert_eq!(got, owned(&[("4", false), ("5", false), ("1", true), ("3", true)]));
-    within(och.basic_ack(0, BasicAckOptions { multiple: true })).await.unwrap();
+    assert_eq!(
+        got,
+        owned(&[("4", false), ("5", false), ("1", true), ("3", true)])
+    );
+    within(och.basic_ack(0, BasicAckOptions { multiple: true }))
+        .await
+        .unwrap();
     recv_none(&mut oc, 200).await;
     delete(&och, &q).await;
 }
@@ -479,11 +684,16 @@ async fn unacked_requeued_when_socket_drops() {
         // a raw client takes both without acking, then vanishes without closing
         let port = b.port();
         let qq = q.clone();
-        tokio::task::spawn_blocking(move || raw_get_and_drop(port, &qq)).await.unwrap();
+        tokio::task::spawn_blocking(move || raw_get_and_drop(port, &qq))
+            .await
+            .unwrap();
         let mut cons = consume(&ch, &q, false).await;
         let d1 = recv(&mut cons).await;
         let d2 = recv(&mut cons).await;
-        assert_eq!((sval(&d1), d1.redelivered, sval(&d2), d2.redelivered), ("1".into(), true, "2".into(), true));
+        assert_eq!(
+            (sval(&d1), d1.redelivered, sval(&d2), d2.redelivered),
+            ("1".into(), true, "2".into(), true)
+        );
         delete(&ch, &q).await;
     })
     .await
@@ -518,10 +728,13 @@ fn raw_get_and_drop(port: u16, q: &str) {
     a.extend_from_slice(b"\0guest\0guest");
     a.push(5);
     a.extend_from_slice(b"en_US");
-    s.write_all(&frame(1, 0, &[&[0, 10, 0, 11][..], &a].concat())).unwrap();
+    s.write_all(&frame(1, 0, &[&[0, 10, 0, 11][..], &a].concat()))
+        .unwrap();
     read(&mut s); // tune
-    s.write_all(&frame(1, 0, &[0, 10, 0, 31, 0x07, 0xFF, 0, 2, 0, 0, 0, 0])).unwrap();
-    s.write_all(&frame(1, 0, &[0, 10, 0, 40, 1, b'/', 0, 0])).unwrap();
+    s.write_all(&frame(1, 0, &[0, 10, 0, 31, 0x07, 0xFF, 0, 2, 0, 0, 0, 0]))
+        .unwrap();
+    s.write_all(&frame(1, 0, &[0, 10, 0, 40, 1, b'/', 0, 0]))
+        .unwrap();
     read(&mut s); // open-ok
     s.write_all(&frame(1, 1, &[0, 20, 0, 10, 0])).unwrap();
     read(&mut s); // channel.open-ok

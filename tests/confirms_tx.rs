@@ -2,7 +2,6 @@
 //! tx select/commit/rollback of publishes and acks, mode-switch and not-transactional errors.
 //!
 //! Validated against RabbitMQ 3.10 with `WARREN_TEST_EXTERNAL_URI`.
-#![allow(dead_code)]
 
 mod common_lapin;
 mod util;
@@ -10,11 +9,8 @@ use common_lapin::*;
 use util::*;
 
 use lapin::{
-    message::Delivery,
-    options::*,
-    publisher_confirm::Confirmation,
-    types::FieldTable,
-    BasicProperties, Channel, Connection, Consumer,
+    message::Delivery, options::*, publisher_confirm::Confirmation, types::FieldTable,
+    BasicProperties, Channel, Consumer,
 };
 use std::{future::Future, time::Duration};
 
@@ -24,15 +20,13 @@ use std::{future::Future, time::Duration};
 
 /// Runs a whole test body with an overall deadline so nothing can hang.
 async fn deadline<F: Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f).await.expect("test timed out");
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .expect("test timed out");
 }
 
 fn uniq(prefix: &str) -> String {
     unique(&format!("warren-msg-{prefix}"))
-}
-
-fn with_query(uri: &str, q: &str) -> String {
-    if uri.contains('?') { format!("{uri}&{q}") } else { format!("{uri}?{q}") }
 }
 
 async fn declare(ch: &Channel, name: &str) {
@@ -46,18 +40,31 @@ async fn delete(ch: &Channel, name: &str) {
 }
 
 async fn publish(ch: &Channel, ex: &str, rk: &str, body: &[u8]) {
-    within(ch.basic_publish(ex, rk, BasicPublishOptions::default(), body, BasicProperties::default()))
-        .await
-        .expect("basic.publish");
+    within(ch.basic_publish(
+        ex,
+        rk,
+        BasicPublishOptions::default(),
+        body,
+        BasicProperties::default(),
+    ))
+    .await
+    .expect("basic.publish");
 }
 
 async fn consume(ch: &Channel, q: &str, no_ack: bool) -> Consumer {
-    let opts = BasicConsumeOptions { no_ack, ..Default::default() };
-    within(ch.basic_consume(q, "", opts, FieldTable::default())).await.expect("basic.consume")
+    let opts = BasicConsumeOptions {
+        no_ack,
+        ..Default::default()
+    };
+    within(ch.basic_consume(q, "", opts, FieldTable::default()))
+        .await
+        .expect("basic.consume")
 }
 
 async fn recv(c: &mut Consumer) -> Delivery {
-    recv_one(c, TIMEOUT).await.expect("no delivery within the timeout")
+    recv_one(c, TIMEOUT)
+        .await
+        .expect("no delivery within the timeout")
 }
 
 /// Asserts nothing arrives on `c` within `ms`.
@@ -66,57 +73,29 @@ async fn recv_none(c: &mut Consumer, ms: u64) {
 }
 
 async fn get(ch: &Channel, q: &str, no_ack: bool) -> Option<lapin::message::BasicGetMessage> {
-    within(ch.basic_get(q, BasicGetOptions { no_ack })).await.expect("basic.get")
+    within(ch.basic_get(q, BasicGetOptions { no_ack }))
+        .await
+        .expect("basic.get")
 }
 
 fn code_text(e: &lapin::Error) -> (u16, String) {
     amqp_error(e).unwrap_or_else(|| panic!("expected an AMQP protocol error, got {e:?}"))
 }
 
-type ErrRx = tokio::sync::mpsc::UnboundedReceiver<lapin::Error>;
-
-/// Collects errors reported asynchronously for a channel (e.g. a broker channel.close).
-fn watch_channel(ch: &Channel) -> ErrRx {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    ch.on_error(move |e| {
-        let _ = tx.send(e);
-    });
-    rx
-}
-
-/// Collects errors reported asynchronously for a connection (a broker connection.close).
-fn watch_connection(c: &Connection) -> ErrRx {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    c.on_error(move |e| {
-        let _ = tx.send(e);
-    });
-    rx
-}
-
-async fn next_err(rx: &mut ErrRx) -> (u16, String) {
-    code_text(&within(rx.recv()).await.expect("error handler dropped"))
-}
-
-/// A fresh connection + channel still works (the broker survived).
+/// A fresh connection still works (the broker survived).
 async fn assert_broker_alive(uri: &str) {
-    let c = connect(uri).await;
-    let ch = channel(&c).await;
-    let q = uniq("alive");
-    declare(&ch, &q).await;
-    publish(&ch, "", &q, b"ping").await;
-    let m = get(&ch, &q, true).await.expect("message");
-    assert_eq!(m.delivery.data, b"ping");
-    delete(&ch, &q).await;
-    let _ = c.close(200, "bye").await;
-}
-
-fn body_pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
+    assert_connection_usable(&connect(uri).await).await;
 }
 
 async fn message_count(ch: &Channel, q: &str) -> u32 {
-    let opts = QueueDeclareOptions { passive: true, ..Default::default() };
-    within(ch.queue_declare(q, opts, FieldTable::default())).await.expect("passive declare").message_count()
+    let opts = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    within(ch.queue_declare(q, opts, FieldTable::default()))
+        .await
+        .expect("passive declare")
+        .message_count()
 }
 
 fn sval(body: &[u8]) -> String {
@@ -133,14 +112,24 @@ async fn every_publish_is_confirmed() {
         let ch = channel(&c).await;
         let q = uniq("confirm");
         declare(&ch, &q).await;
-        within(ch.confirm_select(ConfirmSelectOptions::default())).await.unwrap();
+        within(ch.confirm_select(ConfirmSelectOptions::default()))
+            .await
+            .unwrap();
         // select again is idempotent
-        within(ch.confirm_select(ConfirmSelectOptions::default())).await.unwrap();
+        within(ch.confirm_select(ConfirmSelectOptions::default()))
+            .await
+            .unwrap();
         let mut pending = Vec::new();
         for i in 0..200u32 {
-            let pc = within(ch.basic_publish("", &q, BasicPublishOptions::default(), &i.to_be_bytes(), BasicProperties::default()))
-                .await
-                .unwrap();
+            let pc = within(ch.basic_publish(
+                "",
+                &q,
+                BasicPublishOptions::default(),
+                &i.to_be_bytes(),
+                BasicProperties::default(),
+            ))
+            .await
+            .unwrap();
             pending.push(pc);
         }
         for pc in pending {
@@ -149,9 +138,15 @@ async fn every_publish_is_confirmed() {
         assert!(within(ch.wait_for_confirms()).await.unwrap().is_empty());
         assert_eq!(message_count(&ch, &q).await, 200);
         // confirms keep working after a burst (tags keep counting)
-        let pc = within(ch.basic_publish("", &q, BasicPublishOptions::default(), b"last", BasicProperties::default()))
-            .await
-            .unwrap();
+        let pc = within(ch.basic_publish(
+            "",
+            &q,
+            BasicPublishOptions::default(),
+            b"last",
+            BasicProperties::default(),
+        ))
+        .await
+        .unwrap();
         assert!(within(pc).await.unwrap().is_ack());
         assert_eq!(message_count(&ch, &q).await, 201);
         delete(&ch, &q).await;
@@ -167,12 +162,20 @@ async fn confirms_without_awaiting_each_then_wait_for_confirms() {
         let ch = channel(&c).await;
         let q = uniq("confirm-bulk");
         declare(&ch, &q).await;
-        within(ch.confirm_select(ConfirmSelectOptions::default())).await.unwrap();
+        within(ch.confirm_select(ConfirmSelectOptions::default()))
+            .await
+            .unwrap();
         for i in 0..2000u32 {
             // the broker may answer with multiple=true acks; lapin resolves all of them
-            let _ = within(ch.basic_publish("", &q, BasicPublishOptions::default(), &i.to_be_bytes(), BasicProperties::default()))
-                .await
-                .unwrap();
+            let _ = within(ch.basic_publish(
+                "",
+                &q,
+                BasicPublishOptions::default(),
+                &i.to_be_bytes(),
+                BasicProperties::default(),
+            ))
+            .await
+            .unwrap();
         }
         assert!(within(ch.wait_for_confirms()).await.unwrap().is_empty());
         assert_eq!(message_count(&ch, &q).await, 2000);
@@ -189,15 +192,33 @@ async fn unroutable_mandatory_is_returned_then_acked() {
         let ch = channel(&c).await;
         let q = uniq("ret-q");
         declare(&ch, &q).await;
-        within(ch.confirm_select(ConfirmSelectOptions::default())).await.unwrap();
-        let mand = BasicPublishOptions { mandatory: true, ..Default::default() };
-        let nobody = uniq("nobody");
-        let p1 = within(ch.basic_publish("", &q, mand, b"routed", BasicProperties::default())).await.unwrap();
-        let p2 = within(ch.basic_publish("", &nobody, mand, b"returned", BasicProperties::default())).await.unwrap();
-        let p3 = within(ch.basic_publish("", &nobody, BasicPublishOptions::default(), b"dropped", BasicProperties::default()))
+        within(ch.confirm_select(ConfirmSelectOptions::default()))
             .await
             .unwrap();
-        let p4 = within(ch.basic_publish("", &q, mand, b"routed2", BasicProperties::default())).await.unwrap();
+        let mand = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
+        let nobody = uniq("nobody");
+        let p1 = within(ch.basic_publish("", &q, mand, b"routed", BasicProperties::default()))
+            .await
+            .unwrap();
+        let p2 =
+            within(ch.basic_publish("", &nobody, mand, b"returned", BasicProperties::default()))
+                .await
+                .unwrap();
+        let p3 = within(ch.basic_publish(
+            "",
+            &nobody,
+            BasicPublishOptions::default(),
+            b"dropped",
+            BasicProperties::default(),
+        ))
+        .await
+        .unwrap();
+        let p4 = within(ch.basic_publish("", &q, mand, b"routed2", BasicProperties::default()))
+            .await
+            .unwrap();
         assert_eq!(within(p1).await.unwrap(), Confirmation::Ack(None));
         match within(p2).await.unwrap() {
             Confirmation::Ack(Some(ret)) => {
@@ -222,13 +243,26 @@ async fn confirm_channel_error_fails_pending_confirms() {
         let b = start_broker(1);
         let c = connect(&b.uri()).await;
         let ch = channel(&c).await;
-        within(ch.confirm_select(ConfirmSelectOptions::default())).await.unwrap();
-        let ex = uniq("no-ex");
-        let pc = within(ch.basic_publish(&ex, "rk", BasicPublishOptions::default(), b"x", BasicProperties::default()))
+        within(ch.confirm_select(ConfirmSelectOptions::default()))
             .await
             .unwrap();
-        let err = within(pc).await.expect_err("publish to a missing exchange cannot be confirmed");
-        assert_eq!(code_text(&err), (404, format!("NOT_FOUND - no exchange '{ex}' in vhost '/'")));
+        let ex = uniq("no-ex");
+        let pc = within(ch.basic_publish(
+            &ex,
+            "rk",
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        ))
+        .await
+        .unwrap();
+        let err = within(pc)
+            .await
+            .expect_err("publish to a missing exchange cannot be confirmed");
+        assert_eq!(
+            code_text(&err),
+            (404, format!("NOT_FOUND - no exchange '{ex}' in vhost '/'"))
+        );
         assert_broker_alive(&b.uri()).await;
     })
     .await
@@ -288,7 +322,10 @@ async fn tx_rollback_discards_publishes() {
         within(ch.close(200, "bye")).await.unwrap();
         let ch = channel(&c).await;
         let m = get(&ch, &q, true).await.unwrap();
-        assert_eq!((m.delivery.data.as_slice(), m.message_count), (&b"kept"[..], 0));
+        assert_eq!(
+            (m.delivery.data.as_slice(), m.message_count),
+            (&b"kept"[..], 0)
+        );
         delete(&ch, &q).await;
     })
     .await
@@ -310,12 +347,20 @@ async fn tx_acks_applied_on_commit_and_discarded_on_rollback() {
         for i in 1..=4u64 {
             assert_eq!(get(&ch, &q, false).await.unwrap().delivery.delivery_tag, i);
         }
-        within(ch.basic_ack(1, BasicAckOptions::default())).await.unwrap();
-        within(ch.basic_ack(2, BasicAckOptions::default())).await.unwrap();
+        within(ch.basic_ack(1, BasicAckOptions::default()))
+            .await
+            .unwrap();
+        within(ch.basic_ack(2, BasicAckOptions::default()))
+            .await
+            .unwrap();
         within(ch.tx_commit()).await.unwrap(); // 1 and 2 are gone
-        within(ch.basic_ack(3, BasicAckOptions::default())).await.unwrap();
+        within(ch.basic_ack(3, BasicAckOptions::default()))
+            .await
+            .unwrap();
         within(ch.tx_rollback()).await.unwrap(); // the ack of 3 is forgotten: 3 stays unacked
-        within(ch.basic_reject(4, BasicRejectOptions { requeue: false })).await.unwrap(); // uncommitted
+        within(ch.basic_reject(4, BasicRejectOptions { requeue: false }))
+            .await
+            .unwrap(); // uncommitted
         within(ch.close(200, "bye")).await.unwrap(); // requeues 3 and 4
         let got: Vec<(String, bool)> = {
             let mut v = Vec::new();
@@ -341,12 +386,26 @@ async fn tx_requeue_nack_applied_on_commit() {
         publish(&ch, "", &q, b"a").await;
         within(ch.tx_select()).await.unwrap();
         let m = get(&ch, &q, false).await.unwrap();
-        within(ch.basic_nack(m.delivery.delivery_tag, BasicNackOptions { multiple: false, requeue: true })).await.unwrap();
-        assert_eq!(message_count(&ch, &q).await, 0, "nack not applied before commit");
+        within(ch.basic_nack(
+            m.delivery.delivery_tag,
+            BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            },
+        ))
+        .await
+        .unwrap();
+        assert_eq!(
+            message_count(&ch, &q).await,
+            0,
+            "nack not applied before commit"
+        );
         within(ch.tx_commit()).await.unwrap();
         let m = get(&ch, &q, false).await.expect("requeued on commit");
         assert!(m.delivery.redelivered);
-        within(ch.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default())).await.unwrap();
+        within(ch.basic_ack(m.delivery.delivery_tag, BasicAckOptions::default()))
+            .await
+            .unwrap();
         within(ch.tx_commit()).await.unwrap();
         delete(&ch, &q).await;
     })
@@ -359,11 +418,27 @@ async fn tx_commit_or_rollback_without_select_is_406() {
         let b = start_broker(1);
         let c = connect(&b.uri()).await;
         let ch = channel(&c).await;
-        let err = within(ch.tx_commit()).await.expect_err("commit without select");
-        assert_eq!(code_text(&err), (406, "PRECONDITION_FAILED - channel is not transactional".into()));
+        let err = within(ch.tx_commit())
+            .await
+            .expect_err("commit without select");
+        assert_eq!(
+            code_text(&err),
+            (
+                406,
+                "PRECONDITION_FAILED - channel is not transactional".into()
+            )
+        );
         let ch = channel(&c).await;
-        let err = within(ch.tx_rollback()).await.expect_err("rollback without select");
-        assert_eq!(code_text(&err), (406, "PRECONDITION_FAILED - channel is not transactional".into()));
+        let err = within(ch.tx_rollback())
+            .await
+            .expect_err("rollback without select");
+        assert_eq!(
+            code_text(&err),
+            (
+                406,
+                "PRECONDITION_FAILED - channel is not transactional".into()
+            )
+        );
         assert!(c.status().connected());
     })
     .await
@@ -377,12 +452,28 @@ async fn tx_and_confirm_modes_are_exclusive() {
         let ch = channel(&c).await;
         within(ch.tx_select()).await.unwrap();
         within(ch.tx_select()).await.unwrap(); // idempotent
-        let err = within(ch.confirm_select(ConfirmSelectOptions::default())).await.expect_err("tx → confirm");
-        assert_eq!(code_text(&err), (406, "PRECONDITION_FAILED - cannot switch from tx to confirm mode".into()));
+        let err = within(ch.confirm_select(ConfirmSelectOptions::default()))
+            .await
+            .expect_err("tx → confirm");
+        assert_eq!(
+            code_text(&err),
+            (
+                406,
+                "PRECONDITION_FAILED - cannot switch from tx to confirm mode".into()
+            )
+        );
         let ch = channel(&c).await;
-        within(ch.confirm_select(ConfirmSelectOptions::default())).await.unwrap();
+        within(ch.confirm_select(ConfirmSelectOptions::default()))
+            .await
+            .unwrap();
         let err = within(ch.tx_select()).await.expect_err("confirm → tx");
-        assert_eq!(code_text(&err), (406, "PRECONDITION_FAILED - cannot switch from confirm to tx mode".into()));
+        assert_eq!(
+            code_text(&err),
+            (
+                406,
+                "PRECONDITION_FAILED - cannot switch from confirm to tx mode".into()
+            )
+        );
         assert!(c.status().connected());
     })
     .await

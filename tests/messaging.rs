@@ -1,5 +1,5 @@
 //! Messaging integration tests (lapin): publish/consume, properties, large and empty
-//! bodies, returns, error cases, consumers, basic.get, dispatch and prefetch.
+//! bodies, returns, error cases, consumers, basic.get, round-robin dispatch, ordering.
 //!
 //! Validated against RabbitMQ 3.10 with `WARREN_TEST_EXTERNAL_URI`.
 
@@ -24,7 +24,9 @@ use std::{future::Future, time::Duration};
 
 /// Runs a whole test body with an overall deadline so nothing can hang.
 async fn deadline<F: Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f).await.expect("test timed out");
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .expect("test timed out");
 }
 
 fn uniq(prefix: &str) -> String {
@@ -32,7 +34,11 @@ fn uniq(prefix: &str) -> String {
 }
 
 fn with_query(uri: &str, q: &str) -> String {
-    if uri.contains('?') { format!("{uri}&{q}") } else { format!("{uri}?{q}") }
+    if uri.contains('?') {
+        format!("{uri}&{q}")
+    } else {
+        format!("{uri}?{q}")
+    }
 }
 
 async fn declare(ch: &Channel, name: &str) {
@@ -46,18 +52,31 @@ async fn delete(ch: &Channel, name: &str) {
 }
 
 async fn publish(ch: &Channel, ex: &str, rk: &str, body: &[u8]) {
-    within(ch.basic_publish(ex, rk, BasicPublishOptions::default(), body, BasicProperties::default()))
-        .await
-        .expect("basic.publish");
+    within(ch.basic_publish(
+        ex,
+        rk,
+        BasicPublishOptions::default(),
+        body,
+        BasicProperties::default(),
+    ))
+    .await
+    .expect("basic.publish");
 }
 
 async fn consume(ch: &Channel, q: &str, no_ack: bool) -> Consumer {
-    let opts = BasicConsumeOptions { no_ack, ..Default::default() };
-    within(ch.basic_consume(q, "", opts, FieldTable::default())).await.expect("basic.consume")
+    let opts = BasicConsumeOptions {
+        no_ack,
+        ..Default::default()
+    };
+    within(ch.basic_consume(q, "", opts, FieldTable::default()))
+        .await
+        .expect("basic.consume")
 }
 
 async fn recv(c: &mut Consumer) -> Delivery {
-    recv_one(c, TIMEOUT).await.expect("no delivery within the timeout")
+    recv_one(c, TIMEOUT)
+        .await
+        .expect("no delivery within the timeout")
 }
 
 /// Asserts nothing arrives on `c` within `ms`.
@@ -66,7 +85,9 @@ async fn recv_none(c: &mut Consumer, ms: u64) {
 }
 
 async fn get(ch: &Channel, q: &str, no_ack: bool) -> Option<lapin::message::BasicGetMessage> {
-    within(ch.basic_get(q, BasicGetOptions { no_ack })).await.expect("basic.get")
+    within(ch.basic_get(q, BasicGetOptions { no_ack }))
+        .await
+        .expect("basic.get")
 }
 
 /// basic.get, retried until a message arrives (for publishes made on another connection).
@@ -109,17 +130,9 @@ async fn next_err(rx: &mut ErrRx) -> (u16, String) {
     code_text(&within(rx.recv()).await.expect("error handler dropped"))
 }
 
-/// A fresh connection + channel still works (the broker survived).
+/// A fresh connection still works (the broker survived).
 async fn assert_broker_alive(uri: &str) {
-    let c = connect(uri).await;
-    let ch = channel(&c).await;
-    let q = uniq("alive");
-    declare(&ch, &q).await;
-    publish(&ch, "", &q, b"ping").await;
-    let m = get(&ch, &q, true).await.expect("message");
-    assert_eq!(m.delivery.data, b"ping");
-    delete(&ch, &q).await;
-    let _ = c.close(200, "bye").await;
+    assert_connection_usable(&connect(uri).await).await;
 }
 
 fn body_pattern(n: usize) -> Vec<u8> {
@@ -158,11 +171,23 @@ fn rich_headers() -> FieldTable {
     h.insert("i64".into(), AMQPValue::LongLongInt(-6_400_000_000_000));
     h.insert("f32".into(), AMQPValue::Float(1.5));
     h.insert("f64".into(), AMQPValue::Double(-2.25e100));
-    h.insert("decimal".into(), AMQPValue::DecimalValue(DecimalValue { scale: 2, value: 12345 }));
-    h.insert("lstr".into(), AMQPValue::LongString(LongString::from("héllo wörld")));
+    h.insert(
+        "decimal".into(),
+        AMQPValue::DecimalValue(DecimalValue {
+            scale: 2,
+            value: 12345,
+        }),
+    );
+    h.insert(
+        "lstr".into(),
+        AMQPValue::LongString(LongString::from("héllo wörld")),
+    );
     h.insert("empty".into(), AMQPValue::LongString("".into()));
     h.insert("ts".into(), AMQPValue::Timestamp(1_700_000_000));
-    h.insert("bytes".into(), AMQPValue::ByteArray(ByteArray::from(vec![0u8, 1, 2, 255])));
+    h.insert(
+        "bytes".into(),
+        AMQPValue::ByteArray(ByteArray::from(vec![0u8, 1, 2, 255])),
+    );
     h.insert("void".into(), AMQPValue::Void);
     h.insert("array".into(), AMQPValue::FieldArray(array));
     h.insert("table".into(), AMQPValue::FieldTable(nested));
@@ -216,9 +241,15 @@ async fn all_basic_properties_round_trip() {
         assert_eq!(d.routing_key.as_str(), q);
         assert!(!d.redelivered);
         // no properties at all stays "no properties"
-        within(ch.basic_publish("", &q, BasicPublishOptions::default(), b"x", BasicProperties::default()))
-            .await
-            .unwrap();
+        within(ch.basic_publish(
+            "",
+            &q,
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        ))
+        .await
+        .unwrap();
         let d = recv(&mut cons).await;
         assert_eq!(d.properties, BasicProperties::default());
         delete(&ch, &q).await;
@@ -235,7 +266,9 @@ async fn empty_body_round_trip() {
         let q = uniq("empty");
         declare(&ch, &q).await;
         let props = BasicProperties::default().with_message_id("zero".into());
-        within(ch.basic_publish("", &q, BasicPublishOptions::default(), b"", props.clone())).await.unwrap();
+        within(ch.basic_publish("", &q, BasicPublishOptions::default(), b"", props.clone()))
+            .await
+            .unwrap();
         publish(&ch, "", &q, b"").await;
         let m = get(&ch, &q, true).await.expect("message");
         assert!(m.delivery.data.is_empty());
@@ -256,7 +289,11 @@ async fn body_of_three_frame_max_intact() {
     deadline(60, async {
         let b = start_broker(1);
         let c = connect(&b.uri()).await;
-        assert_eq!(c.configuration().frame_max(), 131072, "server offers frame_max 131072");
+        assert_eq!(
+            c.configuration().frame_max(),
+            131072,
+            "server offers frame_max 131072"
+        );
         let ch = channel(&c).await;
         let q = uniq("big");
         declare(&ch, &q).await;
@@ -270,7 +307,9 @@ async fn body_of_three_frame_max_intact() {
         assert!(d.data == body, "large body corrupted");
         let d2 = recv(&mut cons).await;
         assert!(d2.data == body2, "second large body corrupted");
-        within(ch.basic_ack(d2.delivery_tag, BasicAckOptions { multiple: true })).await.unwrap();
+        within(ch.basic_ack(d2.delivery_tag, BasicAckOptions { multiple: true }))
+            .await
+            .unwrap();
         delete(&ch, &q).await;
     })
     .await
@@ -301,7 +340,9 @@ async fn small_negotiated_frame_max_splits_bodies() {
         let mut h = FieldTable::default();
         h.insert("big".into(), AMQPValue::LongString("h".repeat(3000).into()));
         let props = BasicProperties::default().with_headers(h);
-        within(sch.basic_publish("", &q, BasicPublishOptions::default(), &body, props.clone())).await.unwrap();
+        within(sch.basic_publish("", &q, BasicPublishOptions::default(), &body, props.clone()))
+            .await
+            .unwrap();
         let mut cons = consume(&sch, &q, true).await;
         let d = recv(&mut cons).await;
         assert_eq!(d.properties, props);
@@ -319,11 +360,18 @@ async fn mandatory_unroutable_is_returned_312() {
         let b = start_broker(1);
         let c = connect(&b.uri()).await;
         let ch = channel(&c).await;
-        within(ch.confirm_select(ConfirmSelectOptions::default())).await.unwrap();
+        within(ch.confirm_select(ConfirmSelectOptions::default()))
+            .await
+            .unwrap();
         let rk = uniq("nobody");
         let props = BasicProperties::default().with_message_id("ret-1".into());
-        let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
-        let confirm = within(ch.basic_publish("amq.direct", &rk, opts, b"bounce", props.clone())).await.unwrap();
+        let opts = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
+        let confirm = within(ch.basic_publish("amq.direct", &rk, opts, b"bounce", props.clone()))
+            .await
+            .unwrap();
         match within(confirm).await.unwrap() {
             Confirmation::Ack(Some(ret)) => {
                 assert_eq!(ret.reply_code, 312);
@@ -336,14 +384,22 @@ async fn mandatory_unroutable_is_returned_312() {
             other => panic!("expected ack with a returned message, got {other:?}"),
         }
         // not mandatory: silently dropped, plain ack
-        let confirm = within(ch.basic_publish("amq.direct", &rk, BasicPublishOptions::default(), b"drop", props))
-            .await
-            .unwrap();
+        let confirm = within(ch.basic_publish(
+            "amq.direct",
+            &rk,
+            BasicPublishOptions::default(),
+            b"drop",
+            props,
+        ))
+        .await
+        .unwrap();
         assert_eq!(within(confirm).await.unwrap(), Confirmation::Ack(None));
         // mandatory but routable: no return
         let q = uniq("routable");
         declare(&ch, &q).await;
-        let confirm = within(ch.basic_publish("", &q, opts, b"ok", BasicProperties::default())).await.unwrap();
+        let confirm = within(ch.basic_publish("", &q, opts, b"ok", BasicProperties::default()))
+            .await
+            .unwrap();
         assert_eq!(within(confirm).await.unwrap(), Confirmation::Ack(None));
         delete(&ch, &q).await;
     })
@@ -379,12 +435,18 @@ async fn immediate_publish_closes_connection_540() {
         let c = connect(&b.uri()).await;
         let mut errs = watch_connection(&c);
         let ch = channel(&c).await;
-        let opts = BasicPublishOptions { immediate: true, ..Default::default() };
-        let _ = within(ch.basic_publish("", "whatever", opts, b"now", BasicProperties::default())).await;
+        let opts = BasicPublishOptions {
+            immediate: true,
+            ..Default::default()
+        };
+        let _ = within(ch.basic_publish("", "whatever", opts, b"now", BasicProperties::default()))
+            .await;
         let (code, text) = next_err(&mut errs).await;
         assert_eq!(code, 540);
         assert_eq!(text, "NOT_IMPLEMENTED - immediate=true");
-        assert!(wait_until(Duration::from_secs(5), || !c.status().connected()));
+        assert!(wait_until(Duration::from_secs(5), || !c
+            .status()
+            .connected()));
         assert_broker_alive(&b.uri()).await;
     })
     .await
@@ -397,16 +459,31 @@ async fn consume_from_missing_queue_is_404() {
         let c = connect(&b.uri()).await;
         let ch = channel(&c).await;
         let q = uniq("missing");
-        let err = within(ch.basic_consume(&q, "", BasicConsumeOptions::default(), FieldTable::default()))
+        let err = within(ch.basic_consume(
+            &q,
+            "",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ))
+        .await
+        .expect_err("consume from a missing queue must fail");
+        assert_eq!(
+            code_text(&err),
+            (404, format!("NOT_FOUND - no queue '{q}' in vhost '/'"))
+        );
+        let err = within(ch.basic_get(&q, BasicGetOptions::default()))
             .await
-            .expect_err("consume from a missing queue must fail");
-        assert_eq!(code_text(&err), (404, format!("NOT_FOUND - no queue '{q}' in vhost '/'")));
-        let err = within(ch.basic_get(&q, BasicGetOptions::default())).await.err();
+            .err();
         // the channel is closed now; a further call fails without reaching the broker
         assert!(err.is_some());
         let ch2 = channel(&c).await;
-        let err = within(ch2.basic_get(&q, BasicGetOptions::default())).await.expect_err("get from missing queue");
-        assert_eq!(code_text(&err), (404, format!("NOT_FOUND - no queue '{q}' in vhost '/'")));
+        let err = within(ch2.basic_get(&q, BasicGetOptions::default()))
+            .await
+            .expect_err("get from missing queue");
+        assert_eq!(
+            code_text(&err),
+            (404, format!("NOT_FOUND - no queue '{q}' in vhost '/'"))
+        );
     })
     .await
 }
@@ -429,13 +506,24 @@ async fn server_generated_consumer_tags() {
         }
         assert_ne!(c1.tag(), c2.tag());
         // a client-chosen tag is kept verbatim
-        let mine = within(ch.basic_consume(&q, "my-tag", BasicConsumeOptions::default(), FieldTable::default()))
-            .await
-            .unwrap();
+        let mine = within(ch.basic_consume(
+            &q,
+            "my-tag",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ))
+        .await
+        .unwrap();
         assert_eq!(mine.tag().as_str(), "my-tag");
         // reusing a tag on the same channel: 530 NOT_ALLOWED connection close
         let mut errs = watch_connection(&c);
-        let _ = within(ch.basic_consume(&q, "my-tag", BasicConsumeOptions::default(), FieldTable::default())).await;
+        let _ = within(ch.basic_consume(
+            &q,
+            "my-tag",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ))
+        .await;
         let (code, text) = next_err(&mut errs).await;
         assert_eq!(code, 530);
         assert_eq!(text, "NOT_ALLOWED - attempt to reuse consumer tag 'my-tag'");
@@ -453,18 +541,33 @@ async fn exclusive_consumer_refuses_others() {
         let ch = channel(&c).await;
         let q = uniq("exclc");
         declare(&ch, &q).await;
-        let excl = BasicConsumeOptions { exclusive: true, ..Default::default() };
-        let _c1 = within(ch.basic_consume(&q, "", excl, FieldTable::default())).await.unwrap();
-        let expected = (403, format!("ACCESS_REFUSED - queue '{q}' in vhost '/' in exclusive use"));
+        let excl = BasicConsumeOptions {
+            exclusive: true,
+            ..Default::default()
+        };
+        let _c1 = within(ch.basic_consume(&q, "", excl, FieldTable::default()))
+            .await
+            .unwrap();
+        let expected = (
+            403,
+            format!("ACCESS_REFUSED - queue '{q}' in vhost '/' in exclusive use"),
+        );
         // a second (non-exclusive) consumer is refused
         let ch2 = channel(&c).await;
-        let err = within(ch2.basic_consume(&q, "", BasicConsumeOptions::default(), FieldTable::default()))
-            .await
-            .expect_err("second consumer must be refused");
+        let err = within(ch2.basic_consume(
+            &q,
+            "",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ))
+        .await
+        .expect_err("second consumer must be refused");
         assert_eq!(code_text(&err), expected);
         // a second exclusive consumer is refused too
         let ch3 = channel(&c).await;
-        let err = within(ch3.basic_consume(&q, "", excl, FieldTable::default())).await.expect_err("refused");
+        let err = within(ch3.basic_consume(&q, "", excl, FieldTable::default()))
+            .await
+            .expect_err("refused");
         assert_eq!(code_text(&err), expected);
 
         // exclusive consume on a queue that already has a consumer
@@ -473,11 +576,21 @@ async fn exclusive_consumer_refuses_others() {
         declare(&ch4, &q2).await;
         let _plain = consume(&ch4, &q2, true).await;
         let ch5 = channel(&c).await;
-        let err = within(ch5.basic_consume(&q2, "", excl, FieldTable::default())).await.expect_err("refused");
-        assert_eq!(code_text(&err), (403, format!("ACCESS_REFUSED - queue '{q2}' in vhost '/' in exclusive use")));
+        let err = within(ch5.basic_consume(&q2, "", excl, FieldTable::default()))
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            code_text(&err),
+            (
+                403,
+                format!("ACCESS_REFUSED - queue '{q2}' in vhost '/' in exclusive use")
+            )
+        );
 
         // after the exclusive consumer is cancelled, others may consume
-        within(ch.basic_cancel(_c1.tag().as_str(), BasicCancelOptions::default())).await.unwrap();
+        within(ch.basic_cancel(_c1.tag().as_str(), BasicCancelOptions::default()))
+            .await
+            .unwrap();
         let ch6 = channel(&c).await;
         let _c3 = consume(&ch6, &q, true).await;
         delete(&ch6, &q).await;
@@ -497,7 +610,9 @@ async fn basic_cancel_stops_deliveries() {
         let mut cons = consume(&ch, &q, true).await;
         publish(&ch, "", &q, b"one").await;
         assert_eq!(recv(&mut cons).await.data, b"one");
-        within(ch.basic_cancel(cons.tag().as_str(), BasicCancelOptions::default())).await.unwrap();
+        within(ch.basic_cancel(cons.tag().as_str(), BasicCancelOptions::default()))
+            .await
+            .unwrap();
         publish(&ch, "", &q, b"two").await;
         // the stream ends, and "two" stays in the queue
         match tokio::time::timeout(Duration::from_secs(1), cons.next()).await {
@@ -508,7 +623,9 @@ async fn basic_cancel_stops_deliveries() {
         assert_eq!(m.delivery.data, b"two");
         assert_eq!(m.message_count, 0);
         // cancelling an unknown tag is not an error
-        within(ch.basic_cancel("no-such-tag", BasicCancelOptions::default())).await.unwrap();
+        within(ch.basic_cancel("no-such-tag", BasicCancelOptions::default()))
+            .await
+            .unwrap();
         delete(&ch, &q).await;
     })
     .await
@@ -522,7 +639,10 @@ async fn basic_get_and_get_empty() {
         let ch = channel(&c).await;
         let q = uniq("get");
         declare(&ch, &q).await;
-        assert!(get(&ch, &q, false).await.is_none(), "get-empty on an empty queue");
+        assert!(
+            get(&ch, &q, false).await.is_none(),
+            "get-empty on an empty queue"
+        );
         for i in 0..3 {
             publish(&ch, "", &q, format!("m{i}").as_bytes()).await;
         }
@@ -535,10 +655,19 @@ async fn basic_get_and_get_empty() {
             assert_eq!(m.delivery.exchange.as_str(), "");
         }
         assert!(get(&ch, &q, false).await.is_none());
-        within(ch.basic_ack(3, BasicAckOptions { multiple: true })).await.unwrap();
-        let ok = within(ch.queue_declare(&q, QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()))
+        within(ch.basic_ack(3, BasicAckOptions { multiple: true }))
             .await
             .unwrap();
+        let ok = within(ch.queue_declare(
+            &q,
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ))
+        .await
+        .unwrap();
         assert_eq!(ok.message_count(), 0);
         delete(&ch, &q).await;
     })
@@ -563,203 +692,32 @@ async fn round_robin_across_two_consumers() {
         let mut got_a = Vec::new();
         let mut got_b = Vec::new();
         for _ in 0..n / 2 {
-            got_a.push(String::from_utf8(recv(&mut a).await.data).unwrap().parse::<u32>().unwrap());
-            got_b.push(String::from_utf8(recv(&mut bb).await.data).unwrap().parse::<u32>().unwrap());
+            got_a.push(
+                String::from_utf8(recv(&mut a).await.data)
+                    .unwrap()
+                    .parse::<u32>()
+                    .unwrap(),
+            );
+            got_b.push(
+                String::from_utf8(recv(&mut bb).await.data)
+                    .unwrap()
+                    .parse::<u32>()
+                    .unwrap(),
+            );
         }
         recv_none(&mut a, 200).await;
         recv_none(&mut bb, 200).await;
         // strict alternation: one consumer gets the even, the other the odd messages, in order
-        let (even, odd) = if got_a[0] == 0 { (&got_a, &got_b) } else { (&got_b, &got_a) };
+        let (even, odd) = if got_a[0] == 0 {
+            (&got_a, &got_b)
+        } else {
+            (&got_b, &got_a)
+        };
         assert_eq!(*even, (0..n).step_by(2).collect::<Vec<_>>());
         assert_eq!(*odd, (1..n).step_by(2).collect::<Vec<_>>());
         delete(&ch1, &q).await;
     })
     .await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fair_dispatch_with_prefetch_one() {
-    deadline(60, async {
-        let b = start_broker(1);
-        let c = connect(&b.uri()).await;
-        let lazy = channel(&c).await;
-        let busy = channel(&c).await;
-        let q = uniq("fair");
-        declare(&lazy, &q).await;
-        for ch in [&lazy, &busy] {
-            within(ch.basic_qos(1, BasicQosOptions::default())).await.unwrap();
-        }
-        let mut l = consume(&lazy, &q, false).await;
-        let mut w = consume(&busy, &q, false).await;
-        for i in 0..10 {
-            publish(&lazy, "", &q, i.to_string().as_bytes()).await;
-        }
-        let first_lazy = recv(&mut l).await; // never acked
-        let mut worked = 0;
-        while worked < 9 {
-            let d = recv(&mut w).await;
-            within(busy.basic_ack(d.delivery_tag, BasicAckOptions::default())).await.unwrap();
-            worked += 1;
-        }
-        recv_none(&mut l, 300).await;
-        recv_none(&mut w, 100).await;
-        // acking frees the slot: the lazy consumer gets the next message
-        within(lazy.basic_ack(first_lazy.delivery_tag, BasicAckOptions::default())).await.unwrap();
-        publish(&busy, "", &q, b"late").await;
-        publish(&busy, "", &q, b"late2").await;
-        let d1 = recv(&mut l).await;
-        let d2 = recv(&mut w).await;
-        let mut got = vec![d1.data, d2.data];
-        got.sort();
-        assert_eq!(got, vec![b"late".to_vec(), b"late2".to_vec()]);
-        delete(&lazy, &q).await;
-    })
-    .await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn qos_per_consumer_and_per_channel() {
-    deadline(60, async {
-        let b = start_broker(1);
-        let c = connect(&b.uri()).await;
-        let setup = channel(&c).await;
-        let (q1, q2) = (uniq("qos1"), uniq("qos2"));
-        declare(&setup, &q1).await;
-        declare(&setup, &q2).await;
-        for i in 0..10 {
-            publish(&setup, "", &q1, format!("a{i}").as_bytes()).await;
-            publish(&setup, "", &q2, format!("b{i}").as_bytes()).await;
-        }
-        // global=false: the limit applies to each consumer separately
-        let ch = channel(&c).await;
-        within(ch.basic_qos(2, BasicQosOptions { global: false })).await.unwrap();
-        let mut a = consume(&ch, &q1, false).await;
-        let mut bb = consume(&ch, &q2, false).await;
-        for _ in 0..2 {
-            recv(&mut a).await;
-            recv(&mut bb).await;
-        }
-        recv_none(&mut a, 300).await;
-        recv_none(&mut bb, 100).await;
-        // ack one of a's: exactly one more for a
-        within(ch.basic_ack(1, BasicAckOptions::default())).await.unwrap();
-        let _ = recv(&mut a).await;
-        recv_none(&mut a, 300).await;
-        within(ch.close(200, "done")).await.unwrap(); // requeues the 5 unacked
-
-        // global=true: the limit is shared by all consumers of the channel
-        let ch = channel(&c).await;
-        within(ch.basic_qos(3, BasicQosOptions { global: true })).await.unwrap();
-        let mut a = consume(&ch, &q1, false).await;
-        let mut bb = consume(&ch, &q2, false).await;
-        let mut total = 0;
-        let mut tags = Vec::new();
-        loop {
-            tokio::select! {
-                Some(Ok(d)) = a.next() => { total += 1; tags.push(d.delivery_tag); }
-                Some(Ok(d)) = bb.next() => { total += 1; tags.push(d.delivery_tag); }
-                _ = tokio::time::sleep(Duration::from_millis(500)) => break,
-            }
-        }
-        assert_eq!(total, 3, "global prefetch 3 shared by two consumers");
-        within(ch.basic_ack(tags[0], BasicAckOptions::default())).await.unwrap();
-        let mut more = 0;
-        loop {
-            tokio::select! {
-                Some(Ok(_)) = a.next() => more += 1,
-                Some(Ok(_)) = bb.next() => more += 1,
-                _ = tokio::time::sleep(Duration::from_millis(500)) => break,
-            }
-        }
-        assert_eq!(more, 1, "one ack frees exactly one slot");
-        delete(&setup, &q1).await;
-        delete(&setup, &q2).await;
-    })
-    .await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn qos_prefetch_size_is_not_implemented_540() {
-    deadline(60, async {
-        let b = start_broker(1);
-        // lapin has no prefetch_size parameter: send basic.qos by hand on a raw socket.
-        raw_qos_prefetch_size(b.port()).await;
-        assert_broker_alive(&b.uri()).await;
-    })
-    .await
-}
-
-/// Minimal raw AMQP client: handshake, channel.open 1, basic.qos(prefetch_size=1000),
-/// expect connection.close 540.
-async fn raw_qos_prefetch_size(port: u16) {
-    tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        fn frame(ty: u8, ch: u16, payload: &[u8]) -> Vec<u8> {
-            let mut f = vec![ty];
-            f.extend_from_slice(&ch.to_be_bytes());
-            f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-            f.extend_from_slice(payload);
-            f.push(0xCE);
-            f
-        }
-        fn read_frame(s: &mut std::net::TcpStream) -> (u8, u16, Vec<u8>) {
-            let mut h = [0u8; 7];
-            s.read_exact(&mut h).expect("frame header");
-            let len = u32::from_be_bytes([h[3], h[4], h[5], h[6]]) as usize;
-            let mut p = vec![0u8; len + 1];
-            s.read_exact(&mut p).expect("frame payload");
-            assert_eq!(p.pop(), Some(0xCE));
-            (h[0], u16::from_be_bytes([h[1], h[2]]), p)
-        }
-        fn method(class: u16, m: u16, args: &[u8]) -> Vec<u8> {
-            let mut v = class.to_be_bytes().to_vec();
-            v.extend_from_slice(&m.to_be_bytes());
-            v.extend_from_slice(args);
-            v
-        }
-        s.write_all(b"AMQP\x00\x00\x09\x01").unwrap();
-        let (_, _, start) = read_frame(&mut s);
-        assert_eq!(&start[..4], &[0, 10, 0, 10]);
-        // start-ok: empty client props, PLAIN, "\0guest\0guest", en_US
-        let mut a = vec![0, 0, 0, 0];
-        a.push(5);
-        a.extend_from_slice(b"PLAIN");
-        let resp = b"\0guest\0guest";
-        a.extend_from_slice(&(resp.len() as u32).to_be_bytes());
-        a.extend_from_slice(resp);
-        a.push(5);
-        a.extend_from_slice(b"en_US");
-        s.write_all(&frame(1, 0, &method(10, 11, &a))).unwrap();
-        let (_, _, tune) = read_frame(&mut s);
-        assert_eq!(&tune[..4], &[0, 10, 0, 30]);
-        let mut a = 2047u16.to_be_bytes().to_vec();
-        a.extend_from_slice(&131072u32.to_be_bytes());
-        a.extend_from_slice(&0u16.to_be_bytes());
-        s.write_all(&frame(1, 0, &method(10, 31, &a))).unwrap();
-        s.write_all(&frame(1, 0, &method(10, 40, &[1, b'/', 0, 0]))).unwrap();
-        let (_, _, open_ok) = read_frame(&mut s);
-        assert_eq!(&open_ok[..4], &[0, 10, 0, 41]);
-        s.write_all(&frame(1, 1, &method(20, 10, &[0]))).unwrap();
-        let (_, ch, open_ok) = read_frame(&mut s);
-        assert_eq!((ch, &open_ok[..4]), (1, &[0u8, 20, 0, 11][..]));
-        let mut a = 1000u32.to_be_bytes().to_vec();
-        a.extend_from_slice(&10u16.to_be_bytes());
-        a.push(0);
-        s.write_all(&frame(1, 1, &method(60, 10, &a))).unwrap();
-        let (ty, ch, close) = read_frame(&mut s);
-        assert_eq!((ty, ch), (1, 0), "connection-level close expected");
-        assert_eq!(&close[..4], &[0, 10, 0, 50]);
-        let code = u16::from_be_bytes([close[4], close[5]]);
-        let tlen = close[6] as usize;
-        let text = String::from_utf8_lossy(&close[7..7 + tlen]).to_string();
-        assert_eq!(code, 540);
-        assert_eq!(text, "NOT_IMPLEMENTED - prefetch_size!=0 (1000)");
-        s.write_all(&frame(1, 0, &method(10, 51, &[]))).unwrap();
-    })
-    .await
-    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -780,13 +738,22 @@ async fn thousand_messages_arrive_in_order() {
             assert_eq!(d.data, i.to_be_bytes(), "message {i} out of order");
             assert_eq!(d.delivery_tag, i as u64 + 1);
             if i % 100 == 99 {
-                within(ch.basic_ack(d.delivery_tag, BasicAckOptions { multiple: true })).await.unwrap();
+                within(ch.basic_ack(d.delivery_tag, BasicAckOptions { multiple: true }))
+                    .await
+                    .unwrap();
             }
         }
         recv_none(&mut cons, 200).await;
-        let ok = within(ch.queue_declare(&q, QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()))
-            .await
-            .unwrap();
+        let ok = within(ch.queue_declare(
+            &q,
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ))
+        .await
+        .unwrap();
         assert_eq!((ok.message_count(), ok.consumer_count()), (0, 1));
         delete(&ch, &q).await;
     })
@@ -799,7 +766,9 @@ async fn channel_flow_active_true_is_acknowledged() {
         let b = start_broker(1);
         let c = connect(&b.uri()).await;
         let ch = channel(&c).await;
-        let active = within(ch.channel_flow(ChannelFlowOptions { active: true })).await.unwrap();
+        let active = within(ch.channel_flow(ChannelFlowOptions { active: true }))
+            .await
+            .unwrap();
         assert!(active);
         // the channel still works afterwards
         let q = uniq("flow");

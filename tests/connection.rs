@@ -1,0 +1,822 @@
+//! Connection-level tests: handshake (server properties, tune), authentication and vhost
+//! errors, heartbeats, channels, frame_max, and hand-made malformed input on a raw socket
+//! (bad frame end, unopened channel, bad protocol header, out-of-order content, oversized
+//! frames). After every bad input a fresh connection must still work.
+//!
+//! Validated against RabbitMQ 3.10 with `WARREN_TEST_EXTERNAL_URI`.
+
+mod common_lapin;
+mod util;
+use common_lapin::*;
+use util::*;
+
+use lapin::{options::*, Channel};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::{future::Future, time::Duration};
+
+// ---------------------------------------------------------------- local helpers
+// (shared ones — connect, channel, within, unique, amqp_error, recv_one, expect_no_message —
+// come from tests/common_lapin)
+
+/// Runs a whole test body with an overall deadline so nothing can hang.
+async fn deadline<F: Future<Output = ()>>(secs: u64, f: F) {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .expect("test timed out");
+}
+
+fn uniq(prefix: &str) -> String {
+    unique(&format!("warren-msg-{prefix}"))
+}
+
+fn with_query(uri: &str, q: &str) -> String {
+    if uri.contains('?') {
+        format!("{uri}&{q}")
+    } else {
+        format!("{uri}?{q}")
+    }
+}
+
+/// `uri` with another vhost (path) and/or password.
+fn with_vhost_and_password(uri: &str, vhost: &str, password: Option<&str>) -> String {
+    let (scheme, rest) = uri.split_once("://").unwrap();
+    let (auth, hostpath) = rest.rsplit_once('@').unwrap();
+    let host = hostpath.split(['/', '?']).next().unwrap();
+    let (user, pass) = auth.split_once(':').unwrap();
+    format!(
+        "{scheme}://{user}:{}@{host}/{vhost}",
+        password.unwrap_or(pass)
+    )
+}
+
+/// A fresh connection still works (the broker survived).
+async fn assert_broker_alive(uri: &str) {
+    assert_connection_usable(&connect(uri).await).await;
+}
+
+/// Runs blocking raw-socket code off the async runtime.
+async fn blocking<F: FnOnce() + Send + 'static>(f: F) {
+    within(tokio::task::spawn_blocking(f))
+        .await
+        .expect("raw client panicked");
+}
+
+// ---------------------------------------------------------------- raw AMQP client
+
+/// A hand-driven AMQP 0-9-1 client on a plain TCP socket, for inputs lapin cannot produce.
+struct Raw {
+    s: TcpStream,
+}
+
+/// A field-table value, reduced to what the tests inspect.
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Bool(bool),
+    Str(Vec<u8>),
+    Table(Vec<(String, Val)>),
+    Other,
+}
+
+impl Val {
+    fn get(&self, key: &str) -> Option<&Val> {
+        match self {
+            Val::Table(t) => t.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+/// A read cursor over frame payloads.
+struct Cur<'a>(&'a [u8]);
+
+impl<'a> Cur<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        a
+    }
+    fn u8(&mut self) -> u8 {
+        self.take(1)[0]
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_be_bytes(self.take(2).try_into().unwrap())
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_be_bytes(self.take(4).try_into().unwrap())
+    }
+    fn shortstr(&mut self) -> String {
+        let n = self.u8() as usize;
+        String::from_utf8_lossy(self.take(n)).into_owned()
+    }
+    fn longstr(&mut self) -> Vec<u8> {
+        let n = self.u32() as usize;
+        self.take(n).to_vec()
+    }
+    fn table(&mut self) -> Val {
+        let n = self.u32() as usize;
+        let mut c = Cur(self.take(n));
+        let mut out = Vec::new();
+        while !c.0.is_empty() {
+            out.push((c.shortstr(), c.value()));
+        }
+        Val::Table(out)
+    }
+    fn value(&mut self) -> Val {
+        let size = match self.u8() {
+            b't' => return Val::Bool(self.u8() != 0),
+            b'S' | b'x' => return Val::Str(self.longstr()),
+            b'F' => return self.table(),
+            b'A' => self.u32() as usize,
+            b'V' => 0,
+            b'b' | b'B' => 1,
+            b's' | b'u' => 2,
+            b'I' | b'i' | b'f' => 4,
+            b'D' => 5,
+            b'l' | b'T' | b'd' => 8,
+            other => panic!("unknown field type {:?}", other as char),
+        };
+        self.take(size);
+        Val::Other
+    }
+}
+
+fn frame(ty: u8, ch: u16, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_be_bytes();
+    [&[ty][..], &ch.to_be_bytes(), &len, payload, &[0xCE]].concat()
+}
+
+fn method(class: u16, m: u16, args: &[u8]) -> Vec<u8> {
+    [&class.to_be_bytes()[..], &m.to_be_bytes(), args].concat()
+}
+
+fn shortstr(s: &str) -> Vec<u8> {
+    [&[s.len() as u8][..], s.as_bytes()].concat()
+}
+
+/// basic.publish arguments: ticket, exchange, routing key, no flags.
+fn publish_args(exchange: &str, rk: &str) -> Vec<u8> {
+    [&[0, 0][..], &shortstr(exchange), &shortstr(rk), &[0]].concat()
+}
+
+/// basic.qos arguments (global = false).
+fn qos_args(prefetch_size: u32, prefetch_count: u16) -> Vec<u8> {
+    [
+        &prefetch_size.to_be_bytes()[..],
+        &prefetch_count.to_be_bytes(),
+        &[0],
+    ]
+    .concat()
+}
+
+/// queue.declare / basic.get / queue.delete arguments: ticket, queue name, then `tail`.
+fn queue_args(q: &str, tail: &[u8]) -> Vec<u8> {
+    [&[0, 0][..], &shortstr(q), tail].concat()
+}
+
+/// A frame as read: (type, channel, payload).
+type Frame = (u8, u16, Vec<u8>);
+
+impl Raw {
+    fn connect(port: u16) -> Raw {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("tcp connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Raw { s }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).expect("write");
+    }
+
+    fn send_method(&mut self, ch: u16, class: u16, m: u16, args: &[u8]) {
+        self.send(&frame(1, ch, &method(class, m, args)));
+    }
+
+    /// Next frame; heartbeats are skipped unless `keep_heartbeats`.
+    fn read_frame_hb(&mut self, keep_heartbeats: bool) -> std::io::Result<Frame> {
+        loop {
+            let mut h = [0u8; 7];
+            self.s.read_exact(&mut h)?;
+            let len = u32::from_be_bytes([h[3], h[4], h[5], h[6]]) as usize;
+            let mut p = vec![0u8; len + 1];
+            self.s.read_exact(&mut p)?;
+            assert_eq!(p.pop(), Some(0xCE), "frame end octet");
+            if h[0] != 8 || keep_heartbeats {
+                return Ok((h[0], u16::from_be_bytes([h[1], h[2]]), p));
+            }
+        }
+    }
+
+    fn read_frame(&mut self) -> Frame {
+        self.read_frame_hb(false).expect("read frame")
+    }
+
+    /// Reads a method frame and checks its class/method ids; returns the arguments.
+    fn expect_method(&mut self, ch: u16, class: u16, m: u16) -> Vec<u8> {
+        let (ty, c, p) = self.read_frame();
+        let ids = (
+            u16::from_be_bytes([p[0], p[1]]),
+            u16::from_be_bytes([p[2], p[3]]),
+        );
+        assert_eq!(
+            (ty, c, ids),
+            (1, ch, (class, m)),
+            "(type, channel, (class, method))"
+        );
+        p[4..].to_vec()
+    }
+
+    /// Sends the protocol header; returns the connection.start arguments.
+    fn start(&mut self) -> Vec<u8> {
+        self.send(b"AMQP\x00\x00\x09\x01");
+        self.expect_method(0, 10, 10)
+    }
+
+    /// Sends connection.start-ok (PLAIN, `user`/`pass`), announcing the
+    /// authentication_failure_close capability like real clients do.
+    fn start_ok(&mut self, user: &str, pass: &str) {
+        let caps = [&shortstr("authentication_failure_close")[..], b"t\x01"].concat();
+        let caps_len = (caps.len() as u32).to_be_bytes();
+        let props = [&shortstr("capabilities")[..], b"F", &caps_len, &caps].concat();
+        let resp = format!("\0{user}\0{pass}");
+        let a = [
+            &(props.len() as u32).to_be_bytes()[..],
+            &props,
+            &shortstr("PLAIN"),
+            &(resp.len() as u32).to_be_bytes(),
+            resp.as_bytes(),
+            &shortstr("en_US"),
+        ]
+        .concat();
+        self.send_method(0, 10, 11, &a);
+    }
+
+    /// PLAIN login; returns the connection.tune arguments (channel_max, frame_max, heartbeat).
+    fn login(&mut self, user: &str, pass: &str) -> (u16, u32, u16) {
+        self.start();
+        self.start_ok(user, pass);
+        let t = self.expect_method(0, 10, 30);
+        let mut c = Cur(&t);
+        (c.u16(), c.u32(), c.u16())
+    }
+
+    /// tune-ok with channel_max 2047 and the given values, then connection.open `vhost`.
+    fn tune_ok_and_open(&mut self, frame_max: u32, heartbeat: u16, vhost: &str) {
+        let tune = [
+            &2047u16.to_be_bytes()[..],
+            &frame_max.to_be_bytes(),
+            &heartbeat.to_be_bytes(),
+        ];
+        self.send_method(0, 10, 31, &tune.concat());
+        self.send_method(0, 10, 40, &[&shortstr(vhost)[..], &[0, 0]].concat());
+    }
+
+    /// Full handshake with the given tune-ok values, vhost "/".
+    fn handshake(&mut self, frame_max: u32, heartbeat: u16) {
+        self.login("guest", "guest");
+        self.tune_ok_and_open(frame_max, heartbeat, "/");
+        self.expect_method(0, 10, 41);
+    }
+
+    fn open_channel(&mut self, ch: u16) {
+        self.send_method(ch, 20, 10, &[0]);
+        self.expect_method(ch, 20, 11);
+    }
+
+    /// Expects connection.close; answers close-ok; returns (code, text, class, method).
+    fn expect_connection_close(&mut self) -> (u16, String, u16, u16) {
+        let a = self.expect_method(0, 10, 50);
+        let mut c = Cur(&a);
+        let r = (c.u16(), c.shortstr(), c.u16(), c.u16());
+        self.send_method(0, 10, 51, &[]);
+        r
+    }
+
+    /// Expects connection.close with `code` and a text starting with `prefix`, answers it,
+    /// and expects the server to close the socket.
+    fn expect_fatal(&mut self, code: u16, prefix: &str) {
+        let (c, text, _, _) = self.expect_connection_close();
+        assert_eq!(c, code, "reply code (text {text:?})");
+        assert!(text.starts_with(prefix), "reply text {text:?}");
+        self.expect_eof();
+    }
+
+    /// Asserts the server closes the socket (EOF or reset) within the read timeout.
+    fn expect_eof(&mut self) {
+        let mut buf = [0u8; 256];
+        loop {
+            match self.s.read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+                Err(e) => panic!("server did not close the socket: {e}"),
+            }
+        }
+    }
+
+    fn publish(&mut self, ch: u16, exchange: &str, rk: &str, body: &[u8], frame_max: usize) {
+        self.send_method(ch, 60, 40, &publish_args(exchange, rk));
+        // class 60, weight 0, body size, no properties
+        let h = [
+            &[0, 60, 0, 0][..],
+            &(body.len() as u64).to_be_bytes(),
+            &[0, 0],
+        ]
+        .concat();
+        self.send(&frame(2, ch, &h));
+        for chunk in body.chunks(frame_max - 8) {
+            self.send(&frame(3, ch, chunk));
+        }
+    }
+}
+// ---------------------------------------------------------------- handshake
+
+const CAPABILITIES: [&str; 9] = [
+    "publisher_confirms",
+    "exchange_exchange_bindings",
+    "basic.nack",
+    "consumer_cancel_notify",
+    "connection.blocked",
+    "consumer_priorities",
+    "authentication_failure_close",
+    "per_consumer_qos",
+    "direct_reply_to",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_properties_and_capabilities() {
+    let b = start_broker(1);
+    let port = b.port();
+    blocking(move || {
+        let mut r = Raw::connect(port);
+        let start = r.start();
+        let mut c = Cur(&start);
+        assert_eq!((c.u8(), c.u8()), (0, 9), "version-major/minor");
+        let props = c.table();
+        let mechanisms = String::from_utf8(c.longstr()).unwrap();
+        let locales = String::from_utf8(c.longstr()).unwrap();
+        let caps = props.get("capabilities").expect("capabilities table");
+        for cap in CAPABILITIES {
+            assert_eq!(caps.get(cap), Some(&Val::Bool(true)), "capability {cap}");
+        }
+        let product = props.get("product").cloned();
+        assert_eq!(product, Some(Val::Str(b"RabbitMQ".to_vec())));
+        for key in [
+            "version",
+            "platform",
+            "cluster_name",
+            "copyright",
+            "information",
+        ] {
+            assert!(
+                matches!(props.get(key), Some(Val::Str(_))),
+                "property {key}"
+            );
+        }
+        let mechs: Vec<&str> = mechanisms.split(' ').collect();
+        assert!(mechs.contains(&"PLAIN"), "mechanisms {mechanisms:?}");
+        assert!(mechs.contains(&"AMQPLAIN"), "mechanisms {mechanisms:?}");
+        assert!(
+            locales.split(' ').any(|l| l == "en_US"),
+            "locales {locales:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tune_offers_rabbitmq_defaults() {
+    let b = start_broker(1);
+    let port = b.port();
+    blocking(move || {
+        let mut r = Raw::connect(port);
+        // channel_max, frame_max, heartbeat
+        assert_eq!(r.login("guest", "guest"), (2047, 131072, 60));
+    })
+    .await;
+    // lapin with its defaults takes the server's values
+    let c = connect(&b.uri()).await;
+    let cfg = c.configuration();
+    let negotiated = (cfg.channel_max(), cfg.frame_max(), cfg.heartbeat());
+    assert_eq!(negotiated, (2047, 131072, 60));
+    within(c.close(200, "bye")).await.unwrap();
+    // smaller client values win
+    let q = "channel_max=64&frame_max=16384&heartbeat=30";
+    let c = connect(&with_query(&b.uri(), q)).await;
+    let cfg = c.configuration();
+    let negotiated = (cfg.channel_max(), cfg.frame_max(), cfg.heartbeat());
+    assert_eq!(negotiated, (64, 16384, 30));
+    assert_connection_usable(&c).await;
+}
+
+const LOGIN_REFUSED: &str =
+    "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_403_access_refused() {
+    deadline(60, async {
+        let b = start_broker(1);
+        let uri = with_vhost_and_password(&b.uri(), "%2f", Some("definitely-wrong"));
+        let err = within(lapin::Connection::connect(&uri, Default::default()))
+            .await
+            .expect_err("login with a wrong password must fail");
+        assert_amqp_error(&err, 403, LOGIN_REFUSED);
+        // the same on the wire: a connection.close 403 in reply to start-ok
+        let port = b.port();
+        blocking(move || {
+            let mut r = Raw::connect(port);
+            r.start();
+            r.start_ok("guest", "nope");
+            r.expect_fatal(403, LOGIN_REFUSED);
+        })
+        .await;
+        assert_broker_alive(&b.uri()).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_vhost_is_530_not_allowed() {
+    deadline(60, async {
+        let b = start_broker(1);
+        let vhost = uniq("no-such-vhost");
+        let uri = with_vhost_and_password(&b.uri(), &vhost, None);
+        let err = within(lapin::Connection::connect(&uri, Default::default()))
+            .await
+            .expect_err("unknown vhost must fail");
+        let expected = format!("NOT_ALLOWED - vhost {vhost} not found");
+        assert_eq!(amqp_error(&err), Some((530, expected.clone())));
+        // on the wire: connection.close 530 naming connection.open (10/40)
+        let port = b.port();
+        blocking(move || {
+            let mut r = Raw::connect(port);
+            r.login("guest", "guest");
+            r.tune_ok_and_open(131072, 0, &vhost);
+            assert_eq!(r.expect_connection_close(), (530, expected, 10, 40));
+            r.expect_eof();
+        })
+        .await;
+        assert_broker_alive(&b.uri()).await;
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- heartbeats
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_one_second_keeps_idle_connection_alive() {
+    deadline(60, async {
+        let b = start_broker(1);
+        let c = connect(&with_query(&b.uri(), "heartbeat=1")).await;
+        assert_eq!(c.configuration().heartbeat(), 1);
+        let ch = channel(&c).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            c.status().connected(),
+            "connection dropped while idle with heartbeats"
+        );
+        within(ch.basic_qos(5, BasicQosOptions::default()))
+            .await
+            .unwrap();
+        assert_connection_usable(&c).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sends_heartbeats_and_drops_a_silent_peer() {
+    let b = start_broker(1);
+    let port = b.port();
+    blocking(move || {
+        let mut r = Raw::connect(port);
+        r.handshake(131072, 1);
+        let t0 = std::time::Instant::now();
+        let mut beats = 0;
+        // we never send anything: the server must keep beating, then give up on us
+        while let Ok(f) = r.read_frame_hb(true) {
+            assert_eq!(f, (8, 0, vec![]), "only heartbeats expected");
+            beats += 1;
+            assert!(
+                t0.elapsed() < Duration::from_secs(9),
+                "silent peer not dropped"
+            );
+        }
+        let lived = t0.elapsed();
+        assert!(beats >= 2, "only {beats} heartbeats before the close");
+        assert!(
+            lived >= Duration::from_millis(1500),
+            "dropped too early: {lived:?}"
+        );
+    })
+    .await;
+    assert_broker_alive(&b.uri()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_open_close_many_times() {
+    deadline(120, async {
+        let b = start_broker(1);
+        let c = connect(&b.uri()).await;
+        for i in 0..300 {
+            let ch = channel(&c).await;
+            if i % 50 == 0 {
+                within(ch.basic_qos(10, BasicQosOptions::default()))
+                    .await
+                    .unwrap();
+            }
+            within(ch.close(200, "bye")).await.unwrap();
+        }
+        assert_connection_usable(&c).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_channels_at_once() {
+    deadline(120, async {
+        let b = start_broker(1);
+        let c = connect(&b.uri()).await;
+        let mut chans: Vec<Channel> = Vec::new();
+        for _ in 0..100 {
+            chans.push(channel(&c).await);
+        }
+        let ids: std::collections::BTreeSet<u16> = chans.iter().map(|c| c.id()).collect();
+        assert_eq!(ids.len(), 100);
+        // every channel answers its own synchronous method
+        for (i, ch) in chans.iter().enumerate() {
+            within(ch.basic_qos(i as u16 + 1, BasicQosOptions::default()))
+                .await
+                .unwrap();
+        }
+        for ch in &chans {
+            within(ch.close(200, "bye")).await.unwrap();
+        }
+        assert_connection_usable(&c).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_max_4096_raw_round_trip() {
+    let b = start_broker(1);
+    let port = b.port();
+    let q = uniq("fm4096");
+    blocking(move || {
+        let mut r = Raw::connect(port);
+        r.handshake(4096, 0);
+        r.open_channel(1);
+        r.send_method(1, 50, 10, &queue_args(&q, &[0, 0, 0, 0, 0])); // queue.declare
+        r.expect_method(1, 50, 11);
+        let body: Vec<u8> = (0..3 * 4096 + 17).map(|i| (i % 253) as u8).collect();
+        r.publish(1, "", &q, &body, 4096);
+        // basic.get (no_ack) until the message is there
+        let mut attempts = 0;
+        loop {
+            r.send_method(1, 60, 70, &queue_args(&q, &[1]));
+            let (ty, ch, p) = r.read_frame();
+            assert_eq!((ty, ch), (1, 1));
+            if p[..4] == [0, 60, 0, 71] {
+                break;
+            }
+            assert_eq!(p[..4], [0, 60, 0, 72], "get-ok or get-empty");
+            attempts += 1;
+            assert!(attempts < 200, "message never arrived");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (ty, _, h) = r.read_frame();
+        assert_eq!(ty, 2, "content header");
+        assert_eq!(h[4..12], (body.len() as u64).to_be_bytes());
+        let (mut got, mut frames) = (Vec::new(), 0);
+        while got.len() < body.len() {
+            let (ty, _, chunk) = r.read_frame();
+            assert_eq!(ty, 3, "content body");
+            assert!(
+                chunk.len() + 8 <= 4096,
+                "body frame of {} bytes",
+                chunk.len() + 8
+            );
+            got.extend(chunk);
+            frames += 1;
+        }
+        assert_eq!(frames, 4);
+        assert!(got == body, "body corrupted at frame_max 4096");
+        r.send_method(1, 50, 40, &queue_args(&q, &[0])); // queue.delete
+        r.expect_method(1, 50, 41);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_close_is_answered() {
+    let b = start_broker(1);
+    let port = b.port();
+    blocking(move || {
+        let mut r = Raw::connect(port);
+        r.handshake(131072, 0);
+        r.open_channel(1);
+        r.send_method(1, 20, 40, &[0, 200, 0, 0, 0, 0, 0]); // channel.close 200 ""
+        r.expect_method(1, 20, 41);
+        r.send_method(0, 10, 50, &[0, 200, 0, 0, 0, 0, 0]); // connection.close 200 ""
+        r.expect_method(0, 10, 51);
+        // after close-ok it is the client's turn to close the socket
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------- malformed input
+
+/// Runs `f` on a raw connection (handshake done, channel 1 open if `open`), then checks
+/// that a fresh lapin connection still works.
+async fn raw_case<F: FnOnce(&mut Raw) + Send + 'static>(b: &TestBroker, open: bool, f: F) {
+    let port = b.port();
+    blocking(move || {
+        let mut r = Raw::connect(port);
+        r.handshake(131072, 0);
+        if open {
+            r.open_channel(1);
+        }
+        f(&mut r);
+    })
+    .await;
+    assert_broker_alive(&b.uri()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frame_end_type_or_size_is_501() {
+    let b = start_broker(1);
+    raw_case(&b, false, |r| {
+        let mut f = frame(1, 1, &method(20, 10, &[0]));
+        *f.last_mut().unwrap() = 0x00;
+        r.send(&f);
+        r.expect_fatal(501, "FRAME_ERROR");
+    })
+    .await;
+    raw_case(&b, false, |r| {
+        r.send(&frame(9, 0, b"zz")); // no such frame type
+        r.expect_fatal(501, "FRAME_ERROR");
+    })
+    .await;
+    // a body frame larger than the negotiated frame_max (131072)
+    raw_case(&b, true, |r| {
+        r.send_method(1, 60, 40, &publish_args("", "x"));
+        r.send(&frame(2, 1, &[0, 60, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0]));
+        r.send(&frame(3, 1, &vec![7u8; 140_000]));
+        r.expect_fatal(501, "FRAME_ERROR");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn method_on_unopened_or_closed_channel_is_504() {
+    let b = start_broker(1);
+    raw_case(&b, false, |r| {
+        r.send_method(3, 60, 10, &qos_args(0, 1)); // basic.qos on channel 3
+        let expected = "CHANNEL_ERROR - expected 'channel.open'".to_string();
+        assert_eq!(r.expect_connection_close(), (504, expected, 60, 10));
+        r.expect_eof();
+    })
+    .await;
+    raw_case(&b, true, |r| {
+        r.send_method(1, 20, 40, &[0, 200, 0, 0, 0, 0, 0]);
+        r.expect_method(1, 20, 41);
+        r.send_method(1, 60, 10, &qos_args(0, 1));
+        let (code, _, class, m) = r.expect_connection_close();
+        assert_eq!((code, class, m), (504, 60, 10));
+        r.expect_eof();
+    })
+    .await;
+    // channel.open on an already open channel
+    raw_case(&b, true, |r| {
+        r.send_method(1, 20, 10, &[0]);
+        let expected = "CHANNEL_ERROR - second 'channel.open' seen".to_string();
+        assert_eq!(r.expect_connection_close(), (504, expected, 20, 10));
+        r.expect_eof();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_protocol_header_gets_supported_version() {
+    let b = start_broker(1);
+    let port = b.port();
+    blocking(move || {
+        // exactly 8 bytes each, so no unread input makes the server's close a reset
+        for garbage in [
+            &b"GET / HT"[..],
+            b"AMQP\x00\x00\x09\x00",
+            b"AMQP\x01\x01\x00\x0a",
+        ] {
+            let mut r = Raw::connect(port);
+            r.send(garbage);
+            // the reply, then EOF (or a reset once the reply is in)
+            let (mut buf, mut chunk) = (Vec::new(), [0u8; 64]);
+            loop {
+                match r.s.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                    Err(e) => panic!("reply to {garbage:?}: {e} after {buf:?}"),
+                }
+            }
+            assert_eq!(buf, b"AMQP\x00\x00\x09\x01", "reply to {garbage:?}");
+        }
+    })
+    .await;
+    assert_broker_alive(&b.uri()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_frames_out_of_order_are_505() {
+    let b = start_broker(1);
+    // a body frame with no publish before it
+    raw_case(&b, true, |r| {
+        r.send(&frame(3, 1, b"hello"));
+        r.expect_fatal(505, "UNEXPECTED_FRAME");
+    })
+    .await;
+    // a content header with no publish before it
+    raw_case(&b, true, |r| {
+        r.send(&frame(2, 1, &[0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0]));
+        r.expect_fatal(505, "UNEXPECTED_FRAME");
+    })
+    .await;
+    // a method where the content header of a publish should be
+    raw_case(&b, true, |r| {
+        r.send_method(1, 60, 40, &publish_args("", "x"));
+        r.send_method(1, 60, 40, &publish_args("", "x"));
+        let (code, text, class, m) = r.expect_connection_close();
+        assert_eq!((code, class, m), (505, 60, 40), "{text}");
+        assert!(text.starts_with("UNEXPECTED_FRAME"), "{text}");
+        r.expect_eof();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos_prefetch_size_is_540_not_implemented() {
+    let b = start_broker(1);
+    raw_case(&b, true, |r| {
+        r.send_method(1, 60, 10, &qos_args(1000, 10));
+        let expected = "NOT_IMPLEMENTED - prefetch_size!=0 (1000)".to_string();
+        assert_eq!(r.expect_connection_close(), (540, expected, 60, 10));
+        r.expect_eof();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_methods_and_torn_frames_do_not_hurt_the_broker() {
+    let b = start_broker(1);
+    // RabbitMQ 3.10 just drops the socket for an unknown method id; any close is fine
+    raw_case(&b, true, |r| {
+        r.send_method(1, 60, 99, &[]);
+        match r.read_frame_hb(false) {
+            Ok((1, 0, p)) => assert_eq!(p[..4], [0, 10, 0, 50], "only connection.close"),
+            Ok(other) => panic!("unexpected frame {other:?}"),
+            Err(_) => {}
+        }
+    })
+    .await;
+    // truncated method arguments: 501 or 502
+    raw_case(&b, true, |r| {
+        r.send_method(1, 50, 10, &[0, 0, 0, 0]); // queue.declare cut short
+        let (code, text, _, _) = r.expect_connection_close();
+        assert!(code == 501 || code == 502, "code {code} {text}");
+        r.expect_eof();
+    })
+    .await;
+    // half a frame, then the socket goes away
+    raw_case(&b, true, |r| {
+        let f = frame(1, 1, &method(60, 10, &qos_args(0, 1)));
+        r.send(&f[..f.len() / 2]);
+    })
+    .await;
+    // a frame header announcing a huge payload, then the socket goes away
+    raw_case(&b, true, |r| {
+        r.send(&[1, 0, 1, 0xFF, 0xFF, 0xFF, 0xF0, 0, 60])
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_after_a_channel_error_are_discarded_until_close_ok() {
+    let b = start_broker(1);
+    let q = uniq("missing");
+    raw_case(&b, true, move |r| {
+        r.send_method(1, 60, 70, &queue_args(&q, &[1])); // basic.get from a missing queue
+        let a = r.expect_method(1, 20, 40);
+        let mut c = Cur(&a);
+        let expected = format!("NOT_FOUND - no queue '{q}' in vhost '/'");
+        assert_eq!((c.u16(), c.shortstr()), (404, expected));
+        // before close-ok: these must be ignored, neither answered nor fatal
+        r.send_method(1, 60, 70, &queue_args(&q, &[1]));
+        r.send_method(1, 60, 10, &qos_args(0, 1));
+        r.send_method(1, 20, 41, &[]);
+        // the channel number can be reused
+        r.open_channel(1);
+        r.send_method(1, 60, 10, &qos_args(0, 1));
+        r.expect_method(1, 60, 11);
+    })
+    .await;
+}
