@@ -403,8 +403,7 @@ impl Connection {
             (None, Method::ChannelClose(_)) => self.send(ch, &ChannelCloseOk {}.into()),
             (None, Method::ChannelCloseOk(_)) => {}
             (None, other) => {
-                let err =
-                    AmqpError::channel_error(format!("expected 'channel.open' on channel {}", ch));
+                let err = AmqpError::channel_error("expected 'channel.open'");
                 self.connection_error(err, other.class_id(), other.method_id(), ctx)
             }
             // After we closed the channel, everything but close/close-ok is dropped.

@@ -288,10 +288,15 @@ impl Loop {
             };
             let mut drop_it = conn.dead;
             if !drop_it {
-                let was_blocked = conn.sock.pending_output() > WRITE_HIGH_WATER;
+                let pending = conn.sock.pending_output();
+                let was_blocked = pending > WRITE_HIGH_WATER;
                 match conn.sock.flush() {
                     Ok(all) => {
-                        conn.last_write = Instant::now();
+                        // Only real output counts for heartbeats (a writable event
+                        // alone must not postpone the next heartbeat).
+                        if conn.sock.pending_output() < pending {
+                            conn.last_write = Instant::now();
+                        }
                         if all && conn.finished() {
                             conn.linger();
                         }

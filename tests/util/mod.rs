@@ -19,12 +19,20 @@ pub struct TestBroker {
 /// connection onto a given shard.
 pub fn start_broker(shards: usize) -> TestBroker {
     if let Ok(uri) = std::env::var("WARREN_TEST_EXTERNAL_URI") {
-        return TestBroker { handle: None, external: Some(uri) };
+        return TestBroker {
+            handle: None,
+            external: Some(uri),
+        };
     }
+    // RUST_LOG=debug shows the broker's log in a failing test's output.
+    let _ = env_logger::builder().is_test(true).try_init();
     let mut config = warren::Config::for_tests(shards);
     config.heartbeat = 60;
     let handle = warren::start(config).expect("broker starts");
-    TestBroker { handle: Some(handle), external: None }
+    TestBroker {
+        handle: Some(handle),
+        external: None,
+    }
 }
 
 impl TestBroker {
@@ -56,7 +64,10 @@ impl TestBroker {
     pub fn shard_uri(&self, shard: usize) -> String {
         match &self.external {
             Some(u) => u.clone(),
-            None => format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.shard_port(shard)),
+            None => format!(
+                "amqp://guest:guest@127.0.0.1:{}/%2f",
+                self.shard_port(shard)
+            ),
         }
     }
 }
