@@ -73,16 +73,36 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         })
         .collect();
     let mut port = config.port;
+    let mut bound_any = false;
     for ip in &config.bind {
         for (i, sl) in per_shard.iter_mut().enumerate() {
-            let l = crate::net::bind_reuseport(SocketAddr::new(*ip, port)).map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot listen on {}:{}: {}", ip, port, e))
-            })?;
+            let l = match crate::net::bind_reuseport(SocketAddr::new(*ip, port)) {
+                Ok(l) => l,
+                // A machine without IPv6 (or without that address) still serves
+                // the other addresses, as long as one of them works.
+                Err(e) if unavailable(&e) && i == 0 => {
+                    log::warn!("not listening on {}: {}", ip, e);
+                    break;
+                }
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on {}:{}: {}", ip, port, e),
+                    ))
+                }
+            };
+            bound_any = true;
             if port == 0 && i == 0 {
                 port = l.local_addr()?.port();
             }
             sl.listeners.push(l);
         }
+    }
+    if !bound_any {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            "no listen address could be bound",
+        ));
     }
     let mut shard_ports = Vec::new();
     if let Some(base) = config.shard_port_base {
@@ -134,4 +154,8 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         wakers,
         threads,
     })
+}
+
+fn unavailable(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(libc::EAFNOSUPPORT)
 }
