@@ -34,7 +34,9 @@ fn on_shard_thread() -> bool {
             None => {
                 // Looking at the name does not allocate (it is stored in the
                 // Thread handle).
-                let v = std::thread::current().name().is_some_and(|n| n.starts_with("warren-shard-"));
+                let v = std::thread::current()
+                    .name()
+                    .is_some_and(|n| n.starts_with("warren-shard-"));
                 c.set(Some(v));
                 v
             }
@@ -64,13 +66,25 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// Publishes `n` messages on `pch` and consumes + acks them on `consumer`.
-async fn round(pch: &lapin::Channel, cch: &lapin::Channel, consumer: &mut lapin::Consumer, q: &str, n: usize) {
+async fn round(
+    pch: &lapin::Channel,
+    cch: &lapin::Channel,
+    consumer: &mut lapin::Consumer,
+    q: &str,
+    n: usize,
+) {
     let body = [7u8; 16];
     let publish = async {
         for _ in 0..n {
-            pch.basic_publish("", q, BasicPublishOptions::default(), &body, BasicProperties::default())
-                .await
-                .expect("publish");
+            pch.basic_publish(
+                "",
+                q,
+                BasicPublishOptions::default(),
+                &body,
+                BasicProperties::default(),
+            )
+            .await
+            .expect("publish");
         }
     };
     let consume = async {
@@ -81,7 +95,9 @@ async fn round(pch: &lapin::Channel, cch: &lapin::Channel, consumer: &mut lapin:
                 .expect("consumer open")
                 .expect("delivery");
             assert_eq!(d.data, body);
-            cch.basic_ack(d.delivery_tag, BasicAckOptions::default()).await.expect("ack");
+            cch.basic_ack(d.delivery_tag, BasicAckOptions::default())
+                .await
+                .expect("ack");
         }
     };
     tokio::join!(publish, consume);
@@ -99,10 +115,21 @@ async fn hot_path_allocates_less_than_one_per_hundred_messages() {
     let cch = channel(&consumer_conn).await;
     let q = unique("alloc");
     // Declared on the consumer's shard: every publish crosses 0 -> 1, every ack 1 -> 1.
-    cch.queue_declare(&q, QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
-    cch.basic_qos(1000, BasicQosOptions::default()).await.unwrap();
-    let mut consumer =
-        cch.basic_consume(&q, "alloc", BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
+    cch.queue_declare(&q, QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .unwrap();
+    cch.basic_qos(1000, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut consumer = cch
+        .basic_consume(
+            &q,
+            "alloc",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
 
     round(&pch, &cch, &mut consumer, &q, 30_000).await; // warm-up: buffers and tables reach size
     let before = SHARD_ALLOCS.load(Ordering::Relaxed);
@@ -110,6 +137,13 @@ async fn hot_path_allocates_less_than_one_per_hundred_messages() {
     round(&pch, &cch, &mut consumer, &q, N).await;
     let allocs = SHARD_ALLOCS.load(Ordering::Relaxed) - before;
     let per_msg = allocs as f64 / N as f64;
-    eprintln!("{} shard-thread allocations for {} messages: {:.5} per message", allocs, N, per_msg);
-    assert!(per_msg < 0.01, "{} allocations per message (budget 0.01)", per_msg);
+    eprintln!(
+        "{} shard-thread allocations for {} messages: {:.5} per message",
+        allocs, N, per_msg
+    );
+    assert!(
+        per_msg < 0.01,
+        "{} allocations per message (budget 0.01)",
+        per_msg
+    );
 }

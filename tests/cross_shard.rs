@@ -193,10 +193,24 @@ async fn nack_requeue_and_reject_across_shards() {
         within(cch.basic_reject(first[2].delivery_tag, reject))
             .await
             .unwrap();
-        // seen from the publisher's shard
+        // seen from the publisher's shard. The nacks travel to the queue
+        // asynchronously (as in RabbitMQ: no reply to wait for), so poll for the first.
         let mut again = Vec::new();
-        for _ in 0..2 {
-            let m = get(&pch, &q, true).await.expect("requeued message");
+        let mut first_back = None;
+        for _ in 0..200 {
+            first_back = get(&pch, &q, true).await;
+            if first_back.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for i in 0..2 {
+            let m = if i == 0 {
+                first_back.take()
+            } else {
+                get(&pch, &q, true).await
+            }
+            .expect("requeued message");
             again.push((sval(&m.delivery), m.delivery.redelivered));
         }
         assert_eq!(

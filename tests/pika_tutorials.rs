@@ -59,15 +59,21 @@ fn setup_venv() -> Result<PathBuf, String> {
     std::fs::create_dir_all(&target).map_err(|e| format!("creating {}: {e}", target.display()))?;
     // Serialise with other processes doing the same (another test run).
     let lock_path = target.join("pyenv.lock");
-    let lock = File::create(&lock_path).map_err(|e| format!("creating {}: {e}", lock_path.display()))?;
-    lock.lock().map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
+    let lock =
+        File::create(&lock_path).map_err(|e| format!("creating {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
 
     if python.exists() && imports_pika(&python) {
         return Ok(python);
     }
     if !python.exists() {
         run_setup_step(
-            Command::new("python3").arg("-m").arg("venv").arg("--clear").arg(&venv),
+            Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg("--clear")
+                .arg(&venv),
             "python3 -m venv target/pyenv",
         )?;
     }
@@ -78,7 +84,10 @@ fn setup_venv() -> Result<PathBuf, String> {
         "target/pyenv/bin/pip install -q -r tests/pika/requirements.txt",
     )?;
     if !imports_pika(&python) {
-        return Err(format!("{} still cannot import pika after pip install", python.display()));
+        return Err(format!(
+            "{} still cannot import pika after pip install",
+            python.display()
+        ));
     }
     Ok(python)
 }
@@ -144,7 +153,12 @@ fn run_tutorial(script: &str, pub_port: u16, sub_port: u16) {
     let mut child = Command::new(python)
         .arg("-u")
         .arg(&path)
-        .args(["--pub-port", &pub_port.to_string(), "--sub-port", &sub_port.to_string()])
+        .args([
+            "--pub-port",
+            &pub_port.to_string(),
+            "--sub-port",
+            &sub_port.to_string(),
+        ])
         .current_dir(scripts_dir())
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1")

@@ -19,6 +19,8 @@ use crate::protocol::{
     check_frame, write_heartbeat, write_method, FieldTable, FieldValue, Method, PROTOCOL_HEADER,
 };
 use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a client may take to complete the handshake (RabbitMQ: 10 s).
@@ -56,7 +58,15 @@ pub struct ConnInfo {
     pub cancel_notify: bool,
     /// Exclusive queues this connection declared (deleted when it closes).
     pub exclusive_queues: Vec<QueueRef>,
+    /// Flow control towards consumers: set while unsent output is above
+    /// `OUTPUT_HIGH_WATER`; queues skip this connection's consumers meanwhile.
+    pub output_full: Arc<AtomicBool>,
 }
+
+/// Unsent output above which queues stop delivering to this connection.
+pub const OUTPUT_HIGH_WATER: usize = 4 * 1024 * 1024;
+/// ... and below which they resume.
+pub const OUTPUT_LOW_WATER: usize = 1024 * 1024;
 
 pub struct Connection {
     pub sock: Socket,
@@ -89,6 +99,7 @@ impl Connection {
                 user: String::new(),
                 cancel_notify: false,
                 exclusive_queues: Vec::new(),
+                output_full: Arc::new(AtomicBool::new(false)),
             },
             state: State::ProtocolHeader,
             channels: Vec::new(),
@@ -580,6 +591,21 @@ impl Connection {
         };
         chan.deliver(consumer.id, queue, seq, redelivered, &msg, &mut cx);
         ctx_mark(cx, slot);
+        if self.sock.pending_output() > OUTPUT_HIGH_WATER {
+            self.info.output_full.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Called after a flush: once output has drained, consumers' queues resume.
+    pub fn output_drained(&mut self, ctx: &mut ShardCtx) {
+        if self.info.output_full.load(Ordering::Relaxed)
+            && self.sock.pending_output() <= OUTPUT_LOW_WATER
+        {
+            self.info.output_full.store(false, Ordering::Relaxed);
+            for chan in self.channels.iter_mut().flatten() {
+                chan.resume_all(ctx);
+            }
+        }
     }
 
     pub fn on_reply(

@@ -17,6 +17,7 @@ use crate::protocol::FieldTable;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Hasher for sequence-number keys: they are already unique integers.
@@ -74,6 +75,8 @@ struct Consumer {
     prefetch: u32,
     unacked: u32,
     window: Arc<ChannelWindow>,
+    /// Set by the consumer's connection while its unsent output is too large.
+    output_full: Arc<AtomicBool>,
     #[allow(dead_code)]
     arguments: FieldTable,
 }
@@ -171,9 +174,19 @@ impl Queue {
         }
         while self.has_messages() {
             let mut chosen = None;
+            let mut congested = false;
             for i in 0..n {
                 let idx = (self.next_consumer + i) % n;
                 let c = &self.consumers[idx];
+                // Flow control: a consumer whose connection cannot keep up, or
+                // whose shard already has a full batch in flight, waits.
+                if c.output_full.load(Ordering::Relaxed) {
+                    continue;
+                }
+                if out.is_congested(c.r.channel.shard) {
+                    congested = true;
+                    continue;
+                }
                 if c.no_ack {
                     chosen = Some(idx);
                     break;
@@ -187,7 +200,12 @@ impl Queue {
                 chosen = Some(idx);
                 break;
             }
-            let Some(idx) = chosen else { return };
+            let Some(idx) = chosen else {
+                if congested {
+                    out.stalled.push(self.me);
+                }
+                return;
+            };
             self.next_consumer = (idx + 1) % n;
             let s = self.pop_next().expect("has_messages");
             let c = &mut self.consumers[idx];
@@ -371,6 +389,7 @@ impl Queue {
             prefetch: spec.prefetch,
             unacked: 0,
             window: spec.window,
+            output_full: spec.output_full,
             arguments: spec.arguments,
         });
         (QueueReply::Consumed, After::Nothing)

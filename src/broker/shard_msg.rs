@@ -94,6 +94,8 @@ pub struct ConsumeSpec {
     pub prefetch: u32,
     /// The channel-wide window (basic.qos global=true), shared with the channel.
     pub window: Arc<ChannelWindow>,
+    /// The connection's "too much unsent output" flag (flow control).
+    pub output_full: Arc<std::sync::atomic::AtomicBool>,
     pub arguments: FieldTable,
 }
 

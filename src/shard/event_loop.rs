@@ -232,6 +232,7 @@ impl Loop {
     /// Moves this iteration's messages onto the rings; one wake-up per peer.
     fn send_outgoing(&mut self) {
         let me = self.id as usize;
+        self.state.ctx.outbox.resume_stalled();
         for j in 0..self.state.ctx.outbox.to.len() {
             if j == me || self.state.ctx.outbox.to[j].is_empty() {
                 continue;
@@ -303,6 +304,7 @@ impl Loop {
                         if was_blocked && conn.sock.pending_output() <= WRITE_HIGH_WATER {
                             self.retry_read.push(slot);
                         }
+                        conn.output_drained(&mut self.state.ctx);
                     }
                     Err(_) => {
                         conn.teardown(&mut self.state.ctx);

@@ -62,6 +62,7 @@ impl Channel {
             exclusive: m.exclusive,
             prefetch: self.consumer_prefetch,
             window: self.window.clone(),
+            output_full: cx.info.output_full.clone(),
             arguments: m.arguments,
         };
         let then = Awaiting::Consume {
@@ -221,6 +222,14 @@ impl Channel {
                     .outbox
                     .push(c.queue.shard, ShardMsg::Resume { queue: c.queue });
             }
+        }
+    }
+
+    /// The connection's output drained: every consumer's queue may deliver.
+    pub fn resume_all(&mut self, ctx: &mut crate::broker::ShardCtx) {
+        for c in &self.consumers {
+            ctx.outbox
+                .push(c.queue.shard, ShardMsg::Resume { queue: c.queue });
         }
     }
 }

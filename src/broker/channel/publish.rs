@@ -210,6 +210,10 @@ impl Channel {
             ctx.outbox
                 .push(last.shard, ShardMsg::Publish { queue: last, msg });
         } else if mandatory {
+            // Confirm earlier publishes first: clients (lapin) attach a return to
+            // the next ack they see, so a batched ack must not cover messages
+            // published before the returned one.
+            self.flush_confirms(cx.wbuf);
             let ret = BasicReturn {
                 reply_code: c::NO_ROUTE,
                 reply_text: Bytes::from_static(b"NO_ROUTE"),
