@@ -735,7 +735,9 @@ fn parse_amqplain(resp: &Bytes) -> Option<(String, String)> {
 }
 
 /// connection.start server-properties, as RabbitMQ sends them (clients check
-/// `product` and the capabilities table).
+/// `product` and the capabilities table). Only capabilities that work are
+/// advertised: `consumer_priorities` and `direct_reply_to` join with the
+/// RabbitMQ-extensions work.
 fn server_properties() -> FieldTable {
     let mut caps = FieldTable::new();
     for cap in [
@@ -744,10 +746,8 @@ fn server_properties() -> FieldTable {
         "basic.nack",
         "consumer_cancel_notify",
         "connection.blocked",
-        "consumer_priorities",
         "authentication_failure_close",
         "per_consumer_qos",
-        "direct_reply_to",
     ] {
         caps.insert(cap, FieldValue::Bool(true));
     }
@@ -764,4 +764,54 @@ fn server_properties() -> FieldTable {
     t.insert("product", s("RabbitMQ"));
     t.insert("version", s("3.13.7"));
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_response() {
+        assert_eq!(
+            parse_plain(b"\0guest\0secret"),
+            Some(("guest".into(), "secret".into()))
+        );
+        assert_eq!(parse_plain(b"authz\0u\0p"), Some(("u".into(), "p".into())));
+        assert_eq!(parse_plain(b"guest"), None);
+    }
+
+    #[test]
+    fn amqplain_response_is_a_table_without_length_prefix() {
+        let mut t = FieldTable::new();
+        t.insert("LOGIN", FieldValue::LongStr(Bytes::from_static(b"guest")));
+        t.insert("PASSWORD", FieldValue::LongStr(Bytes::from_static(b"pw")));
+        let mut enc = Vec::new();
+        t.encode(&mut enc);
+        let resp = Bytes::from(enc[4..].to_vec());
+        assert_eq!(parse_amqplain(&resp), Some(("guest".into(), "pw".into())));
+        assert_eq!(parse_amqplain(&Bytes::from_static(b"\x05LOGIN")), None);
+    }
+
+    #[test]
+    fn server_properties_carry_what_clients_check() {
+        let p = server_properties();
+        assert_eq!(p.get("product").and_then(|v| v.as_str()), Some("RabbitMQ"));
+        let Some(FieldValue::Table(caps)) = p.get("capabilities") else {
+            panic!("no capabilities")
+        };
+        for cap in [
+            "publisher_confirms",
+            "basic.nack",
+            "consumer_cancel_notify",
+            "per_consumer_qos",
+        ] {
+            assert_eq!(
+                caps.get(cap).and_then(|v| v.as_bool()),
+                Some(true),
+                "{}",
+                cap
+            );
+        }
+        assert!(caps.get("accept_consumer_cancel_ok").is_none());
+    }
 }
