@@ -686,7 +686,10 @@ impl Connection {
             return;
         }
         let hb = Duration::from_secs(self.info.heartbeat as u64);
-        if now.duration_since(self.last_read) > hb * 2 {
+        // While its output backs up we stop reading the client (event loop), so
+        // its heartbeats may sit unread: only judge silence when we read.
+        let reading = self.sock.pending_output() <= OUTPUT_HIGH_WATER;
+        if reading && now.duration_since(self.last_read) > hb * 2 {
             log::info!(
                 "closing connection: missed heartbeats from client, timeout: {}s",
                 self.info.heartbeat

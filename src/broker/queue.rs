@@ -353,9 +353,13 @@ impl Queue {
             }
             QueueOp::Consume(spec) => self.consume(spec),
             QueueOp::Cancel { consumer } => {
+                let before = self.consumers.len();
                 self.consumers.retain(|c| c.r != consumer);
-                self.exclusive_consumer = false;
-                self.next_consumer = 0;
+                if self.consumers.len() != before {
+                    // An exclusive consumer is the only one, so it was this one.
+                    self.exclusive_consumer = false;
+                    self.next_consumer = 0;
+                }
                 let after = if self.auto_delete_due() {
                     After::Delete
                 } else {

@@ -25,3 +25,23 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     socket.listen(1024)?;
     Ok(socket.into())
 }
+
+/// Fails if something already listens on `addr`. SO_REUSEPORT would otherwise let
+/// a second broker bind the same port and silently take a share of the clients;
+/// a probe bound without it gets EADDRINUSE instead.
+pub fn ensure_port_free(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())
+}

@@ -7,7 +7,8 @@
 
 use bytes::BytesMut;
 use mio::net::TcpStream;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 
 /// Read buffer chunk: how much room we make before each `read`.
 const READ_CHUNK: usize = 64 * 1024;
@@ -62,16 +63,26 @@ impl Socket {
                 // more; allocates only when queued messages still hold it.
                 self.rbuf.reserve(READ_CHUNK);
             }
-            let len = self.rbuf.len();
-            let cap = self.rbuf.capacity();
-            // SAFETY: we read into the spare capacity and only extend `len` by the
-            // number of bytes the kernel reported written.
-            let spare = unsafe {
-                std::slice::from_raw_parts_mut(self.rbuf.as_mut_ptr().add(len), cap - len)
+            let spare = self.rbuf.spare_capacity_mut();
+            // SAFETY: read(2) writes at most `spare.len()` bytes into the spare
+            // capacity (no reference to uninitialised bytes is formed); `len` grows
+            // by exactly the number of bytes the kernel reports written.
+            let n = unsafe {
+                libc::read(
+                    self.stream.as_raw_fd(),
+                    spare.as_mut_ptr() as *mut libc::c_void,
+                    spare.len(),
+                )
             };
-            match self.stream.read(spare) {
+            let r = if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            };
+            match r {
                 Ok(0) => return Ok(ReadOutcome::Closed),
                 Ok(n) => {
+                    let len = self.rbuf.len();
                     unsafe { self.rbuf.set_len(len + n) };
                     total += n;
                 }

@@ -106,7 +106,7 @@ impl Loop {
                 match ev.token() {
                     WAKER_TOKEN => {}
                     Token(t)
-                        if t >= usize::MAX - 2 - self.listeners.len() && t <= usize::MAX - 2 =>
+                        if t > usize::MAX - 2 - self.listeners.len() && t <= usize::MAX - 2 =>
                     {
                         self.accept(usize::MAX - 2 - t)
                     }
@@ -132,6 +132,9 @@ impl Loop {
                 self.pump();
             }
             self.send_outgoing();
+            // Queues that paused on a congested destination go on next round
+            // (a Resume in the local outbox makes the next poll non-blocking).
+            self.state.ctx.outbox.resume_stalled();
             self.flush();
         }
         // Shutdown: sockets close as the state drops.
@@ -232,7 +235,6 @@ impl Loop {
     /// Moves this iteration's messages onto the rings; one wake-up per peer.
     fn send_outgoing(&mut self) {
         let me = self.id as usize;
-        self.state.ctx.outbox.resume_stalled();
         for j in 0..self.state.ctx.outbox.to.len() {
             if j == me || self.state.ctx.outbox.to[j].is_empty() {
                 continue;
@@ -261,6 +263,9 @@ impl Loop {
 
     fn tick(&mut self, now: Instant) {
         let ctx = &mut self.state.ctx;
+        // Keeps this shard's cursor in the definitions log moving even when it
+        // routes nothing, so the log can be trimmed.
+        ctx.routing.sync(&ctx.defs);
         for (_, conn) in self.state.conns.iter_mut() {
             if !conn.dead {
                 conn.tick(now, ctx);

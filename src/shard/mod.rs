@@ -76,7 +76,13 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
     let mut bound_any = false;
     for ip in &config.bind {
         for (i, sl) in per_shard.iter_mut().enumerate() {
-            let l = match crate::net::bind_reuseport(SocketAddr::new(*ip, port)) {
+            let probe = if i == 0 {
+                crate::net::listener::ensure_port_free(SocketAddr::new(*ip, port))
+            } else {
+                Ok(())
+            };
+            let l = match probe.and_then(|_| crate::net::bind_reuseport(SocketAddr::new(*ip, port)))
+            {
                 Ok(l) => l,
                 // A machine without IPv6 (or without that address) still serves
                 // the other addresses, as long as one of them works.
@@ -107,7 +113,11 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
     let mut shard_ports = Vec::new();
     if let Some(base) = config.shard_port_base {
         for (i, sl) in per_shard.iter_mut().enumerate() {
-            let p = if base == 0 { 0 } else { base + i as u16 };
+            let p = if base == 0 {
+                0
+            } else {
+                base.saturating_add(i as u16)
+            };
             let l =
                 crate::net::bind_reuseport(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p))?;
             shard_ports.push(l.local_addr()?.port());

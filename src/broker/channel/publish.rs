@@ -66,8 +66,8 @@ impl Channel {
             (Content::Header { publish }, c::FRAME_HEADER) => {
                 let h = parse_content_header(payload).map_err(AmqpError::syntax_error)?;
                 if h.class_id != 60 {
-                    return Err(AmqpError::frame_error(format!(
-                        "content header for class {}",
+                    return Err(AmqpError::unexpected_frame(format!(
+                        "expected content header for class 60, got one for class {}",
                         h.class_id
                     )));
                 }

@@ -24,6 +24,14 @@ impl Channel {
             self.forget_consumer(*id);
         }
         match (waiting, reply) {
+            (Awaiting::Cancel { tag, id, nowait }, QueueReply::Gone) => {
+                // The queue went away: the consumer is gone either way.
+                self.forget_consumer(id);
+                if !nowait {
+                    self.send(cx, BasicCancelOk { consumer_tag: tag }.into());
+                }
+                Ok(Flow::Continue)
+            }
             (w, QueueReply::Gone) => Err(AmqpError::no_queue(waiting_name(&w))),
             (_, QueueReply::Error { code, text }) => Err(AmqpError { code, text }),
             (
