@@ -323,26 +323,14 @@ impl Queue {
                         "queue '{}' in vhost '/' in use",
                         self.props.name
                     ));
-                    return (
-                        QueueReply::Error {
-                            code: e.code,
-                            text: e.text,
-                        },
-                        After::Nothing,
-                    );
+                    return (QueueReply::from(e), After::Nothing);
                 }
                 if if_empty && self.message_count() > 0 {
                     let e = AmqpError::precondition(format!(
                         "queue '{}' in vhost '/' not empty",
                         self.props.name
                     ));
-                    return (
-                        QueueReply::Error {
-                            code: e.code,
-                            text: e.text,
-                        },
-                        After::Nothing,
-                    );
+                    return (QueueReply::from(e), After::Nothing);
                 }
                 (
                     QueueReply::Deleted {
@@ -377,13 +365,7 @@ impl Queue {
                 "queue '{}' in vhost '/' in exclusive use",
                 self.props.name
             ));
-            return (
-                QueueReply::Error {
-                    code: e.code,
-                    text: e.text,
-                },
-                After::Nothing,
-            );
+            return (QueueReply::from(e), After::Nothing);
         }
         self.exclusive_consumer = spec.exclusive;
         self.had_consumer = true;

@@ -129,6 +129,15 @@ pub enum QueueReply {
     Gone,
 }
 
+impl From<super::error::AmqpError> for QueueReply {
+    fn from(e: super::error::AmqpError) -> QueueReply {
+        QueueReply::Error {
+            code: e.code,
+            text: e.text,
+        }
+    }
+}
+
 /// A channel's channel-wide prefetch window (basic.qos global=true), shared by the
 /// channel and the queues its consumers read from, which may be on other shards.
 /// Allocated once per channel; per message only atomics are touched.

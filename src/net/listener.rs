@@ -6,8 +6,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
 
-/// Binds a non-blocking listener with SO_REUSEADDR and SO_REUSEPORT set.
-pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+/// A TCP socket for `addr` with SO_REUSEADDR (and IPV6_V6ONLY for IPv6, so
+/// [::1] and 127.0.0.1 are bound separately and explicitly).
+fn tcp_socket(addr: SocketAddr) -> io::Result<Socket> {
     let domain = if addr.is_ipv4() {
         Domain::IPV4
     } else {
@@ -15,10 +16,15 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     };
     let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
-        // Keep [::1] separate from 127.0.0.1: each is bound explicitly.
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
+    Ok(socket)
+}
+
+/// Binds a non-blocking listener with SO_REUSEADDR and SO_REUSEPORT set.
+pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = tcp_socket(addr)?;
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
@@ -33,15 +39,5 @@ pub fn ensure_port_free(addr: SocketAddr) -> io::Result<()> {
     if addr.port() == 0 {
         return Ok(());
     }
-    let domain = if addr.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())
+    tcp_socket(addr)?.bind(&addr.into())
 }
