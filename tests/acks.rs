@@ -10,111 +10,12 @@ use common_lapin::*;
 use util::*;
 
 use futures_lite::StreamExt;
-use lapin::{message::Delivery, options::*, types::FieldTable, BasicProperties, Channel, Consumer};
-use std::{future::Future, time::Duration};
+use lapin::{options::*, Channel};
+use std::time::Duration;
 
 // ---------------------------------------------------------------- local helpers
-// (shared ones — connect, channel, within, unique, amqp_error, recv_one, expect_no_message —
+// (shared ones — deadline, uniq, declare, publish, consume, recv, get, drain_redelivered, … —
 // come from tests/common_lapin)
-
-/// Runs a whole test body with an overall deadline so nothing can hang.
-async fn deadline<F: Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("test timed out");
-}
-
-fn uniq(prefix: &str) -> String {
-    unique(&format!("warren-msg-{prefix}"))
-}
-
-async fn declare(ch: &Channel, name: &str) {
-    within(ch.queue_declare(name, QueueDeclareOptions::default(), FieldTable::default()))
-        .await
-        .expect("queue.declare");
-}
-
-async fn delete(ch: &Channel, name: &str) {
-    let _ = within(ch.queue_delete(name, QueueDeleteOptions::default())).await;
-}
-
-async fn publish(ch: &Channel, ex: &str, rk: &str, body: &[u8]) {
-    within(ch.basic_publish(
-        ex,
-        rk,
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default(),
-    ))
-    .await
-    .expect("basic.publish");
-}
-
-async fn consume(ch: &Channel, q: &str, no_ack: bool) -> Consumer {
-    let opts = BasicConsumeOptions {
-        no_ack,
-        ..Default::default()
-    };
-    within(ch.basic_consume(q, "", opts, FieldTable::default()))
-        .await
-        .expect("basic.consume")
-}
-
-async fn recv(c: &mut Consumer) -> Delivery {
-    recv_one(c, TIMEOUT)
-        .await
-        .expect("no delivery within the timeout")
-}
-
-/// Asserts nothing arrives on `c` within `ms`.
-async fn recv_none(c: &mut Consumer, ms: u64) {
-    expect_no_message(c, Duration::from_millis(ms)).await
-}
-
-async fn get(ch: &Channel, q: &str, no_ack: bool) -> Option<lapin::message::BasicGetMessage> {
-    within(ch.basic_get(q, BasicGetOptions { no_ack }))
-        .await
-        .expect("basic.get")
-}
-
-fn code_text(e: &lapin::Error) -> (u16, String) {
-    amqp_error(e).unwrap_or_else(|| panic!("expected an AMQP protocol error, got {e:?}"))
-}
-
-type ErrRx = tokio::sync::mpsc::UnboundedReceiver<lapin::Error>;
-
-/// Collects errors reported asynchronously for a channel (e.g. a broker channel.close).
-fn watch_channel(ch: &Channel) -> ErrRx {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    ch.on_error(move |e| {
-        let _ = tx.send(e);
-    });
-    rx
-}
-
-async fn next_err(rx: &mut ErrRx) -> (u16, String) {
-    code_text(&within(rx.recv()).await.expect("error handler dropped"))
-}
-
-/// A fresh connection still works (the broker survived).
-async fn assert_broker_alive(uri: &str) {
-    assert_connection_usable(&connect(uri).await).await;
-}
-
-fn sval(d: &Delivery) -> String {
-    String::from_utf8(d.data.clone()).unwrap()
-}
-
-async fn message_count(ch: &Channel, q: &str) -> u32 {
-    let opts = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    within(ch.queue_declare(q, opts, FieldTable::default()))
-        .await
-        .expect("passive declare")
-        .message_count()
-}
 
 /// Polls the ready-message count until it equals `n` (or the timeout passes).
 async fn wait_count(ch: &Channel, q: &str, n: u32) -> bool {
@@ -132,19 +33,6 @@ async fn publish_n(ch: &Channel, q: &str, range: std::ops::RangeInclusive<u32>) 
     for i in range {
         publish(ch, "", q, i.to_string().as_bytes()).await;
     }
-}
-
-/// Drains the queue with basic.get(no_ack) and returns (body, redelivered) pairs.
-async fn drain(ch: &Channel, q: &str) -> Vec<(String, bool)> {
-    let mut out = Vec::new();
-    while let Some(m) = get(ch, q, true).await {
-        out.push((sval(&m.delivery), m.delivery.redelivered));
-    }
-    out
-}
-
-fn owned(v: &[(&str, bool)]) -> Vec<(String, bool)> {
-    v.iter().map(|(s, r)| (s.to_string(), *r)).collect()
 }
 
 // ---------------------------------------------------------------- ack
@@ -176,7 +64,10 @@ async fn ack_single_and_multiple() {
         within(ch.close(200, "bye")).await.unwrap();
         let ch = channel(&c).await;
         assert_eq!(message_count(&ch, &q).await, 2);
-        assert_eq!(drain(&ch, &q).await, owned(&[("8", true), ("10", true)]));
+        assert_eq!(
+            drain_redelivered(&ch, &q).await,
+            owned(&[("8", true), ("10", true)])
+        );
         delete(&ch, &q).await;
     })
     .await
@@ -252,7 +143,7 @@ async fn requeued_messages_keep_their_position() {
         within(ch.basic_reject(1, BasicRejectOptions { requeue: true }))
             .await
             .unwrap();
-        let got = drain(&ch, &q).await;
+        let got = drain_redelivered(&ch, &q).await;
         assert_eq!(
             got,
             owned(&[("1", true), ("3", true), ("6", false), ("7", false)])
@@ -421,7 +312,7 @@ async fn double_ack_is_406_and_unacked_messages_are_requeued() {
         expect_406(&ch, &mut errs, 1).await;
         // the channel error requeued message 2
         let ch = channel(&c).await;
-        assert_eq!(drain(&ch, &q).await, owned(&[("2", true)]));
+        assert_eq!(drain_redelivered(&ch, &q).await, owned(&[("2", true)]));
         delete(&ch, &q).await;
     })
     .await

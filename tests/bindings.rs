@@ -6,52 +6,28 @@ mod util;
 
 use common_lapin::*;
 use lapin::{
-    message::BasicReturnMessage,
     options::*,
     types::{AMQPValue, FieldTable},
-    BasicProperties, Channel, Connection,
+    Channel,
     ExchangeKind::{self, *},
 };
 use std::time::Duration;
 use util::*;
 
-const DEFAULT_X: &str = "ACCESS_REFUSED - operation not permitted on the default exchange";
-
 type R = Result<(), lapin::Error>;
-
-async fn confirm_channel(conn: &Connection) -> Channel {
-    let ch = channel(conn).await;
-    within(ch.confirm_select(Default::default()))
-        .await
-        .expect("confirm.select");
-    ch
-}
 
 async fn xdecl(ch: &Channel, x: &str, kind: ExchangeKind) {
     let r = within(ch.exchange_declare(x, kind, Default::default(), FieldTable::default())).await;
     r.unwrap_or_else(|e| panic!("exchange.declare {x}: {e}"));
 }
 
-async fn xdel(ch: &Channel, x: &str) {
-    let r = within(ch.exchange_delete(x, Default::default())).await;
-    r.unwrap_or_else(|e| panic!("exchange.delete {x}: {e}"));
-}
-
-async fn qdecl(ch: &Channel, q: &str, exclusive: bool) -> String {
-    let opts = QueueDeclareOptions {
-        exclusive,
-        ..Default::default()
-    };
+async fn qdecl(ch: &Channel, q: &str) -> String {
+    let opts = QueueDeclareOptions::default();
     let r = within(ch.queue_declare(q, opts, FieldTable::default())).await;
     r.unwrap_or_else(|e| panic!("queue.declare {q}: {e}"))
         .name()
         .as_str()
         .to_string()
-}
-
-/// A server-named exclusive queue.
-async fn temp_queue(ch: &Channel) -> String {
-    qdecl(ch, "", true).await
 }
 
 async fn qdel(ch: &Channel, q: &str) {
@@ -60,85 +36,8 @@ async fn qdel(ch: &Channel, q: &str) {
         .expect("queue.delete");
 }
 
-async fn try_bind(ch: &Channel, q: &str, x: &str, key: &str, args: FieldTable) -> R {
-    within(ch.queue_bind(q, x, key, Default::default(), args)).await
-}
-
-async fn bind(ch: &Channel, q: &str, x: &str, key: &str) {
-    let r = try_bind(ch, q, x, key, FieldTable::default()).await;
-    r.unwrap_or_else(|e| panic!("queue.bind {q} {x} {key}: {e}"));
-}
-
 async fn try_unbind(ch: &Channel, q: &str, x: &str, key: &str, args: FieldTable) -> R {
     within(ch.queue_unbind(q, x, key, args)).await
-}
-
-async fn unbind(ch: &Channel, q: &str, x: &str, key: &str) {
-    let r = try_unbind(ch, q, x, key, FieldTable::default()).await;
-    r.unwrap_or_else(|e| panic!("queue.unbind {q} {x} {key}: {e}"));
-}
-
-/// Publishes mandatory on a confirm channel, waits for the ack, returns the basic.return if any.
-async fn publish_h(
-    ch: &Channel,
-    x: &str,
-    key: &str,
-    body: &str,
-    headers: Option<FieldTable>,
-) -> Option<BasicReturnMessage> {
-    let mut props = BasicProperties::default();
-    if let Some(h) = headers {
-        props = props.with_headers(h);
-    }
-    let opts = BasicPublishOptions {
-        mandatory: true,
-        ..Default::default()
-    };
-    let confirm = within(ch.basic_publish(x, key, opts, body.as_bytes(), props)).await;
-    let c = within(confirm.expect("basic.publish"))
-        .await
-        .expect("publisher confirm");
-    assert!(c.is_ack(), "publish to {x:?}/{key:?} was not acked: {c:?}");
-    c.take_message()
-}
-
-async fn routed(ch: &Channel, x: &str, key: &str, body: &str) {
-    let ret = publish_h(ch, x, key, body, None).await;
-    assert!(
-        ret.is_none(),
-        "{body:?} to {x:?}/{key:?} was returned unroutable"
-    );
-}
-
-async fn unroutable(ch: &Channel, x: &str, key: &str, body: &str) {
-    let ret = publish_h(ch, x, key, body, None).await;
-    let ret = ret.unwrap_or_else(|| panic!("{body:?} to {x:?}/{key:?} was routed"));
-    assert_eq!(ret.reply_code, 312);
-    assert_eq!(ret.reply_text.as_str(), "NO_ROUTE");
-}
-
-/// Gets every ready message from `q` (no-ack) and returns the bodies.
-async fn drain(ch: &Channel, q: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    loop {
-        let m = within(ch.basic_get(q, BasicGetOptions { no_ack: true })).await;
-        match m.expect("basic.get") {
-            Some(m) => out.push(String::from_utf8_lossy(&m.delivery.data).into_owned()),
-            None => return out,
-        }
-    }
-}
-
-fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert((*k).into(), v.clone());
-    }
-    t
-}
-
-fn s(v: &str) -> AMQPValue {
-    AMQPValue::LongString(v.into())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -152,12 +51,10 @@ async fn bind_to_missing_queue_or_exchange_is_404() {
     let (mq, mx) = (unique("bq-nope"), unique("bx-nope"));
 
     let r = try_bind(&ch, &mq, &x, "k", FieldTable::default()).await;
-    let text = format!("NOT_FOUND - no queue '{mq}' in vhost '/'");
-    assert_channel_error(&conn, r, 404, &text).await;
+    assert_channel_error(&conn, r, 404, &no_queue(&mq)).await;
     let ch = channel(&conn).await;
     let r = try_bind(&ch, &q, &mx, "k", FieldTable::default()).await;
-    let text = format!("NOT_FOUND - no exchange '{mx}' in vhost '/'");
-    assert_channel_error(&conn, r, 404, &text).await;
+    assert_channel_error(&conn, r, 404, &no_exchange(&mx)).await;
     let ch = channel(&conn).await;
     let r = try_bind(&ch, &mq, &mx, "k", FieldTable::default()).await;
     assert_channel_error(&conn, r, 404, "NOT_FOUND - no ").await;
@@ -349,12 +246,12 @@ async fn deleting_a_queue_removes_its_bindings() {
     let x = unique("bx-qdel");
     xdecl(&ch, &x, Fanout).await;
     let q = unique("bq-qdel");
-    qdecl(&ch, &q, false).await;
+    qdecl(&ch, &q).await;
     bind(&ch, &q, &x, "").await;
     qdel(&ch, &q).await;
     unroutable(&ch, &x, "", "gone").await;
     // a new queue with the same name does not inherit the binding
-    qdecl(&ch, &q, false).await;
+    qdecl(&ch, &q).await;
     unroutable(&ch, &x, "", "still-gone").await;
     assert!(drain(&ch, &q).await.is_empty());
     qdel(&ch, &q).await;
@@ -400,7 +297,7 @@ async fn binding_is_visible_on_other_shard_immediately() {
         let q = if i % 2 == 0 {
             temp_queue(&ch0).await
         } else {
-            qdecl(&ch0, &unique("bq-shard"), false).await
+            qdecl(&ch0, &unique("bq-shard")).await
         };
         let key = unique("key");
         let mut consumer = {

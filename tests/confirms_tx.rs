@@ -9,97 +9,34 @@ use common_lapin::*;
 use util::*;
 
 use lapin::{
-    message::Delivery, options::*, publisher_confirm::Confirmation, types::FieldTable,
-    BasicProperties, Channel, Consumer,
+    options::*,
+    publisher_confirm::{Confirmation, PublisherConfirm},
+    BasicProperties, Channel,
 };
-use std::{future::Future, time::Duration};
 
 // ---------------------------------------------------------------- local helpers
-// (shared ones — connect, channel, within, unique, amqp_error, recv_one, expect_no_message —
-// come from tests/common_lapin)
+// (shared ones — deadline, uniq, declare, publish, confirm_channel, message_count, … — come
+// from tests/common_lapin)
 
-/// Runs a whole test body with an overall deadline so nothing can hang.
-async fn deadline<F: Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f)
+/// basic.publish with default properties; returns the confirm without awaiting it.
+async fn publish_pending(
+    ch: &Channel,
+    ex: &str,
+    rk: &str,
+    opts: BasicPublishOptions,
+    body: &[u8],
+) -> PublisherConfirm {
+    within(ch.basic_publish(ex, rk, opts, body, BasicProperties::default()))
         .await
-        .expect("test timed out");
+        .expect("basic.publish")
 }
 
-fn uniq(prefix: &str) -> String {
-    unique(&format!("warren-msg-{prefix}"))
-}
-
-async fn declare(ch: &Channel, name: &str) {
-    within(ch.queue_declare(name, QueueDeclareOptions::default(), FieldTable::default()))
-        .await
-        .expect("queue.declare");
-}
-
-async fn delete(ch: &Channel, name: &str) {
-    let _ = within(ch.queue_delete(name, QueueDeleteOptions::default())).await;
-}
-
-async fn publish(ch: &Channel, ex: &str, rk: &str, body: &[u8]) {
-    within(ch.basic_publish(
-        ex,
-        rk,
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default(),
-    ))
-    .await
-    .expect("basic.publish");
-}
-
-async fn consume(ch: &Channel, q: &str, no_ack: bool) -> Consumer {
-    let opts = BasicConsumeOptions {
-        no_ack,
-        ..Default::default()
-    };
-    within(ch.basic_consume(q, "", opts, FieldTable::default()))
-        .await
-        .expect("basic.consume")
-}
-
-async fn recv(c: &mut Consumer) -> Delivery {
-    recv_one(c, TIMEOUT)
-        .await
-        .expect("no delivery within the timeout")
-}
-
-/// Asserts nothing arrives on `c` within `ms`.
-async fn recv_none(c: &mut Consumer, ms: u64) {
-    expect_no_message(c, Duration::from_millis(ms)).await
-}
-
-async fn get(ch: &Channel, q: &str, no_ack: bool) -> Option<lapin::message::BasicGetMessage> {
-    within(ch.basic_get(q, BasicGetOptions { no_ack }))
-        .await
-        .expect("basic.get")
-}
-
-fn code_text(e: &lapin::Error) -> (u16, String) {
-    amqp_error(e).unwrap_or_else(|| panic!("expected an AMQP protocol error, got {e:?}"))
-}
-
-/// A fresh connection still works (the broker survived).
-async fn assert_broker_alive(uri: &str) {
-    assert_connection_usable(&connect(uri).await).await;
-}
-
-async fn message_count(ch: &Channel, q: &str) -> u32 {
-    let opts = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    within(ch.queue_declare(q, opts, FieldTable::default()))
-        .await
-        .expect("passive declare")
-        .message_count()
-}
-
-fn sval(body: &[u8]) -> String {
-    String::from_utf8(body.to_vec()).unwrap()
+/// Asserts that `err` is a 406 PRECONDITION_FAILED with `detail` after the dash.
+fn assert_406(err: &lapin::Error, detail: &str) {
+    assert_eq!(
+        code_text(err),
+        (406, format!("PRECONDITION_FAILED - {detail}"))
+    );
 }
 
 // ---------------------------------------------------------------- publisher confirms
@@ -109,28 +46,17 @@ async fn every_publish_is_confirmed() {
     deadline(60, async {
         let b = start_broker(1);
         let c = connect(&b.uri()).await;
-        let ch = channel(&c).await;
+        let ch = confirm_channel(&c).await;
         let q = uniq("confirm");
         declare(&ch, &q).await;
-        within(ch.confirm_select(ConfirmSelectOptions::default()))
-            .await
-            .unwrap();
         // select again is idempotent
         within(ch.confirm_select(ConfirmSelectOptions::default()))
             .await
             .unwrap();
         let mut pending = Vec::new();
         for i in 0..200u32 {
-            let pc = within(ch.basic_publish(
-                "",
-                &q,
-                BasicPublishOptions::default(),
-                &i.to_be_bytes(),
-                BasicProperties::default(),
-            ))
-            .await
-            .unwrap();
-            pending.push(pc);
+            let opts = BasicPublishOptions::default();
+            pending.push(publish_pending(&ch, "", &q, opts, &i.to_be_bytes()).await);
         }
         for pc in pending {
             assert_eq!(within(pc).await.unwrap(), Confirmation::Ack(None));
@@ -138,15 +64,7 @@ async fn every_publish_is_confirmed() {
         assert!(within(ch.wait_for_confirms()).await.unwrap().is_empty());
         assert_eq!(message_count(&ch, &q).await, 200);
         // confirms keep working after a burst (tags keep counting)
-        let pc = within(ch.basic_publish(
-            "",
-            &q,
-            BasicPublishOptions::default(),
-            b"last",
-            BasicProperties::default(),
-        ))
-        .await
-        .unwrap();
+        let pc = publish_pending(&ch, "", &q, BasicPublishOptions::default(), b"last").await;
         assert!(within(pc).await.unwrap().is_ack());
         assert_eq!(message_count(&ch, &q).await, 201);
         delete(&ch, &q).await;
@@ -159,23 +77,13 @@ async fn confirms_without_awaiting_each_then_wait_for_confirms() {
     deadline(60, async {
         let b = start_broker(1);
         let c = connect(&b.uri()).await;
-        let ch = channel(&c).await;
+        let ch = confirm_channel(&c).await;
         let q = uniq("confirm-bulk");
         declare(&ch, &q).await;
-        within(ch.confirm_select(ConfirmSelectOptions::default()))
-            .await
-            .unwrap();
         for i in 0..2000u32 {
             // the broker may answer with multiple=true acks; lapin resolves all of them
-            let _ = within(ch.basic_publish(
-                "",
-                &q,
-                BasicPublishOptions::default(),
-                &i.to_be_bytes(),
-                BasicProperties::default(),
-            ))
-            .await
-            .unwrap();
+            let opts = BasicPublishOptions::default();
+            let _ = publish_pending(&ch, "", &q, opts, &i.to_be_bytes()).await;
         }
         assert!(within(ch.wait_for_confirms()).await.unwrap().is_empty());
         assert_eq!(message_count(&ch, &q).await, 2000);
@@ -189,36 +97,18 @@ async fn unroutable_mandatory_is_returned_then_acked() {
     deadline(60, async {
         let b = start_broker(1);
         let c = connect(&b.uri()).await;
-        let ch = channel(&c).await;
+        let ch = confirm_channel(&c).await;
         let q = uniq("ret-q");
         declare(&ch, &q).await;
-        within(ch.confirm_select(ConfirmSelectOptions::default()))
-            .await
-            .unwrap();
         let mand = BasicPublishOptions {
             mandatory: true,
             ..Default::default()
         };
         let nobody = uniq("nobody");
-        let p1 = within(ch.basic_publish("", &q, mand, b"routed", BasicProperties::default()))
-            .await
-            .unwrap();
-        let p2 =
-            within(ch.basic_publish("", &nobody, mand, b"returned", BasicProperties::default()))
-                .await
-                .unwrap();
-        let p3 = within(ch.basic_publish(
-            "",
-            &nobody,
-            BasicPublishOptions::default(),
-            b"dropped",
-            BasicProperties::default(),
-        ))
-        .await
-        .unwrap();
-        let p4 = within(ch.basic_publish("", &q, mand, b"routed2", BasicProperties::default()))
-            .await
-            .unwrap();
+        let p1 = publish_pending(&ch, "", &q, mand, b"routed").await;
+        let p2 = publish_pending(&ch, "", &nobody, mand, b"returned").await;
+        let p3 = publish_pending(&ch, "", &nobody, Default::default(), b"dropped").await;
+        let p4 = publish_pending(&ch, "", &q, mand, b"routed2").await;
         assert_eq!(within(p1).await.unwrap(), Confirmation::Ack(None));
         match within(p2).await.unwrap() {
             Confirmation::Ack(Some(ret)) => {
@@ -242,27 +132,13 @@ async fn confirm_channel_error_fails_pending_confirms() {
     deadline(60, async {
         let b = start_broker(1);
         let c = connect(&b.uri()).await;
-        let ch = channel(&c).await;
-        within(ch.confirm_select(ConfirmSelectOptions::default()))
-            .await
-            .unwrap();
+        let ch = confirm_channel(&c).await;
         let ex = uniq("no-ex");
-        let pc = within(ch.basic_publish(
-            &ex,
-            "rk",
-            BasicPublishOptions::default(),
-            b"x",
-            BasicProperties::default(),
-        ))
-        .await
-        .unwrap();
+        let pc = publish_pending(&ch, &ex, "rk", BasicPublishOptions::default(), b"x").await;
         let err = within(pc)
             .await
             .expect_err("publish to a missing exchange cannot be confirmed");
-        assert_eq!(
-            code_text(&err),
-            (404, format!("NOT_FOUND - no exchange '{ex}' in vhost '/'"))
-        );
+        assert_eq!(code_text(&err), (404, no_exchange(&ex)));
         assert_broker_alive(&b.uri()).await;
     })
     .await
@@ -287,13 +163,13 @@ async fn tx_publishes_visible_only_after_commit() {
         recv_none(&mut cons, 300).await;
         within(ch.tx_commit()).await.unwrap();
         for i in 1..=3 {
-            assert_eq!(sval(&recv(&mut cons).await.data), i.to_string());
+            assert_eq!(sval(&recv(&mut cons).await), i.to_string());
         }
         // the channel stays transactional: the next batch waits for the next commit
         publish(&ch, "", &q, b"4").await;
         recv_none(&mut cons, 300).await;
         within(ch.tx_commit()).await.unwrap();
-        assert_eq!(sval(&recv(&mut cons).await.data), "4");
+        assert_eq!(sval(&recv(&mut cons).await), "4");
         // an empty commit is fine
         within(ch.tx_commit()).await.unwrap();
         delete(&ch, &q).await;
@@ -362,14 +238,8 @@ async fn tx_acks_applied_on_commit_and_discarded_on_rollback() {
             .await
             .unwrap(); // uncommitted
         within(ch.close(200, "bye")).await.unwrap(); // requeues 3 and 4
-        let got: Vec<(String, bool)> = {
-            let mut v = Vec::new();
-            while let Some(m) = get(&setup, &q, true).await {
-                v.push((sval(&m.delivery.data), m.delivery.redelivered));
-            }
-            v
-        };
-        assert_eq!(got, vec![("3".to_string(), true), ("4".to_string(), true)]);
+        let got = drain_redelivered(&setup, &q).await;
+        assert_eq!(got, owned(&[("3", true), ("4", true)]));
         delete(&setup, &q).await;
     })
     .await
@@ -421,24 +291,12 @@ async fn tx_commit_or_rollback_without_select_is_406() {
         let err = within(ch.tx_commit())
             .await
             .expect_err("commit without select");
-        assert_eq!(
-            code_text(&err),
-            (
-                406,
-                "PRECONDITION_FAILED - channel is not transactional".into()
-            )
-        );
+        assert_406(&err, "channel is not transactional");
         let ch = channel(&c).await;
         let err = within(ch.tx_rollback())
             .await
             .expect_err("rollback without select");
-        assert_eq!(
-            code_text(&err),
-            (
-                406,
-                "PRECONDITION_FAILED - channel is not transactional".into()
-            )
-        );
+        assert_406(&err, "channel is not transactional");
         assert!(c.status().connected());
     })
     .await
@@ -455,25 +313,10 @@ async fn tx_and_confirm_modes_are_exclusive() {
         let err = within(ch.confirm_select(ConfirmSelectOptions::default()))
             .await
             .expect_err("tx → confirm");
-        assert_eq!(
-            code_text(&err),
-            (
-                406,
-                "PRECONDITION_FAILED - cannot switch from tx to confirm mode".into()
-            )
-        );
-        let ch = channel(&c).await;
-        within(ch.confirm_select(ConfirmSelectOptions::default()))
-            .await
-            .unwrap();
+        assert_406(&err, "cannot switch from tx to confirm mode");
+        let ch = confirm_channel(&c).await;
         let err = within(ch.tx_select()).await.expect_err("confirm → tx");
-        assert_eq!(
-            code_text(&err),
-            (
-                406,
-                "PRECONDITION_FAILED - cannot switch from confirm to tx mode".into()
-            )
-        );
+        assert_406(&err, "cannot switch from confirm to tx mode");
         assert!(c.status().connected());
     })
     .await

@@ -13,30 +13,11 @@ use util::*;
 use lapin::{options::*, Channel};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
 // ---------------------------------------------------------------- local helpers
-// (shared ones — connect, channel, within, unique, amqp_error, recv_one, expect_no_message —
+// (shared ones — deadline, uniq, with_query, connect, channel, within, assert_broker_alive, … —
 // come from tests/common_lapin)
-
-/// Runs a whole test body with an overall deadline so nothing can hang.
-async fn deadline<F: Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("test timed out");
-}
-
-fn uniq(prefix: &str) -> String {
-    unique(&format!("warren-msg-{prefix}"))
-}
-
-fn with_query(uri: &str, q: &str) -> String {
-    if uri.contains('?') {
-        format!("{uri}&{q}")
-    } else {
-        format!("{uri}?{q}")
-    }
-}
 
 /// `uri` with another vhost (path) and/or password.
 fn with_vhost_and_password(uri: &str, vhost: &str, password: Option<&str>) -> String {
@@ -48,11 +29,6 @@ fn with_vhost_and_password(uri: &str, vhost: &str, password: Option<&str>) -> St
         "{scheme}://{user}:{}@{host}/{vhost}",
         password.unwrap_or(pass)
     )
-}
-
-/// A fresh connection still works (the broker survived).
-async fn assert_broker_alive(uri: &str) {
-    assert_connection_usable(&connect(uri).await).await;
 }
 
 /// Runs blocking raw-socket code off the async runtime.
@@ -807,7 +783,7 @@ async fn frames_after_a_channel_error_are_discarded_until_close_ok() {
         r.send_method(1, 60, 70, &queue_args(&q, &[1])); // basic.get from a missing queue
         let a = r.expect_method(1, 20, 40);
         let mut c = Cur(&a);
-        let expected = format!("NOT_FOUND - no queue '{q}' in vhost '/'");
+        let expected = no_queue(&q);
         assert_eq!((c.u16(), c.shortstr()), (404, expected));
         // before close-ok: these must be ignored, neither answered nor fatal
         r.send_method(1, 60, 70, &queue_args(&q, &[1]));

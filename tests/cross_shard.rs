@@ -11,66 +11,14 @@ use util::*;
 
 use futures_lite::StreamExt;
 use lapin::{
-    message::Delivery, options::*, publisher_confirm::Confirmation, types::FieldTable,
-    BasicProperties, Channel, Connection, Consumer, ExchangeKind,
+    options::*, publisher_confirm::Confirmation, types::FieldTable, BasicProperties, Channel,
+    Connection, ExchangeKind,
 };
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
 // ---------------------------------------------------------------- local helpers
-// (shared ones — connect, channel, within, unique, amqp_error, recv_one, expect_no_message —
-// come from tests/common_lapin)
-
-/// Runs a whole test body with an overall deadline so nothing can hang.
-async fn deadline<F: Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("test timed out");
-}
-
-fn uniq(prefix: &str) -> String {
-    unique(&format!("warren-msg-{prefix}"))
-}
-
-async fn declare(ch: &Channel, name: &str) {
-    within(ch.queue_declare(name, QueueDeclareOptions::default(), FieldTable::default()))
-        .await
-        .expect("queue.declare");
-}
-
-async fn delete(ch: &Channel, name: &str) {
-    let _ = within(ch.queue_delete(name, QueueDeleteOptions::default())).await;
-}
-
-async fn consume(ch: &Channel, q: &str, no_ack: bool) -> Consumer {
-    let opts = BasicConsumeOptions {
-        no_ack,
-        ..Default::default()
-    };
-    within(ch.basic_consume(q, "", opts, FieldTable::default()))
-        .await
-        .expect("basic.consume")
-}
-
-async fn recv(c: &mut Consumer) -> Delivery {
-    recv_one(c, TIMEOUT)
-        .await
-        .expect("no delivery within the timeout")
-}
-
-/// Asserts nothing arrives on `c` within `ms`.
-async fn recv_none(c: &mut Consumer, ms: u64) {
-    expect_no_message(c, Duration::from_millis(ms)).await
-}
-
-async fn get(ch: &Channel, q: &str, no_ack: bool) -> Option<lapin::message::BasicGetMessage> {
-    within(ch.basic_get(q, BasicGetOptions { no_ack }))
-        .await
-        .expect("basic.get")
-}
-
-fn code_text(e: &lapin::Error) -> (u16, String) {
-    amqp_error(e).unwrap_or_else(|| panic!("expected an AMQP protocol error, got {e:?}"))
-}
+// (shared ones — deadline, uniq, declare, consume, recv, get, confirm_channel, … — come
+// from tests/common_lapin)
 
 /// Connections on shard 0 and shard 1 of a two-shard broker.
 async fn two_shards(b: &TestBroker) -> (Connection, Connection) {
@@ -78,15 +26,6 @@ async fn two_shards(b: &TestBroker) -> (Connection, Connection) {
         connect(&b.shard_uri(0)).await,
         connect(&b.shard_uri(1)).await,
     )
-}
-
-/// A channel in confirm mode.
-async fn confirm_channel(c: &Connection) -> Channel {
-    let ch = channel(c).await;
-    within(ch.confirm_select(ConfirmSelectOptions::default()))
-        .await
-        .unwrap();
-    ch
 }
 
 /// Publishes on a confirm channel and waits for a plain ack (so the message is enqueued
@@ -97,19 +36,6 @@ async fn publish_confirmed(ch: &Channel, ex: &str, rk: &str, body: &[u8]) {
         .await
         .expect("publish");
     assert_eq!(within(pc).await.expect("confirm"), Confirmation::Ack(None));
-}
-
-async fn message_count(ch: &Channel, q: &str) -> u32 {
-    let opts = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    let ok = within(ch.queue_declare(q, opts, FieldTable::default())).await;
-    ok.expect("passive declare").message_count()
-}
-
-fn sval(d: &Delivery) -> String {
-    String::from_utf8(d.data.clone()).unwrap()
 }
 
 // ---------------------------------------------------------------- round trips
@@ -213,10 +139,7 @@ async fn nack_requeue_and_reject_across_shards() {
             .expect("requeued message");
             again.push((sval(&m.delivery), m.delivery.redelivered));
         }
-        assert_eq!(
-            again,
-            vec![("a".to_string(), true), ("b".to_string(), true)]
-        );
+        assert_eq!(again, owned(&[("a", true), ("b", true)]));
         assert!(
             get(&pch, &q, true).await.is_none(),
             "the rejected message is gone"
@@ -467,8 +390,10 @@ async fn queue_declared_on_one_shard_deleted_from_the_other() {
             ..Default::default()
         };
         let err = within(probe.queue_declare(&q, opts, FieldTable::default())).await;
-        let expected = format!("NOT_FOUND - no queue '{q}' in vhost '/'");
-        assert_eq!(code_text(&err.expect_err("queue is gone")), (404, expected));
+        assert_eq!(
+            code_text(&err.expect_err("queue is gone")),
+            (404, no_queue(&q))
+        );
     })
     .await
 }
@@ -503,14 +428,7 @@ async fn exclusivity_holds_across_shards() {
         let (c0, c1) = two_shards(&b).await;
         let ch0 = channel(&c0).await;
         // an exclusive queue of shard 0's connection is locked for shard 1
-        let opts = QueueDeclareOptions {
-            exclusive: true,
-            ..Default::default()
-        };
-        let q = within(ch0.queue_declare("", opts, FieldTable::default()))
-            .await
-            .unwrap();
-        let q = q.name().as_str().to_string();
+        let q = temp_queue(&ch0).await;
         assert!(q.starts_with("amq.gen-"), "{q}");
         let ch1 = channel(&c1).await;
         let err = within(ch1.basic_consume(&q, "", Default::default(), FieldTable::default()))

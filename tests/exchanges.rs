@@ -6,8 +6,8 @@ mod util;
 
 use common_lapin::*;
 use lapin::{
-    message::BasicReturnMessage,
     options::*,
+    publisher_confirm::Confirmation,
     types::{AMQPValue, FieldTable},
     BasicProperties, Channel, Connection,
     ExchangeKind::{self, *},
@@ -15,21 +15,10 @@ use lapin::{
 use std::time::Duration;
 use util::*;
 
-const SHORT: Duration = Duration::from_millis(300);
-const DEFAULT_X: &str = "ACCESS_REFUSED - operation not permitted on the default exchange";
-
 type R = Result<(), lapin::Error>;
 
 fn external() -> bool {
     std::env::var("WARREN_TEST_EXTERNAL_URI").is_ok()
-}
-
-async fn confirm_channel(conn: &Connection) -> Channel {
-    let ch = channel(conn).await;
-    within(ch.confirm_select(Default::default()))
-        .await
-        .expect("confirm.select");
-    ch
 }
 
 /// Declare options: durable, auto_delete, internal.
@@ -63,88 +52,15 @@ async fn declare(ch: &Channel, name: &str, kind: ExchangeKind, o: ExchangeDeclar
     r.unwrap_or_else(|e| panic!("exchange.declare {name}: {e}"));
 }
 
-async fn xdel(ch: &Channel, name: &str) {
-    let r = within(ch.exchange_delete(name, Default::default())).await;
-    r.unwrap_or_else(|e| panic!("exchange.delete {name}: {e}"));
-}
-
 async fn ebind(ch: &Channel, dst: &str, src: &str, key: &str) -> R {
     within(ch.exchange_bind(dst, src, key, Default::default(), FieldTable::default())).await
 }
 
-/// A server-named exclusive queue.
-async fn temp_queue(ch: &Channel) -> String {
-    let opts = QueueDeclareOptions {
-        exclusive: true,
-        ..Default::default()
-    };
-    let q = within(ch.queue_declare("", opts, FieldTable::default())).await;
-    q.expect("queue.declare").name().as_str().to_string()
-}
-
-async fn bind_args(ch: &Channel, q: &str, x: &str, key: &str, args: FieldTable) {
-    let r = within(ch.queue_bind(q, x, key, Default::default(), args)).await;
-    r.unwrap_or_else(|e| panic!("queue.bind {q} {x} {key}: {e}"));
-}
-
-async fn bind(ch: &Channel, q: &str, x: &str, key: &str) {
-    bind_args(ch, q, x, key, FieldTable::default()).await
-}
-
-async fn unbind(ch: &Channel, q: &str, x: &str, key: &str) {
-    let r = within(ch.queue_unbind(q, x, key, FieldTable::default())).await;
-    r.unwrap_or_else(|e| panic!("queue.unbind {q} {x} {key}: {e}"));
-}
-
-/// Publishes mandatory on a confirm channel, waits for the ack, returns the basic.return if any.
-async fn publish_h(
-    ch: &Channel,
-    x: &str,
-    key: &str,
-    body: &str,
-    headers: Option<FieldTable>,
-) -> Option<BasicReturnMessage> {
-    let mut props = BasicProperties::default();
-    if let Some(h) = headers {
-        props = props.with_headers(h);
-    }
-    let opts = BasicPublishOptions {
-        mandatory: true,
-        ..Default::default()
-    };
-    let confirm = within(ch.basic_publish(x, key, opts, body.as_bytes(), props)).await;
-    let c = within(confirm.expect("basic.publish"))
-        .await
-        .expect("publisher confirm");
-    assert!(c.is_ack(), "publish to {x:?}/{key:?} was not acked: {c:?}");
-    c.take_message()
-}
-
-/// Publishes and asserts the message was routed (no basic.return).
-async fn routed(ch: &Channel, x: &str, key: &str, body: &str) {
-    let ret = publish_h(ch, x, key, body, None).await;
-    assert!(
-        ret.is_none(),
-        "{body:?} to {x:?}/{key:?} was returned unroutable"
-    );
-}
-
-/// Publishes and asserts the message was returned as unroutable.
-async fn unroutable(ch: &Channel, x: &str, key: &str, body: &str) {
-    let ret = publish_h(ch, x, key, body, None).await;
-    assert!(ret.is_some(), "{body:?} to {x:?}/{key:?} was routed");
-}
-
-/// Gets every ready message from `q` (no-ack) and returns the bodies.
-async fn drain(ch: &Channel, q: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    loop {
-        let m = within(ch.basic_get(q, BasicGetOptions { no_ack: true })).await;
-        match m.expect("basic.get") {
-            Some(m) => out.push(String::from_utf8_lossy(&m.delivery.data).into_owned()),
-            None => return out,
-        }
-    }
+/// Publishes "m" on a confirm channel and returns the outcome of the confirm.
+async fn publish_result(ch: &Channel, x: &str, key: &str) -> Result<Confirmation, lapin::Error> {
+    let props = BasicProperties::default();
+    let confirm = within(ch.basic_publish(x, key, Default::default(), b"m", props)).await;
+    within(confirm.expect("basic.publish is sent")).await
 }
 
 /// Whether exchange `name` exists (passive declare on a throwaway channel).
@@ -170,22 +86,6 @@ async fn assert_exchange_gone(conn: &Connection, name: &str) {
         assert!(now < deadline, "exchange {name} was not deleted");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert((*k).into(), v.clone());
-    }
-    t
-}
-
-fn s(v: &str) -> AMQPValue {
-    AMQPValue::LongString(v.into())
-}
-
-fn no_exchange(x: &str) -> String {
-    format!("NOT_FOUND - no exchange '{x}' in vhost '/'")
 }
 
 fn inequivalent(x: &str, arg: &str, received: &str, current: &str) -> String {
@@ -474,9 +374,7 @@ async fn internal_exchange_refuses_publish_but_routes_via_e2e_binding() {
 
     // publishing directly to the internal exchange closes the channel with 403
     let pch = confirm_channel(&conn).await;
-    let props = BasicProperties::default();
-    let confirm = within(pch.basic_publish(&internal, "k", Default::default(), b"m", props)).await;
-    let r = within(confirm.expect("basic.publish is sent")).await;
+    let r = publish_result(&pch, &internal, "k").await;
     let text =
         format!("ACCESS_REFUSED - cannot publish to internal exchange '{internal}' in vhost '/'");
     assert_channel_error(&conn, r, 403, &text).await;
@@ -584,9 +482,7 @@ async fn publish_to_missing_exchange_is_404() {
     let conn = connect(&b.uri()).await;
     let ch = confirm_channel(&conn).await;
     let x = unique("ex-pub-missing");
-    let props = BasicProperties::default();
-    let confirm = within(ch.basic_publish(&x, "k", Default::default(), b"m", props)).await;
-    let r = within(confirm.expect("basic.publish is sent")).await;
+    let r = publish_result(&ch, &x, "k").await;
     assert_channel_error(&conn, r, 404, &no_exchange(&x)).await;
 }
 
@@ -803,13 +699,7 @@ async fn default_exchange_routes_by_queue_name() {
     routed(&ch, "", &q, "hello").await;
     unroutable(&ch, "", &format!("{q}-nope"), "lost").await;
     assert_eq!(drain(&ch, &q).await, vec!["hello"]);
-    let opts = BasicConsumeOptions {
-        no_ack: true,
-        ..Default::default()
-    };
-    let mut consumer = within(ch.basic_consume(&q, "", opts, FieldTable::default()))
-        .await
-        .unwrap();
+    let mut consumer = consume(&ch, &q, true).await;
     routed(&ch, "", &q, "consumed").await;
     let d = recv_one(&mut consumer, TIMEOUT)
         .await

@@ -10,85 +10,16 @@ use util::*;
 
 use futures_lite::StreamExt;
 use lapin::{
-    message::Delivery,
     options::*,
     publisher_confirm::Confirmation,
     types::{AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable, LongString},
-    BasicProperties, Channel, Connection, Consumer,
+    BasicProperties, Channel,
 };
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
 // ---------------------------------------------------------------- local helpers
-// (shared ones — connect, channel, within, unique, amqp_error, recv_one, expect_no_message —
+// (shared ones — deadline, uniq, declare, publish, consume, recv, get, watch_channel, … —
 // come from tests/common_lapin)
-
-/// Runs a whole test body with an overall deadline so nothing can hang.
-async fn deadline<F: Future<Output = ()>>(secs: u64, f: F) {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("test timed out");
-}
-
-fn uniq(prefix: &str) -> String {
-    unique(&format!("warren-msg-{prefix}"))
-}
-
-fn with_query(uri: &str, q: &str) -> String {
-    if uri.contains('?') {
-        format!("{uri}&{q}")
-    } else {
-        format!("{uri}?{q}")
-    }
-}
-
-async fn declare(ch: &Channel, name: &str) {
-    within(ch.queue_declare(name, QueueDeclareOptions::default(), FieldTable::default()))
-        .await
-        .expect("queue.declare");
-}
-
-async fn delete(ch: &Channel, name: &str) {
-    let _ = within(ch.queue_delete(name, QueueDeleteOptions::default())).await;
-}
-
-async fn publish(ch: &Channel, ex: &str, rk: &str, body: &[u8]) {
-    within(ch.basic_publish(
-        ex,
-        rk,
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default(),
-    ))
-    .await
-    .expect("basic.publish");
-}
-
-async fn consume(ch: &Channel, q: &str, no_ack: bool) -> Consumer {
-    let opts = BasicConsumeOptions {
-        no_ack,
-        ..Default::default()
-    };
-    within(ch.basic_consume(q, "", opts, FieldTable::default()))
-        .await
-        .expect("basic.consume")
-}
-
-async fn recv(c: &mut Consumer) -> Delivery {
-    recv_one(c, TIMEOUT)
-        .await
-        .expect("no delivery within the timeout")
-}
-
-/// Asserts nothing arrives on `c` within `ms`.
-async fn recv_none(c: &mut Consumer, ms: u64) {
-    expect_no_message(c, Duration::from_millis(ms)).await
-}
-
-async fn get(ch: &Channel, q: &str, no_ack: bool) -> Option<lapin::message::BasicGetMessage> {
-    within(ch.basic_get(q, BasicGetOptions { no_ack }))
-        .await
-        .expect("basic.get")
-}
 
 /// basic.get, retried until a message arrives (for publishes made on another connection).
 async fn get_eventually(ch: &Channel, q: &str) -> lapin::message::BasicGetMessage {
@@ -100,39 +31,6 @@ async fn get_eventually(ch: &Channel, q: &str) -> lapin::message::BasicGetMessag
         assert!(start.elapsed() < TIMEOUT, "no message in {q}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn code_text(e: &lapin::Error) -> (u16, String) {
-    amqp_error(e).unwrap_or_else(|| panic!("expected an AMQP protocol error, got {e:?}"))
-}
-
-type ErrRx = tokio::sync::mpsc::UnboundedReceiver<lapin::Error>;
-
-/// Collects errors reported asynchronously for a channel (e.g. a broker channel.close).
-fn watch_channel(ch: &Channel) -> ErrRx {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    ch.on_error(move |e| {
-        let _ = tx.send(e);
-    });
-    rx
-}
-
-/// Collects errors reported asynchronously for a connection (a broker connection.close).
-fn watch_connection(c: &Connection) -> ErrRx {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    c.on_error(move |e| {
-        let _ = tx.send(e);
-    });
-    rx
-}
-
-async fn next_err(rx: &mut ErrRx) -> (u16, String) {
-    code_text(&within(rx.recv()).await.expect("error handler dropped"))
-}
-
-/// A fresh connection still works (the broker survived).
-async fn assert_broker_alive(uri: &str) {
-    assert_connection_usable(&connect(uri).await).await;
 }
 
 fn body_pattern(n: usize) -> Vec<u8> {
@@ -359,10 +257,7 @@ async fn mandatory_unroutable_is_returned_312() {
     deadline(60, async {
         let b = start_broker(1);
         let c = connect(&b.uri()).await;
-        let ch = channel(&c).await;
-        within(ch.confirm_select(ConfirmSelectOptions::default()))
-            .await
-            .unwrap();
+        let ch = confirm_channel(&c).await;
         let rk = uniq("nobody");
         let props = BasicProperties::default().with_message_id("ret-1".into());
         let opts = BasicPublishOptions {
@@ -417,7 +312,7 @@ async fn publish_to_missing_exchange_is_404_channel_close() {
         publish(&ch, &ex, "rk", b"lost").await;
         let (code, text) = next_err(&mut errs).await;
         assert_eq!(code, 404);
-        assert_eq!(text, format!("NOT_FOUND - no exchange '{ex}' in vhost '/'"));
+        assert_eq!(text, no_exchange(&ex));
         // the connection survives a channel error
         assert!(c.status().connected());
         let ch2 = channel(&c).await;
@@ -467,10 +362,7 @@ async fn consume_from_missing_queue_is_404() {
         ))
         .await
         .expect_err("consume from a missing queue must fail");
-        assert_eq!(
-            code_text(&err),
-            (404, format!("NOT_FOUND - no queue '{q}' in vhost '/'"))
-        );
+        assert_eq!(code_text(&err), (404, no_queue(&q)));
         let err = within(ch.basic_get(&q, BasicGetOptions::default()))
             .await
             .err();
@@ -480,10 +372,7 @@ async fn consume_from_missing_queue_is_404() {
         let err = within(ch2.basic_get(&q, BasicGetOptions::default()))
             .await
             .expect_err("get from missing queue");
-        assert_eq!(
-            code_text(&err),
-            (404, format!("NOT_FOUND - no queue '{q}' in vhost '/'"))
-        );
+        assert_eq!(code_text(&err), (404, no_queue(&q)));
     })
     .await
 }
@@ -658,17 +547,7 @@ async fn basic_get_and_get_empty() {
         within(ch.basic_ack(3, BasicAckOptions { multiple: true }))
             .await
             .unwrap();
-        let ok = within(ch.queue_declare(
-            &q,
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ))
-        .await
-        .unwrap();
-        assert_eq!(ok.message_count(), 0);
+        assert_eq!(message_count(&ch, &q).await, 0);
         delete(&ch, &q).await;
     })
     .await
@@ -692,18 +571,8 @@ async fn round_robin_across_two_consumers() {
         let mut got_a = Vec::new();
         let mut got_b = Vec::new();
         for _ in 0..n / 2 {
-            got_a.push(
-                String::from_utf8(recv(&mut a).await.data)
-                    .unwrap()
-                    .parse::<u32>()
-                    .unwrap(),
-            );
-            got_b.push(
-                String::from_utf8(recv(&mut bb).await.data)
-                    .unwrap()
-                    .parse::<u32>()
-                    .unwrap(),
-            );
+            got_a.push(sval(&recv(&mut a).await).parse::<u32>().unwrap());
+            got_b.push(sval(&recv(&mut bb).await).parse::<u32>().unwrap());
         }
         recv_none(&mut a, 200).await;
         recv_none(&mut bb, 200).await;

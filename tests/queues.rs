@@ -13,17 +13,7 @@ use lapin::{
 use std::time::Duration;
 use util::*;
 
-const SHORT: Duration = Duration::from_millis(300);
-
 type Res<T> = Result<T, lapin::Error>;
-
-async fn confirm_channel(conn: &Connection) -> Channel {
-    let ch = channel(conn).await;
-    within(ch.confirm_select(Default::default()))
-        .await
-        .expect("confirm.select");
-    ch
-}
 
 /// Queue declare options: durable, exclusive, auto_delete.
 fn o(durable: bool, exclusive: bool, auto_delete: bool) -> QueueDeclareOptions {
@@ -121,14 +111,36 @@ async fn assert_queue_gone(conn: &Connection, q: &str) {
     }
 }
 
+/// queue.delete with `opts` fails with 406 "queue '…' in vhost '/' {reason}" (a channel error).
+async fn assert_delete_refused(
+    conn: &Connection,
+    ch: &Channel,
+    q: &str,
+    opts: QueueDeleteOptions,
+    reason: &str,
+) {
+    let r = qdel(ch, q, opts).await;
+    let text = format!("PRECONDITION_FAILED - queue '{q}' in vhost '/' {reason}");
+    assert_channel_error(conn, r, 406, &text).await;
+}
+
+/// queue.delete with `opts` succeeds removing no message (`what` names the step), and the
+/// queue is gone.
+async fn assert_deleted_empty(
+    conn: &Connection,
+    ch: &Channel,
+    q: &str,
+    opts: QueueDeleteOptions,
+    what: &str,
+) {
+    assert_eq!(qdel(ch, q, opts).await.expect(what), 0);
+    assert!(queue_state(conn, q).await.is_none());
+}
+
 fn args(k: &str, v: AMQPValue) -> FieldTable {
     let mut t = FieldTable::default();
     t.insert(k.into(), v);
     t
-}
-
-fn no_queue(q: &str) -> String {
-    format!("NOT_FOUND - no queue '{q}' in vhost '/'")
 }
 
 fn locked(q: &str) -> String {
@@ -148,16 +160,8 @@ async fn server_named_queue() {
     let b = start_broker(1);
     let conn = connect(&b.uri()).await;
     let ch = confirm_channel(&conn).await;
-    let q1 = declare(&ch, "", EXCLUSIVE)
-        .await
-        .name()
-        .as_str()
-        .to_string();
-    let q2 = declare(&ch, "", EXCLUSIVE)
-        .await
-        .name()
-        .as_str()
-        .to_string();
+    let q1 = temp_queue(&ch).await;
+    let q2 = temp_queue(&ch).await;
     for q in [&q1, &q2] {
         assert!(q.starts_with("amq.gen-"), "server-named queue {q:?}");
         assert_eq!(q.len(), 30, "amq.gen- + 22 chars: {q:?}");
@@ -493,11 +497,7 @@ async fn purge_returns_count_and_empties() {
     let b = start_broker(1);
     let conn = connect(&b.uri()).await;
     let ch = confirm_channel(&conn).await;
-    let q = declare(&ch, "", EXCLUSIVE)
-        .await
-        .name()
-        .as_str()
-        .to_string();
+    let q = temp_queue(&ch).await;
     publish_n(&ch, &q, 5).await;
     assert_eq!(
         within(ch.queue_purge(&q, Default::default()))
@@ -567,31 +567,20 @@ async fn delete_if_empty_with_messages_is_406() {
     let b = start_broker(1);
     let conn = connect(&b.uri()).await;
     let ch = confirm_channel(&conn).await;
-    let q = declare(&ch, "", EXCLUSIVE)
-        .await
-        .name()
-        .as_str()
-        .to_string();
+    let q = temp_queue(&ch).await;
     publish_n(&ch, &q, 1).await;
     let if_empty = QueueDeleteOptions {
         if_empty: true,
         ..Default::default()
     };
-    let r = qdel(&ch, &q, if_empty).await;
-    let text = format!("PRECONDITION_FAILED - queue '{q}' in vhost '/' not empty");
-    assert_channel_error(&conn, r, 406, &text).await;
+    assert_delete_refused(&conn, &ch, &q, if_empty, "not empty").await;
     let ch = channel(&conn).await;
     assert_eq!(counts(&ch, &q).await, (1, 0), "queue and message survive");
     within(ch.queue_purge(&q, Default::default()))
         .await
         .unwrap();
-    assert_eq!(
-        qdel(&ch, &q, if_empty)
-            .await
-            .expect("if-empty delete of an empty queue"),
-        0
-    );
-    assert!(queue_state(&conn, &q).await.is_none());
+    let what = "if-empty delete of an empty queue";
+    assert_deleted_empty(&conn, &ch, &q, if_empty, what).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -599,30 +588,19 @@ async fn delete_if_unused_with_consumer_is_406() {
     let b = start_broker(1);
     let conn = connect(&b.uri()).await;
     let ch = channel(&conn).await;
-    let q = declare(&ch, "", EXCLUSIVE)
-        .await
-        .name()
-        .as_str()
-        .to_string();
+    let q = temp_queue(&ch).await;
     let cch = channel(&conn).await;
     let _c = consume(&cch, &q, "c").await.expect("basic.consume");
     let if_unused = QueueDeleteOptions {
         if_unused: true,
         ..Default::default()
     };
-    let r = qdel(&ch, &q, if_unused).await;
-    let text = format!("PRECONDITION_FAILED - queue '{q}' in vhost '/' in use");
-    assert_channel_error(&conn, r, 406, &text).await;
+    assert_delete_refused(&conn, &ch, &q, if_unused, "in use").await;
     let ch = channel(&conn).await;
     assert_eq!(counts(&ch, &q).await, (0, 1));
     cancel(&cch, "c").await;
-    assert_eq!(
-        qdel(&ch, &q, if_unused)
-            .await
-            .expect("if-unused delete of an unused queue"),
-        0
-    );
-    assert!(queue_state(&conn, &q).await.is_none());
+    let what = "if-unused delete of an unused queue";
+    assert_deleted_empty(&conn, &ch, &q, if_unused, what).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -646,7 +624,7 @@ async fn deleting_a_queue_cancels_its_consumers() {
     );
     assert_eq!(consumer.state(), lapin::ConsumerState::Canceled);
     // the consumer's channel stays open
-    declare(&cch, "", EXCLUSIVE).await;
+    temp_queue(&cch).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
