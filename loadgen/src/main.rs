@@ -1,18 +1,53 @@
-//! warren-loadgen: the bundled load generator. Its real work (throughput, latency,
-//! connections, churn scenarios) is a later issue; today it only parses its flags.
-use clap::Parser;
+//! warren-loadgen: the bundled load generator for AMQP 0-9-1 brokers (warren,
+//! RabbitMQ). It speaks the protocol itself over blocking std TCP, with the
+//! broker's own codec, one thread and one connection per producer/consumer.
+//!
+//! Scenarios are subcommands, each in its own module with its own clap `Args`
+//! (flattening [`CommonArgs`]) and a `run(args) -> exit code`:
+//! - `throughput` ([`throughput`]): producers -> one queue -> consumers, msg/s.
+//!
+//! Shared pieces: [`uri`] (AMQP URI), [`client`] (connection, handshake,
+//! frame walking), [`workers`] (producer/consumer loops), [`report`]
+//! (counters, CPU time, number and JSON formatting).
+
+mod client;
+mod report;
+mod throughput;
+mod uri;
+mod workers;
+
+use clap::{Parser, Subcommand};
 
 /// Load generator for AMQP 0-9-1 brokers.
 #[derive(Parser)]
 #[command(version, about)]
-struct Args {
-    /// Broker URI.
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Producers publish to one queue as fast as allowed, consumers drain it;
+    /// prints msg/s each second and a summary.
+    Throughput(throughput::Args),
+}
+
+/// Options every scenario takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Broker URI: amqp://user:password@host:port/vhost (vhost percent-encoded).
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
-    uri: String,
+    pub uri: String,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn main() {
-    let args = Args::parse();
-    eprintln!("warren-loadgen: scenarios are not implemented yet (uri {})", args.uri);
-    std::process::exit(2);
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Throughput(args) => throughput::run(args),
+    };
+    std::process::exit(code);
 }

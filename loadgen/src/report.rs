@@ -1,0 +1,262 @@
+//! Shared by every scenario: per-worker counters, the process's CPU time,
+//! number formatting for the human-readable output and a tiny hand-written
+//! JSON object writer for `--json`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Counters of one worker thread. Each has a single writer (its worker,
+/// which `store`s its local running totals) and is read by the reporter;
+/// the alignment keeps workers off each other's cache lines.
+#[derive(Default, Debug)]
+#[repr(align(128))]
+pub struct Counters {
+    /// Messages fully written to the socket.
+    pub published: AtomicU64,
+    /// Publisher confirms resolved (acked or nacked).
+    pub confirmed: AtomicU64,
+    /// Of those, nacked.
+    pub nacked: AtomicU64,
+    /// basic.deliver frames received.
+    pub delivered: AtomicU64,
+}
+
+impl Counters {
+    #[inline]
+    pub fn set(c: &AtomicU64, v: u64) {
+        c.store(v, Ordering::Relaxed);
+    }
+}
+
+/// The sum of all workers' counters at one instant.
+#[derive(Clone, Copy, Debug)]
+pub struct Snapshot {
+    pub at: Instant,
+    pub published: u64,
+    pub confirmed: u64,
+    pub nacked: u64,
+    pub delivered: u64,
+}
+
+impl Snapshot {
+    pub fn take<'a>(all: impl IntoIterator<Item = &'a Counters>) -> Snapshot {
+        let mut s = Snapshot {
+            at: Instant::now(),
+            published: 0,
+            confirmed: 0,
+            nacked: 0,
+            delivered: 0,
+        };
+        for c in all {
+            s.published += c.published.load(Ordering::Relaxed);
+            s.confirmed += c.confirmed.load(Ordering::Relaxed);
+            s.nacked += c.nacked.load(Ordering::Relaxed);
+            s.delivered += c.delivered.load(Ordering::Relaxed);
+        }
+        s
+    }
+
+    /// Rates per second from `earlier` to `self`: (publish, confirm, deliver).
+    pub fn rates_since(&self, earlier: &Snapshot) -> Rates {
+        let secs = self.at.duration_since(earlier.at).as_secs_f64().max(1e-9);
+        Rates {
+            secs,
+            publish: (self.published - earlier.published) as f64 / secs,
+            confirm: (self.confirmed - earlier.confirmed) as f64 / secs,
+            deliver: (self.delivered - earlier.delivered) as f64 / secs,
+        }
+    }
+
+    /// Sent but not (yet) seen by a consumer. Negative if consumers got
+    /// messages that were in the queue before the run.
+    pub fn backlog(&self) -> i64 {
+        self.published as i64 - self.delivered as i64
+    }
+}
+
+/// Message rates over an interval.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rates {
+    pub secs: f64,
+    pub publish: f64,
+    pub confirm: f64,
+    pub deliver: f64,
+}
+
+/// CPU time of this process so far (all threads): (user, system) seconds.
+pub fn cpu_time() -> (f64, f64) {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    if rc != 0 {
+        return (0.0, 0.0);
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (tv(ru.ru_utime), tv(ru.ru_stime))
+}
+
+/// `1234567` -> `"1,234,567"`.
+pub fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Like [`group`], for signed values.
+pub fn group_i(n: i64) -> String {
+    if n < 0 {
+        format!("-{}", group(n.unsigned_abs()))
+    } else {
+        group(n as u64)
+    }
+}
+
+/// A rate rounded to a whole number of messages, grouped.
+pub fn rate(r: f64) -> String {
+    group(r.max(0.0).round() as u64)
+}
+
+/// Builds one JSON object by hand, keys in insertion order.
+pub struct JsonObject {
+    buf: String,
+    first: bool,
+}
+
+impl Default for JsonObject {
+    fn default() -> Self {
+        JsonObject::new()
+    }
+}
+
+impl JsonObject {
+    pub fn new() -> JsonObject {
+        JsonObject {
+            buf: String::from("{"),
+            first: true,
+        }
+    }
+
+    fn key(&mut self, k: &str) {
+        if !self.first {
+            self.buf.push(',');
+        }
+        self.first = false;
+        push_str(&mut self.buf, k);
+        self.buf.push(':');
+    }
+
+    pub fn str(&mut self, k: &str, v: &str) -> &mut Self {
+        self.key(k);
+        push_str(&mut self.buf, v);
+        self
+    }
+
+    pub fn int(&mut self, k: &str, v: i64) -> &mut Self {
+        self.key(k);
+        let _ = write!(self.buf, "{v}");
+        self
+    }
+
+    pub fn bool(&mut self, k: &str, v: bool) -> &mut Self {
+        self.key(k);
+        self.buf.push_str(if v { "true" } else { "false" });
+        self
+    }
+
+    /// A float with `decimals` places (non-finite values become null).
+    pub fn num(&mut self, k: &str, v: f64, decimals: usize) -> &mut Self {
+        self.key(k);
+        if v.is_finite() {
+            let _ = write!(self.buf, "{v:.decimals$}");
+        } else {
+            self.buf.push_str("null");
+        }
+        self
+    }
+
+    /// Already-encoded JSON (a nested object or array).
+    pub fn raw(&mut self, k: &str, json: &str) -> &mut Self {
+        self.key(k);
+        self.buf.push_str(json);
+        self
+    }
+
+    pub fn finish(&mut self) -> String {
+        let mut s = std::mem::take(&mut self.buf);
+        s.push('}');
+        s
+    }
+}
+
+/// A JSON array of already-encoded values.
+pub fn json_array(items: &[String]) -> String {
+    format!("[{}]", items.join(","))
+}
+
+/// A JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::new();
+    push_str(&mut out, s);
+    out
+}
+
+fn push_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouping() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1000), "1,000");
+        assert_eq!(group(812345678), "812,345,678");
+        assert_eq!(group_i(-1234), "-1,234");
+        assert_eq!(rate(810500.4), "810,500");
+    }
+
+    #[test]
+    fn json() {
+        let mut o = JsonObject::new();
+        o.str("a\"b", "x\ny\u{1}")
+            .int("n", -3)
+            .num("r", 1.23456, 2)
+            .num("nan", f64::NAN, 1)
+            .bool("t", true)
+            .raw("arr", &json_array(&["1".into(), json_str("s")]));
+        assert_eq!(
+            o.finish(),
+            r#"{"a\"b":"x\ny\u0001","n":-3,"r":1.23,"nan":null,"t":true,"arr":[1,"s"]}"#
+        );
+    }
+
+    #[test]
+    fn cpu_time_moves() {
+        let (u, s) = cpu_time();
+        assert!(u >= 0.0 && s >= 0.0);
+    }
+}

@@ -1,0 +1,526 @@
+//! `warren-loadgen throughput`: N producers publish to one queue through the
+//! default exchange, M consumers drain it; the message rates are printed
+//! every second (stderr) and summarised at the end (stdout, table or JSON).
+//!
+//! Sequence: an admin connection declares the queue (a fresh
+//! `loadgen-<pid>` by default; a `--queue` that exists is used as it is),
+//! every worker connects and sets up, then a gate starts them all at once.
+//! The first `--warmup` seconds are not counted in the rates; the rates are
+//! over the following `--duration` seconds. Then workers stop (consumers stop
+//! counting; producers stop writing and collect late confirms while closing),
+//! and the default queue is deleted (a `--queue` is left as it is, so one
+//! run can fill it and a later one drain it).
+//!
+//! Totals count the whole run (warmup included): `backlog = sent - received`.
+//! Exit status: 0 on success, 1 on a broker/connection error or if nothing
+//! was delivered, 2 on bad arguments.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use warren::protocol::methods::*;
+use warren::protocol::Method;
+
+use crate::client::{ClientError, Conn, CHANNEL};
+use crate::report::{self, cpu_time, group, group_i, rate, Counters, JsonObject, Snapshot};
+use crate::uri::AmqpUri;
+use crate::workers::{self, ConsumerCfg, Control, ProducerCfg};
+use crate::CommonArgs;
+
+/// Flags of `throughput`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Producer connections (one thread each).
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+    /// Consumer connections (one thread each).
+    #[arg(long, default_value_t = 1)]
+    pub consumers: usize,
+    /// Queue to use (default: a fresh loadgen-<pid>, deleted at the end).
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 16)]
+    pub size: usize,
+    /// Measured seconds (after the warmup).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds run first and not counted in the rates.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Consumers use automatic acknowledgement (basic.consume no-ack).
+    #[arg(long)]
+    pub no_ack: bool,
+    /// Manual ack: basic.ack multiple=true every N deliveries.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ack_every: u64,
+    /// Manual ack: basic.qos prefetch-count (0 = unlimited).
+    #[arg(long, default_value_t = 1000)]
+    pub prefetch: u16,
+    /// Publisher confirms with at most N unconfirmed per producer (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub confirm: u64,
+    /// Cap in msg/s per producer (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+}
+
+/// One per-second line.
+struct Sample {
+    t: f64,
+    warmup: bool,
+    rates: report::Rates,
+    backlog: i64,
+}
+
+/// Runs the scenario; returns the process exit code.
+pub fn run(args: Args) -> i32 {
+    let uri = match AmqpUri::parse(&args.common.uri) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("warren-loadgen: --uri: {e}");
+            return 2;
+        }
+    };
+    if !(args.duration > 0.0 && args.warmup >= 0.0) {
+        eprintln!("warren-loadgen: --duration must be > 0 and --warmup >= 0");
+        return 2;
+    }
+    let queue = args
+        .queue
+        .clone()
+        .unwrap_or_else(|| format!("loadgen-{}", std::process::id()));
+    let mut admin = match Conn::open(&uri, "warren-loadgen admin") {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warren-loadgen: cannot connect to {uri}: {e}");
+            return 1;
+        }
+    };
+    let temporary = args.queue.is_none();
+    match declare(&mut admin, &queue, !temporary) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("warren-loadgen: declaring queue {queue:?}: {e}");
+            return 1;
+        }
+    };
+
+    let ctl = Arc::new(Control::default());
+    let n_workers = args.producers + args.consumers;
+    let counters: Arc<Vec<Counters>> =
+        Arc::new((0..n_workers).map(|_| Counters::default()).collect());
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    let ccfg = ConsumerCfg {
+        queue: queue.clone(),
+        no_ack: args.no_ack,
+        ack_every: args.ack_every,
+        prefetch: args.prefetch,
+    };
+    let pcfg = ProducerCfg {
+        queue: queue.clone(),
+        size: args.size,
+        confirm: args.confirm,
+        rate: args.rate,
+    };
+    for i in 0..n_workers {
+        let (uri, wctl, counters, ready) =
+            (uri.clone(), ctl.clone(), counters.clone(), ready_tx.clone());
+        let (ccfg, pcfg) = (ccfg.clone(), pcfg.clone());
+        let consumers = args.consumers;
+        let name = if i < consumers {
+            format!("consumer-{i}")
+        } else {
+            format!("producer-{}", i - consumers)
+        };
+        let tname = name.clone();
+        let spawned = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let ctl = wctl;
+                let r = if i < consumers {
+                    workers::consumer(&uri, i, &ccfg, &ctl, &counters[i], ready)
+                } else {
+                    let p = i - consumers;
+                    workers::producer(&uri, p, &pcfg, &ctl, &counters[i], ready)
+                };
+                if let Err(e) = r {
+                    ctl.fail(format!("{tname}: {e}"));
+                }
+            });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => ctl.fail(format!("cannot start thread {name}: {e}")),
+        }
+    }
+    drop(ready_tx);
+
+    // Wait for every worker's setup.
+    let mut ready = 0;
+    while ready < n_workers && !ctl.stopped() {
+        match ready_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(()) => ready += 1,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let mut samples = Vec::new();
+    let (start_snap, end_snap) = if ready == n_workers && !ctl.stopped() {
+        ctl.release(true);
+        measure(&args, &counters, &ctl, &mut samples)
+    } else {
+        ctl.release(false);
+        let s = Snapshot::take(counters.iter());
+        (s, s)
+    };
+    ctl.stop();
+    for t in threads {
+        let _ = t.join();
+    }
+    let total = Snapshot::take(counters.iter());
+    let (cpu_user, cpu_sys) = cpu_time();
+
+    let mut errors = ctl.errors();
+    // Messages left: from queue.delete-ok, or a passive declare for --queue.
+    let q = Bytes::copy_from_slice(queue.as_bytes());
+    let (what, end_call): (&str, Method) = if temporary {
+        let del = QueueDelete {
+            queue: q,
+            ..Default::default()
+        };
+        ("queue.delete", del.into())
+    } else {
+        let passive = QueueDeclare {
+            queue: q,
+            passive: true,
+            ..Default::default()
+        };
+        ("queue.declare", passive.into())
+    };
+    let mut reply = admin.call(CHANNEL, end_call.clone());
+    if let Err(ClientError::ConnectionClosed { .. } | ClientError::Io(_)) = reply {
+        // The admin connection went away (e.g. closed by an operator): one
+        // more try on a fresh one, so a temporary queue does not linger.
+        if let Ok(c) = Conn::open(&uri, "warren-loadgen admin") {
+            admin = c;
+            reply = admin.call(CHANNEL, end_call);
+        }
+    }
+    let queue_left = match reply {
+        Ok(Method::QueueDeleteOk(ok)) => Some(ok.message_count),
+        Ok(Method::QueueDeclareOk(ok)) => Some(ok.message_count),
+        Ok(m) => {
+            errors.push(format!("{what}: unexpected {}", m.name()));
+            None
+        }
+        Err(e) => {
+            errors.push(format!("{what}: {e}"));
+            None
+        }
+    };
+    admin.close(Duration::from_secs(5), |_, _| {});
+
+    let summary = Summary {
+        args: &args,
+        uri: &uri,
+        queue: &queue,
+        measured: end_snap.rates_since(&start_snap),
+        total,
+        queue_left,
+        cpu_user,
+        cpu_sys,
+        samples,
+        errors: &errors,
+    };
+    if args.common.json {
+        println!("{}", summary.json());
+    } else {
+        print!("{}", summary.table());
+    }
+    for e in &errors {
+        eprintln!("warren-loadgen: error: {e}");
+    }
+    if !errors.is_empty() {
+        1
+    } else if total.delivered == 0 {
+        eprintln!("warren-loadgen: nothing was delivered");
+        1
+    } else {
+        0
+    }
+}
+
+/// Declares the queue. A `--queue` given by the user is first declared
+/// passively (an existing queue is used as it is); otherwise, or if it does
+/// not exist, it is declared non-durable, not auto-delete.
+fn declare(admin: &mut Conn, queue: &str, user_given: bool) -> Result<(), ClientError> {
+    let q = || QueueDeclare {
+        queue: Bytes::copy_from_slice(queue.as_bytes()),
+        ..Default::default()
+    };
+    if user_given {
+        match admin.call(
+            CHANNEL,
+            QueueDeclare {
+                passive: true,
+                ..q()
+            }
+            .into(),
+        ) {
+            Ok(Method::QueueDeclareOk(_)) => return Ok(()),
+            Ok(m) => {
+                return Err(ClientError::Protocol(format!(
+                    "expected queue.declare-ok, got {}",
+                    m.name()
+                )))
+            }
+            Err(ClientError::ChannelClosed { code: 404, .. }) => {
+                match admin.call(CHANNEL, ChannelOpen::default().into())? {
+                    Method::ChannelOpenOk(_) => {}
+                    m => {
+                        return Err(ClientError::Protocol(format!(
+                            "expected channel.open-ok, got {}",
+                            m.name()
+                        )))
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match admin.call(CHANNEL, q().into())? {
+        Method::QueueDeclareOk(_) => Ok(()),
+        m => Err(ClientError::Protocol(format!(
+            "expected queue.declare-ok, got {}",
+            m.name()
+        ))),
+    }
+}
+
+/// The timed part: per-second lines until warmup + duration (or an error).
+/// Returns the snapshots at the start and end of the measured window.
+fn measure(
+    args: &Args,
+    counters: &[Counters],
+    ctl: &Control,
+    samples: &mut Vec<Sample>,
+) -> (Snapshot, Snapshot) {
+    let t0 = Instant::now();
+    let warm_end = t0 + Duration::from_secs_f64(args.warmup);
+    let end = warm_end + Duration::from_secs_f64(args.duration);
+    let mut prev = Snapshot::take(counters);
+    let mut start = (args.warmup == 0.0).then_some(prev);
+    let mut tick = 1u64;
+    loop {
+        let now = Instant::now();
+        if ctl.stopped() {
+            let s = Snapshot::take(counters);
+            return (start.unwrap_or(s), s);
+        }
+        if start.is_none() && now >= warm_end {
+            start = Some(Snapshot::take(counters));
+        }
+        let next_tick = t0 + Duration::from_secs(tick);
+        if now >= next_tick && next_tick <= end {
+            let s = Snapshot::take(counters);
+            let sample = Sample {
+                t: s.at.duration_since(t0).as_secs_f64(),
+                warmup: prev.at < warm_end,
+                rates: s.rates_since(&prev),
+                backlog: s.backlog(),
+            };
+            eprintln!("{}", line(&sample, args.confirm > 0));
+            samples.push(sample);
+            prev = s;
+            tick += 1;
+            continue;
+        }
+        if now >= end {
+            return (start.unwrap(), Snapshot::take(counters));
+        }
+        let mut until = next_tick.min(end);
+        if start.is_none() {
+            until = until.min(warm_end);
+        }
+        let nap = until
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(100));
+        std::thread::sleep(nap);
+    }
+}
+
+/// "t=3s publish 812,000/s deliver 810,500/s confirm 800,000/s backlog 1,234".
+fn line(s: &Sample, confirms: bool) -> String {
+    let mut l = format!(
+        "t={}s publish {}/s deliver {}/s",
+        s.t.round(),
+        rate(s.rates.publish),
+        rate(s.rates.deliver)
+    );
+    if confirms {
+        l += &format!(" confirm {}/s", rate(s.rates.confirm));
+    }
+    l += &format!(" backlog {}", group_i(s.backlog));
+    if s.warmup {
+        l += " (warmup)";
+    }
+    l
+}
+
+/// Everything the final report shows.
+struct Summary<'a> {
+    args: &'a Args,
+    uri: &'a AmqpUri,
+    queue: &'a str,
+    measured: report::Rates,
+    total: Snapshot,
+    queue_left: Option<u32>,
+    cpu_user: f64,
+    cpu_sys: f64,
+    samples: Vec<Sample>,
+    errors: &'a [String],
+}
+
+impl Summary<'_> {
+    fn ack_mode(&self) -> String {
+        if self.args.no_ack {
+            "auto".into()
+        } else {
+            format!(
+                "manual, multiple every {} (prefetch {})",
+                self.args.ack_every, self.args.prefetch
+            )
+        }
+    }
+
+    /// CPU microseconds per message moved (published + delivered).
+    fn cpu_us_per_msg(&self) -> f64 {
+        let moved = self.total.published + self.total.delivered;
+        if moved == 0 {
+            0.0
+        } else {
+            (self.cpu_user + self.cpu_sys) * 1e6 / moved as f64
+        }
+    }
+
+    fn table(&self) -> String {
+        let a = self.args;
+        let m = &self.measured;
+        let t = &self.total;
+        let opt = |n: u64, unit: &str| {
+            if n == 0 {
+                "off".to_string()
+            } else {
+                format!("{} {unit}", group(n))
+            }
+        };
+        let mut rows: Vec<(&str, String)> = vec![
+            ("broker", self.uri.to_string()),
+            ("queue", self.queue.to_string()),
+            (
+                "workers",
+                format!("{} producers, {} consumers", a.producers, a.consumers),
+            ),
+            ("body", format!("{} B", a.size)),
+            ("ack", self.ack_mode()),
+            ("confirms", opt(a.confirm, "outstanding max")),
+            ("rate cap", opt(a.rate, "msg/s per producer")),
+            (
+                "measured",
+                format!("{:.2} s after {} s warmup", m.secs, a.warmup),
+            ),
+            ("publish", format!("{} msg/s", rate(m.publish))),
+            ("deliver", format!("{} msg/s", rate(m.deliver))),
+        ];
+        if a.confirm > 0 {
+            rows.push(("confirm", format!("{} msg/s", rate(m.confirm))));
+        }
+        rows.push(("sent", group(t.published)));
+        rows.push(("received", group(t.delivered)));
+        if a.confirm > 0 {
+            rows.push((
+                "confirmed",
+                format!("{} ({} nacked)", group(t.confirmed), group(t.nacked)),
+            ));
+        }
+        rows.push(("backlog", group_i(t.backlog())));
+        if let Some(q) = self.queue_left {
+            rows.push(("left in queue", group(q as u64)));
+        }
+        rows.push((
+            "loadgen cpu",
+            format!(
+                "{:.2} s user + {:.2} s sys ({:.2} us/msg)",
+                self.cpu_user,
+                self.cpu_sys,
+                self.cpu_us_per_msg()
+            ),
+        ));
+        let mut out = String::from("warren-loadgen throughput\n");
+        for (k, v) in rows {
+            out += &format!("  {k:<14} {v}\n");
+        }
+        out
+    }
+
+    fn json(&self) -> String {
+        let a = self.args;
+        let m = &self.measured;
+        let t = &self.total;
+        let samples: Vec<String> = self
+            .samples
+            .iter()
+            .map(|s| {
+                JsonObject::new()
+                    .num("t", s.t, 3)
+                    .bool("warmup", s.warmup)
+                    .num("publish_rate", s.rates.publish, 1)
+                    .num("deliver_rate", s.rates.deliver, 1)
+                    .num("confirm_rate", s.rates.confirm, 1)
+                    .int("backlog", s.backlog)
+                    .finish()
+            })
+            .collect();
+        let errors: Vec<String> = self.errors.iter().map(|e| report::json_str(e)).collect();
+        let mut o = JsonObject::new();
+        o.str("scenario", "throughput")
+            .str("uri", &self.uri.to_string())
+            .str("queue", self.queue)
+            .int("producers", a.producers as i64)
+            .int("consumers", a.consumers as i64)
+            .int("size", a.size as i64)
+            .str("ack", if a.no_ack { "auto" } else { "manual" })
+            .int("ack_every", a.ack_every as i64)
+            .int("prefetch", a.prefetch as i64)
+            .int("confirm", a.confirm as i64)
+            .int("rate_limit", a.rate as i64)
+            .num("warmup_s", a.warmup, 3)
+            .num("duration_s", m.secs, 3)
+            .num("publish_rate", m.publish, 1)
+            .num("deliver_rate", m.deliver, 1)
+            .num("confirm_rate", m.confirm, 1)
+            .int("sent", t.published as i64)
+            .int("received", t.delivered as i64)
+            .int("confirmed", t.confirmed as i64)
+            .int("nacked", t.nacked as i64)
+            .int("backlog", t.backlog());
+        match self.queue_left {
+            Some(q) => o.int("queue_left", q as i64),
+            None => o.raw("queue_left", "null"),
+        };
+        o.num("cpu_user_s", self.cpu_user, 3)
+            .num("cpu_sys_s", self.cpu_sys, 3)
+            .num("cpu_s", self.cpu_user + self.cpu_sys, 3)
+            .num("cpu_us_per_msg", self.cpu_us_per_msg(), 3)
+            .raw("samples", &report::json_array(&samples))
+            .raw("errors", &report::json_array(&errors))
+            .bool("ok", self.errors.is_empty() && t.delivered > 0)
+            .finish()
+    }
+}

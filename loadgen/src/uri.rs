@@ -1,0 +1,178 @@
+//! `amqp://user:password@host:port/vhost` parsing (no TLS: `amqps` is refused).
+//!
+//! Follows the RabbitMQ URI spec where it matters for a load generator:
+//! user, password and vhost are percent-decoded (`%2f` is the default vhost
+//! `/`), a missing port is 5672, missing credentials are guest/guest, a
+//! missing path is vhost `/` and an empty path (`amqp://h/`) is vhost `""`.
+//! IPv6 hosts are written in brackets (`amqp://[::1]:5672`). Query strings
+//! (`?heartbeat=...`) are ignored.
+
+use std::fmt;
+
+/// A parsed AMQP URI.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AmqpUri {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub vhost: String,
+}
+
+impl AmqpUri {
+    /// Parses `amqp://[user[:password]@]host[:port][/vhost][?query]`.
+    pub fn parse(s: &str) -> Result<AmqpUri, String> {
+        let rest = match s.split_once("://") {
+            Some(("amqp", rest)) => rest,
+            Some(("amqps", _)) => return Err("amqps (TLS) is not supported".into()),
+            Some((scheme, _)) => return Err(format!("unsupported scheme {scheme:?}")),
+            None => return Err(format!("not an amqp:// URI: {s:?}")),
+        };
+        let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (user, password) = match userinfo {
+            None => ("guest".to_string(), "guest".to_string()),
+            Some(u) => match u.split_once(':') {
+                Some((u, p)) => (decode(u)?, decode(p)?),
+                None => (decode(u)?, String::new()),
+            },
+        };
+        let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
+            let (h, after) = h
+                .split_once(']')
+                .ok_or_else(|| format!("unterminated [ in host {hostport:?}"))?;
+            let port = match after {
+                "" => None,
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| format!("bad host {hostport:?}"))?,
+                ),
+            };
+            (h.to_string(), port)
+        } else {
+            match hostport.split_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (hostport.to_string(), None),
+            }
+        };
+        let port = match port {
+            None | Some("") => 5672,
+            Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
+        };
+        let host = if host.is_empty() {
+            "localhost".to_string()
+        } else {
+            host
+        };
+        let vhost = match path {
+            None => "/".to_string(),
+            Some(p) => decode(p)?,
+        };
+        Ok(AmqpUri {
+            host,
+            port,
+            user,
+            password,
+            vhost,
+        })
+    }
+
+    /// `host:port` for `TcpStream::connect` (brackets around IPv6 literals).
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for AmqpUri {
+    /// The URI without the password, for reports.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let vhost = self.vhost.replace('%', "%25").replace('/', "%2f");
+        write!(f, "amqp://{}@{}/{}", self.user, self.addr(), vhost)
+    }
+}
+
+/// Percent-decoding (`%2f` -> `/`); `+` is left alone, as in a URI path.
+fn decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad percent-escape in {s:?}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{s:?} does not decode to UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> AmqpUri {
+        AmqpUri::parse(s).unwrap()
+    }
+
+    #[test]
+    fn default_uri() {
+        let u = p("amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert_eq!(
+            u,
+            AmqpUri {
+                host: "127.0.0.1".into(),
+                port: 5672,
+                user: "guest".into(),
+                password: "guest".into(),
+                vhost: "/".into()
+            }
+        );
+        assert_eq!(u.addr(), "127.0.0.1:5672");
+        assert_eq!(u.to_string(), "amqp://guest@127.0.0.1:5672/%2f");
+    }
+
+    #[test]
+    fn defaults_and_escapes() {
+        let u = p("amqp://localhost");
+        assert_eq!(
+            (u.port, u.vhost.as_str(), u.user.as_str()),
+            (5672, "/", "guest")
+        );
+        assert_eq!(p("amqp://h/").vhost, "");
+        assert_eq!(p("amqp://h:5680/%2Fprod?heartbeat=5").vhost, "/prod");
+        let u = p("amqp://us%40er:p%3Ass@h:1/v");
+        assert_eq!((u.user.as_str(), u.password.as_str()), ("us@er", "p:ss"));
+        let u = p("amqp://[::1]:5680/%2f");
+        assert_eq!((u.host.as_str(), u.port), ("::1", 5680));
+        assert_eq!(u.addr(), "[::1]:5680");
+        assert_eq!(p("amqp://[::1]").port, 5672);
+    }
+
+    #[test]
+    fn errors() {
+        assert!(AmqpUri::parse("amqps://h").is_err());
+        assert!(AmqpUri::parse("http://h").is_err());
+        assert!(AmqpUri::parse("h:5672").is_err());
+        assert!(AmqpUri::parse("amqp://h:port").is_err());
+        assert!(AmqpUri::parse("amqp://h/%zz").is_err());
+        assert!(AmqpUri::parse("amqp://[::1/").is_err());
+    }
+}
