@@ -88,6 +88,7 @@ fn publish_msg() -> ShardMsg {
             properties: Bytes::from_static(&[0x10, 0x00, 0x02]),
             body: Bytes::from_static(b"hello"),
         },
+        confirm: None,
     }
 }
 

@@ -10,7 +10,7 @@ use super::channel::{ChanCx, Channel, Flow};
 use super::error::AmqpError;
 use super::ids::{ChannelRef, ConsumerRef, QueueRef};
 use super::message::Message;
-use super::shard_msg::{QueueOp, QueueReply, ShardMsg};
+use super::shard_msg::{ConfirmTag, QueueOp, QueueReply, ShardMsg};
 use super::ShardCtx;
 use crate::net::Socket;
 use crate::protocol::constants as c;
@@ -655,7 +655,19 @@ impl Connection {
         }
     }
 
-    fn flush_confirms(&mut self, ctx: &mut ShardCtx) {
+    /// A queue accepted a message this connection published in confirm mode.
+    pub fn confirm(&mut self, tag: ConfirmTag, ok: bool, ctx: &mut ShardCtx) {
+        let slot = self.info.slot as usize;
+        if let Some(chan) = self.channel_for(tag.channel) {
+            chan.on_confirm(tag.seq, ok);
+            // The ack goes out at flush time, one frame for the whole batch.
+            ctx.mark_dirty(slot);
+        }
+    }
+
+    /// Writes basic.ack frames for everything confirmed so far (called before
+    /// the connection's output is flushed).
+    pub fn flush_confirms(&mut self, ctx: &mut ShardCtx) {
         for chan in self.channels.iter_mut().flatten() {
             chan.flush_confirms(&mut self.sock.wbuf);
         }

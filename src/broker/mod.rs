@@ -128,13 +128,23 @@ impl ShardState {
     pub fn handle(&mut self, msg: ShardMsg) {
         let ctx = &mut self.ctx;
         match msg {
-            ShardMsg::Publish { queue, msg } => {
+            ShardMsg::Publish {
+                queue,
+                msg,
+                confirm,
+            } => {
                 if let Some(q) = ctx
                     .queues
                     .get_mut(queue.slot as usize)
                     .filter(|q| q.me == queue)
                 {
                     q.publish(msg, &mut ctx.outbox);
+                }
+                // A message routed to a queue deleted meanwhile counts as handled,
+                // as in RabbitMQ.
+                if let Some(tag) = confirm {
+                    ctx.outbox
+                        .push(tag.channel.shard, ShardMsg::Confirm { tag, ok: true });
                 }
             }
             ShardMsg::Request {
@@ -200,7 +210,7 @@ impl ShardState {
                     .get_mut(queue.slot as usize)
                     .filter(|q| q.me == queue)
                 {
-                    q.dispatch(&mut ctx.outbox);
+                    q.resume(&mut ctx.outbox);
                 }
             }
             ShardMsg::Deliver {
@@ -220,6 +230,11 @@ impl ShardState {
             ShardMsg::Reply { to, queue, reply } => {
                 if let Some(conn) = self.conns.get_mut(to.conn_slot as usize) {
                     conn.on_reply(to, queue, reply, ctx);
+                }
+            }
+            ShardMsg::Confirm { tag, ok } => {
+                if let Some(conn) = self.conns.get_mut(tag.channel.conn_slot as usize) {
+                    conn.confirm(tag, ok, ctx);
                 }
             }
             ShardMsg::ConsumerCancelled { consumer } => {

@@ -105,6 +105,9 @@ pub struct Queue {
     exclusive_consumer: bool,
     /// Auto-delete applies only once a consumer has come and gone.
     had_consumer: bool,
+    /// Already in the outbox's stalled list (listed once, however many
+    /// publishes find the destination congested).
+    stalled: bool,
 }
 
 /// What the owning shard must do after a queue operation.
@@ -128,6 +131,7 @@ impl Queue {
             next_seq: 1,
             exclusive_consumer: false,
             had_consumer: false,
+            stalled: false,
         }
     }
 
@@ -163,6 +167,13 @@ impl Queue {
 
     fn has_messages(&self) -> bool {
         !self.ready.is_empty() || !self.requeued.is_empty()
+    }
+
+    /// A `Resume`: the queue is off the outbox's stalled list (if it was on it)
+    /// and tries again.
+    pub fn resume(&mut self, out: &mut Outbox) {
+        self.stalled = false;
+        self.dispatch(out);
     }
 
     /// Hands messages to consumers with room in their prefetch windows,
@@ -201,7 +212,8 @@ impl Queue {
                 break;
             }
             let Some(idx) = chosen else {
-                if congested {
+                if congested && !self.stalled {
+                    self.stalled = true;
                     out.stalled.push(self.me);
                 }
                 return;

@@ -23,8 +23,13 @@ pub enum Settle {
 /// One message between (or within) shards.
 pub enum ShardMsg {
     // ---- to the shard that owns `queue` ----
-    /// A routed message for a queue.
-    Publish { queue: QueueRef, msg: Message },
+    /// A routed message for a queue; `confirm` asks the queue's shard to tell the
+    /// publishing channel once the message is enqueued (publisher confirms).
+    Publish {
+        queue: QueueRef,
+        msg: Message,
+        confirm: Option<ConfirmTag>,
+    },
     /// A request that expects a `Reply` (unless `reply_to` is None).
     Request {
         queue: QueueRef,
@@ -63,6 +68,15 @@ pub enum ShardMsg {
     },
     /// The queue cancelled a consumer (queue deleted): a broker-sent basic.cancel.
     ConsumerCancelled { consumer: ConsumerRef },
+    /// A queue accepted (`ok`) or refused a message published in confirm mode.
+    Confirm { tag: ConfirmTag, ok: bool },
+}
+
+/// Identifies one publish of a channel in confirm mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfirmTag {
+    pub channel: ChannelRef,
+    pub seq: u64,
 }
 
 /// Requests a channel makes of a queue (synchronous AMQP methods).

@@ -294,6 +294,7 @@ impl Loop {
             };
             let mut drop_it = conn.dead;
             if !drop_it {
+                conn.flush_confirms(&mut self.state.ctx);
                 let pending = conn.sock.pending_output();
                 let was_blocked = pending > WRITE_HIGH_WATER;
                 match conn.sock.flush() {

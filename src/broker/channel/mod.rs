@@ -116,6 +116,9 @@ pub struct Channel {
     publish_seq: u64,
     /// Highest sequence number confirmed to the client.
     confirmed: u64,
+    /// Routed publishes not yet accepted by all their queues: (seq, queues
+    /// left), in seq order. Entries reach 0 out of order and leave from the front.
+    unconfirmed: VecDeque<(u64, u32)>,
     tx: Option<Tx>,
     /// Queues that may hold consumers or unacked messages of this channel.
     touched: Vec<QueueRef>,
@@ -141,6 +144,7 @@ impl Channel {
             confirm: false,
             publish_seq: 0,
             confirmed: 0,
+            unconfirmed: VecDeque::new(),
             tx: None,
             touched: Vec::new(),
             awaiting: None,

@@ -10,13 +10,14 @@ use super::{ChanCx, ChanResult, Channel, Flow};
 use crate::broker::error::AmqpError;
 use crate::broker::message::Message;
 use crate::broker::routing::RouteError;
-use crate::broker::shard_msg::ShardMsg;
+use crate::broker::shard_msg::{ConfirmTag, ShardMsg};
 use crate::protocol::constants as c;
 use crate::protocol::methods::*;
 use crate::protocol::{
     parse_content_header, write_body, write_content_header, write_method, Method,
 };
 use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
 
 /// RabbitMQ's default max_message_size (128 MiB).
 const MAX_MESSAGE_SIZE: u64 = 128 * 1024 * 1024;
@@ -195,20 +196,36 @@ impl Channel {
             ctx.route_scratch = dests;
             return Err(route_error(e, &msg.exchange));
         }
+        // In confirm mode the message's sequence number; the queues confirm it
+        // once they hold it, and basic.ack goes out when all of them did.
+        let seq = self.confirm.then_some(self.publish_seq + 1);
+        let confirm = seq.map(|seq| ConfirmTag {
+            channel: self.me,
+            seq,
+        });
         if let Some((&last, rest)) = dests.split_last() {
             for &q in rest {
+                let msg = msg.clone();
                 ctx.outbox.push(
                     q.shard,
                     ShardMsg::Publish {
                         queue: q,
-                        msg: msg.clone(),
+                        msg,
+                        confirm,
                     },
                 );
             }
-            // A confirm in this iteration is fine for transient messages: the
-            // message is in the shard's hands, and rings never drop entries.
-            ctx.outbox
-                .push(last.shard, ShardMsg::Publish { queue: last, msg });
+            ctx.outbox.push(
+                last.shard,
+                ShardMsg::Publish {
+                    queue: last,
+                    msg,
+                    confirm,
+                },
+            );
+            if let Some(seq) = seq {
+                self.unconfirmed.push_back((seq, dests.len() as u32));
+            }
         } else if mandatory {
             // Confirm earlier publishes first: clients (lapin) attach a return to
             // the next ack they see, so a batched ack must not cover messages
@@ -224,25 +241,52 @@ impl Channel {
             write_content(cx.wbuf, self.me.channel, &msg, cx.info.frame_max);
         }
         ctx.route_scratch = dests;
-        if self.confirm {
-            self.publish_seq += 1;
+        if let Some(seq) = seq {
+            if routed_nowhere(&self.unconfirmed, seq) && !self.unconfirmed.is_empty() {
+                // Unroutable while earlier ones are still pending: ack it alone
+                // now (as RabbitMQ does) rather than hold it behind them.
+                let ack = BasicAck {
+                    delivery_tag: seq,
+                    multiple: false,
+                };
+                write_method(cx.wbuf, self.me.channel, &ack.into());
+            }
+            self.publish_seq = seq;
         }
         Ok(())
     }
 
-    /// Sends basic.ack for everything published since the last call: one frame
-    /// per batch of input (multiple=true), not one per message.
+    /// One of the queues of publish `seq` holds the message now.
+    pub fn on_confirm(&mut self, seq: u64, _ok: bool) {
+        if let Ok(i) = self.unconfirmed.binary_search_by_key(&seq, |e| e.0) {
+            let left = &mut self.unconfirmed[i].1;
+            *left = left.saturating_sub(1);
+        }
+        while self.unconfirmed.front().is_some_and(|e| e.1 == 0) {
+            self.unconfirmed.pop_front();
+        }
+    }
+
+    /// Sends one basic.ack (multiple when it covers several) for every publish
+    /// up to the first one still waiting for a queue.
     pub fn flush_confirms(&mut self, wbuf: &mut Vec<u8>) {
-        if !self.confirm || self.confirmed == self.publish_seq {
+        if !self.confirm {
             return;
         }
-        let multiple = self.publish_seq > self.confirmed + 1;
+        let upto = match self.unconfirmed.front() {
+            Some(&(seq, _)) => seq - 1,
+            None => self.publish_seq,
+        };
+        if upto <= self.confirmed {
+            return;
+        }
+        let multiple = upto > self.confirmed + 1;
         let ack = BasicAck {
-            delivery_tag: self.publish_seq,
+            delivery_tag: upto,
             multiple,
         };
         write_method(wbuf, self.me.channel, &ack.into());
-        self.confirmed = self.publish_seq;
+        self.confirmed = upto;
     }
 
     pub(super) fn confirm_select(&mut self, m: ConfirmSelect, cx: &mut ChanCx) -> ChanResult {
@@ -300,6 +344,11 @@ impl Channel {
         self.send(cx, TxRollbackOk {}.into());
         Ok(Flow::Continue)
     }
+}
+
+/// True if publish `seq` was not routed anywhere (it has no pending entry).
+fn routed_nowhere(unconfirmed: &VecDeque<(u64, u32)>, seq: u64) -> bool {
+    unconfirmed.back().is_none_or(|e| e.0 != seq)
 }
 
 fn check_exchange(found: Option<bool>, name: &[u8]) -> Result<(), AmqpError> {
