@@ -120,23 +120,17 @@ async fn nack_requeue_and_reject_across_shards() {
             .await
             .unwrap();
         // seen from the publisher's shard. The nacks travel to the queue
-        // asynchronously (as in RabbitMQ: no reply to wait for), so poll for the first.
-        let mut again = Vec::new();
-        let mut first_back = None;
-        for _ in 0..200 {
-            first_back = get(&pch, &q, true).await;
-            if first_back.is_some() {
+        // asynchronously (as in RabbitMQ: no reply to wait for), so wait until
+        // both are back before looking at their order.
+        for _ in 0..500 {
+            if message_count(&pch, &q).await == 2 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        for i in 0..2 {
-            let m = if i == 0 {
-                first_back.take()
-            } else {
-                get(&pch, &q, true).await
-            }
-            .expect("requeued message");
+        let mut again = Vec::new();
+        for _ in 0..2 {
+            let m = get(&pch, &q, true).await.expect("requeued message");
             again.push((sval(&m.delivery), m.delivery.redelivered));
         }
         assert_eq!(again, owned(&[("a", true), ("b", true)]));
