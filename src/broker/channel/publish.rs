@@ -242,14 +242,23 @@ impl Channel {
         }
         ctx.route_scratch = dests;
         if let Some(seq) = seq {
-            if routed_nowhere(&self.unconfirmed, seq) && !self.unconfirmed.is_empty() {
-                // Unroutable while earlier ones are still pending: ack it alone
-                // now (as RabbitMQ does) rather than hold it behind them.
+            let returned = mandatory && routed_nowhere(&self.unconfirmed, seq);
+            if routed_nowhere(&self.unconfirmed, seq) && (returned || !self.unconfirmed.is_empty())
+            {
+                // Ack an unroutable message on its own, right away (as RabbitMQ
+                // does) rather than hold it behind pending ones — and right after
+                // its basic.return: clients (lapin) attach a return to the next
+                // confirm they resolve, so no ack may cover it together with
+                // later messages.
                 let ack = BasicAck {
                     delivery_tag: seq,
                     multiple: false,
                 };
                 write_method(cx.wbuf, self.me.channel, &ack.into());
+                if self.unconfirmed.is_empty() {
+                    // flush_confirms above acked everything before it.
+                    self.confirmed = seq;
+                }
             }
             self.publish_seq = seq;
         }
