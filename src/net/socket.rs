@@ -17,7 +17,7 @@ const READ_CHUNK: usize = 64 * 1024;
 const MAX_BUFFERED_INPUT: usize = 4 * 1024 * 1024;
 /// At most this many bytes are read per readiness event, so one busy client
 /// cannot starve the others on its shard.
-const MAX_READ_PER_EVENT: usize = 1024 * 1024;
+const MAX_READ_PER_EVENT: usize = 256 * 1024;
 
 /// What a `fill` call found.
 #[derive(Debug, PartialEq, Eq)]
