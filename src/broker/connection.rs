@@ -73,7 +73,8 @@ pub struct Connection {
     pub info: ConnInfo,
     state: State,
     /// Indexed by channel number; grown on demand.
-    channels: Vec<Option<Channel>>,
+    /// Boxed: a client opening channel 2047 costs 2048 pointers, not 2048 channels.
+    channels: Vec<Option<Box<Channel>>>,
     last_read: Instant,
     pub last_write: Instant,
     deadline: Option<Instant>,
@@ -110,6 +111,11 @@ impl Connection {
             dead: false,
             lingering: false,
         }
+    }
+
+    /// True while a channel waits for a queue's reply (input is not processed).
+    pub fn is_waiting(&self) -> bool {
+        self.waiting.is_some()
     }
 
     /// True when the connection has sent its last bytes and can go once flushed.
@@ -379,7 +385,7 @@ impl Connection {
 
     // ---- channels ----
 
-    fn channel_slot(&mut self, ch: u16) -> &mut Option<Channel> {
+    fn channel_slot(&mut self, ch: u16) -> &mut Option<Box<Channel>> {
         let i = ch as usize;
         if self.channels.len() <= i {
             self.channels.resize_with(i + 1, || None);
@@ -408,7 +414,7 @@ impl Connection {
                     conn_slot: self.info.slot,
                     incarnation: ctx.next_incarnation(),
                 };
-                *self.channel_slot(ch) = Some(Channel::new(me, ctx.config.channel_max));
+                *self.channel_slot(ch) = Some(Box::new(Channel::new(me, ctx.config.channel_max)));
                 self.send(ch, &ChannelOpenOk::default().into());
             }
             (None, Method::ChannelClose(_)) => self.send(ch, &ChannelCloseOk {}.into()),
@@ -418,8 +424,14 @@ impl Connection {
                 self.connection_error(err, other.class_id(), other.method_id(), ctx)
             }
             // After we closed the channel, everything but close/close-ok is dropped.
-            (Some(true), Method::ChannelCloseOk(_)) | (Some(true), Method::ChannelClose(_)) => {
+            (Some(true), Method::ChannelCloseOk(_)) => {
                 *self.channel_slot(ch) = None;
+            }
+            // Both sides closed at once: answer the client's close as well
+            // (RabbitMQ does); its close-ok for ours then finds no channel.
+            (Some(true), Method::ChannelClose(_)) => {
+                *self.channel_slot(ch) = None;
+                self.send(ch, &ChannelCloseOk {}.into());
             }
             (Some(true), _) => {}
             (Some(false), Method::ChannelOpen(_)) => {
@@ -630,8 +642,13 @@ impl Connection {
             (chan.on_reply(queue, reply, &mut cx), class, method)
         };
         self.after_channel(to.channel, r, class, method, ctx);
-        // Continue with input that arrived while we waited.
+        // Continue with input that arrived while we waited, and read again if
+        // reading was parked on a full buffer.
+        let parked = self.sock.input_full();
         self.process(ctx);
+        if parked {
+            ctx.reread.push(self.info.slot as usize);
+        }
     }
 
     pub fn consumer_cancelled(&mut self, consumer: ConsumerRef, ctx: &mut ShardCtx) {

@@ -227,7 +227,11 @@ impl Defs {
     /// Events `shard` has not applied yet; marks them applied and trims the log
     /// prefix every shard has read.
     pub fn take_events(&mut self, shard: usize, applied: u64, out: &mut Vec<DefEvent>) -> u64 {
-        let start = (applied - self.log_base) as usize;
+        // A shard's cursor never falls behind the trimmed prefix (trimming
+        // stops at the slowest cursor); if that ever broke, fail loudly.
+        let start = applied
+            .checked_sub(self.log_base)
+            .expect("definitions cursor behind trimmed log") as usize;
         out.extend_from_slice(&self.log[start..]);
         let now = self.log_base + self.log.len() as u64;
         self.cursors[shard] = now;

@@ -46,6 +46,9 @@ pub struct ShardCtx {
     next_conn_uid: u64,
     /// Connections with output waiting to be flushed this iteration.
     pub dirty: Vec<usize>,
+    /// Connections whose reading was parked (input buffer full while waiting
+    /// for a queue) and should be read again.
+    pub reread: Vec<usize>,
     /// Reused by every publish to collect destination queues.
     pub route_scratch: Vec<QueueRef>,
     pub rng: names::Rng,
@@ -65,6 +68,7 @@ impl ShardCtx {
             next_incarnation: 1,
             next_conn_uid: 1,
             dirty: Vec::new(),
+            reread: Vec::new(),
             route_scratch: Vec::with_capacity(16),
             rng: names::Rng::new(id as u64),
         }

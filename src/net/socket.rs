@@ -93,6 +93,11 @@ impl Socket {
         }
     }
 
+    /// True when no more input is read until some is processed.
+    pub fn input_full(&self) -> bool {
+        self.rbuf.len() >= MAX_BUFFERED_INPUT
+    }
+
     /// Bytes encoded but not yet handed to the kernel.
     pub fn pending_output(&self) -> usize {
         self.wbuf.len() - self.wpos

@@ -30,6 +30,8 @@ const WRITE_HIGH_WATER: usize = 16 * 1024 * 1024;
 /// Messages taken from one incoming ring per pass, so one busy peer cannot
 /// starve the sockets.
 const RING_BATCH: usize = 4096;
+/// Messages handled per `pump` call before the loop turns to its sockets again.
+const PUMP_BUDGET: usize = 64 * 1024;
 
 fn listener_token(i: usize) -> Token {
     Token(usize::MAX - 2 - i)
@@ -85,7 +87,10 @@ impl Loop {
         let me = self.id as usize;
         while !self.stop.load(Ordering::Acquire) {
             let mut timeout = next_tick.saturating_duration_since(Instant::now());
-            if !self.retry_read.is_empty() || self.has_outgoing() {
+            if !self.retry_read.is_empty()
+                || !self.state.ctx.reread.is_empty()
+                || self.has_outgoing()
+            {
                 timeout = Duration::ZERO;
             } else {
                 // Announce we may sleep, then look at the rings once more: a peer
@@ -120,6 +125,7 @@ impl Loop {
                     }
                 }
             }
+            self.retry_read.append(&mut self.state.ctx.reread);
             let retry = std::mem::take(&mut self.retry_read);
             for slot in retry {
                 self.read(slot);
@@ -185,6 +191,9 @@ impl Loop {
         conn.on_input(&mut self.state.ctx);
         match outcome {
             Ok(ReadOutcome::Drained) => {}
+            // A full buffer on a waiting connection is parked, not retried in a
+            // spin; `Connection::on_reply` asks for the read again.
+            Ok(ReadOutcome::More) if conn.is_waiting() && conn.sock.input_full() => {}
             Ok(ReadOutcome::More) => self.retry_read.push(slot),
             Ok(ReadOutcome::Closed) | Err(_) => {
                 conn.teardown(&mut self.state.ctx);
@@ -197,6 +206,10 @@ impl Loop {
     /// Handles ring messages and the shard's own messages until none is left.
     fn pump(&mut self) {
         let me = self.id as usize;
+        // Bounded: under steady cross-shard traffic the rings never empty, and
+        // the loop must still get back to sockets, flushes and timers. What is
+        // left makes the next poll non-blocking (`rings_nonempty`).
+        let mut budget = PUMP_BUDGET;
         loop {
             let mut did = 0;
             while let Some(m) = self.state.ctx.outbox.pop_local() {
@@ -218,9 +231,10 @@ impl Loop {
                     }
                 }
             }
-            if did == 0 {
+            if did == 0 || did >= budget {
                 return;
             }
+            budget -= did;
         }
     }
 
@@ -293,7 +307,10 @@ impl Loop {
                 continue;
             };
             let mut drop_it = conn.dead;
-            if !drop_it {
+            if drop_it {
+                // Last words (a close-ok to a client that half-closed): best effort.
+                let _ = conn.sock.flush();
+            } else {
                 conn.flush_confirms(&mut self.state.ctx);
                 let pending = conn.sock.pending_output();
                 let was_blocked = pending > WRITE_HIGH_WATER;

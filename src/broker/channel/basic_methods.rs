@@ -20,7 +20,7 @@ impl Channel {
         if m.global {
             let old = self.window.limit.swap(count, Ordering::AcqRel);
             if count == 0 || (old != 0 && count > old) {
-                self.resume_queues(cx);
+                self.resume_window_queues(cx);
             }
         } else {
             self.consumer_prefetch = count;
@@ -189,8 +189,9 @@ impl Channel {
             freed += u.windowed as u32;
             self.settle_one(u, how, cx);
         }
-        if freed > 0 && self.window.give_back(freed) {
-            self.resume_queues(cx);
+        // In a transaction the window opens at commit, when the acks happen.
+        if freed > 0 && self.tx.is_none() && self.window.give_back(freed) {
+            self.resume_window_queues(cx);
         }
         Ok(Flow::Continue)
     }
@@ -215,7 +216,7 @@ impl Channel {
     }
 
     /// The channel-wide window has room again: consumers' queues may deliver.
-    fn resume_queues(&mut self, cx: &mut ChanCx) {
+    pub(super) fn resume_window_queues(&mut self, cx: &mut ChanCx) {
         for c in &self.consumers {
             if !c.no_ack {
                 cx.ctx

@@ -101,12 +101,12 @@ impl Channel {
                 let body = match body {
                     Body::Empty if payload.len() as u64 == size => Body::One(payload),
                     Body::Empty => {
-                        let mut b = BytesMut::with_capacity(size as usize);
+                        let mut b = BytesMut::with_capacity(initial_body_capacity(size));
                         b.extend_from_slice(&payload);
                         Body::Many(b)
                     }
                     Body::One(first) => {
-                        let mut b = BytesMut::with_capacity(size as usize);
+                        let mut b = BytesMut::with_capacity(initial_body_capacity(size));
                         b.extend_from_slice(&first);
                         b.extend_from_slice(&payload);
                         Body::Many(b)
@@ -333,8 +333,13 @@ impl Channel {
         for (msg, mandatory) in publishes {
             self.route_and_enqueue(msg, mandatory, cx)?;
         }
+        let mut freed = 0u32;
         for (u, how) in settles {
+            freed += u.windowed as u32;
             self.send_settle(u, how, cx);
+        }
+        if freed > 0 && self.window.give_back(freed) {
+            self.resume_window_queues(cx);
         }
         self.send(cx, TxCommitOk {}.into());
         Ok(Flow::Continue)
@@ -353,6 +358,12 @@ impl Channel {
         self.send(cx, TxRollbackOk {}.into());
         Ok(Flow::Continue)
     }
+}
+
+/// A multi-frame body's first allocation: the announced size, but at most
+/// 1 MiB — a header alone must not make us reserve 128 MiB.
+fn initial_body_capacity(size: u64) -> usize {
+    size.min(1024 * 1024) as usize
 }
 
 /// True if publish `seq` was not routed anywhere (it has no pending entry).

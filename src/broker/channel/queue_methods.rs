@@ -138,6 +138,8 @@ impl Channel {
         if m.exchange.is_empty() {
             return Err(default_exchange_refused());
         }
+        let ctx = &mut *cx.ctx;
+        ctx.routing.sync(&ctx.defs);
         if let Some(q) = cx.ctx.routing.queue(&name) {
             if q.exclusive_owner.is_some_and(|o| o != cx.info.uid) {
                 return Err(AmqpError::queue_locked(&name));

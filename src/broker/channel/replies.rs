@@ -32,6 +32,12 @@ impl Channel {
                 }
                 Ok(Flow::Continue)
             }
+            (Awaiting::Delete { nowait, .. }, QueueReply::Gone) => {
+                if !nowait {
+                    self.send(cx, QueueDeleteOk { message_count: 0 }.into());
+                }
+                Ok(Flow::Continue)
+            }
             (w, QueueReply::Gone) => Err(AmqpError::no_queue(waiting_name(&w))),
             (_, QueueReply::Error { code, text }) => Err(AmqpError { code, text }),
             (
@@ -64,7 +70,6 @@ impl Channel {
                 Ok(Flow::Continue)
             }
             (Awaiting::Delete { nowait, .. }, QueueReply::Deleted { messages }) => {
-                self.consumers.retain(|c| c.queue != queue);
                 if !nowait {
                     self.send(
                         cx,
