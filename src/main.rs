@@ -60,7 +60,7 @@ fn main() {
     config.shard_port_base = args.shard_port_base;
     config.pin_threads = !args.no_pin;
     config.heartbeat = args.heartbeat;
-    // A frame must fit the 4 MiB input buffer with room to spare.
+    // Each connection buffers up to one whole frame; keep that bounded.
     config.frame_max = args.frame_max.clamp(4096, 2 * 1024 * 1024);
     if let Err(e) = warren::store::ensure_data_dir(&config.data_dir) {
         eprintln!(

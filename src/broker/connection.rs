@@ -87,8 +87,9 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(sock: Socket, slot: u32, uid: u64) -> Connection {
+    pub fn new(mut sock: Socket, slot: u32, uid: u64) -> Connection {
         let now = Instant::now();
+        sock.set_max_buffered(HANDSHAKE_FRAME_MAX as usize);
         Connection {
             sock,
             info: ConnInfo {
@@ -366,6 +367,7 @@ impl Connection {
             m.channel_max.min(server_channel_max)
         };
         self.info.heartbeat = m.heartbeat;
+        self.sock.set_max_buffered(self.info.frame_max as usize);
         self.state = State::Open;
         Ok(())
     }

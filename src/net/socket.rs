@@ -12,9 +12,11 @@ use std::os::fd::AsRawFd;
 
 /// Read buffer chunk: how much room we make before each `read`.
 const READ_CHUNK: usize = 64 * 1024;
-/// Stop reading from a socket when this much unprocessed input is buffered
-/// (the connection is waiting on something); reading resumes once it drains.
-const MAX_BUFFERED_INPUT: usize = 4 * 1024 * 1024;
+/// Default cap on unprocessed input: no more is read until it is processed (the
+/// connection waits on a queue, or used its per-iteration frame budget). Kept
+/// small so that making room (`reserve`) never copies much unprocessed data.
+/// A connection raises it to fit its largest frame (`set_max_buffered`).
+const DEFAULT_MAX_BUFFERED: usize = 256 * 1024;
 /// At most this many bytes are read per readiness event, so one busy client
 /// cannot starve the others on its shard.
 const MAX_READ_PER_EVENT: usize = 256 * 1024;
@@ -38,6 +40,8 @@ pub struct Socket {
     /// Encoded output not yet written; `wpos` is how much of it has been written.
     pub wbuf: Vec<u8>,
     wpos: usize,
+    /// Unprocessed input above which `fill` stops reading.
+    max_buffered: usize,
 }
 
 impl Socket {
@@ -48,6 +52,7 @@ impl Socket {
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             wbuf: Vec::with_capacity(READ_CHUNK),
             wpos: 0,
+            max_buffered: DEFAULT_MAX_BUFFERED,
         }
     }
 
@@ -55,7 +60,7 @@ impl Socket {
     pub fn fill(&mut self) -> io::Result<ReadOutcome> {
         let mut total = 0;
         loop {
-            if self.rbuf.len() >= MAX_BUFFERED_INPUT || total >= MAX_READ_PER_EVENT {
+            if self.rbuf.len() >= self.max_buffered || total >= MAX_READ_PER_EVENT {
                 return Ok(ReadOutcome::More);
             }
             if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
@@ -95,7 +100,12 @@ impl Socket {
 
     /// True when no more input is read until some is processed.
     pub fn input_full(&self) -> bool {
-        self.rbuf.len() >= MAX_BUFFERED_INPUT
+        self.rbuf.len() >= self.max_buffered
+    }
+
+    /// Lets a whole frame of `frame_size` bytes be buffered.
+    pub fn set_max_buffered(&mut self, frame_size: usize) {
+        self.max_buffered = frame_size.max(DEFAULT_MAX_BUFFERED);
     }
 
     /// Bytes encoded but not yet handed to the kernel.
