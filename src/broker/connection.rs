@@ -657,6 +657,10 @@ impl Connection {
         let slot = self.info.slot as usize;
         let notify = self.info.cancel_notify;
         if let Some(chan) = self.channel_for(consumer.channel) {
+            // Only queue deletion cancels consumers from the queue side.
+            if let Some(q) = chan.consumer_queue(consumer.id) {
+                chan.queue_gone(q);
+            }
             if let Some(tag) = chan.forget_consumer(consumer.id) {
                 if notify {
                     let cancel = BasicCancel {

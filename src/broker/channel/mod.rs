@@ -294,6 +294,19 @@ impl Channel {
         self.content = Content::Idle;
     }
 
+    /// A queue this channel used is deleted: nothing more to tell it when the
+    /// channel closes (keeps `touched` from growing with, e.g., one reply
+    /// queue per RPC call). Unacked deliveries from it stay ackable, as in
+    /// RabbitMQ; their settlements are ignored by the stale handle.
+    pub fn queue_gone(&mut self, q: QueueRef) {
+        self.touched.retain(|t| *t != q);
+    }
+
+    /// The queue a consumer reads from.
+    pub fn consumer_queue(&self, id: u32) -> Option<QueueRef> {
+        self.consumers.iter().find(|c| c.id == id).map(|c| c.queue)
+    }
+
     /// Removes a consumer the queue cancelled; returns its tag.
     pub fn forget_consumer(&mut self, id: u32) -> Option<Bytes> {
         let i = self.consumers.iter().position(|c| c.id == id)?;

@@ -70,6 +70,8 @@ impl Channel {
                 Ok(Flow::Continue)
             }
             (Awaiting::Delete { nowait, .. }, QueueReply::Deleted { messages }) => {
+                self.queue_gone(queue);
+                cx.info.exclusive_queues.retain(|q| *q != queue);
                 if !nowait {
                     self.send(
                         cx,
