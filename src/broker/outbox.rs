@@ -14,11 +14,25 @@ pub struct Outbox {
     /// Queues that stopped dispatching because a destination was congested;
     /// the event loop resumes them once the outbox has drained.
     pub stalled: Vec<QueueRef>,
+    /// Body bytes waiting per destination (the count alone would let 16 Ki
+    /// large messages pile up).
+    bytes: Vec<usize>,
 }
 
-/// Deliveries a queue may leave waiting for one shard before it pauses: bounds
+/// Messages a queue may leave waiting for one shard before it pauses: bounds
 /// the memory a fast queue can pile up ahead of a slower consumer shard.
 pub const CONGESTION_LIMIT: usize = 16 * 1024;
+/// ... and body bytes.
+pub const CONGESTION_BYTES: usize = 16 * 1024 * 1024;
+
+/// Body bytes a message carries (what congestion is measured in).
+#[inline]
+fn weight(msg: &ShardMsg) -> usize {
+    match msg {
+        ShardMsg::Deliver { msg, .. } | ShardMsg::Publish { msg, .. } => msg.body.len(),
+        _ => 0,
+    }
+}
 
 impl Outbox {
     pub fn new(me: u16, shards: usize) -> Outbox {
@@ -26,28 +40,45 @@ impl Outbox {
             me,
             to: (0..shards).map(|_| VecDeque::with_capacity(1024)).collect(),
             stalled: Vec::new(),
+            bytes: vec![0; shards],
         }
     }
 
     #[inline]
     pub fn push(&mut self, shard: u16, msg: ShardMsg) {
+        self.bytes[shard as usize] += weight(&msg);
         self.to[shard as usize].push_back(msg);
+    }
+
+    /// Next message for `shard`, oldest first.
+    #[inline]
+    pub fn pop(&mut self, shard: usize) -> Option<ShardMsg> {
+        let m = self.to[shard].pop_front()?;
+        self.bytes[shard] -= weight(&m);
+        Some(m)
+    }
+
+    /// Puts back a message `pop` took (its ring was full), keeping the order.
+    pub fn unpop(&mut self, shard: usize, msg: ShardMsg) {
+        self.bytes[shard] += weight(&msg);
+        self.to[shard].push_front(msg);
     }
 
     /// Next message this shard sent to itself.
     #[inline]
     pub fn pop_local(&mut self) -> Option<ShardMsg> {
-        self.to[self.me as usize].pop_front()
+        self.pop(self.me as usize)
     }
 
     #[inline]
     pub fn is_congested(&self, shard: u16) -> bool {
-        self.to[shard as usize].len() >= CONGESTION_LIMIT
+        let s = shard as usize;
+        self.to[s].len() >= CONGESTION_LIMIT || self.bytes[s] >= CONGESTION_BYTES
     }
 
     /// Once nothing is congested, stalled queues get a `Resume`.
     pub fn resume_stalled(&mut self) {
-        if self.stalled.is_empty() || self.to.iter().any(|q| q.len() >= CONGESTION_LIMIT) {
+        if self.stalled.is_empty() || (0..self.to.len()).any(|s| self.is_congested(s as u16)) {
             return;
         }
         let me = self.me as usize;

@@ -254,14 +254,14 @@ impl Loop {
                 continue;
             }
             let ring = self.links.to[j].as_mut().expect("ring to peer");
-            let q = &mut self.state.ctx.outbox.to[j];
+            let outbox = &mut self.state.ctx.outbox;
             let mut pushed = false;
-            while let Some(m) = q.pop_front() {
+            while let Some(m) = outbox.pop(j) {
                 match ring.try_push(m) {
                     Ok(()) => pushed = true,
                     Err(m) => {
                         // Ring full: keep the rest, in order, for the next iteration.
-                        q.push_front(m);
+                        outbox.unpop(j, m);
                         break;
                     }
                 }
