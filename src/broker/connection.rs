@@ -416,7 +416,7 @@ impl Connection {
                     conn_slot: self.info.slot,
                     incarnation: ctx.next_incarnation(),
                 };
-                *self.channel_slot(ch) = Some(Box::new(Channel::new(me, ctx.config.channel_max)));
+                *self.channel_slot(ch) = Some(Box::new(Channel::new(me)));
                 self.send(ch, &ChannelOpenOk::default().into());
             }
             (None, Method::ChannelClose(_)) => self.send(ch, &ChannelCloseOk {}.into()),

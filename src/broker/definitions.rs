@@ -335,14 +335,6 @@ impl Defs {
         self.bindings.iter().any(|b| b.source == exchange)
     }
 
-    /// Also counts exchange-to-exchange bindings leading into `exchange`, as
-    /// RabbitMQ's if-unused does.
-    pub fn exchange_in_use(&self, exchange: &str) -> bool {
-        self.bindings
-            .iter()
-            .any(|b| b.source == exchange || b.dest == BindingDest::Exchange(exchange.to_string()))
-    }
-
     pub fn exchange(&self, name: &str) -> AmqpResult<&ExchangeDef> {
         self.exchanges
             .get(name)

@@ -88,8 +88,4 @@ impl Outbox {
         }
         self.stalled.clear();
     }
-
-    pub fn has_local(&self) -> bool {
-        !self.to[self.me as usize].is_empty()
-    }
 }

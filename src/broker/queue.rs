@@ -77,6 +77,7 @@ struct Consumer {
     window: Arc<ChannelWindow>,
     /// Set by the consumer's connection while its unsent output is too large.
     output_full: Arc<AtomicBool>,
+    /// Consumer arguments as given (x-priority is read by the extensions work).
     #[allow(dead_code)]
     arguments: FieldTable,
 }

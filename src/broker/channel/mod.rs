@@ -125,12 +125,10 @@ pub struct Channel {
     awaiting: Option<Awaiting>,
     /// The queue most recently declared on this channel ("" means it).
     last_queue: Option<String>,
-    /// Largest channel number (unused; kept for symmetry with RabbitMQ's state).
-    _channel_max: u16,
 }
 
 impl Channel {
-    pub fn new(me: ChannelRef, channel_max: u16) -> Channel {
+    pub fn new(me: ChannelRef) -> Channel {
         Channel {
             me,
             closing: false,
@@ -149,7 +147,6 @@ impl Channel {
             touched: Vec::new(),
             awaiting: None,
             last_queue: None,
-            _channel_max: channel_max,
         }
     }
 
