@@ -604,7 +604,7 @@ impl Connection {
             info: &mut self.info,
         };
         chan.deliver(consumer.id, queue, seq, redelivered, &msg, &mut cx);
-        ctx_mark(cx, slot);
+        cx.ctx.mark_dirty(slot);
         if self.sock.pending_output() > OUTPUT_HIGH_WATER {
             self.info.output_full.store(true, Ordering::Relaxed);
         }
@@ -742,10 +742,6 @@ impl Connection {
     fn send(&mut self, channel: u16, m: &Method) {
         write_method(&mut self.sock.wbuf, channel, m);
     }
-}
-
-fn ctx_mark(cx: ChanCx<'_>, slot: usize) {
-    cx.ctx.mark_dirty(slot);
 }
 
 /// PLAIN: "\0user\0password" (an authorisation identity before the first NUL is allowed).

@@ -44,8 +44,10 @@ pub struct ShardCtx {
     next_queue_gen: u32,
     next_incarnation: u32,
     next_conn_uid: u64,
-    /// Connections with output waiting to be flushed this iteration.
-    pub dirty: Vec<usize>,
+    /// Connections with output waiting to be flushed this iteration (each once).
+    dirty: Vec<usize>,
+    /// `dirty_flag[slot]`: the slot is already in `dirty`.
+    dirty_flag: Vec<bool>,
     /// Connections whose reading was parked (input buffer full while waiting
     /// for a queue) and should be read again.
     pub reread: Vec<usize>,
@@ -68,6 +70,7 @@ impl ShardCtx {
             next_incarnation: 1,
             next_conn_uid: 1,
             dirty: Vec::new(),
+            dirty_flag: Vec::new(),
             reread: Vec::new(),
             route_scratch: Vec::with_capacity(16),
             rng: names::Rng::new(id as u64),
@@ -90,8 +93,26 @@ impl ShardCtx {
         ((self.id as u64) << 48) | self.next_conn_uid
     }
 
+    /// Notes that a connection has output to flush. Called per delivery, so it
+    /// lists each connection once per iteration (a flag per slot) instead of
+    /// pushing per message and sorting at flush.
+    #[inline]
     pub fn mark_dirty(&mut self, conn_slot: usize) {
-        self.dirty.push(conn_slot);
+        if conn_slot >= self.dirty_flag.len() {
+            self.dirty_flag.resize(conn_slot + 1, false);
+        }
+        if !self.dirty_flag[conn_slot] {
+            self.dirty_flag[conn_slot] = true;
+            self.dirty.push(conn_slot);
+        }
+    }
+
+    /// Takes the list of connections to flush, clearing their flags.
+    pub fn take_dirty(&mut self, into: &mut Vec<usize>) {
+        for &slot in &self.dirty {
+            self.dirty_flag[slot] = false;
+        }
+        into.append(&mut self.dirty);
     }
 
     fn queue_mut(&mut self, q: QueueRef) -> Option<&mut Queue> {

@@ -204,3 +204,15 @@ impl ChannelWindow {
         limit != 0 && self.unacked.load(Ordering::Relaxed) >= limit
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Ring entries are fixed-size values; tuning.md quotes this size for the
+    /// memory of the ring mesh. Keep the figure there in step.
+    #[test]
+    fn ring_entry_size() {
+        let n = std::mem::size_of::<super::ShardMsg>();
+        eprintln!("size_of::<ShardMsg>() = {}", n);
+        assert!(n <= 256, "ShardMsg grew to {} bytes", n);
+    }
+}

@@ -44,6 +44,8 @@ struct Loop {
     listeners: Vec<TcpListener>,
     /// Connections that may have more input in the kernel.
     retry_read: Vec<usize>,
+    /// Reused buffer for the connections flushed in one iteration.
+    flush_list: Vec<usize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -75,6 +77,7 @@ pub fn run(
         links,
         listeners,
         retry_read: Vec::new(),
+        flush_list: Vec::new(),
         stop,
     };
     lp.run();
@@ -299,9 +302,8 @@ impl Loop {
 
     /// Writes pending output; drops finished and dead connections.
     fn flush(&mut self) {
-        let mut dirty = std::mem::take(&mut self.state.ctx.dirty);
-        dirty.sort_unstable();
-        dirty.dedup();
+        let mut dirty = std::mem::take(&mut self.flush_list);
+        self.state.ctx.take_dirty(&mut dirty);
         for &slot in &dirty {
             let Some(conn) = self.state.conns.get_mut(slot) else {
                 continue;
@@ -342,7 +344,7 @@ impl Loop {
             }
         }
         dirty.clear();
-        self.state.ctx.dirty = dirty;
+        self.flush_list = dirty;
         // Teardown may have produced messages (requeues); they go out next round.
     }
 }
