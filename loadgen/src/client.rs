@@ -309,6 +309,106 @@ impl Conn {
         Ok(m)
     }
 
+    /// Opens channel [`CHANNEL`] again after the broker closed it.
+    pub fn reopen_channel(&mut self) -> Result<()> {
+        match self.call(CHANNEL, ChannelOpen::default().into())? {
+            Method::ChannelOpenOk(_) => Ok(()),
+            m => Err(unexpected(&m, "channel.open-ok")),
+        }
+    }
+
+    /// Declares a queue (not exclusive, not auto-delete). With `use_existing`
+    /// it is first declared passively, and an existing queue is used as it
+    /// is (whatever its flags); only a missing one is created.
+    pub fn declare_queue(&mut self, name: &str, durable: bool, use_existing: bool) -> Result<()> {
+        if use_existing {
+            match self.queue_len(name) {
+                Ok(_) => return Ok(()),
+                Err(ClientError::ChannelClosed { code: 404, .. }) => self.reopen_channel()?,
+                Err(e) => return Err(e),
+            }
+        }
+        let q = QueueDeclare {
+            queue: Bytes::copy_from_slice(name.as_bytes()),
+            durable,
+            ..Default::default()
+        };
+        match self.call(CHANNEL, q.into())? {
+            Method::QueueDeclareOk(_) => Ok(()),
+            m => Err(unexpected(&m, "queue.declare-ok")),
+        }
+    }
+
+    /// Messages ready in an existing queue (passive queue.declare).
+    pub fn queue_len(&mut self, name: &str) -> Result<u32> {
+        let passive = QueueDeclare {
+            queue: Bytes::copy_from_slice(name.as_bytes()),
+            passive: true,
+            ..Default::default()
+        };
+        match self.call(CHANNEL, passive.into())? {
+            Method::QueueDeclareOk(ok) => Ok(ok.message_count),
+            m => Err(unexpected(&m, "queue.declare-ok")),
+        }
+    }
+
+    /// Deletes a queue; returns the messages it still held.
+    pub fn delete_queue(&mut self, name: &str) -> Result<u32> {
+        let del = QueueDelete {
+            queue: Bytes::copy_from_slice(name.as_bytes()),
+            ..Default::default()
+        };
+        match self.call(CHANNEL, del.into())? {
+            Method::QueueDeleteOk(ok) => Ok(ok.message_count),
+            m => Err(unexpected(&m, "queue.delete-ok")),
+        }
+    }
+
+    /// Declares an exchange of type `kind` (not auto-delete, not internal).
+    pub fn declare_exchange(&mut self, name: &str, kind: &str, durable: bool) -> Result<()> {
+        let ex = ExchangeDeclare {
+            exchange: Bytes::copy_from_slice(name.as_bytes()),
+            kind: Bytes::copy_from_slice(kind.as_bytes()),
+            durable,
+            ..Default::default()
+        };
+        match self.call(CHANNEL, ex.into())? {
+            Method::ExchangeDeclareOk(_) => Ok(()),
+            m => Err(unexpected(&m, "exchange.declare-ok")),
+        }
+    }
+
+    pub fn delete_exchange(&mut self, name: &str) -> Result<()> {
+        let del = ExchangeDelete {
+            exchange: Bytes::copy_from_slice(name.as_bytes()),
+            ..Default::default()
+        };
+        match self.call(CHANNEL, del.into())? {
+            Method::ExchangeDeleteOk(_) => Ok(()),
+            m => Err(unexpected(&m, "exchange.delete-ok")),
+        }
+    }
+
+    pub fn bind_queue(
+        &mut self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: FieldTable,
+    ) -> Result<()> {
+        let bind = QueueBind {
+            queue: Bytes::copy_from_slice(queue.as_bytes()),
+            exchange: Bytes::copy_from_slice(exchange.as_bytes()),
+            routing_key: Bytes::copy_from_slice(routing_key.as_bytes()),
+            arguments,
+            ..Default::default()
+        };
+        match self.call(CHANNEL, bind.into())? {
+            Method::QueueBindOk(_) => Ok(()),
+            m => Err(unexpected(&m, "queue.bind-ok")),
+        }
+    }
+
     /// The payload of a frame returned by [`Conn::next_frame`].
     #[inline]
     pub fn payload(&self, f: &Frame) -> &[u8] {

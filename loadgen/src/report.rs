@@ -68,10 +68,16 @@ impl Snapshot {
         }
     }
 
-    /// Sent but not (yet) seen by a consumer. Negative if consumers got
-    /// messages that were in the queue before the run.
-    pub fn backlog(&self) -> i64 {
-        self.published as i64 - self.delivered as i64
+    /// Deliveries expected from what was sent: each message reaches
+    /// `fanout` queues (1 through the default exchange).
+    pub fn expected(&self, fanout: u64) -> u64 {
+        self.published * fanout
+    }
+
+    /// Expected but not (yet) seen by a consumer. Negative if consumers got
+    /// messages that were in the queues before the run.
+    pub fn backlog(&self, fanout: u64) -> i64 {
+        self.expected(fanout) as i64 - self.delivered as i64
     }
 }
 

@@ -1,33 +1,43 @@
-//! `warren-loadgen throughput`: N producers publish to one queue through the
-//! default exchange, M consumers drain it; the message rates are printed
-//! every second (stderr) and summarised at the end (stdout, table or JSON).
+//! `warren-loadgen throughput`: N producers publish, M consumers drain
+//! `--queues` queues; the message rates are printed every second (stderr)
+//! and summarised at the end (stdout, table or JSON).
 //!
-//! Sequence: an admin connection declares the queue (a fresh
-//! `loadgen-<pid>` by default; a `--queue` that exists is used as it is),
-//! every worker connects and sets up, then a gate starts them all at once.
-//! The first `--warmup` seconds are not counted in the rates; the rates are
-//! over the following `--duration` seconds. Then workers stop (consumers stop
-//! counting; producers stop writing and collect late confirms while closing),
-//! and the default queue is deleted (a `--queue` is left as it is, so one
-//! run can fill it and a later one drain it).
+//! Topology ([`Topology`]): queues `loadgen-<pid>` (or `--queue NAME`),
+//! suffixed `-<i>` when `--queues` > 1; consumer `c` consumes queue `c % N`.
+//! With `--exchange-type default` (the default) messages go through the
+//! default exchange and producer `p` publishes to queue `p % N` (so use at
+//! least as many producers as queues). Any other type declares exchange
+//! `loadgen-<pid>-<type>` and binds every queue so that every message reaches
+//! every queue, as RabbitMQ PerfTest does: direct "loadgen", fanout "",
+//! topic "loadgen.#" (published as "loadgen.msg"), headers {x-match: all,
+//! loadgen: "1"} (published with header loadgen="1"). Deliveries are then
+//! multiplied by the fan-out: `expected = sent * queues`. `--durable`
+//! declares queues and exchange durable, `--persistent` publishes with
+//! delivery-mode 2 (persisted only in durable queues).
 //!
-//! Totals count the whole run (warmup included): `backlog = sent - received`.
-//! Exit status: 0 on success, 1 on a broker/connection error or if nothing
-//! was delivered, 2 on bad arguments.
+//! Sequence: an admin connection declares the exchange, queues and bindings
+//! (a `--queue` that exists is used as it is), every worker connects and sets
+//! up, then a gate starts them all at once. The first `--warmup` seconds are
+//! not counted in the rates; the rates are over the following `--duration`
+//! seconds. Then workers stop (consumers stop counting; producers stop
+//! writing and collect late confirms while closing), and the loadgen's own
+//! queues and exchange are deleted (a `--queue` is left as it is, so one run
+//! can fill it and a later one drain it).
+//!
+//! Totals count the whole run (warmup included): `received` counts every
+//! delivery on every consumer, `backlog = expected - received` with
+//! `expected = sent * fan-out` (fan-out = 1 for the default exchange, else
+//! the number of queues). Exit status: 0 on success, 1 on a broker/connection
+//! error or if nothing was delivered, 2 on bad arguments.
 
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use warren::protocol::methods::*;
-use warren::protocol::Method;
-
-use crate::client::{ClientError, Conn, CHANNEL};
+use crate::client::Conn;
 use crate::report::{self, cpu_time, group, group_i, rate, Counters, JsonObject, Snapshot};
 use crate::uri::AmqpUri;
-use crate::workers::{self, ConsumerCfg, Control, ProducerCfg};
+use crate::workers::{self, ConsumerCfg, Control, ExchangeType, ProducerCfg, Topology};
 use crate::CommonArgs;
 
 /// Flags of `throughput`.
@@ -41,9 +51,24 @@ pub struct Args {
     /// Consumer connections (one thread each).
     #[arg(long, default_value_t = 1)]
     pub consumers: usize,
-    /// Queue to use (default: a fresh loadgen-<pid>, deleted at the end).
+    /// Queue to use (default: a fresh loadgen-<pid>, deleted at the end);
+    /// with --queues N > 1 the queues are NAME-0 .. NAME-<N-1>.
     #[arg(long)]
     pub queue: Option<String>,
+    /// Number of queues; consumer c consumes queue c % N.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10000))]
+    pub queues: u64,
+    /// Exchange to publish through: `default` (routing key = queue name,
+    /// producer p -> queue p % N) or a fresh exchange of that type with
+    /// every queue bound, so that each message reaches every queue.
+    #[arg(long, value_enum, default_value_t = ExchangeType::Default)]
+    pub exchange_type: ExchangeType,
+    /// Publish persistent messages (delivery-mode 2).
+    #[arg(long)]
+    pub persistent: bool,
+    /// Declare the queues and the exchange durable.
+    #[arg(long)]
+    pub durable: bool,
     /// Message body size in bytes.
     #[arg(long, default_value_t = 16)]
     pub size: usize,
@@ -91,10 +116,26 @@ pub fn run(args: Args) -> i32 {
         eprintln!("warren-loadgen: --duration must be > 0 and --warmup >= 0");
         return 2;
     }
-    let queue = args
-        .queue
-        .clone()
-        .unwrap_or_else(|| format!("loadgen-{}", std::process::id()));
+    let topo = Topology::new(
+        args.queue.as_deref(),
+        args.queues as usize,
+        args.exchange_type,
+        args.durable,
+    );
+    let n_queues = topo.queues.len();
+    if topo.kind == ExchangeType::Default && args.producers < n_queues {
+        eprintln!(
+            "warren-loadgen: warning: with the default exchange producer p publishes to queue p % {n_queues}: \
+             {} of {n_queues} queues get no messages (use --producers >= --queues)",
+            n_queues - args.producers
+        );
+    }
+    if args.consumers < n_queues {
+        eprintln!(
+            "warren-loadgen: warning: {} of {n_queues} queues have no consumer (consumer c consumes queue c % {n_queues})",
+            n_queues - args.consumers
+        );
+    }
     let mut admin = match Conn::open(&uri, "warren-loadgen admin") {
         Ok(c) => c,
         Err(e) => {
@@ -102,78 +143,61 @@ pub fn run(args: Args) -> i32 {
             return 1;
         }
     };
-    let temporary = args.queue.is_none();
-    match declare(&mut admin, &queue, !temporary) {
-        Ok(()) => {}
-        Err(e) => {
-            eprintln!("warren-loadgen: declaring queue {queue:?}: {e}");
-            return 1;
+    if let Err(e) = topo.declare(&mut admin) {
+        eprintln!("warren-loadgen: {e}");
+        // Remove what was created before the failure.
+        let (_, errors) = topo.teardown(&uri, Some(admin));
+        for e in errors {
+            eprintln!("warren-loadgen: cleanup: {e}");
         }
-    };
+        return 1;
+    }
 
     let ctl = Arc::new(Control::default());
     let n_workers = args.producers + args.consumers;
     let counters: Arc<Vec<Counters>> =
         Arc::new((0..n_workers).map(|_| Counters::default()).collect());
     let (ready_tx, ready_rx) = mpsc::channel();
-    let mut threads: Vec<JoinHandle<()>> = Vec::new();
-    let ccfg = ConsumerCfg {
-        queue: queue.clone(),
-        no_ack: args.no_ack,
-        ack_every: args.ack_every,
-        prefetch: args.prefetch,
-    };
-    let pcfg = ProducerCfg {
-        queue: queue.clone(),
-        size: args.size,
-        confirm: args.confirm,
-        rate: args.rate,
-    };
+    let mut threads = Vec::new();
+    let properties = workers::properties(args.persistent, topo.kind.publish_headers());
     for i in 0..n_workers {
-        let (uri, wctl, counters, ready) =
+        let (uri, ctl2, counters, ready) =
             (uri.clone(), ctl.clone(), counters.clone(), ready_tx.clone());
-        let (ccfg, pcfg) = (ccfg.clone(), pcfg.clone());
-        let consumers = args.consumers;
-        let name = if i < consumers {
-            format!("consumer-{i}")
+        let t = if i < args.consumers {
+            let cfg = ConsumerCfg {
+                queue: topo.consumer_queue(i).to_string(),
+                no_ack: args.no_ack,
+                ack_every: args.ack_every,
+                prefetch: args.prefetch,
+            };
+            workers::spawn(format!("consumer-{i}"), &ctl, move || {
+                workers::consumer(&uri, i, &cfg, &ctl2, &counters[i], ready)
+            })
         } else {
-            format!("producer-{}", i - consumers)
+            let p = i - args.consumers;
+            let (exchange, routing_key) = topo.route(p);
+            let cfg = ProducerCfg {
+                exchange: exchange.to_string(),
+                routing_key: routing_key.to_string(),
+                properties: properties.clone(),
+                size: args.size,
+                confirm: args.confirm,
+                rate: args.rate,
+            };
+            workers::spawn(format!("producer-{p}"), &ctl, move || {
+                workers::producer(&uri, p, &cfg, &ctl2, &counters[i], ready)
+            })
         };
-        let tname = name.clone();
-        let spawned = std::thread::Builder::new()
-            .name(name.clone())
-            .spawn(move || {
-                let ctl = wctl;
-                let r = if i < consumers {
-                    workers::consumer(&uri, i, &ccfg, &ctl, &counters[i], ready)
-                } else {
-                    let p = i - consumers;
-                    workers::producer(&uri, p, &pcfg, &ctl, &counters[i], ready)
-                };
-                if let Err(e) = r {
-                    ctl.fail(format!("{tname}: {e}"));
-                }
-            });
-        match spawned {
-            Ok(t) => threads.push(t),
-            Err(e) => ctl.fail(format!("cannot start thread {name}: {e}")),
-        }
+        threads.extend(t);
     }
     drop(ready_tx);
 
     // Wait for every worker's setup.
-    let mut ready = 0;
-    while ready < n_workers && !ctl.stopped() {
-        match ready_rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(()) => ready += 1,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
     let mut samples = Vec::new();
-    let (start_snap, end_snap) = if ready == n_workers && !ctl.stopped() {
+    let fanout = topo.fanout();
+    let (start_snap, end_snap) = if workers::wait_ready(&ready_rx, n_workers, &ctl) {
         ctl.release(true);
-        measure(&args, &counters, &ctl, &mut samples)
+        measure(&args, fanout, &counters, &ctl, &mut samples)
     } else {
         ctl.release(false);
         let s = Snapshot::take(counters.iter());
@@ -188,48 +212,13 @@ pub fn run(args: Args) -> i32 {
 
     let mut errors = ctl.errors();
     // Messages left: from queue.delete-ok, or a passive declare for --queue.
-    let q = Bytes::copy_from_slice(queue.as_bytes());
-    let (what, end_call): (&str, Method) = if temporary {
-        let del = QueueDelete {
-            queue: q,
-            ..Default::default()
-        };
-        ("queue.delete", del.into())
-    } else {
-        let passive = QueueDeclare {
-            queue: q,
-            passive: true,
-            ..Default::default()
-        };
-        ("queue.declare", passive.into())
-    };
-    let mut reply = admin.call(CHANNEL, end_call.clone());
-    if let Err(ClientError::ConnectionClosed { .. } | ClientError::Io(_)) = reply {
-        // The admin connection went away (e.g. closed by an operator): one
-        // more try on a fresh one, so a temporary queue does not linger.
-        if let Ok(c) = Conn::open(&uri, "warren-loadgen admin") {
-            admin = c;
-            reply = admin.call(CHANNEL, end_call);
-        }
-    }
-    let queue_left = match reply {
-        Ok(Method::QueueDeleteOk(ok)) => Some(ok.message_count),
-        Ok(Method::QueueDeclareOk(ok)) => Some(ok.message_count),
-        Ok(m) => {
-            errors.push(format!("{what}: unexpected {}", m.name()));
-            None
-        }
-        Err(e) => {
-            errors.push(format!("{what}: {e}"));
-            None
-        }
-    };
-    admin.close(Duration::from_secs(5), |_, _| {});
+    let (queue_left, teardown_errors) = topo.teardown(&uri, Some(admin));
+    errors.extend(teardown_errors);
 
     let summary = Summary {
         args: &args,
         uri: &uri,
-        queue: &queue,
+        topo: &topo,
         measured: end_snap.rates_since(&start_snap),
         total,
         queue_left,
@@ -256,57 +245,11 @@ pub fn run(args: Args) -> i32 {
     }
 }
 
-/// Declares the queue. A `--queue` given by the user is first declared
-/// passively (an existing queue is used as it is); otherwise, or if it does
-/// not exist, it is declared non-durable, not auto-delete.
-fn declare(admin: &mut Conn, queue: &str, user_given: bool) -> Result<(), ClientError> {
-    let q = || QueueDeclare {
-        queue: Bytes::copy_from_slice(queue.as_bytes()),
-        ..Default::default()
-    };
-    if user_given {
-        match admin.call(
-            CHANNEL,
-            QueueDeclare {
-                passive: true,
-                ..q()
-            }
-            .into(),
-        ) {
-            Ok(Method::QueueDeclareOk(_)) => return Ok(()),
-            Ok(m) => {
-                return Err(ClientError::Protocol(format!(
-                    "expected queue.declare-ok, got {}",
-                    m.name()
-                )))
-            }
-            Err(ClientError::ChannelClosed { code: 404, .. }) => {
-                match admin.call(CHANNEL, ChannelOpen::default().into())? {
-                    Method::ChannelOpenOk(_) => {}
-                    m => {
-                        return Err(ClientError::Protocol(format!(
-                            "expected channel.open-ok, got {}",
-                            m.name()
-                        )))
-                    }
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    match admin.call(CHANNEL, q().into())? {
-        Method::QueueDeclareOk(_) => Ok(()),
-        m => Err(ClientError::Protocol(format!(
-            "expected queue.declare-ok, got {}",
-            m.name()
-        ))),
-    }
-}
-
 /// The timed part: per-second lines until warmup + duration (or an error).
 /// Returns the snapshots at the start and end of the measured window.
 fn measure(
     args: &Args,
+    fanout: u64,
     counters: &[Counters],
     ctl: &Control,
     samples: &mut Vec<Sample>,
@@ -333,7 +276,7 @@ fn measure(
                 t: s.at.duration_since(t0).as_secs_f64(),
                 warmup: prev.at < warm_end,
                 rates: s.rates_since(&prev),
-                backlog: s.backlog(),
+                backlog: s.backlog(fanout),
             };
             eprintln!("{}", line(&sample, args.confirm > 0));
             samples.push(sample);
@@ -377,10 +320,10 @@ fn line(s: &Sample, confirms: bool) -> String {
 struct Summary<'a> {
     args: &'a Args,
     uri: &'a AmqpUri,
-    queue: &'a str,
+    topo: &'a Topology,
     measured: report::Rates,
     total: Snapshot,
-    queue_left: Option<u32>,
+    queue_left: Option<u64>,
     cpu_user: f64,
     cpu_sys: f64,
     samples: Vec<Sample>,
@@ -388,6 +331,31 @@ struct Summary<'a> {
 }
 
 impl Summary<'_> {
+    /// "loadgen-123" or "3: loadgen-123-0 .. loadgen-123-2".
+    fn queues(&self) -> String {
+        match &self.topo.queues[..] {
+            [one] => one.clone(),
+            [first, .., last] => format!("{}: {first} .. {last}", self.topo.queues.len()),
+            [] => String::new(),
+        }
+    }
+
+    fn exchange(&self) -> String {
+        let t = self.topo;
+        match t.kind {
+            ExchangeType::Default if t.queues.len() > 1 => {
+                "default (producer p -> queue p % N)".into()
+            }
+            ExchangeType::Default => "default".into(),
+            k => format!(
+                "{} {} (each message to all {} queues)",
+                k.name(),
+                t.exchange,
+                t.queues.len()
+            ),
+        }
+    }
+
     fn ack_mode(&self) -> String {
         if self.args.no_ack {
             "auto".into()
@@ -422,12 +390,25 @@ impl Summary<'_> {
         };
         let mut rows: Vec<(&str, String)> = vec![
             ("broker", self.uri.to_string()),
-            ("queue", self.queue.to_string()),
+            ("queues", self.queues()),
+            ("exchange", self.exchange()),
             (
                 "workers",
                 format!("{} producers, {} consumers", a.producers, a.consumers),
             ),
-            ("body", format!("{} B", a.size)),
+            (
+                "messages",
+                format!(
+                    "{} B body, {}",
+                    a.size,
+                    if a.persistent {
+                        "persistent (delivery-mode 2)"
+                    } else {
+                        "transient"
+                    }
+                ),
+            ),
+            ("durable", if a.durable { "yes" } else { "no" }.to_string()),
             ("ack", self.ack_mode()),
             ("confirms", opt(a.confirm, "outstanding max")),
             ("rate cap", opt(a.rate, "msg/s per producer")),
@@ -442,6 +423,13 @@ impl Summary<'_> {
             rows.push(("confirm", format!("{} msg/s", rate(m.confirm))));
         }
         rows.push(("sent", group(t.published)));
+        let fanout = self.topo.fanout();
+        if fanout > 1 {
+            rows.push((
+                "expected",
+                format!("{} (sent x {fanout} queues)", group(t.expected(fanout))),
+            ));
+        }
         rows.push(("received", group(t.delivered)));
         if a.confirm > 0 {
             rows.push((
@@ -449,9 +437,9 @@ impl Summary<'_> {
                 format!("{} ({} nacked)", group(t.confirmed), group(t.nacked)),
             ));
         }
-        rows.push(("backlog", group_i(t.backlog())));
+        rows.push(("backlog", group_i(t.backlog(fanout))));
         if let Some(q) = self.queue_left {
-            rows.push(("left in queue", group(q as u64)));
+            rows.push(("left in queues", group(q)));
         }
         rows.push((
             "loadgen cpu",
@@ -473,6 +461,7 @@ impl Summary<'_> {
         let a = self.args;
         let m = &self.measured;
         let t = &self.total;
+        let fanout = self.topo.fanout();
         let samples: Vec<String> = self
             .samples
             .iter()
@@ -488,10 +477,23 @@ impl Summary<'_> {
             })
             .collect();
         let errors: Vec<String> = self.errors.iter().map(|e| report::json_str(e)).collect();
+        let queue_names: Vec<String> = self
+            .topo
+            .queues
+            .iter()
+            .map(|q| report::json_str(q))
+            .collect();
         let mut o = JsonObject::new();
         o.str("scenario", "throughput")
             .str("uri", &self.uri.to_string())
-            .str("queue", self.queue)
+            .str("queue", &self.topo.queues[0])
+            .int("queues", self.topo.queues.len() as i64)
+            .raw("queue_names", &report::json_array(&queue_names))
+            .str("exchange_type", self.topo.kind.name())
+            .str("exchange", &self.topo.exchange)
+            .int("fanout", fanout as i64)
+            .bool("persistent", a.persistent)
+            .bool("durable", a.durable)
             .int("producers", a.producers as i64)
             .int("consumers", a.consumers as i64)
             .int("size", a.size as i64)
@@ -506,10 +508,11 @@ impl Summary<'_> {
             .num("deliver_rate", m.deliver, 1)
             .num("confirm_rate", m.confirm, 1)
             .int("sent", t.published as i64)
+            .int("expected", t.expected(fanout) as i64)
             .int("received", t.delivered as i64)
             .int("confirmed", t.confirmed as i64)
             .int("nacked", t.nacked as i64)
-            .int("backlog", t.backlog());
+            .int("backlog", t.backlog(fanout));
         match self.queue_left {
             Some(q) => o.int("queue_left", q as i64),
             None => o.raw("queue_left", "null"),

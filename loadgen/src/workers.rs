@@ -1,32 +1,40 @@
-//! The producer and consumer threads of the message-flow scenarios, and the
-//! [`Control`] block the orchestrating thread drives them with.
+//! The producer and consumer threads of the message-flow scenarios, the
+//! [`Control`] block the orchestrating thread drives them with, and the
+//! [`Topology`] (queues, exchange, bindings) they work on.
 //!
 //! Each worker owns one connection ([`Conn`]) and runs a tight blocking loop:
 //!
-//! - a **producer** pre-encodes one basic.publish (method + header + body
-//!   frames) and writes many copies per `write()` (about [`BATCH_BYTES`] per
-//!   call), bounded by the confirm window (`--confirm`) and the rate cap
-//!   (`--rate`); between writes it polls the socket without blocking for
-//!   confirms, connection.blocked and closes;
-//! - a **consumer** reads 256 KiB chunks, walks the frames in place, counts
-//!   basic.deliver method frames (the delivery tag is read by hand from the
-//!   payload) and sends basic.ack `multiple` every `ack_every` deliveries.
+//! - a **producer** ([`Publisher`]) pre-encodes one basic.publish (method +
+//!   header + body frames, see [`encode_publish`]) and writes many copies per
+//!   `write()` (about [`BATCH_BYTES`] per call), bounded by the confirm window
+//!   (`--confirm`) and a rate; between writes it polls the socket without
+//!   blocking for confirms, connection.blocked and closes. [`producer`] is the
+//!   `throughput` loop (as fast as allowed, or capped); `latency` drives a
+//!   [`Publisher`] on its own schedule, patching a timestamp into each copy;
+//! - a **consumer** ([`consumer_with`]) reads 256 KiB chunks, walks the frames
+//!   in place (no allocation), counts basic.deliver method frames (the
+//!   delivery tag is read by hand from the payload), hands the first body
+//!   frame of each delivery to a [`Deliveries`] sink if it wants bodies, and
+//!   sends basic.ack `multiple` every `ack_every` deliveries.
 //!
 //! Counts go to the worker's own [`Counters`] (relaxed stores, no RMW).
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
-use std::sync::{Condvar, Mutex};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use warren::protocol::constants::FRAME_METHOD;
+use warren::protocol::constants::{FRAME_BODY, FRAME_METHOD};
 use warren::protocol::methods::*;
-use warren::protocol::{write_body, write_content_header, write_method, Method};
+use warren::protocol::{
+    write_body, write_content_header, write_method, BasicProperties, FieldTable, FieldValue, Method,
+};
 
-use crate::client::{method_id, ClientError, Conn, CHANNEL, IO_TICK};
+use crate::client::{self, method_id, ClientError, Conn, CHANNEL, IO_TICK};
 use crate::report::Counters;
 use crate::uri::AmqpUri;
 
@@ -89,11 +97,257 @@ impl Control {
     }
 }
 
+/// `--exchange-type`: where producers publish and how queues are bound.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExchangeType {
+    /// The default exchange, routing key = queue name (no exchange declared).
+    Default,
+    /// Bound and published with routing key "loadgen".
+    Direct,
+    /// Bound with "" (the key is ignored).
+    Fanout,
+    /// Bound with "loadgen.#", published with "loadgen.msg".
+    Topic,
+    /// Bound with {x-match: all, loadgen: "1"}, published with header loadgen="1".
+    Headers,
+}
+
+impl ExchangeType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExchangeType::Default => "default",
+            ExchangeType::Direct => "direct",
+            ExchangeType::Fanout => "fanout",
+            ExchangeType::Topic => "topic",
+            ExchangeType::Headers => "headers",
+        }
+    }
+
+    fn binding_key(self) -> &'static str {
+        match self {
+            ExchangeType::Direct => "loadgen",
+            ExchangeType::Topic => "loadgen.#",
+            _ => "",
+        }
+    }
+
+    fn publish_key(self) -> &'static str {
+        match self {
+            ExchangeType::Direct => "loadgen",
+            ExchangeType::Topic => "loadgen.msg",
+            _ => "",
+        }
+    }
+
+    fn binding_arguments(self) -> FieldTable {
+        let mut t = FieldTable::new();
+        if self == ExchangeType::Headers {
+            t.insert("x-match", FieldValue::LongStr(Bytes::from_static(b"all")));
+            t.insert("loadgen", FieldValue::LongStr(Bytes::from_static(b"1")));
+        }
+        t
+    }
+
+    /// The headers every publish carries (headers exchange only).
+    pub fn publish_headers(self) -> Option<FieldTable> {
+        (self == ExchangeType::Headers).then(|| {
+            let mut t = FieldTable::new();
+            t.insert("loadgen", FieldValue::LongStr(Bytes::from_static(b"1")));
+            t
+        })
+    }
+}
+
+/// The queues (and exchange) of a run.
+///
+/// Queue names: `--queue NAME` or `loadgen-<pid>`, suffixed `-<i>` when there
+/// is more than one. The exchange (any type but `default`) is
+/// `loadgen-<pid>-<type>`, and every queue is bound to it so that every
+/// message reaches every queue. With the default exchange, producer `p`
+/// publishes to queue `p % N`; consumer `c` always consumes queue `c % N`.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    pub queues: Vec<String>,
+    /// Queues named by the loadgen: created, and deleted at the end.
+    /// User-given ones (`--queue`) are used as they are and left.
+    pub own_queues: bool,
+    pub kind: ExchangeType,
+    /// "" for the default exchange.
+    pub exchange: String,
+    pub durable: bool,
+}
+
+impl Topology {
+    pub fn new(user_queue: Option<&str>, n: usize, kind: ExchangeType, durable: bool) -> Topology {
+        let pid = std::process::id();
+        let base = user_queue.map_or_else(|| format!("loadgen-{pid}"), str::to_string);
+        let queues = if n <= 1 {
+            vec![base]
+        } else {
+            (0..n).map(|i| format!("{base}-{i}")).collect()
+        };
+        let exchange = match kind {
+            ExchangeType::Default => String::new(),
+            k => format!("loadgen-{pid}-{}", k.name()),
+        };
+        Topology {
+            queues,
+            own_queues: user_queue.is_none(),
+            kind,
+            exchange,
+            durable,
+        }
+    }
+
+    /// Declares the exchange, the queues and the bindings.
+    pub fn declare(&self, admin: &mut Conn) -> Result<(), String> {
+        if !self.exchange.is_empty() {
+            admin
+                .declare_exchange(&self.exchange, self.kind.name(), self.durable)
+                .map_err(|e| format!("declaring exchange {:?}: {e}", self.exchange))?;
+        }
+        for q in &self.queues {
+            admin
+                .declare_queue(q, self.durable, !self.own_queues)
+                .map_err(|e| format!("declaring queue {q:?}: {e}"))?;
+            if !self.exchange.is_empty() {
+                let (key, args) = (self.kind.binding_key(), self.kind.binding_arguments());
+                admin
+                    .bind_queue(q, &self.exchange, key, args)
+                    .map_err(|e| format!("binding queue {q:?}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// How many queues each published message reaches.
+    pub fn fanout(&self) -> u64 {
+        match self.kind {
+            ExchangeType::Default => 1,
+            _ => self.queues.len() as u64,
+        }
+    }
+
+    /// (exchange, routing key) producer `p` publishes with.
+    pub fn route(&self, p: usize) -> (&str, &str) {
+        match self.kind {
+            ExchangeType::Default => ("", &self.queues[p % self.queues.len()]),
+            k => (&self.exchange, k.publish_key()),
+        }
+    }
+
+    /// The queue consumer `c` consumes.
+    pub fn consumer_queue(&self, c: usize) -> &str {
+        &self.queues[c % self.queues.len()]
+    }
+
+    /// Deletes the loadgen's own queues (a user-given queue is only
+    /// inspected) and the exchange. Returns the messages left in the queues
+    /// (`None` if a reply is missing) and the errors met. If the admin
+    /// connection is gone, a fresh one is tried, so nothing lingers.
+    pub fn teardown(&self, uri: &AmqpUri, admin: Option<Conn>) -> (Option<u64>, Vec<String>) {
+        let mut admin = admin;
+        let mut errors = Vec::new();
+        let mut left = Some(0u64);
+        for q in &self.queues {
+            let (what, r) = if self.own_queues {
+                (
+                    "queue.delete",
+                    admin_call(uri, &mut admin, |c| c.delete_queue(q)),
+                )
+            } else {
+                (
+                    "queue.declare",
+                    admin_call(uri, &mut admin, |c| c.queue_len(q)),
+                )
+            };
+            match r {
+                Ok(n) => left = left.map(|l| l + n as u64),
+                Err(e) => {
+                    errors.push(format!("{what} {q:?}: {e}"));
+                    left = None;
+                }
+            }
+        }
+        if !self.exchange.is_empty() {
+            if let Err(e) = admin_call(uri, &mut admin, |c| c.delete_exchange(&self.exchange)) {
+                errors.push(format!("exchange.delete {:?}: {e}", self.exchange));
+            }
+        }
+        if let Some(c) = admin {
+            c.close(Duration::from_secs(5), |_, _| {});
+        }
+        (left, errors)
+    }
+}
+
+/// Runs `op` on the admin connection; if that connection is gone (e.g.
+/// closed by an operator), once more on a fresh one, which then replaces it.
+fn admin_call<T>(
+    uri: &AmqpUri,
+    admin: &mut Option<Conn>,
+    op: impl Fn(&mut Conn) -> client::Result<T>,
+) -> Result<T, String> {
+    if let Some(c) = admin.as_mut() {
+        match op(c) {
+            Ok(v) => return Ok(v),
+            Err(e @ ClientError::ChannelClosed { .. }) => {
+                if c.reopen_channel().is_err() {
+                    *admin = None;
+                }
+                return Err(e.to_string());
+            }
+            Err(ClientError::ConnectionClosed { .. } | ClientError::Io(_)) => *admin = None,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let mut c = Conn::open(uri, "warren-loadgen admin").map_err(|e| e.to_string())?;
+    let r = op(&mut c);
+    *admin = Some(c);
+    r.map_err(|e| e.to_string())
+}
+
+/// Starts a named worker thread running `f`; an error it returns is
+/// recorded in `ctl` (which stops the run), a value is the thread's result.
+pub fn spawn<T: Send + 'static>(
+    name: String,
+    ctl: &Arc<Control>,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Option<JoinHandle<Option<T>>> {
+    let wctl = ctl.clone();
+    let tname = name.clone();
+    let spawned = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || f().map_err(|e| wctl.fail(format!("{tname}: {e}"))).ok());
+    match spawned {
+        Ok(t) => Some(t),
+        Err(e) => {
+            ctl.fail(format!("cannot start thread {name}: {e}"));
+            None
+        }
+    }
+}
+
+/// Waits until `n` workers reported ready (true), or one failed (false).
+pub fn wait_ready(ready: &Receiver<()>, n: usize, ctl: &Control) -> bool {
+    let mut got = 0;
+    while got < n && !ctl.stopped() {
+        match ready.recv_timeout(Duration::from_millis(100)) {
+            Ok(()) => got += 1,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    got == n && !ctl.stopped()
+}
+
 /// What a producer publishes and how fast.
 #[derive(Clone, Debug)]
 pub struct ProducerCfg {
-    /// Routing key on the default exchange.
-    pub queue: String,
+    pub exchange: String,
+    pub routing_key: String,
+    /// Content properties as on the wire (flags + list), see [`properties`].
+    pub properties: Vec<u8>,
     /// Body size in bytes.
     pub size: usize,
     /// Publisher confirms with at most this many unconfirmed; 0 = off.
@@ -167,19 +421,55 @@ impl ConfirmTracker {
     }
 }
 
-/// One basic.publish to the default exchange as it goes on the wire:
-/// method frame, content header (no properties), body frame(s).
-pub fn encode_publish(queue: &str, size: usize, frame_max: u32) -> Vec<u8> {
+/// Content properties as on the wire (flags + list): delivery-mode 2 if
+/// `persistent`, and `headers` if any; `[0, 0]` (none) otherwise.
+pub fn properties(persistent: bool, headers: Option<FieldTable>) -> Vec<u8> {
+    let p = BasicProperties {
+        delivery_mode: persistent.then_some(2),
+        headers,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    p.encode(&mut out);
+    out
+}
+
+/// One basic.publish as it goes on the wire: method frame, content header
+/// (the given raw `properties`), body frame(s).
+#[derive(Clone, Debug)]
+pub struct Template {
+    pub bytes: Vec<u8>,
+    /// Offset of the first body byte (in the first body frame).
+    pub body_at: usize,
+}
+
+/// Encodes one basic.publish of `body` (see [`Template`]).
+pub fn encode_publish(
+    exchange: &str,
+    routing_key: &str,
+    properties: &[u8],
+    body: &[u8],
+    frame_max: u32,
+) -> Template {
     let mut out = Vec::new();
     let publish = BasicPublish {
-        routing_key: Bytes::copy_from_slice(queue.as_bytes()),
+        exchange: Bytes::copy_from_slice(exchange.as_bytes()),
+        routing_key: Bytes::copy_from_slice(routing_key.as_bytes()),
         ..Default::default()
     };
     write_method(&mut out, CHANNEL, &publish.into());
-    write_content_header(&mut out, CHANNEL, 60, size as u64, &[0, 0]);
-    let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
-    write_body(&mut out, CHANNEL, &body, frame_max);
-    out
+    write_content_header(&mut out, CHANNEL, 60, body.len() as u64, properties);
+    let body_at = out.len() + 7;
+    write_body(&mut out, CHANNEL, body, frame_max);
+    Template {
+        bytes: out,
+        body_at,
+    }
+}
+
+/// The filler body of `throughput` messages.
+pub fn filler(size: usize) -> Vec<u8> {
+    (0..size).map(|i| b'a' + (i % 26) as u8).collect()
 }
 
 /// The delivery tag of a basic.deliver payload:
@@ -191,77 +481,79 @@ pub fn deliver_tag(payload: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(b.try_into().unwrap()))
 }
 
-/// A producer thread: connect, set up, report ready, wait for the gate, publish
-/// until stopped, close.
-pub fn producer(
-    uri: &AmqpUri,
-    idx: usize,
-    cfg: &ProducerCfg,
-    ctl: &Control,
-    counters: &Counters,
-    ready: Sender<()>,
-) -> Result<(), String> {
-    let mut conn = Conn::open(uri, &format!("warren-loadgen producer {idx}"))?;
-    if cfg.confirm > 0 {
-        match conn.call(CHANNEL, ConfirmSelect::default().into())? {
-            Method::ConfirmSelectOk(_) => {}
-            m => return Err(format!("expected confirm.select-ok, got {}", m.name())),
-        }
-    }
-    let msg = encode_publish(&cfg.queue, cfg.size, conn.frame_max);
-    let len = msg.len();
-    let per_batch = (BATCH_BYTES / len).max(1);
-    let batch = msg.repeat(per_batch);
-    let _ = ready.send(());
-    if !ctl.wait_gate() {
-        return Ok(());
-    }
-    let started = Instant::now();
-    let mut sent = 0u64;
-    let mut confirms = ConfirmTracker::default();
-    let mut warned_stall = false;
-    let mut clean = true;
-    'run: while !ctl.stopped() {
-        let mut n = per_batch as u64;
-        let mut window_full = false;
-        if cfg.confirm > 0 {
-            let room = cfg.confirm.saturating_sub(sent - confirms.resolved());
-            window_full = room == 0;
-            n = n.min(room);
-        }
-        if cfg.rate > 0 {
-            let due = (cfg.rate as f64 * started.elapsed().as_secs_f64()) as u64 + 1;
-            n = n.min(due.saturating_sub(sent));
-        }
-        if conn.blocked {
-            n = 0;
-        }
-        if n == 0 {
-            if window_full || conn.blocked {
-                conn.fill()?;
-            } else {
-                // Rate cap: sleep until the next message is due, but at
-                // least 1 ms so that writes carry a batch, not one message.
-                let next = Duration::from_secs_f64((sent + 1) as f64 / cfg.rate as f64);
-                let wait = next
-                    .saturating_sub(started.elapsed())
-                    .clamp(Duration::from_millis(1), IO_TICK);
-                std::thread::sleep(wait);
-                conn.poll()?;
+/// The publishing side of a producer connection: writes batches of
+/// pre-encoded messages, tracks the confirm window and keeps the worker's
+/// [`Counters`] (published, confirmed, nacked) current.
+pub struct Publisher<'a> {
+    pub conn: Conn,
+    name: String,
+    confirm: u64,
+    /// Messages fully written.
+    pub sent: u64,
+    confirms: ConfirmTracker,
+    ctl: &'a Control,
+    counters: &'a Counters,
+    warned_stall: bool,
+}
+
+impl<'a> Publisher<'a> {
+    /// Connects (as connection `name`) and enables publisher confirms if
+    /// `confirm` > 0 (at most that many unconfirmed).
+    pub fn open(
+        uri: &AmqpUri,
+        name: &str,
+        confirm: u64,
+        ctl: &'a Control,
+        counters: &'a Counters,
+    ) -> Result<Publisher<'a>, String> {
+        let mut conn = Conn::open(uri, &format!("warren-loadgen {name}"))?;
+        if confirm > 0 {
+            match conn.call(CHANNEL, ConfirmSelect::default().into())? {
+                Method::ConfirmSelectOk(_) => {}
+                m => return Err(format!("expected confirm.select-ok, got {}", m.name())),
             }
-            incoming(&mut conn, &mut confirms, counters)?;
-            continue;
         }
-        let data = &batch[..n as usize * len];
+        Ok(Publisher {
+            conn,
+            name: name.to_string(),
+            confirm,
+            sent: 0,
+            confirms: ConfirmTracker::default(),
+            ctl,
+            counters,
+            warned_stall: false,
+        })
+    }
+
+    /// Messages that may be written now: 0 while the connection is blocked
+    /// or the confirm window is full, else the room left in the window
+    /// (`u64::MAX` without confirms).
+    pub fn room(&self) -> u64 {
+        if self.conn.blocked {
+            0
+        } else if self.confirm == 0 {
+            u64::MAX
+        } else {
+            let outstanding = self.sent.saturating_sub(self.confirms.resolved());
+            self.confirm.saturating_sub(outstanding)
+        }
+    }
+
+    /// Writes `data`, whole messages of `len` bytes each. While the broker
+    /// does not read, handles what it sends (confirms, blocked, close).
+    /// Ok(false): the run was stopped in the middle of the write, so the
+    /// connection cannot be closed cleanly (drop it).
+    pub fn write(&mut self, data: &[u8], len: usize) -> Result<bool, String> {
         let mut off = 0;
         let mut stalled_since: Option<Instant> = None;
         while off < data.len() {
-            match conn.stream.write(&data[off..]) {
+            match self.conn.stream.write(&data[off..]) {
                 Ok(0) => return Err("broker closed the socket".into()),
                 Ok(w) => {
                     off += w;
                     stalled_since = None;
-                    Counters::set(&counters.published, sent + (off / len) as u64);
+                    let done = self.sent + (off / len) as u64;
+                    Counters::set(&self.counters.published, done);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
@@ -271,27 +563,68 @@ pub fn producer(
                     ) =>
                 {
                     // The broker is not reading (flow control, or busy).
-                    if ctl.stopped() {
-                        // Mid-message: no clean close possible, drop the socket.
-                        clean = false;
-                        break 'run;
+                    if self.ctl.stopped() {
+                        return Ok(false);
                     }
-                    conn.poll()?;
-                    incoming(&mut conn, &mut confirms, counters)?;
+                    self.poll()?;
                     let since = *stalled_since.get_or_insert_with(Instant::now);
-                    if !warned_stall && since.elapsed() > Duration::from_secs(5) {
-                        warned_stall = true;
-                        eprintln!("warren-loadgen: producer {idx}: broker has not read from its socket for 5 s");
+                    if !self.warned_stall && since.elapsed() > Duration::from_secs(5) {
+                        self.warned_stall = true;
+                        eprintln!(
+                            "warren-loadgen: {}: broker has not read from its socket for 5 s",
+                            self.name
+                        );
                     }
                 }
                 Err(e) => return Err(ClientError::from(e).to_string()),
             }
         }
-        sent += n;
-        conn.poll()?;
-        incoming(&mut conn, &mut confirms, counters)?;
+        self.sent += (data.len() / len) as u64;
+        Ok(true)
     }
-    if clean {
+
+    /// Handles whatever already arrived, without blocking.
+    pub fn poll(&mut self) -> Result<(), String> {
+        self.conn.poll()?;
+        self.incoming()
+    }
+
+    /// Waits for input (at most [`IO_TICK`]) and handles it: for a full
+    /// confirm window or a blocked connection.
+    pub fn wait(&mut self) -> Result<(), String> {
+        self.conn.fill()?;
+        self.incoming()
+    }
+
+    /// Handles what arrived: confirms, and the rare methods (close, blocked)
+    /// via [`Conn::other_method`].
+    fn incoming(&mut self) -> Result<(), String> {
+        let before = self.confirms.resolved();
+        while let Some(f) = self.conn.next_frame()? {
+            if f.kind != FRAME_METHOD || self.confirms.on_method(self.conn.payload(&f)) {
+                continue;
+            }
+            self.conn.other_method(&f)?;
+        }
+        if self.confirms.resolved() != before {
+            self.publish_confirms();
+        }
+        Ok(())
+    }
+
+    fn publish_confirms(&self) {
+        Counters::set(&self.counters.confirmed, self.confirms.resolved());
+        Counters::set(&self.counters.nacked, self.confirms.nacked);
+    }
+
+    /// Closes the connection, collecting late confirms.
+    pub fn close(self) {
+        let Publisher {
+            conn,
+            mut confirms,
+            counters,
+            ..
+        } = self;
         conn.close(CLOSE_TIMEOUT, |c, f| {
             if f.kind == FRAME_METHOD {
                 confirms.on_method(c.payload(f));
@@ -300,28 +633,89 @@ pub fn producer(
         Counters::set(&counters.confirmed, confirms.resolved());
         Counters::set(&counters.nacked, confirms.nacked);
     }
-    Ok(())
 }
 
-/// Handles what a producer received: confirms, and the rare methods
-/// (close, blocked) via [`Conn::other_method`].
-fn incoming(conn: &mut Conn, confirms: &mut ConfirmTracker, c: &Counters) -> Result<(), String> {
-    let before = confirms.resolved();
-    while let Some(f) = conn.next_frame()? {
-        if f.kind != FRAME_METHOD || confirms.on_method(conn.payload(&f)) {
+/// A `throughput` producer thread: connect, set up, report ready, wait for
+/// the gate, publish as fast as allowed (or at `cfg.rate`) until stopped,
+/// close.
+pub fn producer(
+    uri: &AmqpUri,
+    idx: usize,
+    cfg: &ProducerCfg,
+    ctl: &Control,
+    counters: &Counters,
+    ready: Sender<()>,
+) -> Result<(), String> {
+    let name = format!("producer {idx}");
+    let mut p = Publisher::open(uri, &name, cfg.confirm, ctl, counters)?;
+    let body = filler(cfg.size);
+    let msg = encode_publish(
+        &cfg.exchange,
+        &cfg.routing_key,
+        &cfg.properties,
+        &body,
+        p.conn.frame_max,
+    )
+    .bytes;
+    let len = msg.len();
+    let per_batch = (BATCH_BYTES / len).max(1);
+    let batch = msg.repeat(per_batch);
+    let _ = ready.send(());
+    if !ctl.wait_gate() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    while !ctl.stopped() {
+        let room = p.room();
+        let mut n = (per_batch as u64).min(room);
+        if cfg.rate > 0 {
+            let due = (cfg.rate as f64 * started.elapsed().as_secs_f64()) as u64 + 1;
+            n = n.min(due.saturating_sub(p.sent));
+        }
+        if n == 0 {
+            if room == 0 {
+                p.wait()?;
+            } else {
+                // Rate cap: sleep until the next message is due, but at
+                // least 1 ms so that writes carry a batch, not one message.
+                let next = Duration::from_secs_f64((p.sent + 1) as f64 / cfg.rate as f64);
+                let wait = next
+                    .saturating_sub(started.elapsed())
+                    .clamp(Duration::from_millis(1), IO_TICK);
+                std::thread::sleep(wait);
+                p.poll()?;
+            }
             continue;
         }
-        conn.other_method(&f)?;
+        if !p.write(&batch[..n as usize * len], len)? {
+            // Stopped mid-message: no clean close possible, drop the socket.
+            return Ok(());
+        }
+        p.poll()?;
     }
-    if confirms.resolved() != before {
-        Counters::set(&c.confirmed, confirms.resolved());
-        Counters::set(&c.nacked, confirms.nacked);
-    }
+    p.close();
     Ok(())
 }
 
-/// A consumer thread: connect, qos, consume, report ready, wait for the gate,
-/// count (and ack) deliveries until stopped, close.
+/// What a consumer does with each delivery besides counting it.
+pub trait Deliveries {
+    /// Whether [`Deliveries::body`] is called (else bodies are skipped).
+    const BODIES: bool;
+    /// The payload of the first body frame of each delivery (valid only
+    /// during the call; a delivery with an empty body has none).
+    fn body(&mut self, payload: &[u8]);
+    /// After the frames of one read were walked.
+    fn batch_end(&mut self);
+}
+
+/// Just count.
+impl Deliveries for () {
+    const BODIES: bool = false;
+    fn body(&mut self, _: &[u8]) {}
+    fn batch_end(&mut self) {}
+}
+
+/// A counting consumer thread (see [`consumer_with`]).
 pub fn consumer(
     uri: &AmqpUri,
     idx: usize,
@@ -329,6 +723,21 @@ pub fn consumer(
     ctl: &Control,
     counters: &Counters,
     ready: Sender<()>,
+) -> Result<(), String> {
+    consumer_with(uri, idx, cfg, ctl, counters, ready, &mut ())
+}
+
+/// A consumer thread: connect, qos, report ready, wait for the gate,
+/// consume, count (and ack) deliveries, handing bodies to `sink`, until
+/// stopped; close.
+pub fn consumer_with<D: Deliveries>(
+    uri: &AmqpUri,
+    idx: usize,
+    cfg: &ConsumerCfg,
+    ctl: &Control,
+    counters: &Counters,
+    ready: Sender<()>,
+    sink: &mut D,
 ) -> Result<(), String> {
     let mut conn = Conn::open(uri, &format!("warren-loadgen consumer {idx}"))?;
     if !cfg.no_ack && cfg.prefetch > 0 {
@@ -364,6 +773,8 @@ pub fn consumer(
     let mut delivered = 0u64;
     let mut last_tag = 0u64;
     let mut unacked = 0u64;
+    // A basic.deliver was seen and its first body frame was not.
+    let mut want_body = false;
     while !ctl.stopped() {
         if !conn.fill()? {
             // Idle: ack the tail.
@@ -375,11 +786,16 @@ pub fn consumer(
         }
         while let Some(f) = conn.next_frame()? {
             if f.kind != FRAME_METHOD {
+                if D::BODIES && want_body && f.kind == FRAME_BODY {
+                    want_body = false;
+                    sink.body(conn.payload(&f));
+                }
                 continue;
             }
             let p = conn.payload(&f);
             if method_id(p) == (60, 60) {
                 delivered += 1;
+                want_body = D::BODIES;
                 if !cfg.no_ack {
                     last_tag = deliver_tag(p).ok_or("truncated basic.deliver")?;
                     unacked += 1;
@@ -394,6 +810,7 @@ pub fn consumer(
                 return Err("consumer cancelled by the broker (queue deleted?)".into());
             }
         }
+        sink.batch_end();
         Counters::set(&counters.delivered, delivered);
     }
     // Settle what was counted, so that it is not requeued by the close.
@@ -454,7 +871,9 @@ mod tests {
 
     #[test]
     fn publish_layout_and_deliver_tag() {
-        let msg = encode_publish("q", 10, 4096);
+        let t = encode_publish("", "q", &[0, 0], &filler(10), 4096);
+        assert_eq!(&t.bytes[t.body_at..t.body_at + 10], b"abcdefghij");
+        let msg = t.bytes;
         let mut rest = &msg[..];
         let mut kinds = Vec::new();
         while !rest.is_empty() {
@@ -463,7 +882,8 @@ mod tests {
             rest = &rest[h.total_len()..];
         }
         assert_eq!(kinds, [1, 2, 3]);
-        assert_eq!(encode_publish("q", 0, 4096).len(), msg.len() - 18);
+        let empty = encode_publish("", "q", &[0, 0], &[], 4096);
+        assert_eq!(empty.bytes.len(), msg.len() - 18);
         let deliver = BasicDeliver {
             consumer_tag: Bytes::from_static(b"ctag"),
             delivery_tag: 123456789,
