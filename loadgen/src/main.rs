@@ -4,13 +4,18 @@
 //!
 //! Scenarios are subcommands, each in its own module with its own clap `Args`
 //! (flattening [`CommonArgs`]) and a `run(args) -> exit code`:
-//! - `throughput` ([`throughput`]): producers -> one queue -> consumers, msg/s.
+//! - `throughput` ([`throughput`]): producers -> `--queues` queues (default
+//!   exchange, or a direct/fanout/topic/headers exchange) -> consumers, msg/s.
+//! - `latency` ([`latency`]): one producer at a fixed rate -> one queue -> one
+//!   consumer; end-to-end latency percentiles from the scheduled send time.
 //!
 //! Shared pieces: [`uri`] (AMQP URI), [`client`] (connection, handshake,
-//! frame walking), [`workers`] (producer/consumer loops), [`report`]
-//! (counters, CPU time, number and JSON formatting).
+//! frame walking, admin calls), [`workers`] (producer/consumer loops,
+//! queue/exchange topology), [`report`] (counters, CPU time, number and
+//! JSON formatting).
 
 mod client;
+mod latency;
 mod report;
 mod throughput;
 mod uri;
@@ -31,6 +36,10 @@ enum Command {
     /// Producers publish to one queue as fast as allowed, consumers drain it;
     /// prints msg/s each second and a summary.
     Throughput(throughput::Args),
+    /// One producer publishes at a fixed rate, one consumer measures the
+    /// end-to-end latency (p50..p99.9, max) from each message's scheduled
+    /// send time; prints p50/p99 each second and a summary.
+    Latency(latency::Args),
 }
 
 /// Options every scenario takes.
@@ -48,6 +57,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Throughput(args) => throughput::run(args),
+        Command::Latency(args) => latency::run(args),
     };
     std::process::exit(code);
 }

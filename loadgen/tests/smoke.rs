@@ -1,6 +1,6 @@
-//! Smoke test: runs the built `warren-loadgen throughput` against an in-process
-//! broker and checks the JSON summary (something was delivered, and the
-//! backlog is `sent - received`).
+//! Smoke tests: run the built `warren-loadgen` scenarios (`throughput`,
+//! `throughput` through a fanout exchange, `latency`) for about two seconds
+//! each against an in-process broker and check their JSON summaries.
 
 use std::process::Command;
 
@@ -20,15 +20,32 @@ fn json_int(json: &str, key: &str) -> i64 {
         .unwrap_or_else(|_| panic!("{key} is not an integer in {json}"))
 }
 
-#[test]
-fn throughput_against_in_process_broker() {
+/// The numeric value of `"key":N` in a flat JSON object (first occurrence).
+fn json_num(json: &str, key: &str) -> f64 {
+    let pat = format!("\"{key}\":");
+    let at = json
+        .find(&pat)
+        .unwrap_or_else(|| panic!("{key} missing in {json}"))
+        + pat.len();
+    let rest = &json[at..];
+    let end = rest
+        .find(|c: char| !matches!(c, '-' | '+' | '.' | 'e' | 'E' | '0'..='9'))
+        .unwrap_or(rest.len());
+    rest[..end]
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
+}
+
+/// Runs `warren-loadgen <args> --uri <in-process broker> --json`; returns the
+/// summary line after checking the exit status and the JSON shape.
+fn run_loadgen(args: &[&str]) -> String {
     let config = warren::Config::for_tests(1);
     let broker = warren::start(config).expect("broker starts");
     let uri = format!("amqp://guest:guest@127.0.0.1:{}/%2f", broker.port());
     let started = std::time::Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_warren-loadgen"))
-        .args(["throughput", "--uri", &uri])
-        .args(["--duration", "2", "--warmup", "0", "--json"])
+        .args(args)
+        .args(["--uri", &uri, "--json"])
         .output()
         .expect("loadgen runs");
     let elapsed = started.elapsed();
@@ -40,17 +57,94 @@ fn throughput_against_in_process_broker() {
         "exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
         out.status
     );
-    let json = stdout.trim();
+    let json = stdout.trim().to_string();
     assert!(json.starts_with('{') && json.ends_with('}'), "{json}");
     assert_eq!(json.lines().count(), 1, "one JSON object: {json}");
-    let sent = json_int(json, "sent");
-    let received = json_int(json, "received");
-    let backlog = json_int(json, "backlog");
+    assert!(json.contains("\"errors\":[]"), "{json}");
+    assert!(json.contains("\"ok\":true"), "{json}");
+    eprintln!("loadgen {args:?} took {elapsed:?}: {json}");
+    json
+}
+
+#[test]
+fn throughput_against_in_process_broker() {
+    let json = run_loadgen(&["throughput", "--duration", "2", "--warmup", "0"]);
+    let sent = json_int(&json, "sent");
+    let received = json_int(&json, "received");
+    let backlog = json_int(&json, "backlog");
     assert!(received > 0, "nothing delivered: {json}");
     assert!(received <= sent, "{json}");
     assert_eq!(backlog, sent - received, "{json}");
-    assert!(json.contains("\"errors\":[]"), "{json}");
-    assert!(json.contains("\"ok\":true"), "{json}");
-    assert!(json_int(json, "queue_left") >= 0, "{json}");
-    eprintln!("loadgen took {elapsed:?}: {json}");
+    assert_eq!(json_int(&json, "expected"), sent, "{json}");
+    assert!(json_int(&json, "queue_left") >= 0, "{json}");
+    assert!(json.contains("\"exchange_type\":\"default\""), "{json}");
+}
+
+/// Every message reaches both queues: deliveries are twice the sends.
+#[test]
+fn throughput_fanout_two_queues() {
+    let json = run_loadgen(&[
+        "throughput",
+        "--exchange-type",
+        "fanout",
+        "--queues",
+        "2",
+        "--consumers",
+        "2",
+        "--rate",
+        "10000",
+        "--duration",
+        "2",
+        "--warmup",
+        "0",
+    ]);
+    let sent = json_int(&json, "sent");
+    let expected = json_int(&json, "expected");
+    let received = json_int(&json, "received");
+    let backlog = json_int(&json, "backlog");
+    assert_eq!(json_int(&json, "queues"), 2, "{json}");
+    assert_eq!(json_int(&json, "fanout"), 2, "{json}");
+    assert!(json.contains("\"exchange_type\":\"fanout\""), "{json}");
+    assert!(sent > 0, "{json}");
+    assert_eq!(expected, 2 * sent, "{json}");
+    assert_eq!(backlog, expected - received, "{json}");
+    assert!(received <= expected, "{json}");
+    // Rate-capped far below what the broker moves: (nearly) everything
+    // arrives twice, and what did not is still in the queues.
+    assert!(received * 10 >= expected * 9, "{json}");
+    assert_eq!(json_int(&json, "queue_left"), backlog, "{json}");
+}
+
+#[test]
+fn latency_against_in_process_broker() {
+    let json = run_loadgen(&[
+        "latency",
+        "--rate",
+        "2000",
+        "--duration",
+        "2",
+        "--warmup",
+        "0.5",
+    ]);
+    assert!(json.contains("\"scenario\":\"latency\""), "{json}");
+    let sent = json_int(&json, "sent");
+    let received = json_int(&json, "received");
+    assert!(received > 0, "nothing delivered: {json}");
+    assert!(received <= sent, "{json}");
+    assert_eq!(json_int(&json, "rate"), 2000, "{json}");
+    assert!(json_int(&json, "measured") > 0, "{json}");
+    let (p50, p90, p99, p999, max) = (
+        json_num(&json, "p50_us"),
+        json_num(&json, "p90_us"),
+        json_num(&json, "p99_us"),
+        json_num(&json, "p999_us"),
+        json_num(&json, "max_us"),
+    );
+    assert!(p50 > 0.0, "{json}");
+    assert!(
+        p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max,
+        "{json}"
+    );
+    let mean = json_num(&json, "mean_us");
+    assert!(mean > 0.0 && mean <= max, "{json}");
 }

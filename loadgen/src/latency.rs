@@ -1,0 +1,732 @@
+//! `warren-loadgen latency`: end-to-end latency at a fixed publish rate, in
+//! the manner of RabbitMQ PerfTest / lavinmqperf: one producer connection,
+//! one consumer connection, one fresh queue (default exchange), all in this
+//! process.
+//!
+//! Schedule: message `i` is due at `start + i / rate`. Its body (at least
+//! [`MIN_SIZE`] bytes) carries that *scheduled* time in nanoseconds since a
+//! base [`Instant`] shared by both threads, then `i` (u32) and a run tag
+//! (the pid, u32; other bodies are counted as `foreign` and ignored), all
+//! big-endian, then filler. The producer sleeps until the next message is
+//! due (with a 1 us timer slack) and then writes every due message in one
+//! `write()`; if it falls behind (a full confirm window, connection.blocked,
+//! a broker that does not read) it sends the backlog of due messages at
+//! once. Latency is `receive time - scheduled time`, so the time a message
+//! spent waiting to be sent counts: no coordinated omission.
+//!
+//! The consumer ([`workers::consumer_with`]) hands the first body frame of
+//! each delivery to a [`Recorder`], which reads the timestamp in place (no
+//! allocation) with one clock read per socket read, and records it in an
+//! HDR histogram (nanoseconds, 3 significant digits) if the message was
+//! scheduled after `--warmup`, and in the per-second histogram in any case.
+//!
+//! Output: a line per second on stderr (messages sent and received in that
+//! second, p50/p99/max of the deliveries of that second); at the end, after
+//! the producer is done and the consumer has received everything (or
+//! `--drain` seconds passed), a table on stdout (or one JSON line with
+//! `--json`): p50, p90, p99, p99.9, max and mean in microseconds, sent,
+//! received, target and achieved rate, the loadgen's own CPU time.
+//! Exit status: 0 on success, 1 on a broker/connection error or if no
+//! measured message arrived, 2 on bad arguments.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::client::{Conn, IO_TICK};
+use crate::report::{self, cpu_time, group, rate, Counters, JsonObject, Snapshot};
+use crate::uri::AmqpUri;
+use crate::workers::{
+    self, encode_publish, filler, ConsumerCfg, Control, Deliveries, ExchangeType, Publisher,
+    Topology, BATCH_BYTES,
+};
+use crate::CommonArgs;
+
+/// Smallest body: scheduled time (u64), sequence (u32), run tag (u32).
+pub const MIN_SIZE: u64 = 16;
+
+/// Highest latency the histograms hold (larger values are clamped): 1 hour.
+const MAX_NS: u64 = 3_600_000_000_000;
+
+/// Flags of `latency`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Publish rate in msg/s (fixed schedule).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub rate: u64,
+    /// Message body size in bytes (at least 16: the body carries the
+    /// scheduled send time).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(MIN_SIZE..=(1 << 27)))]
+    pub size: u64,
+    /// Measured seconds (after the warmup).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds sent first and not counted in the latency figures.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Seconds to wait after the last send for messages still in flight.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain: f64,
+    /// The consumer uses automatic acknowledgement (basic.consume no-ack).
+    #[arg(long)]
+    pub no_ack: bool,
+    /// Manual ack: basic.ack multiple=true every N deliveries (and whenever
+    /// the consumer is idle).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ack_every: u64,
+    /// Manual ack: basic.qos prefetch-count (0 = unlimited).
+    #[arg(long, default_value_t = 1000)]
+    pub prefetch: u16,
+    /// Publisher confirms with at most N unconfirmed (0 = off). A full
+    /// window delays sends, which shows as latency.
+    #[arg(long, default_value_t = 0)]
+    pub confirm: u64,
+    /// Queue to use (default: a fresh loadgen-<pid>, deleted at the end;
+    /// an existing --queue is used as it is and left).
+    #[arg(long)]
+    pub queue: Option<String>,
+}
+
+/// State shared by the orchestrating thread, the producer and the consumer.
+struct Shared {
+    /// Time zero of every timestamp in a body.
+    base: Instant,
+    /// Scheduled time of message 0 (ns since `base`); set before the gate opens.
+    start_ns: AtomicU64,
+    /// Messages scheduled at or after this (ns since `base`) are measured.
+    warm_ns: AtomicU64,
+    /// When the producer stopped sending (ns since `base`; 0 = not yet).
+    done_ns: AtomicU64,
+    /// Latencies (ns) since the last per-second line, all messages.
+    interval: Mutex<Histogram<u64>>,
+    /// The run tag in every body.
+    tag: u32,
+}
+
+impl Shared {
+    #[inline]
+    fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_NS, 3).expect("valid histogram bounds")
+}
+
+/// Scheduled send time of message `i` (ns since the base).
+#[inline]
+fn scheduled(start_ns: u64, rate: u64, i: u64) -> u64 {
+    start_ns + (i as u128 * 1_000_000_000 / rate as u128) as u64
+}
+
+/// Messages due at `now_ns`: the number of `i` with `scheduled(i) <= now_ns`,
+/// i.e. with `i * 1e9 < (now - start + 1) * rate`.
+#[inline]
+fn due(start_ns: u64, rate: u64, now_ns: u64) -> u64 {
+    match now_ns.checked_sub(start_ns) {
+        Some(d) => ((d as u128 + 1) * rate as u128).div_ceil(1_000_000_000) as u64,
+        None => 0,
+    }
+}
+
+/// Writes the header of a latency body: scheduled time, sequence, run tag.
+#[inline]
+fn stamp(body: &mut [u8], scheduled_ns: u64, seq: u64, tag: u32) {
+    body[..8].copy_from_slice(&scheduled_ns.to_be_bytes());
+    body[8..12].copy_from_slice(&(seq as u32).to_be_bytes());
+    body[12..16].copy_from_slice(&tag.to_be_bytes());
+}
+
+/// The scheduled time in a latency body, if it is one of this run's.
+#[inline]
+fn read_stamp(body: &[u8], tag: u32) -> Option<u64> {
+    let h = body.get(..16)?;
+    if h[12..16] != tag.to_be_bytes() {
+        return None;
+    }
+    Some(u64::from_be_bytes(h[..8].try_into().unwrap()))
+}
+
+/// Lets the producer's sleeps end within ~1 us of the deadline (the default
+/// timer slack of 50 us would delay every send by that much).
+fn tight_timer_slack() {
+    // SAFETY: PR_SET_TIMERSLACK takes one integer and affects this thread only.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// The producer thread: the fixed-rate schedule (see the module doc).
+fn producer(
+    uri: &AmqpUri,
+    args: &Args,
+    queue: &str,
+    sh: &Shared,
+    ctl: &Control,
+    counters: &Counters,
+    ready: mpsc::Sender<()>,
+) -> Result<(), String> {
+    tight_timer_slack();
+    let mut p = Publisher::open(uri, "latency producer", args.confirm, ctl, counters)?;
+    let t = encode_publish(
+        "",
+        queue,
+        &[0, 0],
+        &filler(args.size as usize),
+        p.conn.frame_max,
+    );
+    let len = t.bytes.len();
+    let per_write = (BATCH_BYTES / len).max(1) as u64;
+    let mut buf = Vec::with_capacity(per_write as usize * len);
+    let _ = ready.send(());
+    if !ctl.wait_gate() {
+        return Ok(());
+    }
+    let start = sh.start_ns.load(Ordering::Relaxed);
+    let total = ((args.warmup + args.duration) * args.rate as f64).ceil() as u64;
+    let mut next = 0u64;
+    let mut clean = true;
+    while next < total && !ctl.stopped() {
+        let now = sh.now_ns();
+        let room = p.room();
+        let n = (due(start, args.rate, now).min(total) - next)
+            .min(per_write)
+            .min(room);
+        if n == 0 {
+            if room == 0 {
+                p.wait()?;
+            } else {
+                let wait = scheduled(start, args.rate, next).saturating_sub(now);
+                std::thread::sleep(Duration::from_nanos(wait).min(IO_TICK));
+                p.poll()?;
+            }
+            continue;
+        }
+        buf.clear();
+        for i in next..next + n {
+            let at = buf.len() + t.body_at;
+            buf.extend_from_slice(&t.bytes);
+            stamp(
+                &mut buf[at..at + 16],
+                scheduled(start, args.rate, i),
+                i,
+                sh.tag,
+            );
+        }
+        if !p.write(&buf, len)? {
+            clean = false;
+            break;
+        }
+        next += n;
+        p.poll()?;
+    }
+    sh.done_ns.store(sh.now_ns(), Ordering::Relaxed);
+    if clean {
+        p.close();
+    }
+    Ok(())
+}
+
+/// The consumer's [`Deliveries`] sink: turns body timestamps into latencies.
+struct Recorder<'a> {
+    sh: &'a Shared,
+    /// Measured messages (scheduled after the warmup).
+    total: Histogram<u64>,
+    /// Latencies of the current read, for [`Shared::interval`].
+    batch: Vec<u64>,
+    /// Receive time of the current read (one clock read per read).
+    now: Option<u64>,
+    /// Deliveries that are not this run's latency messages.
+    foreign: u64,
+}
+
+impl Deliveries for Recorder<'_> {
+    const BODIES: bool = true;
+
+    #[inline]
+    fn body(&mut self, payload: &[u8]) {
+        let Some(sched) = read_stamp(payload, self.sh.tag) else {
+            self.foreign += 1;
+            return;
+        };
+        let sh = self.sh;
+        let now = *self.now.get_or_insert_with(|| sh.now_ns());
+        let lat = now.saturating_sub(sched).max(1);
+        if sched >= sh.warm_ns.load(Ordering::Relaxed) {
+            self.total.saturating_record(lat);
+        }
+        self.batch.push(lat);
+    }
+
+    fn batch_end(&mut self) {
+        self.now = None;
+        if !self.batch.is_empty() {
+            let mut h = self.sh.interval.lock().unwrap();
+            for &v in &self.batch {
+                h.saturating_record(v);
+            }
+            self.batch.clear();
+        }
+    }
+}
+
+/// One per-second line.
+struct Sample {
+    t: f64,
+    warmup: bool,
+    sent: u64,
+    received: u64,
+    /// p50, p99, max in ns (0 without deliveries).
+    p50: u64,
+    p99: u64,
+    max: u64,
+}
+
+/// Runs the scenario; returns the process exit code.
+pub fn run(args: Args) -> i32 {
+    let uri = match AmqpUri::parse(&args.common.uri) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("warren-loadgen: --uri: {e}");
+            return 2;
+        }
+    };
+    if !(args.duration > 0.0 && args.warmup >= 0.0 && args.drain >= 0.0) {
+        eprintln!("warren-loadgen: --duration must be > 0, --warmup and --drain >= 0");
+        return 2;
+    }
+    let topo = Topology::new(args.queue.as_deref(), 1, ExchangeType::Default, false);
+    let queue = topo.queues[0].clone();
+    let mut admin = match Conn::open(&uri, "warren-loadgen admin") {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warren-loadgen: cannot connect to {uri}: {e}");
+            return 1;
+        }
+    };
+    if let Err(e) = topo.declare(&mut admin) {
+        eprintln!("warren-loadgen: {e}");
+        let _ = topo.teardown(&uri, Some(admin));
+        return 1;
+    }
+
+    let sh = Arc::new(Shared {
+        base: Instant::now(),
+        start_ns: AtomicU64::new(0),
+        warm_ns: AtomicU64::new(0),
+        done_ns: AtomicU64::new(0),
+        interval: Mutex::new(histogram()),
+        tag: std::process::id(),
+    });
+    let ctl = Arc::new(Control::default());
+    // [consumer, producer]
+    let counters: Arc<[Counters; 2]> = Arc::new(Default::default());
+    let (ready_tx, ready_rx) = mpsc::channel();
+
+    let consumer = {
+        let (uri, ctl2, sh, counters, ready) = (
+            uri.clone(),
+            ctl.clone(),
+            sh.clone(),
+            counters.clone(),
+            ready_tx.clone(),
+        );
+        let cfg = ConsumerCfg {
+            queue: queue.clone(),
+            no_ack: args.no_ack,
+            ack_every: args.ack_every,
+            prefetch: args.prefetch,
+        };
+        workers::spawn("consumer".into(), &ctl, move || {
+            let mut rec = Recorder {
+                sh: &sh,
+                total: histogram(),
+                batch: Vec::with_capacity(1024),
+                now: None,
+                foreign: 0,
+            };
+            workers::consumer_with(&uri, 0, &cfg, &ctl2, &counters[0], ready, &mut rec)?;
+            Ok((rec.total, rec.foreign))
+        })
+    };
+    let producer = {
+        let (uri, ctl2, sh, counters, ready) = (
+            uri.clone(),
+            ctl.clone(),
+            sh.clone(),
+            counters.clone(),
+            ready_tx,
+        );
+        let (args, queue) = (args.clone(), queue.clone());
+        workers::spawn("producer".into(), &ctl, move || {
+            producer(&uri, &args, &queue, &sh, &ctl2, &counters[1], ready)
+        })
+    };
+
+    let mut samples = Vec::new();
+    if workers::wait_ready(&ready_rx, 2, &ctl) {
+        let start = sh.now_ns();
+        sh.start_ns.store(start, Ordering::Relaxed);
+        let warm = start + (args.warmup * 1e9) as u64;
+        sh.warm_ns.store(warm, Ordering::Relaxed);
+        ctl.release(true);
+        measure(&args, &sh, &counters[..], &ctl, &mut samples);
+    } else {
+        ctl.release(false);
+    }
+    ctl.stop();
+    if let Some(p) = producer {
+        let _ = p.join();
+    }
+    let (hist, foreign) = consumer
+        .and_then(|c| c.join().ok().flatten())
+        .unwrap_or_else(|| (histogram(), 0));
+    let total = Snapshot::take(counters.iter());
+    let (cpu_user, cpu_sys) = cpu_time();
+
+    let mut errors = ctl.errors();
+    let (queue_left, teardown_errors) = topo.teardown(&uri, Some(admin));
+    errors.extend(teardown_errors);
+
+    let start = sh.start_ns.load(Ordering::Relaxed);
+    let done = sh.done_ns.load(Ordering::Relaxed);
+    // Over the schedule's span at least, so that an on-time run shows the
+    // target rate exactly.
+    let send_secs =
+        (done.saturating_sub(start) as f64 / 1e9).max(total.published as f64 / args.rate as f64);
+    let summary = Summary {
+        args: &args,
+        uri: &uri,
+        queue: &queue,
+        hist,
+        total,
+        achieved: if send_secs > 0.0 {
+            total.published as f64 / send_secs
+        } else {
+            0.0
+        },
+        foreign,
+        queue_left,
+        cpu_user,
+        cpu_sys,
+        samples,
+        errors: &errors,
+    };
+    if args.common.json {
+        println!("{}", summary.json());
+    } else {
+        print!("{}", summary.table());
+    }
+    if total.delivered < total.published && errors.is_empty() {
+        eprintln!(
+            "warren-loadgen: warning: {} messages sent but not received within --drain {} s",
+            group(total.published - total.delivered),
+            args.drain
+        );
+    }
+    for e in &errors {
+        eprintln!("warren-loadgen: error: {e}");
+    }
+    if !errors.is_empty() {
+        1
+    } else if summary.hist.is_empty() {
+        eprintln!("warren-loadgen: no measured message was received");
+        1
+    } else {
+        0
+    }
+}
+
+/// The timed part: a line per second while the producer runs and the
+/// consumer catches up (at most `--drain` s after the producer is done).
+fn measure(
+    args: &Args,
+    sh: &Shared,
+    counters: &[Counters],
+    ctl: &Control,
+    samples: &mut Vec<Sample>,
+) {
+    let t0 = Instant::now();
+    let warm_end = t0 + Duration::from_secs_f64(args.warmup);
+    let mut prev = Snapshot::take(counters);
+    let mut spare = histogram();
+    let mut tick = 1u64;
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let s = Snapshot::take(counters);
+        if ctl.stopped() {
+            return;
+        }
+        if drain_until.is_none() && sh.done_ns.load(Ordering::Relaxed) != 0 {
+            drain_until = Some(now + Duration::from_secs_f64(args.drain));
+        }
+        if let Some(until) = drain_until {
+            if s.delivered >= s.published || now >= until {
+                return;
+            }
+        }
+        let next_tick = t0 + Duration::from_secs(tick);
+        if now >= next_tick {
+            std::mem::swap(&mut *sh.interval.lock().unwrap(), &mut spare);
+            let sample = Sample {
+                t: s.at.duration_since(t0).as_secs_f64(),
+                warmup: prev.at < warm_end,
+                sent: s.published - prev.published,
+                received: s.delivered - prev.delivered,
+                p50: spare.value_at_quantile(0.5),
+                p99: spare.value_at_quantile(0.99),
+                max: spare.max(),
+            };
+            spare.reset();
+            eprintln!("{}", line(&sample));
+            samples.push(sample);
+            prev = s;
+            tick += 1;
+            continue;
+        }
+        let nap = next_tick
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(20));
+        std::thread::sleep(nap);
+    }
+}
+
+/// Nanoseconds as microseconds with one decimal.
+fn us(ns: u64) -> String {
+    format!("{:.1}", ns as f64 / 1e3)
+}
+
+/// "t=3s sent 10,000 received 10,000 p50 85.3 us p99 140.2 us max 390.1 us".
+fn line(s: &Sample) -> String {
+    let mut l = format!(
+        "t={}s sent {} received {}",
+        s.t.round(),
+        group(s.sent),
+        group(s.received)
+    );
+    if s.received > 0 {
+        l += &format!(
+            " p50 {} us p99 {} us max {} us",
+            us(s.p50),
+            us(s.p99),
+            us(s.max)
+        );
+    }
+    if s.warmup {
+        l += " (warmup)";
+    }
+    l
+}
+
+/// Everything the final report shows.
+struct Summary<'a> {
+    args: &'a Args,
+    uri: &'a AmqpUri,
+    queue: &'a str,
+    /// Latencies (ns) of the measured messages.
+    hist: Histogram<u64>,
+    total: Snapshot,
+    achieved: f64,
+    foreign: u64,
+    queue_left: Option<u64>,
+    cpu_user: f64,
+    cpu_sys: f64,
+    samples: Vec<Sample>,
+    errors: &'a [String],
+}
+
+/// (label, JSON key, quantile) of the reported percentiles.
+const PERCENTILES: [(&str, &str, f64); 4] = [
+    ("p50", "p50_us", 0.5),
+    ("p90", "p90_us", 0.9),
+    ("p99", "p99_us", 0.99),
+    ("p99.9", "p999_us", 0.999),
+];
+
+impl Summary<'_> {
+    fn ack_mode(&self) -> String {
+        if self.args.no_ack {
+            "auto".into()
+        } else {
+            format!(
+                "manual, multiple every {} (prefetch {})",
+                self.args.ack_every, self.args.prefetch
+            )
+        }
+    }
+
+    fn ok(&self) -> bool {
+        self.errors.is_empty() && !self.hist.is_empty()
+    }
+
+    fn table(&self) -> String {
+        let a = self.args;
+        let t = &self.total;
+        let h = &self.hist;
+        let mut rows: Vec<(&str, String)> = vec![
+            ("broker", self.uri.to_string()),
+            ("queue", self.queue.to_string()),
+            (
+                "rate",
+                format!(
+                    "{} msg/s target, {} msg/s achieved",
+                    group(a.rate),
+                    rate(self.achieved)
+                ),
+            ),
+            ("body", format!("{} B", a.size)),
+            ("ack", self.ack_mode()),
+            (
+                "confirms",
+                if a.confirm == 0 {
+                    "off".into()
+                } else {
+                    format!("{} outstanding max", group(a.confirm))
+                },
+            ),
+            (
+                "measured",
+                format!(
+                    "{} messages over {} s after {} s warmup",
+                    group(h.len()),
+                    a.duration,
+                    a.warmup
+                ),
+            ),
+            ("sent", group(t.published)),
+            ("received", group(t.delivered)),
+        ];
+        if a.confirm > 0 {
+            rows.push((
+                "confirmed",
+                format!("{} ({} nacked)", group(t.confirmed), group(t.nacked)),
+            ));
+        }
+        if self.foreign > 0 {
+            rows.push(("foreign", group(self.foreign)));
+        }
+        if let Some(q) = self.queue_left {
+            rows.push(("left in queue", group(q)));
+        }
+        if !h.is_empty() {
+            for (label, _, q) in PERCENTILES {
+                rows.push((label, format!("{} us", us(h.value_at_quantile(q)))));
+            }
+            rows.push(("max", format!("{} us", us(h.max()))));
+            rows.push((
+                "mean",
+                format!(
+                    "{:.1} us (stddev {:.1} us)",
+                    h.mean() / 1e3,
+                    h.stdev() / 1e3
+                ),
+            ));
+        }
+        rows.push((
+            "loadgen cpu",
+            format!("{:.2} s user + {:.2} s sys", self.cpu_user, self.cpu_sys),
+        ));
+        let mut out = String::from("warren-loadgen latency\n");
+        for (k, v) in rows {
+            out += &format!("  {k:<14} {v}\n");
+        }
+        out
+    }
+
+    fn json(&self) -> String {
+        let a = self.args;
+        let t = &self.total;
+        let h = &self.hist;
+        let us = |ns: u64| ns as f64 / 1e3;
+        let samples: Vec<String> = self
+            .samples
+            .iter()
+            .map(|s| {
+                JsonObject::new()
+                    .num("t", s.t, 3)
+                    .bool("warmup", s.warmup)
+                    .int("sent", s.sent as i64)
+                    .int("received", s.received as i64)
+                    .num("p50_us", us(s.p50), 1)
+                    .num("p99_us", us(s.p99), 1)
+                    .num("max_us", us(s.max), 1)
+                    .finish()
+            })
+            .collect();
+        let errors: Vec<String> = self.errors.iter().map(|e| report::json_str(e)).collect();
+        let mut o = JsonObject::new();
+        o.str("scenario", "latency")
+            .str("uri", &self.uri.to_string())
+            .str("queue", self.queue)
+            .int("rate", a.rate as i64)
+            .num("achieved_rate", self.achieved, 1)
+            .int("size", a.size as i64)
+            .str("ack", if a.no_ack { "auto" } else { "manual" })
+            .int("ack_every", a.ack_every as i64)
+            .int("prefetch", a.prefetch as i64)
+            .int("confirm", a.confirm as i64)
+            .num("warmup_s", a.warmup, 3)
+            .num("duration_s", a.duration, 3)
+            .int("sent", t.published as i64)
+            .int("received", t.delivered as i64)
+            .int("measured", h.len() as i64)
+            .int("foreign", self.foreign as i64)
+            .int("confirmed", t.confirmed as i64)
+            .int("nacked", t.nacked as i64);
+        for (_, key, q) in PERCENTILES {
+            o.num(key, us(h.value_at_quantile(q)), 1);
+        }
+        o.num("max_us", us(h.max()), 1)
+            .num("min_us", us(h.min()), 1)
+            .num("mean_us", h.mean() / 1e3, 1)
+            .num("stddev_us", h.stdev() / 1e3, 1);
+        match self.queue_left {
+            Some(q) => o.int("queue_left", q as i64),
+            None => o.raw("queue_left", "null"),
+        };
+        o.num("cpu_user_s", self.cpu_user, 3)
+            .num("cpu_sys_s", self.cpu_sys, 3)
+            .num("cpu_s", self.cpu_user + self.cpu_sys, 3)
+            .raw("samples", &report::json_array(&samples))
+            .raw("errors", &report::json_array(&errors))
+            .bool("ok", self.ok())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule() {
+        // 3 msg/s from t=100: due at 100, 100+333333333, 100+666666666.
+        assert_eq!(scheduled(100, 3, 0), 100);
+        assert_eq!(scheduled(100, 3, 1), 100 + 333_333_333);
+        assert_eq!(due(100, 3, 99), 0);
+        assert_eq!(due(100, 3, 100), 1);
+        assert_eq!(due(100, 3, 100 + 333_333_332), 1);
+        assert_eq!(due(100, 3, 100 + 333_333_334), 2);
+        assert_eq!(due(100, 3, 100 + 1_000_000_000), 4);
+        for i in 0..1000 {
+            let s = scheduled(7, 12_345, i);
+            assert_eq!(due(7, 12_345, s), i + 1, "message {i}");
+        }
+    }
+
+    #[test]
+    fn body_stamp() {
+        let mut body = filler(20);
+        stamp(&mut body, 123_456_789_000, 42, 7);
+        assert_eq!(read_stamp(&body, 7), Some(123_456_789_000));
+        assert_eq!(read_stamp(&body, 8), None);
+        assert_eq!(read_stamp(&body[..15], 7), None);
+        assert_eq!(&body[16..], b"qrst");
+    }
+}
