@@ -8,13 +8,19 @@
 //!   exchange, or a direct/fanout/topic/headers exchange) -> consumers, msg/s.
 //! - `latency` ([`latency`]): one producer at a fixed rate -> one queue -> one
 //!   consumer; end-to-end latency percentiles from the scheduled send time.
+//! - `connections` ([`connections`]): many idle connections; open rate and
+//!   the broker's memory per connection.
+//! - `churn` ([`churn`]): connection, channel, queue and binding create +
+//!   destroy rates.
 //!
 //! Shared pieces: [`uri`] (AMQP URI), [`client`] (connection, handshake,
 //! frame walking, admin calls), [`workers`] (producer/consumer loops,
 //! queue/exchange topology), [`report`] (counters, CPU time, number and
 //! JSON formatting).
 
+mod churn;
 mod client;
+mod connections;
 mod latency;
 mod report;
 mod throughput;
@@ -40,6 +46,12 @@ enum Command {
     /// end-to-end latency (p50..p99.9, max) from each message's scheduled
     /// send time; prints p50/p99 each second and a summary.
     Latency(latency::Args),
+    /// Opens many idle connections (with channels), holds them and reports
+    /// the open rate and, with --pid, the broker's RSS growth per connection.
+    Connections(connections::Args),
+    /// Creates and destroys connections, channels, queues and bindings as
+    /// fast as possible, one phase after the other; prints the rates.
+    Churn(churn::Args),
 }
 
 /// Options every scenario takes.
@@ -58,6 +70,8 @@ fn main() {
     let code = match cli.command {
         Command::Throughput(args) => throughput::run(args),
         Command::Latency(args) => latency::run(args),
+        Command::Connections(args) => connections::run(args),
+        Command::Churn(args) => churn::run(args),
     };
     std::process::exit(code);
 }
