@@ -82,6 +82,9 @@ pub struct Connection {
     waiting: Option<u16>,
     /// Set when the socket should be dropped now.
     pub dead: bool,
+    /// Listed in the event loop's read-again list (each connection once, so a
+    /// busy publisher is read once per iteration, not once per past event).
+    pub read_again: bool,
     /// Everything is sent; waiting for the peer to close.
     lingering: bool,
 }
@@ -110,6 +113,7 @@ impl Connection {
             deadline: Some(now + HANDSHAKE_TIMEOUT),
             waiting: None,
             dead: false,
+            read_again: false,
             lingering: false,
         }
     }

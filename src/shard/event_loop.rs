@@ -119,7 +119,10 @@ impl Loop {
                         self.accept(usize::MAX - 2 - t)
                     }
                     Token(slot) => {
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                        // A connection already listed to read again is read
+                        // once, in that pass below.
+                        let listed = self.state.conns.get(slot).is_some_and(|c| c.read_again);
+                        if (ev.is_readable() || ev.is_read_closed() || ev.is_error()) && !listed {
                             self.read(slot);
                         }
                         if ev.is_writable() {
@@ -128,10 +131,23 @@ impl Loop {
                     }
                 }
             }
-            self.retry_read.append(&mut self.state.ctx.reread);
-            let retry = std::mem::take(&mut self.retry_read);
-            for slot in retry {
+            let reread = std::mem::take(&mut self.state.ctx.reread);
+            for slot in reread {
+                self.list_read_again(slot);
+            }
+            let mut retry = std::mem::take(&mut self.retry_read);
+            for &slot in &retry {
+                if let Some(conn) = self.state.conns.get_mut(slot) {
+                    conn.read_again = false;
+                }
+            }
+            for &slot in &retry {
                 self.read(slot);
+            }
+            retry.clear();
+            if self.retry_read.is_empty() {
+                // Keep the capacity (no allocation per iteration).
+                self.retry_read = retry;
             }
             self.pump();
             let now = Instant::now();
@@ -197,11 +213,21 @@ impl Loop {
             // A full buffer on a waiting connection is parked, not retried in a
             // spin; `Connection::on_reply` asks for the read again.
             Ok(ReadOutcome::More) if conn.is_waiting() && conn.sock.input_full() => {}
-            Ok(ReadOutcome::More) => self.retry_read.push(slot),
+            Ok(ReadOutcome::More) => self.list_read_again(slot),
             Ok(ReadOutcome::Closed) | Err(_) => {
                 conn.teardown(&mut self.state.ctx);
                 conn.dead = true;
                 self.state.ctx.mark_dirty(slot);
+            }
+        }
+    }
+
+    /// Lists a connection to be read again next iteration (at most once).
+    fn list_read_again(&mut self, slot: usize) {
+        if let Some(conn) = self.state.conns.get_mut(slot) {
+            if !conn.read_again {
+                conn.read_again = true;
+                self.retry_read.push(slot);
             }
         }
     }
@@ -327,7 +353,10 @@ impl Loop {
                             conn.linger();
                         }
                         if was_blocked && conn.sock.pending_output() <= WRITE_HIGH_WATER {
-                            self.retry_read.push(slot);
+                            if !conn.read_again {
+                                conn.read_again = true;
+                                self.retry_read.push(slot);
+                            }
                         }
                         conn.output_drained(&mut self.state.ctx);
                     }
