@@ -8,11 +8,13 @@
 //! base [`Instant`] shared by both threads, then `i` (u32) and a run tag
 //! (the pid, u32; other bodies are counted as `foreign` and ignored), all
 //! big-endian, then filler. The producer sleeps until the next message is
-//! due (with a 1 us timer slack) and then writes every due message in one
-//! `write()`; if it falls behind (a full confirm window, connection.blocked,
-//! a broker that does not read) it sends the backlog of due messages at
-//! once. Latency is `receive time - scheduled time`, so the time a message
-//! spent waiting to be sent counts: no coordinated omission.
+//! due (with a 1 us timer slack; `--spin-us N` busy-waits the last N us
+//! instead) and then writes every due message in one `write()`; how late
+//! it wrote them is reported as "send lag". If it falls behind (a full
+//! confirm window, connection.blocked, a broker that does not read) it
+//! sends the backlog of due messages at once. Latency is `receive time -
+//! scheduled time`, so the time a message spent waiting to be sent counts:
+//! no coordinated omission.
 //!
 //! The consumer ([`workers::consumer_with`]) hands the first body frame of
 //! each delivery to a [`Recorder`], which reads the timestamp in place (no
@@ -24,8 +26,9 @@
 //! second, p50/p99/max of the deliveries of that second); at the end, after
 //! the producer is done and the consumer has received everything (or
 //! `--drain` seconds passed), a table on stdout (or one JSON line with
-//! `--json`): p50, p90, p99, p99.9, max and mean in microseconds, sent,
-//! received, target and achieved rate, the loadgen's own CPU time.
+//! `--json`): p50, p90, p99, p99.9, max and mean in microseconds, the
+//! producer's send lag (p50, p99, max), sent, received, target and achieved
+//! rate, the loadgen's own CPU time.
 //! Exit status: 0 on success, 1 on a broker/connection error or if no
 //! measured message arrived, 2 on bad arguments.
 
@@ -68,6 +71,11 @@ pub struct Args {
     /// Seconds sent first and not counted in the latency figures.
     #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,
+    /// Busy-wait the last N microseconds before each send instead of
+    /// sleeping (0 = always sleep). Cuts the producer's wake-up lag (see
+    /// "send lag") at the cost of CPU the broker may need on a small box.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub spin_us: u64,
     /// Seconds to wait after the last send for messages still in flight.
     #[arg(long, default_value_t = 5.0)]
     pub drain: f64,
@@ -170,8 +178,10 @@ fn producer(
     ctl: &Control,
     counters: &Counters,
     ready: mpsc::Sender<()>,
-) -> Result<(), String> {
+) -> Result<Histogram<u64>, String> {
     tight_timer_slack();
+    // How late (ns) each measured message was written: part of its latency.
+    let mut lag = histogram();
     let mut p = Publisher::open(uri, "latency producer", args.confirm, ctl, counters)?;
     let t = encode_publish(
         "",
@@ -185,9 +195,11 @@ fn producer(
     let mut buf = Vec::with_capacity(per_write as usize * len);
     let _ = ready.send(());
     if !ctl.wait_gate() {
-        return Ok(());
+        return Ok(lag);
     }
     let start = sh.start_ns.load(Ordering::Relaxed);
+    let warm = sh.warm_ns.load(Ordering::Relaxed);
+    let spin_ns = args.spin_us * 1000;
     let total = ((args.warmup + args.duration) * args.rate as f64).ceil() as u64;
     let mut next = 0u64;
     let mut clean = true;
@@ -200,23 +212,29 @@ fn producer(
         if n == 0 {
             if room == 0 {
                 p.wait()?;
-            } else {
-                let wait = scheduled(start, args.rate, next).saturating_sub(now);
-                std::thread::sleep(Duration::from_nanos(wait).min(IO_TICK));
+                continue;
+            }
+            let target = scheduled(start, args.rate, next);
+            let wait = target.saturating_sub(now);
+            if wait > spin_ns {
+                std::thread::sleep(Duration::from_nanos(wait - spin_ns).min(IO_TICK));
                 p.poll()?;
+            } else {
+                while sh.now_ns() < target {
+                    std::hint::spin_loop();
+                }
             }
             continue;
         }
         buf.clear();
         for i in next..next + n {
             let at = buf.len() + t.body_at;
+            let sched = scheduled(start, args.rate, i);
             buf.extend_from_slice(&t.bytes);
-            stamp(
-                &mut buf[at..at + 16],
-                scheduled(start, args.rate, i),
-                i,
-                sh.tag,
-            );
+            stamp(&mut buf[at..at + 16], sched, i, sh.tag);
+            if sched >= warm {
+                lag.saturating_record(now.saturating_sub(sched).max(1));
+            }
         }
         if !p.write(&buf, len)? {
             clean = false;
@@ -229,7 +247,7 @@ fn producer(
     if clean {
         p.close();
     }
-    Ok(())
+    Ok(lag)
 }
 
 /// The consumer's [`Deliveries`] sink: turns body timestamps into latencies.
@@ -380,9 +398,9 @@ pub fn run(args: Args) -> i32 {
         ctl.release(false);
     }
     ctl.stop();
-    if let Some(p) = producer {
-        let _ = p.join();
-    }
+    let lag = producer
+        .and_then(|p| p.join().ok().flatten())
+        .unwrap_or_else(histogram);
     let (hist, foreign) = consumer
         .and_then(|c| c.join().ok().flatten())
         .unwrap_or_else(|| (histogram(), 0));
@@ -404,6 +422,7 @@ pub fn run(args: Args) -> i32 {
         uri: &uri,
         queue: &queue,
         hist,
+        lag,
         total,
         achieved: if send_secs > 0.0 {
             total.published as f64 / send_secs
@@ -466,13 +485,11 @@ fn measure(
         if drain_until.is_none() && sh.done_ns.load(Ordering::Relaxed) != 0 {
             drain_until = Some(now + Duration::from_secs_f64(args.drain));
         }
-        if let Some(until) = drain_until {
-            if s.delivered >= s.published || now >= until {
-                return;
-            }
-        }
+        let finished = drain_until.is_some_and(|until| s.delivered >= s.published || now >= until);
         let next_tick = t0 + Duration::from_secs(tick);
-        if now >= next_tick {
+        // A line per second, and one for the last part-second (if it
+        // received anything).
+        if now >= next_tick || (finished && s.delivered > prev.delivered) {
             std::mem::swap(&mut *sh.interval.lock().unwrap(), &mut spare);
             let sample = Sample {
                 t: s.at.duration_since(t0).as_secs_f64(),
@@ -488,6 +505,11 @@ fn measure(
             samples.push(sample);
             prev = s;
             tick += 1;
+        }
+        if finished {
+            return;
+        }
+        if now >= next_tick {
             continue;
         }
         let nap = next_tick
@@ -502,11 +524,16 @@ fn us(ns: u64) -> String {
     format!("{:.1}", ns as f64 / 1e3)
 }
 
-/// "t=3s sent 10,000 received 10,000 p50 85.3 us p99 140.2 us max 390.1 us".
+/// "t=3s sent 10,000 received 10,000 p50 85.3 us p99 140.2 us max 390.1 us"
+/// (t with one decimal for a part-second).
 fn line(s: &Sample) -> String {
+    let t = if (s.t - s.t.round()).abs() < 0.05 {
+        format!("{}", s.t.round())
+    } else {
+        format!("{:.1}", s.t)
+    };
     let mut l = format!(
-        "t={}s sent {} received {}",
-        s.t.round(),
+        "t={t}s sent {} received {}",
         group(s.sent),
         group(s.received)
     );
@@ -531,6 +558,8 @@ struct Summary<'a> {
     queue: &'a str,
     /// Latencies (ns) of the measured messages.
     hist: Histogram<u64>,
+    /// How late (ns) the producer wrote the measured messages.
+    lag: Histogram<u64>,
     total: Snapshot,
     achieved: f64,
     foreign: u64,
@@ -628,6 +657,18 @@ impl Summary<'_> {
                 ),
             ));
         }
+        if !self.lag.is_empty() {
+            let l = &self.lag;
+            rows.push((
+                "send lag",
+                format!(
+                    "p50 {} us, p99 {} us, max {} us (producer behind schedule; part of the latency)",
+                    us(l.value_at_quantile(0.5)),
+                    us(l.value_at_quantile(0.99)),
+                    us(l.max())
+                ),
+            ));
+        }
         rows.push((
             "loadgen cpu",
             format!("{:.2} s user + {:.2} s sys", self.cpu_user, self.cpu_sys),
@@ -685,7 +726,10 @@ impl Summary<'_> {
         o.num("max_us", us(h.max()), 1)
             .num("min_us", us(h.min()), 1)
             .num("mean_us", h.mean() / 1e3, 1)
-            .num("stddev_us", h.stdev() / 1e3, 1);
+            .num("stddev_us", h.stdev() / 1e3, 1)
+            .num("send_lag_p50_us", us(self.lag.value_at_quantile(0.5)), 1)
+            .num("send_lag_p99_us", us(self.lag.value_at_quantile(0.99)), 1)
+            .num("send_lag_max_us", us(self.lag.max()), 1);
         match self.queue_left {
             Some(q) => o.int("queue_left", q as i64),
             None => o.raw("queue_left", "null"),
