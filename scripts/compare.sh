@@ -283,7 +283,10 @@ run_one() { # scenario broker run
     local rc=0
     timeout "$limit" "${cmd[@]}" >"$out" 2>"$RESULTS_DIR/$s-$b-$r.log" || rc=$?
     if [ "$rc" -ne 0 ]; then
-        echo "   failed (exit $rc): $(grep -m1 -i 'error' "$RESULTS_DIR/$s-$b-$r.log" || tail -1 "$RESULTS_DIR/$s-$b-$r.log")" >&2
+        local why
+        why=$(grep -m1 -i 'error' "$RESULTS_DIR/$s-$b-$r.log" || tail -1 "$RESULTS_DIR/$s-$b-$r.log")
+        [ "$rc" -eq 124 ] && why="timed out after $limit s"
+        echo "   failed (exit $rc): ${why:-no output}" >&2
     fi
     if ! kill -0 "$WARREN_PID" 2>/dev/null; then
         echo "compare.sh: warren died; see $RESULTS_DIR/warren.log" >&2
