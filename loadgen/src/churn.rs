@@ -20,6 +20,12 @@
 //! unbind); rates are pairs per second. A phase that fails stops at its
 //! first error (recorded) and the next phase runs.
 //!
+//! Connection churn leaves a TIME_WAIT socket per connection (tens of
+//! thousands in a few seconds); Linux reuses them for new outgoing
+//! connections on loopback (`net.ipv4.tcp_tw_reuse` = 2, the default), but
+//! against a remote broker a long phase can run out of local ports (then
+//! connect fails with "Cannot assign requested address").
+//!
 //! Exit status: 0 if every phase completed operations without error, 1
 //! otherwise, 2 on bad arguments.
 
