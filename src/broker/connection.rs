@@ -63,6 +63,9 @@ pub struct ConnInfo {
     pub output_full: Arc<AtomicBool>,
 }
 
+/// A connection that neither read nor wrote for this long gives its buffers
+/// back (`Socket::release_idle_buffers`).
+const IDLE_RELEASE: Duration = Duration::from_secs(1);
 /// Unsent output above which queues stop delivering to this connection.
 pub const OUTPUT_HIGH_WATER: usize = 4 * 1024 * 1024;
 /// ... and below which they resume.
@@ -720,6 +723,11 @@ impl Connection {
                 }
                 return;
             }
+        }
+        if now.duration_since(self.last_read) > IDLE_RELEASE
+            && now.duration_since(self.last_write) > IDLE_RELEASE
+        {
+            self.sock.release_idle_buffers();
         }
         if self.state != State::Running || self.info.heartbeat == 0 {
             return;

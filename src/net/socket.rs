@@ -12,6 +12,8 @@ use std::os::fd::AsRawFd;
 
 /// Read buffer chunk: how much room we make before each `read`.
 const READ_CHUNK: usize = 64 * 1024;
+/// Read buffer of a connection that has none (new, or idle and released).
+const FIRST_READ_CHUNK: usize = 4 * 1024;
 /// Default cap on unprocessed input: no more is read until it is processed (the
 /// connection waits on a queue, or used its per-iteration frame budget). Kept
 /// small so that making room (`reserve`) never copies much unprocessed data.
@@ -52,8 +54,10 @@ impl Socket {
         let _ = stream.set_nodelay(true);
         Socket {
             stream,
-            rbuf: BytesMut::with_capacity(READ_CHUNK),
-            wbuf: Vec::with_capacity(READ_CHUNK),
+            // Buffers are allocated by the first read / write, and given back
+            // by `release_idle_buffers` while the connection is idle.
+            rbuf: BytesMut::new(),
+            wbuf: Vec::new(),
             wpos: 0,
             max_buffered: DEFAULT_MAX_BUFFERED,
         }
@@ -66,7 +70,14 @@ impl Socket {
             if self.rbuf.len() >= self.max_buffered || total >= MAX_READ_PER_EVENT {
                 return Ok(ReadOutcome::More);
             }
-            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+            if self.rbuf.capacity() == 0 {
+                // A new or idle connection: its first read is most likely a
+                // handshake or a heartbeat, so start small.
+                self.rbuf.reserve(FIRST_READ_CHUNK);
+            } else if self.rbuf.capacity() == self.rbuf.len()
+                || (self.rbuf.capacity() >= READ_CHUNK
+                    && self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4)
+            {
                 // Reclaims the old allocation when no frame slices point into it any
                 // more; allocates only when queued messages still hold it.
                 self.rbuf.reserve(READ_CHUNK);
@@ -109,6 +120,18 @@ impl Socket {
     /// Lets a whole frame of `frame_size` bytes be buffered.
     pub fn set_max_buffered(&mut self, frame_size: usize) {
         self.max_buffered = frame_size.max(DEFAULT_MAX_BUFFERED);
+    }
+
+    /// Gives back the (empty) buffers of an idle connection, so that thousands
+    /// of idle connections cost a few KiB each, not two 64 KiB buffers.
+    /// Called from the timer tick, never on the hot path.
+    pub fn release_idle_buffers(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            self.rbuf = BytesMut::new();
+        }
+        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+            self.wbuf = Vec::new();
+        }
     }
 
     /// Bytes encoded but not yet handed to the kernel.
