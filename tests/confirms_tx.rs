@@ -321,3 +321,42 @@ async fn tx_and_confirm_modes_are_exclusive() {
     })
     .await
 }
+
+/// A client that closes its connection right after publishing in confirm mode
+/// still gets every confirm before close-ok (the queue is on another shard, so
+/// the confirms are in flight when connection.close arrives). Stricter than
+/// RabbitMQ 3.10, which may drop the last confirms (lapin then fails them with
+/// `InvalidConnectionState(Closed)`), so not run against an external broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirms_in_flight_are_sent_before_close_ok() {
+    deadline(60, async {
+        let b = start_broker(2);
+        if b.is_external() {
+            return;
+        }
+        let owner = connect(&b.shard_uri(1)).await;
+        let och = channel(&owner).await;
+        for round in 0..20 {
+            let q = uniq("close-confirm");
+            declare(&och, &q).await;
+            let c = connect(&b.shard_uri(0)).await;
+            let ch = confirm_channel(&c).await;
+            let mut pending = Vec::new();
+            for i in 0..200u32 {
+                let opts = BasicPublishOptions::default();
+                pending.push(publish_pending(&ch, "", &q, opts, &i.to_be_bytes()).await);
+            }
+            within(c.close(200, "bye")).await.expect("connection.close");
+            for (i, p) in pending.into_iter().enumerate() {
+                let r = within(p).await;
+                assert!(
+                    matches!(r, Ok(Confirmation::Ack(None))),
+                    "round {round}: publish {i} got {r:?}"
+                );
+            }
+            assert_eq!(message_count(&och, &q).await, 200);
+            delete(&och, &q).await;
+        }
+    })
+    .await
+}

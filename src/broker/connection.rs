@@ -38,6 +38,10 @@ enum State {
     TuneOk,
     Open,
     Running,
+    /// The client sent connection.close while publishes in confirm mode were
+    /// still on their way to queues: the close completes (teardown, close-ok)
+    /// once their confirms are written, or at the deadline. Input is dropped.
+    CloseAwaitingConfirms,
     /// We sent connection.close and wait for close-ok; other input is dropped.
     Closing,
     /// Done: flush what is queued, then drop the socket.
@@ -156,6 +160,11 @@ impl Connection {
     /// waits for a queue.
     pub fn process(&mut self, ctx: &mut ShardCtx) {
         while !self.dead && self.waiting.is_none() && self.state != State::CloseAfterFlush {
+            if self.state == State::CloseAwaitingConfirms {
+                // Nothing may follow connection.close.
+                self.sock.rbuf.clear();
+                break;
+            }
             if self.state == State::ProtocolHeader {
                 if self.sock.rbuf.len() < 8 {
                     break;
@@ -261,6 +270,16 @@ impl Connection {
         }
     }
 
+    /// Answers the client's connection.close: channels go, close-ok is sent.
+    fn finish_client_close(&mut self, ctx: &mut ShardCtx) {
+        self.flush_confirms(ctx);
+        self.teardown(ctx);
+        self.send(0, &ConnectionCloseOk {}.into());
+        self.state = State::CloseAfterFlush;
+        self.deadline = None;
+        ctx.mark_dirty(self.info.slot as usize);
+    }
+
     fn while_closing(&mut self, channel: u16, method: Method) {
         match method {
             Method::ConnectionCloseOk(_) if channel == 0 => {
@@ -283,9 +302,12 @@ impl Connection {
             (State::TuneOk, Method::ConnectionTuneOk(m)) => self.connection_tune_ok(m, ctx),
             (State::Open, Method::ConnectionOpen(m)) => self.connection_open(m),
             (_, Method::ConnectionClose(_)) => {
-                self.teardown(ctx);
-                self.send(0, &ConnectionCloseOk {}.into());
-                self.state = State::CloseAfterFlush;
+                if self.channels.iter().flatten().any(|c| c.awaits_confirms()) {
+                    self.state = State::CloseAwaitingConfirms;
+                    self.deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+                } else {
+                    self.finish_client_close(ctx);
+                }
                 Ok(())
             }
             (State::Running, Method::ConnectionUpdateSecret(_)) => {
@@ -693,6 +715,11 @@ impl Connection {
             // The ack goes out at flush time, one frame for the whole batch.
             ctx.mark_dirty(slot);
         }
+        if self.state == State::CloseAwaitingConfirms
+            && !self.channels.iter().flatten().any(|c| c.awaits_confirms())
+        {
+            self.finish_client_close(ctx);
+        }
     }
 
     /// Writes basic.ack frames for everything confirmed so far (called before
@@ -712,6 +739,8 @@ impl Connection {
             if now >= d {
                 if self.lingering {
                     self.dead = true;
+                } else if self.state == State::CloseAwaitingConfirms {
+                    self.finish_client_close(ctx);
                 } else if self.state == State::Closing {
                     self.state = State::CloseAfterFlush;
                     self.deadline = None;

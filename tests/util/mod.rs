@@ -45,6 +45,12 @@ impl TestBroker {
     }
 
     /// URI of the main listener.
+    /// Running against an external broker (`WARREN_TEST_EXTERNAL_URI`).
+    #[allow(dead_code)]
+    pub fn is_external(&self) -> bool {
+        self.external.is_some()
+    }
+
     pub fn uri(&self) -> String {
         match &self.external {
             Some(u) => u.clone(),

@@ -278,6 +278,11 @@ impl Channel {
 
     /// Sends one basic.ack (multiple when it covers several) for every publish
     /// up to the first one still waiting for a queue.
+    /// Publishes in confirm mode are still waiting for their queues.
+    pub fn awaits_confirms(&self) -> bool {
+        self.confirm && !self.unconfirmed.is_empty()
+    }
+
     pub fn flush_confirms(&mut self, wbuf: &mut Vec<u8>) {
         if !self.confirm {
             return;
