@@ -60,6 +60,9 @@ pub struct ConnInfo {
     /// Client advertised consumer_cancel_notify: send basic.cancel when a
     /// consumed queue is deleted.
     pub cancel_notify: bool,
+    /// The connection has published: the event loop stops reading it while
+    /// the shard's outgoing rings are congested (publisher flow control).
+    pub publisher: bool,
     /// Exclusive queues this connection declared (deleted when it closes).
     pub exclusive_queues: Vec<QueueRef>,
     /// Flow control towards consumers: set while unsent output is above
@@ -82,7 +85,7 @@ pub struct Connection {
     /// Indexed by channel number; grown on demand.
     /// Boxed: a client opening channel 2047 costs 2048 pointers, not 2048 channels.
     channels: Vec<Option<Box<Channel>>>,
-    last_read: Instant,
+    pub last_read: Instant,
     pub last_write: Instant,
     deadline: Option<Instant>,
     /// The channel waiting for a queue's reply; input processing is paused.
@@ -92,6 +95,9 @@ pub struct Connection {
     /// Listed in the event loop's read-again list (each connection once, so a
     /// busy publisher is read once per iteration, not once per past event).
     pub read_again: bool,
+    /// Not read because the shard's outgoing rings are congested (publisher
+    /// flow control); listed in the event loop's `flow_blocked`.
+    pub flow_blocked: bool,
     /// Everything is sent; waiting for the peer to close.
     lingering: bool,
 }
@@ -110,6 +116,7 @@ impl Connection {
                 heartbeat: 0,
                 user: String::new(),
                 cancel_notify: false,
+                publisher: false,
                 exclusive_queues: Vec::new(),
                 output_full: Arc::new(AtomicBool::new(false)),
             },
@@ -121,6 +128,7 @@ impl Connection {
             waiting: None,
             dead: false,
             read_again: false,
+            flow_blocked: false,
             lingering: false,
         }
     }
@@ -764,7 +772,7 @@ impl Connection {
         let hb = Duration::from_secs(self.info.heartbeat as u64);
         // While its output backs up we stop reading the client (event loop), so
         // its heartbeats may sit unread: only judge silence when we read.
-        let reading = self.sock.pending_output() <= OUTPUT_HIGH_WATER;
+        let reading = self.sock.pending_output() <= OUTPUT_HIGH_WATER && !self.flow_blocked;
         if reading && now.duration_since(self.last_read) > hb * 2 {
             log::info!(
                 "closing connection: missed heartbeats from client, timeout: {}s",

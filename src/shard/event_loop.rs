@@ -46,6 +46,8 @@ struct Loop {
     retry_read: Vec<usize>,
     /// Reused buffer for the connections flushed in one iteration.
     flush_list: Vec<usize>,
+    /// Publishing connections not read while an outgoing ring is congested.
+    flow_blocked: Vec<usize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -78,6 +80,7 @@ pub fn run(
         listeners,
         retry_read: Vec::new(),
         flush_list: Vec::new(),
+        flow_blocked: Vec::new(),
         stop,
     };
     lp.run();
@@ -157,6 +160,7 @@ impl Loop {
                 self.pump();
             }
             self.send_outgoing();
+            self.unblock_publishers();
             // Queues that paused on a congested destination go on next round
             // (a Resume in the local outbox makes the next poll non-blocking).
             self.state.ctx.outbox.resume_stalled();
@@ -204,6 +208,17 @@ impl Loop {
         }
         if conn.sock.pending_output() > WRITE_HIGH_WATER {
             // Resumed from `flush` once the peer reads its output.
+            return;
+        }
+        if conn.info.publisher && self.state.ctx.outbox.remote_congested() {
+            // Publisher flow control (RabbitMQ's credit flow, by other means): a
+            // queue shard that cannot keep up fills its ring and then our outbox;
+            // its publishers wait, consumers and acks go on. Resumed by
+            // `unblock_publishers` once the outbox drained.
+            if !conn.flow_blocked {
+                conn.flow_blocked = true;
+                self.flow_blocked.push(slot);
+            }
             return;
         }
         let outcome = conn.sock.fill();
@@ -302,6 +317,28 @@ impl Loop {
                 }
             }
         }
+    }
+
+    /// Publishers stopped by congested rings are read again once the outbox
+    /// holds no congested destination.
+    fn unblock_publishers(&mut self) {
+        if self.flow_blocked.is_empty() || self.state.ctx.outbox.remote_congested() {
+            return;
+        }
+        let now = Instant::now();
+        let mut blocked = std::mem::take(&mut self.flow_blocked);
+        for &slot in &blocked {
+            if let Some(conn) = self.state.conns.get_mut(slot) {
+                if conn.flow_blocked {
+                    conn.flow_blocked = false;
+                    // Its silence while blocked was ours, not a missed heartbeat.
+                    conn.last_read = now;
+                    self.list_read_again(slot);
+                }
+            }
+        }
+        blocked.clear();
+        self.flow_blocked = blocked;
     }
 
     fn tick(&mut self, now: Instant) {

@@ -53,10 +53,11 @@ pub(super) struct Tx {
 }
 
 impl Channel {
-    pub(super) fn basic_publish(&mut self, m: BasicPublish, _cx: &mut ChanCx) -> ChanResult {
+    pub(super) fn basic_publish(&mut self, m: BasicPublish, cx: &mut ChanCx) -> ChanResult {
         if m.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
+        cx.info.publisher = true;
         self.content = Content::Header { publish: m };
         Ok(Flow::Continue)
     }
