@@ -42,6 +42,10 @@ struct Args {
     /// frame_max offered to clients, bytes.
     #[arg(long, env = "WARREN_FRAME_MAX", default_value_t = 131072)]
     frame_max: u32,
+    /// Microseconds a shard keeps polling for input before it sleeps
+    /// (0: sleep at once). Trades CPU for latency at light load.
+    #[arg(long, env = "WARREN_BUSY_POLL_US", default_value_t = 0)]
+    busy_poll_us: u64,
 }
 
 fn main() {
@@ -62,6 +66,7 @@ fn main() {
     config.heartbeat = args.heartbeat;
     // Each connection buffers up to one whole frame; keep that bounded.
     config.frame_max = args.frame_max.clamp(4096, 2 * 1024 * 1024);
+    config.busy_poll = std::time::Duration::from_micros(args.busy_poll_us.min(1_000_000));
     if let Err(e) = warren::store::ensure_data_dir(&config.data_dir) {
         eprintln!(
             "warren: cannot create data dir {}: {}",

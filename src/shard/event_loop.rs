@@ -91,13 +91,19 @@ impl Loop {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
         let me = self.id as usize;
+        let busy_poll = self.state.ctx.config.busy_poll;
         while !self.stop.load(Ordering::Acquire) {
             let mut timeout = next_tick.saturating_duration_since(Instant::now());
+            let mut skip_poll = false;
             if !self.retry_read.is_empty()
                 || !self.state.ctx.reread.is_empty()
                 || self.has_outgoing()
             {
                 timeout = Duration::ZERO;
+            } else if busy_poll > Duration::ZERO && self.busy_poll(&mut events, busy_poll) {
+                // Input arrived while spinning: `events` holds it.
+                timeout = Duration::ZERO;
+                skip_poll = true;
             } else {
                 // Announce we may sleep, then look at the rings once more: a peer
                 // that pushed before seeing the flag has its entry seen here.
@@ -107,7 +113,12 @@ impl Loop {
                     timeout = Duration::ZERO;
                 }
             }
-            if let Err(e) = self.links.poll.poll(&mut events, Some(timeout)) {
+            let polled = if skip_poll {
+                Ok(())
+            } else {
+                self.links.poll.poll(&mut events, Some(timeout))
+            };
+            if let Err(e) = polled {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     log::error!("shard {}: poll failed: {}", self.id, e);
                 }
@@ -167,6 +178,25 @@ impl Loop {
             self.flush();
         }
         // Shutdown: sockets close as the state drops.
+    }
+
+    /// `--busy-poll-us`: polls without blocking for up to `spin`; true when
+    /// socket events (now in `events`) or ring messages arrived meanwhile.
+    fn busy_poll(&mut self, events: &mut Events, spin: Duration) -> bool {
+        let until = Instant::now() + spin;
+        loop {
+            if self.links.poll.poll(events, Some(Duration::ZERO)).is_ok() && !events.is_empty() {
+                return true;
+            }
+            if self.rings_nonempty() {
+                events.clear();
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
     }
 
     fn accept(&mut self, i: usize) {
