@@ -189,8 +189,12 @@ impl Connection {
             match check_frame(&self.sock.rbuf, max) {
                 Ok(None) => break,
                 Ok(Some(head)) => {
-                    let frame = self.sock.rbuf.split_to(head.total_len()).freeze();
-                    let payload = frame.slice(7..frame.len() - 1);
+                    // Cut the payload out directly (no slice of a frame
+                    // `Bytes`): two reference-count updates fewer per frame.
+                    let mut frame = self.sock.rbuf.split_to(head.total_len());
+                    frame.truncate(frame.len() - 1);
+                    bytes::Buf::advance(&mut frame, 7);
+                    let payload = frame.freeze();
                     self.frame(head.kind, head.channel, payload, ctx);
                 }
                 Err(e) => {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::constants::{FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD};
 use super::methods::Method;
 use super::properties::{self, BASIC_CLASS_ID};
-use super::reader::{put_u16, put_u32, put_u64, DecodeError, Reader};
+use super::reader::{put_u16, put_u32, put_u64, DecodeError};
 
 /// What a client sends first: "AMQP" 0 0 9 1.
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
@@ -187,11 +187,12 @@ pub fn parse_content_header(payload: Bytes) -> Result<ContentHeader, DecodeError
     if payload.len() < 14 {
         return Err(DecodeError::BadContentHeader);
     }
-    let mut r = Reader::new(payload);
-    let class_id = r.u16()?;
-    let weight = r.u16()?;
-    let body_size = r.u64()?;
-    let properties = r.rest();
+    let class_id = u16::from_be_bytes([payload[0], payload[1]]);
+    let weight = u16::from_be_bytes([payload[2], payload[3]]);
+    let body_size = u64::from_be_bytes(payload[4..12].try_into().expect("8 bytes"));
+    // The properties keep the payload's buffer (no extra reference count).
+    let mut properties = payload;
+    bytes::Buf::advance(&mut properties, 12);
     if class_id == BASIC_CLASS_ID {
         properties::validate(&properties)?;
     }
