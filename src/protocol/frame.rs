@@ -190,9 +190,15 @@ pub fn parse_content_header(payload: Bytes) -> Result<ContentHeader, DecodeError
     let class_id = u16::from_be_bytes([payload[0], payload[1]]);
     let weight = u16::from_be_bytes([payload[2], payload[3]]);
     let body_size = u64::from_be_bytes(payload[4..12].try_into().expect("8 bytes"));
-    // The properties keep the payload's buffer (no extra reference count).
-    let mut properties = payload;
-    bytes::Buf::advance(&mut properties, 12);
+    // The properties keep the payload's buffer (no extra reference count);
+    // the common "no properties" (flags 0) needs no buffer at all.
+    let properties = if payload.len() == 14 && payload[12] == 0 && payload[13] == 0 {
+        Bytes::from_static(&[0, 0])
+    } else {
+        let mut p = payload;
+        bytes::Buf::advance(&mut p, 12);
+        p
+    };
     if class_id == BASIC_CLASS_ID {
         properties::validate(&properties)?;
     }
