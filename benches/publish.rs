@@ -77,7 +77,12 @@ impl Shard {
         };
         let frame_max = config.frame_max;
         let defs = Arc::new(Definitions::new(1));
-        let mut state = ShardState::new(ShardCtx::new(0, Arc::new(config), defs));
+        let alarms = Arc::new(warren::broker::alarms::Alarms::new(
+            0,
+            0,
+            std::path::Path::new("/"),
+        ));
+        let mut state = ShardState::new(ShardCtx::new(0, Arc::new(config), defs, alarms));
 
         // A real socket is needed to build a `Connection`; it is never used.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");

@@ -30,6 +30,13 @@ pub struct Config {
     /// Before sleeping in epoll_wait, a shard keeps polling (without blocking)
     /// this long for new input: lower latency at light load for CPU time.
     pub busy_poll: std::time::Duration,
+    /// Memory alarm threshold as a fraction of physical memory (RabbitMQ's
+    /// vm_memory_high_watermark); `memory_limit` overrides it.
+    pub memory_high_watermark: f64,
+    /// Memory alarm threshold in bytes of RSS (0: no memory alarm).
+    pub memory_limit: Option<u64>,
+    /// Disk alarm: free bytes the data directory must keep (0: no disk alarm).
+    pub disk_free_limit: u64,
 }
 
 impl Default for Config {
@@ -48,11 +55,25 @@ impl Default for Config {
             channel_max: 2047,
             users: vec![("guest".into(), "guest".into())],
             busy_poll: std::time::Duration::ZERO,
+            memory_high_watermark: 0.4,
+            memory_limit: None,
+            // RabbitMQ's default disk_free_limit.
+            disk_free_limit: 50_000_000,
         }
     }
 }
 
 impl Config {
+    /// The memory alarm threshold in bytes (0: none).
+    pub fn memory_limit_bytes(&self) -> u64 {
+        match self.memory_limit {
+            Some(b) => b,
+            None => crate::broker::alarms::total_memory()
+                .map(|t| (t as f64 * self.memory_high_watermark) as u64)
+                .unwrap_or(0),
+        }
+    }
+
     /// A config for in-process tests: loopback IPv4 only, ephemeral ports (one per
     /// shard too), no pinning, a throw-away data dir.
     pub fn for_tests(shards: usize) -> Config {

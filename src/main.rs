@@ -46,6 +46,17 @@ struct Args {
     /// (0: sleep at once). Trades CPU for latency at light load.
     #[arg(long, env = "WARREN_BUSY_POLL_US", default_value_t = 0)]
     busy_poll_us: u64,
+    /// Memory alarm: publishers are blocked while the broker's RSS is above
+    /// this fraction of physical memory (RabbitMQ's vm_memory_high_watermark).
+    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK", default_value_t = 0.4)]
+    memory_high_watermark: f64,
+    /// Memory alarm threshold in bytes of RSS; overrides the watermark (0: off).
+    #[arg(long, env = "WARREN_MEMORY_LIMIT")]
+    memory_limit: Option<u64>,
+    /// Disk alarm: publishers are blocked while the data directory's file
+    /// system has fewer free bytes than this (0: off).
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value_t = 50_000_000)]
+    disk_free_limit: u64,
 }
 
 fn main() {
@@ -66,6 +77,9 @@ fn main() {
     config.heartbeat = args.heartbeat;
     // Each connection buffers up to one whole frame; keep that bounded.
     config.frame_max = args.frame_max.clamp(4096, 2 * 1024 * 1024);
+    config.memory_high_watermark = args.memory_high_watermark.clamp(0.0, 1.0);
+    config.memory_limit = args.memory_limit;
+    config.disk_free_limit = args.disk_free_limit;
     config.busy_poll = std::time::Duration::from_micros(args.busy_poll_us.min(1_000_000));
     if let Err(e) = warren::store::ensure_data_dir(&config.data_dir) {
         eprintln!(

@@ -63,6 +63,10 @@ pub struct ConnInfo {
     /// The connection has published: the event loop stops reading it while
     /// the shard's outgoing rings are congested (publisher flow control).
     pub publisher: bool,
+    /// Client advertised the connection.blocked capability.
+    pub blocked_notify: bool,
+    /// We sent connection.blocked (and owe a connection.unblocked).
+    pub sent_blocked: bool,
     /// Exclusive queues this connection declared (deleted when it closes).
     pub exclusive_queues: Vec<QueueRef>,
     /// Flow control towards consumers: set while unsent output is above
@@ -117,6 +121,8 @@ impl Connection {
                 user: String::new(),
                 cancel_notify: false,
                 publisher: false,
+                blocked_notify: false,
+                sent_blocked: false,
                 exclusive_queues: Vec::new(),
                 output_full: Arc::new(AtomicBool::new(false)),
             },
@@ -282,6 +288,30 @@ impl Connection {
         }
     }
 
+    /// A resource alarm stops reading this publisher: tell the client, once,
+    /// if it advertised the connection.blocked capability.
+    pub fn notify_blocked(&mut self, reason: &str, ctx: &mut ShardCtx) {
+        if self.info.blocked_notify && !self.info.sent_blocked && self.state == State::Running {
+            self.info.sent_blocked = true;
+            let m = ConnectionBlocked {
+                reason: Bytes::copy_from_slice(reason.as_bytes()),
+            };
+            self.send(0, &m.into());
+            ctx.mark_dirty(self.info.slot as usize);
+        }
+    }
+
+    /// Reading resumes: connection.unblocked if connection.blocked was sent.
+    pub fn notify_unblocked(&mut self, ctx: &mut ShardCtx) {
+        if self.info.sent_blocked {
+            self.info.sent_blocked = false;
+            if self.state == State::Running {
+                self.send(0, &ConnectionUnblocked {}.into());
+                ctx.mark_dirty(self.info.slot as usize);
+            }
+        }
+    }
+
     /// Answers the client's connection.close: channels go, close-ok is sent.
     fn finish_client_close(&mut self, ctx: &mut ShardCtx) {
         self.flush_confirms(ctx);
@@ -370,6 +400,10 @@ impl Connection {
         if let Some(FieldValue::Table(caps)) = m.client_properties.get("capabilities") {
             self.info.cancel_notify = caps
                 .get("consumer_cancel_notify")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            self.info.blocked_notify = caps
+                .get("connection.blocked")
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false);
         }

@@ -4,6 +4,7 @@
 //! socket readiness goes to [`connection::Connection`], ring messages to
 //! [`ShardState::handle`] (the shard's message pump).
 
+pub mod alarms;
 pub mod channel;
 pub mod connection;
 pub mod definitions;
@@ -35,6 +36,8 @@ pub struct ShardCtx {
     pub id: u16,
     pub config: Arc<Config>,
     pub defs: Arc<Definitions>,
+    /// Memory and disk alarms, shared by all shards (shard 0 measures).
+    pub alarms: Arc<alarms::Alarms>,
     /// This shard's lock-free copy of exchanges and bindings.
     pub routing: Routing,
     /// Messages produced this iteration, per destination shard.
@@ -57,12 +60,18 @@ pub struct ShardCtx {
 }
 
 impl ShardCtx {
-    pub fn new(id: u16, config: Arc<Config>, defs: Arc<Definitions>) -> ShardCtx {
+    pub fn new(
+        id: u16,
+        config: Arc<Config>,
+        defs: Arc<Definitions>,
+        alarms: Arc<alarms::Alarms>,
+    ) -> ShardCtx {
         let shards = config.shards;
         ShardCtx {
             id,
             config,
             defs,
+            alarms,
             routing: Routing::new(id as usize),
             outbox: Outbox::new(id, shards),
             queues: Slab::new(),

@@ -11,6 +11,7 @@
 
 use super::mesh::{Links, WAKER_TOKEN};
 use super::ShardListeners;
+use crate::broker::alarms::Alarms;
 use crate::broker::connection::Connection;
 use crate::broker::definitions::Definitions;
 use crate::broker::{ShardCtx, ShardState};
@@ -55,6 +56,7 @@ pub fn run(
     id: u16,
     config: Arc<Config>,
     defs: Arc<Definitions>,
+    alarms: Arc<Alarms>,
     sl: ShardListeners,
     links: Links,
     stop: Arc<AtomicBool>,
@@ -72,7 +74,7 @@ pub fn run(
         }
         listeners.push(l);
     }
-    let ctx = ShardCtx::new(id, config, defs);
+    let ctx = ShardCtx::new(id, config, defs, alarms);
     let mut lp = Loop {
         id,
         state: ShardState::new(ctx),
@@ -240,11 +242,17 @@ impl Loop {
             // Resumed from `flush` once the peer reads its output.
             return;
         }
-        if conn.info.publisher && self.state.ctx.outbox.remote_congested() {
+        let alarm = self.state.ctx.alarms.active();
+        if conn.info.publisher && (alarm || self.state.ctx.outbox.remote_congested()) {
             // Publisher flow control (RabbitMQ's credit flow, by other means): a
             // queue shard that cannot keep up fills its ring and then our outbox;
-            // its publishers wait, consumers and acks go on. Resumed by
-            // `unblock_publishers` once the outbox drained.
+            // its publishers wait, consumers and acks go on. A resource alarm
+            // blocks every publisher the same way, and tells it. Resumed by
+            // `unblock_publishers` once the outbox drained and no alarm is raised.
+            if alarm {
+                let reason = self.state.ctx.alarms.reason();
+                conn.notify_blocked(reason, &mut self.state.ctx);
+            }
             if !conn.flow_blocked {
                 conn.flow_blocked = true;
                 self.flow_blocked.push(slot);
@@ -352,7 +360,10 @@ impl Loop {
     /// Publishers stopped by congested rings are read again once the outbox
     /// holds no congested destination.
     fn unblock_publishers(&mut self) {
-        if self.flow_blocked.is_empty() || self.state.ctx.outbox.remote_congested() {
+        if self.flow_blocked.is_empty()
+            || self.state.ctx.outbox.remote_congested()
+            || self.state.ctx.alarms.active()
+        {
             return;
         }
         let now = Instant::now();
@@ -363,6 +374,7 @@ impl Loop {
                     conn.flow_blocked = false;
                     // Its silence while blocked was ours, not a missed heartbeat.
                     conn.last_read = now;
+                    conn.notify_unblocked(&mut self.state.ctx);
                     self.list_read_again(slot);
                 }
             }
@@ -373,6 +385,18 @@ impl Loop {
 
     fn tick(&mut self, now: Instant) {
         let ctx = &mut self.state.ctx;
+        if self.id == 0 {
+            ctx.alarms.check();
+        }
+        if ctx.alarms.active() {
+            // Publishers blocked by congestion when the alarm came are told too.
+            let reason = ctx.alarms.reason();
+            for &slot in &self.flow_blocked {
+                if let Some(conn) = self.state.conns.get_mut(slot) {
+                    conn.notify_blocked(reason, ctx);
+                }
+            }
+        }
         // Keeps this shard's cursor in the definitions log moving even when it
         // routes nothing, so the log can be trimmed.
         ctx.routing.sync(&ctx.defs);

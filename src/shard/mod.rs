@@ -9,6 +9,7 @@ pub mod event_loop;
 pub mod mesh;
 pub mod ring;
 
+use crate::broker::alarms::Alarms;
 use crate::broker::definitions::Definitions;
 use crate::config::Config;
 use std::io;
@@ -19,6 +20,7 @@ use std::thread::JoinHandle;
 
 /// A running broker.
 pub struct BrokerHandle {
+    alarms: Arc<Alarms>,
     port: u16,
     shard_ports: Vec<u16>,
     stop: Arc<AtomicBool>,
@@ -36,6 +38,11 @@ impl BrokerHandle {
     /// `shard_ports()[i]` is served by shard `i`.
     pub fn shard_ports(&self) -> &[u16] {
         &self.shard_ports
+    }
+
+    /// The broker's resource alarms (e.g. `set_memory_limit` at run time).
+    pub fn alarms(&self) -> &Alarms {
+        &self.alarms
     }
 
     /// Stops every shard and waits for the threads.
@@ -127,6 +134,11 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
     config.port = port;
     let config = Arc::new(config);
     let defs = Arc::new(Definitions::new(shards));
+    let alarms = Arc::new(Alarms::new(
+        config.memory_limit_bytes(),
+        config.disk_free_limit,
+        &config.data_dir,
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let mut mesh = mesh::Mesh::new(shards)?;
     let wakers = mesh.wakers.clone();
@@ -140,6 +152,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         let links = mesh.take_links(i);
         let config = config.clone();
         let defs = defs.clone();
+        let alarms = alarms.clone();
         let stop = stop.clone();
         let core = if cores.is_empty() {
             None
@@ -152,12 +165,13 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
-                event_loop::run(i as u16, config, defs, sl, links, stop);
+                event_loop::run(i as u16, config, defs, alarms, sl, links, stop);
             })?;
         threads.push(t);
     }
     log::info!("warren listening on port {} with {} shard(s)", port, shards);
     Ok(BrokerHandle {
+        alarms,
         port,
         shard_ports,
         stop,

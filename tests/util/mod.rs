@@ -45,6 +45,11 @@ impl TestBroker {
     }
 
     /// URI of the main listener.
+    /// The in-process broker (None against an external broker).
+    pub fn handle(&self) -> Option<&warren::BrokerHandle> {
+        self.handle.as_ref()
+    }
+
     /// Running against an external broker (`WARREN_TEST_EXTERNAL_URI`).
     #[allow(dead_code)]
     pub fn is_external(&self) -> bool {
