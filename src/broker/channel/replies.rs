@@ -7,6 +7,7 @@ use crate::broker::error::AmqpError;
 use crate::broker::ids::QueueRef;
 use crate::broker::message::Message;
 use crate::broker::shard_msg::{QueueReply, Settle, ShardMsg};
+use crate::protocol::frame::write_basic_deliver;
 use crate::protocol::methods::*;
 use crate::protocol::write_method;
 use bytes::Bytes;
@@ -173,14 +174,15 @@ impl Channel {
                 windowed: true,
             });
         }
-        let deliver = BasicDeliver {
-            consumer_tag: c.tag.clone(),
-            delivery_tag: tag,
+        write_basic_deliver(
+            cx.wbuf,
+            self.me.channel,
+            &c.tag,
+            tag,
             redelivered,
-            exchange: msg.exchange.clone(),
-            routing_key: msg.routing_key.clone(),
-        };
-        write_method(cx.wbuf, self.me.channel, &deliver.into());
+            &msg.exchange,
+            &msg.routing_key,
+        );
         write_content(cx.wbuf, self.me.channel, msg, cx.info.frame_max);
     }
 }
