@@ -9,7 +9,6 @@ use crate::broker::message::Message;
 use crate::broker::shard_msg::{QueueReply, Settle, ShardMsg};
 use crate::protocol::frame::write_basic_deliver;
 use crate::protocol::methods::*;
-use crate::protocol::write_method;
 use bytes::Bytes;
 
 impl Channel {
