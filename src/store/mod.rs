@@ -1,6 +1,8 @@
 //! On-disk state. Durable definitions and persistent messages are the durability
 //! issue's work; for now the broker only makes sure its data directory exists.
 
+pub mod defs_log;
+
 use std::io;
 use std::path::Path;
 
