@@ -39,9 +39,10 @@ use warren::protocol::constants;
 use warren::protocol::methods::*;
 use warren::protocol::{FieldTable, Method};
 
-use crate::client::{ClientError, Conn, CHANNEL};
-use crate::report::{self, group, JsonObject};
+use crate::client::{unexpected, ClientError, Conn, CHANNEL, CLOSE_TIMEOUT};
+use crate::report::{self, group, JsonObject, Report};
 use crate::uri::AmqpUri;
+use crate::workers::Halt;
 use crate::CommonArgs;
 
 /// A churn phase.
@@ -111,9 +112,6 @@ pub struct Args {
     pub named_queues: bool,
 }
 
-/// How long a connection.close may wait for close-ok.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// The channel the channel phase opens and closes.
 const CHURN_CHANNEL: u16 = 2;
 
@@ -142,7 +140,7 @@ impl PhaseResult {
 
 /// State shared by the threads of one phase.
 struct Shared {
-    stop: AtomicBool,
+    halt: Halt,
     /// Operations completed.
     done: AtomicU64,
     /// Operations claimed (with --count).
@@ -154,18 +152,12 @@ struct Shared {
     ready: AtomicUsize,
     /// The start signal (all threads set up).
     go: AtomicBool,
-    errors: Mutex<Vec<String>>,
 }
 
 impl Shared {
-    fn fail(&self, e: String) {
-        self.errors.lock().unwrap().push(e);
-        self.stop.store(true, Ordering::Relaxed);
-    }
-
     /// Whether the thread may start another operation.
     fn go(&self) -> bool {
-        if self.stop.load(Ordering::Relaxed) {
+        if self.halt.stopped() {
             return false;
         }
         match self.count {
@@ -188,10 +180,6 @@ impl Shared {
             *l = Some(at);
         }
     }
-}
-
-fn unexpected(m: &Method, wanted: &str) -> ClientError {
-    ClientError::Protocol(format!("expected {wanted}, got {}", m.name()))
 }
 
 fn bytes(s: &str) -> Bytes {
@@ -307,16 +295,17 @@ impl Worker {
 /// One thread of a phase: setup, the start signal, operations until told
 /// to stop, teardown.
 fn worker(mut w: Worker, sh: &Shared) {
+    let who = format!("{} thread {}", w.phase.name(), w.t);
     let setup = w.setup();
     sh.ready_and_wait();
     if let Err(e) = setup {
-        sh.fail(format!("{} thread {}: setup: {e}", w.phase.name(), w.t));
+        sh.halt.fail(format!("{who}: setup: {e}"));
         return;
     }
     let mut i = 0u64;
     while sh.go() {
         if let Err(e) = w.op(i) {
-            sh.fail(format!("{} thread {}: {e}", w.phase.name(), w.t));
+            sh.halt.fail(format!("{who}: {e}"));
             break;
         }
         i += 1;
@@ -324,7 +313,7 @@ fn worker(mut w: Worker, sh: &Shared) {
     }
     sh.finished(Instant::now());
     if let Err(e) = w.teardown() {
-        sh.fail(format!("{} thread {}: cleanup: {e}", w.phase.name(), w.t));
+        sh.halt.fail(format!("{who}: cleanup: {e}"));
     }
 }
 
@@ -332,14 +321,13 @@ fn worker(mut w: Worker, sh: &Shared) {
 fn run_phase(args: &Args, uri: &AmqpUri, phase: Phase) -> (PhaseResult, Vec<String>) {
     let threads = args.threads as usize;
     let sh = Arc::new(Shared {
-        stop: AtomicBool::new(false),
+        halt: Halt::default(),
         done: AtomicU64::new(0),
         claimed: AtomicU64::new(0),
         count: args.count,
         last_op: Mutex::new(None),
         ready: AtomicUsize::new(0),
         go: AtomicBool::new(false),
-        errors: Mutex::new(Vec::new()),
     });
     let mut handles = Vec::new();
     for t in 0..threads {
@@ -358,7 +346,8 @@ fn run_phase(args: &Args, uri: &AmqpUri, phase: Phase) -> (PhaseResult, Vec<Stri
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {
-                sh.fail(format!("{} thread {t}: cannot start: {e}", phase.name()));
+                sh.halt
+                    .fail(format!("{} thread {t}: cannot start: {e}", phase.name()));
                 break;
             }
         }
@@ -377,7 +366,7 @@ fn run_phase(args: &Args, uri: &AmqpUri, phase: Phase) -> (PhaseResult, Vec<Stri
         let now = Instant::now();
         let all_done = handles.iter().all(|h| h.is_finished());
         if args.count.is_none() && at_stop.is_none() && now >= end {
-            sh.stop.store(true, Ordering::Relaxed);
+            sh.halt.stop();
             at_stop = Some((sh.done.load(Ordering::Relaxed), end));
         }
         if all_done {
@@ -411,7 +400,7 @@ fn run_phase(args: &Args, uri: &AmqpUri, phase: Phase) -> (PhaseResult, Vec<Stri
     for h in handles {
         let _ = h.join();
     }
-    let errors = sh.errors.lock().unwrap().clone();
+    let errors = sh.halt.errors();
     let (ops, secs) = match at_stop {
         // Stopped on time: ops completed by the deadline.
         Some((ops, at)) if errors.is_empty() => (ops, at.duration_since(t0).as_secs_f64()),
@@ -438,17 +427,12 @@ fn run_phase(args: &Args, uri: &AmqpUri, phase: Phase) -> (PhaseResult, Vec<Stri
 
 /// Runs the scenario; returns the process exit code.
 pub fn run(args: Args) -> i32 {
-    let uri = match AmqpUri::parse(&args.common.uri) {
-        Ok(u) => u,
-        Err(e) => {
-            eprintln!("warren-loadgen: --uri: {e}");
-            return 2;
-        }
-    };
-    if args.count.is_none() && (args.duration.is_nan() || args.duration <= 0.0) {
-        eprintln!("warren-loadgen: --duration must be > 0");
+    let Some(uri) = args.common.validate(
+        args.count.is_some() || args.duration > 0.0,
+        "--duration must be > 0",
+    ) else {
         return 2;
-    }
+    };
     let mut phases: Vec<Phase> = Vec::new();
     for p in &args.phases {
         if !phases.contains(p) {
@@ -466,92 +450,98 @@ pub fn run(args: Args) -> i32 {
         results.push(r);
         errors.extend(e);
     }
-    let ok = errors.is_empty() && results.iter().all(|r| r.ops > 0);
-    if args.common.json {
-        println!("{}", json(&args, &uri, &phases, &results, &errors, ok));
-    } else {
-        print!("{}", table(&args, &uri, &results, ok));
-    }
-    for e in &errors {
-        eprintln!("warren-loadgen: error: {e}");
-    }
-    if ok {
-        0
-    } else {
-        1
-    }
-}
-
-fn table(args: &Args, uri: &AmqpUri, results: &[PhaseResult], ok: bool) -> String {
-    let mut out = String::from("warren-loadgen churn\n");
-    let mut row = |k: &str, v: String| out += &format!("  {k:<14} {v}\n");
-    row("broker", uri.to_string());
-    row(
-        "per phase",
-        match args.count {
-            Some(n) => format!("{} operations, {} threads", group(n), args.threads),
-            None => format!("{} s, {} threads", args.duration, args.threads),
-        },
-    );
-    for r in results {
-        let mut v = format!(
-            "{}/s  ({} {} in {:.2} s, {:.0} us each)",
-            report::rate(r.rate()),
-            group(r.ops),
-            r.phase.op(),
-            r.secs,
-            r.us_per_op(args.threads)
-        );
-        if r.phase == Phase::Queue {
-            v += if args.named_queues {
-                " named"
-            } else {
-                " server-named"
-            };
-        }
-        row(r.phase.name(), v);
-    }
-    row("result", if ok { "ok" } else { "FAILED" }.into());
-    out
-}
-
-fn json(
-    args: &Args,
-    uri: &AmqpUri,
-    phases: &[Phase],
-    results: &[PhaseResult],
-    errors: &[String],
-    ok: bool,
-) -> String {
-    let names: Vec<String> = phases.iter().map(|p| report::json_str(p.name())).collect();
-    let errors: Vec<String> = errors.iter().map(|e| report::json_str(e)).collect();
-    let mut o = JsonObject::new();
-    o.str("scenario", "churn")
-        .str("uri", &uri.to_string())
-        .raw("phases", &report::json_array(&names))
-        .int("threads", args.threads as i64);
-    match args.count {
-        Some(n) => o.raw("duration_s", "null").int("count", n as i64),
-        None => o.num("duration_s", args.duration, 3).raw("count", "null"),
+    let summary = Summary {
+        args: &args,
+        uri: &uri,
+        phases: &phases,
+        results,
+        errors,
     };
-    o.bool("named_queues", args.named_queues);
-    for p in Phase::ALL {
-        let n = p.name();
-        match results.iter().find(|r| r.phase == p) {
-            Some(r) => {
-                o.num(&format!("{n}_rate"), r.rate(), 1)
-                    .int(&format!("{n}_ops"), r.ops as i64)
-                    .num(&format!("{n}_s"), r.secs, 3)
-                    .num(&format!("{n}_us_per_op"), r.us_per_op(args.threads), 1);
+    report::finish(&summary, args.common.json)
+}
+
+/// Everything the final report shows.
+struct Summary<'a> {
+    args: &'a Args,
+    uri: &'a AmqpUri,
+    /// The phases run, in order (duplicates dropped).
+    phases: &'a [Phase],
+    results: Vec<PhaseResult>,
+    errors: Vec<String>,
+}
+
+impl Report for Summary<'_> {
+    fn ok(&self) -> bool {
+        self.errors.is_empty() && self.results.iter().all(|r| r.ops > 0)
+    }
+
+    fn errors(&self) -> &[String] {
+        &self.errors
+    }
+
+    fn table(&self) -> String {
+        let args = self.args;
+        let mut rows = vec![
+            ("broker", self.uri.to_string()),
+            (
+                "per phase",
+                match args.count {
+                    Some(n) => format!("{} operations, {} threads", group(n), args.threads),
+                    None => format!("{} s, {} threads", args.duration, args.threads),
+                },
+            ),
+        ];
+        for r in &self.results {
+            let mut v = format!(
+                "{}/s  ({} {} in {:.2} s, {:.0} us each)",
+                report::rate(r.rate()),
+                group(r.ops),
+                r.phase.op(),
+                r.secs,
+                r.us_per_op(args.threads)
+            );
+            if r.phase == Phase::Queue {
+                v += if args.named_queues {
+                    " named"
+                } else {
+                    " server-named"
+                };
             }
-            None => {
-                for k in ["rate", "ops", "s", "us_per_op"] {
-                    o.raw(&format!("{n}_{k}"), "null");
+            rows.push((r.phase.name(), v));
+        }
+        rows.push(("result", if self.ok() { "ok" } else { "FAILED" }.into()));
+        report::table("churn", rows)
+    }
+
+    fn json(&self) -> String {
+        let args = self.args;
+        let names: Vec<&str> = self.phases.iter().map(|p| p.name()).collect();
+        let mut o = JsonObject::new();
+        o.str("scenario", "churn")
+            .str("uri", &self.uri.to_string())
+            .strs("phases", &names)
+            .int("threads", args.threads as i64);
+        match args.count {
+            Some(n) => o.raw("duration_s", "null").int("count", n as i64),
+            None => o.num("duration_s", args.duration, 3).raw("count", "null"),
+        };
+        o.bool("named_queues", args.named_queues);
+        for p in Phase::ALL {
+            let n = p.name();
+            match self.results.iter().find(|r| r.phase == p) {
+                Some(r) => {
+                    o.num(&format!("{n}_rate"), r.rate(), 1)
+                        .int(&format!("{n}_ops"), r.ops as i64)
+                        .num(&format!("{n}_s"), r.secs, 3)
+                        .num(&format!("{n}_us_per_op"), r.us_per_op(args.threads), 1);
+                }
+                None => {
+                    for k in ["rate", "ops", "s", "us_per_op"] {
+                        o.raw(&format!("{n}_{k}"), "null");
+                    }
                 }
             }
         }
+        self.json_tail(&mut o)
     }
-    o.raw("errors", &report::json_array(&errors))
-        .bool("ok", ok)
-        .finish()
 }

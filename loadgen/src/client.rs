@@ -31,6 +31,9 @@ pub const IO_TICK: Duration = Duration::from_millis(100);
 /// How long setup calls (handshake, declare, consume) may wait for their reply.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a final connection.close may wait for close-ok.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The channel every scenario works on.
 pub const CHANNEL: u16 = 1;
 
@@ -611,7 +614,8 @@ fn eof() -> ClientError {
     ))
 }
 
-fn unexpected(m: &Method, wanted: &str) -> ClientError {
+/// "expected `wanted`, got `m`": a reply that is not the one asked for.
+pub fn unexpected(m: &Method, wanted: &str) -> ClientError {
     ClientError::Protocol(format!("expected {wanted}, got {}", m.name()))
 }
 

@@ -27,16 +27,17 @@
 //! 2 on bad arguments.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use warren::protocol::constants::{FRAME_HEARTBEAT, FRAME_METHOD};
 use warren::protocol::methods::ChannelOpen;
 use warren::protocol::Method;
 
-use crate::client::{ClientError, Conn};
-use crate::report::{self, group, JsonObject};
+use crate::client::{ClientError, Conn, CLOSE_TIMEOUT};
+use crate::report::{self, group, JsonObject, Report};
 use crate::uri::AmqpUri;
+use crate::workers::Halt;
 use crate::CommonArgs;
 
 /// Flags of `connections`.
@@ -65,9 +66,6 @@ pub struct Args {
     #[arg(long)]
     pub pid: Option<u32>,
 }
-
-/// How long the final connection.close may wait for close-ok.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Set by SIGINT (see [`catch_sigint`]).
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -135,18 +133,12 @@ struct Opening {
     next: AtomicUsize,
     /// Connections fully open (with all their channels).
     opened: AtomicU64,
-    stop: AtomicBool,
-    errors: Mutex<Vec<String>>,
+    halt: Halt,
 }
 
 impl Opening {
-    fn fail(&self, e: String) {
-        self.errors.lock().unwrap().push(e);
-        self.stop.store(true, Ordering::Relaxed);
-    }
-
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed) || interrupted()
+        self.halt.stopped() || interrupted()
     }
 }
 
@@ -181,7 +173,7 @@ fn opener(uri: &AmqpUri, n: usize, channels: u16, st: &Opening) -> Vec<Conn> {
                 st.opened.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
-                st.fail(format!("connection {i}: {e}"));
+                st.halt.fail(format!("connection {i}: {e}"));
                 break;
             }
         }
@@ -279,17 +271,12 @@ fn hold_for(secs: f64, mut tick: impl FnMut(u64)) {
 
 /// Runs the scenario; returns the process exit code.
 pub fn run(args: Args) -> i32 {
-    let uri = match AmqpUri::parse(&args.common.uri) {
-        Ok(u) => u,
-        Err(e) => {
-            eprintln!("warren-loadgen: --uri: {e}");
-            return 2;
-        }
-    };
-    if !(args.hold >= 0.0 && args.settle >= 0.0) {
-        eprintln!("warren-loadgen: --hold and --settle must be >= 0");
+    let Some(uri) = args.common.validate(
+        args.hold >= 0.0 && args.settle >= 0.0,
+        "--hold and --settle must be >= 0",
+    ) else {
         return 2;
-    }
+    };
     let nofile = raise_nofile_limit();
     if let Some(limit) = nofile {
         if args.connections as u64 + 32 > limit {
@@ -313,8 +300,7 @@ pub fn run(args: Args) -> i32 {
     let st = Arc::new(Opening {
         next: AtomicUsize::new(0),
         opened: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        errors: Mutex::new(Vec::new()),
+        halt: Halt::default(),
     });
     let threads = (args.threads as usize).min(args.connections.max(1));
     let t0 = Instant::now();
@@ -327,7 +313,7 @@ pub fn run(args: Args) -> i32 {
             .spawn(move || opener(&uri, n, ch, &st2))
         {
             Ok(h) => handles.push(h),
-            Err(e) => st.fail(format!("cannot start thread opener-{t}: {e}")),
+            Err(e) => st.halt.fail(format!("cannot start thread opener-{t}: {e}")),
         }
     }
     let mut prev = 0u64;
@@ -365,7 +351,7 @@ pub fn run(args: Args) -> i32 {
     );
 
     // Settle, then measure the broker.
-    let mut errors = st.errors.lock().unwrap().clone();
+    let mut errors = st.halt.errors();
     if !interrupted() {
         hold_for(args.settle, |_| {});
     }
@@ -437,19 +423,7 @@ pub fn run(args: Args) -> i32 {
         interrupted: interrupted(),
         errors: &errors,
     };
-    if args.common.json {
-        println!("{}", s.json());
-    } else {
-        print!("{}", s.table());
-    }
-    for e in &errors {
-        eprintln!("warren-loadgen: error: {e}");
-    }
-    if s.ok() {
-        0
-    } else {
-        1
-    }
+    report::finish(&s, args.common.json)
 }
 
 struct Summary<'a> {
@@ -469,12 +443,6 @@ struct Summary<'a> {
 }
 
 impl Summary<'_> {
-    fn ok(&self) -> bool {
-        self.errors.is_empty()
-            && self.opened == self.args.connections as u64
-            && self.alive == self.opened
-    }
-
     fn rss_growth(&self) -> Option<i64> {
         Some(self.rss_after? as i64 - self.rss_before? as i64)
     }
@@ -482,6 +450,18 @@ impl Summary<'_> {
     fn rss_per_conn(&self) -> Option<f64> {
         (self.opened > 0).then_some(())?;
         Some(self.rss_growth()? as f64 / self.opened as f64)
+    }
+}
+
+impl Report for Summary<'_> {
+    fn ok(&self) -> bool {
+        self.errors.is_empty()
+            && self.opened == self.args.connections as u64
+            && self.alive == self.opened
+    }
+
+    fn errors(&self) -> &[String] {
+        self.errors
     }
 
     fn table(&self) -> String {
@@ -541,22 +521,11 @@ impl Summary<'_> {
             rows.push(("loadgen nofile", group(n)));
         }
         rows.push(("result", if self.ok() { "ok" } else { "FAILED" }.into()));
-        let mut out = String::from("warren-loadgen connections\n");
-        for (k, v) in rows {
-            out += &format!("  {k:<14} {v}\n");
-        }
-        out
+        report::table("connections", rows)
     }
 
     fn json(&self) -> String {
         let a = self.args;
-        let errors: Vec<String> = self.errors.iter().map(|e| report::json_str(e)).collect();
-        let opt_int = |o: &mut JsonObject, k: &str, v: Option<i64>| {
-            match v {
-                Some(v) => o.int(k, v),
-                None => o.raw(k, "null"),
-            };
-        };
         let mut o = JsonObject::new();
         o.str("scenario", "connections")
             .str("uri", &self.uri.to_string())
@@ -568,19 +537,14 @@ impl Summary<'_> {
             .num("open_rate", self.open_rate, 1)
             .num("hold_s", self.hold_secs, 3)
             .int("alive", self.alive as i64)
-            .bool("interrupted", self.interrupted);
-        opt_int(&mut o, "pid", a.pid.map(i64::from));
-        opt_int(&mut o, "rss_before_kb", self.rss_before.map(|v| v as i64));
-        opt_int(&mut o, "rss_after_kb", self.rss_after.map(|v| v as i64));
-        opt_int(&mut o, "rss_growth_kb", self.rss_growth());
-        match self.rss_per_conn() {
-            Some(v) => o.num("rss_per_conn_kb", v, 2),
-            None => o.raw("rss_per_conn_kb", "null"),
-        };
-        opt_int(&mut o, "nofile_limit", self.nofile.map(|v| v as i64));
-        o.raw("errors", &report::json_array(&errors))
-            .bool("ok", self.ok())
-            .finish()
+            .bool("interrupted", self.interrupted)
+            .opt_int("pid", a.pid.map(i64::from))
+            .opt_int("rss_before_kb", self.rss_before.map(|v| v as i64))
+            .opt_int("rss_after_kb", self.rss_after.map(|v| v as i64))
+            .opt_int("rss_growth_kb", self.rss_growth())
+            .opt_num("rss_per_conn_kb", self.rss_per_conn(), 2)
+            .opt_int("nofile_limit", self.nofile.map(|v| v as i64));
+        self.json_tail(&mut o)
     }
 }
 

@@ -16,7 +16,7 @@
 //! scheduled time`, so the time a message spent waiting to be sent counts:
 //! no coordinated omission.
 //!
-//! The consumer ([`workers::consumer_with`]) hands the first body frame of
+//! The consumer ([`workers::consumer`]) hands the first body frame of
 //! each delivery to a [`Recorder`], which reads the timestamp in place (no
 //! allocation) with one clock read per socket read, and records it in an
 //! HDR histogram (nanoseconds, 3 significant digits) if the message was
@@ -33,17 +33,17 @@
 //! measured message arrived, 2 on bad arguments.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::client::{Conn, IO_TICK};
-use crate::report::{self, cpu_time, group, rate, Counters, JsonObject, Snapshot};
+use crate::client::IO_TICK;
+use crate::report::{self, group, off_or, rate, CpuTime, JsonObject, Report, Snapshot};
 use crate::uri::AmqpUri;
 use crate::workers::{
-    self, encode_publish, filler, ConsumerCfg, Control, Deliveries, ExchangeType, Publisher,
-    Topology, BATCH_BYTES,
+    self, encode_publish, filler, Ack, ConsumerCfg, Crew, Deliveries, ExchangeType, Publisher,
+    Topology, Worker, BATCH_BYTES,
 };
 use crate::CommonArgs;
 
@@ -97,6 +97,12 @@ pub struct Args {
     /// an existing --queue is used as it is and left).
     #[arg(long)]
     pub queue: Option<String>,
+}
+
+impl Args {
+    fn ack(&self) -> Ack {
+        Ack::new(self.no_ack, self.ack_every, self.prefetch)
+    }
 }
 
 /// State shared by the orchestrating thread, the producer and the consumer.
@@ -170,19 +176,11 @@ fn tight_timer_slack() {
 }
 
 /// The producer thread: the fixed-rate schedule (see the module doc).
-fn producer(
-    uri: &AmqpUri,
-    args: &Args,
-    queue: &str,
-    sh: &Shared,
-    ctl: &Control,
-    counters: &Counters,
-    ready: mpsc::Sender<()>,
-) -> Result<Histogram<u64>, String> {
+fn producer(w: &Worker, args: &Args, queue: &str, sh: &Shared) -> Result<Histogram<u64>, String> {
     tight_timer_slack();
     // How late (ns) each measured message was written: part of its latency.
     let mut lag = histogram();
-    let mut p = Publisher::open(uri, "latency producer", args.confirm, ctl, counters)?;
+    let mut p = Publisher::open(w, "latency producer", args.confirm)?;
     let t = encode_publish(
         "",
         queue,
@@ -193,8 +191,7 @@ fn producer(
     let len = t.bytes.len();
     let per_write = (BATCH_BYTES / len).max(1) as u64;
     let mut buf = Vec::with_capacity(per_write as usize * len);
-    let _ = ready.send(());
-    if !ctl.wait_gate() {
+    if !w.ready() {
         return Ok(lag);
     }
     let start = sh.start_ns.load(Ordering::Relaxed);
@@ -203,7 +200,7 @@ fn producer(
     let total = ((args.warmup + args.duration) * args.rate as f64).ceil() as u64;
     let mut next = 0u64;
     let mut clean = true;
-    while next < total && !ctl.stopped() {
+    while next < total && !w.ctl.stopped() {
         let now = sh.now_ns();
         let room = p.room();
         let n = (due(start, args.rate, now).min(total) - next)
@@ -307,31 +304,17 @@ struct Sample {
 
 /// Runs the scenario; returns the process exit code.
 pub fn run(args: Args) -> i32 {
-    let uri = match AmqpUri::parse(&args.common.uri) {
-        Ok(u) => u,
-        Err(e) => {
-            eprintln!("warren-loadgen: --uri: {e}");
-            return 2;
-        }
-    };
-    if !(args.duration > 0.0 && args.warmup >= 0.0 && args.drain >= 0.0) {
-        eprintln!("warren-loadgen: --duration must be > 0, --warmup and --drain >= 0");
+    let Some(uri) = args.common.validate(
+        args.duration > 0.0 && args.warmup >= 0.0 && args.drain >= 0.0,
+        "--duration must be > 0, --warmup and --drain >= 0",
+    ) else {
         return 2;
-    }
+    };
     let topo = Topology::new(args.queue.as_deref(), 1, ExchangeType::Default, false);
     let queue = topo.queues[0].clone();
-    let mut admin = match Conn::open(&uri, "warren-loadgen admin") {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("warren-loadgen: cannot connect to {uri}: {e}");
-            return 1;
-        }
-    };
-    if let Err(e) = topo.declare(&mut admin) {
-        eprintln!("warren-loadgen: {e}");
-        let _ = topo.teardown(&uri, Some(admin));
+    let Ok(admin) = topo.open_admin(&uri) else {
         return 1;
-    }
+    };
 
     let sh = Arc::new(Shared {
         base: Instant::now(),
@@ -341,26 +324,15 @@ pub fn run(args: Args) -> i32 {
         interval: Mutex::new(histogram()),
         tag: std::process::id(),
     });
-    let ctl = Arc::new(Control::default());
-    // [consumer, producer]
-    let counters: Arc<[Counters; 2]> = Arc::new(Default::default());
-    let (ready_tx, ready_rx) = mpsc::channel();
-
+    // Counters: [consumer, producer].
+    let mut crew = Crew::new(&uri, 2);
     let consumer = {
-        let (uri, ctl2, sh, counters, ready) = (
-            uri.clone(),
-            ctl.clone(),
-            sh.clone(),
-            counters.clone(),
-            ready_tx.clone(),
-        );
+        let sh = sh.clone();
         let cfg = ConsumerCfg {
             queue: queue.clone(),
-            no_ack: args.no_ack,
-            ack_every: args.ack_every,
-            prefetch: args.prefetch,
+            ack: args.ack(),
         };
-        workers::spawn("consumer".into(), &ctl, move || {
+        crew.spawn("consumer".into(), 0, move |w| {
             let mut rec = Recorder {
                 sh: &sh,
                 total: histogram(),
@@ -368,46 +340,39 @@ pub fn run(args: Args) -> i32 {
                 now: None,
                 foreign: 0,
             };
-            workers::consumer_with(&uri, 0, &cfg, &ctl2, &counters[0], ready, &mut rec)?;
+            workers::consumer(w, 0, &cfg, &mut rec)?;
             Ok((rec.total, rec.foreign))
         })
     };
     let producer = {
-        let (uri, ctl2, sh, counters, ready) = (
-            uri.clone(),
-            ctl.clone(),
-            sh.clone(),
-            counters.clone(),
-            ready_tx,
-        );
-        let (args, queue) = (args.clone(), queue.clone());
-        workers::spawn("producer".into(), &ctl, move || {
-            producer(&uri, &args, &queue, &sh, &ctl2, &counters[1], ready)
+        let (sh, args, queue) = (sh.clone(), args.clone(), queue.clone());
+        crew.spawn("producer".into(), 1, move |w| {
+            producer(w, &args, &queue, &sh)
         })
     };
 
     let mut samples = Vec::new();
-    if workers::wait_ready(&ready_rx, 2, &ctl) {
+    if crew.wait_ready() {
         let start = sh.now_ns();
         sh.start_ns.store(start, Ordering::Relaxed);
         let warm = start + (args.warmup * 1e9) as u64;
         sh.warm_ns.store(warm, Ordering::Relaxed);
-        ctl.release(true);
-        measure(&args, &sh, &counters[..], &ctl, &mut samples);
+        crew.ctl.release(true);
+        measure(&args, &sh, &crew, &mut samples);
     } else {
-        ctl.release(false);
+        crew.ctl.release(false);
     }
-    ctl.stop();
+    crew.ctl.stop();
     let lag = producer
         .and_then(|p| p.join().ok().flatten())
         .unwrap_or_else(histogram);
     let (hist, foreign) = consumer
         .and_then(|c| c.join().ok().flatten())
         .unwrap_or_else(|| (histogram(), 0));
-    let total = Snapshot::take(counters.iter());
-    let (cpu_user, cpu_sys) = cpu_time();
+    let total = crew.snapshot();
+    let cpu = CpuTime::now();
 
-    let mut errors = ctl.errors();
+    let mut errors = crew.ctl.errors();
     let (queue_left, teardown_errors) = topo.teardown(&uri, Some(admin));
     errors.extend(teardown_errors);
 
@@ -431,55 +396,38 @@ pub fn run(args: Args) -> i32 {
         },
         foreign,
         queue_left,
-        cpu_user,
-        cpu_sys,
+        cpu,
         samples,
         errors: &errors,
     };
-    if args.common.json {
-        println!("{}", summary.json());
-    } else {
-        print!("{}", summary.table());
-    }
-    if total.delivered < total.published && errors.is_empty() {
+    let code = report::finish(&summary, args.common.json);
+    // Why a run without errors is incomplete or failed.
+    if errors.is_empty() && total.delivered < total.published {
         eprintln!(
             "warren-loadgen: warning: {} messages sent but not received within --drain {} s",
             group(total.published - total.delivered),
             args.drain
         );
     }
-    for e in &errors {
-        eprintln!("warren-loadgen: error: {e}");
-    }
-    if !errors.is_empty() {
-        1
-    } else if summary.hist.is_empty() {
+    if errors.is_empty() && summary.hist.is_empty() {
         eprintln!("warren-loadgen: no measured message was received");
-        1
-    } else {
-        0
     }
+    code
 }
 
 /// The timed part: a line per second while the producer runs and the
 /// consumer catches up (at most `--drain` s after the producer is done).
-fn measure(
-    args: &Args,
-    sh: &Shared,
-    counters: &[Counters],
-    ctl: &Control,
-    samples: &mut Vec<Sample>,
-) {
+fn measure(args: &Args, sh: &Shared, crew: &Crew, samples: &mut Vec<Sample>) {
     let t0 = Instant::now();
     let warm_end = t0 + Duration::from_secs_f64(args.warmup);
-    let mut prev = Snapshot::take(counters);
+    let mut prev = crew.snapshot();
     let mut spare = histogram();
     let mut tick = 1u64;
     let mut drain_until: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        let s = Snapshot::take(counters);
-        if ctl.stopped() {
+        let s = crew.snapshot();
+        if crew.ctl.stopped() {
             return;
         }
         if drain_until.is_none() && sh.done_ns.load(Ordering::Relaxed) != 0 {
@@ -564,8 +512,7 @@ struct Summary<'a> {
     achieved: f64,
     foreign: u64,
     queue_left: Option<u64>,
-    cpu_user: f64,
-    cpu_sys: f64,
+    cpu: CpuTime,
     samples: Vec<Sample>,
     errors: &'a [String],
 }
@@ -578,20 +525,13 @@ const PERCENTILES: [(&str, &str, f64); 4] = [
     ("p99.9", "p999_us", 0.999),
 ];
 
-impl Summary<'_> {
-    fn ack_mode(&self) -> String {
-        if self.args.no_ack {
-            "auto".into()
-        } else {
-            format!(
-                "manual, multiple every {} (prefetch {})",
-                self.args.ack_every, self.args.prefetch
-            )
-        }
-    }
-
+impl Report for Summary<'_> {
     fn ok(&self) -> bool {
         self.errors.is_empty() && !self.hist.is_empty()
+    }
+
+    fn errors(&self) -> &[String] {
+        self.errors
     }
 
     fn table(&self) -> String {
@@ -610,15 +550,8 @@ impl Summary<'_> {
                 ),
             ),
             ("body", format!("{} B", a.size)),
-            ("ack", self.ack_mode()),
-            (
-                "confirms",
-                if a.confirm == 0 {
-                    "off".into()
-                } else {
-                    format!("{} outstanding max", group(a.confirm))
-                },
-            ),
+            ("ack", a.ack().describe()),
+            ("confirms", off_or(a.confirm, "outstanding max")),
             (
                 "measured",
                 format!(
@@ -669,15 +602,8 @@ impl Summary<'_> {
                 ),
             ));
         }
-        rows.push((
-            "loadgen cpu",
-            format!("{:.2} s user + {:.2} s sys", self.cpu_user, self.cpu_sys),
-        ));
-        let mut out = String::from("warren-loadgen latency\n");
-        for (k, v) in rows {
-            out += &format!("  {k:<14} {v}\n");
-        }
-        out
+        rows.push(("loadgen cpu", self.cpu.to_string()));
+        report::table("latency", rows)
     }
 
     fn json(&self) -> String {
@@ -700,17 +626,15 @@ impl Summary<'_> {
                     .finish()
             })
             .collect();
-        let errors: Vec<String> = self.errors.iter().map(|e| report::json_str(e)).collect();
         let mut o = JsonObject::new();
         o.str("scenario", "latency")
             .str("uri", &self.uri.to_string())
             .str("queue", self.queue)
             .int("rate", a.rate as i64)
             .num("achieved_rate", self.achieved, 1)
-            .int("size", a.size as i64)
-            .str("ack", if a.no_ack { "auto" } else { "manual" })
-            .int("ack_every", a.ack_every as i64)
-            .int("prefetch", a.prefetch as i64)
+            .int("size", a.size as i64);
+        a.ack()
+            .json(&mut o)
             .int("confirm", a.confirm as i64)
             .num("warmup_s", a.warmup, 3)
             .num("duration_s", a.duration, 3)
@@ -729,18 +653,11 @@ impl Summary<'_> {
             .num("stddev_us", h.stdev() / 1e3, 1)
             .num("send_lag_p50_us", us(self.lag.value_at_quantile(0.5)), 1)
             .num("send_lag_p99_us", us(self.lag.value_at_quantile(0.99)), 1)
-            .num("send_lag_max_us", us(self.lag.max()), 1);
-        match self.queue_left {
-            Some(q) => o.int("queue_left", q as i64),
-            None => o.raw("queue_left", "null"),
-        };
-        o.num("cpu_user_s", self.cpu_user, 3)
-            .num("cpu_sys_s", self.cpu_sys, 3)
-            .num("cpu_s", self.cpu_user + self.cpu_sys, 3)
-            .raw("samples", &report::json_array(&samples))
-            .raw("errors", &report::json_array(&errors))
-            .bool("ok", self.ok())
-            .finish()
+            .num("send_lag_max_us", us(self.lag.max()), 1)
+            .opt_int("queue_left", self.queue_left.map(|q| q as i64))
+            .cpu(&self.cpu)
+            .raw("samples", &report::json_array(&samples));
+        self.json_tail(&mut o)
     }
 }
 

@@ -13,10 +13,11 @@
 //! - `churn` ([`churn`]): connection, channel, queue and binding create +
 //!   destroy rates.
 //!
-//! Shared pieces: [`uri`] (AMQP URI), [`client`] (connection, handshake,
-//! frame walking, admin calls), [`workers`] (producer/consumer loops,
-//! queue/exchange topology), [`report`] (counters, CPU time, number and
-//! JSON formatting).
+//! Shared pieces: [`CommonArgs`] (`--uri`, `--json`, the start-up checks),
+//! [`uri`] (AMQP URI), [`client`] (connection, handshake, frame walking,
+//! admin calls), [`workers`] (producer/consumer loops, queue/exchange
+//! topology, the stop flag with its errors), [`report`] (counters, CPU
+//! time, number and JSON formatting, the final report and exit status).
 
 mod churn;
 mod client;
@@ -28,6 +29,8 @@ mod uri;
 mod workers;
 
 use clap::{Parser, Subcommand};
+
+use uri::AmqpUri;
 
 /// Load generator for AMQP 0-9-1 brokers.
 #[derive(Parser)]
@@ -63,6 +66,27 @@ pub struct CommonArgs {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+impl CommonArgs {
+    /// The start-up checks of a scenario: `--uri` must parse and the
+    /// scenario's own flags be valid (`flags_ok`; else `rule` says what they
+    /// must be). Returns the URI, or None after printing the problem (exit
+    /// status 2).
+    pub fn validate(&self, flags_ok: bool, rule: &str) -> Option<AmqpUri> {
+        let uri = match AmqpUri::parse(&self.uri) {
+            Ok(u) => u,
+            Err(e) => {
+                eprintln!("warren-loadgen: --uri: {e}");
+                return None;
+            }
+        };
+        if !flags_ok {
+            eprintln!("warren-loadgen: {rule}");
+            return None;
+        }
+        Some(uri)
+    }
 }
 
 fn main() {

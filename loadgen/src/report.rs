@@ -1,6 +1,7 @@
 //! Shared by every scenario: per-worker counters, the process's CPU time,
-//! number formatting for the human-readable output and a tiny hand-written
-//! JSON object writer for `--json`.
+//! number formatting for the human-readable output, a tiny hand-written
+//! JSON object writer for `--json`, and the final [`Report`] (table or JSON
+//! on stdout, errors on stderr, exit status).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,16 +91,39 @@ pub struct Rates {
     pub deliver: f64,
 }
 
-/// CPU time of this process so far (all threads): (user, system) seconds.
-pub fn cpu_time() -> (f64, f64) {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    if rc != 0 {
-        return (0.0, 0.0);
+/// CPU time of this process (all threads), in seconds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuTime {
+    pub user: f64,
+    pub sys: f64,
+}
+
+impl CpuTime {
+    /// The CPU time used so far (zero if it cannot be read).
+    pub fn now() -> CpuTime {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+        if rc != 0 {
+            return CpuTime::default();
+        }
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        CpuTime {
+            user: tv(ru.ru_utime),
+            sys: tv(ru.ru_stime),
+        }
     }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (tv(ru.ru_utime), tv(ru.ru_stime))
+
+    pub fn total(&self) -> f64 {
+        self.user + self.sys
+    }
+}
+
+/// "0.12 s user + 0.34 s sys".
+impl std::fmt::Display for CpuTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2} s user + {:.2} s sys", self.user, self.sys)
+    }
 }
 
 /// `1234567` -> `"1,234,567"`.
@@ -127,6 +151,25 @@ pub fn group_i(n: i64) -> String {
 /// A rate rounded to a whole number of messages, grouped.
 pub fn rate(r: f64) -> String {
     group(r.max(0.0).round() as u64)
+}
+
+/// "off" for 0, else "1,000 <unit>" (an optional limit such as `--confirm`).
+pub fn off_or(n: u64, unit: &str) -> String {
+    if n == 0 {
+        "off".to_string()
+    } else {
+        format!("{} {unit}", group(n))
+    }
+}
+
+/// The summary table: a "warren-loadgen <scenario>" title line, then one
+/// "  label  value" line per row.
+pub fn table(scenario: &str, rows: Vec<(&str, String)>) -> String {
+    let mut out = format!("warren-loadgen {scenario}\n");
+    for (k, v) in rows {
+        out += &format!("  {k:<14} {v}\n");
+    }
+    out
 }
 
 /// Builds one JSON object by hand, keys in insertion order.
@@ -194,6 +237,35 @@ impl JsonObject {
         self
     }
 
+    /// An integer, or null for `None`.
+    pub fn opt_int(&mut self, k: &str, v: Option<i64>) -> &mut Self {
+        match v {
+            Some(v) => self.int(k, v),
+            None => self.raw(k, "null"),
+        }
+    }
+
+    /// A float with `decimals` places, or null for `None`.
+    pub fn opt_num(&mut self, k: &str, v: Option<f64>, decimals: usize) -> &mut Self {
+        match v {
+            Some(v) => self.num(k, v, decimals),
+            None => self.raw(k, "null"),
+        }
+    }
+
+    /// An array of strings.
+    pub fn strs<S: AsRef<str>>(&mut self, k: &str, items: &[S]) -> &mut Self {
+        let items: Vec<String> = items.iter().map(|s| json_str(s.as_ref())).collect();
+        self.raw(k, &json_array(&items))
+    }
+
+    /// The loadgen's own CPU time: `cpu_user_s`, `cpu_sys_s`, `cpu_s`.
+    pub fn cpu(&mut self, cpu: &CpuTime) -> &mut Self {
+        self.num("cpu_user_s", cpu.user, 3)
+            .num("cpu_sys_s", cpu.sys, 3)
+            .num("cpu_s", cpu.total(), 3)
+    }
+
     pub fn finish(&mut self) -> String {
         let mut s = std::mem::take(&mut self.buf);
         s.push('}');
@@ -231,6 +303,44 @@ fn push_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// A scenario's final report.
+pub trait Report {
+    /// The table printed without `--json` (see [`table`]).
+    fn table(&self) -> String;
+    /// The one-line JSON object printed with `--json`; it ends with
+    /// [`Report::json_tail`].
+    fn json(&self) -> String;
+    /// Whether the run succeeded: exit status 0, and `"ok"` in the JSON.
+    fn ok(&self) -> bool;
+    /// The errors met: printed on stderr, and `"errors"` in the JSON.
+    fn errors(&self) -> &[String];
+
+    /// Ends `o` with the `errors` and `ok` keys.
+    fn json_tail(&self, o: &mut JsonObject) -> String {
+        o.strs("errors", self.errors())
+            .bool("ok", self.ok())
+            .finish()
+    }
+}
+
+/// Prints `r` on stdout (one JSON line with `--json`, else the table) and
+/// its errors on stderr; returns the exit status: 0 if ok, else 1.
+pub fn finish(r: &impl Report, json: bool) -> i32 {
+    if json {
+        println!("{}", r.json());
+    } else {
+        print!("{}", r.table());
+    }
+    for e in r.errors() {
+        eprintln!("warren-loadgen: error: {e}");
+    }
+    if r.ok() {
+        0
+    } else {
+        1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,16 +363,30 @@ mod tests {
             .num("r", 1.23456, 2)
             .num("nan", f64::NAN, 1)
             .bool("t", true)
-            .raw("arr", &json_array(&["1".into(), json_str("s")]));
+            .raw("arr", &json_array(&["1".into(), json_str("s")]))
+            .opt_int("i", None)
+            .opt_num("f", Some(0.5), 1)
+            .strs("s", &["x", "y\""]);
         assert_eq!(
             o.finish(),
-            r#"{"a\"b":"x\ny\u0001","n":-3,"r":1.23,"nan":null,"t":true,"arr":[1,"s"]}"#
+            r#"{"a\"b":"x\ny\u0001","n":-3,"r":1.23,"nan":null,"t":true,"arr":[1,"s"],"i":null,"f":0.5,"s":["x","y\""]}"#
         );
     }
 
     #[test]
     fn cpu_time_moves() {
-        let (u, s) = cpu_time();
-        assert!(u >= 0.0 && s >= 0.0);
+        let cpu = CpuTime::now();
+        assert!(cpu.user >= 0.0 && cpu.sys >= 0.0);
+        assert_eq!(cpu.total(), cpu.user + cpu.sys);
+    }
+
+    #[test]
+    fn table_and_limits() {
+        assert_eq!(off_or(0, "msg/s"), "off");
+        assert_eq!(off_or(2500, "msg/s"), "2,500 msg/s");
+        assert_eq!(
+            table("x", vec![("broker", "b".into()), ("result", "ok".into())]),
+            "warren-loadgen x\n  broker         b\n  result         ok\n"
+        );
     }
 }

@@ -30,14 +30,11 @@
 //! the number of queues). Exit status: 0 on success, 1 on a broker/connection
 //! error or if nothing was delivered, 2 on bad arguments.
 
-use std::sync::mpsc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::client::Conn;
-use crate::report::{self, cpu_time, group, group_i, rate, Counters, JsonObject, Snapshot};
+use crate::report::{self, group, group_i, off_or, rate, CpuTime, JsonObject, Report, Snapshot};
 use crate::uri::AmqpUri;
-use crate::workers::{self, ConsumerCfg, Control, ExchangeType, ProducerCfg, Topology};
+use crate::workers::{self, Ack, ConsumerCfg, Crew, ExchangeType, ProducerCfg, Topology};
 use crate::CommonArgs;
 
 /// Flags of `throughput`.
@@ -95,6 +92,12 @@ pub struct Args {
     pub rate: u64,
 }
 
+impl Args {
+    fn ack(&self) -> Ack {
+        Ack::new(self.no_ack, self.ack_every, self.prefetch)
+    }
+}
+
 /// One per-second line.
 struct Sample {
     t: f64,
@@ -105,17 +108,12 @@ struct Sample {
 
 /// Runs the scenario; returns the process exit code.
 pub fn run(args: Args) -> i32 {
-    let uri = match AmqpUri::parse(&args.common.uri) {
-        Ok(u) => u,
-        Err(e) => {
-            eprintln!("warren-loadgen: --uri: {e}");
-            return 2;
-        }
-    };
-    if !(args.duration > 0.0 && args.warmup >= 0.0) {
-        eprintln!("warren-loadgen: --duration must be > 0 and --warmup >= 0");
+    let Some(uri) = args.common.validate(
+        args.duration > 0.0 && args.warmup >= 0.0,
+        "--duration must be > 0 and --warmup >= 0",
+    ) else {
         return 2;
-    }
+    };
     let topo = Topology::new(
         args.queue.as_deref(),
         args.queues as usize,
@@ -136,42 +134,28 @@ pub fn run(args: Args) -> i32 {
             n_queues - args.consumers
         );
     }
-    let mut admin = match Conn::open(&uri, "warren-loadgen admin") {
+    let admin = match topo.open_admin(&uri) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("warren-loadgen: cannot connect to {uri}: {e}");
+        Err(cleanup_errors) => {
+            for e in cleanup_errors {
+                eprintln!("warren-loadgen: cleanup: {e}");
+            }
             return 1;
         }
     };
-    if let Err(e) = topo.declare(&mut admin) {
-        eprintln!("warren-loadgen: {e}");
-        // Remove what was created before the failure.
-        let (_, errors) = topo.teardown(&uri, Some(admin));
-        for e in errors {
-            eprintln!("warren-loadgen: cleanup: {e}");
-        }
-        return 1;
-    }
 
-    let ctl = Arc::new(Control::default());
     let n_workers = args.producers + args.consumers;
-    let counters: Arc<Vec<Counters>> =
-        Arc::new((0..n_workers).map(|_| Counters::default()).collect());
-    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut crew = Crew::new(&uri, n_workers);
     let mut threads = Vec::new();
     let properties = workers::properties(args.persistent, topo.kind.publish_headers());
     for i in 0..n_workers {
-        let (uri, ctl2, counters, ready) =
-            (uri.clone(), ctl.clone(), counters.clone(), ready_tx.clone());
         let t = if i < args.consumers {
             let cfg = ConsumerCfg {
                 queue: topo.consumer_queue(i).to_string(),
-                no_ack: args.no_ack,
-                ack_every: args.ack_every,
-                prefetch: args.prefetch,
+                ack: args.ack(),
             };
-            workers::spawn(format!("consumer-{i}"), &ctl, move || {
-                workers::consumer(&uri, i, &cfg, &ctl2, &counters[i], ready)
+            crew.spawn(format!("consumer-{i}"), i, move |w| {
+                workers::consumer(w, i, &cfg, &mut ())
             })
         } else {
             let p = i - args.consumers;
@@ -184,33 +168,32 @@ pub fn run(args: Args) -> i32 {
                 confirm: args.confirm,
                 rate: args.rate,
             };
-            workers::spawn(format!("producer-{p}"), &ctl, move || {
-                workers::producer(&uri, p, &cfg, &ctl2, &counters[i], ready)
+            crew.spawn(format!("producer-{p}"), i, move |w| {
+                workers::producer(w, p, &cfg)
             })
         };
         threads.extend(t);
     }
-    drop(ready_tx);
 
     // Wait for every worker's setup.
     let mut samples = Vec::new();
     let fanout = topo.fanout();
-    let (start_snap, end_snap) = if workers::wait_ready(&ready_rx, n_workers, &ctl) {
-        ctl.release(true);
-        measure(&args, fanout, &counters, &ctl, &mut samples)
+    let (start_snap, end_snap) = if crew.wait_ready() {
+        crew.ctl.release(true);
+        measure(&args, fanout, &crew, &mut samples)
     } else {
-        ctl.release(false);
-        let s = Snapshot::take(counters.iter());
+        crew.ctl.release(false);
+        let s = crew.snapshot();
         (s, s)
     };
-    ctl.stop();
+    crew.ctl.stop();
     for t in threads {
         let _ = t.join();
     }
-    let total = Snapshot::take(counters.iter());
-    let (cpu_user, cpu_sys) = cpu_time();
+    let total = crew.snapshot();
+    let cpu = CpuTime::now();
 
-    let mut errors = ctl.errors();
+    let mut errors = crew.ctl.errors();
     // Messages left: from queue.delete-ok, or a passive declare for --queue.
     let (queue_left, teardown_errors) = topo.teardown(&uri, Some(admin));
     errors.extend(teardown_errors);
@@ -222,27 +205,15 @@ pub fn run(args: Args) -> i32 {
         measured: end_snap.rates_since(&start_snap),
         total,
         queue_left,
-        cpu_user,
-        cpu_sys,
+        cpu,
         samples,
         errors: &errors,
     };
-    if args.common.json {
-        println!("{}", summary.json());
-    } else {
-        print!("{}", summary.table());
-    }
-    for e in &errors {
-        eprintln!("warren-loadgen: error: {e}");
-    }
-    if !errors.is_empty() {
-        1
-    } else if total.delivered == 0 {
+    let code = report::finish(&summary, args.common.json);
+    if errors.is_empty() && total.delivered == 0 {
         eprintln!("warren-loadgen: nothing was delivered");
-        1
-    } else {
-        0
     }
+    code
 }
 
 /// The timed part: per-second lines until warmup + duration (or an error).
@@ -250,28 +221,27 @@ pub fn run(args: Args) -> i32 {
 fn measure(
     args: &Args,
     fanout: u64,
-    counters: &[Counters],
-    ctl: &Control,
+    crew: &Crew,
     samples: &mut Vec<Sample>,
 ) -> (Snapshot, Snapshot) {
     let t0 = Instant::now();
     let warm_end = t0 + Duration::from_secs_f64(args.warmup);
     let end = warm_end + Duration::from_secs_f64(args.duration);
-    let mut prev = Snapshot::take(counters);
+    let mut prev = crew.snapshot();
     let mut start = (args.warmup == 0.0).then_some(prev);
     let mut tick = 1u64;
     loop {
         let now = Instant::now();
-        if ctl.stopped() {
-            let s = Snapshot::take(counters);
+        if crew.ctl.stopped() {
+            let s = crew.snapshot();
             return (start.unwrap_or(s), s);
         }
         if start.is_none() && now >= warm_end {
-            start = Some(Snapshot::take(counters));
+            start = Some(crew.snapshot());
         }
         let next_tick = t0 + Duration::from_secs(tick);
         if now >= next_tick && next_tick <= end {
-            let s = Snapshot::take(counters);
+            let s = crew.snapshot();
             let sample = Sample {
                 t: s.at.duration_since(t0).as_secs_f64(),
                 warmup: prev.at < warm_end,
@@ -285,7 +255,7 @@ fn measure(
             continue;
         }
         if now >= end {
-            return (start.unwrap(), Snapshot::take(counters));
+            return (start.unwrap(), crew.snapshot());
         }
         let mut until = next_tick.min(end);
         if start.is_none() {
@@ -324,8 +294,7 @@ struct Summary<'a> {
     measured: report::Rates,
     total: Snapshot,
     queue_left: Option<u64>,
-    cpu_user: f64,
-    cpu_sys: f64,
+    cpu: CpuTime,
     samples: Vec<Sample>,
     errors: &'a [String],
 }
@@ -356,38 +325,30 @@ impl Summary<'_> {
         }
     }
 
-    fn ack_mode(&self) -> String {
-        if self.args.no_ack {
-            "auto".into()
-        } else {
-            format!(
-                "manual, multiple every {} (prefetch {})",
-                self.args.ack_every, self.args.prefetch
-            )
-        }
-    }
-
     /// CPU microseconds per message moved (published + delivered).
     fn cpu_us_per_msg(&self) -> f64 {
         let moved = self.total.published + self.total.delivered;
         if moved == 0 {
             0.0
         } else {
-            (self.cpu_user + self.cpu_sys) * 1e6 / moved as f64
+            self.cpu.total() * 1e6 / moved as f64
         }
+    }
+}
+
+impl Report for Summary<'_> {
+    fn ok(&self) -> bool {
+        self.errors.is_empty() && self.total.delivered > 0
+    }
+
+    fn errors(&self) -> &[String] {
+        self.errors
     }
 
     fn table(&self) -> String {
         let a = self.args;
         let m = &self.measured;
         let t = &self.total;
-        let opt = |n: u64, unit: &str| {
-            if n == 0 {
-                "off".to_string()
-            } else {
-                format!("{} {unit}", group(n))
-            }
-        };
         let mut rows: Vec<(&str, String)> = vec![
             ("broker", self.uri.to_string()),
             ("queues", self.queues()),
@@ -409,9 +370,9 @@ impl Summary<'_> {
                 ),
             ),
             ("durable", if a.durable { "yes" } else { "no" }.to_string()),
-            ("ack", self.ack_mode()),
-            ("confirms", opt(a.confirm, "outstanding max")),
-            ("rate cap", opt(a.rate, "msg/s per producer")),
+            ("ack", a.ack().describe()),
+            ("confirms", off_or(a.confirm, "outstanding max")),
+            ("rate cap", off_or(a.rate, "msg/s per producer")),
             (
                 "measured",
                 format!("{:.2} s after {} s warmup", m.secs, a.warmup),
@@ -443,18 +404,9 @@ impl Summary<'_> {
         }
         rows.push((
             "loadgen cpu",
-            format!(
-                "{:.2} s user + {:.2} s sys ({:.2} us/msg)",
-                self.cpu_user,
-                self.cpu_sys,
-                self.cpu_us_per_msg()
-            ),
+            format!("{} ({:.2} us/msg)", self.cpu, self.cpu_us_per_msg()),
         ));
-        let mut out = String::from("warren-loadgen throughput\n");
-        for (k, v) in rows {
-            out += &format!("  {k:<14} {v}\n");
-        }
-        out
+        report::table("throughput", rows)
     }
 
     fn json(&self) -> String {
@@ -476,19 +428,12 @@ impl Summary<'_> {
                     .finish()
             })
             .collect();
-        let errors: Vec<String> = self.errors.iter().map(|e| report::json_str(e)).collect();
-        let queue_names: Vec<String> = self
-            .topo
-            .queues
-            .iter()
-            .map(|q| report::json_str(q))
-            .collect();
         let mut o = JsonObject::new();
         o.str("scenario", "throughput")
             .str("uri", &self.uri.to_string())
             .str("queue", &self.topo.queues[0])
             .int("queues", self.topo.queues.len() as i64)
-            .raw("queue_names", &report::json_array(&queue_names))
+            .strs("queue_names", &self.topo.queues)
             .str("exchange_type", self.topo.kind.name())
             .str("exchange", &self.topo.exchange)
             .int("fanout", fanout as i64)
@@ -496,10 +441,9 @@ impl Summary<'_> {
             .bool("durable", a.durable)
             .int("producers", a.producers as i64)
             .int("consumers", a.consumers as i64)
-            .int("size", a.size as i64)
-            .str("ack", if a.no_ack { "auto" } else { "manual" })
-            .int("ack_every", a.ack_every as i64)
-            .int("prefetch", a.prefetch as i64)
+            .int("size", a.size as i64);
+        a.ack()
+            .json(&mut o)
             .int("confirm", a.confirm as i64)
             .int("rate_limit", a.rate as i64)
             .num("warmup_s", a.warmup, 3)
@@ -512,18 +456,11 @@ impl Summary<'_> {
             .int("received", t.delivered as i64)
             .int("confirmed", t.confirmed as i64)
             .int("nacked", t.nacked as i64)
-            .int("backlog", t.backlog(fanout));
-        match self.queue_left {
-            Some(q) => o.int("queue_left", q as i64),
-            None => o.raw("queue_left", "null"),
-        };
-        o.num("cpu_user_s", self.cpu_user, 3)
-            .num("cpu_sys_s", self.cpu_sys, 3)
-            .num("cpu_s", self.cpu_user + self.cpu_sys, 3)
+            .int("backlog", t.backlog(fanout))
+            .opt_int("queue_left", self.queue_left.map(|q| q as i64))
+            .cpu(&self.cpu)
             .num("cpu_us_per_msg", self.cpu_us_per_msg(), 3)
-            .raw("samples", &report::json_array(&samples))
-            .raw("errors", &report::json_array(&errors))
-            .bool("ok", self.errors.is_empty() && t.delivered > 0)
-            .finish()
+            .raw("samples", &report::json_array(&samples));
+        self.json_tail(&mut o)
     }
 }

@@ -1,6 +1,9 @@
 //! The producer and consumer threads of the message-flow scenarios, the
+//! [`Crew`] that starts them (each with its [`Worker`] share), the
 //! [`Control`] block the orchestrating thread drives them with, and the
-//! [`Topology`] (queues, exchange, bindings) they work on.
+//! [`Topology`] (queues, exchange, bindings) they work on. [`Halt`], the stop
+//! flag with the errors that raised it, also serves the threads of the
+//! `connections` and `churn` scenarios.
 //!
 //! Each worker owns one connection ([`Conn`]) and runs a tight blocking loop:
 //!
@@ -11,7 +14,7 @@
 //!   blocking for confirms, connection.blocked and closes. [`producer`] is the
 //!   `throughput` loop (as fast as allowed, or capped); `latency` drives a
 //!   [`Publisher`] on its own schedule, patching a timestamp into each copy;
-//! - a **consumer** ([`consumer_with`]) reads 256 KiB chunks, walks the frames
+//! - a **consumer** ([`consumer`]) reads 256 KiB chunks, walks the frames
 //!   in place (no allocation), counts basic.deliver method frames (the
 //!   delivery tag is read by hand from the payload), hands the first body
 //!   frame of each delivery to a [`Deliveries`] sink if it wants bodies, and
@@ -34,28 +37,23 @@ use warren::protocol::{
     write_body, write_content_header, write_method, BasicProperties, FieldTable, FieldValue, Method,
 };
 
-use crate::client::{self, method_id, ClientError, Conn, CHANNEL, IO_TICK};
-use crate::report::Counters;
+use crate::client::{self, method_id, ClientError, Conn, CHANNEL, CLOSE_TIMEOUT, IO_TICK};
+use crate::report::{Counters, JsonObject, Snapshot};
 use crate::uri::AmqpUri;
 
 /// Bytes of publishes a producer hands to one `write()` (whole messages, at
 /// least one).
 pub const BATCH_BYTES: usize = 128 * 1024;
 
-/// How long a worker waits for connection.close-ok at the end.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Start gate, stop flag and the first errors, shared by all workers.
+/// A stop flag and the errors that raised it, shared by a run's threads.
 #[derive(Default)]
-pub struct Control {
+pub struct Halt {
     stop: AtomicBool,
-    gate: Mutex<Option<bool>>,
-    gate_cv: Condvar,
     errors: Mutex<Vec<String>>,
 }
 
-impl Control {
-    /// Whether workers should wind down.
+impl Halt {
+    /// Whether the threads should wind down.
     #[inline]
     pub fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
@@ -65,15 +63,45 @@ impl Control {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    /// Records a worker's error and stops everyone.
+    /// Records a thread's error and stops everyone.
     pub fn fail(&self, e: String) {
         self.errors.lock().unwrap().push(e);
         self.stop();
+    }
+
+    /// The errors recorded so far.
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().unwrap().clone()
+    }
+}
+
+/// Start gate, stop flag and the first errors, shared by all workers.
+#[derive(Default)]
+pub struct Control {
+    halt: Halt,
+    gate: Mutex<Option<bool>>,
+    gate_cv: Condvar,
+}
+
+impl Control {
+    /// Whether workers should wind down.
+    #[inline]
+    pub fn stopped(&self) -> bool {
+        self.halt.stopped()
+    }
+
+    pub fn stop(&self) {
+        self.halt.stop();
+    }
+
+    /// Records a worker's error and stops everyone.
+    pub fn fail(&self, e: String) {
+        self.halt.fail(e);
         self.release(false);
     }
 
     pub fn errors(&self) -> Vec<String> {
-        self.errors.lock().unwrap().clone()
+        self.halt.errors()
     }
 
     /// Opens (`true`) or aborts (`false`) the start gate; the first call wins.
@@ -220,6 +248,27 @@ impl Topology {
         Ok(())
     }
 
+    /// Opens the admin connection and declares the topology (see
+    /// [`Topology::declare`]). On failure the error is printed, what was
+    /// created is removed again, and the errors of that cleanup are
+    /// returned (for the caller to print or not): exit status 1.
+    pub fn open_admin(&self, uri: &AmqpUri) -> Result<Conn, Vec<String>> {
+        let mut admin = match Conn::open(uri, "warren-loadgen admin") {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("warren-loadgen: cannot connect to {uri}: {e}");
+                return Err(Vec::new());
+            }
+        };
+        match self.declare(&mut admin) {
+            Ok(()) => Ok(admin),
+            Err(e) => {
+                eprintln!("warren-loadgen: {e}");
+                Err(self.teardown(uri, Some(admin)).1)
+            }
+        }
+    }
+
     /// How many queues each published message reaches.
     pub fn fanout(&self) -> u64 {
         match self.kind {
@@ -275,7 +324,7 @@ impl Topology {
             }
         }
         if let Some(c) = admin {
-            c.close(Duration::from_secs(5), |_, _| {});
+            c.close(CLOSE_TIMEOUT, |_, _| {});
         }
         (left, errors)
     }
@@ -307,38 +356,108 @@ fn admin_call<T>(
     r.map_err(|e| e.to_string())
 }
 
-/// Starts a named worker thread running `f`; an error it returns is
-/// recorded in `ctl` (which stops the run), a value is the thread's result.
-pub fn spawn<T: Send + 'static>(
-    name: String,
-    ctl: &Arc<Control>,
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Option<JoinHandle<Option<T>>> {
-    let wctl = ctl.clone();
-    let tname = name.clone();
-    let spawned = std::thread::Builder::new()
-        .name(name.clone())
-        .spawn(move || f().map_err(|e| wctl.fail(format!("{tname}: {e}"))).ok());
-    match spawned {
-        Ok(t) => Some(t),
-        Err(e) => {
-            ctl.fail(format!("cannot start thread {name}: {e}"));
-            None
+/// The worker threads of a run: one [`Counters`] slot each, the
+/// [`Control`] block, and the channel on which each reports that it is set
+/// up.
+pub struct Crew {
+    uri: AmqpUri,
+    pub ctl: Arc<Control>,
+    counters: Arc<[Counters]>,
+    /// Dropped by [`Crew::wait_ready`], so that it notices when every
+    /// worker is gone.
+    ready_tx: Option<Sender<()>>,
+    ready_rx: Receiver<()>,
+}
+
+impl Crew {
+    /// A crew of `n` workers connecting to `uri`.
+    pub fn new(uri: &AmqpUri, n: usize) -> Crew {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        Crew {
+            uri: uri.clone(),
+            ctl: Arc::new(Control::default()),
+            counters: (0..n).map(|_| Counters::default()).collect(),
+            ready_tx: Some(ready_tx),
+            ready_rx,
         }
+    }
+
+    /// Starts worker thread `name`, counting into slot `slot`, running `f`
+    /// (before [`Crew::wait_ready`]); an error it returns is recorded in
+    /// [`Crew::ctl`] (which stops the run), a value is the thread's result.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        name: String,
+        slot: usize,
+        f: impl FnOnce(&Worker) -> Result<T, String> + Send + 'static,
+    ) -> Option<JoinHandle<Option<T>>> {
+        let ready = self
+            .ready_tx
+            .clone()
+            .expect("workers start before wait_ready");
+        let w = Worker {
+            uri: self.uri.clone(),
+            ctl: self.ctl.clone(),
+            counters: self.counters.clone(),
+            slot,
+            ready,
+        };
+        let tname = name.clone();
+        let spawned = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || f(&w).map_err(|e| w.ctl.fail(format!("{tname}: {e}"))).ok());
+        match spawned {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.ctl.fail(format!("cannot start thread {name}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Waits until every worker reported ready (true), or one failed
+    /// (false).
+    pub fn wait_ready(&mut self) -> bool {
+        self.ready_tx = None;
+        let n = self.counters.len();
+        let mut got = 0;
+        while got < n && !self.ctl.stopped() {
+            match self.ready_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(()) => got += 1,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        got == n && !self.ctl.stopped()
+    }
+
+    /// The sum of all workers' counters now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::take(self.counters.iter())
     }
 }
 
-/// Waits until `n` workers reported ready (true), or one failed (false).
-pub fn wait_ready(ready: &Receiver<()>, n: usize, ctl: &Control) -> bool {
-    let mut got = 0;
-    while got < n && !ctl.stopped() {
-        match ready.recv_timeout(Duration::from_millis(100)) {
-            Ok(()) => got += 1,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
+/// One worker thread's share of its [`Crew`].
+pub struct Worker {
+    pub uri: AmqpUri,
+    pub ctl: Arc<Control>,
+    counters: Arc<[Counters]>,
+    slot: usize,
+    ready: Sender<()>,
+}
+
+impl Worker {
+    /// This worker's own counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters[self.slot]
     }
-    got == n && !ctl.stopped()
+
+    /// Reports this worker set up and waits for the start gate: true when
+    /// it opens, false if the run was aborted.
+    pub fn ready(&self) -> bool {
+        let _ = self.ready.send(());
+        self.ctl.wait_gate()
+    }
 }
 
 /// What a producer publishes and how fast.
@@ -360,12 +479,47 @@ pub struct ProducerCfg {
 #[derive(Clone, Debug)]
 pub struct ConsumerCfg {
     pub queue: String,
+    pub ack: Ack,
+}
+
+/// How a consumer acknowledges (`--no-ack`, `--ack-every`, `--prefetch`).
+#[derive(Clone, Copy, Debug)]
+pub struct Ack {
     /// Auto-ack (basic.consume no-ack).
     pub no_ack: bool,
     /// basic.ack multiple every N deliveries (manual ack).
-    pub ack_every: u64,
+    pub every: u64,
     /// basic.qos prefetch-count (manual ack); 0 = unlimited.
     pub prefetch: u16,
+}
+
+impl Ack {
+    pub fn new(no_ack: bool, every: u64, prefetch: u16) -> Ack {
+        Ack {
+            no_ack,
+            every,
+            prefetch,
+        }
+    }
+
+    /// "auto" or "manual, multiple every 100 (prefetch 1000)".
+    pub fn describe(&self) -> String {
+        if self.no_ack {
+            "auto".into()
+        } else {
+            format!(
+                "manual, multiple every {} (prefetch {})",
+                self.every, self.prefetch
+            )
+        }
+    }
+
+    /// The JSON keys `ack` ("auto" or "manual"), `ack_every`, `prefetch`.
+    pub fn json<'o>(&self, o: &'o mut JsonObject) -> &'o mut JsonObject {
+        o.str("ack", if self.no_ack { "auto" } else { "manual" })
+            .int("ack_every", self.every as i64)
+            .int("prefetch", self.prefetch as i64)
+    }
 }
 
 /// Publisher-confirm bookkeeping: tags are 1, 2, 3... in publish order;
@@ -491,22 +645,15 @@ pub struct Publisher<'a> {
     /// Messages fully written.
     pub sent: u64,
     confirms: ConfirmTracker,
-    ctl: &'a Control,
-    counters: &'a Counters,
+    worker: &'a Worker,
     warned_stall: bool,
 }
 
 impl<'a> Publisher<'a> {
     /// Connects (as connection `name`) and enables publisher confirms if
     /// `confirm` > 0 (at most that many unconfirmed).
-    pub fn open(
-        uri: &AmqpUri,
-        name: &str,
-        confirm: u64,
-        ctl: &'a Control,
-        counters: &'a Counters,
-    ) -> Result<Publisher<'a>, String> {
-        let mut conn = Conn::open(uri, &format!("warren-loadgen {name}"))?;
+    pub fn open(worker: &'a Worker, name: &str, confirm: u64) -> Result<Publisher<'a>, String> {
+        let mut conn = Conn::open(&worker.uri, &format!("warren-loadgen {name}"))?;
         if confirm > 0 {
             match conn.call(CHANNEL, ConfirmSelect::default().into())? {
                 Method::ConfirmSelectOk(_) => {}
@@ -519,8 +666,7 @@ impl<'a> Publisher<'a> {
             confirm,
             sent: 0,
             confirms: ConfirmTracker::default(),
-            ctl,
-            counters,
+            worker,
             warned_stall: false,
         })
     }
@@ -553,7 +699,7 @@ impl<'a> Publisher<'a> {
                     off += w;
                     stalled_since = None;
                     let done = self.sent + (off / len) as u64;
-                    Counters::set(&self.counters.published, done);
+                    Counters::set(&self.worker.counters().published, done);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
@@ -563,7 +709,7 @@ impl<'a> Publisher<'a> {
                     ) =>
                 {
                     // The broker is not reading (flow control, or busy).
-                    if self.ctl.stopped() {
+                    if self.worker.ctl.stopped() {
                         return Ok(false);
                     }
                     self.poll()?;
@@ -613,8 +759,9 @@ impl<'a> Publisher<'a> {
     }
 
     fn publish_confirms(&self) {
-        Counters::set(&self.counters.confirmed, self.confirms.resolved());
-        Counters::set(&self.counters.nacked, self.confirms.nacked);
+        let counters = self.worker.counters();
+        Counters::set(&counters.confirmed, self.confirms.resolved());
+        Counters::set(&counters.nacked, self.confirms.nacked);
     }
 
     /// Closes the connection, collecting late confirms.
@@ -622,7 +769,7 @@ impl<'a> Publisher<'a> {
         let Publisher {
             conn,
             mut confirms,
-            counters,
+            worker,
             ..
         } = self;
         conn.close(CLOSE_TIMEOUT, |c, f| {
@@ -630,6 +777,7 @@ impl<'a> Publisher<'a> {
                 confirms.on_method(c.payload(f));
             }
         });
+        let counters = worker.counters();
         Counters::set(&counters.confirmed, confirms.resolved());
         Counters::set(&counters.nacked, confirms.nacked);
     }
@@ -638,16 +786,9 @@ impl<'a> Publisher<'a> {
 /// A `throughput` producer thread: connect, set up, report ready, wait for
 /// the gate, publish as fast as allowed (or at `cfg.rate`) until stopped,
 /// close.
-pub fn producer(
-    uri: &AmqpUri,
-    idx: usize,
-    cfg: &ProducerCfg,
-    ctl: &Control,
-    counters: &Counters,
-    ready: Sender<()>,
-) -> Result<(), String> {
+pub fn producer(w: &Worker, idx: usize, cfg: &ProducerCfg) -> Result<(), String> {
     let name = format!("producer {idx}");
-    let mut p = Publisher::open(uri, &name, cfg.confirm, ctl, counters)?;
+    let mut p = Publisher::open(w, &name, cfg.confirm)?;
     let body = filler(cfg.size);
     let msg = encode_publish(
         &cfg.exchange,
@@ -660,12 +801,11 @@ pub fn producer(
     let len = msg.len();
     let per_batch = (BATCH_BYTES / len).max(1);
     let batch = msg.repeat(per_batch);
-    let _ = ready.send(());
-    if !ctl.wait_gate() {
+    if !w.ready() {
         return Ok(());
     }
     let started = Instant::now();
-    while !ctl.stopped() {
+    while !w.ctl.stopped() {
         let room = p.room();
         let mut n = (per_batch as u64).min(room);
         if cfg.rate > 0 {
@@ -715,34 +855,19 @@ impl Deliveries for () {
     fn batch_end(&mut self) {}
 }
 
-/// A counting consumer thread (see [`consumer_with`]).
-pub fn consumer(
-    uri: &AmqpUri,
-    idx: usize,
-    cfg: &ConsumerCfg,
-    ctl: &Control,
-    counters: &Counters,
-    ready: Sender<()>,
-) -> Result<(), String> {
-    consumer_with(uri, idx, cfg, ctl, counters, ready, &mut ())
-}
-
 /// A consumer thread: connect, qos, report ready, wait for the gate,
-/// consume, count (and ack) deliveries, handing bodies to `sink`, until
-/// stopped; close.
-pub fn consumer_with<D: Deliveries>(
-    uri: &AmqpUri,
+/// consume, count (and ack) deliveries, handing bodies to `sink` (`&mut ()`
+/// to just count), until stopped; close.
+pub fn consumer<D: Deliveries>(
+    w: &Worker,
     idx: usize,
     cfg: &ConsumerCfg,
-    ctl: &Control,
-    counters: &Counters,
-    ready: Sender<()>,
     sink: &mut D,
 ) -> Result<(), String> {
-    let mut conn = Conn::open(uri, &format!("warren-loadgen consumer {idx}"))?;
-    if !cfg.no_ack && cfg.prefetch > 0 {
+    let mut conn = Conn::open(&w.uri, &format!("warren-loadgen consumer {idx}"))?;
+    if !cfg.ack.no_ack && cfg.ack.prefetch > 0 {
         let qos = BasicQos {
-            prefetch_count: cfg.prefetch,
+            prefetch_count: cfg.ack.prefetch,
             ..Default::default()
         };
         match conn.call(CHANNEL, qos.into())? {
@@ -750,14 +875,13 @@ pub fn consumer_with<D: Deliveries>(
             m => return Err(format!("expected basic.qos-ok, got {}", m.name())),
         }
     }
-    let _ = ready.send(());
-    if !ctl.wait_gate() {
+    if !w.ready() {
         return Ok(());
     }
     let consume = BasicConsume {
         queue: Bytes::copy_from_slice(cfg.queue.as_bytes()),
         consumer_tag: Bytes::from(format!("warren-loadgen-{idx}")),
-        no_ack: cfg.no_ack,
+        no_ack: cfg.ack.no_ack,
         ..Default::default()
     };
     match conn.call(CHANNEL, consume.into())? {
@@ -765,9 +889,9 @@ pub fn consumer_with<D: Deliveries>(
         m => return Err(format!("expected basic.consume-ok, got {}", m.name())),
     }
     // Ack before the broker runs out of prefetch credit.
-    let ack_every = match cfg.prefetch {
-        0 => cfg.ack_every,
-        p => cfg.ack_every.min((p as u64 / 2).max(1)),
+    let ack_every = match cfg.ack.prefetch {
+        0 => cfg.ack.every,
+        p => cfg.ack.every.min((p as u64 / 2).max(1)),
     }
     .max(1);
     let mut delivered = 0u64;
@@ -775,7 +899,8 @@ pub fn consumer_with<D: Deliveries>(
     let mut unacked = 0u64;
     // A basic.deliver was seen and its first body frame was not.
     let mut want_body = false;
-    while !ctl.stopped() {
+    let counters = w.counters();
+    while !w.ctl.stopped() {
         if !conn.fill()? {
             // Idle: ack the tail.
             if unacked > 0 {
@@ -796,7 +921,7 @@ pub fn consumer_with<D: Deliveries>(
             if method_id(p) == (60, 60) {
                 delivered += 1;
                 want_body = D::BODIES;
-                if !cfg.no_ack {
+                if !cfg.ack.no_ack {
                     last_tag = deliver_tag(p).ok_or("truncated basic.deliver")?;
                     unacked += 1;
                     if unacked >= ack_every {
