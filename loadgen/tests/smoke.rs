@@ -2,69 +2,9 @@
 //! `throughput` through a fanout exchange, `latency`) for about two seconds
 //! each against an in-process broker and check their JSON summaries.
 
-use std::process::Command;
+mod common;
 
-/// The integer value of `"key":N` in a flat JSON object (first occurrence).
-fn json_int(json: &str, key: &str) -> i64 {
-    let pat = format!("\"{key}\":");
-    let at = json
-        .find(&pat)
-        .unwrap_or_else(|| panic!("{key} missing in {json}"))
-        + pat.len();
-    let rest = &json[at..];
-    let end = rest
-        .find(|c: char| c != '-' && !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    rest[..end]
-        .parse()
-        .unwrap_or_else(|_| panic!("{key} is not an integer in {json}"))
-}
-
-/// The numeric value of `"key":N` in a flat JSON object (first occurrence).
-fn json_num(json: &str, key: &str) -> f64 {
-    let pat = format!("\"{key}\":");
-    let at = json
-        .find(&pat)
-        .unwrap_or_else(|| panic!("{key} missing in {json}"))
-        + pat.len();
-    let rest = &json[at..];
-    let end = rest
-        .find(|c: char| !matches!(c, '-' | '+' | '.' | 'e' | 'E' | '0'..='9'))
-        .unwrap_or(rest.len());
-    rest[..end]
-        .parse()
-        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
-}
-
-/// Runs `warren-loadgen <args> --uri <in-process broker> --json`; returns the
-/// summary line after checking the exit status and the JSON shape.
-fn run_loadgen(args: &[&str]) -> String {
-    let config = warren::Config::for_tests(1);
-    let broker = warren::start(config).expect("broker starts");
-    let uri = format!("amqp://guest:guest@127.0.0.1:{}/%2f", broker.port());
-    let started = std::time::Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_warren-loadgen"))
-        .args(args)
-        .args(["--uri", &uri, "--json"])
-        .output()
-        .expect("loadgen runs");
-    let elapsed = started.elapsed();
-    broker.shutdown();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
-        out.status
-    );
-    let json = stdout.trim().to_string();
-    assert!(json.starts_with('{') && json.ends_with('}'), "{json}");
-    assert_eq!(json.lines().count(), 1, "one JSON object: {json}");
-    assert!(json.contains("\"errors\":[]"), "{json}");
-    assert!(json.contains("\"ok\":true"), "{json}");
-    eprintln!("loadgen {args:?} took {elapsed:?}: {json}");
-    json
-}
+use common::{json_int, json_num, run_loadgen};
 
 #[test]
 fn throughput_against_in_process_broker() {
