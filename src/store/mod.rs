@@ -3,6 +3,8 @@
 
 pub mod defs_log;
 
+pub mod record;
+
 use std::io;
 use std::path::Path;
 
