@@ -4,6 +4,9 @@
 pub mod defs_log;
 
 pub mod record;
+mod recover;
+pub mod segments;
+pub mod syncer;
 
 use std::io;
 use std::path::Path;
