@@ -37,6 +37,9 @@ pub struct Config {
     pub memory_limit: Option<u64>,
     /// Disk alarm: free bytes the data directory must keep (0: no disk alarm).
     pub disk_free_limit: u64,
+    /// `data_dir` is throw-away (`for_tests`): `BrokerHandle::shutdown`
+    /// removes it.
+    pub temporary_data_dir: bool,
 }
 
 impl Default for Config {
@@ -59,6 +62,7 @@ impl Default for Config {
             memory_limit: None,
             // RabbitMQ's default disk_free_limit.
             disk_free_limit: 50_000_000,
+            temporary_data_dir: false,
         }
     }
 }
@@ -75,13 +79,29 @@ impl Config {
     }
 
     /// A config for in-process tests: loopback IPv4 only, ephemeral ports (one per
-    /// shard too), no pinning, a throw-away data dir.
+    /// shard too), no pinning, a fresh throw-away data dir (removed on shutdown,
+    /// so nothing durable leaks from one test to the next).
     pub fn for_tests(shards: usize) -> Config {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
         let dir = std::env::temp_dir().join(format!(
-            "warren-test-{}-{}",
+            "warren-test-{}-{}-{:x}",
             std::process::id(),
-            TEST_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            TEST_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            nanos
         ));
+        Config {
+            temporary_data_dir: true,
+            ..Config::for_tests_in(dir, shards)
+        }
+    }
+
+    /// Like [`Config::for_tests`], but on the data directory `dir`, which is
+    /// kept: a test can stop the broker and start another on the same
+    /// directory (durability tests).
+    pub fn for_tests_in(dir: PathBuf, shards: usize) -> Config {
         Config {
             bind: vec!["127.0.0.1".parse().unwrap()],
             port: 0,

@@ -8,14 +8,27 @@
 //! to apply the new log entries to its copy. Because a change bumps `version`
 //! before the `*-ok` reply is written, a client that has received `bind-ok` finds
 //! the binding on its very next publish, on whichever shard that publish lands.
+//!
+//! Durability: [`Definitions::open`] reads `<data_dir>/definitions.log`
+//! (`store::defs_log`), replays it, and from then on every change to a durable
+//! exchange, a durable non-exclusive queue or a binding between two durable
+//! ends is appended to it under the lock and synced before the lock is released
+//! (`Defs::commit`, or at the latest `DefsGuard::drop`), so before the `*-ok`.
+//! Recovered queues get a `QueueRef` on their home shard, which creates the
+//! empty `Queue` objects before it serves anyone (`ShardCtx::recover_queues`).
 
 use super::error::{AmqpError, AmqpResult};
 use super::exchange::ExchangeKind;
 use super::ids::QueueRef;
 use crate::protocol::FieldTable;
+use crate::store::defs_log::{DefsLog, Record};
+use replay::{binding_record, exchange_record, queue_record, Replay};
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+
+mod replay;
 
 /// Where a binding leads.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -95,6 +108,17 @@ pub struct QueueDef {
     /// Connection id of the owner of an exclusive queue.
     pub exclusive_owner: Option<u64>,
     pub args: FieldTable,
+    /// Stable id of a durable, non-exclusive queue (0 for any other): the same
+    /// across restarts and never reused, for the message store to key by.
+    pub store_id: u64,
+}
+
+impl QueueDef {
+    /// Survives a restart: durable and not exclusive (RabbitMQ deletes
+    /// exclusive queues with their connection, so never recovers one).
+    pub fn persistent(&self) -> bool {
+        self.durable && self.exclusive_owner.is_none()
+    }
 }
 
 /// One entry of the change log; shards apply them in order.
@@ -138,7 +162,26 @@ pub struct Defs {
     log_base: u64,
     /// Per shard: how many events it has applied.
     cursors: Vec<u64>,
+    /// The definitions log and the records of the change in progress, for a
+    /// broker with a data directory (`Definitions::open`).
+    persist: Option<Persist>,
+    /// Next `QueueDef::store_id` to hand out.
+    next_store_id: u64,
+    /// Per shard: recovered queues whose `Queue` objects it must create.
+    recovered: Vec<Vec<QueueDef>>,
 }
+
+struct Persist {
+    log: DefsLog,
+    /// Framed records not yet written (written and synced by `Defs::commit`).
+    pending: Vec<u8>,
+}
+
+/// The log is rewritten at boot once it holds more than this many records
+/// beyond twice the live set.
+const COMPACT_SLACK: usize = 1000;
+/// `QueueRef::gen` of recovered queues; a shard's own generations start above it.
+pub const RECOVERED_GEN: u32 = 1;
 
 /// Exchanges every vhost has from the start (RabbitMQ's set).
 pub const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
@@ -152,26 +195,83 @@ pub const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
 ];
 
 impl Definitions {
+    /// Definitions that live in memory only (benches, unit tests): nothing
+    /// survives the process.
     pub fn new(shards: usize) -> Definitions {
-        let mut defs = Defs {
-            exchanges: HashMap::new(),
-            queues: HashMap::new(),
-            bindings: HashSet::new(),
-            log: Vec::new(),
-            log_base: 0,
-            cursors: vec![0; shards],
-        };
-        for &(name, kind, internal) in PREDECLARED {
-            defs.add_exchange(ExchangeDef {
-                name: name.into(),
-                kind,
-                durable: true,
-                auto_delete: false,
-                internal,
-                args: FieldTable::default(),
-            });
+        Definitions::from_defs(Defs::empty(shards))
+    }
+
+    /// Definitions backed by `<data_dir>/definitions.log`: replays it (a
+    /// damaged tail is cut off with a warning), compacts it if it holds far
+    /// more records than the live set, and persists every durable change
+    /// from then on. The recovered queues wait in `Defs::take_recovered` for
+    /// their shards.
+    pub fn open(data_dir: &Path, shards: usize) -> std::io::Result<Definitions> {
+        let started = std::time::Instant::now();
+        let (mut log, records) = DefsLog::open(data_dir)?;
+        let n_records = records.len();
+        let replayed = Replay::run(records);
+        let mut defs = Defs::empty(shards);
+        defs.next_store_id = replayed.next_store_id;
+        let mut exchanges: Vec<ExchangeDef> = replayed.exchanges.into_values().collect();
+        exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+        for x in exchanges {
+            defs.add_exchange(x);
         }
-        let version = defs.log.len() as u64;
+        // Each shard's recovered queues take its first slots, in id order.
+        let mut queues: Vec<(QueueDef, u16)> = replayed.queues.into_values().collect();
+        queues.sort_by_key(|(q, _)| q.store_id);
+        let mut slots = vec![0u32; shards];
+        for (mut q, home) in queues {
+            let shard = home as usize % shards;
+            q.queue = QueueRef {
+                shard: shard as u16,
+                slot: slots[shard],
+                gen: RECOVERED_GEN,
+            };
+            slots[shard] += 1;
+            defs.recovered[shard].push(q.clone());
+            defs.add_queue(q);
+        }
+        for b in replayed.bindings {
+            let dest_ok = match &b.dest {
+                BindingDest::Queue(n) => defs.queues.contains_key(n),
+                BindingDest::Exchange(n) => defs.exchanges.contains_key(n),
+            };
+            if dest_ok && defs.exchanges.contains_key(&b.source) {
+                defs.add_binding(b);
+            }
+        }
+        // Everything but the predeclared exchanges came from the log, so is
+        // durable: the live set is that, plus the next-id record.
+        let n_live =
+            defs.exchanges.len() - PREDECLARED.len() + defs.queues.len() + defs.bindings.len() + 1;
+        if n_records > 2 * n_live + COMPACT_SLACK {
+            let live = defs.live_records();
+            log.rewrite(&live)?;
+            log::info!(
+                "definitions log compacted from {} to {} records",
+                n_records,
+                live.len()
+            );
+        }
+        log::info!(
+            "recovered {} durable exchange(s), {} queue(s), {} binding(s) from {} record(s) in {:?}",
+            defs.exchanges.len() - PREDECLARED.len(),
+            defs.queues.len(),
+            defs.bindings.len(),
+            n_records,
+            started.elapsed()
+        );
+        defs.persist = Some(Persist {
+            log,
+            pending: Vec::new(),
+        });
+        Ok(Definitions::from_defs(defs))
+    }
+
+    fn from_defs(defs: Defs) -> Definitions {
+        let version = defs.log_base + defs.log.len() as u64;
         Definitions {
             state: Mutex::new(defs),
             version: AtomicU64::new(version),
@@ -214,14 +314,115 @@ impl std::ops::DerefMut for DefsGuard<'_> {
 }
 impl Drop for DefsGuard<'_> {
     fn drop(&mut self) {
+        // Handlers that answer a client commit themselves, to report a failure;
+        // this catches the rest (deletions by the owning shard, cascades).
+        let _ = self.guard.commit();
         let v = self.guard.log_base + self.guard.log.len() as u64;
         self.version.store(v, Ordering::Release);
     }
 }
 
 impl Defs {
+    fn empty(shards: usize) -> Defs {
+        let mut defs = Defs {
+            exchanges: HashMap::new(),
+            queues: HashMap::new(),
+            bindings: HashSet::new(),
+            log: Vec::new(),
+            log_base: 0,
+            cursors: vec![0; shards],
+            persist: None,
+            next_store_id: 1,
+            recovered: vec![Vec::new(); shards],
+        };
+        for &(name, kind, internal) in PREDECLARED {
+            defs.add_exchange(ExchangeDef {
+                name: name.into(),
+                kind,
+                durable: true,
+                auto_delete: false,
+                internal,
+                args: FieldTable::default(),
+            });
+        }
+        defs
+    }
+
     fn push(&mut self, e: DefEvent) {
         self.log.push(e);
+    }
+
+    /// Queues `record()` for the definitions log, if there is one.
+    fn record(&mut self, record: impl FnOnce() -> Record) {
+        if let Some(p) = &mut self.persist {
+            record().encode(&mut p.pending);
+        }
+    }
+
+    /// Writes and syncs the records of the change in progress. A durable
+    /// `*-ok` must mean durable, so the handlers call this before replying and
+    /// turn a failure into a connection error.
+    pub fn commit(&mut self) -> AmqpResult<()> {
+        let Some(p) = &mut self.persist else {
+            return Ok(());
+        };
+        if p.pending.is_empty() {
+            return Ok(());
+        }
+        let res = p.log.append(&p.pending);
+        p.pending.clear();
+        res.map_err(|e| {
+            log::error!("cannot write the definitions log: {}", e);
+            AmqpError::internal(format!("cannot write the definitions log: {}", e))
+        })
+    }
+
+    /// A fresh, never reused `QueueDef::store_id` for a new durable queue.
+    pub fn next_store_id(&mut self) -> u64 {
+        let id = self.next_store_id;
+        self.next_store_id += 1;
+        id
+    }
+
+    /// The recovered queues `shard` must create (once, at its start).
+    pub fn take_recovered(&mut self, shard: usize) -> Vec<QueueDef> {
+        self.recovered
+            .get_mut(shard)
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn exchange_durable(&self, name: &str) -> bool {
+        self.exchanges.get(name).is_some_and(|x| x.durable)
+    }
+
+    /// Survives a restart: both ends do.
+    fn binding_durable(&self, b: &Binding) -> bool {
+        self.exchange_durable(&b.source)
+            && match &b.dest {
+                BindingDest::Queue(n) => self.queues.get(n).is_some_and(|q| q.persistent()),
+                BindingDest::Exchange(n) => self.exchange_durable(n),
+            }
+    }
+
+    /// The durable definitions as log records (for compaction).
+    fn live_records(&self) -> Vec<Record> {
+        let mut out = vec![Record::NextQueueId(self.next_store_id)];
+        let predeclared = |n: &str| PREDECLARED.iter().any(|p| p.0 == n);
+        for x in self.exchanges.values() {
+            if x.durable && !predeclared(&x.name) {
+                out.push(exchange_record(x));
+            }
+        }
+        for q in self.queues.values().filter(|q| q.persistent()) {
+            out.push(queue_record(q));
+        }
+        for b in &self.bindings {
+            if self.binding_durable(b) {
+                out.push(Record::BindingAdd(binding_record(b)));
+            }
+        }
+        out
     }
 
     /// Events `shard` has not applied yet; marks them applied and trims the log
@@ -247,6 +448,9 @@ impl Defs {
     /// Every event from the beginning is no longer available once trimmed, so a
     /// shard starts at 0 before anything is trimmed (all shards start together).
     pub fn add_exchange(&mut self, def: ExchangeDef) {
+        if def.durable {
+            self.record(|| exchange_record(&def));
+        }
         self.push(DefEvent::ExchangeAdded {
             name: def.name.clone(),
             kind: def.kind,
@@ -266,7 +470,12 @@ impl Defs {
         for b in doomed {
             self.remove_binding(&b);
         }
-        if self.exchanges.remove(name).is_some() {
+        if let Some(x) = self.exchanges.remove(name) {
+            if x.durable {
+                self.record(|| Record::ExchangeDelete {
+                    name: name.to_string(),
+                });
+            }
             self.push(DefEvent::ExchangeRemoved {
                 name: name.to_string(),
             });
@@ -274,6 +483,9 @@ impl Defs {
     }
 
     pub fn add_queue(&mut self, def: QueueDef) {
+        if def.persistent() {
+            self.record(|| queue_record(&def));
+        }
         self.push(DefEvent::QueueAdded {
             name: def.name.clone(),
             queue: def.queue,
@@ -300,7 +512,11 @@ impl Defs {
         for b in doomed {
             self.remove_binding(&b);
         }
-        self.queues.remove(name);
+        if self.queues.remove(name).is_some_and(|q| q.persistent()) {
+            self.record(|| Record::QueueDelete {
+                name: name.to_string(),
+            });
+        }
         self.push(DefEvent::QueueRemoved {
             name: name.to_string(),
         });
@@ -308,6 +524,9 @@ impl Defs {
 
     pub fn add_binding(&mut self, b: Binding) {
         if self.bindings.insert(b.clone()) {
+            if self.binding_durable(&b) {
+                self.record(|| Record::BindingAdd(binding_record(&b)));
+            }
             self.push(DefEvent::BindingAdded(b));
         }
     }
@@ -317,6 +536,11 @@ impl Defs {
     pub fn remove_binding(&mut self, b: &Binding) -> bool {
         if !self.bindings.remove(b) {
             return false;
+        }
+        // Both ends still exist here: a queue or exchange is removed after
+        // its bindings.
+        if self.binding_durable(b) {
+            self.record(|| Record::BindingRemove(binding_record(b)));
         }
         self.push(DefEvent::BindingRemoved(b.clone()));
         let source = b.source.clone();
@@ -347,3 +571,6 @@ impl Defs {
             .ok_or_else(|| AmqpError::no_queue(name))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -86,6 +86,33 @@ impl ShardCtx {
         }
     }
 
+    /// Creates, empty, the durable queues recovered from the definitions log
+    /// whose home is this shard, at the slots `Definitions::open` gave them
+    /// (every shard's routing copy already knows them). Called once, on this
+    /// shard's thread, before its event loop first polls: messages for them
+    /// may wait in the rings, and are handled only after this.
+    pub fn recover_queues(&mut self) {
+        let recovered = self.defs.lock().take_recovered(self.id as usize);
+        if recovered.is_empty() {
+            return;
+        }
+        assert!(self.queues.is_empty(), "queues recovered into a used shard");
+        self.queues = recovered
+            .into_iter()
+            .map(|d| {
+                let props = queue::QueueProps {
+                    name: d.name,
+                    durable: d.durable,
+                    auto_delete: d.auto_delete,
+                    exclusive_owner: None,
+                    arguments: d.args,
+                    store_id: d.store_id,
+                };
+                (d.queue.slot as usize, Queue::new(d.queue, props))
+            })
+            .collect();
+    }
+
     pub fn next_queue_gen(&mut self) -> u32 {
         self.next_queue_gen = self.next_queue_gen.wrapping_add(1);
         self.next_queue_gen

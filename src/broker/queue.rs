@@ -90,6 +90,9 @@ pub struct QueueProps {
     pub auto_delete: bool,
     pub exclusive_owner: Option<u64>,
     pub arguments: FieldTable,
+    /// Stable id of a durable, non-exclusive queue (`QueueDef::store_id`; 0
+    /// for any other): the same after a restart, never reused.
+    pub store_id: u64,
 }
 
 pub struct Queue {

@@ -74,7 +74,9 @@ pub fn run(
         }
         listeners.push(l);
     }
-    let ctx = ShardCtx::new(id, config, defs, alarms);
+    let mut ctx = ShardCtx::new(id, config, defs, alarms);
+    // Durable queues homed here exist before anything is served.
+    ctx.recover_queues();
     let mut lp = Loop {
         id,
         state: ShardState::new(ctx),

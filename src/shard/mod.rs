@@ -26,6 +26,8 @@ pub struct BrokerHandle {
     stop: Arc<AtomicBool>,
     wakers: Vec<Arc<mio::Waker>>,
     threads: Vec<JoinHandle<()>>,
+    /// A throw-away data directory (`Config::for_tests`), removed on shutdown.
+    temp_data_dir: Option<std::path::PathBuf>,
 }
 
 impl BrokerHandle {
@@ -53,6 +55,9 @@ impl BrokerHandle {
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+        if let Some(dir) = self.temp_data_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 
@@ -133,7 +138,19 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
     }
     config.port = port;
     let config = Arc::new(config);
-    let defs = Arc::new(Definitions::new(shards));
+    // Replays <data_dir>/definitions.log: durable exchanges, queues and
+    // bindings are back, and each shard creates its recovered queues before it
+    // serves anyone (`ShardCtx::recover_queues`).
+    let defs = Arc::new(Definitions::open(&config.data_dir, shards).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot open the definitions in {}: {}",
+                config.data_dir.display(),
+                e
+            ),
+        )
+    })?);
     let alarms = Arc::new(Alarms::new(
         config.memory_limit_bytes(),
         config.disk_free_limit,
@@ -177,6 +194,9 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         stop,
         wakers,
         threads,
+        temp_data_dir: config
+            .temporary_data_dir
+            .then(|| config.data_dir.clone()),
     })
 }
 

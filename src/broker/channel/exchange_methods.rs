@@ -90,6 +90,7 @@ impl Channel {
                     internal: m.internal,
                     args: m.arguments,
                 });
+                g.commit()?;
             }
         }
         if !m.nowait {
@@ -120,6 +121,7 @@ impl Channel {
                     )));
                 }
                 g.remove_exchange(&name);
+                g.commit()?;
             }
         }
         if !m.nowait {
@@ -138,6 +140,7 @@ impl Channel {
             g.exchange(&b.source)?;
             check_binding_args(&g, &b.source, &b.args)?;
             g.add_binding(b);
+            g.commit()?;
         }
         if !m.nowait {
             self.send(cx, ExchangeBindOk {}.into());
@@ -149,7 +152,12 @@ impl Channel {
         let b =
             self.exchange_binding(&m.source, &m.destination, &m.routing_key, m.arguments, cx)?;
         // Unbinding what does not exist succeeds, as in RabbitMQ.
-        cx.ctx.defs.clone().lock().remove_binding(&b);
+        {
+            let defs = cx.ctx.defs.clone();
+            let mut g = defs.lock();
+            g.remove_binding(&b);
+            g.commit()?;
+        }
         if !m.nowait {
             self.send(cx, ExchangeUnbindOk {}.into());
         }

@@ -77,6 +77,12 @@ impl Channel {
                 },
             );
         }
+        // Durable and not exclusive: recovered after a restart, under this id.
+        let store_id = if m.durable && owner.is_none() {
+            g.next_store_id()
+        } else {
+            0
+        };
         let ctx = &mut *cx.ctx;
         let me = QueueRef {
             shard: ctx.id,
@@ -89,6 +95,7 @@ impl Channel {
             auto_delete: m.auto_delete,
             exclusive_owner: owner,
             arguments: m.arguments.clone(),
+            store_id,
         };
         ctx.queues.insert(Queue::new(me, props));
         g.add_queue(QueueDef {
@@ -98,7 +105,10 @@ impl Channel {
             auto_delete: m.auto_delete,
             exclusive_owner: owner,
             args: m.arguments,
+            store_id,
         });
+        // On disk before declare-ok (a durable queue).
+        g.commit()?;
         drop(g);
         if m.exclusive {
             cx.info.exclusive_queues.push(me);
@@ -124,6 +134,7 @@ impl Channel {
             g.exchange(&b.source)?;
             check_binding_args(&g, &b.source, &b.args)?;
             g.add_binding(b);
+            g.commit()?;
         }
         if !m.nowait {
             self.send(cx, QueueBindOk {}.into());
@@ -151,7 +162,12 @@ impl Channel {
             text(&m.routing_key),
             m.arguments,
         );
-        cx.ctx.defs.clone().lock().remove_binding(&b);
+        {
+            let defs = cx.ctx.defs.clone();
+            let mut g = defs.lock();
+            g.remove_binding(&b);
+            g.commit()?;
+        }
         self.send(cx, QueueUnbindOk {}.into());
         Ok(Flow::Continue)
     }
