@@ -76,7 +76,9 @@ pub struct ShardListeners {
 
 /// Starts a broker.
 pub fn start(config: Config) -> io::Result<BrokerHandle> {
-    let shards = config.shards.max(1);
+    // A data directory keeps the shard count it was written with: durable
+    // queues and their messages' stores are placed by it.
+    let shards = crate::store::shard_count::pin(&config.data_dir, config.shards.max(1))?;
     let mut config = config;
     config.shards = shards;
     let mut per_shard: Vec<ShardListeners> = (0..shards)

@@ -6,6 +6,7 @@ pub mod defs_log;
 pub mod record;
 mod recover;
 pub mod segments;
+pub mod shard_count;
 pub mod syncer;
 
 use std::io;
