@@ -37,6 +37,10 @@ pub struct Config {
     pub memory_limit: Option<u64>,
     /// Disk alarm: free bytes the data directory must keep (0: no disk alarm).
     pub disk_free_limit: u64,
+    /// When the message store's writes are made durable (group commit).
+    pub fsync: crate::store::syncer::FsyncMode,
+    /// Size at which a message-store segment file is closed (0: default).
+    pub segment_size: u64,
     /// `data_dir` is throw-away (`for_tests`): `BrokerHandle::shutdown`
     /// removes it.
     pub temporary_data_dir: bool,
@@ -62,6 +66,8 @@ impl Default for Config {
             memory_limit: None,
             // RabbitMQ's default disk_free_limit.
             disk_free_limit: 50_000_000,
+            fsync: crate::store::syncer::FsyncMode::Always,
+            segment_size: crate::store::segments::DEFAULT_SEGMENT_SIZE,
             temporary_data_dir: false,
         }
     }

@@ -57,6 +57,15 @@ struct Args {
     /// system has fewer free bytes than this (0: off).
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value_t = 50_000_000)]
     disk_free_limit: u64,
+    /// When persistent messages are made durable before their confirms:
+    /// `always` (one fdatasync per shard per batch of writes, group commit),
+    /// `interval:<ms>` (at most one per interval), `never` (benchmarks only).
+    #[arg(long, env = "WARREN_FSYNC", default_value = "always",
+          value_parser = warren::broker::persist::parse_fsync_mode)]
+    fsync: warren::store::syncer::FsyncMode,
+    /// Message store segment file size, bytes.
+    #[arg(long, env = "WARREN_SEGMENT_SIZE", default_value_t = 64 * 1024 * 1024)]
+    segment_size: u64,
 }
 
 fn main() {
@@ -80,6 +89,10 @@ fn main() {
     config.memory_high_watermark = args.memory_high_watermark.clamp(0.0, 1.0);
     config.memory_limit = args.memory_limit;
     config.disk_free_limit = args.disk_free_limit;
+    config.fsync = args.fsync;
+    config.segment_size = args
+        .segment_size
+        .clamp(1 << 20, warren::store::segments::MAX_SEGMENT_SIZE);
     config.busy_poll = std::time::Duration::from_micros(args.busy_poll_us.min(1_000_000));
     if let Err(e) = warren::store::ensure_data_dir(&config.data_dir) {
         eprintln!(

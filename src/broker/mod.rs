@@ -14,6 +14,7 @@ pub mod ids;
 pub mod message;
 pub mod names;
 pub mod outbox;
+pub mod persist;
 pub mod queue;
 pub mod queue_args;
 pub mod routing;
@@ -44,6 +45,11 @@ pub struct ShardCtx {
     pub outbox: Outbox,
     /// Queues owned by this shard. Invariant: only this thread touches them.
     pub queues: Slab<Queue>,
+    /// This shard's message store (None: nothing is persisted, e.g. in the
+    /// micro-benchmarks).
+    pub store: Option<persist::ShardStore>,
+    /// Reused to collect a queue's departed stored messages.
+    gone_scratch: Vec<(u64, crate::store::segments::Location)>,
     next_queue_gen: u32,
     next_incarnation: u32,
     next_conn_uid: u64,
@@ -75,6 +81,8 @@ impl ShardCtx {
             routing: Routing::new(id as usize),
             outbox: Outbox::new(id, shards),
             queues: Slab::new(),
+            store: None,
+            gone_scratch: Vec::new(),
             next_queue_gen: 1,
             next_incarnation: 1,
             next_conn_uid: 1,
@@ -166,7 +174,96 @@ impl ShardCtx {
         }
         let mut queue = self.queues.remove(q.slot as usize);
         queue.cancel_all(&mut self.outbox);
+        if let Some(store) = self.store.as_mut() {
+            let id = queue.props.store_id;
+            if id != 0 {
+                let mut gone = std::mem::take(&mut self.gone_scratch);
+                queue.take_gone(&mut gone);
+                for (seq, loc) in gone.drain(..) {
+                    store.ack(id, seq, loc);
+                }
+                self.gone_scratch = gone;
+                store.queue_gone(
+                    id,
+                    crate::store::record::ALL_SEQS,
+                    queue.stored_locations(),
+                );
+            }
+        }
         self.defs.lock().remove_queue(&queue.props.name, q);
+    }
+
+    /// Writes the store acks of messages that left queue `q` for good.
+    #[inline]
+    fn ack_gone(&mut self, q: QueueRef) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let Some(queue) = self
+            .queues
+            .get_mut(q.slot as usize)
+            .filter(|x| x.me == q)
+        else {
+            return;
+        };
+        let id = queue.props.store_id;
+        if id == 0 {
+            return;
+        }
+        queue.take_gone(&mut self.gone_scratch);
+        for (seq, loc) in self.gone_scratch.drain(..) {
+            store.ack(id, seq, loc);
+        }
+    }
+
+    /// Boot: gives this shard's durable queues their messages back from the
+    /// store (`recovered` came from opening it). Messages of queues that no
+    /// longer exist are forgotten in the store.
+    pub fn recover_messages(&mut self, mut recovered: crate::store::segments::Recovered) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        for (_, queue) in self.queues.iter_mut() {
+            let id = queue.props.store_id;
+            let Some(msgs) = recovered.queues.remove(&id).filter(|_| id != 0) else {
+                continue;
+            };
+            let mut list = Vec::with_capacity(msgs.len());
+            for m in msgs {
+                let stored = match m.message {
+                    Some(s) => Ok(s),
+                    None => store.log.read(m.location),
+                };
+                match stored {
+                    Ok(s) => list.push((
+                        m.seq,
+                        m.location,
+                        message::Message {
+                            exchange: s.exchange,
+                            routing_key: s.routing_key,
+                            properties: s.properties,
+                            body: s.body,
+                        },
+                    )),
+                    Err(e) => log::error!(
+                        "queue '{}': cannot read message {} back: {}",
+                        queue.props.name,
+                        m.seq,
+                        e
+                    ),
+                }
+            }
+            log::info!(
+                "queue '{}' in vhost '/': {} persistent messages recovered",
+                queue.props.name,
+                list.len()
+            );
+            queue.recover(list);
+        }
+        for (id, msgs) in recovered.queues.drain() {
+            let up_to = msgs.iter().map(|m| m.seq).max().unwrap_or(0);
+            store.queue_gone(id, up_to, msgs.iter().map(|m| m.location));
+        }
     }
 }
 
@@ -194,18 +291,44 @@ impl ShardState {
                 msg,
                 confirm,
             } => {
+                let mut stored = false;
+                let mut durable = false;
                 if let Some(q) = ctx
                     .queues
                     .get_mut(queue.slot as usize)
                     .filter(|q| q.me == queue)
                 {
-                    q.publish(msg, &mut ctx.outbox);
+                    // A persistent message to a durable queue is written to the
+                    // store first; its confirm waits for the batch's fsync.
+                    let loc = match ctx.store.as_mut() {
+                        Some(store) if q.persists(&msg) => {
+                            stored = true;
+                            Some(store.append(&persist::Publish {
+                                queue_id: q.props.store_id,
+                                seq: q.next_seq(),
+                                exchange: &msg.exchange,
+                                routing_key: &msg.routing_key,
+                                properties: &msg.properties,
+                                body: &msg.body,
+                            }))
+                        }
+                        _ => None,
+                    };
+                    durable = q.props.store_id != 0;
+                    q.publish(msg, loc, &mut ctx.outbox);
+                }
+                if durable {
+                    ctx.ack_gone(queue);
                 }
                 // A message routed to a queue deleted meanwhile counts as handled,
                 // as in RabbitMQ.
                 if let Some(tag) = confirm {
-                    ctx.outbox
-                        .push(tag.channel.shard, ShardMsg::Confirm { tag, ok: true });
+                    match ctx.store.as_mut() {
+                        Some(store) if stored => store.hold_confirm(tag),
+                        _ => ctx
+                            .outbox
+                            .push(tag.channel.shard, ShardMsg::Confirm { tag, ok: true }),
+                    }
                 }
             }
             ShardMsg::Request {
@@ -237,7 +360,10 @@ impl ShardState {
                 }
                 match after {
                     After::Delete => ctx.delete_queue(queue),
-                    After::Nothing => q.dispatch(&mut ctx.outbox),
+                    After::Nothing => {
+                        q.dispatch(&mut ctx.outbox);
+                        ctx.ack_gone(queue);
+                    }
                 }
             }
             ShardMsg::Settle {
@@ -252,6 +378,7 @@ impl ShardState {
                     .filter(|q| q.me == queue)
                 {
                     q.settle(channel, seq, how, &mut ctx.outbox);
+                    ctx.ack_gone(queue);
                 }
             }
             ShardMsg::ChannelGone { queue, channel } => {
@@ -262,6 +389,8 @@ impl ShardState {
                 {
                     if q.channel_gone(channel, &mut ctx.outbox) == After::Delete {
                         ctx.delete_queue(queue);
+                    } else {
+                        ctx.ack_gone(queue);
                     }
                 }
             }
@@ -272,6 +401,7 @@ impl ShardState {
                     .filter(|q| q.me == queue)
                 {
                     q.resume(&mut ctx.outbox);
+                    ctx.ack_gone(queue);
                 }
             }
             ShardMsg::Deliver {

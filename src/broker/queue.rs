@@ -14,6 +14,7 @@ use super::message::Message;
 use super::outbox::Outbox;
 use super::shard_msg::{ChannelWindow, ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
 use crate::protocol::FieldTable;
+use crate::store::segments::Location;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -43,6 +44,8 @@ struct Stored {
     seq: u64,
     redelivered: bool,
     msg: Message,
+    /// In the shard's message store (persistent message, durable queue).
+    loc: Option<Location>,
 }
 impl PartialEq for Stored {
     fn eq(&self, o: &Self) -> bool {
@@ -64,6 +67,7 @@ impl Ord for Stored {
 
 struct Unacked {
     msg: Message,
+    loc: Option<Location>,
     channel: ChannelRef,
     /// None for basic.get deliveries.
     consumer: Option<ConsumerRef>,
@@ -112,6 +116,9 @@ pub struct Queue {
     /// Already in the outbox's stalled list (listed once, however many
     /// publishes find the destination congested).
     stalled: bool,
+    /// Stored messages that left the queue for good since the shard last
+    /// looked (`take_gone`): their acks go to the message store.
+    gone: Vec<(u64, Location)>,
 }
 
 /// What the owning shard must do after a queue operation.
@@ -136,6 +143,53 @@ impl Queue {
             exclusive_consumer: false,
             had_consumer: false,
             stalled: false,
+            gone: Vec::new(),
+        }
+    }
+
+    /// A message the shard must write to its store before `publish_stored`:
+    /// persistent (delivery mode 2) and routed to a durable queue.
+    #[inline]
+    pub fn persists(&self, msg: &Message) -> bool {
+        self.props.store_id != 0
+            && crate::protocol::properties::raw_delivery_mode(&msg.properties) == Some(2)
+    }
+
+    /// The sequence number the next published message will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Stored messages gone for good since the last call (their store acks).
+    pub fn take_gone(&mut self, into: &mut Vec<(u64, Location)>) {
+        into.append(&mut self.gone);
+    }
+
+    /// Locations of every stored message the queue holds (deletion).
+    pub fn stored_locations(&self) -> Vec<Location> {
+        self.ready
+            .iter()
+            .chain(self.requeued.iter())
+            .filter_map(|s| s.loc)
+            .chain(self.unacked.values().filter_map(|u| u.loc))
+            .collect()
+    }
+
+    /// Messages recovered from the store at boot, in sequence order: they are
+    /// delivered first, marked redelivered (they may have been delivered
+    /// before the restart).
+    pub fn recover(&mut self, msgs: impl IntoIterator<Item = (u64, Location, Message)>) {
+        for (seq, loc, msg) in msgs {
+            if seq < self.next_seq && self.ready.back().is_some_and(|s| s.seq >= seq) {
+                continue; // a duplicate (same seq twice): keep the first
+            }
+            self.ready.push_back(Stored {
+                seq,
+                redelivered: true,
+                msg,
+                loc: Some(loc),
+            });
+            self.next_seq = self.next_seq.max(seq + 1);
         }
     }
 
@@ -147,15 +201,17 @@ impl Queue {
         self.consumers.len() as u32
     }
 
-    /// A routed message arrives.
+    /// A routed message arrives (`loc`: where the shard stored it, if it
+    /// `persists`; it was stored with sequence number `next_seq`).
     #[inline]
-    pub fn publish(&mut self, msg: Message, out: &mut Outbox) {
+    pub fn publish(&mut self, msg: Message, loc: Option<Location>, out: &mut Outbox) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.ready.push_back(Stored {
             seq,
             redelivered: false,
             msg,
+            loc,
         });
         if !self.consumers.is_empty() {
             self.dispatch(out);
@@ -232,10 +288,13 @@ impl Queue {
                     s.seq,
                     Unacked {
                         msg: s.msg.clone(),
+                        loc: s.loc,
                         channel: consumer.channel,
                         consumer: Some(consumer),
                     },
                 );
+            } else if let Some(loc) = s.loc {
+                self.gone.push((s.seq, loc));
             }
             out.push(
                 consumer.channel.shard,
@@ -271,7 +330,10 @@ impl Queue {
                 seq,
                 redelivered: true,
                 msg: u.msg,
+                loc: u.loc,
             });
+        } else if let Some(loc) = u.loc {
+            self.gone.push((seq, loc));
         }
         self.dispatch(out);
     }
@@ -297,6 +359,7 @@ impl Queue {
                     seq,
                     redelivered: true,
                     msg: u.msg,
+                    loc: u.loc,
                 });
             }
         }
@@ -326,8 +389,12 @@ impl Queue {
             QueueOp::Purge => {
                 // Purge removes ready messages only; unacked ones stay unacked.
                 let n = self.message_count();
-                self.ready.clear();
-                self.requeued.clear();
+                let gone = &mut self.gone;
+                for s in self.ready.drain(..).chain(self.requeued.drain()) {
+                    if let Some(loc) = s.loc {
+                        gone.push((s.seq, loc));
+                    }
+                }
                 (QueueReply::Purged { messages: n }, After::Nothing)
             }
             QueueOp::Delete {
@@ -402,16 +469,22 @@ impl Queue {
         let Some(s) = self.pop_next() else {
             return QueueReply::GetEmpty;
         };
-        if !no_ack {
-            if let Some(ch) = channel {
+        match (no_ack, channel) {
+            (false, Some(ch)) => {
                 self.unacked.insert(
                     s.seq,
                     Unacked {
                         msg: s.msg.clone(),
+                        loc: s.loc,
                         channel: ch,
                         consumer: None,
                     },
                 );
+            }
+            _ => {
+                if let Some(loc) = s.loc {
+                    self.gone.push((s.seq, loc));
+                }
             }
         }
         QueueReply::GetOk {

@@ -14,6 +14,7 @@ use super::ShardListeners;
 use crate::broker::alarms::Alarms;
 use crate::broker::connection::Connection;
 use crate::broker::definitions::Definitions;
+use crate::broker::persist::ShardStore;
 use crate::broker::{ShardCtx, ShardState};
 use crate::config::Config;
 use crate::net::{ReadOutcome, Socket};
@@ -75,8 +76,30 @@ pub fn run(
         listeners.push(l);
     }
     let mut ctx = ShardCtx::new(id, config, defs, alarms);
-    // Durable queues homed here exist before anything is served.
+    // Durable queues homed here exist before anything is served, with the
+    // persistent messages of this shard's store.
     ctx.recover_queues();
+    let waker = links.wakers[id as usize].clone();
+    let opened = ShardStore::open(
+        &ctx.config.data_dir,
+        id,
+        ctx.config.segment_size,
+        ctx.config.fsync,
+        Box::new(move || {
+            let _ = waker.wake();
+        }),
+    );
+    match opened {
+        Ok((store, recovered)) => {
+            ctx.store = Some(store);
+            ctx.recover_messages(recovered);
+        }
+        Err(e) => {
+            // Serving without the store would confirm messages it cannot keep.
+            log::error!("shard {}: cannot open the message store: {}", id, e);
+            std::process::exit(1);
+        }
+    }
     let mut lp = Loop {
         id,
         state: ShardState::new(ctx),
@@ -174,6 +197,11 @@ impl Loop {
                 self.tick(now);
                 self.pump();
             }
+            // Group commit: this iteration's store writes go out in one write
+            // per segment and one fsync request; durable confirms are released.
+            if let Some(store) = self.state.ctx.store.as_mut() {
+                store.end_iteration(&mut self.state.ctx.outbox);
+            }
             self.send_outgoing();
             self.unblock_publishers();
             // Queues that paused on a congested destination go on next round
@@ -181,7 +209,17 @@ impl Loop {
             self.state.ctx.outbox.resume_stalled();
             self.flush();
         }
-        // Shutdown: sockets close as the state drops.
+        // Shutdown: what the store buffered is written and synced; sockets
+        // close as the state drops.
+        if let Some(store) = self.state.ctx.store.as_mut() {
+            if let Err(e) = store.log.flush().and_then(|_| store.log.sync()) {
+                log::error!(
+                    "shard {}: message store not synced at shutdown: {}",
+                    self.id,
+                    e
+                );
+            }
+        }
     }
 
     /// `--busy-poll-us`: polls without blocking for up to `spin`; true when
@@ -389,6 +427,9 @@ impl Loop {
         let ctx = &mut self.state.ctx;
         if self.id == 0 {
             ctx.alarms.check();
+        }
+        if let Some(store) = ctx.store.as_mut() {
+            store.tick();
         }
         if ctx.alarms.active() {
             // Publishers blocked by congestion when the alarm came are told too.

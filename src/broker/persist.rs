@@ -1,0 +1,190 @@
+//! The broker's side of the message store: one [`ShardStore`] per shard wraps
+//! that shard's `store::SegmentLog` (files in `<data_dir>/msgs/shard-<id>/`) and
+//! its background `Syncer`, and implements group commit.
+//!
+//! - A persistent message (delivery mode 2) routed to a durable queue is
+//!   appended by the queue (`Queue::publish`) and its location kept with it;
+//!   when it leaves the queue for good (ack, reject, no-ack delivery, purge,
+//!   deletion) the queue appends its ack.
+//! - Its publisher confirm is *held* here with the number of the batch it is
+//!   in (`hold_confirm`). At the end of each loop iteration `end_iteration`
+//!   writes the batch (one write per segment) and asks the syncer to make it
+//!   durable; the syncer runs `fdatasync` on its own thread and wakes the
+//!   shard, and `release_confirms` sends every held confirm whose batch is
+//!   durable. So one fsync covers every queue's writes of a shard since the
+//!   last one, and confirms never precede the data reaching the disk.
+//! - At boot (`ShardCtx::recover_messages`) the log is replayed and every
+//!   durable queue of the shard gets its live messages back, marked
+//!   redelivered (they may have been delivered before the restart).
+
+use super::shard_msg::{ConfirmTag, ShardMsg};
+use crate::store::segments::{Location, Recovered, SegmentLog, DEFAULT_SEGMENT_SIZE};
+use crate::store::syncer::{FsyncMode, Syncer};
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use crate::store::record::Publish;
+
+/// A shard's message store.
+pub struct ShardStore {
+    pub log: SegmentLog,
+    syncer: Syncer,
+    /// Number of the batch being appended to (flushed and synced as one).
+    batch: u64,
+    /// Something was appended since the last flush.
+    dirty: bool,
+    /// Confirms waiting for their batch to be durable, oldest first.
+    held: VecDeque<(u64, ConfirmTag)>,
+    failure_logged: bool,
+}
+
+/// The directory of shard `id`'s message store.
+pub fn shard_dir(data_dir: &Path, id: u16) -> PathBuf {
+    data_dir.join("msgs").join(format!("shard-{id}"))
+}
+
+impl ShardStore {
+    /// Opens (and replays) the store of shard `id`; `wake` is called by the
+    /// syncer thread after each sync (the shard's waker).
+    pub fn open(
+        data_dir: &Path,
+        id: u16,
+        segment_size: u64,
+        mode: FsyncMode,
+        wake: Box<dyn Fn() + Send>,
+    ) -> io::Result<(ShardStore, Recovered)> {
+        let size = if segment_size == 0 {
+            DEFAULT_SEGMENT_SIZE
+        } else {
+            segment_size
+        };
+        let (mut log, recovered) = SegmentLog::open(&shard_dir(data_dir, id), size)?;
+        let syncer = log.start_syncer(mode, wake)?;
+        Ok((
+            ShardStore {
+                log,
+                syncer,
+                batch: 1,
+                dirty: false,
+                held: VecDeque::new(),
+                failure_logged: false,
+            },
+            recovered,
+        ))
+    }
+
+    /// Appends a persistent message.
+    #[inline]
+    pub fn append(&mut self, p: &Publish<'_>) -> Location {
+        self.dirty = true;
+        self.log.append_publish(p)
+    }
+
+    /// The message at `loc` is gone for good (acked, rejected, dropped).
+    #[inline]
+    pub fn ack(&mut self, queue_id: u64, seq: u64, loc: Location) {
+        self.dirty = true;
+        self.log.append_ack(queue_id, seq, loc);
+    }
+
+    /// Every message of a queue up to `up_to_seq` is gone (purge, deletion).
+    pub fn queue_gone(
+        &mut self,
+        queue_id: u64,
+        up_to_seq: u64,
+        locations: impl IntoIterator<Item = Location>,
+    ) {
+        self.dirty = true;
+        self.log.append_queue_gone(queue_id, up_to_seq, locations);
+    }
+
+    /// Holds a publisher confirm until the current batch is durable.
+    pub fn hold_confirm(&mut self, tag: ConfirmTag) {
+        self.held.push_back((self.batch, tag));
+    }
+
+    /// End of a loop iteration: writes what was appended and asks for it to
+    /// be synced (group commit); then releases the confirms already durable.
+    pub fn end_iteration(&mut self, out: &mut super::outbox::Outbox) {
+        if self.dirty {
+            self.dirty = false;
+            if let Err(e) = self.log.flush() {
+                // Without a working disk nothing more is confirmed; held
+                // confirms stay held (the client sees no ack, never a false one).
+                log::error!("message store write failed: {}", e);
+            } else {
+                self.syncer.request(self.batch);
+                self.batch += 1;
+            }
+        }
+        self.release_confirms(out);
+    }
+
+    /// Timer tick: a flush also deletes segments that became dead and whose
+    /// dependencies are durable (the store defers deletions to a flush).
+    pub fn tick(&mut self) {
+        if let Err(e) = self.log.flush() {
+            log::error!("message store write failed: {}", e);
+        }
+        if self.syncer.failed() && !self.failure_logged {
+            self.failure_logged = true;
+            log::error!("message store fsync failed: no more confirms for persistent messages");
+        }
+    }
+
+    /// Sends the held confirms whose batch is durable.
+    pub fn release_confirms(&mut self, out: &mut super::outbox::Outbox) {
+        if self.held.is_empty() {
+            return;
+        }
+        let synced = self.syncer.synced();
+        while let Some(&(batch, tag)) = self.held.front() {
+            if batch > synced {
+                break;
+            }
+            self.held.pop_front();
+            out.push(tag.channel.shard, ShardMsg::Confirm { tag, ok: true });
+        }
+    }
+
+    /// Confirms are waiting for a sync (the loop may sleep: the syncer wakes it).
+    pub fn holds_confirms(&self) -> bool {
+        !self.held.is_empty()
+    }
+}
+
+/// `--fsync` values: `always` (a sync per batch), `interval:<ms>` (at most one
+/// per interval), `never` (benchmarks only: confirms once written).
+pub fn parse_fsync_mode(s: &str) -> Result<FsyncMode, String> {
+    match s {
+        "always" => Ok(FsyncMode::Always),
+        "never" => Ok(FsyncMode::Never),
+        _ => match s.strip_prefix("interval:") {
+            Some(ms) => ms
+                .parse::<u64>()
+                .map(|ms| FsyncMode::Interval(std::time::Duration::from_millis(ms)))
+                .map_err(|_| format!("bad fsync interval {s:?}")),
+            None => Err(format!(
+                "unknown fsync mode {s:?} (always, interval:<ms>, never)"
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fsync_modes() {
+        assert_eq!(parse_fsync_mode("always"), Ok(FsyncMode::Always));
+        assert_eq!(parse_fsync_mode("never"), Ok(FsyncMode::Never));
+        assert_eq!(
+            parse_fsync_mode("interval:5"),
+            Ok(FsyncMode::Interval(std::time::Duration::from_millis(5)))
+        );
+        assert!(parse_fsync_mode("sometimes").is_err());
+        assert!(parse_fsync_mode("interval:x").is_err());
+    }
+}
