@@ -183,11 +183,7 @@ impl ShardCtx {
                     store.ack(id, seq, loc);
                 }
                 self.gone_scratch = gone;
-                store.queue_gone(
-                    id,
-                    crate::store::record::ALL_SEQS,
-                    queue.stored_locations(),
-                );
+                store.queue_gone(id, crate::store::record::ALL_SEQS, queue.stored_locations());
             }
         }
         self.defs.lock().remove_queue(&queue.props.name, q);
@@ -199,11 +195,7 @@ impl ShardCtx {
         let Some(store) = self.store.as_mut() else {
             return;
         };
-        let Some(queue) = self
-            .queues
-            .get_mut(q.slot as usize)
-            .filter(|x| x.me == q)
-        else {
+        let Some(queue) = self.queues.get_mut(q.slot as usize).filter(|x| x.me == q) else {
             return;
         };
         let id = queue.props.store_id;

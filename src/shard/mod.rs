@@ -196,9 +196,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         stop,
         wakers,
         threads,
-        temp_data_dir: config
-            .temporary_data_dir
-            .then(|| config.data_dir.clone()),
+        temp_data_dir: config.temporary_data_dir.then(|| config.data_dir.clone()),
     })
 }
 
