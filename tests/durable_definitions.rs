@@ -7,8 +7,10 @@
 //! These tests restart a broker on the same data directory, so they always run
 //! in-process (or against the `warren` binary), never against an external broker.
 
+mod common_durable;
 mod common_lapin;
 
+use common_durable::*;
 use common_lapin::*;
 use lapin::{
     options::*,
@@ -16,42 +18,12 @@ use lapin::{
     Channel, Connection, ExchangeKind,
 };
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use warren::{BrokerHandle, Config};
 
 type Res<T> = Result<T, lapin::Error>;
-
-/// A data directory for one test, removed at the end.
-struct DataDir(PathBuf);
-
-impl DataDir {
-    fn new(tag: &str) -> DataDir {
-        let d = std::env::temp_dir().join(unique(&format!("warren-durable-{tag}")));
-        let _ = std::fs::remove_dir_all(&d);
-        DataDir(d)
-    }
-    fn log(&self) -> PathBuf {
-        self.0.join("definitions.log")
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn start_in(dir: &Path, shards: usize) -> BrokerHandle {
-    let _ = env_logger::builder().is_test(true).try_init();
-    warren::start(Config::for_tests_in(dir.to_path_buf(), shards)).expect("broker starts")
-}
-
-fn uri(port: u16) -> String {
-    format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
-}
 
 const DURABLE_Q: QueueDeclareOptions = QueueDeclareOptions {
     passive: false,

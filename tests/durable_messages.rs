@@ -8,62 +8,16 @@
 //! These tests restart brokers on the same data directory, so they run
 //! in-process or against the `warren` binary, never against an external broker.
 
+mod common_durable;
 mod common_lapin;
 
+use common_durable::*;
 use common_lapin::*;
 use lapin::{options::*, publisher_confirm::Confirmation, BasicProperties, Channel, Connection};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use warren::{BrokerHandle, Config};
-
-/// A data directory for one test, removed at the end.
-struct DataDir(PathBuf);
-
-impl DataDir {
-    fn new(tag: &str) -> DataDir {
-        let d = std::env::temp_dir().join(unique(&format!("warren-msgs-{tag}")));
-        let _ = std::fs::remove_dir_all(&d);
-        DataDir(d)
-    }
-
-    /// The segment files of every shard's message store.
-    fn segments(&self) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        let Ok(shards) = std::fs::read_dir(self.0.join("msgs")) else {
-            return out;
-        };
-        for shard in shards.flatten() {
-            for f in std::fs::read_dir(shard.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                if f.path().extension().is_some_and(|e| e == "seg") {
-                    out.push(f.path());
-                }
-            }
-        }
-        out.sort();
-        out
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn start_in(dir: &Path, shards: usize) -> BrokerHandle {
-    let _ = env_logger::builder().is_test(true).try_init();
-    warren::start(Config::for_tests_in(dir.to_path_buf(), shards)).expect("broker starts")
-}
-
-fn uri(port: u16) -> String {
-    format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
-}
 
 fn persistent() -> BasicProperties {
     BasicProperties::default().with_delivery_mode(2)

@@ -1,0 +1,65 @@
+//! Helpers of the durability tests (tests/durable_*.rs): a data directory that
+//! outlives one broker but not the test, and an in-process broker on it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use warren::{BrokerHandle, Config};
+
+/// A data directory for one test, removed at the end.
+pub struct DataDir(pub PathBuf);
+
+impl DataDir {
+    pub fn new(tag: &str) -> DataDir {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let d =
+            std::env::temp_dir().join(format!("warren-durable-{tag}-{}-{n:x}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        DataDir(d)
+    }
+
+    /// The definitions log.
+    pub fn log(&self) -> PathBuf {
+        self.0.join("definitions.log")
+    }
+
+    /// The segment files of every shard's message store.
+    pub fn segments(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let Ok(shards) = std::fs::read_dir(self.0.join("msgs")) else {
+            return out;
+        };
+        for shard in shards.flatten() {
+            for f in std::fs::read_dir(shard.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if f.path().extension().is_some_and(|e| e == "seg") {
+                    out.push(f.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An in-process broker on `dir` (kept after shutdown).
+pub fn start_in(dir: &Path, shards: usize) -> BrokerHandle {
+    let _ = env_logger::builder().is_test(true).try_init();
+    warren::start(Config::for_tests_in(dir.to_path_buf(), shards)).expect("broker starts")
+}
+
+/// The guest URI of a broker on 127.0.0.1:`port`.
+pub fn uri(port: u16) -> String {
+    format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
+}
