@@ -23,7 +23,7 @@ const DEFAULT_MAX_BUFFERED: usize = 256 * 1024;
 /// one busy publisher cannot starve the others on its shard; it also bounds the
 /// iteration time, which is the ack round trip of consumers on the shard
 /// (64 KiB: 2.1 M msg/s no-ack and 0.93 M msg/s acked deliveries next to an
-/// uncapped publisher; 256 KiB: 2.1 M and 0.30 M; see tuning.md).
+/// uncapped publisher; 256 KiB: 1.24 M and 0.18 M; see tuning.md).
 const MAX_READ_PER_EVENT: usize = 64 * 1024;
 
 /// What a `fill` call found.
