@@ -588,23 +588,10 @@ mod tests {
         assert!(p.records.is_empty() && p.damage.is_some());
     }
 
-    fn temp_dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "warren-defslog-{}-{}-{}",
-            tag,
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        d
-    }
-
     #[test]
     fn open_append_reopen_and_cut_a_damaged_tail() {
-        let dir = temp_dir("tail");
+        let tmp = crate::store::segments::test_dir("tail");
+        let dir = tmp.path().to_path_buf();
         let rs = samples();
         {
             let (mut log, got) = DefsLog::open(&dir).unwrap();
@@ -632,12 +619,12 @@ mod tests {
         assert_eq!(got.len(), rs.len() + 1);
         assert_eq!(got[rs.len()], rs[3]);
         drop(_log);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn a_flipped_bit_in_the_middle_keeps_the_prefix() {
-        let dir = temp_dir("flip");
+        let tmp = crate::store::segments::test_dir("flip");
+        let dir = tmp.path().to_path_buf();
         let rs = samples();
         let ends = boundaries(&rs);
         {
@@ -652,12 +639,12 @@ mod tests {
         assert_eq!(got, rs[..5]);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), ends[5] as u64);
         drop(_log);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn rewrite_replaces_the_log_and_a_second_open_is_refused() {
-        let dir = temp_dir("rewrite");
+        let tmp = crate::store::segments::test_dir("rewrite");
+        let dir = tmp.path().to_path_buf();
         let rs = samples();
         let (mut log, _) = DefsLog::open(&dir).unwrap();
         log.append(&encode_all(&rs)).unwrap();
@@ -670,6 +657,5 @@ mod tests {
         let (_log, got) = DefsLog::open(&dir).unwrap();
         assert_eq!(got, rs[..3]);
         drop(_log);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

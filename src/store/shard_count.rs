@@ -55,12 +55,11 @@ mod tests {
 
     #[test]
     fn first_count_is_kept() {
-        let dir = std::env::temp_dir().join(format!("warren-shards-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = crate::store::segments::test_dir("shards");
+        let dir = tmp.path().join("data");
         assert_eq!(pin(&dir, 3).unwrap(), 3);
         assert_eq!(pin(&dir, 1).unwrap(), 3);
         std::fs::write(dir.join(FILE), "zero").unwrap();
         assert!(pin(&dir, 2).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -3,21 +3,6 @@
 use super::*;
 use crate::protocol::FieldValue;
 use std::collections::HashSet;
-use std::path::PathBuf;
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "warren-defs-{}-{}-{}",
-        tag,
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
 
 fn exchange(name: &str, durable: bool) -> ExchangeDef {
     ExchangeDef {
@@ -69,7 +54,8 @@ fn x(n: &str) -> BindingDest {
 
 #[test]
 fn durable_definitions_come_back_and_the_rest_does_not() {
-    let dir = temp_dir("back");
+    let tmp = crate::store::segments::test_dir("back");
+    let dir = tmp.path().to_path_buf();
     let (id_d1, id_d2);
     {
         let defs = Definitions::open(&dir, 2).unwrap();
@@ -142,12 +128,12 @@ fn durable_definitions_come_back_and_the_rest_does_not() {
     assert!(added("qd1") && added("qd2"));
     drop(g);
     drop(defs);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn deletes_persist_and_ids_survive_compaction() {
-    let dir = temp_dir("del");
+    let tmp = crate::store::segments::test_dir("del");
+    let dir = tmp.path().to_path_buf();
     let mut last_id = 0;
     {
         let defs = Definitions::open(&dir, 1).unwrap();
@@ -203,12 +189,12 @@ fn deletes_persist_and_ids_survive_compaction() {
     assert_eq!(g.next_store_id(), last_id + 1);
     drop(g);
     drop(defs);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_changed_shard_count_wraps_homes() {
-    let dir = temp_dir("shards");
+    let tmp = crate::store::segments::test_dir("shards");
+    let dir = tmp.path().to_path_buf();
     {
         let defs = Definitions::open(&dir, 4).unwrap();
         let mut g = defs.lock();
@@ -230,7 +216,6 @@ fn a_changed_shard_count_wraps_homes() {
     assert_eq!(g.take_recovered(0).len(), 2);
     drop(g);
     drop(defs);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
