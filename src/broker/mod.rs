@@ -284,7 +284,7 @@ impl ShardState {
                 confirm,
             } => {
                 let mut stored = false;
-                let mut durable = false;
+                let mut gone = false;
                 if let Some(q) = ctx
                     .queues
                     .get_mut(queue.slot as usize)
@@ -306,10 +306,10 @@ impl ShardState {
                         }
                         _ => None,
                     };
-                    durable = q.props.store_id != 0;
                     q.publish(msg, loc, &mut ctx.outbox);
+                    gone = q.has_gone();
                 }
-                if durable {
+                if gone {
                     ctx.ack_gone(queue);
                 }
                 // A message routed to a queue deleted meanwhile counts as handled,
@@ -354,7 +354,9 @@ impl ShardState {
                     After::Delete => ctx.delete_queue(queue),
                     After::Nothing => {
                         q.dispatch(&mut ctx.outbox);
-                        ctx.ack_gone(queue);
+                        if q.has_gone() {
+                            ctx.ack_gone(queue);
+                        }
                     }
                 }
             }
@@ -370,7 +372,9 @@ impl ShardState {
                     .filter(|q| q.me == queue)
                 {
                     q.settle(channel, seq, how, &mut ctx.outbox);
-                    ctx.ack_gone(queue);
+                    if q.has_gone() {
+                        ctx.ack_gone(queue);
+                    }
                 }
             }
             ShardMsg::ChannelGone { queue, channel } => {
@@ -381,7 +385,7 @@ impl ShardState {
                 {
                     if q.channel_gone(channel, &mut ctx.outbox) == After::Delete {
                         ctx.delete_queue(queue);
-                    } else {
+                    } else if q.has_gone() {
                         ctx.ack_gone(queue);
                     }
                 }
@@ -393,7 +397,9 @@ impl ShardState {
                     .filter(|q| q.me == queue)
                 {
                     q.resume(&mut ctx.outbox);
-                    ctx.ack_gone(queue);
+                    if q.has_gone() {
+                        ctx.ack_gone(queue);
+                    }
                 }
             }
             ShardMsg::Deliver {

@@ -160,6 +160,13 @@ impl Queue {
         self.next_seq
     }
 
+    /// Stored messages left the queue since the last `take_gone` (never for
+    /// a non-durable queue): the shard has store acks to write.
+    #[inline]
+    pub fn has_gone(&self) -> bool {
+        !self.gone.is_empty()
+    }
+
     /// Stored messages gone for good since the last call (their store acks).
     pub fn take_gone(&mut self, into: &mut Vec<(u64, Location)>) {
         into.append(&mut self.gone);
@@ -180,8 +187,8 @@ impl Queue {
     /// before the restart).
     pub fn recover(&mut self, msgs: impl IntoIterator<Item = (u64, Location, Message)>) {
         for (seq, loc, msg) in msgs {
-            if seq < self.next_seq && self.ready.back().is_some_and(|s| s.seq >= seq) {
-                continue; // a duplicate (same seq twice): keep the first
+            if seq < self.next_seq {
+                continue; // a duplicate (the list is in seq order): keep the first
             }
             self.ready.push_back(Stored {
                 seq,
