@@ -41,10 +41,21 @@ pub struct Config {
     pub fsync: crate::store::syncer::FsyncMode,
     /// Size at which a message-store segment file is closed (0: default).
     pub segment_size: u64,
+    /// A queue keeps at most this many never-delivered messages in memory;
+    /// the rest are paged out to disk (`broker::backlog`).
+    pub queue_max_in_memory: usize,
+    /// … and at most this many body bytes.
+    pub queue_max_in_memory_bytes: u64,
     /// `data_dir` is throw-away (`for_tests`): `BrokerHandle::shutdown`
     /// removes it.
     pub temporary_data_dir: bool,
 }
+
+/// Default `--queue-max-in-memory`: enough to keep a busy queue's consumers
+/// fed from memory; ~5 MB of small messages per queue.
+pub const DEFAULT_QUEUE_MAX_IN_MEMORY: usize = 20_000;
+/// Default `--queue-max-in-memory-bytes` (bodies).
+pub const DEFAULT_QUEUE_MAX_IN_MEMORY_BYTES: u64 = 32 << 20;
 
 impl Default for Config {
     fn default() -> Self {
@@ -68,6 +79,8 @@ impl Default for Config {
             disk_free_limit: 50_000_000,
             fsync: crate::store::syncer::FsyncMode::Always,
             segment_size: crate::store::segments::DEFAULT_SEGMENT_SIZE,
+            queue_max_in_memory: DEFAULT_QUEUE_MAX_IN_MEMORY,
+            queue_max_in_memory_bytes: DEFAULT_QUEUE_MAX_IN_MEMORY_BYTES,
             temporary_data_dir: false,
         }
     }

@@ -66,6 +66,15 @@ struct Args {
     /// Message store segment file size, bytes.
     #[arg(long, env = "WARREN_SEGMENT_SIZE", default_value_t = 64 * 1024 * 1024)]
     segment_size: u64,
+    /// A queue keeps at most this many never-delivered messages in memory; the
+    /// rest wait on disk (`<data-dir>/paging`) and are read back in order.
+    #[arg(long, env = "WARREN_QUEUE_MAX_IN_MEMORY",
+          default_value_t = warren::config::DEFAULT_QUEUE_MAX_IN_MEMORY)]
+    queue_max_in_memory: usize,
+    /// … and at most this many message-body bytes.
+    #[arg(long, env = "WARREN_QUEUE_MAX_IN_MEMORY_BYTES",
+          default_value_t = warren::config::DEFAULT_QUEUE_MAX_IN_MEMORY_BYTES)]
+    queue_max_in_memory_bytes: u64,
 }
 
 fn main() {
@@ -93,6 +102,8 @@ fn main() {
     config.segment_size = args
         .segment_size
         .clamp(1 << 20, warren::store::segments::MAX_SEGMENT_SIZE);
+    config.queue_max_in_memory = args.queue_max_in_memory.max(1);
+    config.queue_max_in_memory_bytes = args.queue_max_in_memory_bytes.max(1);
     config.busy_poll = std::time::Duration::from_micros(args.busy_poll_us.min(1_000_000));
     if let Err(e) = warren::store::ensure_data_dir(&config.data_dir) {
         eprintln!(

@@ -5,6 +5,7 @@
 //! [`ShardState::handle`] (the shard's message pump).
 
 pub mod alarms;
+pub mod backlog;
 pub mod channel;
 pub mod connection;
 pub mod definitions;
@@ -48,6 +49,9 @@ pub struct ShardCtx {
     /// This shard's message store (None: nothing is persisted, e.g. in the
     /// micro-benchmarks).
     pub store: Option<persist::ShardStore>,
+    /// Where and when queues page messages out (None: never, e.g. in the
+    /// micro-benchmarks).
+    pub paging: Option<Arc<backlog::PagingConfig>>,
     /// Reused to collect a queue's departed stored messages.
     gone_scratch: Vec<(u64, crate::store::segments::Location)>,
     next_queue_gen: u32,
@@ -82,6 +86,7 @@ impl ShardCtx {
             outbox: Outbox::new(id, shards),
             queues: Slab::new(),
             store: None,
+            paging: None,
             gone_scratch: Vec::new(),
             next_queue_gen: 1,
             next_incarnation: 1,
@@ -116,7 +121,10 @@ impl ShardCtx {
                     arguments: d.args,
                     store_id: d.store_id,
                 };
-                (d.queue.slot as usize, Queue::new(d.queue, props))
+                (
+                    d.queue.slot as usize,
+                    Queue::new(d.queue, props, self.paging.clone()),
+                )
             })
             .collect();
     }

@@ -44,6 +44,11 @@ pub fn shard_dir(data_dir: &Path, id: u16) -> PathBuf {
     data_dir.join("msgs").join(format!("shard-{id}"))
 }
 
+/// The directory of shard `id`'s queue page files (scratch, wiped at boot).
+pub fn paging_dir(data_dir: &Path, id: u16) -> PathBuf {
+    data_dir.join("paging").join(format!("shard-{id}"))
+}
+
 impl ShardStore {
     /// Opens (and replays) the store of shard `id`; `wake` is called by the
     /// syncer thread after each sync (the shard's waker).

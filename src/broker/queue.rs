@@ -4,10 +4,13 @@
 //! `ShardMsg`s (publish, settle, requests).
 //!
 //! Ordering: every message gets a sequence number on arrival. Delivery is in
-//! sequence order; a requeued message goes back to its original place (a min-heap
-//! of requeued messages is always served before the never-delivered ones, whose
-//! numbers are all higher), with `redelivered` set.
+//! sequence order; a requeued message goes back to its original place (the
+//! requeued messages, ordered by sequence number, are always served before the
+//! never-delivered ones in the `Backlog`, whose numbers are all higher), with
+//! `redelivered` set. The backlog pages its tail out to disk beyond the
+//! queue's in-memory limit (`backlog`).
 
+use super::backlog::{Backlog, PagingConfig, Stored};
 use super::error::AmqpError;
 use super::ids::{ChannelRef, ConsumerRef, QueueRef};
 use super::message::Message;
@@ -15,8 +18,7 @@ use super::outbox::Outbox;
 use super::shard_msg::{ChannelWindow, ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
 use crate::protocol::FieldTable;
 use crate::store::segments::Location;
-use std::cmp::Ordering as CmpOrdering;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,31 +41,6 @@ impl Hasher for SeqHasher {
     }
 }
 type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
-
-struct Stored {
-    seq: u64,
-    redelivered: bool,
-    msg: Message,
-    /// In the shard's message store (persistent message, durable queue).
-    loc: Option<Location>,
-}
-impl PartialEq for Stored {
-    fn eq(&self, o: &Self) -> bool {
-        self.seq == o.seq
-    }
-}
-impl Eq for Stored {}
-impl PartialOrd for Stored {
-    fn partial_cmp(&self, o: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Stored {
-    // Reversed: BinaryHeap is a max-heap and we want the lowest sequence first.
-    fn cmp(&self, o: &Self) -> CmpOrdering {
-        o.seq.cmp(&self.seq)
-    }
-}
 
 struct Unacked {
     msg: Message,
@@ -102,8 +79,10 @@ pub struct QueueProps {
 pub struct Queue {
     pub me: QueueRef,
     pub props: QueueProps,
-    ready: VecDeque<Stored>,
-    requeued: BinaryHeap<Stored>,
+    /// Never-delivered messages (head in memory, tail maybe on disk).
+    ready: Backlog,
+    /// Requeued messages by sequence number: served first.
+    requeued: BTreeMap<u64, Stored>,
     unacked: SeqMap<Unacked>,
     consumers: Vec<Consumer>,
     /// Round-robin position in `consumers`.
@@ -130,12 +109,13 @@ pub enum After {
 }
 
 impl Queue {
-    pub fn new(me: QueueRef, props: QueueProps) -> Queue {
+    /// A new, empty queue; `paging` None keeps all its messages in memory.
+    pub fn new(me: QueueRef, props: QueueProps, paging: Option<Arc<PagingConfig>>) -> Queue {
         Queue {
             me,
             props,
-            ready: VecDeque::new(),
-            requeued: BinaryHeap::new(),
+            ready: Backlog::new(paging, format!("q{}-{}", me.slot, me.gen)),
+            requeued: BTreeMap::new(),
             unacked: SeqMap::default(),
             consumers: Vec::new(),
             next_consumer: 0,
@@ -174,12 +154,28 @@ impl Queue {
 
     /// Locations of every stored message the queue holds (deletion).
     pub fn stored_locations(&self) -> Vec<Location> {
-        self.ready
-            .iter()
-            .chain(self.requeued.iter())
+        let mut locs: Vec<Location> = self
+            .requeued
+            .values()
             .filter_map(|s| s.loc)
             .chain(self.unacked.values().filter_map(|u| u.loc))
-            .collect()
+            .collect();
+        self.ready.locations(|l| locs.push(l));
+        locs
+    }
+
+    /// The store location of message `seq` if the queue holds it in memory
+    /// (ready, requeued or unacked): compaction moves it. None for a message
+    /// gone or paged out (its page-file copy names the old location, so it
+    /// cannot move).
+    pub fn stored_loc_mut(&mut self, seq: u64) -> Option<&mut Location> {
+        if let Some(u) = self.unacked.get_mut(&seq) {
+            return u.loc.as_mut();
+        }
+        if let Some(s) = self.requeued.get_mut(&seq) {
+            return s.loc.as_mut();
+        }
+        self.ready.get_mut(seq).and_then(|s| s.loc.as_mut())
     }
 
     /// Messages recovered from the store at boot, in sequence order: they are
@@ -204,6 +200,11 @@ impl Queue {
         (self.ready.len() + self.requeued.len()) as u32
     }
 
+    /// Messages only on disk (paged out).
+    pub fn paged_count(&self) -> usize {
+        self.ready.paged()
+    }
+
     pub fn consumer_count(&self) -> u32 {
         self.consumers.len() as u32
     }
@@ -226,7 +227,7 @@ impl Queue {
     }
 
     fn pop_next(&mut self) -> Option<Stored> {
-        if let Some(s) = self.requeued.pop() {
+        if let Some((_, s)) = self.requeued.pop_first() {
             return Some(s);
         }
         self.ready.pop_front()
@@ -333,12 +334,15 @@ impl Queue {
             }
         }
         if how == Settle::Requeue {
-            self.requeued.push(Stored {
+            self.requeued.insert(
                 seq,
-                redelivered: true,
-                msg: u.msg,
-                loc: u.loc,
-            });
+                Stored {
+                    seq,
+                    redelivered: true,
+                    msg: u.msg,
+                    loc: u.loc,
+                },
+            );
         } else if let Some(loc) = u.loc {
             self.gone.push((seq, loc));
         }
@@ -362,12 +366,15 @@ impl Queue {
         seqs.sort_unstable();
         for seq in seqs {
             if let Some(u) = self.unacked.remove(&seq) {
-                self.requeued.push(Stored {
+                self.requeued.insert(
                     seq,
-                    redelivered: true,
-                    msg: u.msg,
-                    loc: u.loc,
-                });
+                    Stored {
+                        seq,
+                        redelivered: true,
+                        msg: u.msg,
+                        loc: u.loc,
+                    },
+                );
             }
         }
         if self.auto_delete_due() {
@@ -397,11 +404,15 @@ impl Queue {
                 // Purge removes ready messages only; unacked ones stay unacked.
                 let n = self.message_count();
                 let gone = &mut self.gone;
-                for s in self.ready.drain(..).chain(self.requeued.drain()) {
+                let mut drop = |s: Stored| {
                     if let Some(loc) = s.loc {
                         gone.push((s.seq, loc));
                     }
+                };
+                for (_, s) in std::mem::take(&mut self.requeued) {
+                    drop(s);
                 }
+                self.ready.drain_each(drop);
                 (QueueReply::Purged { messages: n }, After::Nothing)
             }
             QueueOp::Delete {

@@ -76,6 +76,15 @@ pub fn run(
         listeners.push(l);
     }
     let mut ctx = ShardCtx::new(id, config, defs, alarms);
+    // Page files of a previous run are scratch: gone.
+    let paging_dir = crate::broker::persist::paging_dir(&ctx.config.data_dir, id);
+    let _ = std::fs::remove_dir_all(&paging_dir);
+    ctx.paging = Some(Arc::new(crate::broker::backlog::PagingConfig {
+        dir: paging_dir,
+        max_messages: ctx.config.queue_max_in_memory,
+        max_bytes: ctx.config.queue_max_in_memory_bytes,
+        chunk_size: ctx.config.segment_size.clamp(1 << 20, 64 << 20),
+    }));
     // Durable queues homed here exist before anything is served, with the
     // persistent messages of this shard's store.
     ctx.recover_queues();

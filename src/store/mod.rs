@@ -1,8 +1,9 @@
-//! On-disk state. Durable definitions and persistent messages are the durability
-//! issue's work; for now the broker only makes sure its data directory exists.
+//! On-disk state: the definitions log (`defs_log`), the per-shard message
+//! store (`segments`, `record`, `recover`, `syncer`), queues' page files
+//! (`page_file`, scratch) and the pinned shard count (`shard_count`).
 
 pub mod defs_log;
-
+pub mod page_file;
 pub mod record;
 mod recover;
 pub mod segments;

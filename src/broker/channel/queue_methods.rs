@@ -97,7 +97,7 @@ impl Channel {
             arguments: m.arguments.clone(),
             store_id,
         };
-        ctx.queues.insert(Queue::new(me, props));
+        ctx.queues.insert(Queue::new(me, props, ctx.paging.clone()));
         g.add_queue(QueueDef {
             name: name.clone(),
             queue: me,

@@ -1,0 +1,277 @@
+//! A queue's never-delivered messages, in arrival (sequence) order: the head
+//! in memory, and — beyond the queue's in-memory limit — the tail only on disk,
+//! in the queue's page file (`store::page_file`), so a queue can hold tens of
+//! millions of messages in bounded memory.
+//!
+//! Invariants:
+//! - Every message in memory comes before every paged one (paging only ever
+//!   takes the tail; reading back refills the head in order).
+//! - Once anything is paged, new messages are paged too until the page file is
+//!   empty again, so the order is kept.
+//! - A paged message costs no memory at all (no per-message entry): the page
+//!   file is a FIFO read back in batches when the in-memory head runs low.
+//!
+//! Requeued messages are not here: they come back from `Unacked` (in memory)
+//! and are served first by the queue (`Queue::requeued`).
+
+use super::message::Message;
+use crate::store::page_file::{PageFile, PagedMessage};
+use crate::store::segments::Location;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A message waiting in a queue.
+pub struct Stored {
+    pub seq: u64,
+    pub redelivered: bool,
+    pub msg: Message,
+    /// In the shard's message store (persistent message, durable queue).
+    pub loc: Option<Location>,
+}
+
+/// When and where queues page message bodies out (one per shard).
+#[derive(Debug)]
+pub struct PagingConfig {
+    /// `<data_dir>/paging/shard-<id>`: wiped at boot (nothing in it outlives
+    /// the process; persistent messages are in the message store as well).
+    pub dir: PathBuf,
+    /// A backlog keeps at most this many messages in memory…
+    pub max_messages: usize,
+    /// …and at most this many body bytes.
+    pub max_bytes: u64,
+    /// Size of one page-file chunk (a chunk is deleted once read).
+    pub chunk_size: u64,
+}
+
+/// Messages read back from disk per refill (at most).
+const REFILL_MESSAGES: usize = 4096;
+/// Body bytes read back per refill (at most, beyond one message).
+const REFILL_BYTES: u64 = 4 << 20;
+
+/// A queue's ready messages (see the module doc).
+pub struct Backlog {
+    mem: VecDeque<Stored>,
+    /// Body bytes of every message, in memory and paged.
+    bytes: u64,
+    mem_bytes: u64,
+    paging: Option<Arc<PagingConfig>>,
+    /// Page-file name (unique on the shard while the queue lives).
+    name: String,
+    page: Option<PageFile>,
+    /// Writing to the page file failed once: stay in memory from now on.
+    page_failed: bool,
+}
+
+impl Backlog {
+    /// An empty backlog; `paging` None keeps everything in memory.
+    pub fn new(paging: Option<Arc<PagingConfig>>, name: String) -> Backlog {
+        Backlog {
+            mem: VecDeque::new(),
+            bytes: 0,
+            mem_bytes: 0,
+            paging,
+            name,
+            page: None,
+            page_failed: false,
+        }
+    }
+
+    /// Messages, in memory and paged.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.mem.len() + self.paged()
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.mem.is_empty() && self.paged() == 0
+    }
+
+    /// Body bytes of all messages (RabbitMQ's measure for x-max-length-bytes).
+    #[inline]
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Messages only on disk.
+    #[inline]
+    pub fn paged(&self) -> usize {
+        self.page.as_ref().map_or(0, |p| p.len())
+    }
+
+    /// Adds a message at the tail (sequence numbers only grow).
+    #[inline]
+    pub fn push_back(&mut self, s: Stored) {
+        let n = s.msg.body.len() as u64;
+        self.bytes += n;
+        if self.paged() > 0 || self.over_limit() {
+            if let Some(s) = self.page_out(s) {
+                self.mem_bytes += n;
+                self.mem.push_back(s);
+            }
+        } else {
+            self.mem_bytes += n;
+            self.mem.push_back(s);
+        }
+    }
+
+    #[inline]
+    fn over_limit(&self) -> bool {
+        match &self.paging {
+            Some(p) if !self.page_failed => {
+                self.mem.len() >= p.max_messages || self.mem_bytes >= p.max_bytes
+            }
+            _ => false,
+        }
+    }
+
+    /// Writes `s` to the page file; gives it back if that failed.
+    #[cold]
+    fn page_out(&mut self, s: Stored) -> Option<Stored> {
+        let cfg = self.paging.as_ref()?;
+        if self.page.is_none() {
+            match PageFile::create(&cfg.dir, &self.name, cfg.chunk_size) {
+                Ok(p) => self.page = Some(p),
+                Err(e) => {
+                    log::error!("cannot page out queue messages: {}", e);
+                    self.page_failed = true;
+                    return Some(s);
+                }
+            }
+        }
+        let page = self.page.as_mut().expect("created");
+        let paged = PagedMessage {
+            seq: s.seq,
+            redelivered: s.redelivered,
+            loc: s.loc,
+            exchange: &s.msg.exchange,
+            routing_key: &s.msg.routing_key,
+            properties: &s.msg.properties,
+            body: &s.msg.body,
+        };
+        match page.push(&paged) {
+            Ok(()) => None,
+            Err(e) => {
+                log::error!("cannot page out queue messages: {}", e);
+                self.page_failed = true;
+                Some(s)
+            }
+        }
+    }
+
+    /// Takes the head message.
+    #[inline]
+    pub fn pop_front(&mut self) -> Option<Stored> {
+        if self.mem.is_empty() {
+            self.refill();
+        }
+        let s = self.mem.pop_front()?;
+        let n = s.msg.body.len() as u64;
+        self.mem_bytes -= n;
+        self.bytes -= n;
+        Some(s)
+    }
+
+    /// The head message (reads a batch back from disk if the head is paged).
+    pub fn front(&mut self) -> Option<&Stored> {
+        if self.mem.is_empty() {
+            self.refill();
+        }
+        self.mem.front()
+    }
+
+    /// Reads the next batch of paged messages into memory.
+    #[cold]
+    fn refill(&mut self) {
+        let Some(page) = self.page.as_mut() else {
+            return;
+        };
+        if page.len() == 0 {
+            return;
+        }
+        let mut read_bytes = 0u64;
+        let mut n = 0;
+        while n < REFILL_MESSAGES && read_bytes < REFILL_BYTES {
+            match page.pop() {
+                Ok(Some(m)) => {
+                    let len = m.body.len() as u64;
+                    read_bytes += len;
+                    n += 1;
+                    self.mem_bytes += len;
+                    self.mem.push_back(Stored {
+                        seq: m.seq,
+                        redelivered: m.redelivered,
+                        loc: m.loc,
+                        msg: Message {
+                            exchange: m.exchange,
+                            routing_key: m.routing_key,
+                            properties: m.properties,
+                            body: m.body,
+                        },
+                    });
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // The scratch file is unreadable: what is left of it is
+                    // lost (logged loudly; persistent messages come back at
+                    // the next restart from the message store).
+                    log::error!(
+                        "queue page file {}: {} messages unreadable: {}",
+                        self.name,
+                        page.len(),
+                        e
+                    );
+                    let lost = page.paged_bytes();
+                    self.bytes = self.bytes.saturating_sub(lost);
+                    self.page = None;
+                    self.page_failed = true;
+                    break;
+                }
+            }
+        }
+        if self.page.as_ref().is_some_and(|p| p.len() == 0) {
+            self.page = None; // deletes the files
+        }
+    }
+
+    /// Removes every message, in order, handing each to `f` (purge, delete).
+    /// Paged messages are read back from disk only if some of them are in the
+    /// message store (their locations are needed); otherwise the files go.
+    pub fn drain_each(&mut self, mut f: impl FnMut(Stored)) {
+        loop {
+            for s in self.mem.drain(..) {
+                f(s);
+            }
+            self.mem_bytes = 0;
+            match &self.page {
+                Some(p) if p.has_stored() => self.refill(),
+                _ => break,
+            }
+        }
+        self.page = None;
+        self.bytes = 0;
+    }
+
+    /// Store locations of every message (queue deletion). Paged ones are read
+    /// from the page file without taking them out.
+    pub fn locations(&self, mut f: impl FnMut(Location)) {
+        for s in &self.mem {
+            if let Some(loc) = s.loc {
+                f(loc);
+            }
+        }
+        if let Some(p) = self.page.as_ref().filter(|p| p.has_stored()) {
+            if let Err(e) = p.for_each_location(&mut f) {
+                log::error!("queue page file {}: {}", self.name, e);
+            }
+        }
+    }
+
+    /// The in-memory message `seq`, for updating its store location
+    /// (compaction). Paged messages are not reachable (None).
+    pub fn get_mut(&mut self, seq: u64) -> Option<&mut Stored> {
+        let i = self.mem.binary_search_by_key(&seq, |s| s.seq).ok()?;
+        self.mem.get_mut(i)
+    }
+}
