@@ -228,14 +228,21 @@ impl ShardCtx {
             let Some(msgs) = recovered.queues.remove(&id).filter(|_| id != 0) else {
                 continue;
             };
-            let mut list = Vec::with_capacity(msgs.len());
-            for m in msgs {
-                let stored = match m.message {
-                    Some(s) => Ok(s),
-                    None => store.log.read(m.location),
-                };
-                match stored {
-                    Ok(s) => list.push((
+            // In batches: a queue beyond its in-memory limit pages the rest
+            // out as it goes, so a big recovery never sits in memory whole.
+            let total = msgs.len();
+            let mut msgs = msgs;
+            for chunk in msgs.chunks_mut(RECOVER_BATCH) {
+                if let Err(e) = store.log.load(chunk) {
+                    log::error!(
+                        "queue '{}': cannot read messages back: {}",
+                        queue.props.name,
+                        e
+                    );
+                }
+                queue.recover(chunk.iter_mut().filter_map(|m| {
+                    let s = *m.message.take()?;
+                    Some((
                         m.seq,
                         m.location,
                         message::Message {
@@ -244,21 +251,14 @@ impl ShardCtx {
                             properties: s.properties,
                             body: s.body,
                         },
-                    )),
-                    Err(e) => log::error!(
-                        "queue '{}': cannot read message {} back: {}",
-                        queue.props.name,
-                        m.seq,
-                        e
-                    ),
-                }
+                    ))
+                }));
             }
             log::info!(
                 "queue '{}' in vhost '/': {} persistent messages recovered",
                 queue.props.name,
-                list.len()
+                total
             );
-            queue.recover(list);
         }
         for (id, msgs) in recovered.queues.drain() {
             let up_to = msgs.iter().map(|m| m.seq).max().unwrap_or(0);
@@ -266,6 +266,9 @@ impl ShardCtx {
         }
     }
 }
+
+/// Recovered messages read back from the store at a time.
+const RECOVER_BATCH: usize = 4096;
 
 /// A shard's whole state.
 pub struct ShardState {

@@ -18,7 +18,9 @@
 //!   redelivered (they may have been delivered before the restart).
 
 use super::shard_msg::{ConfirmTag, ShardMsg};
-use crate::store::segments::{Location, Recovered, SegmentLog, DEFAULT_SEGMENT_SIZE};
+use crate::store::segments::{
+    Location, Options, Recovered, SegmentLog, DEFAULT_LOAD_MAX, DEFAULT_SEGMENT_SIZE,
+};
 use crate::store::syncer::{FsyncMode, Syncer};
 use std::collections::VecDeque;
 use std::io;
@@ -52,10 +54,13 @@ pub fn paging_dir(data_dir: &Path, id: u16) -> PathBuf {
 impl ShardStore {
     /// Opens (and replays) the store of shard `id`; `wake` is called by the
     /// syncer thread after each sync (the shard's waker).
+    /// Only the first `load_first` messages of each queue are read back at
+    /// once (the rest: `ShardCtx::recover_messages`, in batches).
     pub fn open(
         data_dir: &Path,
         id: u16,
         segment_size: u64,
+        load_first: usize,
         mode: FsyncMode,
         wake: Box<dyn Fn() + Send>,
     ) -> io::Result<(ShardStore, Recovered)> {
@@ -64,7 +69,12 @@ impl ShardStore {
         } else {
             segment_size
         };
-        let (mut log, recovered) = SegmentLog::open(&shard_dir(data_dir, id), size)?;
+        let opts = Options {
+            segment_size: size,
+            load_max: DEFAULT_LOAD_MAX,
+            load_first,
+        };
+        let (mut log, recovered) = SegmentLog::open_with(&shard_dir(data_dir, id), opts)?;
         let syncer = log.start_syncer(mode, wake)?;
         Ok((
             ShardStore {

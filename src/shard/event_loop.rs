@@ -93,6 +93,7 @@ pub fn run(
         &ctx.config.data_dir,
         id,
         ctx.config.segment_size,
+        ctx.config.queue_max_in_memory,
         ctx.config.fsync,
         Box::new(move || {
             let _ = waker.wake();

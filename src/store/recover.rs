@@ -96,8 +96,8 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
 }
 
 /// Reads and replays every segment of `dir`; loads the live messages whose frame
-/// is at most `load_max` bytes.
-pub(crate) fn scan(dir: &Path, load_max: u32) -> io::Result<Scan> {
+/// is at most `load_max` bytes, the first `load_first` of each queue.
+pub(crate) fn scan(dir: &Path, load_max: u32, load_first: usize) -> io::Result<Scan> {
     let mut scan = Scan {
         segments: BTreeMap::new(),
         queues: Vec::new(),
@@ -166,7 +166,7 @@ pub(crate) fn scan(dir: &Path, load_max: u32) -> io::Result<Scan> {
         scan.segments.insert(n, seg);
     }
     collect_live(live, &mut scan);
-    load(dir, load_max, &mut scan)?;
+    load(dir, load_max, load_first, &mut scan)?;
     Ok(scan)
 }
 
@@ -292,16 +292,13 @@ fn collect_live(live: IntMap<IntMap<Location>>, scan: &mut Scan) {
     }
 }
 
-/// Pass 2: reads back the live messages of at most `load_max` bytes. For each
-/// segment, one read of the span from its first to its last such message; the
-/// messages slice that buffer, unless they fill less than half of it, in which
-/// case they are copied into a buffer of their own (so a mostly dead segment
-/// does not stay in memory).
-fn load(dir: &Path, load_max: u32, scan: &mut Scan) -> io::Result<()> {
+/// Pass 2: reads back the first `load_first` live messages of each queue
+/// whose frame is at most `load_max` bytes (`read_frames` per segment).
+fn load(dir: &Path, load_max: u32, load_first: usize, scan: &mut Scan) -> io::Result<()> {
     // (location, index in scan.queues, index in that queue's list)
     let mut wanted: Vec<(Location, u32, u32)> = Vec::new();
     for (q, (_, msgs)) in scan.queues.iter().enumerate() {
-        for (i, m) in msgs.iter().enumerate() {
+        for (i, m) in msgs.iter().enumerate().take(load_first) {
             if m.location.len <= load_max {
                 wanted.push((m.location, q as u32, i as u32));
             }
@@ -309,41 +306,59 @@ fn load(dir: &Path, load_max: u32, scan: &mut Scan) -> io::Result<()> {
     }
     wanted.sort_unstable_by_key(|w| w.0);
     let mut i = 0;
+    let mut locs = Vec::new();
     while i < wanted.len() {
         let segment = wanted[i].0.segment;
         let end = i + wanted[i..].partition_point(|w| w.0.segment == segment);
         let group = &wanted[i..end];
         i = end;
-        let first = group[0].0.offset as u64;
-        let last = group[group.len() - 1].0;
-        let span_end = last.offset as u64 + last.len as u64;
-        let mut span = vec![0u8; (span_end - first) as usize];
-        File::open(segment_path(dir, segment))?.read_exact_at(&mut span, first)?;
-        let used: u64 = group.iter().map(|w| w.0.len as u64).sum();
-        let (buf, offsets): (Bytes, Vec<usize>) = if used * 2 >= span.len() as u64 {
-            let offsets = group
-                .iter()
-                .map(|w| (w.0.offset as u64 - first) as usize)
-                .collect();
-            (Bytes::from(span), offsets)
-        } else {
-            let mut compact = Vec::with_capacity(used as usize);
-            let mut offsets = Vec::with_capacity(group.len());
-            for w in group {
-                let at = (w.0.offset as u64 - first) as usize;
-                offsets.push(compact.len());
-                compact.extend_from_slice(&span[at..at + w.0.len as usize]);
-            }
-            (Bytes::from(compact), offsets)
-        };
-        for (w, at) in group.iter().zip(offsets) {
-            let frame = buf.slice(at..at + w.0.len as usize);
+        locs.clear();
+        locs.extend(group.iter().map(|w| w.0));
+        let file = File::open(segment_path(dir, segment))?;
+        let frames = read_frames(&file, &locs)?;
+        for (w, frame) in group.iter().zip(frames) {
             if let Some(m) = scan.queues[w.1 as usize].1.get_mut(w.2 as usize) {
                 // The frame was checked in pass 1; a failure here means the file
                 // changed under us. Leave it unloaded: `read` will report it.
-                m.message = StoredMessage::from_frame(frame).ok();
+                m.message = StoredMessage::from_frame(frame).ok().map(Box::new);
             }
         }
     }
     Ok(())
+}
+
+/// Reads the frames at `locs` (one segment, ascending offsets) with one read of
+/// the span from the first to the last; the frames slice that buffer, unless
+/// they fill less than half of it, in which case they are copied into a buffer
+/// of their own (so a mostly dead segment does not stay in memory).
+pub(crate) fn read_frames(file: &File, locs: &[Location]) -> io::Result<Vec<Bytes>> {
+    let Some(first) = locs.first().map(|l| l.offset as u64) else {
+        return Ok(Vec::new());
+    };
+    let last = locs[locs.len() - 1];
+    let span_end = last.offset as u64 + last.len as u64;
+    let mut span = vec![0u8; (span_end - first) as usize];
+    file.read_exact_at(&mut span, first)?;
+    let used: u64 = locs.iter().map(|l| l.len as u64).sum();
+    let (buf, offsets): (Bytes, Vec<usize>) = if used * 2 >= span.len() as u64 {
+        let offsets = locs
+            .iter()
+            .map(|l| (l.offset as u64 - first) as usize)
+            .collect();
+        (Bytes::from(span), offsets)
+    } else {
+        let mut compact = Vec::with_capacity(used as usize);
+        let mut offsets = Vec::with_capacity(locs.len());
+        for l in locs {
+            let at = (l.offset as u64 - first) as usize;
+            offsets.push(compact.len());
+            compact.extend_from_slice(&span[at..at + l.len as usize]);
+        }
+        (Bytes::from(compact), offsets)
+    };
+    Ok(locs
+        .iter()
+        .zip(offsets)
+        .map(|(l, at)| buf.slice(at..at + l.len as usize))
+        .collect())
 }

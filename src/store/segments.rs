@@ -92,6 +92,8 @@ pub struct Options {
     /// At recovery, load the contents of live messages whose frame is at most
     /// this many bytes; larger ones are left for `SegmentLog::read`.
     pub load_max: u32,
+    /// …and only the first this many of each queue (the rest: `load`).
+    pub load_first: usize,
 }
 
 /// A live message found at recovery.
@@ -99,8 +101,10 @@ pub struct Options {
 pub struct RecoveredMessage {
     pub seq: u64,
     pub location: Location,
-    /// Loaded if the frame is at most `Options::load_max` bytes.
-    pub message: Option<StoredMessage>,
+    /// Loaded if the frame is at most `Options::load_max` bytes and among the
+    /// first `Options::load_first` of its queue (boxed: most entries of a big
+    /// recovery are not loaded, and stay small).
+    pub message: Option<Box<StoredMessage>>,
 }
 
 /// What `SegmentLog::open` found.
@@ -213,6 +217,7 @@ impl SegmentLog {
             Options {
                 segment_size,
                 load_max: DEFAULT_LOAD_MAX,
+                load_first: usize::MAX,
             },
         )
     }
@@ -230,7 +235,7 @@ impl SegmentLog {
         let t0 = Instant::now();
         std::fs::create_dir_all(dir)?;
         let dir_file = File::open(dir)?;
-        let scan = recover::scan(dir, opts.load_max)?;
+        let scan = recover::scan(dir, opts.load_max, opts.load_first)?;
         let mut recovered = Recovered {
             segments: scan.segments.len(),
             records: scan.records,
@@ -409,6 +414,30 @@ impl SegmentLog {
         debug_assert_eq!(new.offset as u64, offset);
         self.kill(loc, true);
         Ok(new)
+    }
+
+    /// Loads the contents of the recovered messages in `msgs` that are not
+    /// loaded yet: one read per segment span (see `recover::read_frames`), so
+    /// a recovery can be read back in batches instead of all at once.
+    pub fn load(&mut self, msgs: &mut [RecoveredMessage]) -> io::Result<()> {
+        self.flush()?;
+        let mut wanted: Vec<(Location, usize)> = msgs
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.message.is_none())
+            .map(|(i, m)| (m.location, i))
+            .collect();
+        wanted.sort_unstable_by_key(|w| w.0);
+        let mut locs = Vec::new();
+        for group in wanted.chunk_by(|a, b| a.0.segment == b.0.segment) {
+            locs.clear();
+            locs.extend(group.iter().map(|w| w.0));
+            let file = self.file_for_read(group[0].0.segment)?;
+            for (w, frame) in group.iter().zip(recover::read_frames(&file, &locs)?) {
+                msgs[w.1].message = Some(Box::new(StoredMessage::from_frame(frame)?));
+            }
+        }
+        Ok(())
     }
 
     /// Reads a publish back.

@@ -56,6 +56,7 @@ fn round_trip_and_read_back() {
     let opts = Options {
         segment_size: 1 << 20,
         load_max: 1000,
+        load_first: usize::MAX,
     };
     let (mut log, r) = SegmentLog::open_with(dir.path(), opts.clone()).unwrap();
     assert_eq!(r.message_count(), 0);
@@ -638,5 +639,47 @@ proptest! {
         let got = seqs(&r).get(&1).cloned().unwrap_or_default();
         // The random tail is (almost surely) no valid record.
         prop_assert_eq!(got.get(..n as usize), Some(&(0..n).collect::<Vec<_>>()[..]));
+    }
+}
+
+/// With `load_first`, only the head of each queue is loaded at open; `load`
+/// reads the rest back in batches.
+#[test]
+fn load_first_then_load_in_batches() {
+    let dir = test_dir("load_first");
+    {
+        let (mut log, _) = SegmentLog::open(dir.path(), 4096).unwrap();
+        for seq in 1..=500u64 {
+            for q in [1u64, 2] {
+                log.append_publish(&Publish {
+                    queue_id: q,
+                    seq,
+                    exchange: b"",
+                    routing_key: b"k",
+                    properties: b"",
+                    body: format!("{q}-{seq}").as_bytes(),
+                });
+            }
+        }
+        log.sync().unwrap();
+    }
+    let opts = Options {
+        segment_size: 4096,
+        load_max: DEFAULT_LOAD_MAX,
+        load_first: 10,
+    };
+    let (mut log, mut r) = SegmentLog::open_with(dir.path(), opts).unwrap();
+    for q in [1u64, 2] {
+        let msgs = r.queues.get_mut(&q).unwrap();
+        assert_eq!(msgs.len(), 500);
+        assert!(msgs[..10].iter().all(|m| m.message.is_some()));
+        assert!(msgs[10..].iter().all(|m| m.message.is_none()));
+        for chunk in msgs.chunks_mut(64) {
+            log.load(chunk).unwrap();
+        }
+        for m in msgs.iter() {
+            let body = &m.message.as_ref().expect("loaded").body;
+            assert_eq!(&body[..], format!("{q}-{}", m.seq).as_bytes());
+        }
     }
 }
