@@ -418,3 +418,69 @@ async fn damaged_segments_recover_up_to_the_damage() {
     })
     .await
 }
+
+/// Compaction: with small segments, acking most messages leaves segments with
+/// a few live ones; the broker re-appends those and the old files go. The
+/// moved messages are intact after a restart, and acks of moved messages
+/// (which use their new locations) are remembered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_frees_mostly_dead_segments_and_keeps_live_messages() {
+    deadline(90, async {
+        let dir = DataDir::new("compact");
+        let start = || {
+            let _ = env_logger::builder().is_test(true).try_init();
+            let mut config = warren::Config::for_tests_in(dir.0.clone(), 1);
+            config.segment_size = 64 << 10;
+            warren::start(config).expect("broker starts")
+        };
+        let b = start();
+        let c = connect(&uri(b.port())).await;
+        let ch = confirm_channel(&c).await;
+        declare_durable(&ch, "churn").await;
+        declare_durable(&ch, "keep").await;
+        let pad = "x".repeat(1000);
+        for i in 0..2000 {
+            let (q, body) = if i % 20 == 0 {
+                ("keep", format!("k{}-{pad}", i / 20))
+            } else {
+                ("churn", format!("c{i}-{pad}"))
+            };
+            publish_confirmed(&ch, q, body.as_bytes(), persistent()).await;
+        }
+        let before = dir.segments().len();
+        assert!(before >= 20, "expected many segments, got {before}");
+        assert_eq!(drain_all(&ch, "churn").await.len(), 1900);
+        // Every old segment now holds 1 live message in 20: compaction moves
+        // them (one segment per 200 ms tick) and the files go.
+        let t0 = Instant::now();
+        while dir.segments().len() > 4 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "segments not compacted: {} left of {before}",
+                dir.segments().len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Ack the first 10 kept messages (at their new locations).
+        for i in 0..10 {
+            let m = within(ch.basic_get("keep", BasicGetOptions::default()))
+                .await
+                .unwrap()
+                .expect("a message");
+            assert!(m.delivery.data.starts_with(format!("k{i}-").as_bytes()));
+            m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+        }
+        assert_eq!(message_count(&ch, "keep").await, 90);
+        c.close(200, "bye").await.unwrap();
+        b.shutdown();
+
+        let b = start();
+        let c = connect(&uri(b.port())).await;
+        let ch = channel(&c).await;
+        let got = drain_all(&ch, "keep").await;
+        let want: Vec<(String, bool)> = (10..100).map(|i| (format!("k{i}-{pad}"), true)).collect();
+        assert_eq!(got, want);
+        b.shutdown();
+    })
+    .await;
+}

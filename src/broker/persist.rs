@@ -17,14 +17,17 @@
 //!   durable queue of the shard gets its live messages back, marked
 //!   redelivered (they may have been delivered before the restart).
 
+use super::queue::Queue;
 use super::shard_msg::{ConfirmTag, ShardMsg};
 use crate::store::segments::{
     Location, Options, Recovered, SegmentLog, DEFAULT_LOAD_MAX, DEFAULT_SEGMENT_SIZE,
 };
 use crate::store::syncer::{FsyncMode, Syncer};
-use std::collections::VecDeque;
+use slab::Slab;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub use crate::store::record::Publish;
 
@@ -39,7 +42,16 @@ pub struct ShardStore {
     /// Confirms waiting for their batch to be durable, oldest first.
     held: VecDeque<(u64, ConfirmTag)>,
     failure_logged: bool,
+    /// Segments compaction could not empty (some live messages were paged
+    /// out), with when to try again.
+    compact_retry: HashMap<u64, Instant>,
 }
+
+/// Compaction rewrites a segment once fewer than this fraction of the
+/// messages written to it are live.
+const COMPACT_BELOW: f64 = 0.3;
+/// A segment compaction could not empty is tried again after this.
+const COMPACT_RETRY: Duration = Duration::from_secs(30);
 
 /// The directory of shard `id`'s message store.
 pub fn shard_dir(data_dir: &Path, id: u16) -> PathBuf {
@@ -84,6 +96,7 @@ impl ShardStore {
                 dirty: false,
                 held: VecDeque::new(),
                 failure_logged: false,
+                compact_retry: HashMap::new(),
             },
             recovered,
         ))
@@ -146,6 +159,72 @@ impl ShardStore {
             self.failure_logged = true;
             log::error!("message store fsync failed: no more confirms for persistent messages");
         }
+    }
+
+    /// Compaction, one segment per call (from the shard's tick): the live
+    /// messages of a mostly dead segment are re-appended and their queues
+    /// updated to the new locations; the old file goes once the copies are
+    /// durable (`SegmentLog`). Only messages a queue holds in memory move — a
+    /// paged-out message's page-file copy names its old location — so a
+    /// segment with paged messages is retried later. Returns messages moved.
+    pub fn compact(&mut self, queues: &mut Slab<Queue>, now: Instant) -> usize {
+        self.compact_retry.retain(|_, at| *at > now);
+        let Some(segment) = self
+            .log
+            .compact_candidates(COMPACT_BELOW)
+            .into_iter()
+            .find(|n| !self.compact_retry.contains_key(n))
+        else {
+            return 0;
+        };
+        let publishes = match self.log.publishes_in(segment) {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!("message store: cannot compact segment {segment}: {e}");
+                self.compact_retry.insert(segment, now + COMPACT_RETRY);
+                return 0;
+            }
+        };
+        let by_id: HashMap<u64, usize> = queues
+            .iter()
+            .filter(|(_, q)| q.props.store_id != 0)
+            .map(|(slot, q)| (q.props.store_id, slot))
+            .collect();
+        let mut moved = 0;
+        for (queue_id, seq, loc) in publishes {
+            let Some(q) = by_id.get(&queue_id).and_then(|&slot| queues.get_mut(slot)) else {
+                continue;
+            };
+            // Only the copy the queue holds is live (not an acked or a
+            // superseded one).
+            let Some(held) = q.stored_loc_mut(seq).filter(|l| **l == loc) else {
+                continue;
+            };
+            match self.log.relocate(loc) {
+                Ok(new) => {
+                    *held = new;
+                    moved += 1;
+                }
+                Err(e) => {
+                    log::error!("message store: cannot relocate a message: {e}");
+                    break;
+                }
+            }
+        }
+        if moved > 0 {
+            self.dirty = true;
+        }
+        let left = self
+            .log
+            .segments()
+            .iter()
+            .find(|s| s.number == segment)
+            .map_or(0, |s| s.live);
+        if left > 0 {
+            self.compact_retry.insert(segment, now + COMPACT_RETRY);
+        }
+        log::debug!("message store: compacted segment {segment}: {moved} moved, {left} left");
+        moved
     }
 
     /// Sends the held confirms whose batch is durable.

@@ -440,6 +440,7 @@ impl Loop {
         }
         if let Some(store) = ctx.store.as_mut() {
             store.tick();
+            store.compact(&mut ctx.queues, now);
         }
         if ctx.alarms.active() {
             // Publishers blocked by congestion when the alarm came are told too.
