@@ -15,7 +15,7 @@
 //! `u8 n, routing key`, `u32 n, properties`, `u32 n, body`.
 
 use super::segments::Location;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -65,10 +65,11 @@ pub struct PageFile {
     next_number: u64,
     /// Encoded records not yet written to the last chunk.
     wbuf: Vec<u8>,
-    /// Read-ahead of the first chunk; `rbuf[rpos..]` starts at file offset
-    /// `read_off`.
-    rbuf: Vec<u8>,
-    rpos: usize,
+    /// Read-ahead of the first chunk, starting at file offset `read_off`.
+    /// Records are split off it without copying, so reading back costs an
+    /// allocation per block, not per message (a block stays in memory while
+    /// one of its messages does).
+    rbuf: BytesMut,
     read_off: u64,
     /// Records in the file not yet read back.
     len: usize,
@@ -89,8 +90,7 @@ impl PageFile {
             chunks: VecDeque::new(),
             next_number: 0,
             wbuf: Vec::new(),
-            rbuf: Vec::new(),
-            rpos: 0,
+            rbuf: BytesMut::new(),
             read_off: 0,
             len: 0,
             stored: 0,
@@ -211,17 +211,17 @@ impl PageFile {
                 // The first chunk is read through: drop it.
                 let c = self.chunks.pop_front().expect("checked");
                 let _ = std::fs::remove_file(self.chunk_path(c.number));
-                self.rbuf.clear();
-                self.rpos = 0;
+                self.rbuf = BytesMut::new();
                 self.read_off = 0;
                 if self.chunks.is_empty() {
                     return Err(corrupt("records missing"));
                 }
                 continue;
             }
-            let len = u32::from_le_bytes(self.fill(4)?[..4].try_into().unwrap()) as usize;
-            let rec = Bytes::copy_from_slice(&self.fill(4 + len)?[4..4 + len]);
-            self.rpos += 4 + len;
+            self.fill(4)?;
+            let len = u32::from_le_bytes(self.rbuf[..4].try_into().unwrap()) as usize;
+            self.fill(4 + len)?;
+            let rec = self.rbuf.split_to(4 + len).freeze().slice(4..);
             self.read_off += 4 + len as u64;
             let m = decode(rec)?;
             self.len -= 1;
@@ -233,23 +233,26 @@ impl PageFile {
         }
     }
 
-    /// At least `n` bytes from the read position of the first chunk.
-    fn fill(&mut self, n: usize) -> io::Result<&[u8]> {
-        if self.rbuf.len() - self.rpos < n {
-            self.rbuf.drain(..self.rpos);
-            self.rpos = 0;
-            let c = self.chunks.front().expect("reading a chunk");
-            let have = self.rbuf.len();
-            let from = self.read_off + have as u64;
-            let want = (n - have).max(READ_BUF) as u64;
-            let upto = (from + want).min(c.written);
-            if upto < self.read_off + n as u64 {
-                return Err(corrupt("record runs past the end of its chunk"));
-            }
-            self.rbuf.resize(have + (upto - from) as usize, 0);
-            c.file.read_exact_at(&mut self.rbuf[have..], from)?;
+    /// At least `n` bytes in `rbuf` (from the read position of the first
+    /// chunk), reading ahead `READ_BUF` bytes at a time.
+    fn fill(&mut self, n: usize) -> io::Result<()> {
+        let have = self.rbuf.len();
+        if have >= n {
+            return Ok(());
         }
-        Ok(&self.rbuf[self.rpos..self.rpos + n])
+        let c = self.chunks.front().expect("reading a chunk");
+        let from = self.read_off + have as u64;
+        let want = (n - have).max(READ_BUF) as u64;
+        let upto = (from + want).min(c.written);
+        if upto < self.read_off + n as u64 {
+            return Err(corrupt("record runs past the end of its chunk"));
+        }
+        // Earlier records still share the old block: this moves the few
+        // bytes left into a new one.
+        self.rbuf.reserve((upto - from) as usize);
+        self.rbuf.resize(have + (upto - from) as usize, 0);
+        c.file.read_exact_at(&mut self.rbuf[have..], from)?;
+        Ok(())
     }
 
     /// Calls `f` with the store location of every record not yet read back.
