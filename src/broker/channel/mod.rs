@@ -5,6 +5,8 @@
 //! - `basic_methods.rs`: basic.qos / consume / cancel / get / ack / nack / reject / recover
 //! - `publish.rs`: basic.publish, content assembly, confirms, tx
 //! - `replies.rs`: answers from queues (continuations) and deliveries
+//! - `publish_checks.rs`: what basic.publish checks before routing (user-id,
+//!   exchange errors first)
 //!
 //! A channel owns no queue state. It sends requests and settlements to the
 //! queues' shards and keeps only what AMQP makes per-channel: delivery tags,
@@ -13,6 +15,7 @@
 mod basic_methods;
 mod exchange_methods;
 mod publish;
+mod publish_checks;
 mod queue_methods;
 mod replies;
 

@@ -158,12 +158,13 @@ impl Channel {
         body: Bytes,
         cx: &mut ChanCx,
     ) -> ChanResult {
-        let msg = Message {
+        let mut msg = Message {
             exchange: p.exchange,
             routing_key: p.routing_key,
             properties,
             body,
         };
+        self.check_publish(&mut msg, cx)?;
         if self.tx.is_some() {
             // Fail now on an unknown exchange, as RabbitMQ does, but route at commit.
             let ctx = &mut *cx.ctx;
@@ -377,7 +378,7 @@ fn routed_nowhere(unconfirmed: &VecDeque<(u64, u32)>, seq: u64) -> bool {
     unconfirmed.back().is_none_or(|e| e.0 != seq)
 }
 
-fn check_exchange(found: Option<bool>, name: &[u8]) -> Result<(), AmqpError> {
+pub(super) fn check_exchange(found: Option<bool>, name: &[u8]) -> Result<(), AmqpError> {
     match found {
         None => Err(route_error(RouteError::NoExchange, name)),
         Some(true) => Err(route_error(RouteError::Internal, name)),
