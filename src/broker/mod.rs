@@ -18,6 +18,7 @@ pub mod persist;
 pub mod queue;
 pub mod queue_args;
 pub mod routing;
+pub mod sender_selected;
 pub mod shard_msg;
 
 use crate::config::Config;

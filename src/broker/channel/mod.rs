@@ -128,6 +128,9 @@ pub struct Channel {
     awaiting: Option<Awaiting>,
     /// The queue most recently declared on this channel ("" means it).
     last_queue: Option<String>,
+    /// Sender-selected routing keys (`CC`/`BCC`) of the publish being routed;
+    /// reused, so a publish without them allocates nothing.
+    route_keys: Vec<Bytes>,
 }
 
 impl Channel {
@@ -150,6 +153,7 @@ impl Channel {
             touched: Vec::new(),
             awaiting: None,
             last_queue: None,
+            route_keys: Vec::new(),
         }
     }
 

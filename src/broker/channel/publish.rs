@@ -10,6 +10,7 @@ use super::{ChanCx, ChanResult, Channel, Flow};
 use crate::broker::error::AmqpError;
 use crate::broker::message::Message;
 use crate::broker::routing::RouteError;
+use crate::broker::sender_selected;
 use crate::broker::shard_msg::{ConfirmTag, ShardMsg};
 use crate::protocol::constants as c;
 use crate::protocol::methods::*;
@@ -166,13 +167,17 @@ impl Channel {
         };
         self.check_publish(&mut msg, cx)?;
         if self.tx.is_some() {
-            // Fail now on an unknown exchange, as RabbitMQ does, but route at commit.
+            // Fail now on an unknown exchange or bad CC/BCC headers, as
+            // RabbitMQ does, but route at commit.
             let ctx = &mut *cx.ctx;
             ctx.routing.sync(&ctx.defs);
             check_exchange(
                 ctx.routing.exchange(&msg.exchange).map(|x| x.internal),
                 &msg.exchange,
             )?;
+            let r = sender_selected::header_routes(&msg.properties, &mut self.route_keys);
+            self.route_keys.clear();
+            r?;
             self.tx.as_mut().unwrap().publishes.push((msg, p.mandatory));
             return Ok(Flow::Continue);
         }
@@ -183,17 +188,37 @@ impl Channel {
     /// Routes on this shard and hands the message to every destination queue.
     fn route_and_enqueue(
         &mut self,
-        msg: Message,
+        mut msg: Message,
         mandatory: bool,
         cx: &mut ChanCx,
     ) -> Result<(), AmqpError> {
+        // Sender-selected keys (CC/BCC headers), as slices of the properties.
+        let mut keys = std::mem::take(&mut self.route_keys);
+        keys.clear();
+        let bcc = match sender_selected::header_routes(&msg.properties, &mut keys) {
+            Ok(bcc) => bcc,
+            Err(e) => {
+                self.route_keys = keys;
+                return Err(self.exchange_error(&msg.exchange, cx).unwrap_or(e.into()));
+            }
+        };
         let ctx = &mut *cx.ctx;
         ctx.routing.sync(&ctx.defs);
         let mut dests = std::mem::take(&mut ctx.route_scratch);
         dests.clear();
-        let routed =
-            ctx.routing
-                .route(&msg.exchange, &msg.routing_key, &msg.properties, &mut dests);
+        let routed = ctx.routing.route_keys(
+            &msg.exchange,
+            &msg.routing_key,
+            &keys,
+            &msg.properties,
+            &mut dests,
+        );
+        if let Some(bcc) = bcc {
+            // Nobody may see BCC.
+            msg.properties = sender_selected::strip_bcc(&msg.properties, &bcc);
+        }
+        keys.clear();
+        self.route_keys = keys;
         if let Err(e) = routed {
             ctx.route_scratch = dests;
             return Err(route_error(e, &msg.exchange));
