@@ -8,6 +8,7 @@ pub mod alarms;
 pub mod channel;
 pub mod connection;
 pub mod definitions;
+pub mod direct_reply;
 pub mod error;
 pub mod exchange;
 pub mod ids;
@@ -427,6 +428,8 @@ impl ShardState {
                     conn.confirm(tag, ok, ctx);
                 }
             }
+            ShardMsg::DirectReply { to, msg } => self.direct_reply(to, msg),
+            ShardMsg::ReplyProbe { to, from } => self.reply_probe(to, from),
             ShardMsg::ConsumerCancelled { consumer } => {
                 if let Some(conn) = self.conns.get_mut(consumer.channel.conn_slot as usize) {
                     conn.consumer_cancelled(consumer, ctx);

@@ -6,13 +6,15 @@
 //! - `publish.rs`: basic.publish, content assembly, confirms, tx
 //! - `replies.rs`: answers from queues (continuations) and deliveries
 //! - `publish_checks.rs`: what basic.publish checks before routing (user-id,
-//!   exchange errors first)
+//!   direct reply-to, exchange errors first)
+//! - `direct_reply.rs`: the `amq.rabbitmq.reply-to` pseudo-queue
 //!
 //! A channel owns no queue state. It sends requests and settlements to the
 //! queues' shards and keeps only what AMQP makes per-channel: delivery tags,
 //! consumer tags, the prefetch window, confirm and tx state.
 
 mod basic_methods;
+mod direct_reply;
 mod exchange_methods;
 mod publish;
 mod publish_checks;
@@ -128,6 +130,8 @@ pub struct Channel {
     awaiting: Option<Awaiting>,
     /// The queue most recently declared on this channel ("" means it).
     last_queue: Option<String>,
+    /// The consumer of `amq.rabbitmq.reply-to` (direct reply-to), if any.
+    reply_consumer: Option<direct_reply::ReplyConsumer>,
     /// Sender-selected routing keys (`CC`/`BCC`) of the publish being routed;
     /// reused, so a publish without them allocates nothing.
     route_keys: Vec<Bytes>,
@@ -153,6 +157,7 @@ impl Channel {
             touched: Vec::new(),
             awaiting: None,
             last_queue: None,
+            reply_consumer: None,
             route_keys: Vec::new(),
         }
     }
@@ -296,6 +301,7 @@ impl Channel {
         self.tx = None;
         self.awaiting = None;
         self.content = Content::Idle;
+        self.reply_consumer = None;
     }
 
     /// A queue this channel used is deleted: nothing more to tell it when the

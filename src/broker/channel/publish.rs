@@ -7,6 +7,7 @@
 //! handles. No allocation, no lock (one atomic load in `Routing::sync`).
 
 use super::{ChanCx, ChanResult, Channel, Flow};
+use crate::broker::direct_reply;
 use crate::broker::error::AmqpError;
 use crate::broker::message::Message;
 use crate::broker::routing::RouteError;
@@ -175,21 +176,36 @@ impl Channel {
                 ctx.routing.exchange(&msg.exchange).map(|x| x.internal),
                 &msg.exchange,
             )?;
-            let r = sender_selected::header_routes(&msg.properties, &mut self.route_keys);
-            self.route_keys.clear();
-            r?;
+            let mut keys = std::mem::take(&mut self.route_keys);
+            keys.clear();
+            let bcc = sender_selected::header_routes(&msg.properties, &mut keys);
+            if let (Ok(bcc), true) = (&bcc, msg.exchange.is_empty()) {
+                // RabbitMQ hands direct replies over while routing, before the
+                // transaction holds the message: they go out now, not at commit.
+                let mut reply = msg.clone();
+                if let Some(bcc) = bcc {
+                    reply.properties = sender_selected::strip_bcc(&reply.properties, bcc);
+                }
+                direct_reply::forward_replies(&mut ctx.outbox, ctx.config.shards, &reply, &keys);
+            }
+            keys.clear();
+            self.route_keys = keys;
+            bcc?;
             self.tx.as_mut().unwrap().publishes.push((msg, p.mandatory));
             return Ok(Flow::Continue);
         }
-        self.route_and_enqueue(msg, p.mandatory, cx)?;
+        self.route_and_enqueue(msg, p.mandatory, true, cx)?;
         Ok(Flow::Continue)
     }
 
-    /// Routes on this shard and hands the message to every destination queue.
+    /// Routes on this shard and hands the message to every destination queue
+    /// (and, on the default exchange and if `replies`, to the requesters of
+    /// direct replies; a transaction sent those at publish time).
     fn route_and_enqueue(
         &mut self,
         mut msg: Message,
         mandatory: bool,
+        replies: bool,
         cx: &mut ChanCx,
     ) -> Result<(), AmqpError> {
         // Sender-selected keys (CC/BCC headers), as slices of the properties.
@@ -214,8 +230,11 @@ impl Channel {
             &mut dests,
         );
         if let Some(bcc) = bcc {
-            // Nobody may see BCC.
+            // Nobody may see BCC: not the queues, not a direct reply.
             msg.properties = sender_selected::strip_bcc(&msg.properties, &bcc);
+        }
+        if replies && routed.is_ok() && msg.exchange.is_empty() {
+            direct_reply::forward_replies(&mut ctx.outbox, ctx.config.shards, &msg, &keys);
         }
         keys.clear();
         self.route_keys = keys;
@@ -363,7 +382,7 @@ impl Channel {
         let publishes = std::mem::take(&mut tx.publishes);
         let settles = std::mem::take(&mut tx.settles);
         for (msg, mandatory) in publishes {
-            self.route_and_enqueue(msg, mandatory, cx)?;
+            self.route_and_enqueue(msg, mandatory, false, cx)?;
         }
         let mut freed = 0u32;
         for (u, how) in settles {

@@ -30,6 +30,9 @@ const EQUIVALENCE_ARGS: &[&str] = &[
 
 impl Channel {
     pub(super) fn queue_declare(&mut self, m: QueueDeclare, cx: &mut ChanCx) -> ChanResult {
+        if super::direct_reply::is_reply_to_name(&m.queue) {
+            return self.declare_reply_to(m, cx);
+        }
         if m.passive {
             let name = self.resolve_queue_name(&m.queue)?;
             let q = self.find_queue(&name, cx)?;
