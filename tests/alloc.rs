@@ -72,19 +72,14 @@ async fn round(
     consumer: &mut lapin::Consumer,
     q: &str,
     n: usize,
+    props: &BasicProperties,
 ) {
     let body = [7u8; 16];
     let publish = async {
         for _ in 0..n {
-            pch.basic_publish(
-                "",
-                q,
-                BasicPublishOptions::default(),
-                &body,
-                BasicProperties::default(),
-            )
-            .await
-            .expect("publish");
+            pch.basic_publish("", q, BasicPublishOptions::default(), &body, props.clone())
+                .await
+                .expect("publish");
         }
     };
     let consume = async {
@@ -103,11 +98,12 @@ async fn round(
     tokio::join!(publish, consume);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hot_path_allocates_less_than_one_per_hundred_messages() {
-    if std::env::var("WARREN_TEST_EXTERNAL_URI").is_ok() {
-        return; // counts only an in-process broker
-    }
+/// Publishes on shard 0 to a queue on shard 1, consumes and acks there, and
+/// checks the shard threads' allocations per message after a warm-up.
+async fn check_budget(props: BasicProperties) {
+    // The counter is process-wide: one measurement at a time.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _serial = ONE_AT_A_TIME.lock().await;
     let b = start_broker(2);
     let publisher = connect(&b.shard_uri(0)).await;
     let consumer_conn = connect(&b.shard_uri(1)).await;
@@ -131,10 +127,10 @@ async fn hot_path_allocates_less_than_one_per_hundred_messages() {
         .await
         .unwrap();
 
-    round(&pch, &cch, &mut consumer, &q, 30_000).await; // warm-up: buffers and tables reach size
+    round(&pch, &cch, &mut consumer, &q, 30_000, &props).await; // warm-up: buffers and tables reach size
     let before = SHARD_ALLOCS.load(Ordering::Relaxed);
     const N: usize = 100_000;
-    round(&pch, &cch, &mut consumer, &q, N).await;
+    round(&pch, &cch, &mut consumer, &q, N, &props).await;
     let allocs = SHARD_ALLOCS.load(Ordering::Relaxed) - before;
     let per_msg = allocs as f64 / N as f64;
     eprintln!(
@@ -146,4 +142,34 @@ async fn hot_path_allocates_less_than_one_per_hundred_messages() {
         "{} allocations per message (budget 0.01)",
         per_msg
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_path_allocates_less_than_one_per_hundred_messages() {
+    if std::env::var("WARREN_TEST_EXTERNAL_URI").is_ok() {
+        return; // counts only an in-process broker
+    }
+    check_budget(BasicProperties::default()).await;
+}
+
+/// The publish-side extensions (CC/BCC, user-id, direct reply-to) look at
+/// headers, user_id and reply_to on every publish: a message that has them,
+/// but no CC/BCC and an ordinary reply_to, must stay as cheap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_path_with_headers_user_id_and_reply_to_allocates_as_little() {
+    if std::env::var("WARREN_TEST_EXTERNAL_URI").is_ok() {
+        return;
+    }
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "trace-id".into(),
+        lapin::types::AMQPValue::LongString("abc".into()),
+    );
+    headers.insert("n".into(), lapin::types::AMQPValue::LongInt(7));
+    let props = BasicProperties::default()
+        .with_headers(headers)
+        .with_user_id("guest".into())
+        .with_reply_to("some-reply-queue".into())
+        .with_correlation_id("c".into());
+    check_budget(props).await;
 }

@@ -459,6 +459,127 @@ async fn exchange_bind_with_missing_or_default_exchange_fails() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn exchange_bind_with_both_ends_missing_names_the_source() {
+    let b = start_broker(1);
+    let conn = connect(&b.uri()).await;
+    let ch = channel(&conn).await;
+    let (src, dst) = (unique("ex-e2e-nosrc"), unique("ex-e2e-nodst"));
+    let r = ebind(&ch, &dst, &src, "k").await;
+    assert_channel_error(&conn, r, 404, &no_exchange(&src)).await;
+    // Unbinding from a missing destination is fine.
+    let ch = channel(&conn).await;
+    let args = FieldTable::default();
+    let r = within(ch.exchange_unbind(&dst, "amq.topic", "k", Default::default(), args)).await;
+    r.expect("exchange.unbind with a missing destination");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exchange_to_exchange_routes_through_several_hops_and_delivers_once() {
+    // Publisher on shard 0, queues declared on shard 1.
+    let b = start_broker(2);
+    let p = connect(&b.shard_uri(0)).await;
+    let admin = connect(&b.shard_uri(1)).await;
+    let pch = confirm_channel(&p).await;
+    let ach = channel(&admin).await;
+    let (t, d, f, h) = (
+        unique("ex-hop-topic"),
+        unique("ex-hop-direct"),
+        unique("ex-hop-fanout"),
+        unique("ex-hop-headers"),
+    );
+    declare(&ach, &t, Topic, PLAIN).await;
+    declare(&ach, &d, Direct, PLAIN).await;
+    declare(&ach, &f, Fanout, o(false, false, true)).await; // internal: fine as a hop
+    declare(&ach, &h, Headers, PLAIN).await;
+    // t --a.#--> d --a.b--> f --> h (x-match any, k=v) --> q2; f --> q1
+    ebind(&ach, &d, &t, "a.#").await.unwrap();
+    ebind(&ach, &f, &d, "a.b").await.unwrap();
+    ebind(&ach, &h, &f, "").await.unwrap();
+    let (q1, q2) = (temp_queue(&ach).await, temp_queue(&ach).await);
+    bind(&ach, &q1, &f, "").await;
+    let hargs = FieldTable::from(std::collections::BTreeMap::from([
+        ("x-match".into(), AMQPValue::LongString("any".into())),
+        ("k".into(), AMQPValue::LongString("v".into())),
+    ]));
+    bind_args(&ach, &q2, &h, "", hargs).await;
+    // A second path to q1 (t --a.b--> q1) and a self-binding: one copy each.
+    bind(&ach, &q1, &t, "a.b").await;
+    ebind(&ach, &t, &t, "#").await.unwrap();
+
+    let mut headers = FieldTable::default();
+    headers.insert("k".into(), AMQPValue::LongString("v".into()));
+    let ret = publish_h(&pch, &t, "a.b", "deep", Some(headers)).await;
+    assert!(ret.is_none(), "returned");
+    routed(&pch, &t, "a.b", "no-headers").await;
+    unroutable(&pch, &t, "b.a", "nowhere").await;
+    assert_eq!(drain(&ach, &q1).await, ["deep", "no-headers"]);
+    assert_eq!(drain(&ach, &q2).await, ["deep"]);
+    for x in [&t, &d, &f, &h] {
+        xdel(&ach, x).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_delete_source_goes_with_its_last_exchange_binding() {
+    let b = start_broker(1);
+    let conn = connect(&b.uri()).await;
+    let ch = channel(&conn).await;
+    // Unbinding the last e2e binding deletes an auto-delete source, not an
+    // auto-delete destination (RabbitMQ only looks at the source).
+    let (src, dst) = (unique("ex-ad-src"), unique("ex-ad-dst"));
+    declare(&ch, &src, Direct, o(false, true, false)).await;
+    declare(&ch, &dst, Fanout, o(false, true, false)).await;
+    ebind(&ch, &dst, &src, "k").await.unwrap();
+    let args = FieldTable::default();
+    within(ch.exchange_unbind(&dst, &src, "k", Default::default(), args))
+        .await
+        .unwrap();
+    assert_exchange_gone(&conn, &src).await;
+    assert!(exchange_exists(&conn, &dst).await, "destination deleted");
+    xdel(&ch, &dst).await;
+
+    // Deleting the destination exchange removes the binding: the source goes.
+    let (src, dst) = (unique("ex-ad-src2"), unique("ex-ad-dst2"));
+    declare(&ch, &src, Topic, o(false, true, false)).await;
+    declare(&ch, &dst, Fanout, PLAIN).await;
+    ebind(&ch, &dst, &src, "#").await.unwrap();
+    xdel(&ch, &dst).await;
+    assert_exchange_gone(&conn, &src).await;
+
+    // A chain a -> b -> queue of auto-delete exchanges: deleting the queue
+    // takes b (its last binding), whose deletion takes a.
+    let (a, bx) = (unique("ex-ad-a"), unique("ex-ad-b"));
+    declare(&ch, &a, Direct, o(false, true, false)).await;
+    declare(&ch, &bx, Fanout, o(false, true, false)).await;
+    let q = temp_queue(&ch).await;
+    bind(&ch, &q, &bx, "").await;
+    ebind(&ch, &bx, &a, "k").await.unwrap();
+    within(ch.queue_delete(&q, Default::default()))
+        .await
+        .unwrap();
+    assert_exchange_gone(&conn, &bx).await;
+    assert_exchange_gone(&conn, &a).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn internal_exchange_in_a_transaction_fails_at_publish() {
+    let b = start_broker(1);
+    let conn = connect(&b.uri()).await;
+    let ch = channel(&conn).await;
+    let internal = unique("ex-internal-tx");
+    declare(&ch, &internal, Fanout, o(false, false, true)).await;
+    let tch = channel(&conn).await;
+    within(tch.tx_select()).await.unwrap();
+    let mut errors = watch_channel(&tch);
+    let props = BasicProperties::default();
+    let _ = within(tch.basic_publish(&internal, "", Default::default(), b"m", props)).await;
+    let text =
+        format!("ACCESS_REFUSED - cannot publish to internal exchange '{internal}' in vhost '/'");
+    assert_eq!(next_err(&mut errors).await, (403, text));
+    xdel(&ch, &internal).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unknown_exchange_type_is_406_channel_close() {
     // RabbitMQ >= 3.12: 406 channel close. 3.10 closes the connection with 503, so this
     // test only runs against warren.

@@ -657,6 +657,30 @@ impl Connection {
         }
     }
 
+    /// Runs `f` on channel `r` if it is still open (same incarnation, not
+    /// closing) and lists the connection for flushing. For messages that
+    /// address a channel rather than a consumer (direct reply-to).
+    pub fn on_channel<R>(
+        &mut self,
+        r: ChannelRef,
+        ctx: &mut ShardCtx,
+        f: impl FnOnce(&mut Channel, &mut ChanCx) -> R,
+    ) -> Option<R> {
+        let slot = self.info.slot as usize;
+        let chan = match self.channels.get_mut(r.channel as usize) {
+            Some(Some(c)) if c.me == r && !c.closing => c,
+            _ => return None,
+        };
+        let mut cx = ChanCx {
+            ctx,
+            wbuf: &mut self.sock.wbuf,
+            info: &mut self.info,
+        };
+        let out = f(chan, &mut cx);
+        cx.ctx.mark_dirty(slot);
+        Some(out)
+    }
+
     pub fn deliver(
         &mut self,
         consumer: ConsumerRef,
@@ -857,8 +881,7 @@ fn parse_amqplain(resp: &Bytes) -> Option<(String, String)> {
 
 /// connection.start server-properties, as RabbitMQ sends them (clients check
 /// `product` and the capabilities table). Only capabilities that work are
-/// advertised: `consumer_priorities` and `direct_reply_to` join with the
-/// RabbitMQ-extensions work.
+/// advertised: `consumer_priorities` joins with the RabbitMQ-extensions work.
 fn server_properties() -> FieldTable {
     let mut caps = FieldTable::new();
     for cap in [
@@ -869,6 +892,7 @@ fn server_properties() -> FieldTable {
         "connection.blocked",
         "authentication_failure_close",
         "per_consumer_qos",
+        "direct_reply_to",
     ] {
         caps.insert(cap, FieldValue::Bool(true));
     }
@@ -925,6 +949,7 @@ mod tests {
             "basic.nack",
             "consumer_cancel_notify",
             "per_consumer_qos",
+            "direct_reply_to",
         ] {
             assert_eq!(
                 caps.get(cap).and_then(|v| v.as_bool()),

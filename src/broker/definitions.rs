@@ -98,6 +98,13 @@ pub struct ExchangeDef {
     pub args: FieldTable,
 }
 
+impl ExchangeDef {
+    /// The `alternate-exchange` argument (a longstr, checked at declaration).
+    pub fn alternate(&self) -> Option<&str> {
+        self.args.get("alternate-exchange").and_then(|v| v.as_str())
+    }
+}
+
 /// A declared queue. The queue's messages and consumers live on `queue.shard`.
 #[derive(Clone, Debug)]
 pub struct QueueDef {
@@ -128,6 +135,9 @@ pub enum DefEvent {
         name: String,
         kind: ExchangeKind,
         internal: bool,
+        /// The `alternate-exchange` argument: where messages this exchange
+        /// cannot route go (looked up by name when needed).
+        alternate: Option<String>,
     },
     ExchangeRemoved {
         name: String,
@@ -455,6 +465,7 @@ impl Defs {
             name: def.name.clone(),
             kind: def.kind,
             internal: def.internal,
+            alternate: def.alternate().map(str::to_string),
         });
         self.exchanges.insert(def.name.clone(), def);
     }

@@ -9,6 +9,7 @@ pub mod backlog;
 pub mod channel;
 pub mod connection;
 pub mod definitions;
+pub mod direct_reply;
 pub mod error;
 pub mod exchange;
 pub mod ids;
@@ -19,6 +20,7 @@ pub mod persist;
 pub mod queue;
 pub mod queue_args;
 pub mod routing;
+pub mod sender_selected;
 pub mod shard_msg;
 
 use crate::config::Config;
@@ -437,6 +439,8 @@ impl ShardState {
                     conn.confirm(tag, ok, ctx);
                 }
             }
+            ShardMsg::DirectReply { to, msg } => self.direct_reply(to, msg),
+            ShardMsg::ReplyProbe { to, from } => self.reply_probe(to, from),
             ShardMsg::ConsumerCancelled { consumer } => {
                 if let Some(conn) = self.conns.get_mut(consumer.channel.conn_slot as usize) {
                     conn.consumer_cancelled(consumer, ctx);

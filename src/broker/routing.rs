@@ -3,6 +3,14 @@
 //!
 //! Invariant: routing reads only this copy — no lock and no shared memory beyond
 //! one atomic load of the definitions version per publish.
+//!
+//! Routing follows RabbitMQ's `rabbit_exchange:route/3`: a work list of
+//! exchanges, each visited once (so cycles end); exchange-to-exchange bindings
+//! add their destination to the list, and an exchange whose own bindings match
+//! nothing (no queue, no exchange) adds its `alternate-exchange`, if that
+//! exists. A message carries one routing key plus the sender-selected ones
+//! (`CC`/`BCC` headers, `sender_selected.rs`); key-based exchange types match
+//! each of them.
 
 use super::definitions::{BindingDest, DefEvent, Definitions};
 use super::exchange::{Dest, ExchangeImpl, ExchangeKind};
@@ -18,6 +26,11 @@ pub struct LocalExchange {
     pub kind: ExchangeKind,
     pub internal: bool,
     pub imp: ExchangeImpl,
+    /// The `alternate-exchange` argument, by name: the AE may be declared,
+    /// deleted and re-declared independently of this exchange.
+    pub alternate: Option<String>,
+    /// A missing AE was reported (once per exchange and shard, not per message).
+    warned_missing_ae: bool,
 }
 
 /// What the routing copy knows about a queue.
@@ -92,12 +105,15 @@ impl Routing {
                 name,
                 kind,
                 internal,
+                alternate,
             } => {
                 let idx = self.exchanges.insert(LocalExchange {
                     name: name.clone(),
                     kind,
                     internal,
                     imp: ExchangeImpl::new(kind),
+                    alternate,
+                    warned_missing_ae: false,
                 });
                 self.by_name.insert(name, idx);
             }
@@ -159,9 +175,8 @@ impl Routing {
         self.by_name.get(name).map(|&i| &self.exchanges[i])
     }
 
-    /// Routes one message published to `exchange` and appends the distinct
-    /// destination queues to `out`. Follows exchange-to-exchange bindings (each
-    /// exchange visited once, so cycles end).
+    /// Routes one message published to `exchange` with one routing key; see
+    /// [`Routing::route_keys`].
     pub fn route(
         &mut self,
         exchange: &[u8],
@@ -169,13 +184,39 @@ impl Routing {
         properties: &Bytes,
         out: &mut Vec<QueueRef>,
     ) -> Result<(), RouteError> {
+        self.route_keys(exchange, routing_key, &[], properties, out)
+    }
+
+    /// Routes one message published to `exchange` with `routing_key` and the
+    /// sender-selected keys `extra`, and appends the distinct destination
+    /// queues to `out`. Follows exchange-to-exchange bindings and alternate
+    /// exchanges, each exchange visited once, so cycles end. A missing AE is
+    /// skipped (RabbitMQ does the same), with a warning the first time.
+    /// Allocates nothing once warm, except for a headers exchange (which
+    /// decodes the headers).
+    pub fn route_keys(
+        &mut self,
+        exchange: &[u8],
+        routing_key: &[u8],
+        extra: &[Bytes],
+        properties: &Bytes,
+        out: &mut Vec<QueueRef>,
+    ) -> Result<(), RouteError> {
         let name = std::str::from_utf8(exchange).map_err(|_| RouteError::NoExchange)?;
+        let keys = || std::iter::once(routing_key).chain(extra.iter().map(|k| &k[..]));
         if name.is_empty() {
-            // Default exchange: the routing key names the queue.
-            if let Ok(q) = std::str::from_utf8(routing_key) {
-                if let Some(lq) = self.queues.get(q) {
+            // Default exchange: each routing key names a queue.
+            for key in keys() {
+                if let Some(lq) = std::str::from_utf8(key)
+                    .ok()
+                    .and_then(|q| self.queues.get(q))
+                {
                     out.push(lq.queue);
                 }
+            }
+            if out.len() > 1 {
+                out.sort_unstable();
+                out.dedup();
             }
             return Ok(());
         }
@@ -202,8 +243,28 @@ impl Routing {
                         .and_then(|p| p.headers)
                 });
                 ex.imp.route(routing_key, h.as_ref(), &mut self.dests);
+            } else if ex.imp.uses_routing_key() {
+                for key in keys() {
+                    ex.imp.route(key, None, &mut self.dests);
+                }
             } else {
                 ex.imp.route(routing_key, None, &mut self.dests);
+            }
+            if self.dests.is_empty() {
+                if let Some(ae) = &ex.alternate {
+                    match self.by_name.get(ae.as_str()) {
+                        Some(&i) => self.pending.push(i),
+                        None if !ex.warned_missing_ae => {
+                            ex.warned_missing_ae = true;
+                            log::warn!(
+                                "alternate exchange '{}' of exchange '{}' in vhost '/' does not exist; unroutable messages are dropped",
+                                ae,
+                                ex.name
+                            );
+                        }
+                        None => {}
+                    }
+                }
             }
             for d in &self.dests {
                 match *d {
@@ -217,5 +278,157 @@ impl Routing {
             out.dedup();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::definitions::{Binding, ExchangeDef, QueueDef};
+    use crate::protocol::FieldValue;
+
+    fn x(defs: &Definitions, name: &str, kind: ExchangeKind, ae: Option<&str>) {
+        let mut args = FieldTable::default();
+        if let Some(ae) = ae {
+            args.insert(
+                "alternate-exchange",
+                FieldValue::LongStr(ae.to_string().into()),
+            );
+        }
+        defs.lock().add_exchange(ExchangeDef {
+            name: name.into(),
+            kind,
+            durable: false,
+            auto_delete: false,
+            internal: false,
+            args,
+        });
+    }
+
+    fn q(defs: &Definitions, name: &str, slot: u32) -> QueueRef {
+        let queue = QueueRef {
+            shard: 0,
+            slot,
+            gen: 1,
+        };
+        defs.lock().add_queue(QueueDef {
+            name: name.into(),
+            queue,
+            durable: false,
+            auto_delete: false,
+            exclusive_owner: None,
+            args: FieldTable::default(),
+            store_id: 0,
+        });
+        queue
+    }
+
+    fn bind(defs: &Definitions, source: &str, dest: BindingDest, key: &str) {
+        let b = Binding::new(source.into(), dest, key.into(), FieldTable::default());
+        defs.lock().add_binding(b);
+    }
+
+    fn route(
+        r: &mut Routing,
+        defs: &Definitions,
+        ex: &str,
+        key: &str,
+        cc: &[&str],
+    ) -> Vec<QueueRef> {
+        r.sync(defs);
+        let extra: Vec<Bytes> = cc
+            .iter()
+            .map(|k| Bytes::copy_from_slice(k.as_bytes()))
+            .collect();
+        let mut out = Vec::new();
+        r.route_keys(
+            ex.as_bytes(),
+            key.as_bytes(),
+            &extra,
+            &Bytes::from_static(&[0, 0]),
+            &mut out,
+        )
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn alternate_exchange_takes_what_its_exchange_cannot_route() {
+        let defs = Definitions::new(1);
+        let mut r = Routing::new(0);
+        x(&defs, "main", ExchangeKind::Direct, Some("ae"));
+        x(&defs, "ae", ExchangeKind::Fanout, None);
+        let (qm, qa) = (q(&defs, "qm", 0), q(&defs, "qa", 1));
+        bind(&defs, "main", BindingDest::Queue("qm".into()), "k");
+        bind(&defs, "ae", BindingDest::Queue("qa".into()), "");
+        assert_eq!(route(&mut r, &defs, "main", "k", &[]), [qm]);
+        assert_eq!(route(&mut r, &defs, "main", "other", &[]), [qa]);
+        // A CC key that matches counts as routed: no AE.
+        assert_eq!(route(&mut r, &defs, "main", "other", &["k"]), [qm]);
+    }
+
+    #[test]
+    fn chains_cycles_and_missing_alternates() {
+        let defs = Definitions::new(1);
+        let mut r = Routing::new(0);
+        // a -> b -> c (AEs), c routes; d <-> e (AEs of each other), nothing routes.
+        x(&defs, "a", ExchangeKind::Direct, Some("b"));
+        x(&defs, "b", ExchangeKind::Topic, Some("c"));
+        x(&defs, "c", ExchangeKind::Fanout, None);
+        x(&defs, "d", ExchangeKind::Direct, Some("e"));
+        x(&defs, "e", ExchangeKind::Direct, Some("d"));
+        x(&defs, "f", ExchangeKind::Direct, Some("missing"));
+        let (qb, qc) = (q(&defs, "qb", 0), q(&defs, "qc", 1));
+        bind(&defs, "b", BindingDest::Queue("qb".into()), "x.*");
+        bind(&defs, "c", BindingDest::Queue("qc".into()), "");
+        assert_eq!(route(&mut r, &defs, "a", "x.y", &[]), [qb]);
+        assert_eq!(route(&mut r, &defs, "a", "z", &[]), [qc]);
+        assert!(route(&mut r, &defs, "d", "k", &[]).is_empty());
+        assert!(route(&mut r, &defs, "f", "k", &[]).is_empty());
+        // The AE appears later: found by name.
+        x(&defs, "missing", ExchangeKind::Fanout, None);
+        bind(&defs, "missing", BindingDest::Queue("qc".into()), "");
+        assert_eq!(route(&mut r, &defs, "f", "k", &[]), [qc]);
+    }
+
+    #[test]
+    fn exchange_routing_to_an_exchange_does_not_use_its_alternate() {
+        // As RabbitMQ: x routes to y (an exchange), so x's AE is not used
+        // even though y routes nowhere; y's own AE would be.
+        let defs = Definitions::new(1);
+        let mut r = Routing::new(0);
+        x(&defs, "x", ExchangeKind::Direct, Some("ae"));
+        x(&defs, "y", ExchangeKind::Direct, None);
+        x(&defs, "ae", ExchangeKind::Fanout, None);
+        let qa = q(&defs, "qa", 0);
+        bind(&defs, "ae", BindingDest::Queue("qa".into()), "");
+        bind(&defs, "x", BindingDest::Exchange("y".into()), "k");
+        assert!(route(&mut r, &defs, "x", "k", &[]).is_empty());
+        assert_eq!(route(&mut r, &defs, "x", "j", &[]), [qa]);
+    }
+
+    #[test]
+    fn sender_selected_keys_route_through_each_exchange_type() {
+        let defs = Definitions::new(1);
+        let mut r = Routing::new(0);
+        x(&defs, "d", ExchangeKind::Direct, None);
+        x(&defs, "t", ExchangeKind::Topic, None);
+        let (q1, q2, q3) = (q(&defs, "q1", 0), q(&defs, "q2", 1), q(&defs, "q3", 2));
+        bind(&defs, "d", BindingDest::Queue("q1".into()), "one");
+        bind(&defs, "d", BindingDest::Queue("q2".into()), "two");
+        bind(&defs, "t", BindingDest::Queue("q3".into()), "a.#");
+        bind(&defs, "d", BindingDest::Exchange("t".into()), "three");
+        assert_eq!(route(&mut r, &defs, "d", "one", &["two", "one"]), [q1, q2]);
+        // Through an exchange-to-exchange binding, the keys go along.
+        assert_eq!(route(&mut r, &defs, "d", "three", &["a.b"]), [q3]);
+        assert_eq!(
+            route(&mut r, &defs, "d", "none", &["a.b"]),
+            Vec::<QueueRef>::new()
+        );
+        // Default exchange: each key names a queue.
+        assert_eq!(
+            route(&mut r, &defs, "", "q3", &["q1", "nope", "q3"]),
+            [q1, q3]
+        );
     }
 }

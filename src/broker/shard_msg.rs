@@ -5,6 +5,7 @@
 //! Entries are fixed-size values; nothing in the publish → deliver → ack variants
 //! allocates (`Message` is four `Bytes` handles).
 
+use super::direct_reply::ReplyAddress;
 use super::ids::{ChannelRef, ConsumerRef, QueueRef};
 use super::message::Message;
 use crate::protocol::FieldTable;
@@ -70,6 +71,12 @@ pub enum ShardMsg {
     ConsumerCancelled { consumer: ConsumerRef },
     /// A queue accepted (`ok`) or refused a message published in confirm mode.
     Confirm { tag: ConfirmTag, ok: bool },
+    /// A direct reply (published to `amq.rabbitmq.reply-to.<token>`) for the
+    /// reply consumer of `to.channel` (`direct_reply.rs`).
+    DirectReply { to: ReplyAddress, msg: Message },
+    /// Does the reply consumer `to` still exist? Answered with a `Reply` to
+    /// `from` (passive queue.declare of a reply address).
+    ReplyProbe { to: ReplyAddress, from: ChannelRef },
 }
 
 /// Identifies one publish of a channel in confirm mode.

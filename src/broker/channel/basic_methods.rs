@@ -31,6 +31,9 @@ impl Channel {
 
     pub(super) fn basic_consume(&mut self, m: BasicConsume, cx: &mut ChanCx) -> ChanResult {
         let name = self.resolve_queue_name(&m.queue)?;
+        if name.as_bytes() == crate::broker::direct_reply::REPLY_TO {
+            return self.consume_reply_to(m, cx);
+        }
         let q = self.find_queue(&name, cx)?;
         let tag = if m.consumer_tag.is_empty() {
             Bytes::from(cx.ctx.rng.name("amq.ctag-"))
@@ -75,6 +78,9 @@ impl Channel {
     }
 
     pub(super) fn basic_cancel(&mut self, m: BasicCancel, cx: &mut ChanCx) -> ChanResult {
+        if self.cancel_reply_to(&m, cx) {
+            return Ok(Flow::Continue);
+        }
         let Some(c) = self.consumers.iter().find(|c| c.tag == m.consumer_tag) else {
             // RabbitMQ answers cancel-ok for an unknown tag.
             if !m.nowait {

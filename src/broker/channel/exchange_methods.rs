@@ -2,6 +2,7 @@
 //! definitions lock; the `*-ok` goes out after the lock is released, i.e. after
 //! the new version is visible to every shard.
 
+use super::queue_methods::{describe, same_arg, shown};
 use super::{ChanCx, ChanResult, Channel, Flow};
 use crate::broker::definitions::{Binding, BindingDest, Defs, ExchangeDef};
 use crate::broker::error::AmqpError;
@@ -74,14 +75,7 @@ impl Channel {
                         name
                     )));
                 }
-                if let Some(v) = m.arguments.get("alternate-exchange") {
-                    if v.as_str().is_none() {
-                        return Err(AmqpError::precondition(format!(
-                            "invalid arg 'alternate-exchange' for exchange '{}' in vhost '/': not a string",
-                            name
-                        )));
-                    }
-                }
+                check_exchange_args(&name, &m.arguments)?;
                 g.add_exchange(ExchangeDef {
                     name,
                     kind,
@@ -136,8 +130,9 @@ impl Channel {
         {
             let defs = cx.ctx.defs.clone();
             let mut g = defs.lock();
-            g.exchange(&b.dest.name().to_string())?;
+            // RabbitMQ names a missing source before a missing destination.
             g.exchange(&b.source)?;
+            g.exchange(b.dest.name())?;
             check_binding_args(&g, &b.source, &b.args)?;
             g.add_binding(b);
             g.commit()?;
@@ -184,6 +179,19 @@ impl Channel {
     }
 }
 
+/// Checks the arguments of a new exchange as `rabbit_channel` does:
+/// `alternate-exchange` must be a longstr (other arguments are not looked at).
+fn check_exchange_args(name: &str, args: &FieldTable) -> Result<(), AmqpError> {
+    match args.get("alternate-exchange") {
+        Some(v) if !matches!(v, FieldValue::LongStr(_)) => Err(AmqpError::precondition(format!(
+            "invalid type '{}' for arg 'alternate-exchange' in exchange '{}' in vhost '/'",
+            v.type_name(),
+            name
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn check_exchange_equivalent(
     x: &ExchangeDef,
     kind: ExchangeKind,
@@ -226,19 +234,19 @@ fn check_exchange_equivalent(
             b(x.internal),
         ));
     }
-    let ae = |t: &FieldTable| t.get("alternate-exchange").cloned();
-    if ae(&x.args) != ae(&m.arguments) {
-        let show = |v: Option<FieldValue>| match v {
-            Some(v) => format!("{:?}", v),
-            None => "none".to_string(),
+    let key = "alternate-exchange";
+    let (new, cur) = (m.arguments.get(key), x.args.get(key));
+    if !same_arg(new, cur) {
+        // As for queues: bare values when both sides have one, typed values
+        // when one side is missing.
+        let (received, current) = match (new, cur) {
+            (Some(n), Some(c)) => (format!("'{}'", shown(n)), format!("'{}'", shown(c))),
+            _ => (describe(new), describe(cur)),
         };
-        return Err(inequivalent(
-            "alternate-exchange",
-            "exchange",
-            &x.name,
-            &show(ae(&m.arguments)),
-            &show(ae(&x.args)),
-        ));
+        return Err(AmqpError::precondition(format!(
+            "inequivalent arg '{}' for exchange '{}' in vhost '/': received {} but current is {}",
+            key, x.name, received, current
+        )));
     }
     Ok(())
 }

@@ -5,14 +5,19 @@
 //! - `basic_methods.rs`: basic.qos / consume / cancel / get / ack / nack / reject / recover
 //! - `publish.rs`: basic.publish, content assembly, confirms, tx
 //! - `replies.rs`: answers from queues (continuations) and deliveries
+//! - `publish_checks.rs`: what basic.publish checks before routing (user-id,
+//!   direct reply-to, exchange errors first)
+//! - `direct_reply.rs`: the `amq.rabbitmq.reply-to` pseudo-queue
 //!
 //! A channel owns no queue state. It sends requests and settlements to the
 //! queues' shards and keeps only what AMQP makes per-channel: delivery tags,
 //! consumer tags, the prefetch window, confirm and tx state.
 
 mod basic_methods;
+mod direct_reply;
 mod exchange_methods;
 mod publish;
+mod publish_checks;
 mod queue_methods;
 mod replies;
 
@@ -125,6 +130,11 @@ pub struct Channel {
     awaiting: Option<Awaiting>,
     /// The queue most recently declared on this channel ("" means it).
     last_queue: Option<String>,
+    /// The consumer of `amq.rabbitmq.reply-to` (direct reply-to), if any.
+    reply_consumer: Option<direct_reply::ReplyConsumer>,
+    /// Sender-selected routing keys (`CC`/`BCC`) of the publish being routed;
+    /// reused, so a publish without them allocates nothing.
+    route_keys: Vec<Bytes>,
 }
 
 impl Channel {
@@ -147,6 +157,8 @@ impl Channel {
             touched: Vec::new(),
             awaiting: None,
             last_queue: None,
+            reply_consumer: None,
+            route_keys: Vec::new(),
         }
     }
 
@@ -289,6 +301,7 @@ impl Channel {
         self.tx = None;
         self.awaiting = None;
         self.content = Content::Idle;
+        self.reply_consumer = None;
     }
 
     /// A queue this channel used is deleted: nothing more to tell it when the

@@ -7,9 +7,11 @@
 //! handles. No allocation, no lock (one atomic load in `Routing::sync`).
 
 use super::{ChanCx, ChanResult, Channel, Flow};
+use crate::broker::direct_reply;
 use crate::broker::error::AmqpError;
 use crate::broker::message::Message;
 use crate::broker::routing::RouteError;
+use crate::broker::sender_selected;
 use crate::broker::shard_msg::{ConfirmTag, ShardMsg};
 use crate::protocol::constants as c;
 use crate::protocol::methods::*;
@@ -158,41 +160,84 @@ impl Channel {
         body: Bytes,
         cx: &mut ChanCx,
     ) -> ChanResult {
-        let msg = Message {
+        let mut msg = Message {
             exchange: p.exchange,
             routing_key: p.routing_key,
             properties,
             body,
         };
+        self.check_publish(&mut msg, cx)?;
         if self.tx.is_some() {
-            // Fail now on an unknown exchange, as RabbitMQ does, but route at commit.
+            // Fail now on an unknown exchange or bad CC/BCC headers, as
+            // RabbitMQ does, but route at commit.
             let ctx = &mut *cx.ctx;
             ctx.routing.sync(&ctx.defs);
             check_exchange(
                 ctx.routing.exchange(&msg.exchange).map(|x| x.internal),
                 &msg.exchange,
             )?;
+            let mut keys = std::mem::take(&mut self.route_keys);
+            keys.clear();
+            let bcc = sender_selected::header_routes(&msg.properties, &mut keys);
+            if let (Ok(bcc), true) = (&bcc, msg.exchange.is_empty()) {
+                // RabbitMQ hands direct replies over while routing, before the
+                // transaction holds the message: they go out now, not at commit.
+                let mut reply = msg.clone();
+                if let Some(bcc) = bcc {
+                    reply.properties = sender_selected::strip_bcc(&reply.properties, bcc);
+                }
+                direct_reply::forward_replies(&mut ctx.outbox, ctx.config.shards, &reply, &keys);
+            }
+            keys.clear();
+            self.route_keys = keys;
+            bcc?;
             self.tx.as_mut().unwrap().publishes.push((msg, p.mandatory));
             return Ok(Flow::Continue);
         }
-        self.route_and_enqueue(msg, p.mandatory, cx)?;
+        self.route_and_enqueue(msg, p.mandatory, true, cx)?;
         Ok(Flow::Continue)
     }
 
-    /// Routes on this shard and hands the message to every destination queue.
+    /// Routes on this shard and hands the message to every destination queue
+    /// (and, on the default exchange and if `replies`, to the requesters of
+    /// direct replies; a transaction sent those at publish time).
     fn route_and_enqueue(
         &mut self,
-        msg: Message,
+        mut msg: Message,
         mandatory: bool,
+        replies: bool,
         cx: &mut ChanCx,
     ) -> Result<(), AmqpError> {
+        // Sender-selected keys (CC/BCC headers), as slices of the properties.
+        let mut keys = std::mem::take(&mut self.route_keys);
+        keys.clear();
+        let bcc = match sender_selected::header_routes(&msg.properties, &mut keys) {
+            Ok(bcc) => bcc,
+            Err(e) => {
+                self.route_keys = keys;
+                return Err(self.exchange_error(&msg.exchange, cx).unwrap_or(e.into()));
+            }
+        };
         let ctx = &mut *cx.ctx;
         ctx.routing.sync(&ctx.defs);
         let mut dests = std::mem::take(&mut ctx.route_scratch);
         dests.clear();
-        let routed =
-            ctx.routing
-                .route(&msg.exchange, &msg.routing_key, &msg.properties, &mut dests);
+        let routed = ctx.routing.route_keys(
+            &msg.exchange,
+            &msg.routing_key,
+            &keys,
+            &msg.properties,
+            &mut dests,
+        );
+        if let Some(bcc) = bcc {
+            // Nobody may see BCC: not the queues, not a direct reply.
+            msg.properties = sender_selected::strip_bcc(&msg.properties, &bcc);
+        }
+        if replies && routed.is_ok() && msg.exchange.is_empty() {
+            direct_reply::forward_replies(&mut ctx.outbox, ctx.config.shards, &msg, &keys);
+        }
+        keys.clear();
+        self.route_keys = keys;
         if let Err(e) = routed {
             ctx.route_scratch = dests;
             return Err(route_error(e, &msg.exchange));
@@ -337,7 +382,7 @@ impl Channel {
         let publishes = std::mem::take(&mut tx.publishes);
         let settles = std::mem::take(&mut tx.settles);
         for (msg, mandatory) in publishes {
-            self.route_and_enqueue(msg, mandatory, cx)?;
+            self.route_and_enqueue(msg, mandatory, false, cx)?;
         }
         let mut freed = 0u32;
         for (u, how) in settles {
@@ -377,7 +422,7 @@ fn routed_nowhere(unconfirmed: &VecDeque<(u64, u32)>, seq: u64) -> bool {
     unconfirmed.back().is_none_or(|e| e.0 != seq)
 }
 
-fn check_exchange(found: Option<bool>, name: &[u8]) -> Result<(), AmqpError> {
+pub(super) fn check_exchange(found: Option<bool>, name: &[u8]) -> Result<(), AmqpError> {
     match found {
         None => Err(route_error(RouteError::NoExchange, name)),
         Some(true) => Err(route_error(RouteError::Internal, name)),

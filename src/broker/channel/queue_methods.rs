@@ -30,6 +30,9 @@ const EQUIVALENCE_ARGS: &[&str] = &[
 
 impl Channel {
     pub(super) fn queue_declare(&mut self, m: QueueDeclare, cx: &mut ChanCx) -> ChanResult {
+        if super::direct_reply::is_reply_to_name(&m.queue) {
+            return self.declare_reply_to(m, cx);
+        }
         if m.passive {
             let name = self.resolve_queue_name(&m.queue)?;
             let q = self.find_queue(&name, cx)?;
@@ -281,7 +284,7 @@ fn check_queue_equivalent(q: &QueueDef, m: &QueueDeclare) -> Result<(), AmqpErro
 }
 
 /// Integer arguments compare by value whatever their wire type, as in RabbitMQ.
-fn same_arg(a: Option<&FieldValue>, b: Option<&FieldValue>) -> bool {
+pub(super) fn same_arg(a: Option<&FieldValue>, b: Option<&FieldValue>) -> bool {
     match (a, b) {
         (None, None) => true,
         (Some(x), Some(y)) => match (x.as_i64(), y.as_i64()) {
@@ -292,7 +295,7 @@ fn same_arg(a: Option<&FieldValue>, b: Option<&FieldValue>) -> bool {
     }
 }
 
-fn shown(v: &FieldValue) -> String {
+pub(super) fn shown(v: &FieldValue) -> String {
     match (v.as_str(), v.as_i64(), v.as_bool()) {
         (Some(s), _, _) => s.to_string(),
         (_, Some(i), _) => i.to_string(),
@@ -301,7 +304,7 @@ fn shown(v: &FieldValue) -> String {
     }
 }
 
-fn describe(v: Option<&FieldValue>) -> String {
+pub(super) fn describe(v: Option<&FieldValue>) -> String {
     match v {
         None => "none".to_string(),
         Some(v) => format!("the value '{}' of type '{}'", shown(v), v.type_name()),

@@ -112,6 +112,12 @@ impl ExchangeImpl {
     pub fn needs_headers(&self) -> bool {
         matches!(self, ExchangeImpl::Headers(_))
     }
+    /// True if `route` looks at the routing key (direct, topic): a message
+    /// with sender-selected keys (`CC`/`BCC`) is matched once per key. Fanout
+    /// and headers exchanges route once.
+    pub fn uses_routing_key(&self) -> bool {
+        matches!(self, ExchangeImpl::Direct(_) | ExchangeImpl::Topic(_))
+    }
 }
 
 /// Removes one occurrence of `dest` from a multiset kept as a Vec.
