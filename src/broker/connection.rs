@@ -753,6 +753,27 @@ impl Connection {
         }
     }
 
+    /// A queue found a delivery to `channel` unacked for longer than its
+    /// timeout: the channel is closed as RabbitMQ's `handle_consumer_timed_out`
+    /// does (406, no class/method); the close requeues its unacked messages.
+    pub fn consumer_timed_out(&mut self, channel: ChannelRef, timeout_ms: u64, ctx: &mut ShardCtx) {
+        if self.channel_for(channel).is_none() {
+            return;
+        }
+        log::warn!(
+            "channel {}: delivery acknowledgement timed out ({} ms); closing it",
+            channel.channel,
+            timeout_ms
+        );
+        let e = AmqpError::precondition(format!(
+            "delivery acknowledgement on channel {} timed out. Timeout value used: {} ms. \
+             This timeout value can be configured, see consumers doc guide to learn more",
+            channel.channel, timeout_ms
+        ));
+        self.channel_error(channel.channel, e, 0, 0, ctx);
+        ctx.mark_dirty(self.info.slot as usize);
+    }
+
     /// A queue accepted a message this connection published in confirm mode.
     pub fn confirm(&mut self, tag: ConfirmTag, ok: bool, ctx: &mut ShardCtx) {
         let slot = self.info.slot as usize;

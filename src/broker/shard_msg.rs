@@ -68,8 +68,15 @@ pub enum ShardMsg {
     },
     /// The queue cancelled a consumer (queue deleted): a broker-sent basic.cancel.
     ConsumerCancelled { consumer: ConsumerRef },
-    /// A queue accepted (`ok`) or refused a message published in confirm mode.
+    /// A queue accepted (`ok`) or refused (`x-overflow` reject-publish) a
+    /// message published in confirm mode: basic.ack or basic.nack.
     Confirm { tag: ConfirmTag, ok: bool },
+    /// A delivery to this channel stayed unacked longer than the queue's
+    /// delivery acknowledgement timeout: the channel is closed (406).
+    ConsumerTimeout {
+        channel: ChannelRef,
+        timeout_ms: u64,
+    },
 }
 
 /// Identifies one publish of a channel in confirm mode.
