@@ -878,8 +878,7 @@ fn parse_amqplain(resp: &Bytes) -> Option<(String, String)> {
 
 /// connection.start server-properties, as RabbitMQ sends them (clients check
 /// `product` and the capabilities table). Only capabilities that work are
-/// advertised: `consumer_priorities` and `direct_reply_to` join with the
-/// RabbitMQ-extensions work.
+/// advertised: `direct_reply_to` joins with the RabbitMQ-extensions work.
 fn server_properties() -> FieldTable {
     let mut caps = FieldTable::new();
     for cap in [
@@ -890,6 +889,7 @@ fn server_properties() -> FieldTable {
         "connection.blocked",
         "authentication_failure_close",
         "per_consumer_qos",
+        "consumer_priorities",
     ] {
         caps.insert(cap, FieldValue::Bool(true));
     }
