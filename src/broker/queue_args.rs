@@ -79,6 +79,17 @@ pub fn validate(queue: &str, args: &FieldTable) -> Result<(), AmqpError> {
             key, queue, detail
         ))
     };
+    // rabbit_channel checks the dead-letter exchange's type first (r_arg).
+    match args.get("x-dead-letter-exchange") {
+        Some(FieldValue::LongStr(_)) | None => {}
+        Some(v) => {
+            return Err(AmqpError::precondition(format!(
+                "invalid type '{}' for arg 'x-dead-letter-exchange' in queue '{}' in vhost '/'",
+                v.type_name(),
+                queue
+            )))
+        }
+    }
     if let Some(v) = args.get("x-queue-type") {
         check(Rule::QueueType, v, args).map_err(|d| invalid("x-queue-type", d))?;
     }
@@ -232,8 +243,10 @@ mod tests {
         assert!(
             err(&t("x-single-active-consumer", s("yes"))).ends_with("{unacceptable_type,longstr}")
         );
-        assert!(err(&t("x-dead-letter-exchange", FieldValue::I32(1)))
-            .ends_with("{unacceptable_type,signedint}"));
+        assert_eq!(
+            err(&t("x-dead-letter-exchange", FieldValue::I32(1))),
+            "PRECONDITION_FAILED - invalid type 'signedint' for arg 'x-dead-letter-exchange' in queue 'q' in vhost '/'"
+        );
         assert!(err(&t("x-dead-letter-routing-key", s("k")))
             .ends_with(": routing_key_but_no_dlx_defined"));
         assert!(err(&t("x-consumer-timeout", FieldValue::I32(-5))).ends_with("{value_negative,-5}"));
