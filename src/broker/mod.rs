@@ -447,6 +447,9 @@ impl ShardState {
                     .filter(|q| q.me == queue)
                 {
                     if q.channel_gone(channel, &mut ctx.outbox) == After::Delete {
+                        // Requeued messages may have been dead-lettered
+                        // (limits, TTL) before the auto-delete.
+                        ctx.after_queue_op(queue);
                         ctx.delete_queue(queue);
                     } else if q.has_followup() {
                         ctx.after_queue_op(queue);

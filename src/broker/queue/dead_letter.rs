@@ -226,7 +226,7 @@ pub fn dead_letter_properties(
         Bytes::from_static(b"x-death"),
         FieldValue::Array(history.iter().map(Death::to_value).collect()),
     ));
-    entries.extend(headers.0.into_iter());
+    entries.extend(headers.0);
     // A stable sort keeps the first of equal keys first; dedup keeps it.
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     entries.dedup_by(|b, a| a.0 == b.0);
