@@ -46,6 +46,9 @@ pub struct Config {
     pub queue_max_in_memory: usize,
     /// … and at most this many body bytes.
     pub queue_max_in_memory_bytes: u64,
+    /// Delivery acknowledgement timeout, ms (0: none); `x-consumer-timeout`
+    /// overrides it per queue.
+    pub consumer_timeout: u64,
     /// `data_dir` is throw-away (`for_tests`): `BrokerHandle::shutdown`
     /// removes it.
     pub temporary_data_dir: bool,
@@ -54,6 +57,8 @@ pub struct Config {
 /// Default `--queue-max-in-memory`: enough to keep a busy queue's consumers
 /// fed from memory; ~5 MB of small messages per queue.
 pub const DEFAULT_QUEUE_MAX_IN_MEMORY: usize = 20_000;
+/// Default `--consumer-timeout`: RabbitMQ's 30 minutes.
+pub const DEFAULT_CONSUMER_TIMEOUT: u64 = 30 * 60 * 1000;
 /// Default `--queue-max-in-memory-bytes` (bodies).
 pub const DEFAULT_QUEUE_MAX_IN_MEMORY_BYTES: u64 = 32 << 20;
 
@@ -81,6 +86,7 @@ impl Default for Config {
             segment_size: crate::store::segments::DEFAULT_SEGMENT_SIZE,
             queue_max_in_memory: DEFAULT_QUEUE_MAX_IN_MEMORY,
             queue_max_in_memory_bytes: DEFAULT_QUEUE_MAX_IN_MEMORY_BYTES,
+            consumer_timeout: DEFAULT_CONSUMER_TIMEOUT,
             temporary_data_dir: false,
         }
     }

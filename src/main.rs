@@ -75,6 +75,12 @@ struct Args {
     #[arg(long, env = "WARREN_QUEUE_MAX_IN_MEMORY_BYTES",
           default_value_t = warren::config::DEFAULT_QUEUE_MAX_IN_MEMORY_BYTES)]
     queue_max_in_memory_bytes: u64,
+    /// Delivery acknowledgement timeout, ms (RabbitMQ's consumer_timeout): a
+    /// channel holding a delivery unacked longer is closed with 406. 0: none.
+    /// A queue's `x-consumer-timeout` argument overrides it.
+    #[arg(long, env = "WARREN_CONSUMER_TIMEOUT",
+          default_value_t = warren::config::DEFAULT_CONSUMER_TIMEOUT)]
+    consumer_timeout: u64,
 }
 
 fn main() {
@@ -104,6 +110,7 @@ fn main() {
         .clamp(1 << 20, warren::store::segments::MAX_SEGMENT_SIZE);
     config.queue_max_in_memory = args.queue_max_in_memory.max(1);
     config.queue_max_in_memory_bytes = args.queue_max_in_memory_bytes.max(1);
+    config.consumer_timeout = args.consumer_timeout;
     config.busy_poll = std::time::Duration::from_micros(args.busy_poll_us.min(1_000_000));
     if let Err(e) = warren::store::ensure_data_dir(&config.data_dir) {
         eprintln!(

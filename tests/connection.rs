@@ -308,9 +308,9 @@ impl Raw {
 }
 // ---------------------------------------------------------------- handshake
 
-// RabbitMQ also advertises consumer_priorities and direct_reply_to; warren adds
-// them when those extensions are implemented (advertise only what works).
-const CAPABILITIES: [&str; 7] = [
+// RabbitMQ also advertises direct_reply_to; warren adds it when that extension
+// is implemented (advertise only what works).
+const CAPABILITIES: [&str; 8] = [
     "publisher_confirms",
     "exchange_exchange_bindings",
     "basic.nack",
@@ -318,6 +318,7 @@ const CAPABILITIES: [&str; 7] = [
     "connection.blocked",
     "authentication_failure_close",
     "per_consumer_qos",
+    "consumer_priorities",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

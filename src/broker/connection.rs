@@ -777,6 +777,27 @@ impl Connection {
         }
     }
 
+    /// A queue found a delivery to `channel` unacked for longer than its
+    /// timeout: the channel is closed as RabbitMQ's `handle_consumer_timed_out`
+    /// does (406, no class/method); the close requeues its unacked messages.
+    pub fn consumer_timed_out(&mut self, channel: ChannelRef, timeout_ms: u64, ctx: &mut ShardCtx) {
+        if self.channel_for(channel).is_none() {
+            return;
+        }
+        log::warn!(
+            "channel {}: delivery acknowledgement timed out ({} ms); closing it",
+            channel.channel,
+            timeout_ms
+        );
+        let e = AmqpError::precondition(format!(
+            "delivery acknowledgement on channel {} timed out. Timeout value used: {} ms. \
+             This timeout value can be configured, see consumers doc guide to learn more",
+            channel.channel, timeout_ms
+        ));
+        self.channel_error(channel.channel, e, 0, 0, ctx);
+        ctx.mark_dirty(self.info.slot as usize);
+    }
+
     /// A queue accepted a message this connection published in confirm mode.
     pub fn confirm(&mut self, tag: ConfirmTag, ok: bool, ctx: &mut ShardCtx) {
         let slot = self.info.slot as usize;
@@ -881,7 +902,7 @@ fn parse_amqplain(resp: &Bytes) -> Option<(String, String)> {
 
 /// connection.start server-properties, as RabbitMQ sends them (clients check
 /// `product` and the capabilities table). Only capabilities that work are
-/// advertised: `consumer_priorities` joins with the RabbitMQ-extensions work.
+/// advertised.
 fn server_properties() -> FieldTable {
     let mut caps = FieldTable::new();
     for cap in [
@@ -893,6 +914,7 @@ fn server_properties() -> FieldTable {
         "authentication_failure_close",
         "per_consumer_qos",
         "direct_reply_to",
+        "consumer_priorities",
     ] {
         caps.insert(cap, FieldValue::Bool(true));
     }

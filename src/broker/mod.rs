@@ -125,7 +125,12 @@ impl ShardCtx {
                 };
                 (
                     d.queue.slot as usize,
-                    Queue::new(d.queue, props, self.paging.clone()),
+                    Queue::new(
+                        d.queue,
+                        props,
+                        self.paging.clone(),
+                        self.config.consumer_timeout,
+                    ),
                 )
             })
             .collect();
@@ -199,22 +204,60 @@ impl ShardCtx {
         self.defs.lock().remove_queue(&queue.props.name, q);
     }
 
-    /// Writes the store acks of messages that left queue `q` for good.
+    /// The follow-up of an operation on queue `q` (`Queue::has_followup`):
+    /// store acks of messages that left it for good, and messages it
+    /// dead-lettered, routed here and sent to their queues.
     #[inline]
-    fn ack_gone(&mut self, q: QueueRef) {
-        let Some(store) = self.store.as_mut() else {
-            return;
-        };
+    fn after_queue_op(&mut self, q: QueueRef) {
         let Some(queue) = self.queues.get_mut(q.slot as usize).filter(|x| x.me == q) else {
             return;
         };
         let id = queue.props.store_id;
-        if id == 0 {
+        if id != 0 {
+            if let Some(store) = self.store.as_mut() {
+                queue.take_gone(&mut self.gone_scratch);
+                for (seq, loc) in self.gone_scratch.drain(..) {
+                    store.ack(id, seq, loc);
+                }
+            }
+        }
+        let dead = queue.take_dead();
+        if dead.is_empty() {
             return;
         }
-        queue.take_gone(&mut self.gone_scratch);
-        for (seq, loc) in self.gone_scratch.drain(..) {
-            store.ack(id, seq, loc);
+        if let Some(target) = queue.features.dead_letter.clone() {
+            let name = queue.props.name.clone();
+            queue::dead_letter::publish(
+                &name,
+                &target,
+                dead,
+                &mut self.routing,
+                &self.defs,
+                &mut self.outbox,
+            );
+        }
+    }
+
+    /// The shard's tick: every queue's timers (message TTL, x-expires,
+    /// delivery acknowledgement timeouts).
+    pub fn tick_queues(&mut self, now: std::time::Instant) {
+        let now = queue::ttl::ms_since_base(now);
+        let mut expired = Vec::new();
+        let mut followup = Vec::new();
+        for (_, q) in self.queues.iter_mut() {
+            if q.tick(now, &mut self.outbox) == After::Delete {
+                expired.push(q.me);
+            } else if q.has_followup() {
+                followup.push(q.me);
+            }
+        }
+        for q in followup {
+            self.after_queue_op(q);
+        }
+        for q in expired {
+            log::debug!("deleting queue {:?} on expiry (x-expires)", q);
+            self.after_queue_op(q);
+            self.delete_queue(q);
         }
     }
 
@@ -297,12 +340,24 @@ impl ShardState {
                 confirm,
             } => {
                 let mut stored = false;
-                let mut gone = false;
+                let mut followup = false;
                 if let Some(q) = ctx
                     .queues
                     .get_mut(queue.slot as usize)
                     .filter(|q| q.me == queue)
                 {
+                    if q.refuses(&msg) {
+                        // x-overflow reject-publish(-dlx): nacked, not stored.
+                        q.refuse(msg);
+                        if q.has_followup() {
+                            ctx.after_queue_op(queue);
+                        }
+                        if let Some(tag) = confirm {
+                            ctx.outbox
+                                .push(tag.channel.shard, ShardMsg::Confirm { tag, ok: false });
+                        }
+                        return;
+                    }
                     // A persistent message to a durable queue is written to the
                     // store first; its confirm waits for the batch's fsync.
                     let loc = match ctx.store.as_mut() {
@@ -320,10 +375,10 @@ impl ShardState {
                         _ => None,
                     };
                     q.publish(msg, loc, &mut ctx.outbox);
-                    gone = q.has_gone();
+                    followup = q.has_followup();
                 }
-                if gone {
-                    ctx.ack_gone(queue);
+                if followup {
+                    ctx.after_queue_op(queue);
                 }
                 // A message routed to a queue deleted meanwhile counts as handled,
                 // as in RabbitMQ.
@@ -367,8 +422,8 @@ impl ShardState {
                     After::Delete => ctx.delete_queue(queue),
                     After::Nothing => {
                         q.dispatch(&mut ctx.outbox);
-                        if q.has_gone() {
-                            ctx.ack_gone(queue);
+                        if q.has_followup() {
+                            ctx.after_queue_op(queue);
                         }
                     }
                 }
@@ -385,8 +440,8 @@ impl ShardState {
                     .filter(|q| q.me == queue)
                 {
                     q.settle(channel, seq, how, &mut ctx.outbox);
-                    if q.has_gone() {
-                        ctx.ack_gone(queue);
+                    if q.has_followup() {
+                        ctx.after_queue_op(queue);
                     }
                 }
             }
@@ -397,9 +452,12 @@ impl ShardState {
                     .filter(|q| q.me == queue)
                 {
                     if q.channel_gone(channel, &mut ctx.outbox) == After::Delete {
+                        // Requeued messages may have been dead-lettered
+                        // (limits, TTL) before the auto-delete.
+                        ctx.after_queue_op(queue);
                         ctx.delete_queue(queue);
-                    } else if q.has_gone() {
-                        ctx.ack_gone(queue);
+                    } else if q.has_followup() {
+                        ctx.after_queue_op(queue);
                     }
                 }
             }
@@ -410,8 +468,8 @@ impl ShardState {
                     .filter(|q| q.me == queue)
                 {
                     q.resume(&mut ctx.outbox);
-                    if q.has_gone() {
-                        ctx.ack_gone(queue);
+                    if q.has_followup() {
+                        ctx.after_queue_op(queue);
                     }
                 }
             }
@@ -444,6 +502,14 @@ impl ShardState {
             ShardMsg::ConsumerCancelled { consumer } => {
                 if let Some(conn) = self.conns.get_mut(consumer.channel.conn_slot as usize) {
                     conn.consumer_cancelled(consumer, ctx);
+                }
+            }
+            ShardMsg::ConsumerTimeout {
+                channel,
+                timeout_ms,
+            } => {
+                if let Some(conn) = self.conns.get_mut(channel.conn_slot as usize) {
+                    conn.consumer_timed_out(channel, timeout_ms, ctx);
                 }
             }
         }

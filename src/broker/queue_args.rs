@@ -1,104 +1,205 @@
 //! Validation of queue arguments (`x-…`) at declaration, with RabbitMQ's 406
-//! texts: `invalid arg 'x-message-ttl' for queue 'q' in vhost '/': {value_negative,-1}`.
-//! Unknown arguments are accepted and ignored, as RabbitMQ does.
+//! texts (`rabbit_amqqueue:check_declare_arguments`):
+//! `invalid arg 'x-message-ttl' for queue 'q' in vhost '/': {value_negative,-1}`.
+//!
+//! The checks run in RabbitMQ's `declare_args()` order, so the first error
+//! reported is the one RabbitMQ reports. Arguments of other queue types
+//! (quorum, stream) on a classic queue are refused ("… of queue type
+//! rabbit_classic_queue"); unknown arguments are accepted and ignored.
+//! `x-consumer-timeout` is checked as newer RabbitMQ versions do (3.13 takes
+//! any value and ignores a non-integer one).
 
 use super::error::AmqpError;
 use crate::protocol::{FieldTable, FieldValue};
 
-/// What a known argument must look like.
+/// What a known argument must look like (RabbitMQ's check functions).
+#[derive(Clone, Copy)]
 enum Rule {
-    /// Integer, >= min.
-    Int {
-        min: i64,
-    },
-    /// Integer in [0, 255].
-    Priority,
-    Str,
-    OneOf(&'static [&'static str]),
+    /// `check_expires_arg`: integer, not 0, within `check_expiry`.
+    Expires,
+    /// `check_message_ttl_arg`: integer within `check_expiry`.
+    MessageTtl,
+    /// `check_dlxname_arg`: a string.
+    DlxName,
+    /// `check_dlxrk_arg`: a string, and a dead-letter exchange is set.
+    DlxRoutingKey,
+    /// `check_non_neg_int_arg`.
+    NonNegInt,
+    /// `check_max_priority_arg`: 0..=255.
+    MaxPriority,
+    Overflow,
+    QueueMode,
+    /// `check_queue_version`: 1 or 2.
+    QueueVersion,
+    /// `check_bool_arg`.
     Bool,
+    QueueType,
 }
 
+/// RabbitMQ's `declare_args()`, the validators that apply to classic queues,
+/// in order.
 const RULES: &[(&str, Rule)] = &[
-    ("x-message-ttl", Rule::Int { min: 0 }),
-    ("x-expires", Rule::Int { min: 1 }),
-    ("x-max-length", Rule::Int { min: 0 }),
-    ("x-max-length-bytes", Rule::Int { min: 0 }),
-    ("x-max-priority", Rule::Priority),
-    ("x-dead-letter-exchange", Rule::Str),
-    ("x-dead-letter-routing-key", Rule::Str),
-    (
-        "x-overflow",
-        Rule::OneOf(&["drop-head", "reject-publish", "reject-publish-dlx"]),
-    ),
+    ("x-expires", Rule::Expires),
+    ("x-message-ttl", Rule::MessageTtl),
+    ("x-dead-letter-exchange", Rule::DlxName),
+    ("x-dead-letter-routing-key", Rule::DlxRoutingKey),
+    ("x-max-length", Rule::NonNegInt),
+    ("x-max-length-bytes", Rule::NonNegInt),
+    ("x-max-priority", Rule::MaxPriority),
+    ("x-overflow", Rule::Overflow),
+    ("x-queue-mode", Rule::QueueMode),
+    ("x-queue-version", Rule::QueueVersion),
     ("x-single-active-consumer", Rule::Bool),
-    ("x-queue-mode", Rule::OneOf(&["default", "lazy"])),
-    ("x-queue-type", Rule::OneOf(&["classic", "quorum"])),
+    ("x-consumer-timeout", Rule::NonNegInt),
+    ("x-queue-type", Rule::QueueType),
 ];
+
+/// Arguments of the other queue types, refused on a classic queue.
+const OTHER_TYPES_ARGS: &[&str] = &[
+    "x-dead-letter-strategy",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-quorum-initial-group-size",
+    "x-delivery-limit",
+    "x-queue-leader-locator",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+    "x-initial-cluster-size",
+    "x-stream-filter-size-bytes",
+];
+
+/// RabbitMQ's largest TTL / expiry, ms (10 years).
+const MAX_EXPIRY: i64 = 315_360_000_000;
 
 /// Checks every known argument of a queue.declare.
 pub fn validate(queue: &str, args: &FieldTable) -> Result<(), AmqpError> {
-    for (key, rule) in RULES {
-        let Some(v) = args.get(key) else { continue };
-        if let Err(detail) = check(rule, v) {
+    let invalid = |key: &str, detail: String| {
+        AmqpError::precondition(format!(
+            "invalid arg '{}' for queue '{}' in vhost '/': {}",
+            key, queue, detail
+        ))
+    };
+    // rabbit_channel checks the dead-letter exchange's type first (r_arg).
+    match args.get("x-dead-letter-exchange") {
+        Some(FieldValue::LongStr(_)) | None => {}
+        Some(v) => {
             return Err(AmqpError::precondition(format!(
-                "invalid arg '{}' for queue '{}' in vhost '/': {}",
-                key, queue, detail
-            )));
+                "invalid type '{}' for arg 'x-dead-letter-exchange' in queue '{}' in vhost '/'",
+                v.type_name(),
+                queue
+            )))
         }
     }
-    if args.get("x-dead-letter-routing-key").is_some()
-        && args.get("x-dead-letter-exchange").is_none()
-    {
-        return Err(AmqpError::precondition(format!(
-            "invalid arg 'x-dead-letter-routing-key' for queue '{}' in vhost '/': \
-             {{routing_key_but_no_dlx_defined}}",
-            queue
-        )));
+    if let Some(v) = args.get("x-queue-type") {
+        check(Rule::QueueType, v, args).map_err(|d| invalid("x-queue-type", d))?;
+    }
+    for &(key, rule) in RULES {
+        let Some(v) = args.get(key) else { continue };
+        check(rule, v, args).map_err(|d| invalid(key, d))?;
+    }
+    let classic = args
+        .get("x-queue-type")
+        .and_then(FieldValue::as_str)
+        .is_none_or(|t| t == "classic");
+    if classic {
+        for (k, _) in args.iter() {
+            if let Some(other) = OTHER_TYPES_ARGS.iter().find(|a| a.as_bytes() == &k[..]) {
+                return Err(AmqpError::precondition(format!(
+                    "invalid arg '{}' for queue '{}' in vhost '/' of queue type rabbit_classic_queue",
+                    other, queue
+                )));
+            }
+        }
     }
     Ok(())
 }
 
-fn expected(rule: &Rule) -> &'static str {
-    match rule {
-        Rule::Int { .. } | Rule::Priority => "integer",
-        Rule::Str | Rule::OneOf(_) => "longstr",
-        Rule::Bool => "bool",
+/// `{unacceptable_type,T}`.
+fn unacceptable(v: &FieldValue) -> String {
+    format!("{{unacceptable_type,{}}}", v.type_name())
+}
+
+/// `check_int_arg`.
+fn int(v: &FieldValue) -> Result<i64, String> {
+    v.as_i64()
+        .ok_or_else(|| format!("\"expected integer, got {}\"", v.type_name()))
+}
+
+/// `check_non_neg_int_arg`.
+fn non_neg(v: &FieldValue) -> Result<i64, String> {
+    let n = int(v)?;
+    if n < 0 {
+        return Err(format!("{{value_negative,{}}}", n));
+    }
+    Ok(n)
+}
+
+/// `rabbit_misc:check_expiry`.
+fn expiry(n: i64) -> Result<(), String> {
+    if n < 0 {
+        Err(format!("{{value_negative,{}}}", n))
+    } else if n > MAX_EXPIRY {
+        Err(format!("{{value_too_large,{}}}", n))
+    } else {
+        Ok(())
     }
 }
 
-fn check(rule: &Rule, v: &FieldValue) -> Result<(), String> {
-    let unacceptable = || format!("\"expected {}, got {}\"", expected(rule), v.type_name());
+/// A longstr one of `allowed`, else `bad(value)`.
+fn one_of(v: &FieldValue, allowed: &[&str], bad: impl Fn(&str) -> String) -> Result<(), String> {
+    let FieldValue::LongStr(b) = v else {
+        return Err(unacceptable(v));
+    };
+    let s = String::from_utf8_lossy(b);
+    if allowed.contains(&&*s) {
+        Ok(())
+    } else {
+        Err(bad(&s))
+    }
+}
+
+fn check(rule: Rule, v: &FieldValue, args: &FieldTable) -> Result<(), String> {
     match rule {
-        Rule::Int { min } => {
-            let n = v.as_i64().ok_or_else(unacceptable)?;
-            if n < 0 {
-                Err(format!("{{value_negative,{}}}", n))
-            } else if n < *min {
-                Err(format!("{{value_zero,{}}}", n))
-            } else {
-                Ok(())
+        Rule::Expires => match int(v)? {
+            0 => Err("{value_zero,0}".to_string()),
+            n => expiry(n),
+        },
+        Rule::MessageTtl => expiry(int(v)?),
+        Rule::DlxName => match v {
+            FieldValue::LongStr(_) => Ok(()),
+            _ => Err(unacceptable(v)),
+        },
+        Rule::DlxRoutingKey => match v {
+            FieldValue::LongStr(_) if args.get("x-dead-letter-exchange").is_none() => {
+                Err("routing_key_but_no_dlx_defined".to_string())
             }
-        }
-        Rule::Priority => {
-            let n = v.as_i64().ok_or_else(unacceptable)?;
-            if n < 0 {
-                Err(format!("{{value_negative,{}}}", n))
-            } else if n > 255 {
-                Err(format!("{{max_value_exceeded,{}}}", n))
-            } else {
-                Ok(())
-            }
-        }
-        Rule::Str => v.as_str().map(|_| ()).ok_or_else(unacceptable),
-        Rule::OneOf(allowed) => {
-            let s = v.as_str().ok_or_else(unacceptable)?;
-            if allowed.contains(&s) {
-                Ok(())
-            } else {
-                Err(format!("{{invalid_value,<<\"{}\">>}}", s))
-            }
-        }
-        Rule::Bool => v.as_bool().map(|_| ()).ok_or_else(unacceptable),
+            FieldValue::LongStr(_) => Ok(()),
+            _ => Err(unacceptable(v)),
+        },
+        Rule::NonNegInt => non_neg(v).map(|_| ()),
+        Rule::MaxPriority => match non_neg(v)? {
+            n if n > 255 => Err(format!("{{max_value_exceeded,{}}}", n)),
+            _ => Ok(()),
+        },
+        Rule::Overflow => one_of(
+            v,
+            &["drop-head", "reject-publish", "reject-publish-dlx"],
+            |_| "invalid_overflow".to_string(),
+        ),
+        Rule::QueueMode => one_of(v, &["default", "lazy"], |s| {
+            format!("\"unsupported queue mode '{}'\"", s)
+        }),
+        Rule::QueueVersion => match non_neg(v)? {
+            1 | 2 => Ok(()),
+            n => Err(format!("\"unsupported queue version '{}'\"", n)),
+        },
+        Rule::Bool => match v {
+            FieldValue::Bool(_) => Ok(()),
+            _ => Err(unacceptable(v)),
+        },
+        Rule::QueueType => one_of(v, &["classic", "quorum"], |s| {
+            format!("\"unsupported queue type '{}'\"", s)
+        }),
     }
 }
 
@@ -112,32 +213,56 @@ mod tests {
         t.insert(k, v);
         t
     }
+    fn s(v: &'static str) -> FieldValue {
+        FieldValue::LongStr(Bytes::from_static(v.as_bytes()))
+    }
+    fn err(args: &FieldTable) -> String {
+        validate("q", args).unwrap_err().text
+    }
 
     #[test]
     fn rabbitmq_texts() {
-        let e = validate("q", &t("x-message-ttl", FieldValue::I32(-1))).unwrap_err();
-        assert_eq!(e.text, "PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue 'q' in vhost '/': {value_negative,-1}");
-        let e = validate("q", &t("x-expires", FieldValue::I32(0))).unwrap_err();
-        assert!(e.text.ends_with("{value_zero,0}"));
-        let e = validate(
-            "q",
-            &t(
-                "x-message-ttl",
-                FieldValue::LongStr(Bytes::from_static(b"abc")),
-            ),
-        )
-        .unwrap_err();
-        assert!(e.text.ends_with("\"expected integer, got longstr\""));
+        assert_eq!(
+            err(&t("x-message-ttl", FieldValue::I32(-1))),
+            "PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue 'q' in vhost '/': {value_negative,-1}"
+        );
+        assert!(err(&t("x-expires", FieldValue::I32(0))).ends_with("{value_zero,0}"));
+        assert!(err(&t("x-message-ttl", s("abc"))).ends_with("\"expected integer, got longstr\""));
+        assert!(err(&t("x-expires", FieldValue::I64(315_360_000_001)))
+            .ends_with("{value_too_large,315360000001}"));
         assert!(validate("q", &t("x-message-ttl", FieldValue::I64(0))).is_ok());
         assert!(validate("q", &t("x-custom", FieldValue::Void)).is_ok());
-        let e = validate(
-            "q",
-            &t(
-                "x-overflow",
-                FieldValue::LongStr(Bytes::from_static(b"nope")),
-            ),
-        )
-        .unwrap_err();
-        assert_eq!(e.code, 406);
+        assert!(err(&t("x-overflow", s("nope"))).ends_with(": invalid_overflow"));
+        assert!(
+            err(&t("x-overflow", FieldValue::I32(1))).ends_with("{unacceptable_type,signedint}")
+        );
+        assert!(
+            err(&t("x-max-priority", FieldValue::I32(256))).ends_with("{max_value_exceeded,256}")
+        );
+        assert!(err(&t("x-max-priority", s("1"))).ends_with("\"expected integer, got longstr\""));
+        assert!(
+            err(&t("x-single-active-consumer", s("yes"))).ends_with("{unacceptable_type,longstr}")
+        );
+        assert_eq!(
+            err(&t("x-dead-letter-exchange", FieldValue::I32(1))),
+            "PRECONDITION_FAILED - invalid type 'signedint' for arg 'x-dead-letter-exchange' in queue 'q' in vhost '/'"
+        );
+        assert!(err(&t("x-dead-letter-routing-key", s("k")))
+            .ends_with(": routing_key_but_no_dlx_defined"));
+        assert!(err(&t("x-consumer-timeout", FieldValue::I32(-5))).ends_with("{value_negative,-5}"));
+        assert!(err(&t("x-queue-mode", s("fast"))).ends_with("\"unsupported queue mode 'fast'\""));
+        assert!(err(&t("x-queue-type", s("nope"))).ends_with("\"unsupported queue type 'nope'\""));
+        assert_eq!(
+            err(&t("x-max-age", s("1D"))),
+            "PRECONDITION_FAILED - invalid arg 'x-max-age' for queue 'q' in vhost '/' of queue type rabbit_classic_queue"
+        );
+    }
+
+    #[test]
+    fn first_error_in_rabbitmq_order() {
+        let mut a = FieldTable::new();
+        a.insert("x-max-length", FieldValue::I32(-1));
+        a.insert("x-message-ttl", FieldValue::I32(-2));
+        assert!(err(&a).contains("'x-message-ttl'"));
     }
 }

@@ -69,7 +69,8 @@ pub enum ShardMsg {
     },
     /// The queue cancelled a consumer (queue deleted): a broker-sent basic.cancel.
     ConsumerCancelled { consumer: ConsumerRef },
-    /// A queue accepted (`ok`) or refused a message published in confirm mode.
+    /// A queue accepted (`ok`) or refused (`x-overflow` reject-publish) a
+    /// message published in confirm mode: basic.ack or basic.nack.
     Confirm { tag: ConfirmTag, ok: bool },
     /// A direct reply (published to `amq.rabbitmq.reply-to.<token>`) for the
     /// reply consumer of `to.channel` (`direct_reply.rs`).
@@ -77,6 +78,12 @@ pub enum ShardMsg {
     /// Does the reply consumer `to` still exist? Answered with a `Reply` to
     /// `from` (passive queue.declare of a reply address).
     ReplyProbe { to: ReplyAddress, from: ChannelRef },
+    /// A delivery to this channel stayed unacked longer than the queue's
+    /// delivery acknowledgement timeout: the channel is closed (406).
+    ConsumerTimeout {
+        channel: ChannelRef,
+        timeout_ms: u64,
+    },
 }
 
 /// Identifies one publish of a channel in confirm mode.

@@ -454,6 +454,8 @@ impl Loop {
         // Keeps this shard's cursor in the definitions log moving even when it
         // routes nothing, so the log can be trimmed.
         ctx.routing.sync(&ctx.defs);
+        // Message TTL, x-expires and delivery acknowledgement timeouts.
+        ctx.tick_queues(now);
         for (_, conn) in self.state.conns.iter_mut() {
             if !conn.dead {
                 conn.tick(now, ctx);

@@ -124,6 +124,9 @@ pub struct Channel {
     /// Routed publishes not yet accepted by all their queues: (seq, queues
     /// left), in seq order. Entries reach 0 out of order and leave from the front.
     unconfirmed: VecDeque<(u64, u32)>,
+    /// Publishes a queue refused (x-overflow reject-publish): nacked, not
+    /// acked, when `flush_confirms` reaches them.
+    nacked: Vec<u64>,
     tx: Option<Tx>,
     /// Queues that may hold consumers or unacked messages of this channel.
     touched: Vec<QueueRef>,
@@ -153,6 +156,7 @@ impl Channel {
             publish_seq: 0,
             confirmed: 0,
             unconfirmed: VecDeque::new(),
+            nacked: Vec::new(),
             tx: None,
             touched: Vec::new(),
             awaiting: None,

@@ -311,8 +311,12 @@ impl Channel {
         Ok(())
     }
 
-    /// One of the queues of publish `seq` holds the message now.
-    pub fn on_confirm(&mut self, seq: u64, _ok: bool) {
+    /// One of the queues of publish `seq` holds the message now (`ok`), or
+    /// refused it (x-overflow reject-publish): the publish is then nacked.
+    pub fn on_confirm(&mut self, seq: u64, ok: bool) {
+        if !ok && !self.nacked.contains(&seq) {
+            self.nacked.push(seq);
+        }
         if let Ok(i) = self.unconfirmed.binary_search_by_key(&seq, |e| e.0) {
             let left = &mut self.unconfirmed[i].1;
             *left = left.saturating_sub(1);
@@ -340,6 +344,12 @@ impl Channel {
         if upto <= self.confirmed {
             return;
         }
+        if !self.nacked.is_empty() {
+            self.flush_nacks(upto, wbuf);
+            if upto <= self.confirmed {
+                return;
+            }
+        }
         let multiple = upto > self.confirmed + 1;
         let ack = BasicAck {
             delivery_tag: upto,
@@ -347,6 +357,30 @@ impl Channel {
         };
         write_method(wbuf, self.me.channel, &ack.into());
         self.confirmed = upto;
+    }
+
+    /// Writes the basic.nack of each refused publish up to `upto`, each after
+    /// a basic.ack of the publishes before it.
+    #[cold]
+    fn flush_nacks(&mut self, upto: u64, wbuf: &mut Vec<u8>) {
+        self.nacked.sort_unstable();
+        let n = self.nacked.partition_point(|&s| s <= upto);
+        for seq in self.nacked.drain(..n) {
+            if seq > self.confirmed + 1 {
+                let ack = BasicAck {
+                    delivery_tag: seq - 1,
+                    multiple: seq - 1 > self.confirmed + 1,
+                };
+                write_method(wbuf, self.me.channel, &ack.into());
+            }
+            let nack = BasicNack {
+                delivery_tag: seq,
+                multiple: false,
+                requeue: false,
+            };
+            write_method(wbuf, self.me.channel, &nack.into());
+            self.confirmed = seq;
+        }
     }
 
     pub(super) fn confirm_select(&mut self, m: ConfirmSelect, cx: &mut ChanCx) -> ChanResult {

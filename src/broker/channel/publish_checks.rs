@@ -2,17 +2,20 @@
 //! in RabbitMQ's order: the exchange (404, or 403 for an internal one) comes
 //! first, then a `reply_to` of `amq.rabbitmq.reply-to` (rewritten to this
 //! channel's reply address, or 406 without a reply consumer), then `user_id`
-//! (406 unless it names the authenticated user). The `CC`/`BCC` headers are
+//! (406 unless it names the authenticated user), then `expiration` (406 unless
+//! it is a non-negative integer string, `queue::ttl`). The `CC`/`BCC` headers are
 //! checked while routing (`publish.rs`, `sender_selected.rs`), still after
 //! these and still behind an exchange error.
 //!
-//! Cost: a publish with neither `reply_to` nor `user_id` pays one look at the
+//! Cost: a publish with none of `reply_to`, `user_id`, `expiration` pays one look at the
 //! property flags; the exchange is looked up here only when a check fails.
 
 use super::{ChanCx, Channel};
 use crate::broker::error::AmqpError;
 use crate::broker::message::Message;
-use crate::protocol::properties::{raw_user_id, split_flags, PROP_REPLY_TO, PROP_USER_ID};
+use crate::protocol::properties::{
+    raw_user_id, split_flags, PROP_EXPIRATION, PROP_REPLY_TO, PROP_USER_ID,
+};
 
 const fn flag(index: usize) -> u16 {
     1 << (15 - index)
@@ -28,12 +31,13 @@ impl Channel {
         let Some((flags, _)) = split_flags(&msg.properties) else {
             return Ok(());
         };
-        if flags & (flag(PROP_REPLY_TO) | flag(PROP_USER_ID)) == 0 {
+        if flags & (flag(PROP_REPLY_TO) | flag(PROP_USER_ID) | flag(PROP_EXPIRATION)) == 0 {
             return Ok(());
         }
         let checked = self
             .rewrite_reply_to(msg)
-            .and_then(|()| check_user_id(msg, &cx.info.user));
+            .and_then(|()| check_user_id(msg, &cx.info.user))
+            .and_then(|()| crate::broker::queue::ttl::check_expiration(&msg.properties));
         checked.map_err(|e| self.exchange_error(&msg.exchange, cx).unwrap_or(e))
     }
 

@@ -100,7 +100,12 @@ impl Channel {
             arguments: m.arguments.clone(),
             store_id,
         };
-        ctx.queues.insert(Queue::new(me, props, ctx.paging.clone()));
+        ctx.queues.insert(Queue::new(
+            me,
+            props,
+            ctx.paging.clone(),
+            ctx.config.consumer_timeout,
+        ));
         g.add_queue(QueueDef {
             name: name.clone(),
             queue: me,

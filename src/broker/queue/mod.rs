@@ -4,23 +4,46 @@
 //! `ShardMsg`s (publish, settle, requests).
 //!
 //! Ordering: every message gets a sequence number on arrival. Delivery is in
-//! sequence order; a requeued message goes back to its original place (the
-//! requeued messages, ordered by sequence number, are always served before the
-//! never-delivered ones in the `Backlog`, whose numbers are all higher), with
-//! `redelivered` set. The backlog pages its tail out to disk beyond the
-//! queue's in-memory limit (`backlog`).
+//! sequence order (within a priority, for a priority queue); a requeued
+//! message goes back to its original place, with `redelivered` set
+//! (`ready.rs`). The backlogs page their tails out to disk beyond the queue's
+//! in-memory limit (`backlog`).
+//!
+//! RabbitMQ's queue extensions, parsed once at declaration into
+//! `QueueFeatures` (`features.rs`), each in its own file: message and queue
+//! TTL (`ttl.rs`), dead-lettering (`dead_letter.rs`), length limits
+//! (`limits.rs`), consumer priorities and single active consumer
+//! (`consumers.rs`), priority levels (`ready.rs`), delivery acknowledgement
+//! timeouts (`timeouts.rs`). A queue declared without arguments takes none
+//! of their slow paths: per message they cost a few flag tests.
+//!
+//! Work for the shard: messages that left for good (`take_gone`: store acks)
+//! and messages to dead-letter (`take_dead`: routed by the shard). After each
+//! operation the shard checks `has_followup`.
 
-use super::backlog::{Backlog, PagingConfig, Stored};
+mod consumers;
+pub mod dead_letter;
+pub mod features;
+mod limits;
+mod ready;
+pub mod timeouts;
+pub mod ttl;
+
+use super::backlog::{PagingConfig, Stored};
 use super::error::AmqpError;
 use super::ids::{ChannelRef, ConsumerRef, QueueRef};
 use super::message::Message;
 use super::outbox::Outbox;
-use super::shard_msg::{ChannelWindow, ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
+use super::shard_msg::{ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
+use crate::protocol::properties::raw_priority;
 use crate::protocol::FieldTable;
 use crate::store::segments::Location;
-use std::collections::{BTreeMap, HashMap};
+use consumers::{Consumer, Consumers, Pick};
+use dead_letter::Reason;
+use features::QueueFeatures;
+use ready::Ready;
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Hasher for sequence-number keys: they are already unique integers.
@@ -48,19 +71,8 @@ struct Unacked {
     channel: ChannelRef,
     /// None for basic.get deliveries.
     consumer: Option<ConsumerRef>,
-}
-
-struct Consumer {
-    r: ConsumerRef,
-    no_ack: bool,
-    prefetch: u32,
-    unacked: u32,
-    window: Arc<ChannelWindow>,
-    /// Set by the consumer's connection while its unsent output is too large.
-    output_full: Arc<AtomicBool>,
-    /// Consumer arguments as given (x-priority is read by the extensions work).
-    #[allow(dead_code)]
-    arguments: FieldTable,
+    /// The queue's `clock` at delivery (consumer timeouts).
+    at: u64,
 }
 
 /// Immutable properties fixed at declaration.
@@ -79,17 +91,13 @@ pub struct QueueProps {
 pub struct Queue {
     pub me: QueueRef,
     pub props: QueueProps,
-    /// Never-delivered messages (head in memory, tail maybe on disk).
-    ready: Backlog,
-    /// Requeued messages by sequence number: served first.
-    requeued: BTreeMap<u64, Stored>,
+    /// The `x-…` extensions, parsed from `props.arguments`.
+    pub features: QueueFeatures,
+    /// Ready messages: never delivered, or requeued (served first).
+    ready: Ready,
     unacked: SeqMap<Unacked>,
-    consumers: Vec<Consumer>,
-    /// Round-robin position in `consumers`.
-    next_consumer: usize,
+    consumers: Consumers,
     next_seq: u64,
-    /// An exclusive consumer holds the queue.
-    exclusive_consumer: bool,
     /// Auto-delete applies only once a consumer has come and gone.
     had_consumer: bool,
     /// Already in the outbox's stalled list (listed once, however many
@@ -98,32 +106,59 @@ pub struct Queue {
     /// Stored messages that left the queue for good since the shard last
     /// looked (`take_gone`): their acks go to the message store.
     gone: Vec<(u64, Location)>,
+    /// Messages to dead-letter (`take_dead`), with why.
+    dead: Vec<(Message, Reason)>,
+    /// Expiry (`ttl::now_ms` clock) of every message held (ready, requeued or
+    /// unacked) that has a TTL. Empty for queues and messages without TTL.
+    expiry: SeqMap<u64>,
+    /// The message being published: its own dispatch ignores its expiry.
+    fresh: u64,
+    /// Last use for `x-expires` (`ttl::now_ms` clock).
+    last_used: u64,
+    /// `ttl::now_ms` at the last tick: deliveries are stamped with it.
+    clock: u64,
+    /// When the unacked map is next scanned for timed-out deliveries (0: no
+    /// scan planned).
+    timeout_check_at: u64,
 }
 
 /// What the owning shard must do after a queue operation.
 #[derive(Debug, PartialEq, Eq)]
 pub enum After {
     Nothing,
-    /// The queue deleted itself (auto-delete) or was deleted: drop it.
+    /// The queue deleted itself (auto-delete, x-expires) or was deleted: drop it.
     Delete,
 }
 
 impl Queue {
-    /// A new, empty queue; `paging` None keeps all its messages in memory.
-    pub fn new(me: QueueRef, props: QueueProps, paging: Option<Arc<PagingConfig>>) -> Queue {
+    /// A new, empty queue; `paging` None keeps all its messages in memory;
+    /// `consumer_timeout` is the broker's default (ms, 0: none).
+    pub fn new(
+        me: QueueRef,
+        props: QueueProps,
+        paging: Option<Arc<PagingConfig>>,
+        consumer_timeout: u64,
+    ) -> Queue {
+        let features = QueueFeatures::parse(&props.arguments, consumer_timeout);
+        let levels = features.max_priority.map_or(1, |m| m as usize + 1);
+        let now = ttl::now_ms();
         Queue {
             me,
-            props,
-            ready: Backlog::new(paging, format!("q{}-{}", me.slot, me.gen)),
-            requeued: BTreeMap::new(),
+            ready: Ready::new(levels, paging, format!("q{}-{}", me.slot, me.gen)),
             unacked: SeqMap::default(),
-            consumers: Vec::new(),
-            next_consumer: 0,
+            consumers: Consumers::new(features.single_active),
+            props,
+            features,
             next_seq: 1,
-            exclusive_consumer: false,
             had_consumer: false,
             stalled: false,
             gone: Vec::new(),
+            dead: Vec::new(),
+            expiry: SeqMap::default(),
+            fresh: 0,
+            last_used: now,
+            clock: now,
+            timeout_check_at: 0,
         }
     }
 
@@ -140,11 +175,11 @@ impl Queue {
         self.next_seq
     }
 
-    /// Stored messages left the queue since the last `take_gone` (never for
-    /// a non-durable queue): the shard has store acks to write.
+    /// The shard has work after an operation: store acks (`take_gone`) or
+    /// messages to dead-letter (`take_dead`).
     #[inline]
-    pub fn has_gone(&self) -> bool {
-        !self.gone.is_empty()
+    pub fn has_followup(&self) -> bool {
+        !self.gone.is_empty() || !self.dead.is_empty()
     }
 
     /// Stored messages gone for good since the last call (their store acks).
@@ -152,14 +187,14 @@ impl Queue {
         into.append(&mut self.gone);
     }
 
+    /// Messages to dead-letter since the last call.
+    pub fn take_dead(&mut self) -> Vec<(Message, Reason)> {
+        std::mem::take(&mut self.dead)
+    }
+
     /// Locations of every stored message the queue holds (deletion).
     pub fn stored_locations(&self) -> Vec<Location> {
-        let mut locs: Vec<Location> = self
-            .requeued
-            .values()
-            .filter_map(|s| s.loc)
-            .chain(self.unacked.values().filter_map(|u| u.loc))
-            .collect();
+        let mut locs: Vec<Location> = self.unacked.values().filter_map(|u| u.loc).collect();
         self.ready.locations(|l| locs.push(l));
         locs
     }
@@ -172,32 +207,36 @@ impl Queue {
         if let Some(u) = self.unacked.get_mut(&seq) {
             return u.loc.as_mut();
         }
-        if let Some(s) = self.requeued.get_mut(&seq) {
-            return s.loc.as_mut();
-        }
         self.ready.get_mut(seq).and_then(|s| s.loc.as_mut())
     }
 
     /// Messages recovered from the store at boot, in sequence order: they are
     /// delivered first, marked redelivered (they may have been delivered
-    /// before the restart).
+    /// before the restart). Their TTL counts from now (see `ttl.rs`).
     pub fn recover(&mut self, msgs: impl IntoIterator<Item = (u64, Location, Message)>) {
         for (seq, loc, msg) in msgs {
             if seq < self.next_seq {
                 continue; // a duplicate (the list is in seq order): keep the first
             }
-            self.ready.push_back(Stored {
-                seq,
-                redelivered: true,
-                msg,
-                loc: Some(loc),
-            });
+            if self.features.message_ttl.is_some() || ttl::has_expiration(&msg.properties) {
+                self.set_expiry(seq, &msg.properties);
+            }
+            let level = self.level_of(&msg);
+            self.ready.push_back(
+                level,
+                Stored {
+                    seq,
+                    redelivered: true,
+                    msg,
+                    loc: Some(loc),
+                },
+            );
             self.next_seq = self.next_seq.max(seq + 1);
         }
     }
 
     pub fn message_count(&self) -> u32 {
-        (self.ready.len() + self.requeued.len()) as u32
+        self.ready.len() as u32
     }
 
     /// Messages only on disk (paged out).
@@ -209,32 +248,84 @@ impl Queue {
         self.consumers.len() as u32
     }
 
+    /// The priority level of a message (0 without `x-max-priority`).
+    #[inline]
+    fn level_of(&self, msg: &Message) -> usize {
+        if self.ready.is_priority() {
+            self.ready.level_of(raw_priority(&msg.properties))
+        } else {
+            0
+        }
+    }
+
     /// A routed message arrives (`loc`: where the shard stored it, if it
-    /// `persists`; it was stored with sequence number `next_seq`).
+    /// `persists`; it was stored with sequence number `next_seq`). The shard
+    /// checked `refuses` first.
     #[inline]
     pub fn publish(&mut self, msg: Message, loc: Option<Location>, out: &mut Outbox) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.ready.push_back(Stored {
-            seq,
-            redelivered: false,
-            msg,
-            loc,
-        });
+        if self.features.message_ttl.is_some() || ttl::has_expiration(&msg.properties) {
+            self.set_expiry(seq, &msg.properties);
+        }
+        let level = self.level_of(&msg);
+        self.ready.push_back(
+            level,
+            Stored {
+                seq,
+                redelivered: false,
+                msg,
+                loc,
+            },
+        );
         if !self.consumers.is_empty() {
+            self.fresh = seq;
             self.dispatch(out);
+            self.fresh = 0;
+        }
+        if self.features.limited() {
+            self.drop_head();
+        }
+        if !self.expiry.is_empty() {
+            self.drop_expired(ttl::now_ms());
         }
     }
 
-    fn pop_next(&mut self) -> Option<Stored> {
-        if let Some((_, s)) = self.requeued.pop_first() {
-            return Some(s);
+    /// A message leaves the queue for good (acked, delivered without ack,
+    /// dropped): its store ack and expiry go.
+    #[inline]
+    fn forget(&mut self, seq: u64, loc: Option<Location>) {
+        if let Some(loc) = loc {
+            self.gone.push((seq, loc));
         }
-        self.ready.pop_front()
+        if !self.expiry.is_empty() {
+            self.expiry.remove(&seq);
+        }
     }
 
-    fn has_messages(&self) -> bool {
-        !self.ready.is_empty() || !self.requeued.is_empty()
+    /// A delivered message comes back, to its place, marked redelivered.
+    fn requeue(&mut self, seq: u64, u: Unacked) {
+        let level = self.level_of(&u.msg);
+        self.ready.requeue(
+            level,
+            Stored {
+                seq,
+                redelivered: true,
+                msg: u.msg,
+                loc: u.loc,
+            },
+        );
+    }
+
+    /// After requeues: limits and expiries apply to the messages back in the
+    /// queue (RabbitMQ's `requeue_and_run`).
+    fn after_requeue(&mut self) {
+        if self.features.limited() {
+            self.drop_head();
+        }
+        if !self.expiry.is_empty() {
+            self.drop_expired(ttl::now_ms());
+        }
     }
 
     /// A `Resume`: the queue is off the outbox's stalled list (if it was on it)
@@ -244,51 +335,37 @@ impl Queue {
         self.dispatch(out);
     }
 
-    /// Hands messages to consumers with room in their prefetch windows,
-    /// round-robin.
+    /// Hands messages to consumers with room in their prefetch windows
+    /// (`consumers.rs` picks which).
     pub fn dispatch(&mut self, out: &mut Outbox) {
-        let n = self.consumers.len();
-        if n == 0 {
+        if self.consumers.is_empty() {
             return;
         }
-        while self.has_messages() {
-            let mut chosen = None;
-            let mut congested = false;
-            for i in 0..n {
-                let idx = (self.next_consumer + i) % n;
-                let c = &self.consumers[idx];
-                // Flow control: a consumer whose connection cannot keep up, or
-                // whose shard already has a full batch in flight, waits.
-                if c.output_full.load(Ordering::Relaxed) {
-                    continue;
-                }
-                if out.is_congested(c.r.channel.shard) {
-                    congested = true;
-                    continue;
-                }
-                if c.no_ack {
-                    chosen = Some(idx);
-                    break;
-                }
-                if c.prefetch != 0 && c.unacked >= c.prefetch {
-                    continue;
-                }
-                if !c.window.try_take() {
-                    continue;
-                }
-                chosen = Some(idx);
-                break;
+        let ttl_now = if self.expiry.is_empty() {
+            None
+        } else {
+            Some(ttl::now_ms())
+        };
+        loop {
+            if let Some(now) = ttl_now {
+                self.drop_expired(now);
             }
-            let Some(idx) = chosen else {
-                if congested && !self.stalled {
-                    self.stalled = true;
-                    out.stalled.push(self.me);
-                }
+            if self.ready.is_empty() {
                 return;
+            }
+            let idx = match self.consumers.pick(out) {
+                Pick::Consumer(i) => i,
+                Pick::None => return,
+                Pick::Congested => {
+                    if !self.stalled {
+                        self.stalled = true;
+                        out.stalled.push(self.me);
+                    }
+                    return;
+                }
             };
-            self.next_consumer = (idx + 1) % n;
-            let s = self.pop_next().expect("has_messages");
-            let c = &mut self.consumers[idx];
+            let s = self.ready.pop_front().expect("not empty");
+            let c = self.consumers.get_mut(idx);
             let consumer = c.r;
             if !c.no_ack {
                 c.unacked += 1;
@@ -299,11 +376,13 @@ impl Queue {
                         loc: s.loc,
                         channel: consumer.channel,
                         consumer: Some(consumer),
+                        at: self.clock,
                     },
                 );
-            } else if let Some(loc) = s.loc {
-                self.gone.push((s.seq, loc));
+            } else {
+                self.forget(s.seq, s.loc);
             }
+            self.consumers.delivered(idx);
             out.push(
                 consumer.channel.shard,
                 ShardMsg::Deliver {
@@ -329,33 +408,28 @@ impl Queue {
             return;
         }
         if let Some(cr) = u.consumer {
-            if let Some(c) = self.consumers.iter_mut().find(|c| c.r == cr) {
-                c.unacked = c.unacked.saturating_sub(1);
-            }
+            self.consumers.settled(cr);
         }
-        if how == Settle::Requeue {
-            self.requeued.insert(
-                seq,
-                Stored {
-                    seq,
-                    redelivered: true,
-                    msg: u.msg,
-                    loc: u.loc,
-                },
-            );
-        } else if let Some(loc) = u.loc {
-            self.gone.push((seq, loc));
+        match how {
+            Settle::Requeue => {
+                self.requeue(seq, u);
+                self.after_requeue();
+            }
+            Settle::Ack => self.forget(seq, u.loc),
+            Settle::Discard => {
+                self.forget(seq, u.loc);
+                if self.features.dead_letter.is_some() {
+                    self.dead.push((u.msg, Reason::Rejected));
+                }
+            }
         }
         self.dispatch(out);
     }
 
     /// A channel closed: forget its consumers, requeue what it had not acked.
     pub fn channel_gone(&mut self, channel: ChannelRef, out: &mut Outbox) -> After {
-        let before = self.consumers.len();
-        self.consumers.retain(|c| c.r.channel != channel);
-        if self.consumers.len() != before {
-            self.exclusive_consumer = false;
-            self.next_consumer = 0;
+        if self.consumers.remove_channel(channel) && self.consumers.is_empty() {
+            self.touch();
         }
         let mut seqs: Vec<u64> = self
             .unacked
@@ -364,18 +438,13 @@ impl Queue {
             .map(|(s, _)| *s)
             .collect();
         seqs.sort_unstable();
-        for seq in seqs {
+        for &seq in &seqs {
             if let Some(u) = self.unacked.remove(&seq) {
-                self.requeued.insert(
-                    seq,
-                    Stored {
-                        seq,
-                        redelivered: true,
-                        msg: u.msg,
-                        loc: u.loc,
-                    },
-                );
+                self.requeue(seq, u);
             }
+        }
+        if !seqs.is_empty() {
+            self.after_requeue();
         }
         if self.auto_delete_due() {
             return After::Delete;
@@ -388,31 +457,47 @@ impl Queue {
         self.props.auto_delete && self.had_consumer && self.consumers.is_empty()
     }
 
+    /// The shard's periodic tick (`ShardCtx::tick_queues`, every 200 ms):
+    /// expires messages nobody reads, finds timed-out deliveries, and deletes
+    /// the queue when `x-expires` is due.
+    pub fn tick(&mut self, now: u64, out: &mut Outbox) -> After {
+        self.clock = now;
+        if !self.expiry.is_empty() {
+            self.drop_expired(now);
+        }
+        if !self.unacked.is_empty() || self.timeout_check_at != 0 {
+            self.check_consumer_timeouts(out);
+        }
+        self.expires_due(now)
+    }
+
     /// Handles a synchronous request; returns the reply and what to do next. The
     /// caller sends the reply and then calls `dispatch`, so a consume-ok reaches
     /// the client before the consumer's first delivery.
     pub fn request(&mut self, op: QueueOp, reply_to: Option<ChannelRef>) -> (QueueReply, After) {
         match op {
-            QueueOp::Status => (
-                QueueReply::Status {
-                    messages: self.message_count(),
-                    consumers: self.consumer_count(),
-                },
-                After::Nothing,
-            ),
+            QueueOp::Status => {
+                self.touch();
+                (
+                    QueueReply::Status {
+                        messages: self.message_count(),
+                        consumers: self.consumer_count(),
+                    },
+                    After::Nothing,
+                )
+            }
             QueueOp::Purge => {
                 // Purge removes ready messages only; unacked ones stay unacked.
                 let n = self.message_count();
-                let gone = &mut self.gone;
-                let mut drop = |s: Stored| {
+                let (gone, expiry) = (&mut self.gone, &mut self.expiry);
+                self.ready.drain_each(|s: Stored| {
                     if let Some(loc) = s.loc {
                         gone.push((s.seq, loc));
                     }
-                };
-                for (_, s) in std::mem::take(&mut self.requeued) {
-                    drop(s);
-                }
-                self.ready.drain_each(drop);
+                    if !expiry.is_empty() {
+                        expiry.remove(&s.seq);
+                    }
+                });
                 (QueueReply::Purged { messages: n }, After::Nothing)
             }
             QueueOp::Delete {
@@ -442,12 +527,8 @@ impl Queue {
             }
             QueueOp::Consume(spec) => self.consume(spec),
             QueueOp::Cancel { consumer } => {
-                let before = self.consumers.len();
-                self.consumers.retain(|c| c.r != consumer);
-                if self.consumers.len() != before {
-                    // An exclusive consumer is the only one, so it was this one.
-                    self.exclusive_consumer = false;
-                    self.next_consumer = 0;
+                if self.consumers.remove(consumer) && self.consumers.is_empty() {
+                    self.touch();
                 }
                 let after = if self.auto_delete_due() {
                     After::Delete
@@ -456,35 +537,48 @@ impl Queue {
                 };
                 (QueueReply::Cancelled, after)
             }
-            QueueOp::Get { no_ack } => (self.get(no_ack, reply_to), After::Nothing),
+            QueueOp::Get { no_ack } => {
+                self.touch();
+                (self.get(no_ack, reply_to), After::Nothing)
+            }
         }
     }
 
     fn consume(&mut self, spec: ConsumeSpec) -> (QueueReply, After) {
-        if self.exclusive_consumer || (spec.exclusive && !self.consumers.is_empty()) {
+        let priority = match consumers::consumer_priority(&self.props.name, &spec.arguments) {
+            Ok(p) => p,
+            Err(e) => return (QueueReply::from(e), After::Nothing),
+        };
+        let single_active = self.consumers.single_active;
+        if self.consumers.exclusive
+            || (spec.exclusive && (single_active || !self.consumers.is_empty()))
+        {
             let e = AmqpError::access_refused(format!(
                 "queue '{}' in vhost '/' in exclusive use",
                 self.props.name
             ));
             return (QueueReply::from(e), After::Nothing);
         }
-        self.exclusive_consumer = spec.exclusive;
+        self.consumers.exclusive = spec.exclusive;
         self.had_consumer = true;
-        self.consumers.push(Consumer {
+        self.consumers.add(Consumer {
             r: spec.consumer,
             no_ack: spec.no_ack,
             prefetch: spec.prefetch,
             unacked: 0,
             window: spec.window,
             output_full: spec.output_full,
-            arguments: spec.arguments,
+            priority,
         });
         (QueueReply::Consumed, After::Nothing)
     }
 
     /// basic.get: the next message, recorded as unacked to the channel unless no_ack.
     pub fn get(&mut self, no_ack: bool, channel: Option<ChannelRef>) -> QueueReply {
-        let Some(s) = self.pop_next() else {
+        if !self.expiry.is_empty() {
+            self.drop_expired(ttl::now_ms());
+        }
+        let Some(s) = self.ready.pop_front() else {
             return QueueReply::GetEmpty;
         };
         match (no_ack, channel) {
@@ -496,14 +590,11 @@ impl Queue {
                         loc: s.loc,
                         channel: ch,
                         consumer: None,
+                        at: self.clock,
                     },
                 );
             }
-            _ => {
-                if let Some(loc) = s.loc {
-                    self.gone.push((s.seq, loc));
-                }
-            }
+            _ => self.forget(s.seq, s.loc),
         }
         QueueReply::GetOk {
             seq: s.seq,
@@ -515,7 +606,7 @@ impl Queue {
 
     /// The queue is being deleted: tell consumers (broker-sent basic.cancel).
     pub fn cancel_all(&mut self, out: &mut Outbox) {
-        for c in self.consumers.drain(..) {
+        for c in self.consumers.drain() {
             out.push(
                 c.r.channel.shard,
                 ShardMsg::ConsumerCancelled { consumer: c.r },

@@ -1,0 +1,402 @@
+//! Dead-lettering: reject/nack without requeue (`rejected`), expiry
+//! (`expired`), length limit (`maxlen`); the `x-death` header field by field,
+//! `x-first-death-*` / `x-last-death-*`, the routing-key override, the
+//! removed expiration, cycles (dropped unless a `rejected` death is in them),
+//! a missing dead-letter exchange, and a target queue on the other shard.
+
+mod common_ext;
+mod common_lapin;
+mod util;
+use common_ext::*;
+use common_lapin::*;
+use util::*;
+
+use lapin::{
+    options::*,
+    types::{AMQPValue, FieldTable},
+    BasicProperties, Channel, ExchangeKind,
+};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const PLENTY: Duration = Duration::from_secs(5);
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn long(t: &FieldTable, k: &str) -> i64 {
+    match header(t, k) {
+        Some(AMQPValue::LongLongInt(v)) => *v,
+        other => panic!("{k}: expected a long, got {other:?}"),
+    }
+}
+
+fn keys(t: &FieldTable) -> Vec<String> {
+    match header(t, "routing-keys") {
+        Some(AMQPValue::FieldArray(a)) => a
+            .as_slice()
+            .iter()
+            .map(|v| match v {
+                AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                other => panic!("routing key {other:?}"),
+            })
+            .collect(),
+        other => panic!("routing-keys: {other:?}"),
+    }
+}
+
+/// Checks one x-death entry field by field.
+fn check_death(
+    t: &FieldTable,
+    queue: &str,
+    reason: &str,
+    count: i64,
+    exchange: &str,
+    rks: &[&str],
+) {
+    assert_eq!(hstr(t, "queue").as_deref(), Some(queue), "{t:?}");
+    assert_eq!(hstr(t, "reason").as_deref(), Some(reason), "{t:?}");
+    assert_eq!(long(t, "count"), count, "{t:?}");
+    assert_eq!(hstr(t, "exchange").as_deref(), Some(exchange), "{t:?}");
+    assert_eq!(keys(t), rks, "{t:?}");
+    match header(t, "time") {
+        Some(AMQPValue::Timestamp(ts)) => {
+            assert!(ts.abs_diff(now_secs()) < 60, "time {ts} not now")
+        }
+        other => panic!("time: {other:?}"),
+    }
+}
+
+/// A direct exchange `x` and a queue `dl` bound to it with key `dlkey`.
+async fn dlx_setup(ch: &Channel, x: &str, dl: &str, key: &str) {
+    within(ch.exchange_declare(
+        x,
+        ExchangeKind::Direct,
+        Default::default(),
+        Default::default(),
+    ))
+    .await
+    .unwrap();
+    declare(ch, dl).await;
+    bind(ch, dl, x, key).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_messages_get_x_death_and_first_last_death_headers() {
+    deadline(30, async {
+        let b = start_broker(1);
+        let conn = connect(&b.uri()).await;
+        let ch = confirm_channel(&conn).await;
+        let (x, dl, q) = (uniq("dlx"), uniq("dl-target"), uniq("dl-src"));
+        dlx_setup(&ch, &x, &dl, &q).await;
+        declare_args(&ch, &q, &[("x-dead-letter-exchange", s(&x))]).await;
+        let mut h = FieldTable::default();
+        h.insert("app".into(), s("kept"));
+        let props = BasicProperties::default()
+            .with_headers(h)
+            .with_content_type("text/plain".into())
+            .with_delivery_mode(2);
+        publish_acked(&ch, "", &q, b"bad", props).await;
+        let c = channel(&conn).await;
+        let d = get_one(&c, &q).await;
+        d.reject(BasicRejectOptions { requeue: false })
+            .await
+            .unwrap();
+        wait_count(&ch, &dl, 1, PLENTY).await;
+        let m = get_one(&ch, &dl).await;
+        assert_eq!(sval(&m), "bad");
+        // routed with its own routing key through the DLX
+        assert_eq!(
+            (m.exchange.as_str(), m.routing_key.as_str()),
+            (x.as_str(), q.as_str())
+        );
+        assert_eq!(
+            m.properties.content_type().as_ref().map(|s| s.as_str()),
+            Some("text/plain")
+        );
+        assert_eq!(*m.properties.delivery_mode(), Some(2));
+        let h = headers(&m.properties);
+        assert_eq!(hstr(&h, "app").as_deref(), Some("kept"));
+        let deaths = x_death(&m.properties);
+        assert_eq!(deaths.len(), 1);
+        check_death(&deaths[0], &q, "rejected", 1, "", &[&q]);
+        assert!(header(&deaths[0], "original-expiration").is_none());
+        assert_eq!(
+            hstr(&h, "x-first-death-reason").as_deref(),
+            Some("rejected")
+        );
+        assert_eq!(hstr(&h, "x-first-death-queue").as_deref(), Some(q.as_str()));
+        assert_eq!(hstr(&h, "x-first-death-exchange").as_deref(), Some(""));
+        if !b.is_external() {
+            // x-last-death-* are new in RabbitMQ 3.13 (the local oracle is 3.10)
+            assert_eq!(hstr(&h, "x-last-death-reason").as_deref(), Some("rejected"));
+            assert_eq!(hstr(&h, "x-last-death-queue").as_deref(), Some(q.as_str()));
+            assert_eq!(hstr(&h, "x-last-death-exchange").as_deref(), Some(""));
+        }
+        m.ack(BasicAckOptions::default()).await.unwrap();
+        // nack(requeue=false) too; an ack does not dead-letter
+        publish_acked(&ch, "", &q, b"nacked", Default::default()).await;
+        publish_acked(&ch, "", &q, b"acked", Default::default()).await;
+        let d = get_one(&c, &q).await;
+        d.nack(BasicNackOptions {
+            requeue: false,
+            multiple: false,
+        })
+        .await
+        .unwrap();
+        get_one(&c, &q)
+            .await
+            .ack(BasicAckOptions::default())
+            .await
+            .unwrap();
+        wait_count(&ch, &dl, 1, PLENTY).await;
+        assert_eq!(drain(&ch, &dl).await, vec!["nacked"]);
+        for q in [&q, &dl] {
+            delete(&ch, q).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_messages_with_routing_key_override_and_original_expiration() {
+    deadline(30, async {
+        let b = start_broker(1);
+        let conn = connect(&b.uri()).await;
+        let ch = confirm_channel(&conn).await;
+        let (x, dl, q) = (uniq("dlx"), uniq("dl-exp"), uniq("src-exp"));
+        dlx_setup(&ch, &x, &dl, "override").await;
+        declare_args(
+            &ch,
+            &q,
+            &[
+                ("x-dead-letter-exchange", s(&x)),
+                ("x-dead-letter-routing-key", s("override")),
+            ],
+        )
+        .await;
+        publish_acked(&ch, "", &q, b"ttl", expiring("100")).await;
+        wait_count(&ch, &dl, 1, PLENTY).await;
+        let m = get_one(&ch, &dl).await;
+        assert_eq!(m.routing_key.as_str(), "override");
+        // the per-message TTL is gone, remembered in x-death
+        assert_eq!(*m.properties.expiration(), None);
+        let deaths = x_death(&m.properties);
+        check_death(&deaths[0], &q, "expired", 1, "", &[&q]);
+        assert_eq!(
+            hstr(&deaths[0], "original-expiration").as_deref(),
+            Some("100")
+        );
+        assert_eq!(
+            hstr(&headers(&m.properties), "x-first-death-reason").as_deref(),
+            Some("expired")
+        );
+        m.ack(BasicAckOptions::default()).await.unwrap();
+        for q in [&q, &dl] {
+            delete(&ch, q).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deaths_in_the_same_queue_and_reason_are_merged_and_moved_to_the_front() {
+    deadline(30, async {
+        let b = start_broker(1);
+        let conn = connect(&b.uri()).await;
+        let ch = confirm_channel(&conn).await;
+        // a: rejected → b; b: expired → a (through the default exchange)
+        let (a, bq) = (uniq("ring-a"), uniq("ring-b"));
+        declare_args(
+            &ch,
+            &a,
+            &[
+                ("x-dead-letter-exchange", s("")),
+                ("x-dead-letter-routing-key", s(&bq)),
+            ],
+        )
+        .await;
+        declare_args(
+            &ch,
+            &bq,
+            &[
+                ("x-message-ttl", int(50)),
+                ("x-dead-letter-exchange", s("")),
+                ("x-dead-letter-routing-key", s(&a)),
+            ],
+        )
+        .await;
+        publish_acked(&ch, "", &a, b"m", Default::default()).await;
+        let c = channel(&conn).await;
+        for round in 1..=2i64 {
+            let d = get_one(&c, &a).await;
+            if round == 2 {
+                let deaths = x_death(&d.properties);
+                assert_eq!(deaths.len(), 2, "{deaths:?}");
+                check_death(&deaths[0], &bq, "expired", 1, "", &[&bq]);
+                check_death(&deaths[1], &a, "rejected", 1, "", &[&a]);
+            }
+            d.reject(BasicRejectOptions { requeue: false })
+                .await
+                .unwrap();
+            // through b (expired) and back to a: allowed, a rejection is in the cycle
+            wait_count(&ch, &a, 1, PLENTY).await;
+        }
+        let d = get_one(&c, &a).await;
+        let deaths = x_death(&d.properties);
+        assert_eq!(deaths.len(), 2);
+        check_death(&deaths[0], &bq, "expired", 2, "", &[&bq]);
+        // the rejected entry kept its first exchange and routing keys
+        check_death(&deaths[1], &a, "rejected", 2, "", &[&a]);
+        let h = headers(&d.properties);
+        assert_eq!(hstr(&h, "x-first-death-queue").as_deref(), Some(a.as_str()));
+        assert_eq!(
+            hstr(&h, "x-first-death-reason").as_deref(),
+            Some("rejected")
+        );
+        if !b.is_external() {
+            // RabbitMQ 3.13
+            assert_eq!(hstr(&h, "x-last-death-queue").as_deref(), Some(bq.as_str()));
+            assert_eq!(hstr(&h, "x-last-death-reason").as_deref(), Some("expired"));
+        }
+        d.ack(BasicAckOptions::default()).await.unwrap();
+        for q in [&a, &bq] {
+            delete(&ch, q).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_automatic_cycle_is_dropped() {
+    deadline(30, async {
+        let b = start_broker(1);
+        let conn = connect(&b.uri()).await;
+        let ch = confirm_channel(&conn).await;
+        // a and b expire into each other: no rejection anywhere
+        let (a, bq, seen) = (uniq("cyc-a"), uniq("cyc-b"), uniq("cyc-seen"));
+        let x = uniq("cyc-fanout");
+        within(ch.exchange_declare(
+            &x,
+            ExchangeKind::Fanout,
+            Default::default(),
+            Default::default(),
+        ))
+        .await
+        .unwrap();
+        declare(&ch, &seen).await;
+        bind(&ch, &seen, &x, "").await;
+        // b dead-letters to a fanout that reaches a and `seen`
+        declare_args(
+            &ch,
+            &a,
+            &[
+                ("x-message-ttl", int(50)),
+                ("x-dead-letter-exchange", s("")),
+                ("x-dead-letter-routing-key", s(&bq)),
+            ],
+        )
+        .await;
+        bind(&ch, &a, &x, "").await;
+        declare_args(
+            &ch,
+            &bq,
+            &[
+                ("x-message-ttl", int(50)),
+                ("x-dead-letter-exchange", s(&x)),
+            ],
+        )
+        .await;
+        publish_acked(&ch, "", &a, b"loop", Default::default()).await;
+        // a → b (expired) → fanout: `seen` gets it; back into a would close a
+        // cycle of expiries only, so that copy is dropped
+        wait_count(&ch, &seen, 1, PLENTY).await;
+        let m = get_one(&ch, &seen).await;
+        let deaths = x_death(&m.properties);
+        assert_eq!(deaths.len(), 2);
+        check_death(&deaths[0], &bq, "expired", 1, "", &[&bq]);
+        check_death(&deaths[1], &a, "expired", 1, "", &[&a]);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(message_count(&ch, &a).await, 0);
+        assert_eq!(message_count(&ch, &bq).await, 0);
+        assert_eq!(message_count(&ch, &seen).await, 0);
+        for q in [&a, &bq, &seen] {
+            delete(&ch, q).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_dead_letter_exchange_drops_the_message() {
+    deadline(30, async {
+        let b = start_broker(1);
+        let conn = connect(&b.uri()).await;
+        let ch = confirm_channel(&conn).await;
+        let q = uniq("dl-nox");
+        declare_args(
+            &ch,
+            &q,
+            &[("x-dead-letter-exchange", s(&uniq("no-such-x")))],
+        )
+        .await;
+        publish_acked(&ch, "", &q, b"x", Default::default()).await;
+        let d = get_one(&ch, &q).await;
+        d.reject(BasicRejectOptions { requeue: false })
+            .await
+            .unwrap();
+        wait_count(&ch, &q, 0, PLENTY).await;
+        assert_connection_usable(&conn).await;
+        delete(&ch, &q).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_reach_a_queue_on_the_other_shard() {
+    deadline(30, async {
+        let b = start_broker(2);
+        let c0 = connect(&b.shard_uri(0)).await;
+        let c1 = connect(&b.shard_uri(1)).await;
+        let ch0 = confirm_channel(&c0).await;
+        let ch1 = confirm_channel(&c1).await;
+        // the target queue lives on shard 1, the source on shard 0
+        let (dl, q) = (uniq("xs-target"), uniq("xs-src"));
+        declare(&ch1, &dl).await;
+        declare_args(
+            &ch0,
+            &q,
+            &[
+                ("x-dead-letter-exchange", s("")),
+                ("x-dead-letter-routing-key", s(&dl)),
+                ("x-max-length", int(1)),
+            ],
+        )
+        .await;
+        let persistent = BasicProperties::default().with_delivery_mode(2);
+        publish_acked(&ch1, "", &q, b"first", persistent.clone()).await;
+        publish_acked(&ch1, "", &q, b"second", persistent).await; // drops "first" (maxlen)
+        wait_count(&ch1, &dl, 1, PLENTY).await;
+        let m = get_one(&ch1, &dl).await;
+        assert_eq!(sval(&m), "first");
+        check_death(&x_death(&m.properties)[0], &q, "maxlen", 1, "", &[&q]);
+        m.ack(BasicAckOptions::default()).await.unwrap();
+        // and rejection from a consumer on shard 1 of a message in the shard 0 queue
+        let mut cons = consume(&ch1, &q, false).await;
+        let d = recv(&mut cons).await;
+        d.reject(BasicRejectOptions { requeue: false })
+            .await
+            .unwrap();
+        wait_count(&ch0, &dl, 1, PLENTY).await;
+        let m = get_one(&ch0, &dl).await;
+        assert_eq!(sval(&m), "second");
+        check_death(&x_death(&m.properties)[0], &q, "rejected", 1, "", &[&q]);
+        m.ack(BasicAckOptions::default()).await.unwrap();
+        delete(&ch0, &q).await;
+        delete(&ch0, &dl).await;
+    })
+    .await;
+}
