@@ -400,3 +400,41 @@ async fn dead_letters_reach_a_queue_on_the_other_shard() {
     })
     .await;
 }
+
+/// Clients cannot publish to an internal exchange, but queues can
+/// dead-letter through one (RabbitMQ routes dead letters without the check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_internal_dead_letter_exchange_is_used() {
+    deadline(30, async {
+        let b = start_broker(2);
+        let conn = connect(&b.uri()).await;
+        let ch = confirm_channel(&conn).await;
+        let x = uniq("dl-internal-x");
+        let opts = ExchangeDeclareOptions {
+            internal: true,
+            ..Default::default()
+        };
+        within(ch.exchange_declare(&x, ExchangeKind::Fanout, opts, Default::default()))
+            .await
+            .unwrap();
+        let dl = uniq("dl-internal-target");
+        declare(&ch, &dl).await;
+        bind(&ch, &dl, &x, "").await;
+        let q = uniq("dl-internal-src");
+        declare_args(&ch, &q, &[("x-dead-letter-exchange", s(&x))]).await;
+        publish_acked(&ch, "", &q, b"via-internal", Default::default()).await;
+        let d = get_one(&ch, &q).await;
+        d.reject(BasicRejectOptions { requeue: false })
+            .await
+            .unwrap();
+        wait_count(&ch, &dl, 1, PLENTY).await;
+        let got = get_one(&ch, &dl).await;
+        assert_eq!(got.data, b"via-internal");
+        assert_eq!(x_death(&got.properties).len(), 1);
+        for q in [&q, &dl] {
+            delete(&ch, q).await;
+        }
+        xdel(&ch, &x).await;
+    })
+    .await;
+}

@@ -194,6 +194,7 @@ impl Routing {
     /// skipped (RabbitMQ does the same), with a warning the first time.
     /// Allocates nothing once warm, except for a headers exchange (which
     /// decodes the headers).
+    #[inline]
     pub fn route_keys(
         &mut self,
         exchange: &[u8],
@@ -201,6 +202,32 @@ impl Routing {
         extra: &[Bytes],
         properties: &Bytes,
         out: &mut Vec<QueueRef>,
+    ) -> Result<(), RouteError> {
+        self.route_from(exchange, routing_key, extra, properties, out, false)
+    }
+
+    /// Routes a dead-lettered message: like `route`, but the dead-letter
+    /// exchange may be internal (only clients may not publish to one; RabbitMQ
+    /// dead-letters through `rabbit_exchange:route`, which does not check).
+    pub fn route_dead_letter(
+        &mut self,
+        exchange: &[u8],
+        routing_key: &[u8],
+        properties: &Bytes,
+        out: &mut Vec<QueueRef>,
+    ) -> Result<(), RouteError> {
+        self.route_from(exchange, routing_key, &[], properties, out, true)
+    }
+
+    #[inline]
+    fn route_from(
+        &mut self,
+        exchange: &[u8],
+        routing_key: &[u8],
+        extra: &[Bytes],
+        properties: &Bytes,
+        out: &mut Vec<QueueRef>,
+        allow_internal: bool,
     ) -> Result<(), RouteError> {
         let name = std::str::from_utf8(exchange).map_err(|_| RouteError::NoExchange)?;
         let keys = || std::iter::once(routing_key).chain(extra.iter().map(|k| &k[..]));
@@ -221,7 +248,7 @@ impl Routing {
             return Ok(());
         }
         let &start = self.by_name.get(name).ok_or(RouteError::NoExchange)?;
-        if self.exchanges[start].internal {
+        if self.exchanges[start].internal && !allow_internal {
             return Err(RouteError::Internal);
         }
         let mut headers: Option<Option<FieldTable>> = None;

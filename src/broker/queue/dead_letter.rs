@@ -269,10 +269,10 @@ pub fn publish(
         for k in &keys {
             let mut found = Vec::new();
             if routing
-                .route(&target.exchange, k, &properties, &mut found)
+                .route_dead_letter(&target.exchange, k, &properties, &mut found)
                 .is_err()
             {
-                break; // no such exchange (or internal): dropped
+                break; // no such exchange: dropped
             }
             dests.extend(found);
         }
