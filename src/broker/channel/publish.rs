@@ -317,7 +317,15 @@ impl Channel {
         if !ok && !self.nacked.contains(&seq) {
             self.nacked.push(seq);
         }
-        if let Ok(i) = self.unconfirmed.binary_search_by_key(&seq, |e| e.0) {
+        // Publishes are mostly confirmed in order and without gaps: try the
+        // slot `seq - first` before searching.
+        let first = self.unconfirmed.front().map_or(seq, |e| e.0);
+        let guess = seq.wrapping_sub(first) as usize;
+        let at = match self.unconfirmed.get(guess) {
+            Some(e) if e.0 == seq => Some(guess),
+            _ => self.unconfirmed.binary_search_by_key(&seq, |e| e.0).ok(),
+        };
+        if let Some(i) = at {
             let left = &mut self.unconfirmed[i].1;
             *left = left.saturating_sub(1);
         }
