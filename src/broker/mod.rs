@@ -296,6 +296,7 @@ impl ShardCtx {
                             properties: s.properties,
                             body: s.body,
                         },
+                        s.expires_at,
                     ))
                 }));
             }
@@ -370,6 +371,7 @@ impl ShardState {
                                 routing_key: &msg.routing_key,
                                 properties: &msg.properties,
                                 body: &msg.body,
+                                expires_at: q.stored_expiry(&msg.properties),
                             }))
                         }
                         _ => None,

@@ -24,6 +24,11 @@
 //! 3 QueueGone:  queue_id u64 | up_to_seq u64
 //!               (every message of the queue with seq <= up_to_seq is dead: a
 //!               purge; `ALL_SEQS` = u64::MAX for a deleted queue)
+//! 4 Publish with expiry: queue_id u64 | seq u64 | expires_at u64 | then as 1
+//!               from exchange_len on (a message with a TTL: `expires_at` is
+//!               its expiry, ms since the Unix epoch, so it keeps it across a
+//!               restart; written only when there is one, so type 1 stays
+//!               what every message without a TTL costs)
 //! ```
 //!
 //! Decoding never panics and never trusts a length: any frame that is short, too
@@ -47,6 +52,7 @@ pub const ALL_SEQS: u64 = u64::MAX;
 pub const TYPE_PUBLISH: u8 = 1;
 pub const TYPE_ACKS: u8 = 2;
 pub const TYPE_QUEUE_GONE: u8 = 3;
+pub const TYPE_PUBLISH_EXPIRING: u8 = 4;
 
 /// Fixed part of a publish body: queue_id, seq, three lengths.
 const PUBLISH_FIXED: usize = 8 + 8 + 2 + 2 + 4;
@@ -62,6 +68,8 @@ pub struct Publish<'a> {
     /// Content-header properties exactly as received.
     pub properties: &'a [u8],
     pub body: &'a [u8],
+    /// Expiry (message TTL), ms since the Unix epoch; 0: none.
+    pub expires_at: u64,
 }
 
 impl Publish<'_> {
@@ -69,6 +77,7 @@ impl Publish<'_> {
     pub fn frame_len(&self) -> usize {
         FRAME_HEADER_LEN
             + PUBLISH_FIXED
+            + if self.expires_at != 0 { 8 } else { 0 }
             + self.exchange.len()
             + self.routing_key.len()
             + self.properties.len()
@@ -214,9 +223,17 @@ pub fn encode_publish(buf: &mut Vec<u8>, p: &Publish<'_>) -> u32 {
         frame_len <= MAX_FRAME_LEN,
         "message too large for the store"
     );
-    let start = begin_frame(buf, TYPE_PUBLISH);
+    let kind = if p.expires_at != 0 {
+        TYPE_PUBLISH_EXPIRING
+    } else {
+        TYPE_PUBLISH
+    };
+    let start = begin_frame(buf, kind);
     buf.extend_from_slice(&p.queue_id.to_le_bytes());
     buf.extend_from_slice(&p.seq.to_le_bytes());
+    if p.expires_at != 0 {
+        buf.extend_from_slice(&p.expires_at.to_le_bytes());
+    }
     buf.extend_from_slice(&(p.exchange.len() as u16).to_le_bytes());
     buf.extend_from_slice(&(p.routing_key.len() as u16).to_le_bytes());
     buf.extend_from_slice(&(p.properties.len() as u32).to_le_bytes());
@@ -287,7 +304,8 @@ pub fn decode_frame(buf: &[u8]) -> Result<(Record<'_>, usize), FrameError> {
     }
     let body = &buf[FRAME_HEADER_LEN..frame_len];
     let record = match buf[8] {
-        TYPE_PUBLISH => Record::Publish(decode_publish(body)?),
+        TYPE_PUBLISH => Record::Publish(decode_publish(body, false)?),
+        TYPE_PUBLISH_EXPIRING => Record::Publish(decode_publish(body, true)?),
         TYPE_ACKS => Record::Acks(decode_acks(body)?),
         TYPE_QUEUE_GONE => {
             if body.len() != 16 {
@@ -303,10 +321,24 @@ pub fn decode_frame(buf: &[u8]) -> Result<(Record<'_>, usize), FrameError> {
     Ok((record, frame_len))
 }
 
-fn decode_publish(body: &[u8]) -> Result<Publish<'_>, FrameError> {
-    if body.len() < PUBLISH_FIXED {
+/// A type 1 body, or a type 4 one (`expiring`: an expiry after the seq).
+fn decode_publish(body: &[u8], expiring: bool) -> Result<Publish<'_>, FrameError> {
+    let extra = if expiring { 8 } else { 0 };
+    if body.len() < PUBLISH_FIXED + extra {
         return Err(FrameError::BadBody("publish shorter than its fixed part"));
     }
+    let queue_id = le_u64(&body[0..8]);
+    let seq = le_u64(&body[8..16]);
+    let expires_at = if expiring {
+        match le_u64(&body[16..24]) {
+            0 => return Err(FrameError::BadBody("expiring publish without expiry")),
+            e => e,
+        }
+    } else {
+        0
+    };
+    // From here on both types have the same layout.
+    let body = &body[extra..];
     let ex = u16::from_le_bytes([body[16], body[17]]) as usize;
     let rk = u16::from_le_bytes([body[18], body[19]]) as usize;
     let props = le_u32(&body[20..24]) as usize;
@@ -321,12 +353,13 @@ fn decode_publish(body: &[u8]) -> Result<Publish<'_>, FrameError> {
             "publish field lengths exceed the record",
         ))?;
     Ok(Publish {
-        queue_id: le_u64(&body[0..8]),
-        seq: le_u64(&body[8..16]),
+        queue_id,
+        seq,
         exchange: &rest[..ex],
         routing_key: &rest[ex..ex + rk],
         properties: &rest[ex + rk..fields],
         body: &rest[fields..],
+        expires_at,
     })
 }
 
@@ -404,6 +437,8 @@ pub struct StoredMessage {
     pub routing_key: Bytes,
     pub properties: Bytes,
     pub body: Bytes,
+    /// See `Publish::expires_at`.
+    pub expires_at: u64,
 }
 
 impl StoredMessage {
@@ -421,6 +456,7 @@ impl StoredMessage {
                 routing_key: frame.slice_ref(p.routing_key),
                 properties: frame.slice_ref(p.properties),
                 body: frame.slice_ref(p.body),
+                expires_at: p.expires_at,
             }),
             _ => Err(FrameError::BadBody("not a publish record")),
         }
@@ -440,7 +476,35 @@ mod tests {
             routing_key: b"rk",
             properties: &[0x80, 0x00, 2],
             body,
+            expires_at: 0,
         }
+    }
+
+    /// A message with a TTL is a type 4 record carrying its expiry; one
+    /// without stays type 1 (no extra bytes).
+    #[test]
+    fn publish_with_expiry_round_trips_as_type_4() {
+        let expiring = Publish {
+            expires_at: 1_790_000_000_123,
+            ..publish(b"ttl")
+        };
+        let mut buf = Vec::new();
+        let n = encode_publish(&mut buf, &expiring);
+        assert_eq!(n as usize, expiring.frame_len());
+        assert_eq!(buf[8], TYPE_PUBLISH_EXPIRING);
+        assert_eq!(
+            decode_frame(&buf),
+            Ok((Record::Publish(expiring), buf.len()))
+        );
+        let m = StoredMessage::from_frame(Bytes::from(buf)).unwrap();
+        assert_eq!(
+            (m.seq, m.expires_at, &m.body[..]),
+            (42, 1_790_000_000_123, &b"ttl"[..])
+        );
+        let mut plain = Vec::new();
+        encode_publish(&mut plain, &publish(b"ttl"));
+        assert_eq!(plain[8], TYPE_PUBLISH);
+        assert_eq!(plain.len() + 8, n as usize);
     }
 
     #[test]
@@ -454,6 +518,7 @@ mod tests {
             routing_key: b"",
             properties: b"",
             body: b"",
+            expires_at: 0,
         };
         let mut lens = vec![
             encode_publish(&mut buf, &publish(b"hello")),
@@ -630,9 +695,10 @@ mod tests {
             routing_key in proptest::collection::vec(any::<u8>(), 0..300),
             properties in proptest::collection::vec(any::<u8>(), 0..100),
             body in proptest::collection::vec(any::<u8>(), 0..2000),
+            expires_at in prop_oneof![Just(0u64), any::<u64>()],
         ) {
             let p = Publish { queue_id, seq, exchange: &exchange, routing_key: &routing_key,
-                              properties: &properties, body: &body };
+                              properties: &properties, body: &body, expires_at };
             let mut buf = Vec::new();
             let n = encode_publish(&mut buf, &p);
             prop_assert_eq!(n as usize, buf.len());

@@ -20,6 +20,7 @@ fn publish(log: &mut SegmentLog, queue_id: u64, seq: u64, size: usize) -> Locati
         routing_key: b"key",
         properties: &[0x10, 0x00, 2],
         body: &body,
+        expires_at: 0,
     })
 }
 
@@ -584,6 +585,7 @@ fn recover_one_million_messages() {
             routing_key: b"bench",
             properties: b"",
             body: &body,
+            expires_at: 0,
         });
         if seq % 10_000 == 9_999 {
             log.flush().unwrap();
@@ -658,6 +660,7 @@ fn load_first_then_load_in_batches() {
                     routing_key: b"k",
                     properties: b"",
                     body: format!("{q}-{seq}").as_bytes(),
+                    expires_at: 0,
                 });
             }
         }

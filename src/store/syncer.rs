@@ -298,6 +298,7 @@ mod tests {
             routing_key: b"q",
             properties: b"",
             body: b"0123456789abcdef",
+            expires_at: 0,
         });
     }
 

@@ -212,15 +212,15 @@ impl Queue {
 
     /// Messages recovered from the store at boot, in sequence order: they are
     /// delivered first, marked redelivered (they may have been delivered
-    /// before the restart). Their TTL counts from now (see `ttl.rs`).
-    pub fn recover(&mut self, msgs: impl IntoIterator<Item = (u64, Location, Message)>) {
-        for (seq, loc, msg) in msgs {
+    /// before the restart). Each item is (seq, location, message, stored
+    /// expiry): a message keeps the expiry it had (see `ttl.rs`); one that
+    /// expired while the broker was down goes at the first look.
+    pub fn recover(&mut self, msgs: impl IntoIterator<Item = (u64, Location, Message, u64)>) {
+        for (seq, loc, msg, expires_at) in msgs {
             if seq < self.next_seq {
                 continue; // a duplicate (the list is in seq order): keep the first
             }
-            if self.features.message_ttl.is_some() || ttl::has_expiration(&msg.properties) {
-                self.set_expiry(seq, &msg.properties);
-            }
+            self.recover_expiry(seq, &msg.properties, expires_at);
             let level = self.level_of(&msg);
             self.ready.push_back(
                 level,

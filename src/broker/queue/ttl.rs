@@ -35,6 +35,13 @@ pub fn now_ms() -> u64 {
     ms_since_base(Instant::now())
 }
 
+/// The wall clock, ms since the Unix epoch (expiries kept in the store).
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// `t` on the `now_ms` clock.
 pub fn ms_since_base(t: Instant) -> u64 {
     static BASE: OnceLock<Instant> = OnceLock::new();
@@ -106,18 +113,47 @@ fn invalid_expiration(raw: &[u8]) -> Result<(), AmqpError> {
 }
 
 impl Queue {
+    /// The TTL (ms) that applies to a message with these properties: the
+    /// lower of the queue's and the message's, if either has one.
+    fn ttl_of(&self, raw: &[u8]) -> Option<u64> {
+        let msg_ttl = raw_expiration(raw).and_then(|v| parse_expiration(v).ok());
+        match (self.features.message_ttl, msg_ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Records the expiry of a message that arrives now, if it has one.
     #[cold]
     pub(super) fn set_expiry(&mut self, seq: u64, raw: &[u8]) {
-        let msg_ttl = raw_expiration(raw).and_then(|v| parse_expiration(v).ok());
-        let ttl = match (self.features.message_ttl, msg_ttl) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => match a.or(b) {
-                Some(t) => t,
-                None => return,
-            },
-        };
-        self.expiry.insert(seq, now_ms().saturating_add(ttl));
+        if let Some(ttl) = self.ttl_of(raw) {
+            self.expiry.insert(seq, now_ms().saturating_add(ttl));
+        }
+    }
+
+    /// The expiry to store with a persistent message arriving now (ms since
+    /// the Unix epoch, 0: none), so that it keeps its expiry across a
+    /// restart (`recover`).
+    #[inline]
+    pub fn stored_expiry(&self, raw: &[u8]) -> u64 {
+        if self.features.message_ttl.is_none() && !has_expiration(raw) {
+            return 0;
+        }
+        self.ttl_of(raw)
+            .map_or(0, |ttl| wall_ms().saturating_add(ttl).max(1))
+    }
+
+    /// A recovered message's expiry: the stored one (on the wall clock,
+    /// converted to `now_ms`'s), or, for a record without one, counted from now.
+    pub(super) fn recover_expiry(&mut self, seq: u64, raw: &[u8], expires_at: u64) {
+        if expires_at == 0 {
+            if self.features.message_ttl.is_some() || has_expiration(raw) {
+                self.set_expiry(seq, raw);
+            }
+            return;
+        }
+        let left = expires_at.saturating_sub(wall_ms());
+        self.expiry.insert(seq, now_ms().saturating_add(left));
     }
 
     /// Drops (or dead-letters) the expired messages at the head. The message
