@@ -598,6 +598,24 @@ async fn unknown_exchange_type_is_406_channel_close() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn exchange_type_named_like_an_erlang_atom_is_invalid() {
+    // RabbitMQ says "invalid" instead of "unknown" when the type name is an existing
+    // Erlang atom; amqp-client.js's suite declares type "none" and matches the text.
+    if external() {
+        eprintln!("skipped: 3.13-only behaviour (3.10 closes the connection with 503)");
+        return;
+    }
+    let b = start_broker(1);
+    let conn = connect(&b.uri()).await;
+    let ch = channel(&conn).await;
+    let x = unique("ex-atomtype");
+    let r = xdecl(&ch, &x, Custom("none".into()), PLAIN).await;
+    let text = "PRECONDITION_FAILED - invalid exchange type 'none'";
+    assert_channel_error(&conn, r, 406, text).await;
+    assert!(!exchange_exists(&conn, &x).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn publish_to_missing_exchange_is_404() {
     let b = start_broker(1);
     let conn = connect(&b.uri()).await;

@@ -100,3 +100,41 @@ async fn valid_arguments_and_redeclare_equivalence() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_queue_declarations_refused_as_rabbitmq_refuses_them() {
+    use lapin::options::QueueDeclareOptions;
+    deadline(30, async {
+        let b = start_broker(1);
+        let conn = connect(&b.uri()).await;
+        let quorum = || table(&[("x-queue-type", s("quorum"))]);
+        let opts = |durable, auto_delete| QueueDeclareOptions {
+            durable,
+            auto_delete,
+            ..Default::default()
+        };
+        for (durable, auto_delete, property) in
+            [(false, false, "non-durable"), (true, true, "auto-delete")]
+        {
+            let ch = channel(&conn).await;
+            let q = uniq("quorum-bad");
+            let r = within(ch.queue_declare(&q, opts(durable, auto_delete), quorum())).await;
+            let text = format!(
+                "PRECONDITION_FAILED - invalid property '{property}' for queue '{q}' in vhost '/'"
+            );
+            assert_channel_error(&conn, r.map(|_| ()), 406, &text).await;
+        }
+        let ch = channel(&conn).await;
+        let r = within(ch.queue_declare("", opts(true, false), quorum())).await;
+        let text = "PRECONDITION_FAILED - Cannot declare a server-named queue for type rabbit_quorum_queue";
+        assert_channel_error(&conn, r.map(|_| ()), 406, text).await;
+        // durable, not exclusive, not auto-delete: accepted
+        let ch = channel(&conn).await;
+        let q = uniq("quorum-ok");
+        within(ch.queue_declare(&q, opts(true, false), quorum()))
+            .await
+            .unwrap();
+        delete(&ch, &q).await;
+    })
+    .await;
+}

@@ -7,7 +7,9 @@
 //! (quorum, stream) on a classic queue are refused ("… of queue type
 //! rabbit_classic_queue"); unknown arguments are accepted and ignored.
 //! `x-consumer-timeout` is checked as newer RabbitMQ versions do (3.13 takes
-//! any value and ignores a non-integer one).
+//! any value and ignores a non-integer one). A quorum queue is kept as a
+//! classic one, but the declarations RabbitMQ refuses for that type
+//! (server-named, non-durable, exclusive, auto-delete) are refused too.
 
 use super::error::AmqpError;
 use crate::protocol::{FieldTable, FieldValue};
@@ -114,6 +116,57 @@ pub fn validate(queue: &str, args: &FieldTable) -> Result<(), AmqpError> {
     Ok(())
 }
 
+/// The queue type module RabbitMQ names in its errors, for the types that
+/// refuse some declarations (`rabbit_queue_type:is_server_named_allowed`).
+fn replicated_type(args: &FieldTable) -> Option<&'static str> {
+    match args.get("x-queue-type").and_then(FieldValue::as_str) {
+        Some("quorum") => Some("rabbit_quorum_queue"),
+        Some("stream") => Some("rabbit_stream_queue"),
+        _ => None,
+    }
+}
+
+/// rabbit_channel's check on a queue.declare with an empty name, before
+/// anything else: quorum and stream queues cannot be server-named.
+pub fn check_server_named(args: &FieldTable) -> Result<(), AmqpError> {
+    match replicated_type(args) {
+        Some(module) => Err(AmqpError::precondition(format!(
+            "Cannot declare a server-named queue for type {}",
+            module
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `rabbit_quorum_queue:declare`'s checks of a new quorum queue's properties,
+/// in RabbitMQ's order. warren keeps a quorum queue as a classic one, but
+/// refuses the same declarations.
+pub fn check_type_properties(
+    queue: &str,
+    args: &FieldTable,
+    durable: bool,
+    exclusive: bool,
+    auto_delete: bool,
+) -> Result<(), AmqpError> {
+    if replicated_type(args) != Some("rabbit_quorum_queue") {
+        return Ok(());
+    }
+    // RabbitMQ makes an exclusive queue non-durable.
+    let property = if auto_delete {
+        "auto-delete"
+    } else if exclusive {
+        "exclusive-owner"
+    } else if !durable {
+        "non-durable"
+    } else {
+        return Ok(());
+    };
+    Err(AmqpError::precondition(format!(
+        "invalid property '{}' for queue '{}' in vhost '/'",
+        property, queue
+    )))
+}
+
 /// `{unacceptable_type,T}`.
 fn unacceptable(v: &FieldValue) -> String {
     format!("{{unacceptable_type,{}}}", v.type_name())
@@ -218,6 +271,28 @@ mod tests {
     }
     fn err(args: &FieldTable) -> String {
         validate("q", args).unwrap_err().text
+    }
+
+    #[test]
+    fn quorum_queue_properties() {
+        let quorum = t("x-queue-type", s("quorum"));
+        let text = |r: Result<(), AmqpError>| r.unwrap_err().text;
+        assert_eq!(
+            text(check_type_properties("q", &quorum, false, false, false)),
+            "PRECONDITION_FAILED - invalid property 'non-durable' for queue 'q' in vhost '/'"
+        );
+        assert!(
+            text(check_type_properties("q", &quorum, true, true, true)).contains("'auto-delete'")
+        );
+        assert!(text(check_type_properties("q", &quorum, true, true, false))
+            .contains("'exclusive-owner'"));
+        assert!(check_type_properties("q", &quorum, true, false, false).is_ok());
+        assert!(check_type_properties("q", &FieldTable::new(), false, true, true).is_ok());
+        assert_eq!(
+            text(check_server_named(&quorum)),
+            "PRECONDITION_FAILED - Cannot declare a server-named queue for type rabbit_quorum_queue"
+        );
+        assert!(check_server_named(&t("x-queue-type", s("classic"))).is_ok());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::broker::definitions::{Binding, BindingDest, QueueDef};
 use crate::broker::error::AmqpError;
 use crate::broker::ids::QueueRef;
 use crate::broker::queue::{Queue, QueueProps};
+use crate::broker::queue_args;
 use crate::broker::shard_msg::QueueOp;
 use crate::protocol::methods::*;
 use crate::protocol::{FieldTable, FieldValue};
@@ -48,6 +49,7 @@ impl Channel {
             );
         }
         let name = if m.queue.is_empty() {
+            queue_args::check_server_named(&m.arguments)?;
             cx.ctx.rng.name("amq.gen-")
         } else {
             text(&m.queue)
@@ -59,7 +61,7 @@ impl Channel {
             )));
         }
         let owner = if m.exclusive { Some(cx.info.uid) } else { None };
-        crate::broker::queue_args::validate(&name, &m.arguments)?;
+        queue_args::validate(&name, &m.arguments)?;
         let defs = cx.ctx.defs.clone();
         let mut g = defs.lock();
         if let Some(existing) = g.queues.get(&name) {
@@ -80,6 +82,13 @@ impl Channel {
                 },
             );
         }
+        queue_args::check_type_properties(
+            &name,
+            &m.arguments,
+            m.durable,
+            m.exclusive,
+            m.auto_delete,
+        )?;
         // Durable and not exclusive: recovered after a restart, under this id.
         let store_id = if m.durable && owner.is_none() {
             g.next_store_id()
