@@ -235,6 +235,35 @@ async fn channel_open_close_many_times() {
     .await
 }
 
+/// channel_max bounds how many channels are open at once, not the channel
+/// numbers (rabbit_reader:create_channel): aiormq opens channel 65535 on a
+/// connection that negotiated 2047.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_max_limits_open_channels_not_their_numbers() {
+    let b = start_broker(1);
+    let port = b.port();
+    blocking(move || {
+        let mut r = Raw::connect(port);
+        r.login("guest", "guest");
+        r.tune_ok_max_and_open(2, 131072, 0, "/");
+        r.expect_method(0, 10, 41);
+        r.open_channel(65535);
+        r.send_method(65535, 50, 10, &queue_args("", &[0x08, 0, 0, 0, 0]));
+        r.expect_method(65535, 50, 11); // server-named auto-delete queue
+        r.open_channel(7);
+        r.send_method(8, 20, 10, &[0]);
+        let (code, text, _, _) = r.expect_connection_close();
+        assert_eq!(code, 530, "reply text {text:?}");
+        assert_eq!(
+            text,
+            "NOT_ALLOWED - number of channels opened (2) has reached the negotiated channel_max (2)"
+        );
+        r.expect_eof();
+    })
+    .await;
+    assert_broker_alive(&b.uri()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_channels_at_once() {
     deadline(120, async {
