@@ -428,6 +428,23 @@ async fn method_on_unopened_or_closed_channel_is_504() {
     .await;
 }
 
+/// Once the client answers the broker's connection.close, the broker closes
+/// the socket at once (rabbit_reader's terminate_connection): clients that
+/// wait for the EOF must not wait for a timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_closes_right_after_close_ok() {
+    let b = start_broker(1);
+    raw_case(&b, false, |r| {
+        r.send_method(3, 60, 10, &qos_args(0, 1)); // 504 on an unopened channel
+        assert_eq!(r.expect_connection_close().0, 504);
+        let t0 = std::time::Instant::now();
+        r.expect_eof();
+        let waited = t0.elapsed();
+        assert!(waited < Duration::from_secs(1), "EOF after {waited:?}");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_protocol_header_gets_supported_version() {
     let b = start_broker(1);

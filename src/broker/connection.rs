@@ -254,7 +254,7 @@ impl Connection {
                     }
                 };
                 if self.state == State::Closing {
-                    return self.while_closing(channel, method);
+                    return self.while_closing(channel, method, ctx);
                 }
                 if channel == 0 {
                     self.connection_method(method, ctx)
@@ -322,10 +322,14 @@ impl Connection {
         ctx.mark_dirty(self.info.slot as usize);
     }
 
-    fn while_closing(&mut self, channel: u16, method: Method) {
+    fn while_closing(&mut self, channel: u16, method: Method, ctx: &mut ShardCtx) {
         match method {
+            // The client acknowledged our close: nothing more to say or wait
+            // for, the socket goes now (rabbit_reader's terminate_connection).
             Method::ConnectionCloseOk(_) if channel == 0 => {
                 self.state = State::CloseAfterFlush;
+                self.dead = true;
+                ctx.mark_dirty(self.info.slot as usize);
             }
             Method::ConnectionClose(_) if channel == 0 => {
                 self.send(0, &ConnectionCloseOk {}.into());
