@@ -4,8 +4,10 @@
 //! Validated against RabbitMQ 3.10 with `WARREN_TEST_EXTERNAL_URI`.
 
 mod common_lapin;
+mod common_raw;
 mod util;
 use common_lapin::*;
+use common_raw::*;
 use util::*;
 
 use lapin::{
@@ -125,6 +127,57 @@ async fn unroutable_mandatory_is_returned_then_acked() {
         delete(&ch, &q).await;
     })
     .await
+}
+
+/// An unroutable publish is acked at once, even while earlier ones still wait
+/// for their queue; the cumulative ack sent when those arrive must carry a tag
+/// not acked before (rabbit_channel's coalesce_and_send): aiormq ignores an ack
+/// for a tag it no longer waits for, and with it every publish it covers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirm_acks_never_repeat_a_tag() {
+    let b = start_broker(1);
+    let port = b.port();
+    let q = uniq("ack-tags");
+    blocking(move || {
+        let mut r = Raw::connect(port);
+        r.handshake(131072, 0);
+        r.open_channel(1);
+        r.send_method(1, 50, 10, &queue_args(&q, &[0x04, 0, 0, 0, 0])); // exclusive
+        r.expect_method(1, 50, 11);
+        r.send_method(1, 85, 10, &[0]);
+        r.expect_method(1, 85, 11);
+        let nobody = uniq("nobody");
+        let mandatory = [&[0, 0][..], &shortstr(""), &shortstr(&nobody), &[1]].concat();
+        // One write, so that the broker reads them all before any queue answers.
+        let mut burst = Vec::new();
+        burst.extend(publish_frames(1, "", &q, b"1", 131072));
+        burst.extend(publish_frames(1, "", &nobody, b"2", 131072));
+        burst.extend(publish_frames(1, "", &q, b"3", 131072));
+        burst.extend(publish_frames_with(1, &mandatory, b"4", 131072));
+        burst.extend(publish_frames(1, "", &nobody, b"5", 131072));
+        r.send(&burst);
+        let mut acked = [false; 6];
+        while !acked[1..].iter().all(|&a| a) {
+            let (ty, ch, p) = r.read_frame();
+            if ty != 1 {
+                continue; // the content of publish 4's basic.return
+            }
+            let ids = (
+                u16::from_be_bytes([p[0], p[1]]),
+                u16::from_be_bytes([p[2], p[3]]),
+            );
+            if ids == (60, 50) {
+                continue; // basic.return of publish 4
+            }
+            assert_eq!((ch, ids), (1, (60, 80)), "expected basic.ack");
+            let tag = u64::from_be_bytes(p[4..12].try_into().unwrap()) as usize;
+            let multiple = p[12] != 0;
+            assert!(!acked[tag], "tag {tag} acked twice (multiple: {multiple})");
+            let from = if multiple { 1 } else { tag };
+            acked[from..=tag].iter_mut().for_each(|a| *a = true);
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

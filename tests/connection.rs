@@ -6,13 +6,14 @@
 //! Validated against RabbitMQ 3.10 with `WARREN_TEST_EXTERNAL_URI`.
 
 mod common_lapin;
+mod common_raw;
 mod util;
 use common_lapin::*;
+use common_raw::*;
 use util::*;
 
 use lapin::{options::*, Channel};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::time::Duration;
 
 // ---------------------------------------------------------------- local helpers
@@ -31,281 +32,6 @@ fn with_vhost_and_password(uri: &str, vhost: &str, password: Option<&str>) -> St
     )
 }
 
-/// Runs blocking raw-socket code off the async runtime.
-async fn blocking<F: FnOnce() + Send + 'static>(f: F) {
-    within(tokio::task::spawn_blocking(f))
-        .await
-        .expect("raw client panicked");
-}
-
-// ---------------------------------------------------------------- raw AMQP client
-
-/// A hand-driven AMQP 0-9-1 client on a plain TCP socket, for inputs lapin cannot produce.
-struct Raw {
-    s: TcpStream,
-}
-
-/// A field-table value, reduced to what the tests inspect.
-#[derive(Debug, Clone, PartialEq)]
-enum Val {
-    Bool(bool),
-    Str(Vec<u8>),
-    Table(Vec<(String, Val)>),
-    Other,
-}
-
-impl Val {
-    fn get(&self, key: &str) -> Option<&Val> {
-        match self {
-            Val::Table(t) => t.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-}
-
-/// A read cursor over frame payloads.
-struct Cur<'a>(&'a [u8]);
-
-impl<'a> Cur<'a> {
-    fn take(&mut self, n: usize) -> &'a [u8] {
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        a
-    }
-    fn u8(&mut self) -> u8 {
-        self.take(1)[0]
-    }
-    fn u16(&mut self) -> u16 {
-        u16::from_be_bytes(self.take(2).try_into().unwrap())
-    }
-    fn u32(&mut self) -> u32 {
-        u32::from_be_bytes(self.take(4).try_into().unwrap())
-    }
-    fn shortstr(&mut self) -> String {
-        let n = self.u8() as usize;
-        String::from_utf8_lossy(self.take(n)).into_owned()
-    }
-    fn longstr(&mut self) -> Vec<u8> {
-        let n = self.u32() as usize;
-        self.take(n).to_vec()
-    }
-    fn table(&mut self) -> Val {
-        let n = self.u32() as usize;
-        let mut c = Cur(self.take(n));
-        let mut out = Vec::new();
-        while !c.0.is_empty() {
-            out.push((c.shortstr(), c.value()));
-        }
-        Val::Table(out)
-    }
-    fn value(&mut self) -> Val {
-        let size = match self.u8() {
-            b't' => return Val::Bool(self.u8() != 0),
-            b'S' | b'x' => return Val::Str(self.longstr()),
-            b'F' => return self.table(),
-            b'A' => self.u32() as usize,
-            b'V' => 0,
-            b'b' | b'B' => 1,
-            b's' | b'u' => 2,
-            b'I' | b'i' | b'f' => 4,
-            b'D' => 5,
-            b'l' | b'T' | b'd' => 8,
-            other => panic!("unknown field type {:?}", other as char),
-        };
-        self.take(size);
-        Val::Other
-    }
-}
-
-fn frame(ty: u8, ch: u16, payload: &[u8]) -> Vec<u8> {
-    let len = (payload.len() as u32).to_be_bytes();
-    [&[ty][..], &ch.to_be_bytes(), &len, payload, &[0xCE]].concat()
-}
-
-fn method(class: u16, m: u16, args: &[u8]) -> Vec<u8> {
-    [&class.to_be_bytes()[..], &m.to_be_bytes(), args].concat()
-}
-
-fn shortstr(s: &str) -> Vec<u8> {
-    [&[s.len() as u8][..], s.as_bytes()].concat()
-}
-
-/// basic.publish arguments: ticket, exchange, routing key, no flags.
-fn publish_args(exchange: &str, rk: &str) -> Vec<u8> {
-    [&[0, 0][..], &shortstr(exchange), &shortstr(rk), &[0]].concat()
-}
-
-/// basic.qos arguments (global = false).
-fn qos_args(prefetch_size: u32, prefetch_count: u16) -> Vec<u8> {
-    [
-        &prefetch_size.to_be_bytes()[..],
-        &prefetch_count.to_be_bytes(),
-        &[0],
-    ]
-    .concat()
-}
-
-/// queue.declare / basic.get / queue.delete arguments: ticket, queue name, then `tail`.
-fn queue_args(q: &str, tail: &[u8]) -> Vec<u8> {
-    [&[0, 0][..], &shortstr(q), tail].concat()
-}
-
-/// A frame as read: (type, channel, payload).
-type Frame = (u8, u16, Vec<u8>);
-
-impl Raw {
-    fn connect(port: u16) -> Raw {
-        let s = TcpStream::connect(("127.0.0.1", port)).expect("tcp connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.set_nodelay(true).unwrap();
-        Raw { s }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).expect("write");
-    }
-
-    fn send_method(&mut self, ch: u16, class: u16, m: u16, args: &[u8]) {
-        self.send(&frame(1, ch, &method(class, m, args)));
-    }
-
-    /// Next frame; heartbeats are skipped unless `keep_heartbeats`.
-    fn read_frame_hb(&mut self, keep_heartbeats: bool) -> std::io::Result<Frame> {
-        loop {
-            let mut h = [0u8; 7];
-            self.s.read_exact(&mut h)?;
-            let len = u32::from_be_bytes([h[3], h[4], h[5], h[6]]) as usize;
-            let mut p = vec![0u8; len + 1];
-            self.s.read_exact(&mut p)?;
-            assert_eq!(p.pop(), Some(0xCE), "frame end octet");
-            if h[0] != 8 || keep_heartbeats {
-                return Ok((h[0], u16::from_be_bytes([h[1], h[2]]), p));
-            }
-        }
-    }
-
-    fn read_frame(&mut self) -> Frame {
-        self.read_frame_hb(false).expect("read frame")
-    }
-
-    /// Reads a method frame and checks its class/method ids; returns the arguments.
-    fn expect_method(&mut self, ch: u16, class: u16, m: u16) -> Vec<u8> {
-        let (ty, c, p) = self.read_frame();
-        let ids = (
-            u16::from_be_bytes([p[0], p[1]]),
-            u16::from_be_bytes([p[2], p[3]]),
-        );
-        assert_eq!(
-            (ty, c, ids),
-            (1, ch, (class, m)),
-            "(type, channel, (class, method))"
-        );
-        p[4..].to_vec()
-    }
-
-    /// Sends the protocol header; returns the connection.start arguments.
-    fn start(&mut self) -> Vec<u8> {
-        self.send(b"AMQP\x00\x00\x09\x01");
-        self.expect_method(0, 10, 10)
-    }
-
-    /// Sends connection.start-ok (PLAIN, `user`/`pass`), announcing the
-    /// authentication_failure_close capability like real clients do.
-    fn start_ok(&mut self, user: &str, pass: &str) {
-        let caps = [&shortstr("authentication_failure_close")[..], b"t\x01"].concat();
-        let caps_len = (caps.len() as u32).to_be_bytes();
-        let props = [&shortstr("capabilities")[..], b"F", &caps_len, &caps].concat();
-        let resp = format!("\0{user}\0{pass}");
-        let a = [
-            &(props.len() as u32).to_be_bytes()[..],
-            &props,
-            &shortstr("PLAIN"),
-            &(resp.len() as u32).to_be_bytes(),
-            resp.as_bytes(),
-            &shortstr("en_US"),
-        ]
-        .concat();
-        self.send_method(0, 10, 11, &a);
-    }
-
-    /// PLAIN login; returns the connection.tune arguments (channel_max, frame_max, heartbeat).
-    fn login(&mut self, user: &str, pass: &str) -> (u16, u32, u16) {
-        self.start();
-        self.start_ok(user, pass);
-        let t = self.expect_method(0, 10, 30);
-        let mut c = Cur(&t);
-        (c.u16(), c.u32(), c.u16())
-    }
-
-    /// tune-ok with channel_max 2047 and the given values, then connection.open `vhost`.
-    fn tune_ok_and_open(&mut self, frame_max: u32, heartbeat: u16, vhost: &str) {
-        let tune = [
-            &2047u16.to_be_bytes()[..],
-            &frame_max.to_be_bytes(),
-            &heartbeat.to_be_bytes(),
-        ];
-        self.send_method(0, 10, 31, &tune.concat());
-        self.send_method(0, 10, 40, &[&shortstr(vhost)[..], &[0, 0]].concat());
-    }
-
-    /// Full handshake with the given tune-ok values, vhost "/".
-    fn handshake(&mut self, frame_max: u32, heartbeat: u16) {
-        self.login("guest", "guest");
-        self.tune_ok_and_open(frame_max, heartbeat, "/");
-        self.expect_method(0, 10, 41);
-    }
-
-    fn open_channel(&mut self, ch: u16) {
-        self.send_method(ch, 20, 10, &[0]);
-        self.expect_method(ch, 20, 11);
-    }
-
-    /// Expects connection.close; answers close-ok; returns (code, text, class, method).
-    fn expect_connection_close(&mut self) -> (u16, String, u16, u16) {
-        let a = self.expect_method(0, 10, 50);
-        let mut c = Cur(&a);
-        let r = (c.u16(), c.shortstr(), c.u16(), c.u16());
-        self.send_method(0, 10, 51, &[]);
-        r
-    }
-
-    /// Expects connection.close with `code` and a text starting with `prefix`, answers it,
-    /// and expects the server to close the socket.
-    fn expect_fatal(&mut self, code: u16, prefix: &str) {
-        let (c, text, _, _) = self.expect_connection_close();
-        assert_eq!(c, code, "reply code (text {text:?})");
-        assert!(text.starts_with(prefix), "reply text {text:?}");
-        self.expect_eof();
-    }
-
-    /// Asserts the server closes the socket (EOF or reset) within the read timeout.
-    fn expect_eof(&mut self) {
-        let mut buf = [0u8; 256];
-        loop {
-            match self.s.read(&mut buf) {
-                Ok(0) => return,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
-                Err(e) => panic!("server did not close the socket: {e}"),
-            }
-        }
-    }
-
-    fn publish(&mut self, ch: u16, exchange: &str, rk: &str, body: &[u8], frame_max: usize) {
-        self.send_method(ch, 60, 40, &publish_args(exchange, rk));
-        // class 60, weight 0, body size, no properties
-        let h = [
-            &[0, 60, 0, 0][..],
-            &(body.len() as u64).to_be_bytes(),
-            &[0, 0],
-        ]
-        .concat();
-        self.send(&frame(2, ch, &h));
-        for chunk in body.chunks(frame_max - 8) {
-            self.send(&frame(3, ch, chunk));
-        }
-    }
-}
 // ---------------------------------------------------------------- handshake
 
 // RabbitMQ also advertises direct_reply_to; warren adds it when that extension
@@ -509,6 +235,35 @@ async fn channel_open_close_many_times() {
     .await
 }
 
+/// channel_max bounds how many channels are open at once, not the channel
+/// numbers (rabbit_reader:create_channel): aiormq opens channel 65535 on a
+/// connection that negotiated 2047.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_max_limits_open_channels_not_their_numbers() {
+    let b = start_broker(1);
+    let port = b.port();
+    blocking(move || {
+        let mut r = Raw::connect(port);
+        r.login("guest", "guest");
+        r.tune_ok_max_and_open(2, 131072, 0, "/");
+        r.expect_method(0, 10, 41);
+        r.open_channel(65535);
+        r.send_method(65535, 50, 10, &queue_args("", &[0x08, 0, 0, 0, 0]));
+        r.expect_method(65535, 50, 11); // server-named auto-delete queue
+        r.open_channel(7);
+        r.send_method(8, 20, 10, &[0]);
+        let (code, text, _, _) = r.expect_connection_close();
+        assert_eq!(code, 530, "reply text {text:?}");
+        assert_eq!(
+            text,
+            "NOT_ALLOWED - number of channels opened (2) has reached the negotiated channel_max (2)"
+        );
+        r.expect_eof();
+    })
+    .await;
+    assert_broker_alive(&b.uri()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_channels_at_once() {
     deadline(120, async {
@@ -669,6 +424,23 @@ async fn method_on_unopened_or_closed_channel_is_504() {
         let expected = "CHANNEL_ERROR - second 'channel.open' seen".to_string();
         assert_eq!(r.expect_connection_close(), (504, expected, 20, 10));
         r.expect_eof();
+    })
+    .await;
+}
+
+/// Once the client answers the broker's connection.close, the broker closes
+/// the socket at once (rabbit_reader's terminate_connection): clients that
+/// wait for the EOF must not wait for a timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_closes_right_after_close_ok() {
+    let b = start_broker(1);
+    raw_case(&b, false, |r| {
+        r.send_method(3, 60, 10, &qos_args(0, 1)); // 504 on an unopened channel
+        assert_eq!(r.expect_connection_close().0, 504);
+        let t0 = std::time::Instant::now();
+        r.expect_eof();
+        let waited = t0.elapsed();
+        assert!(waited < Duration::from_secs(1), "EOF after {waited:?}");
     })
     .await;
 }

@@ -254,7 +254,7 @@ impl Connection {
                     }
                 };
                 if self.state == State::Closing {
-                    return self.while_closing(channel, method);
+                    return self.while_closing(channel, method, ctx);
                 }
                 if channel == 0 {
                     self.connection_method(method, ctx)
@@ -322,10 +322,14 @@ impl Connection {
         ctx.mark_dirty(self.info.slot as usize);
     }
 
-    fn while_closing(&mut self, channel: u16, method: Method) {
+    fn while_closing(&mut self, channel: u16, method: Method, ctx: &mut ShardCtx) {
         match method {
+            // The client acknowledged our close: nothing more to say or wait
+            // for, the socket goes now (rabbit_reader's terminate_connection).
             Method::ConnectionCloseOk(_) if channel == 0 => {
                 self.state = State::CloseAfterFlush;
+                self.dead = true;
+                ctx.mark_dirty(self.info.slot as usize);
             }
             Method::ConnectionClose(_) if channel == 0 => {
                 self.send(0, &ConnectionCloseOk {}.into());
@@ -472,19 +476,23 @@ impl Connection {
 
     fn channel_method(&mut self, ch: u16, m: Method, ctx: &mut ShardCtx) {
         let (class, method) = (m.class_id(), m.method_id());
-        if ch > self.info.channel_max {
-            let err = AmqpError::not_allowed(format!(
-                "channel number {} exceeds negotiated channel_max {}",
-                ch, self.info.channel_max
-            ));
-            return self.connection_error(err, class, method, ctx);
-        }
-        let slot_closing = match self.channel_slot(ch) {
-            None => None,
-            Some(c) => Some(c.closing),
+        let slot_closing = match self.channels.get(ch as usize) {
+            Some(Some(c)) => Some(c.closing),
+            _ => None,
         };
         match (slot_closing, m) {
             (None, Method::ChannelOpen(_)) => {
+                // channel_max bounds how many channels are open, not their
+                // numbers: RabbitMQ (rabbit_reader:create_channel) opens
+                // channel 65535 on a connection that negotiated 2047.
+                let open = self.channels.iter().flatten().count();
+                if self.info.channel_max != 0 && open >= self.info.channel_max as usize {
+                    let err = AmqpError::not_allowed(format!(
+                        "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                        open, self.info.channel_max
+                    ));
+                    return self.connection_error(err, class, method, ctx);
+                }
                 let me = ChannelRef {
                     shard: ctx.id,
                     channel: ch,

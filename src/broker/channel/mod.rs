@@ -127,6 +127,10 @@ pub struct Channel {
     /// Publishes a queue refused (x-overflow reject-publish): nacked, not
     /// acked, when `flush_confirms` reaches them.
     nacked: Vec<u64>,
+    /// Unroutable publishes above `confirmed` already acked on their own, in
+    /// seq order: a later cumulative ack must not carry their tags (clients
+    /// drop an ack for a tag they no longer wait for, with all it covers).
+    acked_ahead: VecDeque<u64>,
     tx: Option<Tx>,
     /// Queues that may hold consumers or unacked messages of this channel.
     touched: Vec<QueueRef>,
@@ -157,6 +161,7 @@ impl Channel {
             confirmed: 0,
             unconfirmed: VecDeque::new(),
             nacked: Vec::new(),
+            acked_ahead: VecDeque::new(),
             tx: None,
             touched: Vec::new(),
             awaiting: None,

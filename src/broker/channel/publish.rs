@@ -304,6 +304,8 @@ impl Channel {
                 if self.unconfirmed.is_empty() {
                     // flush_confirms above acked everything before it.
                     self.confirmed = seq;
+                } else {
+                    self.acked_ahead.push_back(seq);
                 }
             }
             self.publish_seq = seq;
@@ -358,12 +360,31 @@ impl Channel {
                 return;
             }
         }
-        let multiple = upto > self.confirmed + 1;
-        let ack = BasicAck {
-            delivery_tag: upto,
-            multiple,
-        };
-        write_method(wbuf, self.me.channel, &ack.into());
+        self.ack_upto(upto, wbuf);
+    }
+
+    /// Acks every publish up to `upto` not acked yet with one basic.ack
+    /// (multiple when it covers several), tagged with the highest of them not
+    /// acked on its own before, as rabbit_channel's `coalesce_and_send`.
+    fn ack_upto(&mut self, upto: u64, wbuf: &mut Vec<u8>) {
+        let mut tag = upto;
+        if !self.acked_ahead.is_empty() {
+            let n = self.acked_ahead.partition_point(|&s| s <= upto);
+            for &s in self.acked_ahead.range(..n).rev() {
+                if s != tag {
+                    break;
+                }
+                tag -= 1;
+            }
+            self.acked_ahead.drain(..n);
+        }
+        if tag > self.confirmed {
+            let ack = BasicAck {
+                delivery_tag: tag,
+                multiple: tag > self.confirmed + 1,
+            };
+            write_method(wbuf, self.me.channel, &ack.into());
+        }
         self.confirmed = upto;
     }
 
@@ -373,13 +394,10 @@ impl Channel {
     fn flush_nacks(&mut self, upto: u64, wbuf: &mut Vec<u8>) {
         self.nacked.sort_unstable();
         let n = self.nacked.partition_point(|&s| s <= upto);
-        for seq in self.nacked.drain(..n) {
+        let mut nacked = std::mem::take(&mut self.nacked);
+        for seq in nacked.drain(..n) {
             if seq > self.confirmed + 1 {
-                let ack = BasicAck {
-                    delivery_tag: seq - 1,
-                    multiple: seq - 1 > self.confirmed + 1,
-                };
-                write_method(wbuf, self.me.channel, &ack.into());
+                self.ack_upto(seq - 1, wbuf);
             }
             let nack = BasicNack {
                 delivery_tag: seq,
@@ -389,6 +407,7 @@ impl Channel {
             write_method(wbuf, self.me.channel, &nack.into());
             self.confirmed = seq;
         }
+        self.nacked = nacked;
     }
 
     pub(super) fn confirm_select(&mut self, m: ConfirmSelect, cx: &mut ChanCx) -> ChanResult {
