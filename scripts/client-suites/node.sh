@@ -14,6 +14,9 @@
 #   amqplib-npm      npm's amqplib@0.10.9, the last release that ships its tests
 #                    (mocha); downloaded with `npm pack` when missing.
 # Each suite's dev dependencies are installed with `npm install --ignore-scripts`.
+# Last checked (warren and RabbitMQ 3.10.8 alike, all passing) with amqplib
+# f7503e5, amqp-client.js 67b3ba3 (and v3.4.1, v2.1.1), rabbitmq-client 2729343
+# (and v4.4.0, v3.1.3, run with tape), amqplib-npm 0.10.9.
 #
 # The suites hard-code localhost:5672 in places, so every Node process is
 # started with redirect-port.js, which sends connections for port 5672 to

@@ -11,6 +11,7 @@
 #            features of its regression_test.sh except tls. Its tests expect
 #            localhost:5672 as user/bitnami: patch-amqprs.sh (run here once, marked
 #            by .warren-patched) makes them use $AMQP_PORT as guest/guest.
+# Last checked with lapin 70611e8 and amqprs 5d2f8b3.
 # Known failure on any broker: amqprs's test_open_amqp_connection logs in with
 # RabbitMQ's RABBIT-CR-DEMO mechanism, which is not enabled by default.
 set -uo pipefail
