@@ -399,6 +399,28 @@ async fn bad_frame_end_type_or_size_is_501() {
     .await;
 }
 
+/// A body frame whose payload (not whole frame) is frame_max passes, as
+/// RabbitMQ allows 8 bytes over (FRAME_SIZE_FUDGE): amqpstorm sends those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_frame_with_a_frame_max_payload_is_accepted() {
+    let b = start_broker(1);
+    let q = uniq("fudge");
+    raw_case(&b, true, move |r| {
+        r.send_method(1, 50, 10, &queue_args(&q, &[0x04, 0, 0, 0, 0])); // exclusive
+        r.expect_method(1, 50, 11);
+        r.send_method(1, 60, 40, &publish_args("", &q));
+        r.send(&frame(2, 1, &[0, 60, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0]));
+        r.send(&frame(3, 1, &vec![7u8; 131072]));
+        r.send_method(1, 60, 70, &queue_args(&q, &[1])); // basic.get, no-ack
+        r.expect_method(1, 60, 71);
+        let (ty, _, header) = r.read_frame();
+        assert_eq!(ty, 2, "content header");
+        let size = u64::from_be_bytes(header[4..12].try_into().unwrap());
+        assert_eq!(size, 131072, "body size");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn method_on_unopened_or_closed_channel_is_504() {
     let b = start_broker(1);

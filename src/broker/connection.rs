@@ -16,7 +16,8 @@ use crate::net::Socket;
 use crate::protocol::constants as c;
 use crate::protocol::methods::*;
 use crate::protocol::{
-    check_frame, write_heartbeat, write_method, FieldTable, FieldValue, Method, PROTOCOL_HEADER,
+    check_frame, write_heartbeat, write_method, FieldTable, FieldValue, Method, FRAME_SIZE_FUDGE,
+    PROTOCOL_HEADER,
 };
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -446,7 +447,8 @@ impl Connection {
             m.channel_max.min(server_channel_max)
         };
         self.info.heartbeat = m.heartbeat;
-        self.sock.set_max_buffered(self.info.frame_max as usize);
+        let largest_frame = self.info.frame_max + FRAME_SIZE_FUDGE;
+        self.sock.set_max_buffered(largest_frame as usize);
         self.state = State::Open;
         Ok(())
     }

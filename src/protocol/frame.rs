@@ -68,10 +68,16 @@ impl fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
+/// How far a frame may exceed frame_max, as in RabbitMQ (rabbit_reader's
+/// `FRAME_SIZE_FUDGE`): clients that fill a body frame's *payload* up to
+/// frame_max (amqpstorm) must not lose their connection.
+pub const FRAME_SIZE_FUDGE: u32 = FRAME_OVERHEAD as u32;
+
 /// Looks at the start of `buf`. `Ok(None)`: not a whole frame yet (allocates
 /// nothing). `Ok(Some(head))`: a whole frame of `head.total_len()` bytes is
 /// there and ends with 0xCE. `frame_max` is the negotiated maximum *total*
-/// frame size (header and end octet included); 0 = unlimited. An unknown type
+/// frame size (header and end octet included), give or take
+/// `FRAME_SIZE_FUDGE`; 0 = unlimited. An unknown type
 /// or an oversized frame is reported as soon as the 7-byte header is readable.
 pub fn check_frame(buf: &[u8], frame_max: u32) -> Result<Option<FrameHead>, FrameError> {
     let Some(h) = buf.get(..7) else {
@@ -88,7 +94,7 @@ pub fn check_frame(buf: &[u8], frame_max: u32) -> Result<Option<FrameHead>, Fram
     let size = u32::from_be_bytes([h[3], h[4], h[5], h[6]]);
     if frame_max != 0 {
         let max = frame_max.saturating_sub(FRAME_OVERHEAD as u32);
-        if size > max {
+        if size > max + FRAME_SIZE_FUDGE {
             return Err(FrameError::TooLarge { size, max });
         }
     }
@@ -348,12 +354,20 @@ mod tests {
             "frame size 200000 larger than negotiated maximum 131064"
         );
         assert_eq!(check_frame(&hdr, 0), Ok(None));
-        // Exactly frame_max total is fine.
+        // Exactly frame_max total is fine, and so is a payload of frame_max
+        // (RabbitMQ's fudge); one byte more is not.
         let mut body = Vec::new();
         write_body(&mut body, 1, &[0u8; 4088], 4096);
         assert_eq!(body.len(), 4096);
         assert!(check_frame(&body, 4096).unwrap().is_some());
-        assert!(check_frame(&body, 4095).is_err());
+        assert!(check_frame(&body, 4088).unwrap().is_some());
+        assert_eq!(
+            check_frame(&body, 4087),
+            Err(FrameError::TooLarge {
+                size: 4088,
+                max: 4079
+            })
+        );
         assert_eq!(
             check_frame(&[9, 0, 0, 0, 0, 0, 0], 0),
             Err(FrameError::UnknownType(9))
