@@ -4,12 +4,14 @@
 #
 # Usage: scripts/client-suites/python.sh [--port P] [SUITE...]
 #
-# Suites (default: all): pika amqp kombu aiormq aio-pika
+# Suites (default: all): pika amqp kombu amqpstorm aiormq aio-pika
 #   pika      pika's tests/acceptance (blocking, async adapters, io services);
 #             the sdist has no tests, so they come from git (PIKA_REF, default
 #             tag 1.3.2, from PIKA_GIT) unless PIKA_SRC names a checkout
 #   amqp      py-amqp's t/integration
 #   kombu     kombu's t/integration/test_py_amqp.py (py-amqp transport)
+#   amqpstorm amqpstorm's functional tests (cleanup over AMQP instead of the
+#             management API)
 #   aiormq    aiormq's tests (their docker fixture replaced by AMQP_URL)
 #   aio-pika  aio-pika's tests (same)
 # The others are sdists from PyPI (versions below, overridable by env).
@@ -35,10 +37,11 @@ PIKA_GIT=${PIKA_GIT:-https://github.com/pika/pika.git}
 PIKA_SRC=${PIKA_SRC:-}
 AMQP_VERSION=${AMQP_VERSION:-5.4.2}
 KOMBU_VERSION=${KOMBU_VERSION:-5.7.0}
+AMQPSTORM_VERSION=${AMQPSTORM_VERSION:-3.1.4}
 AIORMQ_VERSION=${AIORMQ_VERSION:-7.2.4}
 AIO_PIKA_VERSION=${AIO_PIKA_VERSION:-10.2.1}
 TIMEOUT=${TIMEOUT:-60}
-ALL_SUITES="pika amqp kombu aiormq aio-pika"
+ALL_SUITES="pika amqp kombu amqpstorm aiormq aio-pika"
 
 PORT=
 SUITES=()
@@ -62,7 +65,8 @@ if [ ! -x "$WORK/venv/bin/python" ]; then
     python3 -m venv "$WORK/venv" || exit 2
 fi
 pip_q "$WORK/venv/bin/pip" install pytest pytest-timeout tornado twisted gevent \
-    "amqp==$AMQP_VERSION" "kombu==$KOMBU_VERSION" || exit 2
+    "amqp==$AMQP_VERSION" "kombu==$KOMBU_VERSION" "amqpstorm==$AMQPSTORM_VERSION" \
+    requests || exit 2
 if [ ! -x "$WORK/aio-venv/bin/python" ]; then
     python3 -m venv "$WORK/aio-venv" || exit 2
 fi
@@ -202,6 +206,37 @@ for suite in "${SUITES[@]}"; do
             d=$(fresh "$WORK/src/kombu-$KOMBU_VERSION" kombu)
             RABBITMQ_HOST=127.0.0.1 RABBITMQ_5672_TCP=$PORT \
                 run kombu "$d" "$WORK/venv/bin/python" t/integration/test_py_amqp.py
+            ;;
+        amqpstorm)
+            sdist amqpstorm "$AMQPSTORM_VERSION" "amqpstorm-$AMQPSTORM_VERSION" || { RESULTS+=("amqpstorm: download failed"); continue; }
+            d=$(fresh "$WORK/src/amqpstorm-$AMQPSTORM_VERSION" amqpstorm)
+            # Its tests connect to port 5672 and clean up through the
+            # management API: point them at $PORT, clean up over AMQP.
+            "$WORK/venv/bin/python" - "$d/amqpstorm/tests/functional/utility.py" "$PORT" <<'PY' || continue
+import sys
+path, port = sys.argv[1], sys.argv[2]
+s = open(path).read()
+s = s.replace("return Connection(HOST, USERNAME, PASSWORD, **kwargs)",
+              "return Connection(HOST, USERNAME, PASSWORD, port=%s, **kwargs)" % port)
+old = ("    api = ManagementApi(HTTP_URL, USERNAME, PASSWORD, timeout=10)\n"
+       "    if queue:\n        _delete_queues(api, names)\n"
+       "    if exchange:\n        _delete_exchanges(api, names)\n")
+assert old in s, "amqpstorm's clean() changed"
+s = s.replace(old, (
+    "    with Connection(HOST, USERNAME, PASSWORD, port=%s, timeout=10) as c:\n"
+    "        with c.channel() as ch:\n"
+    "            for name in names:\n"
+    "                if queue:\n"
+    "                    ch.queue.delete(name)\n"
+    "                if exchange:\n"
+    "                    ch.exchange.delete(name)\n") % port)
+open(path, "w").write(s)
+PY
+            AMQP_HOST=127.0.0.1 AMQP_USERNAME=guest AMQP_PASSWORD=guest AMQP_URI="$URL%2F" \
+                run amqpstorm "$d" "$WORK/venv/bin/python" amqpstorm/tests/functional \
+                --ignore amqpstorm/tests/functional/management \
+                --ignore amqpstorm/tests/functional/ssl \
+                --ignore amqpstorm/tests/functional/test_web_based.py
             ;;
         aiormq)
             sdist aiormq "$AIORMQ_VERSION" "aiormq-$AIORMQ_VERSION" || { RESULTS+=("aiormq: download failed"); continue; }
