@@ -20,7 +20,8 @@
 # --shards 2 and a temporary data dir; with --port P the suites run against
 # the broker already listening on 127.0.0.1:P (e.g. 5672, a RabbitMQ, to tell
 # warren bugs from suite quirks). Needs python3 with venv and PyPI access.
-# Everything goes under target/client-suites/python (logs in logs/).
+# Everything goes under target/client-suites/python (logs in logs/warren/ or
+# logs/port-P/).
 #
 # Left out, as they need what warren does not have or this machine may lack:
 # TLS (amqps, port 5671), the management API, docker (broker restarts in
@@ -55,7 +56,9 @@ while [ $# -gt 0 ]; do
 done
 [ ${#SUITES[@]} -eq 0 ] && read -r -a SUITES <<<"$ALL_SUITES"
 
-mkdir -p "$WORK/src" "$WORK/logs"
+LOGS=$WORK/logs/${PORT:+port-$PORT}
+[ -z "$PORT" ] && LOGS=$WORK/logs/warren
+mkdir -p "$WORK/src" "$LOGS"
 log() { echo "== $*" >&2; }
 pip_q() { "$@" -q --disable-pip-version-check; }
 
@@ -108,13 +111,13 @@ if [ -z "$PORT" ]; then
     PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     DATA_DIR=$(mktemp -d)
     ./target/debug/warren --port "$PORT" --data-dir "$DATA_DIR" --shards 2 \
-        >"$WORK/logs/warren.log" 2>&1 &
+        >"$LOGS/warren.log" 2>&1 &
     BROKER_PID=$!
     for _ in $(seq 100); do
         (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break
         sleep 0.1
     done
-    log "warren on port $PORT (log: $WORK/logs/warren.log)"
+    log "warren on port $PORT (log: $LOGS/warren.log)"
 else
     log "broker on port $PORT"
 fi
@@ -125,13 +128,14 @@ RESULTS=()
 run() { # suite dir python pytest-args...
     local suite=$1 dir=$2 py=$3
     shift 3
-    local out=$WORK/logs/$suite.log
+    local out=$LOGS/$suite.log
     log "$suite: (cd $dir && $py -m pytest $*)"
     (cd "$dir" && timeout 1800 "$py" -m pytest -p no:cacheprovider -q -rfE \
         --timeout "$TIMEOUT" "$@") >"$out" 2>&1
     local summary
-    summary=$(grep -E '^=*.*[0-9]+ (passed|failed|error)' "$out" | tail -1 | tr -d '=')
-    RESULTS+=("$suite:${summary:- no result, see $out}")
+    summary=$(grep -E '^=*.*[0-9]+ (passed|failed|error)' "$out" | tail -1 |
+        sed 's/^=* *//; s/ *=*$//')
+    RESULTS+=("$suite: ${summary:-no result, see $out}")
     grep -E '^(FAILED|ERROR) [^ ]' "$out" | sed "s/^/    $suite /" >&2
 }
 fresh() { # source-dir copy-name
@@ -257,7 +261,7 @@ PY
 done
 
 echo
-echo "Summary (broker port $PORT; logs in $WORK/logs):"
+echo "Summary (broker port $PORT; logs in $LOGS):"
 for r in "${RESULTS[@]}"; do
     echo "  $r"
 done
