@@ -239,11 +239,6 @@ impl Queue {
         self.ready.len() as u32
     }
 
-    /// Messages only on disk (paged out).
-    pub fn paged_count(&self) -> usize {
-        self.ready.paged()
-    }
-
     pub fn consumer_count(&self) -> u32 {
         self.consumers.len() as u32
     }

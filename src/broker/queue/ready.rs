@@ -106,11 +106,6 @@ impl Ready {
         self.requeued_bytes + self.levels.iter().map(|l| l.backlog.bytes()).sum::<u64>()
     }
 
-    /// Messages only on disk (paged out).
-    pub fn paged(&self) -> usize {
-        self.levels.iter().map(|l| l.backlog.paged()).sum()
-    }
-
     /// Removes every message, handing each to `f` (purge).
     pub fn drain_each(&mut self, mut f: impl FnMut(Stored)) {
         for l in &mut self.levels {
