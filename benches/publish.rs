@@ -42,16 +42,17 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use warren::broker::connection::Connection;
-use warren::broker::definitions::Definitions;
-use warren::broker::shard_msg::QueueOp;
-use warren::broker::{ShardCtx, ShardState};
+use warren::amqp091::connection::Connection;
+use warren::core::definitions::Definitions;
+use warren::core::shard_msg::QueueOp;
+use warren::core::ShardCtx;
 use warren::net::Socket;
 use warren::protocol::methods::*;
 use warren::protocol::{
     check_frame, write_body, write_content_header, write_method, BasicProperties, FieldTable,
     FieldValue, Method, PROTOCOL_HEADER,
 };
+use warren::shard::state::ShardState;
 use warren::Config;
 
 /// Publishes per timed batch (one read buffer's worth).
@@ -77,7 +78,7 @@ impl Shard {
         };
         let frame_max = config.frame_max;
         let defs = Arc::new(Definitions::new(1));
-        let alarms = Arc::new(warren::broker::alarms::Alarms::new(
+        let alarms = Arc::new(warren::core::alarms::Alarms::new(
             0,
             0,
             std::path::Path::new("/"),

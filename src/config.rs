@@ -42,7 +42,7 @@ pub struct Config {
     /// Size at which a message-store segment file is closed (0: default).
     pub segment_size: u64,
     /// A queue keeps at most this many never-delivered messages in memory;
-    /// the rest are paged out to disk (`broker::backlog`).
+    /// the rest are paged out to disk (`core::backlog`).
     pub queue_max_in_memory: usize,
     /// … and at most this many body bytes.
     pub queue_max_in_memory_bytes: u64,
@@ -97,7 +97,7 @@ impl Config {
     pub fn memory_limit_bytes(&self) -> u64 {
         match self.memory_limit {
             Some(b) => b,
-            None => crate::broker::alarms::total_memory()
+            None => crate::core::alarms::total_memory()
                 .map(|t| (t as f64 * self.memory_high_watermark) as u64)
                 .unwrap_or(0),
         }

@@ -10,8 +10,9 @@
 //!
 //! See ARCHITECTURE.md for threads, rings and the path of a message.
 
-pub mod broker;
+pub mod amqp091;
 pub mod config;
+pub mod core;
 pub mod net;
 pub mod protocol;
 pub mod shard;

@@ -61,7 +61,7 @@ struct Args {
     /// `always` (one fdatasync per shard per batch of writes, group commit),
     /// `interval:<ms>` (at most one per interval), `never` (benchmarks only).
     #[arg(long, env = "WARREN_FSYNC", default_value = "always",
-          value_parser = warren::broker::persist::parse_fsync_mode)]
+          value_parser = warren::core::persist::parse_fsync_mode)]
     fsync: warren::store::syncer::FsyncMode,
     /// Message store segment file size, bytes.
     #[arg(long, env = "WARREN_SEGMENT_SIZE", default_value_t = 64 * 1024 * 1024)]

@@ -10,13 +10,14 @@
 //!    syscall per connection per iteration).
 
 use super::mesh::{Links, WAKER_TOKEN};
+use super::state::ShardState;
 use super::ShardListeners;
-use crate::broker::alarms::Alarms;
-use crate::broker::connection::Connection;
-use crate::broker::definitions::Definitions;
-use crate::broker::persist::ShardStore;
-use crate::broker::{ShardCtx, ShardState};
+use crate::amqp091::connection::Connection;
 use crate::config::Config;
+use crate::core::alarms::Alarms;
+use crate::core::definitions::Definitions;
+use crate::core::persist::ShardStore;
+use crate::core::ShardCtx;
 use crate::net::{ReadOutcome, Socket};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Token};
@@ -77,9 +78,9 @@ pub fn run(
     }
     let mut ctx = ShardCtx::new(id, config, defs, alarms);
     // Page files of a previous run are scratch: gone.
-    let paging_dir = crate::broker::persist::paging_dir(&ctx.config.data_dir, id);
+    let paging_dir = crate::core::persist::paging_dir(&ctx.config.data_dir, id);
     let _ = std::fs::remove_dir_all(&paging_dir);
-    ctx.paging = Some(Arc::new(crate::broker::backlog::PagingConfig {
+    ctx.paging = Some(Arc::new(crate::core::backlog::PagingConfig {
         dir: paging_dir,
         max_messages: ctx.config.queue_max_in_memory,
         max_bytes: ctx.config.queue_max_in_memory_bytes,

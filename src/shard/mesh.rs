@@ -6,7 +6,7 @@
 //! asleep — see `Link::parked`).
 
 use super::ring::{ring, Consumer, Producer};
-use crate::broker::shard_msg::ShardMsg;
+use crate::core::shard_msg::ShardMsg;
 use mio::{Poll, Token, Waker};
 use std::io;
 use std::sync::atomic::AtomicBool;

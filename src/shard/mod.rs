@@ -8,10 +8,11 @@
 pub mod event_loop;
 pub mod mesh;
 pub mod ring;
+pub mod state;
 
-use crate::broker::alarms::Alarms;
-use crate::broker::definitions::Definitions;
 use crate::config::Config;
+use crate::core::alarms::Alarms;
+use crate::core::definitions::Definitions;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};

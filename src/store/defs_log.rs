@@ -26,7 +26,7 @@
 //! renames it over the log and syncs the directory, so a crash leaves either
 //! the old log or the new one.
 //!
-//! This module knows nothing of the broker: `broker::definitions` turns its
+//! This module knows nothing of the broker: `core::definitions` turns its
 //! changes into [`Record`]s and replays the records at boot.
 
 use crate::protocol::reader::{put_longstr, put_u16, put_u64, put_u8, Reader};

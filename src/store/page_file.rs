@@ -1,5 +1,5 @@
 //! A queue's page file: a FIFO of messages on disk, for the tail of a queue
-//! beyond its in-memory limit (`broker::backlog`). Scratch data: never synced,
+//! beyond its in-memory limit (`core::backlog`). Scratch data: never synced,
 //! never recovered, deleted when the queue goes or the broker starts.
 //! (Persistent messages of durable queues are in the message store as well;
 //! the page file keeps their store location so that their acks can be written.)

@@ -1,0 +1,70 @@
+//! What basic.publish checks about a message's properties before routing it,
+//! in RabbitMQ's order: the exchange (404, or 403 for an internal one) comes
+//! first, then a `reply_to` of `amq.rabbitmq.reply-to` (rewritten to this
+//! channel's reply address, or 406 without a reply consumer), then `user_id`
+//! (406 unless it names the authenticated user), then `expiration` (406 unless
+//! it is a non-negative integer string, `queue::ttl`). The `CC`/`BCC` headers are
+//! checked while routing (`publish.rs`, `sender_selected.rs`), still after
+//! these and still behind an exchange error.
+//!
+//! Cost: a publish with none of `reply_to`, `user_id`, `expiration` pays one look at the
+//! property flags; the exchange is looked up here only when a check fails.
+
+use super::{ChanCx, Channel};
+use crate::amqp091::error::AmqpError;
+use crate::core::message::Message;
+use crate::protocol::properties::{
+    raw_user_id, split_flags, PROP_EXPIRATION, PROP_REPLY_TO, PROP_USER_ID,
+};
+
+const fn flag(index: usize) -> u16 {
+    1 << (15 - index)
+}
+
+impl Channel {
+    /// The checks above; may replace `msg.properties` (reply_to rewrite).
+    pub(super) fn check_publish(
+        &self,
+        msg: &mut Message,
+        cx: &mut ChanCx,
+    ) -> Result<(), AmqpError> {
+        let Some((flags, _)) = split_flags(&msg.properties) else {
+            return Ok(());
+        };
+        if flags & (flag(PROP_REPLY_TO) | flag(PROP_USER_ID) | flag(PROP_EXPIRATION)) == 0 {
+            return Ok(());
+        }
+        let checked = self
+            .rewrite_reply_to(msg)
+            .and_then(|()| check_user_id(msg, &cx.info.user))
+            .and_then(|()| {
+                crate::core::queue::ttl::check_expiration(&msg.properties).map_err(AmqpError::from)
+            });
+        checked.map_err(|e| self.exchange_error(&msg.exchange, cx).unwrap_or(e))
+    }
+
+    /// The error a publish to `exchange` gets before any property check: it
+    /// does not exist (404) or is internal (403).
+    pub(super) fn exchange_error(&self, exchange: &[u8], cx: &mut ChanCx) -> Option<AmqpError> {
+        if exchange.is_empty() {
+            return None;
+        }
+        let ctx = &mut *cx.ctx;
+        ctx.routing.sync(&ctx.defs);
+        let found = ctx.routing.exchange(exchange).map(|x| x.internal);
+        super::publish::check_exchange(found, exchange).err()
+    }
+}
+
+/// A `user_id` property must name the authenticated user
+/// (`rabbit_channel:check_user_id_header`; warren has no impersonator tag).
+fn check_user_id(msg: &Message, user: &str) -> Result<(), AmqpError> {
+    match raw_user_id(&msg.properties) {
+        Some(claimed) if claimed != user.as_bytes() => Err(AmqpError::precondition(format!(
+            "user_id property set to '{}' but authenticated user was '{}'",
+            String::from_utf8_lossy(claimed),
+            user
+        ))),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,587 @@
+//! The authoritative definitions of the (single) vhost: exchanges, queues and
+//! bindings, shared by all shards, plus an append-only change log from which every
+//! shard keeps its own lock-free routing copy (`routing.rs`).
+//!
+//! Why a mutex here: definitions change rarely (declare, bind, delete) and must be
+//! totally ordered across shards. Publishing never takes this lock: a shard only
+//! reads one atomic (`version`) per publish and locks only when a change happened,
+//! to apply the new log entries to its copy. Because a change bumps `version`
+//! before the `*-ok` reply is written, a client that has received `bind-ok` finds
+//! the binding on its very next publish, on whichever shard that publish lands.
+//!
+//! Durability: [`Definitions::open`] reads `<data_dir>/definitions.log`
+//! (`store::defs_log`), replays it, and from then on every change to a durable
+//! exchange, a durable non-exclusive queue or a binding between two durable
+//! ends is appended to it under the lock and synced before the lock is released
+//! (`Defs::commit`, or at the latest `DefsGuard::drop`), so before the `*-ok`.
+//! Recovered queues get a `QueueRef` on their home shard, which creates the
+//! empty `Queue` objects before it serves anyone (`ShardCtx::recover_queues`).
+
+use super::error::{CoreError, CoreResult};
+use super::exchange::ExchangeKind;
+use super::ids::QueueRef;
+use crate::protocol::FieldTable;
+use crate::store::defs_log::{DefsLog, Record};
+use replay::{binding_record, exchange_record, queue_record, Replay};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+mod replay;
+
+/// Where a binding leads.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum BindingDest {
+    Queue(String),
+    Exchange(String),
+}
+
+impl BindingDest {
+    pub fn name(&self) -> &str {
+        match self {
+            BindingDest::Queue(n) | BindingDest::Exchange(n) => n,
+        }
+    }
+}
+
+/// One binding. Identity is (source, destination, key, encoded arguments), as in
+/// RabbitMQ: the same key with other arguments is another binding.
+#[derive(Clone, Debug)]
+pub struct Binding {
+    pub source: String,
+    pub dest: BindingDest,
+    pub key: String,
+    pub args: FieldTable,
+    args_raw: Vec<u8>,
+}
+
+impl Binding {
+    pub fn new(source: String, dest: BindingDest, key: String, args: FieldTable) -> Binding {
+        let mut args_raw = Vec::new();
+        args.encode(&mut args_raw);
+        Binding {
+            source,
+            dest,
+            key,
+            args,
+            args_raw,
+        }
+    }
+}
+impl PartialEq for Binding {
+    fn eq(&self, o: &Self) -> bool {
+        self.source == o.source
+            && self.dest == o.dest
+            && self.key == o.key
+            && self.args_raw == o.args_raw
+    }
+}
+impl Eq for Binding {}
+impl std::hash::Hash for Binding {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.source.hash(h);
+        self.dest.hash(h);
+        self.key.hash(h);
+        self.args_raw.hash(h);
+    }
+}
+
+/// A declared exchange.
+#[derive(Clone, Debug)]
+pub struct ExchangeDef {
+    pub name: String,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub args: FieldTable,
+}
+
+impl ExchangeDef {
+    /// The `alternate-exchange` argument (a longstr, checked at declaration).
+    pub fn alternate(&self) -> Option<&str> {
+        self.args.get("alternate-exchange").and_then(|v| v.as_str())
+    }
+}
+
+/// A declared queue. The queue's messages and consumers live on `queue.shard`.
+#[derive(Clone, Debug)]
+pub struct QueueDef {
+    pub name: String,
+    pub queue: QueueRef,
+    pub durable: bool,
+    pub auto_delete: bool,
+    /// Connection id of the owner of an exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    pub args: FieldTable,
+    /// Stable id of a durable, non-exclusive queue (0 for any other): the same
+    /// across restarts and never reused, for the message store to key by.
+    pub store_id: u64,
+}
+
+impl QueueDef {
+    /// Survives a restart: durable and not exclusive (RabbitMQ deletes
+    /// exclusive queues with their connection, so never recovers one).
+    pub fn persistent(&self) -> bool {
+        self.durable && self.exclusive_owner.is_none()
+    }
+}
+
+/// One entry of the change log; shards apply them in order.
+#[derive(Clone, Debug)]
+pub enum DefEvent {
+    ExchangeAdded {
+        name: String,
+        kind: ExchangeKind,
+        internal: bool,
+        /// The `alternate-exchange` argument: where messages this exchange
+        /// cannot route go (looked up by name when needed).
+        alternate: Option<String>,
+    },
+    ExchangeRemoved {
+        name: String,
+    },
+    QueueAdded {
+        name: String,
+        queue: QueueRef,
+        exclusive_owner: Option<u64>,
+    },
+    QueueRemoved {
+        name: String,
+    },
+    BindingAdded(Binding),
+    BindingRemoved(Binding),
+}
+
+/// Shared definitions: lock for changes, `version` for cheap "anything new?" checks.
+pub struct Definitions {
+    state: Mutex<Defs>,
+    /// Number of log events ever appended; a shard whose applied count differs
+    /// must lock and catch up.
+    version: AtomicU64,
+}
+
+/// The state behind the lock.
+pub struct Defs {
+    pub exchanges: HashMap<String, ExchangeDef>,
+    pub queues: HashMap<String, QueueDef>,
+    pub bindings: HashSet<Binding>,
+    log: Vec<DefEvent>,
+    /// Version number of `log[0]` (the log is trimmed once every shard read it).
+    log_base: u64,
+    /// Per shard: how many events it has applied.
+    cursors: Vec<u64>,
+    /// The definitions log and the records of the change in progress, for a
+    /// broker with a data directory (`Definitions::open`).
+    persist: Option<Persist>,
+    /// Next `QueueDef::store_id` to hand out.
+    next_store_id: u64,
+    /// Per shard: recovered queues whose `Queue` objects it must create.
+    recovered: Vec<Vec<QueueDef>>,
+}
+
+struct Persist {
+    log: DefsLog,
+    /// Framed records not yet written (written and synced by `Defs::commit`).
+    pending: Vec<u8>,
+}
+
+/// The log is rewritten at boot once it holds more than this many records
+/// beyond twice the live set.
+const COMPACT_SLACK: usize = 1000;
+/// `QueueRef::gen` of recovered queues; a shard's own generations start above it.
+pub const RECOVERED_GEN: u32 = 1;
+
+/// Exchanges every vhost has from the start (RabbitMQ's set).
+pub const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
+    ("", ExchangeKind::Direct, false),
+    ("amq.direct", ExchangeKind::Direct, false),
+    ("amq.fanout", ExchangeKind::Fanout, false),
+    ("amq.topic", ExchangeKind::Topic, false),
+    ("amq.headers", ExchangeKind::Headers, false),
+    ("amq.match", ExchangeKind::Headers, false),
+    ("amq.rabbitmq.trace", ExchangeKind::Topic, true),
+];
+
+impl Definitions {
+    /// Definitions that live in memory only (benches, unit tests): nothing
+    /// survives the process.
+    pub fn new(shards: usize) -> Definitions {
+        Definitions::from_defs(Defs::empty(shards))
+    }
+
+    /// Definitions backed by `<data_dir>/definitions.log`: replays it (a
+    /// damaged tail is cut off with a warning), compacts it if it holds far
+    /// more records than the live set, and persists every durable change
+    /// from then on. The recovered queues wait in `Defs::take_recovered` for
+    /// their shards.
+    pub fn open(data_dir: &Path, shards: usize) -> std::io::Result<Definitions> {
+        let started = std::time::Instant::now();
+        let (mut log, records) = DefsLog::open(data_dir)?;
+        let n_records = records.len();
+        let replayed = Replay::run(records);
+        let mut defs = Defs::empty(shards);
+        defs.next_store_id = replayed.next_store_id;
+        let mut exchanges: Vec<ExchangeDef> = replayed.exchanges.into_values().collect();
+        exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+        for x in exchanges {
+            defs.add_exchange(x);
+        }
+        // Each shard's recovered queues take its first slots, in id order.
+        let mut queues: Vec<(QueueDef, u16)> = replayed.queues.into_values().collect();
+        queues.sort_by_key(|(q, _)| q.store_id);
+        let mut slots = vec![0u32; shards];
+        for (mut q, home) in queues {
+            let shard = home as usize % shards;
+            q.queue = QueueRef {
+                shard: shard as u16,
+                slot: slots[shard],
+                gen: RECOVERED_GEN,
+            };
+            slots[shard] += 1;
+            defs.recovered[shard].push(q.clone());
+            defs.add_queue(q);
+        }
+        for b in replayed.bindings {
+            let dest_ok = match &b.dest {
+                BindingDest::Queue(n) => defs.queues.contains_key(n),
+                BindingDest::Exchange(n) => defs.exchanges.contains_key(n),
+            };
+            if dest_ok && defs.exchanges.contains_key(&b.source) {
+                defs.add_binding(b);
+            }
+        }
+        // Everything but the predeclared exchanges came from the log, so is
+        // durable: the live set is that, plus the next-id record.
+        let n_live =
+            defs.exchanges.len() - PREDECLARED.len() + defs.queues.len() + defs.bindings.len() + 1;
+        if n_records > 2 * n_live + COMPACT_SLACK {
+            let live = defs.live_records();
+            log.rewrite(&live)?;
+            log::info!(
+                "definitions log compacted from {} to {} records",
+                n_records,
+                live.len()
+            );
+        }
+        log::info!(
+            "recovered {} durable exchange(s), {} queue(s), {} binding(s) from {} record(s) in {:?}",
+            defs.exchanges.len() - PREDECLARED.len(),
+            defs.queues.len(),
+            defs.bindings.len(),
+            n_records,
+            started.elapsed()
+        );
+        defs.persist = Some(Persist {
+            log,
+            pending: Vec::new(),
+        });
+        Ok(Definitions::from_defs(defs))
+    }
+
+    fn from_defs(defs: Defs) -> Definitions {
+        let version = defs.log_base + defs.log.len() as u64;
+        Definitions {
+            state: Mutex::new(defs),
+            version: AtomicU64::new(version),
+        }
+    }
+
+    /// Current version; compare with what a shard applied.
+    #[inline]
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Locks the definitions for a change or a catch-up. Not for the publish path
+    /// except when `version()` moved.
+    pub fn lock(&self) -> DefsGuard<'_> {
+        DefsGuard {
+            guard: self.state.lock().unwrap_or_else(|e| e.into_inner()),
+            version: &self.version,
+        }
+    }
+}
+
+/// Lock guard that publishes the new version when dropped, i.e. after the change
+/// is complete and before the caller writes its `*-ok`.
+pub struct DefsGuard<'a> {
+    guard: MutexGuard<'a, Defs>,
+    version: &'a AtomicU64,
+}
+
+impl std::ops::Deref for DefsGuard<'_> {
+    type Target = Defs;
+    fn deref(&self) -> &Defs {
+        &self.guard
+    }
+}
+impl std::ops::DerefMut for DefsGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Defs {
+        &mut self.guard
+    }
+}
+impl Drop for DefsGuard<'_> {
+    fn drop(&mut self) {
+        // Handlers that answer a client commit themselves, to report a failure;
+        // this catches the rest (deletions by the owning shard, cascades).
+        let _ = self.guard.commit();
+        let v = self.guard.log_base + self.guard.log.len() as u64;
+        self.version.store(v, Ordering::Release);
+    }
+}
+
+impl Defs {
+    fn empty(shards: usize) -> Defs {
+        let mut defs = Defs {
+            exchanges: HashMap::new(),
+            queues: HashMap::new(),
+            bindings: HashSet::new(),
+            log: Vec::new(),
+            log_base: 0,
+            cursors: vec![0; shards],
+            persist: None,
+            next_store_id: 1,
+            recovered: vec![Vec::new(); shards],
+        };
+        for &(name, kind, internal) in PREDECLARED {
+            defs.add_exchange(ExchangeDef {
+                name: name.into(),
+                kind,
+                durable: true,
+                auto_delete: false,
+                internal,
+                args: FieldTable::default(),
+            });
+        }
+        defs
+    }
+
+    fn push(&mut self, e: DefEvent) {
+        self.log.push(e);
+    }
+
+    /// Queues `record()` for the definitions log, if there is one.
+    fn record(&mut self, record: impl FnOnce() -> Record) {
+        if let Some(p) = &mut self.persist {
+            record().encode(&mut p.pending);
+        }
+    }
+
+    /// Writes and syncs the records of the change in progress. A durable
+    /// `*-ok` must mean durable, so the handlers call this before replying and
+    /// turn a failure into a connection error.
+    pub fn commit(&mut self) -> CoreResult<()> {
+        let Some(p) = &mut self.persist else {
+            return Ok(());
+        };
+        if p.pending.is_empty() {
+            return Ok(());
+        }
+        let res = p.log.append(&p.pending);
+        p.pending.clear();
+        res.map_err(|e| {
+            log::error!("cannot write the definitions log: {}", e);
+            CoreError::internal(format!("cannot write the definitions log: {}", e))
+        })
+    }
+
+    /// A fresh, never reused `QueueDef::store_id` for a new durable queue.
+    pub fn next_store_id(&mut self) -> u64 {
+        let id = self.next_store_id;
+        self.next_store_id += 1;
+        id
+    }
+
+    /// The recovered queues `shard` must create (once, at its start).
+    pub fn take_recovered(&mut self, shard: usize) -> Vec<QueueDef> {
+        self.recovered
+            .get_mut(shard)
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn exchange_durable(&self, name: &str) -> bool {
+        self.exchanges.get(name).is_some_and(|x| x.durable)
+    }
+
+    /// Survives a restart: both ends do.
+    fn binding_durable(&self, b: &Binding) -> bool {
+        self.exchange_durable(&b.source)
+            && match &b.dest {
+                BindingDest::Queue(n) => self.queues.get(n).is_some_and(|q| q.persistent()),
+                BindingDest::Exchange(n) => self.exchange_durable(n),
+            }
+    }
+
+    /// The durable definitions as log records (for compaction).
+    fn live_records(&self) -> Vec<Record> {
+        let mut out = vec![Record::NextQueueId(self.next_store_id)];
+        let predeclared = |n: &str| PREDECLARED.iter().any(|p| p.0 == n);
+        for x in self.exchanges.values() {
+            if x.durable && !predeclared(&x.name) {
+                out.push(exchange_record(x));
+            }
+        }
+        for q in self.queues.values().filter(|q| q.persistent()) {
+            out.push(queue_record(q));
+        }
+        for b in &self.bindings {
+            if self.binding_durable(b) {
+                out.push(Record::BindingAdd(binding_record(b)));
+            }
+        }
+        out
+    }
+
+    /// Events `shard` has not applied yet; marks them applied and trims the log
+    /// prefix every shard has read.
+    pub fn take_events(&mut self, shard: usize, applied: u64, out: &mut Vec<DefEvent>) -> u64 {
+        // A shard's cursor never falls behind the trimmed prefix (trimming
+        // stops at the slowest cursor); if that ever broke, fail loudly.
+        let start = applied
+            .checked_sub(self.log_base)
+            .expect("definitions cursor behind trimmed log") as usize;
+        out.extend_from_slice(&self.log[start..]);
+        let now = self.log_base + self.log.len() as u64;
+        self.cursors[shard] = now;
+        if self.log.len() > 1024 {
+            let min = *self.cursors.iter().min().unwrap();
+            let n = (min - self.log_base) as usize;
+            self.log.drain(..n);
+            self.log_base = min;
+        }
+        now
+    }
+
+    /// Every event from the beginning is no longer available once trimmed, so a
+    /// shard starts at 0 before anything is trimmed (all shards start together).
+    pub fn add_exchange(&mut self, def: ExchangeDef) {
+        if def.durable {
+            self.record(|| exchange_record(&def));
+        }
+        self.push(DefEvent::ExchangeAdded {
+            name: def.name.clone(),
+            kind: def.kind,
+            internal: def.internal,
+            alternate: def.alternate().map(str::to_string),
+        });
+        self.exchanges.insert(def.name.clone(), def);
+    }
+
+    /// Removes an exchange and every binding to or from it.
+    pub fn remove_exchange(&mut self, name: &str) {
+        let doomed: Vec<Binding> = self
+            .bindings
+            .iter()
+            .filter(|b| b.source == name || b.dest == BindingDest::Exchange(name.to_string()))
+            .cloned()
+            .collect();
+        for b in doomed {
+            self.remove_binding(&b);
+        }
+        if let Some(x) = self.exchanges.remove(name) {
+            if x.durable {
+                self.record(|| Record::ExchangeDelete {
+                    name: name.to_string(),
+                });
+            }
+            self.push(DefEvent::ExchangeRemoved {
+                name: name.to_string(),
+            });
+        }
+    }
+
+    pub fn add_queue(&mut self, def: QueueDef) {
+        if def.persistent() {
+            self.record(|| queue_record(&def));
+        }
+        self.push(DefEvent::QueueAdded {
+            name: def.name.clone(),
+            queue: def.queue,
+            exclusive_owner: def.exclusive_owner,
+        });
+        self.queues.insert(def.name.clone(), def);
+    }
+
+    /// Removes a queue and its bindings (auto-delete exchanges left without
+    /// bindings go too). Only the owning shard calls this, when it deletes the
+    /// queue's runtime state; `queue` guards against removing a newer namesake.
+    pub fn remove_queue(&mut self, name: &str, queue: QueueRef) {
+        match self.queues.get(name) {
+            Some(q) if q.queue == queue => {}
+            _ => return,
+        }
+        let dest = BindingDest::Queue(name.to_string());
+        let doomed: Vec<Binding> = self
+            .bindings
+            .iter()
+            .filter(|b| b.dest == dest)
+            .cloned()
+            .collect();
+        for b in doomed {
+            self.remove_binding(&b);
+        }
+        if self.queues.remove(name).is_some_and(|q| q.persistent()) {
+            self.record(|| Record::QueueDelete {
+                name: name.to_string(),
+            });
+        }
+        self.push(DefEvent::QueueRemoved {
+            name: name.to_string(),
+        });
+    }
+
+    pub fn add_binding(&mut self, b: Binding) {
+        if self.bindings.insert(b.clone()) {
+            if self.binding_durable(&b) {
+                self.record(|| Record::BindingAdd(binding_record(&b)));
+            }
+            self.push(DefEvent::BindingAdded(b));
+        }
+    }
+
+    /// Removes a binding; an auto-delete source exchange left without bindings is
+    /// deleted, as RabbitMQ does.
+    pub fn remove_binding(&mut self, b: &Binding) -> bool {
+        if !self.bindings.remove(b) {
+            return false;
+        }
+        // Both ends still exist here: a queue or exchange is removed after
+        // its bindings.
+        if self.binding_durable(b) {
+            self.record(|| Record::BindingRemove(binding_record(b)));
+        }
+        self.push(DefEvent::BindingRemoved(b.clone()));
+        let source = b.source.clone();
+        let auto = self
+            .exchanges
+            .get(&source)
+            .map(|e| e.auto_delete)
+            .unwrap_or(false);
+        if auto && !self.bindings.iter().any(|x| x.source == source) {
+            self.remove_exchange(&source);
+        }
+        true
+    }
+
+    pub fn has_bindings_from(&self, exchange: &str) -> bool {
+        self.bindings.iter().any(|b| b.source == exchange)
+    }
+
+    pub fn exchange(&self, name: &str) -> CoreResult<&ExchangeDef> {
+        self.exchanges
+            .get(name)
+            .ok_or_else(|| CoreError::no_exchange(name))
+    }
+
+    pub fn queue(&self, name: &str) -> CoreResult<&QueueDef> {
+        self.queues
+            .get(name)
+            .ok_or_else(|| CoreError::no_queue(name))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,319 @@
+//! The broker core: vhosts, definitions, exchanges and routing, queues and
+//! their consumers, the shard messages and the store glue. It speaks no wire
+//! protocol. Front ends (`crate::amqp091`, later AMQP 1.0 and HTTP) call its
+//! operations (`ops`) and exchange [`shard_msg::ShardMsg`]s with it; the
+//! core never imports them (`tests/layering.rs` checks).
+//!
+//! Everything here runs inside one shard's thread. [`ShardCtx`] is a shard's
+//! state minus its sessions; [`ShardCtx::handle_queue_msg`] (`pump.rs`) is the
+//! queue side of the shard's message pump.
+
+pub mod alarms;
+pub mod backlog;
+pub mod definitions;
+pub mod error;
+pub mod exchange;
+pub mod ids;
+pub mod message;
+pub mod names;
+pub mod ops;
+pub mod outbox;
+pub mod persist;
+mod pump;
+pub mod queue;
+pub mod queue_args;
+pub mod routing;
+pub mod sender_selected;
+pub mod shard_msg;
+pub mod vhost;
+
+use crate::config::Config;
+use definitions::Definitions;
+use ids::QueueRef;
+use outbox::Outbox;
+use queue::{After, Queue};
+use routing::Routing;
+use slab::Slab;
+use std::sync::Arc;
+
+/// Everything of a shard except its connections. Channels get `&mut ShardCtx`
+/// while their connection is borrowed separately.
+pub struct ShardCtx {
+    pub id: u16,
+    pub config: Arc<Config>,
+    pub defs: Arc<Definitions>,
+    /// Memory and disk alarms, shared by all shards (shard 0 measures).
+    pub alarms: Arc<alarms::Alarms>,
+    /// This shard's lock-free copy of exchanges and bindings.
+    pub routing: Routing,
+    /// Messages produced this iteration, per destination shard.
+    pub outbox: Outbox,
+    /// Queues owned by this shard. Invariant: only this thread touches them.
+    pub queues: Slab<Queue>,
+    /// This shard's message store (None: nothing is persisted, e.g. in the
+    /// micro-benchmarks).
+    pub store: Option<persist::ShardStore>,
+    /// Where and when queues page messages out (None: never, e.g. in the
+    /// micro-benchmarks).
+    pub paging: Option<Arc<backlog::PagingConfig>>,
+    /// Reused to collect a queue's departed stored messages.
+    gone_scratch: Vec<(u64, crate::store::segments::Location)>,
+    next_queue_gen: u32,
+    next_incarnation: u32,
+    next_conn_uid: u64,
+    /// Connections with output waiting to be flushed this iteration (each once).
+    dirty: Vec<usize>,
+    /// `dirty_flag[slot]`: the slot is already in `dirty`.
+    dirty_flag: Vec<bool>,
+    /// Connections whose reading was parked (input buffer full while waiting
+    /// for a queue) and should be read again.
+    pub reread: Vec<usize>,
+    /// Reused by every publish to collect destination queues.
+    pub route_scratch: Vec<QueueRef>,
+    pub rng: names::Rng,
+}
+
+impl ShardCtx {
+    pub fn new(
+        id: u16,
+        config: Arc<Config>,
+        defs: Arc<Definitions>,
+        alarms: Arc<alarms::Alarms>,
+    ) -> ShardCtx {
+        let shards = config.shards;
+        ShardCtx {
+            id,
+            config,
+            defs,
+            alarms,
+            routing: Routing::new(id as usize),
+            outbox: Outbox::new(id, shards),
+            queues: Slab::new(),
+            store: None,
+            paging: None,
+            gone_scratch: Vec::new(),
+            next_queue_gen: 1,
+            next_incarnation: 1,
+            next_conn_uid: 1,
+            dirty: Vec::new(),
+            dirty_flag: Vec::new(),
+            reread: Vec::new(),
+            route_scratch: Vec::with_capacity(16),
+            rng: names::Rng::new(id as u64),
+        }
+    }
+
+    /// Creates, empty, the durable queues recovered from the definitions log
+    /// whose home is this shard, at the slots `Definitions::open` gave them
+    /// (every shard's routing copy already knows them). Called once, on this
+    /// shard's thread, before its event loop first polls: messages for them
+    /// may wait in the rings, and are handled only after this.
+    pub fn recover_queues(&mut self) {
+        let recovered = self.defs.lock().take_recovered(self.id as usize);
+        if recovered.is_empty() {
+            return;
+        }
+        assert!(self.queues.is_empty(), "queues recovered into a used shard");
+        self.queues = recovered
+            .into_iter()
+            .map(|d| {
+                let props = queue::QueueProps {
+                    name: d.name,
+                    durable: d.durable,
+                    auto_delete: d.auto_delete,
+                    exclusive_owner: None,
+                    arguments: d.args,
+                    store_id: d.store_id,
+                };
+                (
+                    d.queue.slot as usize,
+                    Queue::new(
+                        d.queue,
+                        props,
+                        self.paging.clone(),
+                        self.config.consumer_timeout,
+                    ),
+                )
+            })
+            .collect();
+    }
+
+    pub fn next_queue_gen(&mut self) -> u32 {
+        self.next_queue_gen = self.next_queue_gen.wrapping_add(1);
+        self.next_queue_gen
+    }
+
+    pub fn next_incarnation(&mut self) -> u32 {
+        self.next_incarnation = self.next_incarnation.wrapping_add(1);
+        self.next_incarnation
+    }
+
+    /// Connection ids are unique broker-wide: shard number in the top bits.
+    pub fn next_conn_uid(&mut self) -> u64 {
+        self.next_conn_uid += 1;
+        ((self.id as u64) << 48) | self.next_conn_uid
+    }
+
+    /// Notes that a connection has output to flush. Called per delivery, so it
+    /// lists each connection once per iteration (a flag per slot) instead of
+    /// pushing per message and sorting at flush.
+    #[inline]
+    pub fn mark_dirty(&mut self, conn_slot: usize) {
+        if conn_slot >= self.dirty_flag.len() {
+            self.dirty_flag.resize(conn_slot + 1, false);
+        }
+        if !self.dirty_flag[conn_slot] {
+            self.dirty_flag[conn_slot] = true;
+            self.dirty.push(conn_slot);
+        }
+    }
+
+    /// Takes the list of connections to flush, clearing their flags.
+    pub fn take_dirty(&mut self, into: &mut Vec<usize>) {
+        for &slot in &self.dirty {
+            self.dirty_flag[slot] = false;
+        }
+        into.append(&mut self.dirty);
+    }
+
+    pub(crate) fn queue_mut(&mut self, q: QueueRef) -> Option<&mut Queue> {
+        match self.queues.get_mut(q.slot as usize) {
+            Some(queue) if queue.me == q => Some(queue),
+            _ => None,
+        }
+    }
+
+    /// Deletes a queue owned by this shard: consumers are told (basic.cancel),
+    /// its definition and bindings removed, its messages dropped.
+    pub fn delete_queue(&mut self, q: QueueRef) {
+        if self.queue_mut(q).is_none() {
+            return;
+        }
+        let mut queue = self.queues.remove(q.slot as usize);
+        queue.cancel_all(&mut self.outbox);
+        if let Some(store) = self.store.as_mut() {
+            let id = queue.props.store_id;
+            if id != 0 {
+                let mut gone = std::mem::take(&mut self.gone_scratch);
+                queue.take_gone(&mut gone);
+                for (seq, loc) in gone.drain(..) {
+                    store.ack(id, seq, loc);
+                }
+                self.gone_scratch = gone;
+                store.queue_gone(id, crate::store::record::ALL_SEQS, queue.stored_locations());
+            }
+        }
+        self.defs.lock().remove_queue(&queue.props.name, q);
+    }
+
+    /// The follow-up of an operation on queue `q` (`Queue::has_followup`):
+    /// store acks of messages that left it for good, and messages it
+    /// dead-lettered, routed here and sent to their queues.
+    #[inline]
+    pub(crate) fn after_queue_op(&mut self, q: QueueRef) {
+        let Some(queue) = self.queues.get_mut(q.slot as usize).filter(|x| x.me == q) else {
+            return;
+        };
+        let id = queue.props.store_id;
+        if id != 0 {
+            if let Some(store) = self.store.as_mut() {
+                queue.take_gone(&mut self.gone_scratch);
+                for (seq, loc) in self.gone_scratch.drain(..) {
+                    store.ack(id, seq, loc);
+                }
+            }
+        }
+        let dead = queue.take_dead();
+        if dead.is_empty() {
+            return;
+        }
+        if let Some(target) = queue.features.dead_letter.clone() {
+            let name = queue.props.name.clone();
+            queue::dead_letter::publish(
+                &name,
+                &target,
+                dead,
+                &mut self.routing,
+                &self.defs,
+                &mut self.outbox,
+            );
+        }
+    }
+
+    /// The shard's tick: every queue's timers (message TTL, x-expires,
+    /// delivery acknowledgement timeouts).
+    pub fn tick_queues(&mut self, now: std::time::Instant) {
+        let now = queue::ttl::ms_since_base(now);
+        let mut expired = Vec::new();
+        let mut followup = Vec::new();
+        for (_, q) in self.queues.iter_mut() {
+            if q.tick(now, &mut self.outbox) == After::Delete {
+                expired.push(q.me);
+            } else if q.has_followup() {
+                followup.push(q.me);
+            }
+        }
+        for q in followup {
+            self.after_queue_op(q);
+        }
+        for q in expired {
+            log::debug!("deleting queue {:?} on expiry (x-expires)", q);
+            self.after_queue_op(q);
+            self.delete_queue(q);
+        }
+    }
+
+    /// Boot: gives this shard's durable queues their messages back from the
+    /// store (`recovered` came from opening it). Messages of queues that no
+    /// longer exist are forgotten in the store.
+    pub fn recover_messages(&mut self, mut recovered: crate::store::segments::Recovered) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        for (_, queue) in self.queues.iter_mut() {
+            let id = queue.props.store_id;
+            let Some(msgs) = recovered.queues.remove(&id).filter(|_| id != 0) else {
+                continue;
+            };
+            // In batches: a queue beyond its in-memory limit pages the rest
+            // out as it goes, so a big recovery never sits in memory whole.
+            let total = msgs.len();
+            let mut msgs = msgs;
+            for chunk in msgs.chunks_mut(RECOVER_BATCH) {
+                if let Err(e) = store.log.load(chunk) {
+                    log::error!(
+                        "queue '{}': cannot read messages back: {}",
+                        queue.props.name,
+                        e
+                    );
+                }
+                queue.recover(chunk.iter_mut().filter_map(|m| {
+                    let s = *m.message.take()?;
+                    Some((
+                        m.seq,
+                        m.location,
+                        message::Message {
+                            exchange: s.exchange,
+                            routing_key: s.routing_key,
+                            properties: s.properties,
+                            body: s.body,
+                        },
+                        s.expires_at,
+                    ))
+                }));
+            }
+            log::info!(
+                "queue '{}' in vhost '/': {} persistent messages recovered",
+                queue.props.name,
+                total
+            );
+        }
+        for (id, msgs) in recovered.queues.drain() {
+            let up_to = msgs.iter().map(|m| m.seq).max().unwrap_or(0);
+            store.queue_gone(id, up_to, msgs.iter().map(|m| m.location));
+        }
+    }
+}
+
+/// Recovered messages read back from the store at a time.
+const RECOVER_BATCH: usize = 4096;

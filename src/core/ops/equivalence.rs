@@ -1,0 +1,112 @@
+//! Redeclaration checks: a declare of an existing queue or exchange must ask
+//! for the same thing, or it is RabbitMQ's "inequivalent arg" 406, with
+//! RabbitMQ's rendering of the two values.
+
+use crate::core::definitions::QueueDef;
+use crate::core::error::{CoreError, CoreResult};
+use crate::core::vhost::resource;
+use crate::protocol::{FieldTable, FieldValue};
+
+/// Queue arguments RabbitMQ compares on redeclaration.
+const EQUIVALENCE_ARGS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+];
+
+/// RabbitMQ's "inequivalent arg" 406 for a flag or type.
+pub fn inequivalent(arg: &str, kind: &str, name: &str, received: &str, current: &str) -> CoreError {
+    CoreError::precondition(format!(
+        "inequivalent arg '{}' for {}: received '{}' but current is '{}'",
+        arg,
+        resource(kind, name),
+        received,
+        current
+    ))
+}
+
+/// A queue.declare of the existing queue `q`: same durable and auto-delete
+/// flags, and the same value of every argument RabbitMQ compares.
+pub fn check_queue_equivalent(
+    q: &QueueDef,
+    durable: bool,
+    auto_delete: bool,
+    arguments: &FieldTable,
+) -> CoreResult<()> {
+    let b = |v: bool| if v { "true" } else { "false" };
+    if q.durable != durable {
+        return Err(inequivalent(
+            "durable",
+            "queue",
+            &q.name,
+            b(durable),
+            b(q.durable),
+        ));
+    }
+    if q.auto_delete != auto_delete {
+        return Err(inequivalent(
+            "auto_delete",
+            "queue",
+            &q.name,
+            b(auto_delete),
+            b(q.auto_delete),
+        ));
+    }
+    for key in EQUIVALENCE_ARGS {
+        let (new, cur) = (arguments.get(key), q.args.get(key));
+        if !same_arg(new, cur) {
+            // RabbitMQ shows bare values when both sides have one, typed values
+            // when one side is missing.
+            let (received, current) = match (new, cur) {
+                (Some(n), Some(c)) => (format!("'{}'", shown(n)), format!("'{}'", shown(c))),
+                _ => (describe(new), describe(cur)),
+            };
+            return Err(CoreError::precondition(format!(
+                "inequivalent arg '{}' for {}: received {} but current is {}",
+                key,
+                resource("queue", &q.name),
+                received,
+                current
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Integer arguments compare by value whatever their wire type, as in RabbitMQ.
+pub fn same_arg(a: Option<&FieldValue>, b: Option<&FieldValue>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i == j,
+            _ => x == y,
+        },
+        _ => false,
+    }
+}
+
+/// A value as RabbitMQ prints it bare.
+pub fn shown(v: &FieldValue) -> String {
+    match (v.as_str(), v.as_i64(), v.as_bool()) {
+        (Some(s), _, _) => s.to_string(),
+        (_, Some(i), _) => i.to_string(),
+        (_, _, Some(b)) => b.to_string(),
+        _ => format!("{:?}", v),
+    }
+}
+
+/// A value with its type, or `none`.
+pub fn describe(v: Option<&FieldValue>) -> String {
+    match v {
+        None => "none".to_string(),
+        Some(v) => format!("the value '{}' of type '{}'", shown(v), v.type_name()),
+    }
+}

@@ -1,0 +1,169 @@
+//! queue declare / bind / unbind and the lookup every queue method starts
+//! with. A new queue is created on the calling shard (exclusive and RPC reply
+//! queues are then local to their only user); what needs the queue itself
+//! (status of an existing queue, purge, delete, consume, get) is a
+//! `ShardMsg::Request` the front end sends to the queue's shard.
+
+use super::equivalence::check_queue_equivalent;
+use super::exchange::{check_binding_args, default_exchange_refused};
+use super::Caller;
+use crate::core::definitions::{Binding, BindingDest, QueueDef};
+use crate::core::error::{CoreError, CoreResult};
+use crate::core::ids::QueueRef;
+use crate::core::queue::{Queue, QueueProps};
+use crate::core::queue_args;
+use crate::core::routing::LocalQueue;
+use crate::core::ShardCtx;
+use crate::protocol::FieldTable;
+
+/// A queue as a (non-passive) declare asks for it.
+pub struct QueueSpec {
+    /// Empty: the broker names it (`amq.gen-…`).
+    pub name: String,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+/// What a declare did.
+pub enum Declared {
+    /// A new, empty queue on this shard.
+    Created { name: String, queue: QueueRef },
+    /// An equivalent queue exists; its counts come from its shard.
+    Exists { name: String, queue: QueueRef },
+}
+
+/// Finds a queue by name and checks the caller may use it (an exclusive
+/// queue belongs to one connection).
+pub fn find_queue(ctx: &mut ShardCtx, caller: Caller, name: &str) -> CoreResult<LocalQueue> {
+    ctx.routing.sync(&ctx.defs);
+    let q = ctx
+        .routing
+        .queue(name)
+        .ok_or_else(|| CoreError::no_queue(name))?;
+    if q.exclusive_owner
+        .is_some_and(|owner| owner != caller.conn_uid)
+    {
+        return Err(CoreError::queue_locked(name));
+    }
+    Ok(q)
+}
+
+/// queue.declare (not passive), with RabbitMQ's checks in its order.
+pub fn queue_declare(ctx: &mut ShardCtx, caller: Caller, q: QueueSpec) -> CoreResult<Declared> {
+    let server_named = q.name.is_empty();
+    let name = if server_named {
+        queue_args::check_server_named(&q.arguments)?;
+        ctx.rng.name("amq.gen-")
+    } else {
+        q.name
+    };
+    if name.starts_with("amq.") && !server_named {
+        return Err(CoreError::access_refused(format!(
+            "queue name '{}' contains reserved prefix 'amq.*'",
+            name
+        )));
+    }
+    let owner = q.exclusive.then_some(caller.conn_uid);
+    queue_args::validate(&name, &q.arguments)?;
+    let defs = ctx.defs.clone();
+    let mut g = defs.lock();
+    if let Some(existing) = g.queues.get(&name) {
+        if existing.exclusive_owner != owner {
+            return Err(CoreError::queue_locked(&name));
+        }
+        check_queue_equivalent(existing, q.durable, q.auto_delete, &q.arguments)?;
+        let queue = existing.queue;
+        return Ok(Declared::Exists { name, queue });
+    }
+    queue_args::check_type_properties(&name, &q.arguments, q.durable, q.exclusive, q.auto_delete)?;
+    // Durable and not exclusive: recovered after a restart, under this id.
+    let store_id = if q.durable && owner.is_none() {
+        g.next_store_id()
+    } else {
+        0
+    };
+    let me = QueueRef {
+        shard: ctx.id,
+        slot: ctx.queues.vacant_key() as u32,
+        gen: ctx.next_queue_gen(),
+    };
+    let props = QueueProps {
+        name: name.clone(),
+        durable: q.durable,
+        auto_delete: q.auto_delete,
+        exclusive_owner: owner,
+        arguments: q.arguments.clone(),
+        store_id,
+    };
+    ctx.queues.insert(Queue::new(
+        me,
+        props,
+        ctx.paging.clone(),
+        ctx.config.consumer_timeout,
+    ));
+    g.add_queue(QueueDef {
+        name: name.clone(),
+        queue: me,
+        durable: q.durable,
+        auto_delete: q.auto_delete,
+        exclusive_owner: owner,
+        args: q.arguments,
+        store_id,
+    });
+    // On disk before declare-ok (a durable queue).
+    g.commit()?;
+    Ok(Declared::Created { name, queue: me })
+}
+
+/// A binding of queue `queue` to `exchange`, checked as RabbitMQ checks it
+/// before binding: not the default exchange, the queue exists and may be used.
+pub fn queue_binding(
+    ctx: &mut ShardCtx,
+    caller: Caller,
+    queue: String,
+    exchange: String,
+    key: String,
+    args: FieldTable,
+) -> CoreResult<Binding> {
+    if exchange.is_empty() {
+        return Err(default_exchange_refused());
+    }
+    find_queue(ctx, caller, &queue)?;
+    Ok(Binding::new(exchange, BindingDest::Queue(queue), key, args))
+}
+
+/// queue.bind.
+pub fn queue_bind(ctx: &mut ShardCtx, b: Binding) -> CoreResult<()> {
+    let mut g = ctx.defs.lock();
+    g.queue(b.dest.name())?;
+    g.exchange(&b.source)?;
+    check_binding_args(&g, &b.source, &b.args)?;
+    g.add_binding(b);
+    g.commit()
+}
+
+/// queue.unbind. Unbinding what does not exist (binding, queue or exchange)
+/// succeeds, as in RabbitMQ; an exclusive queue of another connection is a
+/// 405 all the same.
+pub fn queue_unbind(
+    ctx: &mut ShardCtx,
+    caller: Caller,
+    queue: String,
+    exchange: String,
+    key: String,
+    args: FieldTable,
+) -> CoreResult<()> {
+    if exchange.is_empty() {
+        return Err(default_exchange_refused());
+    }
+    ctx.routing.sync(&ctx.defs);
+    if let Some(q) = ctx.routing.queue(&queue) {
+        if q.exclusive_owner.is_some_and(|o| o != caller.conn_uid) {
+            return Err(CoreError::queue_locked(&queue));
+        }
+    }
+    let b = Binding::new(exchange, BindingDest::Queue(queue), key, args);
+    super::exchange::unbind(&ctx.defs, &b)
+}

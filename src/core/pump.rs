@@ -1,0 +1,161 @@
+//! The queue side of a shard's message pump: ring messages addressed to a
+//! queue this shard owns (publish, request, settle, channel gone, resume).
+//! `crate::shard::state::ShardState::handle` sends everything else to the
+//! session it names.
+
+use super::persist;
+use super::queue::After;
+use super::shard_msg::{QueueReply, ShardMsg};
+use super::ShardCtx;
+
+impl ShardCtx {
+    /// Handles one message for a queue of this shard. A message for a queue
+    /// that is gone (stale `QueueRef`) is dropped, as RabbitMQ drops it; a
+    /// request for one is answered `QueueReply::Gone`.
+    pub fn handle_queue_msg(&mut self, msg: ShardMsg) {
+        let ctx = self;
+        match msg {
+            ShardMsg::Publish {
+                queue,
+                msg,
+                confirm,
+            } => {
+                let mut stored = false;
+                let mut followup = false;
+                if let Some(q) = ctx
+                    .queues
+                    .get_mut(queue.slot as usize)
+                    .filter(|q| q.me == queue)
+                {
+                    if q.refuses(&msg) {
+                        // x-overflow reject-publish(-dlx): nacked, not stored.
+                        q.refuse(msg);
+                        if q.has_followup() {
+                            ctx.after_queue_op(queue);
+                        }
+                        if let Some(tag) = confirm {
+                            ctx.outbox
+                                .push(tag.channel.shard, ShardMsg::Confirm { tag, ok: false });
+                        }
+                        return;
+                    }
+                    // A persistent message to a durable queue is written to the
+                    // store first; its confirm waits for the batch's fsync.
+                    let loc = match ctx.store.as_mut() {
+                        Some(store) if q.persists(&msg) => {
+                            stored = true;
+                            Some(store.append(&persist::Publish {
+                                queue_id: q.props.store_id,
+                                seq: q.next_seq(),
+                                exchange: &msg.exchange,
+                                routing_key: &msg.routing_key,
+                                properties: &msg.properties,
+                                body: &msg.body,
+                                expires_at: q.stored_expiry(&msg.properties),
+                            }))
+                        }
+                        _ => None,
+                    };
+                    q.publish(msg, loc, &mut ctx.outbox);
+                    followup = q.has_followup();
+                }
+                if followup {
+                    ctx.after_queue_op(queue);
+                }
+                // A message routed to a queue deleted meanwhile counts as handled,
+                // as in RabbitMQ.
+                if let Some(tag) = confirm {
+                    match ctx.store.as_mut() {
+                        Some(store) if stored => store.hold_confirm(tag),
+                        _ => ctx
+                            .outbox
+                            .push(tag.channel.shard, ShardMsg::Confirm { tag, ok: true }),
+                    }
+                }
+            }
+            ShardMsg::Request {
+                queue,
+                reply_to,
+                op,
+            } => {
+                let Some(q) = ctx
+                    .queues
+                    .get_mut(queue.slot as usize)
+                    .filter(|q| q.me == queue)
+                else {
+                    if let Some(to) = reply_to {
+                        ctx.outbox.push(
+                            to.shard,
+                            ShardMsg::Reply {
+                                to,
+                                queue,
+                                reply: QueueReply::Gone,
+                            },
+                        );
+                    }
+                    return;
+                };
+                let (reply, after) = q.request(op, reply_to);
+                if let Some(to) = reply_to {
+                    ctx.outbox
+                        .push(to.shard, ShardMsg::Reply { to, queue, reply });
+                }
+                match after {
+                    After::Delete => ctx.delete_queue(queue),
+                    After::Nothing => {
+                        q.dispatch(&mut ctx.outbox);
+                        if q.has_followup() {
+                            ctx.after_queue_op(queue);
+                        }
+                    }
+                }
+            }
+            ShardMsg::Settle {
+                queue,
+                channel,
+                seq,
+                how,
+            } => {
+                if let Some(q) = ctx
+                    .queues
+                    .get_mut(queue.slot as usize)
+                    .filter(|q| q.me == queue)
+                {
+                    q.settle(channel, seq, how, &mut ctx.outbox);
+                    if q.has_followup() {
+                        ctx.after_queue_op(queue);
+                    }
+                }
+            }
+            ShardMsg::ChannelGone { queue, channel } => {
+                if let Some(q) = ctx
+                    .queues
+                    .get_mut(queue.slot as usize)
+                    .filter(|q| q.me == queue)
+                {
+                    if q.channel_gone(channel, &mut ctx.outbox) == After::Delete {
+                        // Requeued messages may have been dead-lettered
+                        // (limits, TTL) before the auto-delete.
+                        ctx.after_queue_op(queue);
+                        ctx.delete_queue(queue);
+                    } else if q.has_followup() {
+                        ctx.after_queue_op(queue);
+                    }
+                }
+            }
+            ShardMsg::Resume { queue } => {
+                if let Some(q) = ctx
+                    .queues
+                    .get_mut(queue.slot as usize)
+                    .filter(|q| q.me == queue)
+                {
+                    q.resume(&mut ctx.outbox);
+                    if q.has_followup() {
+                        ctx.after_queue_op(queue);
+                    }
+                }
+            }
+            _ => debug_assert!(false, "a session message reached the queue pump"),
+        }
+    }
+}

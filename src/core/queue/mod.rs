@@ -1,0 +1,611 @@
+//! A queue's runtime state: its messages, the messages delivered but not yet
+//! acknowledged, and its consumers. A queue lives on exactly one shard and is
+//! touched only by that shard's thread; everyone else talks to it with
+//! `ShardMsg`s (publish, settle, requests).
+//!
+//! Ordering: every message gets a sequence number on arrival. Delivery is in
+//! sequence order (within a priority, for a priority queue); a requeued
+//! message goes back to its original place, with `redelivered` set
+//! (`ready.rs`). The backlogs page their tails out to disk beyond the queue's
+//! in-memory limit (`backlog`).
+//!
+//! RabbitMQ's queue extensions, parsed once at declaration into
+//! `QueueFeatures` (`features.rs`), each in its own file: message and queue
+//! TTL (`ttl.rs`), dead-lettering (`dead_letter.rs`), length limits
+//! (`limits.rs`), consumer priorities and single active consumer
+//! (`consumers.rs`), priority levels (`ready.rs`), delivery acknowledgement
+//! timeouts (`timeouts.rs`). A queue declared without arguments takes none
+//! of their slow paths: per message they cost a few flag tests.
+//!
+//! Work for the shard: messages that left for good (`take_gone`: store acks)
+//! and messages to dead-letter (`take_dead`: routed by the shard). After each
+//! operation the shard checks `has_followup`.
+
+mod consumers;
+pub mod dead_letter;
+pub mod features;
+mod limits;
+mod ready;
+pub mod timeouts;
+pub mod ttl;
+
+use super::backlog::{PagingConfig, Stored};
+use super::error::CoreError;
+use super::ids::{ChannelRef, ConsumerRef, QueueRef};
+use super::message::Message;
+use super::outbox::Outbox;
+use super::shard_msg::{ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
+use crate::protocol::properties::raw_priority;
+use crate::protocol::FieldTable;
+use crate::store::segments::Location;
+use consumers::{Consumer, Consumers, Pick};
+use dead_letter::Reason;
+use features::QueueFeatures;
+use ready::Ready;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+/// Hasher for sequence-number keys: they are already unique integers.
+#[derive(Default)]
+pub struct SeqHasher(u64);
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | *b as u64;
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        // Spread the bits a little so sequential keys use the whole table.
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
+
+struct Unacked {
+    msg: Message,
+    loc: Option<Location>,
+    channel: ChannelRef,
+    /// None for basic.get deliveries.
+    consumer: Option<ConsumerRef>,
+    /// The queue's `clock` at delivery (consumer timeouts).
+    at: u64,
+}
+
+/// Immutable properties fixed at declaration.
+#[derive(Clone, Debug)]
+pub struct QueueProps {
+    pub name: String,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub exclusive_owner: Option<u64>,
+    pub arguments: FieldTable,
+    /// Stable id of a durable, non-exclusive queue (`QueueDef::store_id`; 0
+    /// for any other): the same after a restart, never reused.
+    pub store_id: u64,
+}
+
+pub struct Queue {
+    pub me: QueueRef,
+    pub props: QueueProps,
+    /// The `x-…` extensions, parsed from `props.arguments`.
+    pub features: QueueFeatures,
+    /// Ready messages: never delivered, or requeued (served first).
+    ready: Ready,
+    unacked: SeqMap<Unacked>,
+    consumers: Consumers,
+    next_seq: u64,
+    /// Auto-delete applies only once a consumer has come and gone.
+    had_consumer: bool,
+    /// Already in the outbox's stalled list (listed once, however many
+    /// publishes find the destination congested).
+    stalled: bool,
+    /// Stored messages that left the queue for good since the shard last
+    /// looked (`take_gone`): their acks go to the message store.
+    gone: Vec<(u64, Location)>,
+    /// Messages to dead-letter (`take_dead`), with why.
+    dead: Vec<(Message, Reason)>,
+    /// Expiry (`ttl::now_ms` clock) of every message held (ready, requeued or
+    /// unacked) that has a TTL. Empty for queues and messages without TTL.
+    expiry: SeqMap<u64>,
+    /// The message being published: its own dispatch ignores its expiry.
+    fresh: u64,
+    /// Last use for `x-expires` (`ttl::now_ms` clock).
+    last_used: u64,
+    /// `ttl::now_ms` at the last tick: deliveries are stamped with it.
+    clock: u64,
+    /// When the unacked map is next scanned for timed-out deliveries (0: no
+    /// scan planned).
+    timeout_check_at: u64,
+}
+
+/// What the owning shard must do after a queue operation.
+#[derive(Debug, PartialEq, Eq)]
+pub enum After {
+    Nothing,
+    /// The queue deleted itself (auto-delete, x-expires) or was deleted: drop it.
+    Delete,
+}
+
+impl Queue {
+    /// A new, empty queue; `paging` None keeps all its messages in memory;
+    /// `consumer_timeout` is the broker's default (ms, 0: none).
+    pub fn new(
+        me: QueueRef,
+        props: QueueProps,
+        paging: Option<Arc<PagingConfig>>,
+        consumer_timeout: u64,
+    ) -> Queue {
+        let features = QueueFeatures::parse(&props.arguments, consumer_timeout);
+        let levels = features.max_priority.map_or(1, |m| m as usize + 1);
+        let now = ttl::now_ms();
+        Queue {
+            me,
+            ready: Ready::new(levels, paging, format!("q{}-{}", me.slot, me.gen)),
+            unacked: SeqMap::default(),
+            consumers: Consumers::new(features.single_active),
+            props,
+            features,
+            next_seq: 1,
+            had_consumer: false,
+            stalled: false,
+            gone: Vec::new(),
+            dead: Vec::new(),
+            expiry: SeqMap::default(),
+            fresh: 0,
+            last_used: now,
+            clock: now,
+            timeout_check_at: 0,
+        }
+    }
+
+    /// A message the shard must write to its store before `publish_stored`:
+    /// persistent (delivery mode 2) and routed to a durable queue.
+    #[inline]
+    pub fn persists(&self, msg: &Message) -> bool {
+        self.props.store_id != 0
+            && crate::protocol::properties::raw_delivery_mode(&msg.properties) == Some(2)
+    }
+
+    /// The sequence number the next published message will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The shard has work after an operation: store acks (`take_gone`) or
+    /// messages to dead-letter (`take_dead`).
+    #[inline]
+    pub fn has_followup(&self) -> bool {
+        !self.gone.is_empty() || !self.dead.is_empty()
+    }
+
+    /// Stored messages gone for good since the last call (their store acks).
+    pub fn take_gone(&mut self, into: &mut Vec<(u64, Location)>) {
+        into.append(&mut self.gone);
+    }
+
+    /// Messages to dead-letter since the last call.
+    pub fn take_dead(&mut self) -> Vec<(Message, Reason)> {
+        std::mem::take(&mut self.dead)
+    }
+
+    /// Locations of every stored message the queue holds (deletion).
+    pub fn stored_locations(&self) -> Vec<Location> {
+        let mut locs: Vec<Location> = self.unacked.values().filter_map(|u| u.loc).collect();
+        self.ready.locations(|l| locs.push(l));
+        locs
+    }
+
+    /// The store location of message `seq` if the queue holds it in memory
+    /// (ready, requeued or unacked): compaction moves it. None for a message
+    /// gone or paged out (its page-file copy names the old location, so it
+    /// cannot move).
+    pub fn stored_loc_mut(&mut self, seq: u64) -> Option<&mut Location> {
+        if let Some(u) = self.unacked.get_mut(&seq) {
+            return u.loc.as_mut();
+        }
+        self.ready.get_mut(seq).and_then(|s| s.loc.as_mut())
+    }
+
+    /// Messages recovered from the store at boot, in sequence order: they are
+    /// delivered first, marked redelivered (they may have been delivered
+    /// before the restart). Each item is (seq, location, message, stored
+    /// expiry): a message keeps the expiry it had (see `ttl.rs`); one that
+    /// expired while the broker was down goes at the first look.
+    pub fn recover(&mut self, msgs: impl IntoIterator<Item = (u64, Location, Message, u64)>) {
+        for (seq, loc, msg, expires_at) in msgs {
+            if seq < self.next_seq {
+                continue; // a duplicate (the list is in seq order): keep the first
+            }
+            self.recover_expiry(seq, &msg.properties, expires_at);
+            let level = self.level_of(&msg);
+            self.ready.push_back(
+                level,
+                Stored {
+                    seq,
+                    redelivered: true,
+                    msg,
+                    loc: Some(loc),
+                },
+            );
+            self.next_seq = self.next_seq.max(seq + 1);
+        }
+    }
+
+    pub fn message_count(&self) -> u32 {
+        self.ready.len() as u32
+    }
+
+    pub fn consumer_count(&self) -> u32 {
+        self.consumers.len() as u32
+    }
+
+    /// The priority level of a message (0 without `x-max-priority`).
+    #[inline]
+    fn level_of(&self, msg: &Message) -> usize {
+        if self.ready.is_priority() {
+            self.ready.level_of(raw_priority(&msg.properties))
+        } else {
+            0
+        }
+    }
+
+    /// A routed message arrives (`loc`: where the shard stored it, if it
+    /// `persists`; it was stored with sequence number `next_seq`). The shard
+    /// checked `refuses` first.
+    #[inline]
+    pub fn publish(&mut self, msg: Message, loc: Option<Location>, out: &mut Outbox) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.features.message_ttl.is_some() || ttl::has_expiration(&msg.properties) {
+            self.set_expiry(seq, &msg.properties);
+        }
+        let level = self.level_of(&msg);
+        self.ready.push_back(
+            level,
+            Stored {
+                seq,
+                redelivered: false,
+                msg,
+                loc,
+            },
+        );
+        if !self.consumers.is_empty() {
+            self.fresh = seq;
+            self.dispatch(out);
+            self.fresh = 0;
+        }
+        if self.features.limited() {
+            self.drop_head();
+        }
+        if !self.expiry.is_empty() {
+            self.drop_expired(ttl::now_ms());
+        }
+    }
+
+    /// A message leaves the queue for good (acked, delivered without ack,
+    /// dropped): its store ack and expiry go.
+    #[inline]
+    fn forget(&mut self, seq: u64, loc: Option<Location>) {
+        if let Some(loc) = loc {
+            self.gone.push((seq, loc));
+        }
+        if !self.expiry.is_empty() {
+            self.expiry.remove(&seq);
+        }
+    }
+
+    /// A delivered message comes back, to its place, marked redelivered.
+    fn requeue(&mut self, seq: u64, u: Unacked) {
+        let level = self.level_of(&u.msg);
+        self.ready.requeue(
+            level,
+            Stored {
+                seq,
+                redelivered: true,
+                msg: u.msg,
+                loc: u.loc,
+            },
+        );
+    }
+
+    /// After requeues: limits and expiries apply to the messages back in the
+    /// queue (RabbitMQ's `requeue_and_run`).
+    fn after_requeue(&mut self) {
+        if self.features.limited() {
+            self.drop_head();
+        }
+        if !self.expiry.is_empty() {
+            self.drop_expired(ttl::now_ms());
+        }
+    }
+
+    /// A `Resume`: the queue is off the outbox's stalled list (if it was on it)
+    /// and tries again.
+    pub fn resume(&mut self, out: &mut Outbox) {
+        self.stalled = false;
+        self.dispatch(out);
+    }
+
+    /// Hands messages to consumers with room in their prefetch windows
+    /// (`consumers.rs` picks which).
+    pub fn dispatch(&mut self, out: &mut Outbox) {
+        if self.consumers.is_empty() {
+            return;
+        }
+        let ttl_now = if self.expiry.is_empty() {
+            None
+        } else {
+            Some(ttl::now_ms())
+        };
+        loop {
+            if let Some(now) = ttl_now {
+                self.drop_expired(now);
+            }
+            if self.ready.is_empty() {
+                return;
+            }
+            let idx = match self.consumers.pick(out) {
+                Pick::Consumer(i) => i,
+                Pick::None => return,
+                Pick::Congested => {
+                    if !self.stalled {
+                        self.stalled = true;
+                        out.stalled.push(self.me);
+                    }
+                    return;
+                }
+            };
+            let s = self.ready.pop_front().expect("not empty");
+            let c = self.consumers.get_mut(idx);
+            let consumer = c.r;
+            if !c.no_ack {
+                c.unacked += 1;
+                self.unacked.insert(
+                    s.seq,
+                    Unacked {
+                        msg: s.msg.clone(),
+                        loc: s.loc,
+                        channel: consumer.channel,
+                        consumer: Some(consumer),
+                        at: self.clock,
+                    },
+                );
+            } else {
+                self.forget(s.seq, s.loc);
+            }
+            self.consumers.delivered(idx);
+            out.push(
+                consumer.channel.shard,
+                ShardMsg::Deliver {
+                    consumer,
+                    queue: self.me,
+                    seq: s.seq,
+                    redelivered: s.redelivered,
+                    msg: s.msg,
+                },
+            );
+        }
+    }
+
+    /// ack / nack / reject of one delivery. Unknown sequence numbers are ignored:
+    /// the channel validated the tag, so this can only be a message the queue
+    /// already requeued because the channel went away.
+    pub fn settle(&mut self, channel: ChannelRef, seq: u64, how: Settle, out: &mut Outbox) {
+        let Some(u) = self.unacked.remove(&seq) else {
+            return;
+        };
+        if u.channel != channel {
+            self.unacked.insert(seq, u);
+            return;
+        }
+        if let Some(cr) = u.consumer {
+            self.consumers.settled(cr);
+        }
+        match how {
+            Settle::Requeue => {
+                self.requeue(seq, u);
+                self.after_requeue();
+            }
+            Settle::Ack => self.forget(seq, u.loc),
+            Settle::Discard => {
+                self.forget(seq, u.loc);
+                if self.features.dead_letter.is_some() {
+                    self.dead.push((u.msg, Reason::Rejected));
+                }
+            }
+        }
+        self.dispatch(out);
+    }
+
+    /// A channel closed: forget its consumers, requeue what it had not acked.
+    pub fn channel_gone(&mut self, channel: ChannelRef, out: &mut Outbox) -> After {
+        if self.consumers.remove_channel(channel) && self.consumers.is_empty() {
+            self.touch();
+        }
+        let mut seqs: Vec<u64> = self
+            .unacked
+            .iter()
+            .filter(|(_, u)| u.channel == channel)
+            .map(|(s, _)| *s)
+            .collect();
+        seqs.sort_unstable();
+        for &seq in &seqs {
+            if let Some(u) = self.unacked.remove(&seq) {
+                self.requeue(seq, u);
+            }
+        }
+        if !seqs.is_empty() {
+            self.after_requeue();
+        }
+        if self.auto_delete_due() {
+            return After::Delete;
+        }
+        self.dispatch(out);
+        After::Nothing
+    }
+
+    fn auto_delete_due(&self) -> bool {
+        self.props.auto_delete && self.had_consumer && self.consumers.is_empty()
+    }
+
+    /// The shard's periodic tick (`ShardCtx::tick_queues`, every 200 ms):
+    /// expires messages nobody reads, finds timed-out deliveries, and deletes
+    /// the queue when `x-expires` is due.
+    pub fn tick(&mut self, now: u64, out: &mut Outbox) -> After {
+        self.clock = now;
+        if !self.expiry.is_empty() {
+            self.drop_expired(now);
+        }
+        if !self.unacked.is_empty() || self.timeout_check_at != 0 {
+            self.check_consumer_timeouts(out);
+        }
+        self.expires_due(now)
+    }
+
+    /// Handles a synchronous request; returns the reply and what to do next. The
+    /// caller sends the reply and then calls `dispatch`, so a consume-ok reaches
+    /// the client before the consumer's first delivery.
+    pub fn request(&mut self, op: QueueOp, reply_to: Option<ChannelRef>) -> (QueueReply, After) {
+        match op {
+            QueueOp::Status => {
+                self.touch();
+                (
+                    QueueReply::Status {
+                        messages: self.message_count(),
+                        consumers: self.consumer_count(),
+                    },
+                    After::Nothing,
+                )
+            }
+            QueueOp::Purge => {
+                // Purge removes ready messages only; unacked ones stay unacked.
+                let n = self.message_count();
+                let (gone, expiry) = (&mut self.gone, &mut self.expiry);
+                self.ready.drain_each(|s: Stored| {
+                    if let Some(loc) = s.loc {
+                        gone.push((s.seq, loc));
+                    }
+                    if !expiry.is_empty() {
+                        expiry.remove(&s.seq);
+                    }
+                });
+                (QueueReply::Purged { messages: n }, After::Nothing)
+            }
+            QueueOp::Delete {
+                if_unused,
+                if_empty,
+            } => {
+                if if_unused && !self.consumers.is_empty() {
+                    let e = CoreError::precondition(format!(
+                        "queue '{}' in vhost '/' in use",
+                        self.props.name
+                    ));
+                    return (QueueReply::from(e), After::Nothing);
+                }
+                if if_empty && self.message_count() > 0 {
+                    let e = CoreError::precondition(format!(
+                        "queue '{}' in vhost '/' not empty",
+                        self.props.name
+                    ));
+                    return (QueueReply::from(e), After::Nothing);
+                }
+                (
+                    QueueReply::Deleted {
+                        messages: self.message_count(),
+                    },
+                    After::Delete,
+                )
+            }
+            QueueOp::Consume(spec) => self.consume(spec),
+            QueueOp::Cancel { consumer } => {
+                if self.consumers.remove(consumer) && self.consumers.is_empty() {
+                    self.touch();
+                }
+                let after = if self.auto_delete_due() {
+                    After::Delete
+                } else {
+                    After::Nothing
+                };
+                (QueueReply::Cancelled, after)
+            }
+            QueueOp::Get { no_ack } => {
+                self.touch();
+                (self.get(no_ack, reply_to), After::Nothing)
+            }
+        }
+    }
+
+    fn consume(&mut self, spec: ConsumeSpec) -> (QueueReply, After) {
+        let priority = match consumers::consumer_priority(&self.props.name, &spec.arguments) {
+            Ok(p) => p,
+            Err(e) => return (QueueReply::from(e), After::Nothing),
+        };
+        let single_active = self.consumers.single_active;
+        if self.consumers.exclusive
+            || (spec.exclusive && (single_active || !self.consumers.is_empty()))
+        {
+            let e = CoreError::access_refused(format!(
+                "queue '{}' in vhost '/' in exclusive use",
+                self.props.name
+            ));
+            return (QueueReply::from(e), After::Nothing);
+        }
+        self.consumers.exclusive = spec.exclusive;
+        self.had_consumer = true;
+        self.consumers.add(Consumer {
+            r: spec.consumer,
+            no_ack: spec.no_ack,
+            prefetch: spec.prefetch,
+            unacked: 0,
+            window: spec.window,
+            output_full: spec.output_full,
+            priority,
+        });
+        (QueueReply::Consumed, After::Nothing)
+    }
+
+    /// basic.get: the next message, recorded as unacked to the channel unless no_ack.
+    pub fn get(&mut self, no_ack: bool, channel: Option<ChannelRef>) -> QueueReply {
+        if !self.expiry.is_empty() {
+            self.drop_expired(ttl::now_ms());
+        }
+        let Some(s) = self.ready.pop_front() else {
+            return QueueReply::GetEmpty;
+        };
+        match (no_ack, channel) {
+            (false, Some(ch)) => {
+                self.unacked.insert(
+                    s.seq,
+                    Unacked {
+                        msg: s.msg.clone(),
+                        loc: s.loc,
+                        channel: ch,
+                        consumer: None,
+                        at: self.clock,
+                    },
+                );
+            }
+            _ => self.forget(s.seq, s.loc),
+        }
+        QueueReply::GetOk {
+            seq: s.seq,
+            redelivered: s.redelivered,
+            messages: self.message_count(),
+            msg: s.msg,
+        }
+    }
+
+    /// The queue is being deleted: tell consumers (broker-sent basic.cancel).
+    pub fn cancel_all(&mut self, out: &mut Outbox) {
+        for c in self.consumers.drain() {
+            out.push(
+                c.r.channel.shard,
+                ShardMsg::ConsumerCancelled { consumer: c.r },
+            );
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! A shard's private copy of the routing state (exchanges, bindings, queue names),
+//! kept up to date from the definitions log, and the routing of one publish.
+//!
+//! Invariant: routing reads only this copy — no lock and no shared memory beyond
+//! one atomic load of the definitions version per publish.
+//!
+//! Routing follows RabbitMQ's `rabbit_exchange:route/3`: a work list of
+//! exchanges, each visited once (so cycles end); exchange-to-exchange bindings
+//! add their destination to the list, and an exchange whose own bindings match
+//! nothing (no queue, no exchange) adds its `alternate-exchange`, if that
+//! exists. A message carries one routing key plus the sender-selected ones
+//! (`CC`/`BCC` headers, `sender_selected.rs`); key-based exchange types match
+//! each of them.
+
+use super::definitions::{BindingDest, DefEvent, Definitions};
+use super::exchange::{Dest, ExchangeImpl, ExchangeKind};
+use super::ids::QueueRef;
+use crate::protocol::{BasicProperties, FieldTable};
+use bytes::Bytes;
+use slab::Slab;
+use std::collections::HashMap;
+
+/// One exchange in the routing copy.
+pub struct LocalExchange {
+    pub name: String,
+    pub kind: ExchangeKind,
+    pub internal: bool,
+    pub imp: ExchangeImpl,
+    /// The `alternate-exchange` argument, by name: the AE may be declared,
+    /// deleted and re-declared independently of this exchange.
+    pub alternate: Option<String>,
+    /// A missing AE was reported (once per exchange and shard, not per message).
+    warned_missing_ae: bool,
+}
+
+/// What the routing copy knows about a queue.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalQueue {
+    pub queue: QueueRef,
+    pub exclusive_owner: Option<u64>,
+}
+
+/// The routing copy.
+pub struct Routing {
+    shard: usize,
+    /// How many definitions-log events this copy has applied.
+    applied: u64,
+    by_name: HashMap<String, usize>,
+    exchanges: Slab<LocalExchange>,
+    queues: HashMap<String, LocalQueue>,
+    // Scratch buffers reused by every publish (no allocation once warm).
+    events: Vec<DefEvent>,
+    dests: Vec<Dest>,
+    pending: Vec<usize>,
+    visited: Vec<usize>,
+}
+
+/// Why a publish could not be routed at all.
+#[derive(Debug, PartialEq)]
+pub enum RouteError {
+    NoExchange,
+    Internal,
+}
+
+impl Routing {
+    pub fn new(shard: usize) -> Routing {
+        Routing {
+            shard,
+            applied: 0,
+            by_name: HashMap::new(),
+            exchanges: Slab::new(),
+            queues: HashMap::new(),
+            events: Vec::new(),
+            dests: Vec::new(),
+            pending: Vec::new(),
+            visited: Vec::new(),
+        }
+    }
+
+    /// Applies definition changes made since the last call (any shard's). One
+    /// atomic load when nothing changed.
+    #[inline]
+    pub fn sync(&mut self, defs: &Definitions) {
+        if defs.version() != self.applied {
+            self.catch_up(defs);
+        }
+    }
+
+    #[cold]
+    fn catch_up(&mut self, defs: &Definitions) {
+        let mut events = std::mem::take(&mut self.events);
+        {
+            let mut g = defs.lock();
+            self.applied = g.take_events(self.shard, self.applied, &mut events);
+        }
+        for e in events.drain(..) {
+            self.apply(e);
+        }
+        self.events = events;
+    }
+
+    fn apply(&mut self, e: DefEvent) {
+        match e {
+            DefEvent::ExchangeAdded {
+                name,
+                kind,
+                internal,
+                alternate,
+            } => {
+                let idx = self.exchanges.insert(LocalExchange {
+                    name: name.clone(),
+                    kind,
+                    internal,
+                    imp: ExchangeImpl::new(kind),
+                    alternate,
+                    warned_missing_ae: false,
+                });
+                self.by_name.insert(name, idx);
+            }
+            DefEvent::ExchangeRemoved { name } => {
+                if let Some(idx) = self.by_name.remove(&name) {
+                    self.exchanges.remove(idx);
+                }
+            }
+            DefEvent::QueueAdded {
+                name,
+                queue,
+                exclusive_owner,
+            } => {
+                self.queues.insert(
+                    name,
+                    LocalQueue {
+                        queue,
+                        exclusive_owner,
+                    },
+                );
+            }
+            DefEvent::QueueRemoved { name } => {
+                self.queues.remove(&name);
+            }
+            DefEvent::BindingAdded(b) | DefEvent::BindingRemoved(b) if b.source.is_empty() => {
+                // The default exchange's bindings are implicit (by queue name).
+                let _ = b;
+            }
+            DefEvent::BindingAdded(b) => {
+                if let (Some(&src), Some(dest)) = (self.by_name.get(&b.source), self.dest(&b.dest))
+                {
+                    self.exchanges[src].imp.bind(&b.key, &b.args, dest);
+                }
+            }
+            DefEvent::BindingRemoved(b) => {
+                if let (Some(&src), Some(dest)) = (self.by_name.get(&b.source), self.dest(&b.dest))
+                {
+                    self.exchanges[src].imp.unbind(&b.key, &b.args, dest);
+                }
+            }
+        }
+    }
+
+    fn dest(&self, d: &BindingDest) -> Option<Dest> {
+        match d {
+            BindingDest::Queue(n) => self.queues.get(n).map(|q| Dest::Queue(q.queue)),
+            BindingDest::Exchange(n) => self.by_name.get(n).map(|&i| Dest::Exchange(i)),
+        }
+    }
+
+    /// Looks a queue up by name in this shard's copy.
+    pub fn queue(&self, name: &str) -> Option<LocalQueue> {
+        self.queues.get(name).copied()
+    }
+
+    /// Looks an exchange up by name.
+    pub fn exchange(&self, name: &[u8]) -> Option<&LocalExchange> {
+        let name = std::str::from_utf8(name).ok()?;
+        self.by_name.get(name).map(|&i| &self.exchanges[i])
+    }
+
+    /// Routes one message published to `exchange` with one routing key; see
+    /// [`Routing::route_keys`].
+    pub fn route(
+        &mut self,
+        exchange: &[u8],
+        routing_key: &[u8],
+        properties: &Bytes,
+        out: &mut Vec<QueueRef>,
+    ) -> Result<(), RouteError> {
+        self.route_keys(exchange, routing_key, &[], properties, out)
+    }
+
+    /// Routes one message published to `exchange` with `routing_key` and the
+    /// sender-selected keys `extra`, and appends the distinct destination
+    /// queues to `out`. Follows exchange-to-exchange bindings and alternate
+    /// exchanges, each exchange visited once, so cycles end. A missing AE is
+    /// skipped (RabbitMQ does the same), with a warning the first time.
+    /// Allocates nothing once warm, except for a headers exchange (which
+    /// decodes the headers).
+    #[inline]
+    pub fn route_keys(
+        &mut self,
+        exchange: &[u8],
+        routing_key: &[u8],
+        extra: &[Bytes],
+        properties: &Bytes,
+        out: &mut Vec<QueueRef>,
+    ) -> Result<(), RouteError> {
+        self.route_from(exchange, routing_key, extra, properties, out, false)
+    }
+
+    /// Routes a dead-lettered message: like `route`, but the dead-letter
+    /// exchange may be internal (only clients may not publish to one; RabbitMQ
+    /// dead-letters through `rabbit_exchange:route`, which does not check).
+    pub fn route_dead_letter(
+        &mut self,
+        exchange: &[u8],
+        routing_key: &[u8],
+        properties: &Bytes,
+        out: &mut Vec<QueueRef>,
+    ) -> Result<(), RouteError> {
+        self.route_from(exchange, routing_key, &[], properties, out, true)
+    }
+
+    #[inline]
+    fn route_from(
+        &mut self,
+        exchange: &[u8],
+        routing_key: &[u8],
+        extra: &[Bytes],
+        properties: &Bytes,
+        out: &mut Vec<QueueRef>,
+        allow_internal: bool,
+    ) -> Result<(), RouteError> {
+        let name = std::str::from_utf8(exchange).map_err(|_| RouteError::NoExchange)?;
+        let keys = || std::iter::once(routing_key).chain(extra.iter().map(|k| &k[..]));
+        if name.is_empty() {
+            // Default exchange: each routing key names a queue.
+            for key in keys() {
+                if let Some(lq) = std::str::from_utf8(key)
+                    .ok()
+                    .and_then(|q| self.queues.get(q))
+                {
+                    out.push(lq.queue);
+                }
+            }
+            if out.len() > 1 {
+                out.sort_unstable();
+                out.dedup();
+            }
+            return Ok(());
+        }
+        let &start = self.by_name.get(name).ok_or(RouteError::NoExchange)?;
+        if self.exchanges[start].internal && !allow_internal {
+            return Err(RouteError::Internal);
+        }
+        let mut headers: Option<Option<FieldTable>> = None;
+        self.pending.clear();
+        self.visited.clear();
+        self.pending.push(start);
+        while let Some(x) = self.pending.pop() {
+            if self.visited.contains(&x) {
+                continue;
+            }
+            self.visited.push(x);
+            self.dests.clear();
+            let ex = &mut self.exchanges[x];
+            if ex.imp.needs_headers() {
+                // Decoding headers allocates; only headers exchanges pay for it.
+                let h = headers.get_or_insert_with(|| {
+                    BasicProperties::decode(properties.clone())
+                        .ok()
+                        .and_then(|p| p.headers)
+                });
+                ex.imp.route(routing_key, h.as_ref(), &mut self.dests);
+            } else if ex.imp.uses_routing_key() {
+                for key in keys() {
+                    ex.imp.route(key, None, &mut self.dests);
+                }
+            } else {
+                ex.imp.route(routing_key, None, &mut self.dests);
+            }
+            if self.dests.is_empty() {
+                if let Some(ae) = &ex.alternate {
+                    match self.by_name.get(ae.as_str()) {
+                        Some(&i) => self.pending.push(i),
+                        None if !ex.warned_missing_ae => {
+                            ex.warned_missing_ae = true;
+                            log::warn!(
+                                "alternate exchange '{}' of exchange '{}' in vhost '/' does not exist; unroutable messages are dropped",
+                                ae,
+                                ex.name
+                            );
+                        }
+                        None => {}
+                    }
+                }
+            }
+            for d in &self.dests {
+                match *d {
+                    Dest::Queue(q) => out.push(q),
+                    Dest::Exchange(e) => self.pending.push(e),
+                }
+            }
+        }
+        if out.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::definitions::{Binding, ExchangeDef, QueueDef};
+    use crate::protocol::FieldValue;
+
+    fn x(defs: &Definitions, name: &str, kind: ExchangeKind, ae: Option<&str>) {
+        let mut args = FieldTable::default();
+        if let Some(ae) = ae {
+            args.insert(
+                "alternate-exchange",
+                FieldValue::LongStr(ae.to_string().into()),
+            );
+        }
+        defs.lock().add_exchange(ExchangeDef {
+            name: name.into(),
+            kind,
+            durable: false,
+            auto_delete: false,
+            internal: false,
+            args,
+        });
+    }
+
+    fn q(defs: &Definitions, name: &str, slot: u32) -> QueueRef {
+        let queue = QueueRef {
+            shard: 0,
+            slot,
+            gen: 1,
+        };
+        defs.lock().add_queue(QueueDef {
+            name: name.into(),
+            queue,
+            durable: false,
+            auto_delete: false,
+            exclusive_owner: None,
+            args: FieldTable::default(),
+            store_id: 0,
+        });
+        queue
+    }
+
+    fn bind(defs: &Definitions, source: &str, dest: BindingDest, key: &str) {
+        let b = Binding::new(source.into(), dest, key.into(), FieldTable::default());
+        defs.lock().add_binding(b);
+    }
+
+    fn route(
+        r: &mut Routing,
+        defs: &Definitions,
+        ex: &str,
+        key: &str,
+        cc: &[&str],
+    ) -> Vec<QueueRef> {
+        r.sync(defs);
+        let extra: Vec<Bytes> = cc
+            .iter()
+            .map(|k| Bytes::copy_from_slice(k.as_bytes()))
+            .collect();
+        let mut out = Vec::new();
+        r.route_keys(
+            ex.as_bytes(),
+            key.as_bytes(),
+            &extra,
+            &Bytes::from_static(&[0, 0]),
+            &mut out,
+        )
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn alternate_exchange_takes_what_its_exchange_cannot_route() {
+        let defs = Definitions::new(1);
+        let mut r = Routing::new(0);
+        x(&defs, "main", ExchangeKind::Direct, Some("ae"));
+        x(&defs, "ae", ExchangeKind::Fanout, None);
+        let (qm, qa) = (q(&defs, "qm", 0), q(&defs, "qa", 1));
+        bind(&defs, "main", BindingDest::Queue("qm".into()), "k");
+        bind(&defs, "ae", BindingDest::Queue("qa".into()), "");
+        assert_eq!(route(&mut r, &defs, "main", "k", &[]), [qm]);
+        assert_eq!(route(&mut r, &defs, "main", "other", &[]), [qa]);
+        // A CC key that matches counts as routed: no AE.
+        assert_eq!(route(&mut r, &defs, "main", "other", &["k"]), [qm]);
+    }
+
+    #[test]
+    fn chains_cycles_and_missing_alternates() {
+        let defs = Definitions::new(1);
+        let mut r = Routing::new(0);
+        // a -> b -> c (AEs), c routes; d <-> e (AEs of each other), nothing routes.
+        x(&defs, "a", ExchangeKind::Direct, Some("b"));
+        x(&defs, "b", ExchangeKind::Topic, Some("c"));
+        x(&defs, "c", ExchangeKind::Fanout, None);
+        x(&defs, "d", ExchangeKind::Direct, Some("e"));
+        x(&defs, "e", ExchangeKind::Direct, Some("d"));
+        x(&defs, "f", ExchangeKind::Direct, Some("missing"));
+        let (qb, qc) = (q(&defs, "qb", 0), q(&defs, "qc", 1));
+        bind(&defs, "b", BindingDest::Queue("qb".into()), "x.*");
+        bind(&defs, "c", BindingDest::Queue("qc".into()), "");
+        assert_eq!(route(&mut r, &defs, "a", "x.y", &[]), [qb]);
+        assert_eq!(route(&mut r, &defs, "a", "z", &[]), [qc]);
+        assert!(route(&mut r, &defs, "d", "k", &[]).is_empty());
+        assert!(route(&mut r, &defs, "f", "k", &[]).is_empty());
+        // The AE appears later: found by name.
+        x(&defs, "missing", ExchangeKind::Fanout, None);
+        bind(&defs, "missing", BindingDest::Queue("qc".into()), "");
+        assert_eq!(route(&mut r, &defs, "f", "k", &[]), [qc]);
+    }
+
+    #[test]
+    fn exchange_routing_to_an_exchange_does_not_use_its_alternate() {
+        // As RabbitMQ: x routes to y (an exchange), so x's AE is not used
+        // even though y routes nowhere; y's own AE would be.
+        let defs = Definitions::new(1);
+        let mut r = Routing::new(0);
+        x(&defs, "x", ExchangeKind::Direct, Some("ae"));
+        x(&defs, "y", ExchangeKind::Direct, None);
+        x(&defs, "ae", ExchangeKind::Fanout, None);
+        let qa = q(&defs, "qa", 0);
+        bind(&defs, "ae", BindingDest::Queue("qa".into()), "");
+        bind(&defs, "x", BindingDest::Exchange("y".into()), "k");
+        assert!(route(&mut r, &defs, "x", "k", &[]).is_empty());
+        assert_eq!(route(&mut r, &defs, "x", "j", &[]), [qa]);
+    }
+
+    #[test]
+    fn sender_selected_keys_route_through_each_exchange_type() {
+        let defs = Definitions::new(1);
+        let mut r = Routing::new(0);
+        x(&defs, "d", ExchangeKind::Direct, None);
+        x(&defs, "t", ExchangeKind::Topic, None);
+        let (q1, q2, q3) = (q(&defs, "q1", 0), q(&defs, "q2", 1), q(&defs, "q3", 2));
+        bind(&defs, "d", BindingDest::Queue("q1".into()), "one");
+        bind(&defs, "d", BindingDest::Queue("q2".into()), "two");
+        bind(&defs, "t", BindingDest::Queue("q3".into()), "a.#");
+        bind(&defs, "d", BindingDest::Exchange("t".into()), "three");
+        assert_eq!(route(&mut r, &defs, "d", "one", &["two", "one"]), [q1, q2]);
+        // Through an exchange-to-exchange binding, the keys go along.
+        assert_eq!(route(&mut r, &defs, "d", "three", &["a.b"]), [q3]);
+        assert_eq!(
+            route(&mut r, &defs, "d", "none", &["a.b"]),
+            Vec::<QueueRef>::new()
+        );
+        // Default exchange: each key names a queue.
+        assert_eq!(
+            route(&mut r, &defs, "", "q3", &["q1", "nope", "q3"]),
+            [q1, q3]
+        );
+    }
+}

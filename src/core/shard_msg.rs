@@ -1,0 +1,226 @@
+//! The messages shards send each other over the SPSC rings — and to themselves:
+//! a shard's own traffic goes through the same path (a local queue instead of a
+//! ring), so single-shard and cross-shard behaviour are the same code.
+//!
+//! Entries are fixed-size values; nothing in the publish → deliver → ack variants
+//! allocates (`Message` is four `Bytes` handles).
+
+use super::error::CoreError;
+use super::ids::{ChannelRef, ConsumerRef, QueueRef, ReplyAddress};
+use super::message::Message;
+use crate::protocol::FieldTable;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+/// What to do with an unacknowledged message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settle {
+    Ack,
+    Requeue,
+    /// reject/nack without requeue.
+    Discard,
+}
+
+/// One message between (or within) shards.
+pub enum ShardMsg {
+    // ---- to the shard that owns `queue` ----
+    /// A routed message for a queue; `confirm` asks the queue's shard to tell the
+    /// publishing channel once the message is enqueued (publisher confirms).
+    Publish {
+        queue: QueueRef,
+        msg: Message,
+        confirm: Option<ConfirmTag>,
+    },
+    /// A request that expects a `Reply` (unless `reply_to` is None).
+    Request {
+        queue: QueueRef,
+        reply_to: Option<ChannelRef>,
+        op: QueueOp,
+    },
+    /// ack / nack / reject of one delivery.
+    Settle {
+        queue: QueueRef,
+        channel: ChannelRef,
+        seq: u64,
+        how: Settle,
+    },
+    /// A channel closed: drop its consumers, requeue its unacked messages.
+    ChannelGone {
+        queue: QueueRef,
+        channel: ChannelRef,
+    },
+    /// The channel-wide prefetch window of a consumer's channel opened again.
+    Resume { queue: QueueRef },
+
+    // ---- to the shard that owns the channel ----
+    /// A message for a consumer.
+    Deliver {
+        consumer: ConsumerRef,
+        queue: QueueRef,
+        seq: u64,
+        redelivered: bool,
+        msg: Message,
+    },
+    /// The answer to a `Request`.
+    Reply {
+        to: ChannelRef,
+        queue: QueueRef,
+        reply: QueueReply,
+    },
+    /// The queue cancelled a consumer (queue deleted): a broker-sent basic.cancel.
+    ConsumerCancelled { consumer: ConsumerRef },
+    /// A queue accepted (`ok`) or refused (`x-overflow` reject-publish) a
+    /// message published in confirm mode: basic.ack or basic.nack.
+    Confirm { tag: ConfirmTag, ok: bool },
+    /// A direct reply (published to `amq.rabbitmq.reply-to.<token>`) for the
+    /// reply consumer of `to.channel` (`direct_reply.rs`).
+    DirectReply { to: ReplyAddress, msg: Message },
+    /// Does the reply consumer `to` still exist? Answered with a `Reply` to
+    /// `from` (passive queue.declare of a reply address).
+    ReplyProbe { to: ReplyAddress, from: ChannelRef },
+    /// A delivery to this channel stayed unacked longer than the queue's
+    /// delivery acknowledgement timeout: the channel is closed (406).
+    ConsumerTimeout {
+        channel: ChannelRef,
+        timeout_ms: u64,
+    },
+}
+
+/// Identifies one publish of a channel in confirm mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfirmTag {
+    pub channel: ChannelRef,
+    pub seq: u64,
+}
+
+/// Requests a channel makes of a queue (synchronous AMQP methods).
+pub enum QueueOp {
+    /// Message and consumer counts (queue.declare on an existing queue).
+    Status,
+    Purge,
+    Delete {
+        if_unused: bool,
+        if_empty: bool,
+    },
+    Consume(ConsumeSpec),
+    Cancel {
+        consumer: ConsumerRef,
+    },
+    Get {
+        no_ack: bool,
+    },
+}
+
+/// A new consumer as the queue stores it.
+pub struct ConsumeSpec {
+    pub consumer: ConsumerRef,
+    /// The consumer's connection, for exclusive-queue checks.
+    pub conn_uid: u64,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    /// Per-consumer prefetch (basic.qos global=false); 0 = unlimited.
+    pub prefetch: u32,
+    /// The channel-wide window (basic.qos global=true), shared with the channel.
+    pub window: Arc<ChannelWindow>,
+    /// The connection's "too much unsent output" flag (flow control).
+    pub output_full: Arc<std::sync::atomic::AtomicBool>,
+    pub arguments: FieldTable,
+}
+
+/// Answers to `QueueOp`s.
+pub enum QueueReply {
+    Status {
+        messages: u32,
+        consumers: u32,
+    },
+    Purged {
+        messages: u32,
+    },
+    Deleted {
+        messages: u32,
+    },
+    Consumed,
+    Cancelled,
+    GetOk {
+        seq: u64,
+        redelivered: bool,
+        messages: u32,
+        msg: Message,
+    },
+    GetEmpty,
+    /// The queue refused (e.g. delete if-empty on a non-empty queue).
+    Error(CoreError),
+    /// The queue no longer exists (deleted between lookup and request).
+    Gone,
+}
+
+impl From<CoreError> for QueueReply {
+    fn from(e: CoreError) -> QueueReply {
+        QueueReply::Error(e)
+    }
+}
+
+/// A channel's channel-wide prefetch window (basic.qos global=true), shared by the
+/// channel and the queues its consumers read from, which may be on other shards.
+/// Allocated once per channel; per message only atomics are touched.
+#[derive(Default, Debug)]
+pub struct ChannelWindow {
+    /// 0 = unlimited.
+    pub limit: AtomicU32,
+    pub unacked: AtomicU32,
+}
+
+impl ChannelWindow {
+    /// Takes one slot of the window; false when the window is full.
+    #[inline]
+    pub fn try_take(&self) -> bool {
+        let limit = self.limit.load(Ordering::Relaxed);
+        if limit == 0 {
+            self.unacked.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        let mut cur = self.unacked.load(Ordering::Relaxed);
+        loop {
+            if cur >= limit {
+                return false;
+            }
+            match self.unacked.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Returns `n` slots; true if the window was full before (queues must resume).
+    #[inline]
+    pub fn give_back(&self, n: u32) -> bool {
+        let before = self.unacked.fetch_sub(
+            n.min(self.unacked.load(Ordering::Relaxed)),
+            Ordering::AcqRel,
+        );
+        let limit = self.limit.load(Ordering::Relaxed);
+        limit != 0 && before >= limit
+    }
+
+    pub fn is_full(&self) -> bool {
+        let limit = self.limit.load(Ordering::Relaxed);
+        limit != 0 && self.unacked.load(Ordering::Relaxed) >= limit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Ring entries are fixed-size values; tuning.md quotes this size for the
+    /// memory of the ring mesh. Keep the figure there in step.
+    #[test]
+    fn ring_entry_size() {
+        let n = std::mem::size_of::<super::ShardMsg>();
+        eprintln!("size_of::<ShardMsg>() = {}", n);
+        assert!(n <= 256, "ShardMsg grew to {} bytes", n);
+    }
+}

@@ -1,0 +1,106 @@
+//! The layering rule, checked on the source: the core imports no protocol
+//! session, a front end never reaches into the shard loop, and the bottom
+//! layers (net, protocol, store) know nothing above them. A `use` (or a path)
+//! that crosses a layer the wrong way fails here, naming file and line.
+//!
+//! Layers, bottom up: `net`, `protocol`, `store` → `core` → `amqp091` (and
+//! future front ends) → `shard`.
+
+use std::path::{Path, PathBuf};
+
+/// (folder under src/, paths its files must not mention).
+const RULES: &[(&str, &[&str])] = &[
+    (
+        "core",
+        &[
+            "crate::amqp091",
+            "crate::shard",
+            "crate::net",
+            "warren::amqp091",
+        ],
+    ),
+    ("amqp091", &["crate::shard"]),
+    (
+        "net",
+        &[
+            "crate::protocol",
+            "crate::core",
+            "crate::amqp091",
+            "crate::shard",
+            "crate::store",
+        ],
+    ),
+    (
+        "protocol",
+        &[
+            "crate::net",
+            "crate::core",
+            "crate::amqp091",
+            "crate::shard",
+            "crate::store",
+        ],
+    ),
+    (
+        "store",
+        &[
+            "crate::net",
+            "crate::core",
+            "crate::amqp091",
+            "crate::shard",
+        ],
+    ),
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {}", dir.display(), e)) {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Lines of code that name `forbidden`, comments left out.
+fn offending_lines(text: &str, forbidden: &str) -> Vec<(usize, String)> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let code = line.split("//").next().unwrap_or("");
+            code.contains(forbidden)
+        })
+        .map(|(i, line)| (i + 1, line.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn no_layer_imports_one_above_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut violations = Vec::new();
+    for (layer, forbidden) in RULES {
+        let mut files = Vec::new();
+        rust_files(&src.join(layer), &mut files);
+        assert!(!files.is_empty(), "no files in src/{}", layer);
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for f in *forbidden {
+                for (line, code) in offending_lines(&text, f) {
+                    violations.push(format!("{}:{}: {}", file.display(), line, code));
+                }
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "imports against the layering (core → amqp091 → shard):\n{}",
+        violations.join("\n")
+    );
+}
+
+/// The check itself must catch a violation, or the test above proves nothing.
+#[test]
+fn the_check_sees_an_import() {
+    let text = "use crate::amqp091::channel::Channel; // the core must not\n// crate::amqp091 in a comment\n";
+    assert_eq!(offending_lines(text, "crate::amqp091").len(), 1);
+}
