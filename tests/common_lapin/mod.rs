@@ -39,22 +39,34 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Polls `probe` every [`POLL_INTERVAL`] until it yields `Some`, and returns that value;
-/// panics with "`what` not observed within …" if `timeout` passes first. Use this instead
+/// `None` if `timeout` passes first. The one poll loop of the tests: see [`poll_for_within`].
+pub async fn try_poll_for_within<T>(
+    timeout: Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Polls `probe` every [`POLL_INTERVAL`] until it yields `Some`, and returns that value;
+/// panics with "`what`: not observed within …" if `timeout` passes first. Use this instead
 /// of sleeping for a fixed time and hoping the broker's tick has run by then.
 pub async fn poll_for_within<T>(
     timeout: Duration,
     what: &str,
-    mut probe: impl AsyncFnMut() -> Option<T>,
+    probe: impl AsyncFnMut() -> Option<T>,
 ) -> T {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        if std::time::Instant::now() > deadline {
-            panic!("{what}: not observed within {timeout:?}");
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
+    match try_poll_for_within(timeout, probe).await {
+        Some(v) => v,
+        None => panic!("{what}: not observed within {timeout:?}"),
     }
 }
 
