@@ -17,16 +17,12 @@ use std::time::Duration;
 // (shared ones — deadline, uniq, declare, publish, consume, recv, get, drain_redelivered, … —
 // come from tests/common_lapin)
 
-/// Polls the ready-message count until it equals `n` (or the timeout passes).
-async fn wait_count(ch: &Channel, q: &str, n: u32) -> bool {
-    let start = std::time::Instant::now();
-    while start.elapsed() < TIMEOUT {
-        if message_count(ch, q).await == n {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
+/// Polls the ready-message count until it equals `n` (panics after [`PATIENCE`]).
+async fn wait_count(ch: &Channel, q: &str, n: u32) {
+    eventually(&format!("{n} messages ready in {q}"), async || {
+        message_count(ch, q).await == n
+    })
+    .await
 }
 
 async fn publish_n(ch: &Channel, q: &str, range: std::ops::RangeInclusive<u32>) {
@@ -256,9 +252,10 @@ async fn expect_406(ch: &Channel, errs: &mut ErrRx, tag: u64) {
         text,
         format!("PRECONDITION_FAILED - unknown delivery tag {tag}")
     );
-    assert!(wait_until(Duration::from_secs(5), || !ch
-        .status()
-        .connected()));
+    eventually("the channel closed after the 406", async || {
+        !ch.status().connected()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,20 +432,36 @@ async fn qos_per_consumer_and_per_channel() {
             .unwrap();
         let mut a = consume(&ch, &q1, false).await;
         let mut bb = consume(&ch, &q2, false).await;
-        let mut total = 0;
+        // Deliveries on either consumer: those expected are awaited with the
+        // usual TIMEOUT; then a fixed 500 ms "nothing more arrives" window
+        // (a negative check, valid however late it runs).
         let mut tags = Vec::new();
+        while tags.len() < 3 {
+            tokio::select! {
+                Some(Ok(d)) = a.next() => tags.push(d.delivery_tag),
+                Some(Ok(d)) = bb.next() => tags.push(d.delivery_tag),
+                _ = tokio::time::sleep(TIMEOUT) => break,
+            }
+        }
         loop {
             tokio::select! {
-                Some(Ok(d)) = a.next() => { total += 1; tags.push(d.delivery_tag); }
-                Some(Ok(d)) = bb.next() => { total += 1; tags.push(d.delivery_tag); }
+                Some(Ok(d)) = a.next() => tags.push(d.delivery_tag),
+                Some(Ok(d)) = bb.next() => tags.push(d.delivery_tag),
                 _ = tokio::time::sleep(Duration::from_millis(500)) => break,
             }
         }
-        assert_eq!(total, 3, "global prefetch 3 shared by two consumers");
+        assert_eq!(tags.len(), 3, "global prefetch 3 shared by two consumers");
         within(ch.basic_ack(tags[0], BasicAckOptions::default()))
             .await
             .unwrap();
         let mut more = 0;
+        while more < 1 {
+            tokio::select! {
+                Some(Ok(_)) = a.next() => more += 1,
+                Some(Ok(_)) = bb.next() => more += 1,
+                _ = tokio::time::sleep(TIMEOUT) => break,
+            }
+        }
         loop {
             tokio::select! {
                 Some(Ok(_)) = a.next() => more += 1,
@@ -571,7 +584,7 @@ async fn unacked_requeued_when_socket_drops() {
         declare(&ch, &q).await;
         publish_n(&ch, &q, 1..=2).await;
         // (publishes are asynchronous: wait until both are enqueued)
-        assert!(wait_count(&ch, &q, 2).await);
+        wait_count(&ch, &q, 2).await;
         // a raw client takes both without acking, then vanishes without closing
         let port = b.port();
         let qq = q.clone();

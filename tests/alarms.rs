@@ -14,17 +14,6 @@ use util::*;
 use lapin::{options::*, BasicProperties, Connection};
 use std::time::Duration;
 
-/// Polls `f` every 20 ms for at most 5 s.
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..250 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
 fn blocked(c: &Connection) -> bool {
     c.status().blocked()
 }
@@ -47,11 +36,11 @@ async fn memory_alarm_blocks_publishers_and_consumers_keep_draining() {
         assert_eq!(message_count(&cch, &q).await, 10);
 
         h.alarms().set_memory_limit(1);
-        // The alarm is measured on a timer; the next publish is not read and
-        // the publisher is told.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The alarm is measured on a timer; once it is raised, the next publish
+        // is not read and the publisher is told.
+        eventually("the memory alarm raised", async || h.alarms().active()).await;
         publish(&pch, "", &q, b"during").await;
-        eventually("connection.blocked reaches the publisher", || {
+        eventually("connection.blocked reaches the publisher", async || {
             blocked(&publisher)
         })
         .await;
@@ -67,7 +56,7 @@ async fn memory_alarm_blocks_publishers_and_consumers_keep_draining() {
         recv_none(&mut consumer, 500).await;
 
         h.alarms().set_memory_limit(u64::MAX);
-        eventually("connection.unblocked", || !blocked(&publisher)).await;
+        eventually("connection.unblocked", async || !blocked(&publisher)).await;
         let d = recv(&mut consumer).await;
         assert_eq!(sval(&d), "during");
         d.ack(BasicAckOptions::default()).await.unwrap();
@@ -87,9 +76,19 @@ async fn confirms_wait_while_blocked_and_arrive_after() {
         let ch = confirm_channel(&c).await;
         let q = uniq("alarm-confirm");
         declare(&ch, &q).await;
-        publish(&ch, "", &q, b"first").await;
+        // Confirmed, so that it is surely read before the alarm is raised.
+        let first = within(ch.basic_publish(
+            "",
+            &q,
+            Default::default(),
+            b"first",
+            BasicProperties::default(),
+        ))
+        .await
+        .expect("basic.publish");
+        assert!(within(first).await.expect("confirm").is_ack());
         h.alarms().set_memory_limit(1);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        eventually("the memory alarm raised", async || h.alarms().active()).await;
         let pending = ch
             .basic_publish(
                 "",
@@ -100,7 +99,10 @@ async fn confirms_wait_while_blocked_and_arrive_after() {
             )
             .await
             .expect("publish is written");
-        eventually("blocked", || blocked(&c)).await;
+        eventually("blocked", async || blocked(&c)).await;
+        // A fixed wait, not a poll: it checks that something does NOT happen (the
+        // blocked publish is not read). While the alarm is raised that holds however
+        // long we wait, so a late check cannot fail wrongly.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let admin = connect(&b.uri()).await;
         let ach = channel(&admin).await;

@@ -174,6 +174,8 @@ async fn heartbeat_one_second_keeps_idle_connection_alive() {
         let c = connect(&with_query(&b.uri(), "heartbeat=1")).await;
         assert_eq!(c.configuration().heartbeat(), 1);
         let ch = channel(&c).await;
+        // A fixed wait, not a poll: idle for a few heartbeat intervals, the
+        // connection must NOT be dropped. That holds however long we wait.
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(
             c.status().connected(),

@@ -14,7 +14,6 @@ use lapin::{
     options::*, publisher_confirm::Confirmation, types::FieldTable, BasicProperties, Channel,
     Connection, ExchangeKind,
 };
-use std::time::Duration;
 
 // ---------------------------------------------------------------- local helpers
 // (shared ones — deadline, uniq, declare, consume, recv, get, confirm_channel, … — come
@@ -122,12 +121,10 @@ async fn nack_requeue_and_reject_across_shards() {
         // seen from the publisher's shard. The nacks travel to the queue
         // asynchronously (as in RabbitMQ: no reply to wait for), so wait until
         // both are back before looking at their order.
-        for _ in 0..500 {
-            if message_count(&pch, &q).await == 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually("both nacked messages back in the queue", async || {
+            message_count(&pch, &q).await == 2
+        })
+        .await;
         let mut again = Vec::new();
         for _ in 0..2 {
             let m = get(&pch, &q, true).await.expect("requeued message");

@@ -18,7 +18,8 @@ use lapin::{
 };
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const PLENTY: Duration = Duration::from_secs(5);
+/// Deadline for the broker's TTL timer to have acted (polled, not slept).
+const PLENTY: Duration = PATIENCE;
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -319,6 +320,9 @@ async fn an_automatic_cycle_is_dropped() {
         assert_eq!(deaths.len(), 2);
         check_death(&deaths[0], &bq, "expired", 1, "", &[&bq]);
         check_death(&deaths[1], &a, "expired", 1, "", &[&a]);
+        // A fixed wait, not a poll: it checks that nothing more happens (no copy
+        // went round the cycle again, which would show after two 50 ms TTLs and
+        // their timer ticks). The queues stay empty however late we look.
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(message_count(&ch, &a).await, 0);
         assert_eq!(message_count(&ch, &bq).await, 0);

@@ -41,14 +41,12 @@ async fn request(ch: &Channel, q: &str, corr: &str) {
 
 /// The responder's side: takes the request from `q` and returns its reply_to.
 async fn take_request(ch: &Channel, q: &str) -> (String, Delivery) {
-    for _ in 0..200 {
-        if let Some(m) = get(ch, q, true).await {
-            let rt = m.delivery.properties.reply_to().as_ref().expect("reply_to");
-            return (rt.as_str().to_string(), m.delivery);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("no request arrived in {q}");
+    let m = poll_for(&format!("a request in {q}"), async || {
+        get(ch, q, true).await
+    })
+    .await;
+    let rt = m.delivery.properties.reply_to().as_ref().expect("reply_to");
+    (rt.as_str().to_string(), m.delivery)
 }
 
 /// Publishes a reply on a confirm channel; the confirm's outcome.

@@ -452,15 +452,11 @@ async fn compaction_frees_mostly_dead_segments_and_keeps_live_messages() {
         assert_eq!(drain_all(&ch, "churn").await.len(), 1900);
         // Every old segment now holds 1 live message in 20: compaction moves
         // them (one segment per 200 ms tick) and the files go.
-        let t0 = Instant::now();
-        while dir.segments().len() > 4 {
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "segments not compacted: {} left of {before}",
-                dir.segments().len()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let what = format!("segments compacted to <= 4 of {before}");
+        eventually_within(Duration::from_secs(30), &what, async || {
+            dir.segments().len() <= 4
+        })
+        .await;
         // Ack the first 10 kept messages (at their new locations).
         for i in 0..10 {
             let m = within(ch.basic_get("keep", BasicGetOptions::default()))
@@ -508,28 +504,35 @@ async fn message_ttl_keeps_counting_across_a_restart() {
             .await
             .unwrap();
         declare_durable(&ch, "ttl-long").await;
-        let published = Instant::now();
         publish_confirmed(&ch, "ttl-short", b"short", persistent()).await;
+        // after the confirm: the broker received "short", and started its TTL,
+        // before this
+        let confirmed = Instant::now();
         let long = persistent().with_expiration("600000".into());
         publish_confirmed(&ch, "ttl-long", b"long", long).await;
         c.close(200, "bye").await.unwrap();
         b.shutdown();
-        // Down past the short TTL.
-        tokio::time::sleep(Duration::from_millis(1600).saturating_sub(published.elapsed())).await;
+        // Down past the short TTL. A fixed wait, not a poll: it waits for the
+        // clock (the broker is down), and a longer wait is just as valid.
+        tokio::time::sleep(Duration::from_millis(1600).saturating_sub(confirmed.elapsed())).await;
 
+        // before the restart: a TTL counted from boot would end >= 1.5 s after this
+        let restarting = Instant::now();
         let b = start_in(&dir.0, 2);
-        let booted = Instant::now();
         let c = connect(&uri(b.port())).await;
         let ch = channel(&c).await;
-        // Expired at the first look (the 200 ms tick), far sooner than the
-        // 1.5 s a TTL counted from boot would take.
-        while message_count(&ch, "ttl-short").await != 0 {
-            assert!(
-                booted.elapsed() < Duration::from_millis(1000),
-                "the expired message outlived the restart"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // Expired at the first look (the 200 ms tick), sooner than the 1.5 s a
+        // TTL counted from boot would take.
+        eventually(
+            "the expired message dropped after the restart",
+            async || message_count(&ch, "ttl-short").await == 0,
+        )
+        .await;
+        let gone = restarting.elapsed();
+        assert!(
+            gone < Duration::from_millis(1500),
+            "the expired message outlived the restart by {gone:?}: its TTL restarted at boot"
+        );
         let got = drain_all(&ch, "ttl-long").await;
         assert_eq!(got, vec![("long".to_string(), true)]);
         b.shutdown();

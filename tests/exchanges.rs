@@ -12,7 +12,6 @@ use lapin::{
     BasicProperties, Channel, Connection,
     ExchangeKind::{self, *},
 };
-use std::time::Duration;
 use util::*;
 
 type R = Result<(), lapin::Error>;
@@ -80,12 +79,10 @@ async fn exchange_exists(conn: &Connection, name: &str) -> bool {
 
 /// Polls until exchange `name` no longer exists (deletion may be asynchronous).
 async fn assert_exchange_gone(conn: &Connection, name: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while exchange_exists(conn, name).await {
-        let now = tokio::time::Instant::now();
-        assert!(now < deadline, "exchange {name} was not deleted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(&format!("exchange {name} deleted"), async || {
+        !exchange_exists(conn, name).await
+    })
+    .await
 }
 
 fn inequivalent(x: &str, arg: &str, received: &str, current: &str) -> String {
@@ -321,6 +318,8 @@ async fn auto_delete_exchange_vanishes_after_last_binding_removed() {
     let x = unique("ex-autodel");
     declare(&ch, &x, Direct, o(false, true, false)).await;
     // not deleted before it ever had a binding
+    // A fixed wait, not a poll: checks that it is NOT deleted (yet), which
+    // holds however late the check runs.
     tokio::time::sleep(SHORT).await;
     assert!(exchange_exists(&conn, &x).await);
     let q1 = temp_queue(&ch).await;
@@ -328,6 +327,8 @@ async fn auto_delete_exchange_vanishes_after_last_binding_removed() {
     bind(&ch, &q1, &x, "a").await;
     bind(&ch, &q2, &x, "b").await;
     unbind(&ch, &q1, &x, "a").await;
+    // A fixed wait, not a poll: checks that it is NOT deleted (yet), which
+    // holds however late the check runs.
     tokio::time::sleep(SHORT).await;
     assert!(
         exchange_exists(&conn, &x).await,

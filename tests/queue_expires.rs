@@ -28,21 +28,34 @@ async fn exists(conn: &lapin::Connection, q: &str) -> bool {
 /// Polls until `q` is gone; returns how long it took.
 async fn wait_gone(conn: &lapin::Connection, q: &str) -> Duration {
     let start = Instant::now();
-    loop {
+    eventually(&format!("queue {q} deleted"), async || {
         // basic.get or a passive declare would reset the countdown; a
         // mandatory publish does not
         let ch = confirm_channel(conn).await;
         let ret = publish_h(&ch, "", q, "probe", None).await;
         let _ = ch.close(200, "ok").await;
-        if ret.is_some() {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "queue {q} not deleted"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        ret.is_some()
+    })
+    .await;
+    start.elapsed()
+}
+
+/// One use of a queue with `x-expires` = `ttl` that restarts its countdown
+/// (`op`: a redeclare, a basic.get, a basic.consume). Returns what `op`
+/// returned, and whether the broker provably ran `op` less than `ttl` after
+/// the previous use (`prev`, taken before that use was sent), i.e. while the
+/// queue must still have existed. On a machine loaded enough to stall the
+/// test for longer, the queue may rightly have expired in between.
+async fn timed_use<T>(
+    prev: &mut Instant,
+    ttl: Duration,
+    op: impl std::future::Future<Output = T>,
+) -> (T, bool) {
+    let sent = Instant::now();
+    let out = op.await;
+    let in_time = prev.elapsed() < ttl;
+    *prev = sent;
+    (out, in_time)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,23 +91,55 @@ async fn consumers_basic_get_and_redeclare_keep_it_alive() {
     deadline(30, async {
         let b = start_broker(1);
         let conn = connect(&b.uri()).await;
-        let ch = channel(&conn).await;
+        let mut ch = channel(&conn).await;
         let q = uniq("expires-alive");
+        let ttl = Duration::from_millis(500);
         let args = [("x-expires", int(500))];
+        // The sleeps below are fixed waits, not polls: this test checks that the
+        // queue is NOT deleted while it is used every 200 ms. Each "still there"
+        // is only asserted when the previous use was provably less than the
+        // 500 ms x-expires earlier (see `timed_use`); after a longer stall of the
+        // test process the queue is declared again and the test goes on.
+        let mut prev = Instant::now();
         declare_args(&ch, &q, &args).await;
         // redeclared every 200 ms for 1.2 s
         for _ in 0..6 {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            declare_args(&ch, &q, &args).await;
+            timed_use(&mut prev, ttl, declare_args(&ch, &q, &args)).await;
         }
         // basic.get every 200 ms
         for _ in 0..6 {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            assert!(get(&ch, &q, true).await.is_none());
+            let get = within(ch.basic_get(&q, BasicGetOptions { no_ack: true }));
+            let (r, in_time) = timed_use(&mut prev, ttl, get).await;
+            if in_time {
+                let r =
+                    r.unwrap_or_else(|e| panic!("basic.get on a queue used < x-expires ago: {e}"));
+                assert!(r.is_none());
+            } else if r.is_err() {
+                ch = channel(&conn).await;
+                timed_use(&mut prev, ttl, declare_args(&ch, &q, &args)).await;
+            }
         }
         // a consumer for 1.2 s
-        let c = channel(&conn).await;
-        let cons = consume(&c, &q, true).await;
+        let mut c = channel(&conn).await;
+        let opts = BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        };
+        let consume = within(c.basic_consume(&q, "", opts, FieldTable::default()));
+        let cons = match timed_use(&mut prev, ttl, consume).await {
+            (Ok(cons), _) => cons,
+            (Err(e), true) => panic!("basic.consume on a queue used < x-expires ago: {e}"),
+            (Err(_), false) => {
+                declare_args(&ch, &q, &args).await;
+                c = channel(&conn).await;
+                within(c.basic_consume(&q, "", opts, FieldTable::default()))
+                    .await
+                    .expect("basic.consume")
+            }
+        };
+        // (a consumer keeps the queue however long this takes)
         tokio::time::sleep(Duration::from_millis(1200)).await;
         assert!(exists(&conn, &q).await);
         within(c.basic_cancel(cons.tag().as_str(), Default::default()))

@@ -10,7 +10,6 @@ use lapin::{
     types::{AMQPValue, FieldTable},
     BasicProperties, Channel, Connection, Consumer, Queue,
 };
-use std::time::Duration;
 use util::*;
 
 type Res<T> = Result<T, lapin::Error>;
@@ -103,12 +102,10 @@ async fn queue_state(conn: &Connection, q: &str) -> Option<(u32, u32)> {
 
 /// Polls until queue `q` no longer exists (deletion may be asynchronous).
 async fn assert_queue_gone(conn: &Connection, q: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while queue_state(conn, q).await.is_some() {
-        let now = tokio::time::Instant::now();
-        assert!(now < deadline, "queue {q} was not deleted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(&format!("queue {q} deleted"), async || {
+        queue_state(conn, q).await.is_none()
+    })
+    .await
 }
 
 /// queue.delete with `opts` fails with 406 "queue '…' in vhost '/' {reason}" (a channel error).
@@ -461,6 +458,8 @@ async fn auto_delete_queue_deleted_when_last_consumer_cancels() {
     let q = unique("q-autodel");
     declare(&ch, &q, o(false, false, true)).await;
     // not deleted before any consumer came
+    // A fixed wait, not a poll: checks that it is NOT deleted (yet), which
+    // holds however late the check runs.
     tokio::time::sleep(SHORT).await;
     assert_eq!(queue_state(&conn, &q).await, Some((0, 0)));
     let ch1 = channel(&conn).await;
@@ -469,6 +468,8 @@ async fn auto_delete_queue_deleted_when_last_consumer_cancels() {
     let _c2 = consume(&ch2, &q, "c2").await.expect("basic.consume");
     assert_eq!(queue_state(&conn, &q).await, Some((0, 2)));
     cancel(&ch1, "c1").await;
+    // A fixed wait, not a poll: checks that it is NOT deleted (yet), which
+    // holds however late the check runs.
     tokio::time::sleep(SHORT).await;
     assert_eq!(
         queue_state(&conn, &q).await,

@@ -10,7 +10,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
     BasicProperties, Channel, Consumer,
 };
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// An integer argument value.
 pub fn int(v: i64) -> AMQPValue {
@@ -64,17 +64,10 @@ pub fn expiring(ms: &str) -> BasicProperties {
 
 /// Polls the ready-message count of `q` until it is `n` (panics after `within`).
 pub async fn wait_count(ch: &Channel, q: &str, n: u32, within_: Duration) {
-    let deadline = Instant::now() + within_;
-    loop {
+    let reached = async || (message_count(ch, q).await == n).then_some(());
+    if try_poll_for_within(within_, reached).await.is_none() {
         let c = message_count(ch, q).await;
-        if c == n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "queue {q} has {c} messages, expected {n} within {within_:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        panic!("queue {q} has {c} messages, expected {n} within {within_:?}");
     }
 }
 

@@ -4,6 +4,10 @@
 //! timeout, so a misbehaving broker makes a test fail instead of hang. A test file may
 //! define its own variant of a helper under the same name (e.g. a `declare` taking
 //! options); the local item shadows the one imported from here.
+//!
+//! Something the broker does on its own time (a timer tick, a hop to another shard) is
+//! waited for with [`eventually`] / [`poll_for`]: poll against a deadline, never sleep a
+//! fixed time and hope it has happened.
 #![allow(dead_code)]
 
 use futures_lite::StreamExt;
@@ -25,6 +29,66 @@ pub const SHORT: Duration = Duration::from_millis(300);
 
 /// Reply text of a 403 for operations on the default exchange.
 pub const DEFAULT_X: &str = "ACCESS_REFUSED - operation not permitted on the default exchange";
+
+/// How long [`eventually`] and [`poll_for`] wait for something the broker does on its own
+/// (a 200 ms timer tick: message TTL, x-expires, alarms, timeouts; or an asynchronous
+/// hop between shards). Generous, so that a loaded CI machine cannot miss it.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Pause between two checks of a poll.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Polls `probe` every [`POLL_INTERVAL`] until it yields `Some`, and returns that value;
+/// `None` if `timeout` passes first. The one poll loop of the tests: see [`poll_for_within`].
+pub async fn try_poll_for_within<T>(
+    timeout: Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Polls `probe` every [`POLL_INTERVAL`] until it yields `Some`, and returns that value;
+/// panics with "`what`: not observed within …" if `timeout` passes first. Use this instead
+/// of sleeping for a fixed time and hoping the broker's tick has run by then.
+pub async fn poll_for_within<T>(
+    timeout: Duration,
+    what: &str,
+    probe: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    match try_poll_for_within(timeout, probe).await {
+        Some(v) => v,
+        None => panic!("{what}: not observed within {timeout:?}"),
+    }
+}
+
+/// [`poll_for_within`] with the default [`PATIENCE`].
+pub async fn poll_for<T>(what: &str, probe: impl AsyncFnMut() -> Option<T>) -> T {
+    poll_for_within(PATIENCE, what, probe).await
+}
+
+/// Polls `check` until it is true (panics after `timeout`); see [`poll_for_within`].
+pub async fn eventually_within(
+    timeout: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> bool,
+) {
+    poll_for_within(timeout, what, async || check().await.then_some(())).await
+}
+
+/// Polls `check` until it is true (panics after [`PATIENCE`]); see [`poll_for_within`].
+/// E.g. `eventually("queue q expired", async || !exists(&conn, &q).await).await`.
+pub async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    eventually_within(PATIENCE, what, check).await
+}
 
 /// Runs a whole test body with an overall deadline so nothing can hang.
 pub async fn deadline<F: Future<Output = ()>>(secs: u64, f: F) {
