@@ -42,7 +42,6 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use warren::amqp091::connection::Connection;
 use warren::core::definitions::Definitions;
 use warren::core::shard_msg::QueueOp;
 use warren::core::ShardCtx;
@@ -52,6 +51,7 @@ use warren::protocol::{
     check_frame, write_body, write_content_header, write_method, BasicProperties, FieldTable,
     FieldValue, Method, PROTOCOL_HEADER,
 };
+use warren::shard::session::Session;
 use warren::shard::state::ShardState;
 use warren::Config;
 
@@ -94,7 +94,7 @@ impl Shard {
         let entry = state.conns.vacant_entry();
         let slot = entry.key();
         let uid = state.ctx.next_conn_uid();
-        entry.insert(Connection::new(sock, slot as u32, uid));
+        entry.insert(Session::accepted(sock, slot as u32, uid));
 
         let mut shard = Shard {
             state,
@@ -104,10 +104,6 @@ impl Shard {
         };
         shard.handshake();
         shard
-    }
-
-    fn conn(&mut self) -> &mut Connection {
-        &mut self.state.conns[self.slot]
     }
 
     /// What one event-loop iteration does with the buffered input: the
@@ -122,20 +118,23 @@ impl Shard {
                 state.handle(m);
             }
             let conn = &mut state.conns[*slot];
-            if conn.sock.rbuf.is_empty() || conn.is_waiting() {
+            if conn.sock().rbuf.is_empty() || conn.is_waiting() {
                 break;
             }
         }
         let Shard { state, slot, .. } = self;
-        state.conns[*slot].flush_confirms(&mut state.ctx);
+        state.conns[*slot].before_flush(&mut state.ctx);
     }
 
     /// Feeds `input`, runs it, and returns the methods the broker wrote back
     /// (the write buffer is cleared). Panics on any close.
     fn feed(&mut self, input: &[u8]) -> Vec<Method> {
-        self.conn().sock.rbuf.extend_from_slice(input);
+        self.state.conns[self.slot]
+            .sock()
+            .rbuf
+            .extend_from_slice(input);
         self.run();
-        let out = std::mem::take(&mut self.conn().sock.wbuf);
+        let out = std::mem::take(&mut self.state.conns[self.slot].sock().wbuf);
         let mut rest = &out[..];
         let mut methods = Vec::new();
         while let Some(head) = check_frame(rest, 0).expect("broker wrote a bad frame") {
@@ -151,7 +150,7 @@ impl Shard {
             rest = &rest[head.total_len()..];
         }
         assert!(rest.is_empty());
-        self.conn().sock.wbuf.clear();
+        self.state.conns[self.slot].sock().wbuf.clear();
         methods
     }
 
@@ -409,11 +408,14 @@ fn route_publish(c: &mut Criterion) {
                 while left > 0 {
                     let n = left.min(BATCH);
                     left -= n;
-                    sh.conn().sock.rbuf.extend_from_slice(&input[..n * per_msg]);
+                    sh.state.conns[sh.slot]
+                        .sock()
+                        .rbuf
+                        .extend_from_slice(&input[..n * per_msg]);
                     let start = Instant::now();
                     sh.run();
                     total += start.elapsed();
-                    sh.conn().sock.wbuf.clear();
+                    sh.state.conns[sh.slot].sock().wbuf.clear();
                     sh.purge();
                 }
                 total

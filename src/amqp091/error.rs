@@ -66,9 +66,10 @@ impl AmqpError {
         Self::new(c::INTERNAL_ERROR, detail)
     }
 
-    /// Codes below 500 close only the channel; the rest close the connection.
+    /// The spec's hard errors (320, 402, 5xx) close the connection; soft
+    /// errors close only the channel.
     pub fn is_connection_error(&self) -> bool {
-        self.code >= 500 || self.code == c::CONNECTION_FORCED
+        c::is_hard_error(self.code)
     }
 }
 

@@ -10,6 +10,7 @@
 //! - `direct_reply.rs`: `amq.rabbitmq.reply-to`'s token and delivery.
 
 pub mod channel;
+pub mod conn_info;
 pub mod connection;
 pub mod direct_reply;
 pub mod error;

@@ -241,11 +241,6 @@ impl ShardStore {
             out.push(tag.channel.shard, ShardMsg::Confirm { tag, ok: true });
         }
     }
-
-    /// Confirms are waiting for a sync (the loop may sleep: the syncer wakes it).
-    pub fn holds_confirms(&self) -> bool {
-        !self.held.is_empty()
-    }
 }
 
 /// `--fsync` values: `always` (a sync per batch), `interval:<ms>` (at most one

@@ -175,18 +175,6 @@ impl Routing {
         self.by_name.get(name).map(|&i| &self.exchanges[i])
     }
 
-    /// Routes one message published to `exchange` with one routing key; see
-    /// [`Routing::route_keys`].
-    pub fn route(
-        &mut self,
-        exchange: &[u8],
-        routing_key: &[u8],
-        properties: &Bytes,
-        out: &mut Vec<QueueRef>,
-    ) -> Result<(), RouteError> {
-        self.route_keys(exchange, routing_key, &[], properties, out)
-    }
-
     /// Routes one message published to `exchange` with `routing_key` and the
     /// sender-selected keys `extra`, and appends the distinct destination
     /// queues to `out`. Follows exchange-to-exchange bindings and alternate

@@ -9,6 +9,7 @@ use bytes::BytesMut;
 use mio::net::TcpStream;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
+use std::time::Instant;
 
 /// Read buffer chunk: how much room we make before each `read`.
 const READ_CHUNK: usize = 64 * 1024;
@@ -47,6 +48,19 @@ pub struct Socket {
     wpos: usize,
     /// Unprocessed input above which `fill` stops reading.
     max_buffered: usize,
+    // ---- the event loop's bookkeeping, the same for every protocol ----
+    /// Set when the socket should be dropped now.
+    pub dead: bool,
+    /// Listed in the event loop's read-again list (each connection once, so a
+    /// busy publisher is read once per iteration, not once per past event).
+    pub read_again: bool,
+    /// Not read because the shard's outgoing rings are congested (publisher
+    /// flow control); listed in the event loop's `flow_blocked`.
+    pub flow_blocked: bool,
+    /// When input last arrived (heartbeats, idle buffer release).
+    pub last_read: Instant,
+    /// When output was last written.
+    pub last_write: Instant,
 }
 
 impl Socket {
@@ -60,6 +74,11 @@ impl Socket {
             wbuf: Vec::new(),
             wpos: 0,
             max_buffered: DEFAULT_MAX_BUFFERED,
+            dead: false,
+            read_again: false,
+            flow_blocked: false,
+            last_read: Instant::now(),
+            last_write: Instant::now(),
         }
     }
 

@@ -3,16 +3,18 @@
 //! 1. `poll` for socket readiness (or a ring wake-up, or the tick timeout);
 //! 2. accept new connections; read ready sockets and run their frames through
 //!    `Connection` (which may route publishes and push ring messages);
-//! 3. pump messages: from every incoming ring and from the shard's own outbox,
-//!    until nothing is left (`ShardState::handle`);
+//! 3. pump messages: the control inbox (`shard::control`), every incoming
+//!    ring and the shard's own outbox, until nothing is left
+//!    (`ShardState::handle`);
 //! 4. move the outbox onto the outgoing rings, waking each peer once;
 //! 5. flush the write buffers of connections that produced output (one write
 //!    syscall per connection per iteration).
 
+use super::control::Inbox;
 use super::mesh::{Links, WAKER_TOKEN};
+use super::session::Session;
 use super::state::ShardState;
 use super::ShardListeners;
-use crate::amqp091::connection::Connection;
 use crate::config::Config;
 use crate::core::alarms::Alarms;
 use crate::core::definitions::Definitions;
@@ -44,6 +46,8 @@ struct Loop {
     id: u16,
     state: ShardState,
     links: Links,
+    /// Work from threads that are not shards (`shard::control`).
+    control: Inbox,
     listeners: Vec<TcpListener>,
     /// Connections that may have more input in the kernel.
     retry_read: Vec<usize>,
@@ -61,6 +65,7 @@ pub fn run(
     alarms: Arc<Alarms>,
     sl: ShardListeners,
     links: Links,
+    control: Inbox,
     stop: Arc<AtomicBool>,
 ) {
     let mut listeners = Vec::new();
@@ -115,6 +120,7 @@ pub fn run(
         id,
         state: ShardState::new(ctx),
         links,
+        control,
         listeners,
         retry_read: Vec::new(),
         flush_list: Vec::new(),
@@ -173,7 +179,11 @@ impl Loop {
                     Token(slot) => {
                         // A connection already listed to read again is read
                         // once, in that pass below.
-                        let listed = self.state.conns.get(slot).is_some_and(|c| c.read_again);
+                        let listed = self
+                            .state
+                            .conns
+                            .get(slot)
+                            .is_some_and(|c| c.sock_ref().read_again);
                         if (ev.is_readable() || ev.is_read_closed() || ev.is_error()) && !listed {
                             self.read(slot);
                         }
@@ -190,7 +200,7 @@ impl Loop {
             let mut retry = std::mem::take(&mut self.retry_read);
             for &slot in &retry {
                 if let Some(conn) = self.state.conns.get_mut(slot) {
-                    conn.read_again = false;
+                    conn.sock().read_again = false;
                 }
             }
             for &slot in &retry {
@@ -268,9 +278,11 @@ impl Loop {
                         continue;
                     }
                     let uid = self.state.ctx.next_conn_uid();
-                    self.state
-                        .conns
-                        .insert(Connection::new(Socket::new(stream), slot as u32, uid));
+                    self.state.conns.insert(Session::accepted(
+                        Socket::new(stream),
+                        slot as u32,
+                        uid,
+                    ));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -286,15 +298,15 @@ impl Loop {
         let Some(conn) = self.state.conns.get_mut(slot) else {
             return;
         };
-        if conn.dead {
+        if conn.sock().dead {
             return;
         }
-        if conn.sock.pending_output() > WRITE_HIGH_WATER {
+        if conn.sock().pending_output() > WRITE_HIGH_WATER {
             // Resumed from `flush` once the peer reads its output.
             return;
         }
         let alarm = self.state.ctx.alarms.active();
-        if conn.info.publisher && (alarm || self.state.ctx.outbox.remote_congested()) {
+        if conn.is_publisher() && (alarm || self.state.ctx.outbox.remote_congested()) {
             // Publisher flow control (RabbitMQ's credit flow, by other means): a
             // queue shard that cannot keep up fills its ring and then our outbox;
             // its publishers wait, consumers and acks go on. A resource alarm
@@ -304,23 +316,23 @@ impl Loop {
                 let reason = self.state.ctx.alarms.reason();
                 conn.notify_blocked(reason, &mut self.state.ctx);
             }
-            if !conn.flow_blocked {
-                conn.flow_blocked = true;
+            if !conn.sock().flow_blocked {
+                conn.sock().flow_blocked = true;
                 self.flow_blocked.push(slot);
             }
             return;
         }
-        let outcome = conn.sock.fill();
+        let outcome = conn.sock().fill();
         conn.on_input(&mut self.state.ctx);
         match outcome {
             Ok(ReadOutcome::Drained) => {}
             // A full buffer on a waiting connection is parked, not retried in a
             // spin; `Connection::on_reply` asks for the read again.
-            Ok(ReadOutcome::More) if conn.is_waiting() && conn.sock.input_full() => {}
+            Ok(ReadOutcome::More) if conn.is_waiting() && conn.sock().input_full() => {}
             Ok(ReadOutcome::More) => self.list_read_again(slot),
             Ok(ReadOutcome::Closed) | Err(_) => {
                 conn.teardown(&mut self.state.ctx);
-                conn.dead = true;
+                conn.sock().dead = true;
                 self.state.ctx.mark_dirty(slot);
             }
         }
@@ -329,8 +341,8 @@ impl Loop {
     /// Lists a connection to be read again next iteration (at most once).
     fn list_read_again(&mut self, slot: usize) {
         if let Some(conn) = self.state.conns.get_mut(slot) {
-            if !conn.read_again {
-                conn.read_again = true;
+            if !conn.sock().read_again {
+                conn.sock().read_again = true;
                 self.retry_read.push(slot);
             }
         }
@@ -344,7 +356,7 @@ impl Loop {
         // left makes the next poll non-blocking (`rings_nonempty`).
         let mut budget = PUMP_BUDGET;
         loop {
-            let mut did = 0;
+            let mut did = self.control.drain(&mut self.state);
             while let Some(m) = self.state.ctx.outbox.pop_local() {
                 self.state.handle(m);
                 did += 1;
@@ -421,10 +433,10 @@ impl Loop {
         let mut blocked = std::mem::take(&mut self.flow_blocked);
         for &slot in &blocked {
             if let Some(conn) = self.state.conns.get_mut(slot) {
-                if conn.flow_blocked {
-                    conn.flow_blocked = false;
+                if conn.sock().flow_blocked {
+                    conn.sock().flow_blocked = false;
                     // Its silence while blocked was ours, not a missed heartbeat.
-                    conn.last_read = now;
+                    conn.sock().last_read = now;
                     conn.notify_unblocked(&mut self.state.ctx);
                     self.list_read_again(slot);
                 }
@@ -458,7 +470,7 @@ impl Loop {
         // Message TTL, x-expires and delivery acknowledgement timeouts.
         ctx.tick_queues(now);
         for (_, conn) in self.state.conns.iter_mut() {
-            if !conn.dead {
+            if !conn.sock().dead {
                 conn.tick(now, ctx);
             }
         }
@@ -466,7 +478,7 @@ impl Loop {
             .state
             .conns
             .iter()
-            .filter(|(_, c)| c.dead)
+            .filter(|(_, c)| c.sock_ref().dead)
             .map(|(k, _)| k)
             .collect();
         for slot in dead {
@@ -482,31 +494,30 @@ impl Loop {
             let Some(conn) = self.state.conns.get_mut(slot) else {
                 continue;
             };
-            let mut drop_it = conn.dead;
+            let mut drop_it = conn.sock().dead;
             if drop_it {
                 // Last words (a close-ok to a client that half-closed): best effort.
-                let _ = conn.sock.flush();
+                let _ = conn.sock().flush();
             } else {
-                conn.flush_confirms(&mut self.state.ctx);
-                let pending = conn.sock.pending_output();
+                conn.before_flush(&mut self.state.ctx);
+                let sock = conn.sock();
+                let pending = sock.pending_output();
                 let was_blocked = pending > WRITE_HIGH_WATER;
-                match conn.sock.flush() {
+                match sock.flush() {
                     Ok(all) => {
                         // Only real output counts for heartbeats (a writable event
                         // alone must not postpone the next heartbeat).
-                        if conn.sock.pending_output() < pending {
-                            conn.last_write = Instant::now();
+                        if sock.pending_output() < pending {
+                            sock.last_write = Instant::now();
                         }
-                        if all && conn.finished() {
-                            conn.linger();
+                        if was_blocked
+                            && sock.pending_output() <= WRITE_HIGH_WATER
+                            && !sock.read_again
+                        {
+                            sock.read_again = true;
+                            self.retry_read.push(slot);
                         }
-                        if was_blocked && conn.sock.pending_output() <= WRITE_HIGH_WATER {
-                            if !conn.read_again {
-                                conn.read_again = true;
-                                self.retry_read.push(slot);
-                            }
-                        }
-                        conn.output_drained(&mut self.state.ctx);
+                        conn.after_flush(all, &mut self.state.ctx);
                     }
                     Err(_) => {
                         conn.teardown(&mut self.state.ctx);
@@ -517,7 +528,11 @@ impl Loop {
             if drop_it {
                 let mut conn = self.state.conns.remove(slot);
                 conn.teardown(&mut self.state.ctx);
-                let _ = self.links.poll.registry().deregister(&mut conn.sock.stream);
+                let _ = self
+                    .links
+                    .poll
+                    .registry()
+                    .deregister(&mut conn.sock().stream);
             }
         }
         dirty.clear();

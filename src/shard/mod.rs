@@ -5,9 +5,11 @@
 //! and errors reported, before it returns), builds the ring mesh, and spawns one
 //! pinned thread per shard running [`event_loop::run`].
 
+pub mod control;
 pub mod event_loop;
 pub mod mesh;
 pub mod ring;
+pub mod session;
 pub mod state;
 
 use crate::config::Config;
@@ -26,6 +28,7 @@ pub struct BrokerHandle {
     shard_ports: Vec<u16>,
     stop: Arc<AtomicBool>,
     wakers: Vec<Arc<mio::Waker>>,
+    control: control::Control,
     threads: Vec<JoinHandle<()>>,
     /// A throw-away data directory (`Config::for_tests`), removed on shutdown.
     temp_data_dir: Option<std::path::PathBuf>,
@@ -46,6 +49,12 @@ impl BrokerHandle {
     /// The broker's resource alarms (e.g. `set_memory_limit` at run time).
     pub fn alarms(&self) -> &Alarms {
         &self.alarms
+    }
+
+    /// The control path into every shard, for work that comes from no client
+    /// connection (`shard::control`).
+    pub fn control(&self) -> control::Control {
+        self.control.clone()
     }
 
     /// Stops every shard and waits for the threads.
@@ -162,13 +171,14 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut mesh = mesh::Mesh::new(shards)?;
     let wakers = mesh.wakers.clone();
+    let (control, inboxes) = control::channels(wakers.clone());
     let cores = if config.pin_threads {
         core_affinity::get_core_ids().unwrap_or_default()
     } else {
         Vec::new()
     };
     let mut threads = Vec::new();
-    for (i, sl) in per_shard.into_iter().enumerate() {
+    for (i, (sl, inbox)) in per_shard.into_iter().zip(inboxes).enumerate() {
         let links = mesh.take_links(i);
         let config = config.clone();
         let defs = defs.clone();
@@ -185,7 +195,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
-                event_loop::run(i as u16, config, defs, alarms, sl, links, stop);
+                event_loop::run(i as u16, config, defs, alarms, sl, links, inbox, stop);
             })?;
         threads.push(t);
     }
@@ -196,6 +206,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         shard_ports,
         stop,
         wakers,
+        control,
         threads,
         temp_data_dir: config.temporary_data_dir.then(|| config.data_dir.clone()),
     })

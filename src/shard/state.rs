@@ -1,6 +1,7 @@
 //! A shard's whole state, and its message pump: the core's [`ShardCtx`] plus
 //! the sessions (client connections) the shard serves.
 
+use super::session::Session;
 use crate::amqp091::connection::Connection;
 use crate::amqp091::direct_reply;
 use crate::core::shard_msg::ShardMsg;
@@ -10,7 +11,7 @@ use slab::Slab;
 /// A shard's whole state.
 pub struct ShardState {
     pub ctx: ShardCtx,
-    pub conns: Slab<Connection>,
+    pub conns: Slab<Session>,
 }
 
 impl ShardState {
@@ -26,7 +27,7 @@ impl ShardState {
     /// core; messages for a session endpoint go to the session in that slot.
     #[inline]
     pub fn handle(&mut self, msg: ShardMsg) {
-        let ctx = &mut self.ctx;
+        let (ctx, conns) = (&mut self.ctx, &mut self.conns);
         match msg {
             ShardMsg::Deliver {
                 consumer,
@@ -35,33 +36,33 @@ impl ShardState {
                 redelivered,
                 msg,
             } => {
-                let slot = consumer.channel.conn_slot as usize;
-                if let Some(conn) = self.conns.get_mut(slot) {
+                let slot = consumer.channel.conn_slot;
+                if let Some(conn) = amqp091(conns, slot) {
                     conn.deliver(consumer, queue, seq, redelivered, msg, ctx);
                 }
                 // A stale target is fine: the queue requeues everything of a
                 // channel when it learns the channel is gone.
             }
             ShardMsg::Reply { to, queue, reply } => {
-                if let Some(conn) = self.conns.get_mut(to.conn_slot as usize) {
+                if let Some(conn) = amqp091(conns, to.conn_slot) {
                     conn.on_reply(to, queue, reply, ctx);
                 }
             }
             ShardMsg::Confirm { tag, ok } => {
-                if let Some(conn) = self.conns.get_mut(tag.channel.conn_slot as usize) {
+                if let Some(conn) = amqp091(conns, tag.channel.conn_slot) {
                     conn.confirm(tag, ok, ctx);
                 }
             }
             ShardMsg::DirectReply { to, msg } => {
-                let conn = self.conns.get_mut(to.channel.conn_slot as usize);
+                let conn = amqp091(conns, to.channel.conn_slot);
                 direct_reply::deliver(conn, to, msg, ctx)
             }
             ShardMsg::ReplyProbe { to, from } => {
-                let conn = self.conns.get_mut(to.channel.conn_slot as usize);
+                let conn = amqp091(conns, to.channel.conn_slot);
                 direct_reply::probe(conn, to, from, ctx)
             }
             ShardMsg::ConsumerCancelled { consumer } => {
-                if let Some(conn) = self.conns.get_mut(consumer.channel.conn_slot as usize) {
+                if let Some(conn) = amqp091(conns, consumer.channel.conn_slot) {
                     conn.consumer_cancelled(consumer, ctx);
                 }
             }
@@ -69,11 +70,17 @@ impl ShardState {
                 channel,
                 timeout_ms,
             } => {
-                if let Some(conn) = self.conns.get_mut(channel.conn_slot as usize) {
+                if let Some(conn) = amqp091(conns, channel.conn_slot) {
                     conn.consumer_timed_out(channel, timeout_ms, ctx);
                 }
             }
             other => ctx.handle_queue_msg(other),
         }
     }
+}
+
+/// The 0-9-1 connection in `slot`, if that slot holds one.
+#[inline]
+fn amqp091(conns: &mut Slab<Session>, slot: u32) -> Option<&mut Connection> {
+    conns.get_mut(slot as usize).and_then(Session::amqp091)
 }

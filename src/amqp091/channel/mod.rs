@@ -21,7 +21,7 @@ mod publish_checks;
 mod queue_methods;
 mod replies;
 
-use super::connection::ConnInfo;
+use super::conn_info::ConnInfo;
 use super::error::AmqpError;
 use crate::core::ids::{ChannelRef, QueueRef};
 use crate::core::ops::Caller;

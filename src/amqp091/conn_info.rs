@@ -1,0 +1,34 @@
+//! What a 0-9-1 connection knows that its channels read: negotiated limits,
+//! the client's capabilities, its exclusive queues, the flow-control flag.
+//! Its own file so that channels need not import the connection that owns
+//! them (the connection drives the channels, never the reverse).
+
+use crate::core::ids::QueueRef;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Facts about the connection that its channels read.
+pub struct ConnInfo {
+    pub slot: u32,
+    /// Broker-wide unique id (exclusive-queue ownership).
+    pub uid: u64,
+    pub frame_max: u32,
+    pub channel_max: u16,
+    pub heartbeat: u16,
+    pub user: String,
+    /// Client advertised consumer_cancel_notify: send basic.cancel when a
+    /// consumed queue is deleted.
+    pub cancel_notify: bool,
+    /// The connection has published: the event loop stops reading it while
+    /// the shard's outgoing rings are congested (publisher flow control).
+    pub publisher: bool,
+    /// Client advertised the connection.blocked capability.
+    pub blocked_notify: bool,
+    /// We sent connection.blocked (and owe a connection.unblocked).
+    pub sent_blocked: bool,
+    /// Exclusive queues this connection declared (deleted when it closes).
+    pub exclusive_queues: Vec<QueueRef>,
+    /// Flow control towards consumers: set while unsent output is above
+    /// `OUTPUT_HIGH_WATER`; queues skip this connection's consumers meanwhile.
+    pub output_full: Arc<AtomicBool>,
+}
