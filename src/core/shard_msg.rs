@@ -12,7 +12,22 @@ use crate::protocol::FieldTable;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-/// What to do with an unacknowledged message.
+/// How a consumer is paced. A 0-9-1 consumer has a prefetch window
+/// (basic.qos global=false): the queue stops delivering to it at that many
+/// unacknowledged messages. An AMQP 1.0 link is paced by credit instead (a
+/// `Credit` mode, spent per delivery and renewed by `flow` frames, joins
+/// here); the channel-wide window stays in `ConsumeSpec::window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsumeMode {
+    /// At most this many unacked deliveries; 0 = unlimited.
+    Prefetch(u32),
+}
+
+/// What to do with an unacknowledged message. The 0-9-1 methods map onto
+/// it (basic.ack → `Ack`, reject/nack with requeue → `Requeue`, without →
+/// `Discard`), and so do AMQP 1.0's outcomes (accepted, released, rejected);
+/// 1.0's `modified` (requeue or dead-letter, counting a failed delivery)
+/// becomes a fourth variant here, handled in `Queue::settle`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Settle {
     Ack,
@@ -118,8 +133,8 @@ pub struct ConsumeSpec {
     pub conn_uid: u64,
     pub no_ack: bool,
     pub exclusive: bool,
-    /// Per-consumer prefetch (basic.qos global=false); 0 = unlimited.
-    pub prefetch: u32,
+    /// How deliveries are paced.
+    pub mode: ConsumeMode,
     /// The channel-wide window (basic.qos global=true), shared with the channel.
     pub window: Arc<ChannelWindow>,
     /// The connection's "too much unsent output" flag (flow control).

@@ -3,7 +3,7 @@
 use super::{Awaiting, ChanCx, ChanResult, Channel, ConsumerEntry, Flow, Unacked};
 use crate::amqp091::error::AmqpError;
 use crate::core::ids::ConsumerRef;
-use crate::core::shard_msg::{ConsumeSpec, QueueOp, Settle, ShardMsg};
+use crate::core::shard_msg::{ConsumeMode, ConsumeSpec, QueueOp, Settle, ShardMsg};
 use crate::protocol::methods::*;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
@@ -63,7 +63,7 @@ impl Channel {
             conn_uid: cx.info.uid,
             no_ack: m.no_ack,
             exclusive: m.exclusive,
-            prefetch: self.consumer_prefetch,
+            mode: ConsumeMode::Prefetch(self.consumer_prefetch),
             window: self.window.clone(),
             output_full: cx.info.output_full.clone(),
             arguments: m.arguments,

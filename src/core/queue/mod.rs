@@ -34,7 +34,7 @@ use super::error::CoreError;
 use super::ids::{ChannelRef, ConsumerRef, QueueRef};
 use super::message::Message;
 use super::outbox::Outbox;
-use super::shard_msg::{ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
+use super::shard_msg::{ConsumeMode, ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
 use crate::protocol::properties::raw_priority;
 use crate::protocol::FieldTable;
 use crate::store::segments::Location;
@@ -559,7 +559,9 @@ impl Queue {
         self.consumers.add(Consumer {
             r: spec.consumer,
             no_ack: spec.no_ack,
-            prefetch: spec.prefetch,
+            prefetch: match spec.mode {
+                ConsumeMode::Prefetch(limit) => limit,
+            },
             unacked: 0,
             window: spec.window,
             output_full: spec.output_full,
