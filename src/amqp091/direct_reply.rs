@@ -21,7 +21,7 @@
 
 use super::connection::Connection;
 pub use crate::core::ids::ReplyAddress;
-use crate::core::ids::{ChannelRef, QueueRef};
+use crate::core::ids::{ChannelRef, QueueRef, Requester};
 use crate::core::message::Message;
 use crate::core::shard_msg::{QueueReply, ShardMsg};
 use crate::core::ShardCtx;
@@ -155,12 +155,7 @@ pub fn deliver(conn: Option<&mut Connection>, to: ReplyAddress, msg: Message, ct
 
 /// `ShardMsg::ReplyProbe`: does the reply consumer still exist? (passive
 /// queue.declare of a reply address). Answers like a queue would.
-pub fn probe(
-    conn: Option<&mut Connection>,
-    to: ReplyAddress,
-    from: ChannelRef,
-    ctx: &mut ShardCtx,
-) {
+pub fn probe(conn: Option<&mut Connection>, to: ReplyAddress, from: Requester, ctx: &mut ShardCtx) {
     let live = conn
         .and_then(|conn| conn.on_channel(to.channel, ctx, |ch, _| ch.has_reply_consumer(to.key)))
         .unwrap_or(false);
@@ -173,7 +168,7 @@ pub fn probe(
         QueueReply::Gone
     };
     ctx.outbox.push(
-        from.shard,
+        from.shard(),
         ShardMsg::Reply {
             to: from,
             queue: NO_QUEUE,

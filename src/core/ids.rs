@@ -25,6 +25,26 @@ pub struct ChannelRef {
     pub incarnation: u32,
 }
 
+/// Who waits for a queue's answer to a `ShardMsg::Request`: the reply goes
+/// back to it as `ShardMsg::Reply`. Today always a 0-9-1 channel; an AMQP 1.0
+/// link (attach, drain) joins as a variant, and the queue code does not
+/// change: it only hands the requester back with its answer (and records
+/// basic.get's unacked delivery against the channel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requester {
+    Channel(ChannelRef),
+}
+
+impl Requester {
+    /// The shard that serves the requester (where the reply goes).
+    #[inline]
+    pub fn shard(self) -> u16 {
+        match self {
+            Requester::Channel(c) => c.shard,
+        }
+    }
+}
+
 /// A consumer: a channel plus the channel-local consumer number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConsumerRef {

@@ -85,7 +85,7 @@ impl ShardCtx {
                 else {
                     if let Some(to) = reply_to {
                         ctx.outbox.push(
-                            to.shard,
+                            to.shard(),
                             ShardMsg::Reply {
                                 to,
                                 queue,
@@ -98,7 +98,7 @@ impl ShardCtx {
                 let (reply, after) = q.request(op, reply_to);
                 if let Some(to) = reply_to {
                     ctx.outbox
-                        .push(to.shard, ShardMsg::Reply { to, queue, reply });
+                        .push(to.shard(), ShardMsg::Reply { to, queue, reply });
                 }
                 match after {
                     After::Delete => ctx.delete_queue(queue),

@@ -6,7 +6,7 @@
 //! allocates (`Message` is four `Bytes` handles).
 
 use super::error::CoreError;
-use super::ids::{ChannelRef, ConsumerRef, QueueRef, ReplyAddress};
+use super::ids::{ChannelRef, ConsumerRef, QueueRef, ReplyAddress, Requester};
 use super::message::Message;
 use crate::protocol::FieldTable;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -49,7 +49,7 @@ pub enum ShardMsg {
     /// A request that expects a `Reply` (unless `reply_to` is None).
     Request {
         queue: QueueRef,
-        reply_to: Option<ChannelRef>,
+        reply_to: Option<Requester>,
         op: QueueOp,
     },
     /// ack / nack / reject of one delivery.
@@ -78,7 +78,7 @@ pub enum ShardMsg {
     },
     /// The answer to a `Request`.
     Reply {
-        to: ChannelRef,
+        to: Requester,
         queue: QueueRef,
         reply: QueueReply,
     },
@@ -92,7 +92,7 @@ pub enum ShardMsg {
     DirectReply { to: ReplyAddress, msg: Message },
     /// Does the reply consumer `to` still exist? Answered with a `Reply` to
     /// `from` (passive queue.declare of a reply address).
-    ReplyProbe { to: ReplyAddress, from: ChannelRef },
+    ReplyProbe { to: ReplyAddress, from: Requester },
     /// A delivery to this channel stayed unacked longer than the queue's
     /// delivery acknowledgement timeout: the channel is closed (406).
     ConsumerTimeout {

@@ -4,6 +4,7 @@
 use super::session::Session;
 use crate::amqp091::connection::Connection;
 use crate::amqp091::direct_reply;
+use crate::core::ids::Requester;
 use crate::core::shard_msg::ShardMsg;
 use crate::core::ShardCtx;
 use slab::Slab;
@@ -43,7 +44,11 @@ impl ShardState {
                 // A stale target is fine: the queue requeues everything of a
                 // channel when it learns the channel is gone.
             }
-            ShardMsg::Reply { to, queue, reply } => {
+            ShardMsg::Reply {
+                to: Requester::Channel(to),
+                queue,
+                reply,
+            } => {
                 if let Some(conn) = amqp091(conns, to.conn_slot) {
                     conn.on_reply(to, queue, reply, ctx);
                 }

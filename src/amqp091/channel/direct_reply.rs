@@ -7,6 +7,7 @@ use super::publish::write_content;
 use super::{Awaiting, ChanCx, ChanResult, Channel, Flow};
 use crate::amqp091::direct_reply::{ReplyAddress, ReplyToken, REPLY_TO};
 use crate::amqp091::error::AmqpError;
+use crate::core::ids::Requester;
 use crate::core::message::Message;
 use crate::core::shard_msg::ShardMsg;
 use crate::protocol::frame::write_basic_deliver;
@@ -93,9 +94,13 @@ impl Channel {
         let to = ReplyAddress::parse(&m.queue)
             .filter(|a| (a.channel.shard as usize) < cx.ctx.config.shards)
             .ok_or_else(|| AmqpError::no_queue(&name))?;
-        cx.ctx
-            .outbox
-            .push(to.channel.shard, ShardMsg::ReplyProbe { to, from: self.me });
+        cx.ctx.outbox.push(
+            to.channel.shard,
+            ShardMsg::ReplyProbe {
+                to,
+                from: Requester::Channel(self.me),
+            },
+        );
         self.awaiting = Some(Awaiting::Declare {
             name,
             nowait: m.nowait,

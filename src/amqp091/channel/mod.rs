@@ -23,7 +23,7 @@ mod replies;
 
 use super::conn_info::ConnInfo;
 use super::error::AmqpError;
-use crate::core::ids::{ChannelRef, QueueRef};
+use crate::core::ids::{ChannelRef, QueueRef, Requester};
 use crate::core::ops::Caller;
 use crate::core::routing::LocalQueue;
 use crate::core::shard_msg::{ChannelWindow, QueueOp, ShardMsg};
@@ -240,7 +240,7 @@ impl Channel {
             queue.shard,
             ShardMsg::Request {
                 queue,
-                reply_to: Some(self.me),
+                reply_to: Some(Requester::Channel(self.me)),
                 op,
             },
         );

@@ -31,7 +31,7 @@ pub mod ttl;
 
 use super::backlog::{PagingConfig, Stored};
 use super::error::CoreError;
-use super::ids::{ChannelRef, ConsumerRef, QueueRef};
+use super::ids::{ChannelRef, ConsumerRef, QueueRef, Requester};
 use super::message::Message;
 use super::outbox::Outbox;
 use super::shard_msg::{ConsumeMode, ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
@@ -469,7 +469,7 @@ impl Queue {
     /// Handles a synchronous request; returns the reply and what to do next. The
     /// caller sends the reply and then calls `dispatch`, so a consume-ok reaches
     /// the client before the consumer's first delivery.
-    pub fn request(&mut self, op: QueueOp, reply_to: Option<ChannelRef>) -> (QueueReply, After) {
+    pub fn request(&mut self, op: QueueOp, reply_to: Option<Requester>) -> (QueueReply, After) {
         match op {
             QueueOp::Status => {
                 self.touch();
@@ -534,7 +534,8 @@ impl Queue {
             }
             QueueOp::Get { no_ack } => {
                 self.touch();
-                (self.get(no_ack, reply_to), After::Nothing)
+                let channel = reply_to.map(|Requester::Channel(c)| c);
+                (self.get(no_ack, channel), After::Nothing)
             }
         }
     }
