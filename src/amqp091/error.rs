@@ -17,9 +17,6 @@ impl AmqpError {
     pub fn no_queue(name: &str) -> AmqpError {
         CoreError::no_queue(name).into()
     }
-    pub fn no_exchange(name: &str) -> AmqpError {
-        CoreError::no_exchange(name).into()
-    }
     pub fn queue_locked(name: &str) -> AmqpError {
         CoreError::queue_locked(name).into()
     }

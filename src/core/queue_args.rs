@@ -12,6 +12,7 @@
 //! (server-named, non-durable, exclusive, auto-delete) are refused too.
 
 use super::error::CoreError;
+use super::vhost::resource;
 use crate::protocol::{FieldTable, FieldValue};
 
 /// What a known argument must look like (RabbitMQ's check functions).
@@ -77,8 +78,10 @@ const MAX_EXPIRY: i64 = 315_360_000_000;
 pub fn validate(queue: &str, args: &FieldTable) -> Result<(), CoreError> {
     let invalid = |key: &str, detail: String| {
         CoreError::precondition(format!(
-            "invalid arg '{}' for queue '{}' in vhost '/': {}",
-            key, queue, detail
+            "invalid arg '{}' for {}: {}",
+            key,
+            resource("queue", queue),
+            detail
         ))
     };
     // rabbit_channel checks the dead-letter exchange's type first (r_arg).
@@ -86,9 +89,9 @@ pub fn validate(queue: &str, args: &FieldTable) -> Result<(), CoreError> {
         Some(FieldValue::LongStr(_)) | None => {}
         Some(v) => {
             return Err(CoreError::precondition(format!(
-                "invalid type '{}' for arg 'x-dead-letter-exchange' in queue '{}' in vhost '/'",
+                "invalid type '{}' for arg 'x-dead-letter-exchange' in {}",
                 v.type_name(),
-                queue
+                resource("queue", queue)
             )))
         }
     }
@@ -107,8 +110,9 @@ pub fn validate(queue: &str, args: &FieldTable) -> Result<(), CoreError> {
         for (k, _) in args.iter() {
             if let Some(other) = OTHER_TYPES_ARGS.iter().find(|a| a.as_bytes() == &k[..]) {
                 return Err(CoreError::precondition(format!(
-                    "invalid arg '{}' for queue '{}' in vhost '/' of queue type rabbit_classic_queue",
-                    other, queue
+                    "invalid arg '{}' for {} of queue type rabbit_classic_queue",
+                    other,
+                    resource("queue", queue)
                 )));
             }
         }
@@ -162,8 +166,9 @@ pub fn check_type_properties(
         return Ok(());
     };
     Err(CoreError::precondition(format!(
-        "invalid property '{}' for queue '{}' in vhost '/'",
-        property, queue
+        "invalid property '{}' for {}",
+        property,
+        resource("queue", queue)
     )))
 }
 

@@ -13,8 +13,10 @@
 //! each of them.
 
 use super::definitions::{BindingDest, DefEvent, Definitions};
+use super::error::CoreError;
 use super::exchange::{Dest, ExchangeImpl, ExchangeKind};
 use super::ids::QueueRef;
+use super::vhost::resource;
 use crate::protocol::{BasicProperties, FieldTable};
 use bytes::Bytes;
 use slab::Slab;
@@ -60,6 +62,20 @@ pub struct Routing {
 pub enum RouteError {
     NoExchange,
     Internal,
+}
+
+impl RouteError {
+    /// The refusal of a publish to `exchange`, in RabbitMQ's words.
+    pub fn to_error(&self, exchange: &[u8]) -> CoreError {
+        let name = String::from_utf8_lossy(exchange);
+        match self {
+            RouteError::NoExchange => CoreError::no_exchange(&name),
+            RouteError::Internal => CoreError::access_refused(format!(
+                "cannot publish to internal {}",
+                resource("exchange", &name)
+            )),
+        }
+    }
 }
 
 impl Routing {

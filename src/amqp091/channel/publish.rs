@@ -492,14 +492,7 @@ pub(super) fn check_exchange(found: Option<bool>, name: &[u8]) -> Result<(), Amq
 }
 
 fn route_error(e: RouteError, exchange: &[u8]) -> AmqpError {
-    let name = String::from_utf8_lossy(exchange);
-    match e {
-        RouteError::NoExchange => AmqpError::no_exchange(&name),
-        RouteError::Internal => AmqpError::access_refused(format!(
-            "cannot publish to internal exchange '{}' in vhost '/'",
-            name
-        )),
-    }
+    e.to_error(exchange).into()
 }
 
 /// Content header and body frames of a message (deliver, get-ok, return).

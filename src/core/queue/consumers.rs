@@ -18,6 +18,7 @@ use super::super::ids::{ChannelRef, ConsumerRef};
 use super::super::outbox::Outbox;
 use super::super::shard_msg::ChannelWindow;
 use crate::core::error::CoreError;
+use crate::core::vhost::resource;
 use crate::protocol::FieldTable;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -66,8 +67,8 @@ pub(super) fn consumer_priority(queue: &str, args: &FieldTable) -> Result<i64, C
         None => Ok(0),
         Some(v) => v.as_i64().ok_or_else(|| {
             CoreError::precondition(format!(
-                "invalid arg 'x-priority' for queue '{}' in vhost '/': \"expected integer, got {}\"",
-                queue,
+                "invalid arg 'x-priority' for {}: \"expected integer, got {}\"",
+                resource("queue", queue),
                 v.type_name()
             ))
         }),

@@ -35,6 +35,7 @@ use super::ids::{ChannelRef, ConsumerRef, QueueRef, Requester};
 use super::message::Message;
 use super::outbox::Outbox;
 use super::shard_msg::{ConsumeMode, ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
+use super::vhost::resource;
 use crate::protocol::properties::raw_priority;
 use crate::protocol::FieldTable;
 use crate::store::segments::Location;
@@ -501,15 +502,15 @@ impl Queue {
             } => {
                 if if_unused && !self.consumers.is_empty() {
                     let e = CoreError::precondition(format!(
-                        "queue '{}' in vhost '/' in use",
-                        self.props.name
+                        "{} in use",
+                        resource("queue", &self.props.name),
                     ));
                     return (QueueReply::from(e), After::Nothing);
                 }
                 if if_empty && self.message_count() > 0 {
                     let e = CoreError::precondition(format!(
-                        "queue '{}' in vhost '/' not empty",
-                        self.props.name
+                        "{} not empty",
+                        resource("queue", &self.props.name),
                     ));
                     return (QueueReply::from(e), After::Nothing);
                 }
@@ -550,8 +551,8 @@ impl Queue {
             || (spec.exclusive && (single_active || !self.consumers.is_empty()))
         {
             let e = CoreError::access_refused(format!(
-                "queue '{}' in vhost '/' in exclusive use",
-                self.props.name
+                "{} in exclusive use",
+                resource("queue", &self.props.name),
             ));
             return (QueueReply::from(e), After::Nothing);
         }
