@@ -4,9 +4,15 @@
 //! # Layout (modules in the order data flows)
 //! - [`net`]: listeners (one SO_REUSEPORT socket per shard) and socket buffers.
 //! - [`protocol`]: frames, field tables, the method codec generated from the spec.
-//! - [`shard`]: the per-core event loop, the SPSC rings between shards, timers.
-//! - [`broker`]: connections, channels, exchanges, queues, consumers, definitions.
+//! - [`shard`]: the per-core event loop, the SPSC rings between shards, timers,
+//!   the sessions a shard serves and the control path into it.
+//! - [`amqp091`]: the AMQP 0-9-1 front end (connections, channels).
+//! - [`core`]: the broker core, in no protocol's terms: vhosts, definitions,
+//!   exchanges, routing, queues, consumers, and the operations front ends call.
 //! - [`store`]: on-disk state (data directory).
+//!
+//! Layers, bottom up: `net`, `protocol`, `store` → `core` → `amqp091` →
+//! `shard`; nothing imports a layer above it (`tests/layering.rs`).
 //!
 //! See ARCHITECTURE.md for threads, rings and the path of a message.
 

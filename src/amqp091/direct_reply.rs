@@ -19,12 +19,10 @@
 //! The channel's side (consume, cancel, the reply_to rewrite, delivery) is in
 //! `channel/direct_reply.rs`.
 
-use super::connection::Connection;
 pub use crate::core::ids::ReplyAddress;
-use crate::core::ids::{ChannelRef, QueueRef, Requester};
+use crate::core::ids::{ChannelRef, QueueRef};
 use crate::core::message::Message;
-use crate::core::shard_msg::{QueueReply, ShardMsg};
-use crate::core::ShardCtx;
+use crate::core::shard_msg::ShardMsg;
 use bytes::Bytes;
 
 /// The pseudo-queue's name (consume on it; the `reply_to` value to rewrite).
@@ -143,38 +141,6 @@ pub fn forward_replies(
             _ => {}
         }
     }
-}
-
-/// `ShardMsg::DirectReply`: written to the reply consumer, if the connection,
-/// its channel and the consumer are still there.
-pub fn deliver(conn: Option<&mut Connection>, to: ReplyAddress, msg: Message, ctx: &mut ShardCtx) {
-    if let Some(conn) = conn {
-        conn.on_channel(to.channel, ctx, |ch, cx| ch.deliver_reply(to.key, &msg, cx));
-    }
-}
-
-/// `ShardMsg::ReplyProbe`: does the reply consumer still exist? (passive
-/// queue.declare of a reply address). Answers like a queue would.
-pub fn probe(conn: Option<&mut Connection>, to: ReplyAddress, from: Requester, ctx: &mut ShardCtx) {
-    let live = conn
-        .and_then(|conn| conn.on_channel(to.channel, ctx, |ch, _| ch.has_reply_consumer(to.key)))
-        .unwrap_or(false);
-    let reply = if live {
-        QueueReply::Status {
-            messages: 0,
-            consumers: 1,
-        }
-    } else {
-        QueueReply::Gone
-    };
-    ctx.outbox.push(
-        from.shard(),
-        ShardMsg::Reply {
-            to: from,
-            queue: NO_QUEUE,
-            reply,
-        },
-    );
 }
 
 #[cfg(test)]

@@ -3,9 +3,11 @@
 //! its background `Syncer`, and implements group commit.
 //!
 //! - A persistent message (delivery mode 2) routed to a durable queue is
-//!   appended by the queue (`Queue::publish`) and its location kept with it;
-//!   when it leaves the queue for good (ack, reject, no-ack delivery, purge,
-//!   deletion) the queue appends its ack.
+//!   appended by the queue's shard (`ShardCtx::handle_queue_msg`, before
+//!   `Queue::publish`) and the queue keeps its location; when it leaves the
+//!   queue for good (ack, reject, no-ack delivery, purge, deletion) the queue
+//!   hands it back (`Queue::take_gone`) and the shard appends its ack
+//!   (`ShardCtx::after_queue_op`, `ShardCtx::delete_queue`).
 //! - Its publisher confirm is *held* here with the number of the batch it is
 //!   in (`hold_confirm`). At the end of each loop iteration `end_iteration`
 //!   writes the batch (one write per segment) and asks the syncer to make it

@@ -8,8 +8,6 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use super::table::FieldTable;
-
 /// Why a payload (method, content header, field table) could not be decoded.
 ///
 /// Its `Display` text is meant to follow `"SYNTAX_ERROR - "` or
@@ -152,11 +150,6 @@ impl Reader {
     pub fn longstr(&mut self) -> Result<Bytes, DecodeError> {
         let n = self.u32()? as usize;
         self.bytes(n)
-    }
-
-    /// A field table (32-bit byte length + entries).
-    pub fn table(&mut self) -> Result<FieldTable, DecodeError> {
-        FieldTable::decode(self)
     }
 }
 

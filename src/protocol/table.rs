@@ -6,6 +6,15 @@
 
 use bytes::Bytes;
 
+/// Field tables are read with the cursor (`Reader::table`), but are this
+/// module's concept: the reader knows bytes, not tables.
+impl Reader {
+    /// A field table (32-bit byte length + entries).
+    pub fn table(&mut self) -> Result<FieldTable, DecodeError> {
+        FieldTable::decode(self)
+    }
+}
+
 use super::reader::{
     put_longstr, put_shortstr, put_u16, put_u32, put_u64, DecodeError, Reader, MAX_NESTING,
 };

@@ -2,8 +2,7 @@
 //! the sessions (client connections) the shard serves.
 
 use super::session::Session;
-use crate::amqp091::connection::Connection;
-use crate::amqp091::direct_reply;
+use crate::amqp091::connection::{self, Connection};
 use crate::core::ids::Requester;
 use crate::core::shard_msg::ShardMsg;
 use crate::core::ShardCtx;
@@ -60,11 +59,11 @@ impl ShardState {
             }
             ShardMsg::DirectReply { to, msg } => {
                 let conn = amqp091(conns, to.channel.conn_slot);
-                direct_reply::deliver(conn, to, msg, ctx)
+                connection::deliver_direct_reply(conn, to, msg, ctx)
             }
             ShardMsg::ReplyProbe { to, from } => {
                 let conn = amqp091(conns, to.channel.conn_slot);
-                direct_reply::probe(conn, to, from, ctx)
+                connection::probe_direct_reply(conn, to, from, ctx)
             }
             ShardMsg::ConsumerCancelled { consumer } => {
                 if let Some(conn) = amqp091(conns, consumer.channel.conn_slot) {

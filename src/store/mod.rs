@@ -1,8 +1,9 @@
 //! On-disk state: the definitions log (`defs_log`), the per-shard message
-//! store (`segments`, `record`, `recover`, `syncer`), queues' page files
+//! store (`segments`, `location`, `record`, `recover`, `syncer`), queues' page files
 //! (`page_file`, scratch) and the pinned shard count (`shard_count`).
 
 pub mod defs_log;
+pub mod location;
 pub mod page_file;
 pub mod record;
 mod recover;

@@ -13,11 +13,11 @@
 //! copy). A segment may be deleted only once none of its refs exists any more;
 //! otherwise the killed message would come back at the next recovery.
 
+use super::location::{segment_path, Location};
 use super::record::{
     check_segment_header, decode_frame, encode_segment_header, Record, StoredMessage, ALL_SEQS,
     SEGMENT_HEADER_LEN,
 };
-use super::segments::{segment_path, Location, RecoveredMessage};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -25,6 +25,17 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+/// A live message found at recovery.
+#[derive(Clone, Debug)]
+pub struct RecoveredMessage {
+    pub seq: u64,
+    pub location: Location,
+    /// Loaded if the frame is at most `Options::load_max` bytes and among the
+    /// first `Options::load_first` of its queue (boxed: most entries of a big
+    /// recovery are not loaded, and stay small).
+    pub message: Option<Box<StoredMessage>>,
+}
 
 /// Hasher for integer keys (queue ids, seqs): one multiplication.
 #[derive(Default)]

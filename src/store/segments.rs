@@ -47,10 +47,13 @@
 //! (queue_id, seq) and keeps the later one. Only live messages may be relocated:
 //! a copy of an acked message appended after its ack would be live again.
 
+use super::location::segment_path;
+pub use super::location::Location;
 use super::record::{
     self, encode_acks, encode_publish, encode_queue_gone, encode_segment_header, Publish,
     StoredMessage, SEGMENT_HEADER_LEN,
 };
+pub use super::recover::RecoveredMessage;
 use super::recover::{self, ScannedSegment};
 use super::syncer::{FsyncMode, SyncShared, Syncer};
 use bytes::Bytes;
@@ -76,15 +79,6 @@ const MAX_ACK_BATCHES: usize = 8;
 /// An ack batch is encoded once it holds this many seqs.
 const MAX_ACK_BATCH: usize = 4096;
 
-/// Where a publish record is: segment number, offset of its frame in the file,
-/// frame length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Location {
-    pub segment: u64,
-    pub offset: u32,
-    pub len: u32,
-}
-
 #[derive(Clone, Debug)]
 pub struct Options {
     /// A segment is closed once it reaches this size (≤ `MAX_SEGMENT_SIZE`).
@@ -94,17 +88,6 @@ pub struct Options {
     pub load_max: u32,
     /// …and only the first this many of each queue (the rest: `load`).
     pub load_first: usize,
-}
-
-/// A live message found at recovery.
-#[derive(Clone, Debug)]
-pub struct RecoveredMessage {
-    pub seq: u64,
-    pub location: Location,
-    /// Loaded if the frame is at most `Options::load_max` bytes and among the
-    /// first `Options::load_first` of its queue (boxed: most entries of a big
-    /// recovery are not loaded, and stay small).
-    pub message: Option<Box<StoredMessage>>,
 }
 
 /// What `SegmentLog::open` found.
@@ -203,10 +186,6 @@ pub struct SegmentLog {
     /// Never recovered (`open_scratch`): dead segments go without waiting
     /// for durability.
     scratch: bool,
-}
-
-pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {
-    dir.join(format!("{number:016x}.seg"))
 }
 
 impl SegmentLog {

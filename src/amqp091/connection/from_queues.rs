@@ -4,10 +4,12 @@
 
 use super::{Connection, State, OUTPUT_HIGH_WATER, OUTPUT_LOW_WATER};
 use crate::amqp091::channel::{ChanCx, Channel};
+use crate::amqp091::direct_reply::NO_QUEUE;
 use crate::amqp091::error::AmqpError;
 use crate::core::ids::{ChannelRef, ConsumerRef, QueueRef};
+use crate::core::ids::{ReplyAddress, Requester};
 use crate::core::message::Message;
-use crate::core::shard_msg::{ConfirmTag, QueueReply};
+use crate::core::shard_msg::{ConfirmTag, QueueReply, ShardMsg};
 use crate::core::ShardCtx;
 use crate::protocol::methods::*;
 use crate::protocol::write_method;
@@ -185,4 +187,46 @@ impl Connection {
         }
         let _ = ctx;
     }
+}
+
+/// `ShardMsg::DirectReply`: written to the reply consumer, if the connection,
+/// its channel and the consumer are still there.
+pub fn deliver_direct_reply(
+    conn: Option<&mut Connection>,
+    to: ReplyAddress,
+    msg: Message,
+    ctx: &mut ShardCtx,
+) {
+    if let Some(conn) = conn {
+        conn.on_channel(to.channel, ctx, |ch, cx| ch.deliver_reply(to.key, &msg, cx));
+    }
+}
+
+/// `ShardMsg::ReplyProbe`: does the reply consumer still exist? (passive
+/// queue.declare of a reply address). Answers like a queue would.
+pub fn probe_direct_reply(
+    conn: Option<&mut Connection>,
+    to: ReplyAddress,
+    from: Requester,
+    ctx: &mut ShardCtx,
+) {
+    let live = conn
+        .and_then(|conn| conn.on_channel(to.channel, ctx, |ch, _| ch.has_reply_consumer(to.key)))
+        .unwrap_or(false);
+    let reply = if live {
+        QueueReply::Status {
+            messages: 0,
+            consumers: 1,
+        }
+    } else {
+        QueueReply::Gone
+    };
+    ctx.outbox.push(
+        from.shard(),
+        ShardMsg::Reply {
+            to: from,
+            queue: NO_QUEUE,
+            reply,
+        },
+    );
 }

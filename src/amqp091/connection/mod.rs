@@ -19,6 +19,7 @@ use crate::protocol::{check_frame, write_heartbeat, write_method, Method};
 use bytes::Bytes;
 
 mod from_queues;
+pub use from_queues::{deliver_direct_reply, probe_direct_reply};
 mod handshake;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
