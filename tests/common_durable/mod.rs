@@ -54,9 +54,26 @@ impl Drop for DataDir {
 }
 
 /// An in-process broker on `dir` (kept after shutdown).
+///
+/// The definitions log's lock belongs to the open file; a test of the same
+/// binary that spawns a process forks with it open, and until that child
+/// reaches `exec` (which closes it) the lock of a broker just shut down is
+/// still held. So a restart retries while the lock is busy, up to a deadline.
 pub fn start_in(dir: &Path, shards: usize) -> BrokerHandle {
     let _ = env_logger::builder().is_test(true).try_init();
-    warren::start(Config::for_tests_in(dir.to_path_buf(), shards)).expect("broker starts")
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match warren::start(Config::for_tests_in(dir.to_path_buf(), shards)) {
+            Ok(b) => return b,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("broker starts: {:?}", e),
+        }
+    }
 }
 
 /// The guest URI of a broker on 127.0.0.1:`port`.
