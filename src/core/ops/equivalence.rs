@@ -60,19 +60,30 @@ pub fn check_queue_equivalent(
             b(q.auto_delete),
         ));
     }
-    for key in EQUIVALENCE_ARGS {
-        let (new, cur) = (arguments.get(key), q.args.get(key));
-        if !same_arg(new, cur) {
-            // RabbitMQ shows bare values when both sides have one, typed values
-            // when one side is missing.
-            let (received, current) = match (new, cur) {
+    check_args("queue", &q.name, EQUIVALENCE_ARGS, arguments, &q.args)
+}
+
+/// The arguments `keys` of a redeclaration (`new`) against the existing
+/// object's (`cur`): the first that differs is the 406. RabbitMQ shows bare
+/// values when both sides have one, typed values when one side is missing.
+pub fn check_args(
+    kind: &str,
+    name: &str,
+    keys: &[&str],
+    new: &FieldTable,
+    cur: &FieldTable,
+) -> CoreResult<()> {
+    for key in keys {
+        let (n, c) = (new.get(key), cur.get(key));
+        if !same_arg(n, c) {
+            let (received, current) = match (n, c) {
                 (Some(n), Some(c)) => (format!("'{}'", shown(n)), format!("'{}'", shown(c))),
-                _ => (describe(new), describe(cur)),
+                _ => (describe(n), describe(c)),
             };
             return Err(CoreError::precondition(format!(
                 "inequivalent arg '{}' for {}: received {} but current is {}",
                 key,
-                resource("queue", &q.name),
+                resource(kind, name),
                 received,
                 current
             )));

@@ -4,7 +4,7 @@
 //! before it returns), so by the time a front end answers `*-ok`, every
 //! shard's next publish sees the change.
 
-use super::equivalence::{describe, inequivalent, same_arg, shown};
+use super::equivalence::{check_args, inequivalent};
 use crate::core::definitions::{Binding, BindingDest, Definitions, Defs, ExchangeDef};
 use crate::core::error::{CoreError, CoreResult};
 use crate::core::exchange::headers_match::parse_x_match;
@@ -200,22 +200,12 @@ fn check_exchange_equivalent(
             return Err(inequivalent(arg, "exchange", &x.name, b(new), b(cur)));
         }
     }
-    let key = "alternate-exchange";
-    let (new, cur) = (m.arguments.get(key), x.args.get(key));
-    if !same_arg(new, cur) {
-        // As for queues: bare values when both sides have one, typed values
-        // when one side is missing.
-        let (received, current) = match (new, cur) {
-            (Some(n), Some(c)) => (format!("'{}'", shown(n)), format!("'{}'", shown(c))),
-            _ => (describe(new), describe(cur)),
-        };
-        return Err(CoreError::precondition(format!(
-            "inequivalent arg '{}' for {}: received {} but current is {}",
-            key,
-            resource("exchange", &x.name),
-            received,
-            current
-        )));
-    }
-    Ok(())
+    // RabbitMQ compares only the alternate exchange of an exchange's arguments.
+    check_args(
+        "exchange",
+        &x.name,
+        &["alternate-exchange"],
+        &m.arguments,
+        &x.args,
+    )
 }
