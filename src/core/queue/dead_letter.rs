@@ -299,12 +299,13 @@ pub fn publish(
                 !cycles
             });
         }
-        let dl = Message {
-            exchange: target.exchange.clone(),
-            routing_key: keys[0].clone(),
+        // New properties (x-death added, expiration removed): new meta.
+        let dl = Message::from_amqp091(
+            target.exchange.clone(),
+            keys[0].clone(),
             properties,
-            body: msg.body,
-        };
+            msg.body,
+        );
         for &q in &dests {
             out.push(
                 q.shard,
@@ -337,12 +338,12 @@ mod tests {
     fn msg(props: BasicProperties) -> Message {
         let mut raw = Vec::new();
         props.encode(&mut raw);
-        Message {
-            exchange: Bytes::from_static(b"ex"),
-            routing_key: Bytes::from_static(b"rk"),
-            properties: Bytes::from(raw),
-            body: Bytes::from_static(b"body"),
-        }
+        Message::from_amqp091(
+            Bytes::from_static(b"ex"),
+            Bytes::from_static(b"rk"),
+            Bytes::from(raw),
+            Bytes::from_static(b"body"),
+        )
     }
 
     #[test]
