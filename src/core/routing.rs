@@ -15,7 +15,8 @@
 use super::definitions::{BindingDest, DefEvent, Definitions};
 use super::exchange::{Dest, ExchangeImpl, ExchangeKind};
 use super::ids::QueueRef;
-use crate::protocol::{BasicProperties, FieldTable};
+use super::message::props091;
+use crate::protocol::FieldTable;
 use bytes::Bytes;
 use slab::Slab;
 use std::collections::HashMap;
@@ -264,11 +265,7 @@ impl Routing {
             let ex = &mut self.exchanges[x];
             if ex.imp.needs_headers() {
                 // Decoding headers allocates; only headers exchanges pay for it.
-                let h = headers.get_or_insert_with(|| {
-                    BasicProperties::decode(properties.clone())
-                        .ok()
-                        .and_then(|p| p.headers)
-                });
+                let h = headers.get_or_insert_with(|| props091::headers(properties));
                 ex.imp.route(routing_key, h.as_ref(), &mut self.dests);
             } else if ex.imp.uses_routing_key() {
                 for key in keys() {
