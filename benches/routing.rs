@@ -227,12 +227,12 @@ fn headers(c: &mut Criterion) {
 fn publish_msg() -> ShardMsg {
     ShardMsg::Publish {
         queue: queue(1),
-        msg: Message {
-            exchange: Bytes::from_static(b"amq.topic"),
-            routing_key: Bytes::from_static(b"r7.s12.created"),
-            properties: Bytes::from_static(&[0x10, 0x00, 0x02]),
-            body: Bytes::from_static(b"hello"),
-        },
+        msg: Message::from_amqp091(
+            Bytes::from_static(b"amq.topic"),
+            Bytes::from_static(b"r7.s12.created"),
+            Bytes::from_static(&[0x10, 0x00, 0x02]),
+            Bytes::from_static(b"hello"),
+        ),
         confirm: None,
     }
 }

@@ -203,12 +203,8 @@ impl Backlog {
                         seq: m.seq,
                         redelivered: m.redelivered,
                         loc: m.loc,
-                        msg: Message {
-                            exchange: m.exchange,
-                            routing_key: m.routing_key,
-                            properties: m.properties,
-                            body: m.body,
-                        },
+                        // Page files keep the raw properties: decoded again.
+                        msg: Message::from_amqp091(m.exchange, m.routing_key, m.properties, m.body),
                     });
                 }
                 Ok(None) => break,

@@ -292,12 +292,12 @@ impl ShardCtx {
                     Some((
                         m.seq,
                         m.location,
-                        message::Message {
-                            exchange: s.exchange,
-                            routing_key: s.routing_key,
-                            properties: s.properties,
-                            body: s.body,
-                        },
+                        message::Message::from_amqp091(
+                            s.exchange,
+                            s.routing_key,
+                            s.properties,
+                            s.body,
+                        ),
                         s.expires_at,
                     ))
                 }));

@@ -51,7 +51,7 @@ impl ShardCtx {
                                 routing_key: &msg.routing_key,
                                 properties: &msg.properties,
                                 body: &msg.body,
-                                expires_at: q.stored_expiry(&msg.properties),
+                                expires_at: q.stored_expiry(msg.meta),
                             }))
                         }
                         _ => None,

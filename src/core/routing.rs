@@ -16,8 +16,9 @@ use super::definitions::{BindingDest, DefEvent, Definitions};
 use super::error::CoreError;
 use super::exchange::{Dest, ExchangeImpl, ExchangeKind};
 use super::ids::QueueRef;
+use super::message::props091;
 use super::vhost::resource;
-use crate::protocol::{BasicProperties, FieldTable};
+use crate::protocol::FieldTable;
 use bytes::Bytes;
 use slab::Slab;
 use std::collections::HashMap;
@@ -268,11 +269,7 @@ impl Routing {
             let ex = &mut self.exchanges[x];
             if ex.imp.needs_headers() {
                 // Decoding headers allocates; only headers exchanges pay for it.
-                let h = headers.get_or_insert_with(|| {
-                    BasicProperties::decode(properties.clone())
-                        .ok()
-                        .and_then(|p| p.headers)
-                });
+                let h = headers.get_or_insert_with(|| props091::headers(properties));
                 ex.imp.route(routing_key, h.as_ref(), &mut self.dests);
             } else if ex.imp.uses_routing_key() {
                 for key in keys() {

@@ -12,6 +12,10 @@
 //! headers it walks the table's keys (no decoding). Only a message that
 //! carries `BCC` pays for one new properties buffer, spliced without the
 //! entry (`strip_bcc`).
+//!
+//! Message format: this reads the raw 0-9-1 properties (the headers table),
+//! not `MessageMeta`, which holds only whether there are headers. Cutting out
+//! `BCC` leaves every field of the meta as it was (the headers stay present).
 
 use super::error::CoreError;
 use crate::protocol::properties::{raw_has_headers, raw_property, PROP_HEADERS};

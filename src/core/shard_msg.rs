@@ -3,7 +3,7 @@
 //! ring), so single-shard and cross-shard behaviour are the same code.
 //!
 //! Entries are fixed-size values; nothing in the publish → deliver → ack variants
-//! allocates (`Message` is four `Bytes` handles).
+//! allocates (`Message` is four `Bytes` handles and a `Copy` `MessageMeta`).
 
 use super::error::CoreError;
 use super::ids::{ChannelRef, ConsumerRef, QueueRef, ReplyAddress, Requester};

@@ -118,6 +118,55 @@ pub fn raw_expiration(raw: &[u8]) -> Option<&[u8]> {
     raw_property(raw, PROP_EXPIRATION)
 }
 
+/// The properties the broker core reads from every message, found in one
+/// walk of raw flags + list (see [`raw_core_fields`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawCoreFields<'a> {
+    /// The `headers` flag is set.
+    pub has_headers: bool,
+    /// As [`raw_delivery_mode`].
+    pub delivery_mode: Option<u8>,
+    /// As [`raw_priority`].
+    pub priority: Option<u8>,
+    /// As [`raw_expiration`].
+    pub expiration: Option<&'a [u8]>,
+}
+
+/// `headers` (flag only), `delivery-mode`, `priority` and `expiration` in one
+/// walk of the raw properties: the same values as the separate `raw_*`
+/// accessors (a malformed value hides itself and every later one), without
+/// walking the list three times. Allocates nothing; never panics. A message
+/// with none of the four pays for one look at the flags.
+pub fn raw_core_fields(raw: &[u8]) -> RawCoreFields<'_> {
+    let mut out = RawCoreFields::default();
+    let Some((flags, mut pos)) = split_flags(raw) else {
+        return out;
+    };
+    out.has_headers = flags & flag(PROP_HEADERS) != 0;
+    let wanted = flag(PROP_DELIVERY_MODE) | flag(PROP_PRIORITY) | flag(PROP_EXPIRATION);
+    if flags & wanted == 0 {
+        return out;
+    }
+    for (i, t) in PROPERTY_TYPES.iter().enumerate().take(PROP_EXPIRATION + 1) {
+        if flags & flag(i) == 0 {
+            continue;
+        }
+        let Some((start, end)) = value_span(raw, pos, *t) else {
+            break;
+        };
+        match i {
+            PROP_DELIVERY_MODE => {
+                out.delivery_mode = raw.get(start..end).and_then(|b| b.first().copied())
+            }
+            PROP_PRIORITY => out.priority = raw.get(start..end).and_then(|b| b.first().copied()),
+            PROP_EXPIRATION => out.expiration = raw.get(start..end),
+            _ => {}
+        }
+        pos = end;
+    }
+    out
+}
+
 /// `user-id`.
 pub fn raw_user_id(raw: &[u8]) -> Option<&[u8]> {
     raw_property(raw, PROP_USER_ID)
@@ -365,6 +414,24 @@ mod tests {
             let _ = (raw_expiration(&raw), raw_user_id(&raw), raw_timestamp(&raw));
             if let Ok(p) = decoded {
                 check_raw_agrees(&p, &raw);
+            }
+        }
+
+        #[test]
+        fn core_fields_agree_with_the_accessors(
+            p in arb_props(),
+            cut in any::<usize>(),
+            junk in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            // Well-formed, truncated anywhere, and arbitrary bytes.
+            let raw = p.to_bytes();
+            let cut = &raw[..cut % (raw.len() + 1)];
+            for raw in [&raw[..], cut, &junk[..]] {
+                let f = raw_core_fields(raw);
+                prop_assert_eq!(f.has_headers, raw_has_headers(raw));
+                prop_assert_eq!(f.delivery_mode, raw_delivery_mode(raw));
+                prop_assert_eq!(f.priority, raw_priority(raw));
+                prop_assert_eq!(f.expiration, raw_expiration(raw));
             }
         }
     }

@@ -8,7 +8,7 @@ use super::{Awaiting, ChanCx, ChanResult, Channel, Flow};
 use crate::amqp091::direct_reply::{ReplyAddress, ReplyToken, REPLY_TO};
 use crate::amqp091::error::AmqpError;
 use crate::core::ids::Requester;
-use crate::core::message::Message;
+use crate::core::message::{Message, MessageMeta};
 use crate::core::shard_msg::ShardMsg;
 use crate::protocol::frame::write_basic_deliver;
 use crate::protocol::methods::*;
@@ -137,6 +137,9 @@ impl Channel {
         out.extend_from_slice(&address);
         out.extend_from_slice(&props[end..]);
         msg.properties = Bytes::from(out);
+        // Only reply_to changed, but keep meta in step with the bytes it was
+        // decoded from (a rare path: requests to a direct reply-to).
+        msg.meta = MessageMeta::from_amqp091(&msg.properties);
         Ok(())
     }
 

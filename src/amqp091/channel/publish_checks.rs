@@ -37,9 +37,7 @@ impl Channel {
         let checked = self
             .rewrite_reply_to(msg)
             .and_then(|()| check_user_id(msg, &cx.info.user))
-            .and_then(|()| {
-                crate::core::queue::ttl::check_expiration(&msg.properties).map_err(AmqpError::from)
-            });
+            .and_then(|()| msg.check_expiration().map_err(AmqpError::from));
         checked.map_err(|e| self.exchange_error(&msg.exchange, cx).unwrap_or(e))
     }
 

@@ -24,10 +24,16 @@
 //! `publish` with its own routing copy and sends `ShardMsg::Publish` to the
 //! targets, on any shard (the Publish handler stores persistent messages for
 //! durable targets, as for any publish).
+//!
+//! Message format: this module still works on the raw 0-9-1 properties
+//! (decoded into `BasicProperties`, re-encoded with `x-death`), not on
+//! `MessageMeta`: it needs the whole headers table, and runs only for dead
+//! messages. The dead-lettered copy gets its meta decoded from its new
+//! properties (`Message::from_amqp091`).
 
 use super::super::definitions::Definitions;
 use super::super::ids::QueueRef;
-use super::super::message::Message;
+use super::super::message::{props091, Message};
 use super::super::outbox::Outbox;
 use super::super::routing::Routing;
 use super::super::shard_msg::ShardMsg;
@@ -174,7 +180,7 @@ pub fn is_cycle(history: &[Death], target: &[u8]) -> bool {
 
 /// The parsed integer of an `expiration` property, as RabbitMQ keeps it.
 fn normalised_expiration(e: &Bytes) -> Bytes {
-    match super::ttl::parse_expiration(e) {
+    match props091::parse_expiration(e) {
         Ok(n) => Bytes::from(n.to_string()),
         Err(_) => e.clone(),
     }
@@ -259,9 +265,7 @@ pub fn publish(
         let keys = match &target.routing_key {
             Some(k) => vec![k.clone()],
             None => {
-                let h = BasicProperties::decode(msg.properties.clone())
-                    .ok()
-                    .and_then(|p| p.headers);
+                let h = props091::headers(&msg.properties);
                 routing_keys(&msg, h.as_ref())
             }
         };
@@ -299,12 +303,13 @@ pub fn publish(
                 !cycles
             });
         }
-        let dl = Message {
-            exchange: target.exchange.clone(),
-            routing_key: keys[0].clone(),
+        // New properties (x-death added, expiration removed): new meta.
+        let dl = Message::from_amqp091(
+            target.exchange.clone(),
+            keys[0].clone(),
             properties,
-            body: msg.body,
-        };
+            msg.body,
+        );
         for &q in &dests {
             out.push(
                 q.shard,
@@ -337,12 +342,12 @@ mod tests {
     fn msg(props: BasicProperties) -> Message {
         let mut raw = Vec::new();
         props.encode(&mut raw);
-        Message {
-            exchange: Bytes::from_static(b"ex"),
-            routing_key: Bytes::from_static(b"rk"),
-            properties: Bytes::from(raw),
-            body: Bytes::from_static(b"body"),
-        }
+        Message::from_amqp091(
+            Bytes::from_static(b"ex"),
+            Bytes::from_static(b"rk"),
+            Bytes::from(raw),
+            Bytes::from_static(b"body"),
+        )
     }
 
     #[test]

@@ -36,7 +36,6 @@ use super::message::Message;
 use super::outbox::Outbox;
 use super::shard_msg::{ConsumeMode, ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
 use super::vhost::resource;
-use crate::protocol::properties::raw_priority;
 use crate::protocol::FieldTable;
 use crate::store::segments::Location;
 use consumers::{Consumer, Consumers, Pick};
@@ -167,8 +166,7 @@ impl Queue {
     /// persistent (delivery mode 2) and routed to a durable queue.
     #[inline]
     pub fn persists(&self, msg: &Message) -> bool {
-        self.props.store_id != 0
-            && crate::protocol::properties::raw_delivery_mode(&msg.properties) == Some(2)
+        self.props.store_id != 0 && msg.meta.persistent()
     }
 
     /// The sequence number the next published message will get.
@@ -221,7 +219,7 @@ impl Queue {
             if seq < self.next_seq {
                 continue; // a duplicate (the list is in seq order): keep the first
             }
-            self.recover_expiry(seq, &msg.properties, expires_at);
+            self.recover_expiry(seq, msg.meta, expires_at);
             let level = self.level_of(&msg);
             self.ready.push_back(
                 level,
@@ -248,7 +246,7 @@ impl Queue {
     #[inline]
     fn level_of(&self, msg: &Message) -> usize {
         if self.ready.is_priority() {
-            self.ready.level_of(raw_priority(&msg.properties))
+            self.ready.level_of(msg.meta.priority())
         } else {
             0
         }
@@ -261,8 +259,8 @@ impl Queue {
     pub fn publish(&mut self, msg: Message, loc: Option<Location>, out: &mut Outbox) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        if self.features.message_ttl.is_some() || ttl::has_expiration(&msg.properties) {
-            self.set_expiry(seq, &msg.properties);
+        if self.expires(msg.meta) {
+            self.set_expiry(seq, msg.meta);
         }
         let level = self.level_of(&msg);
         self.ready.push_back(

@@ -22,13 +22,13 @@
 use super::super::backlog::Stored;
 use super::dead_letter::Reason;
 use super::{After, Queue};
-use crate::core::error::CoreError;
-use crate::protocol::properties::{raw_expiration, split_flags, PROP_EXPIRATION};
+use crate::core::message::MessageMeta;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-/// RabbitMQ's upper bound for TTLs (10 years, `rabbit_misc:check_expiry`).
-const MAX_EXPIRY: i64 = 315_360_000_000;
+// Reading `expiration` from 0-9-1 properties is the message format's job; the
+// queue reads the TTL decoded into `MessageMeta`.
+pub use crate::core::message::props091::{check_expiration, has_expiration, parse_expiration};
 
 /// Milliseconds on a monotonic clock (since the first call in the process).
 pub fn now_ms() -> u64 {
@@ -49,84 +49,27 @@ pub fn ms_since_base(t: Instant) -> u64 {
     t.saturating_duration_since(base).as_millis() as u64
 }
 
-/// Whether raw properties carry `expiration` (a flag test: no parsing).
-#[inline]
-pub fn has_expiration(raw: &[u8]) -> bool {
-    split_flags(raw).is_some_and(|(f, _)| f & (1 << (15 - PROP_EXPIRATION)) != 0)
-}
-
-/// An `expiration` value as RabbitMQ reads it (`rabbit_basic:parse_expiration`:
-/// `string:to_integer`, then `check_expiry`); the error is RabbitMQ's term.
-pub fn parse_expiration(v: &[u8]) -> Result<u64, String> {
-    let s = String::from_utf8_lossy(v);
-    let (sign, digits_at) = match s.as_bytes().first() {
-        Some(b'-') => (-1i64, 1),
-        Some(b'+') => (1, 1),
-        _ => (1, 0),
-    };
-    let rest = &s[digits_at..];
-    let end = rest
-        .bytes()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(rest.len());
-    if end == 0 {
-        return Err("no_integer".to_string());
-    }
-    if end < rest.len() {
-        return Err(format!("{{leftover_string,\"{}\"}}", &rest[end..]));
-    }
-    let n = match rest[..end].parse::<i64>() {
-        Ok(n) => sign * n,
-        Err(_) => return Err(format!("{{value_too_large,{}}}", &s)),
-    };
-    if n < 0 {
-        Err(format!("{{value_negative,{}}}", n))
-    } else if n > MAX_EXPIRY {
-        Err(format!("{{value_too_large,{}}}", n))
-    } else {
-        Ok(n as u64)
-    }
-}
-
-/// basic.publish refuses a message whose `expiration` does not parse (406,
-/// RabbitMQ's `check_expiration_header`). One flag test when it has none.
-#[inline]
-pub fn check_expiration(raw: &[u8]) -> Result<(), CoreError> {
-    if !has_expiration(raw) {
-        return Ok(());
-    }
-    invalid_expiration(raw)
-}
-
-#[cold]
-fn invalid_expiration(raw: &[u8]) -> Result<(), CoreError> {
-    let Some(v) = raw_expiration(raw) else {
-        return Ok(());
-    };
-    parse_expiration(v).map(|_| ()).map_err(|e| {
-        CoreError::precondition(format!(
-            "invalid expiration '{}': {}",
-            String::from_utf8_lossy(v),
-            e
-        ))
-    })
-}
-
 impl Queue {
-    /// The TTL (ms) that applies to a message with these properties: the
-    /// lower of the queue's and the message's, if either has one.
-    fn ttl_of(&self, raw: &[u8]) -> Option<u64> {
-        let msg_ttl = raw_expiration(raw).and_then(|v| parse_expiration(v).ok());
-        match (self.features.message_ttl, msg_ttl) {
+    /// The TTL (ms) that applies to a message: the lower of the queue's and
+    /// the message's, if either has one.
+    #[inline]
+    fn ttl_of(&self, meta: MessageMeta) -> Option<u64> {
+        match (self.features.message_ttl, meta.ttl()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
+    /// Whether a message arriving now gets an expiry (a test of two options).
+    #[inline]
+    pub(super) fn expires(&self, meta: MessageMeta) -> bool {
+        self.features.message_ttl.is_some() || meta.ttl().is_some()
+    }
+
     /// Records the expiry of a message that arrives now, if it has one.
     #[cold]
-    pub(super) fn set_expiry(&mut self, seq: u64, raw: &[u8]) {
-        if let Some(ttl) = self.ttl_of(raw) {
+    pub(super) fn set_expiry(&mut self, seq: u64, meta: MessageMeta) {
+        if let Some(ttl) = self.ttl_of(meta) {
             self.expiry.insert(seq, now_ms().saturating_add(ttl));
         }
     }
@@ -135,20 +78,17 @@ impl Queue {
     /// the Unix epoch, 0: none), so that it keeps its expiry across a
     /// restart (`recover`).
     #[inline]
-    pub fn stored_expiry(&self, raw: &[u8]) -> u64 {
-        if self.features.message_ttl.is_none() && !has_expiration(raw) {
-            return 0;
-        }
-        self.ttl_of(raw)
+    pub fn stored_expiry(&self, meta: MessageMeta) -> u64 {
+        self.ttl_of(meta)
             .map_or(0, |ttl| wall_ms().saturating_add(ttl).max(1))
     }
 
     /// A recovered message's expiry: the stored one (on the wall clock,
     /// converted to `now_ms`'s), or, for a record without one, counted from now.
-    pub(super) fn recover_expiry(&mut self, seq: u64, raw: &[u8], expires_at: u64) {
+    pub(super) fn recover_expiry(&mut self, seq: u64, meta: MessageMeta, expires_at: u64) {
         if expires_at == 0 {
-            if self.features.message_ttl.is_some() || has_expiration(raw) {
-                self.set_expiry(seq, raw);
+            if self.expires(meta) {
+                self.set_expiry(seq, meta);
             }
             return;
         }

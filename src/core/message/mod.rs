@@ -1,0 +1,203 @@
+//! A message as it travels from a publisher's channel into queues and out to
+//! consumers.
+//!
+//! The core is protocol-neutral about messages in one way: what it needs to
+//! know about a message on the hot path (persistent or not, priority, per-message
+//! TTL, whether it has headers) is decoded once, when the message is built,
+//! into a small `Copy` [`MessageMeta`] that travels beside the raw bytes.
+//! Queues read `meta`, never the encoded properties. Reading the encoded
+//! properties is the business of the format module ([`props091`] for AMQP
+//! 0-9-1, the only format today).
+
+use bytes::Bytes;
+
+pub mod props091;
+
+/// A published message. Every `Bytes` field is a slice of the publisher's read
+/// buffer (or, for a body spread over several frames, of one buffer assembled for
+/// it), so putting a message into N queues clones four reference counts and
+/// copies `meta`, never the bytes.
+///
+/// Format: `properties` holds the message's annotations in the encoding of the
+/// protocol it arrived in, passed through byte-exact to consumers of that
+/// protocol. Today that is always AMQP 0-9-1 content-header properties (flags +
+/// list); a second native format (e.g. AMQP 1.0 header/annotation/properties
+/// sections) would keep its own section bytes there, with the body still one
+/// `Bytes`, and build `meta` with its own decoder.
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub exchange: Bytes,
+    pub routing_key: Bytes,
+    /// Content-header properties exactly as received (flags + list), passed
+    /// through byte-exact to consumers.
+    pub properties: Bytes,
+    pub body: Bytes,
+    /// What the core reads about the message, decoded from `properties` when
+    /// the message was built. Whoever replaces `properties` with bytes that
+    /// change a field of it must recompute it.
+    pub meta: MessageMeta,
+}
+
+impl Message {
+    /// A message whose `properties` are AMQP 0-9-1 content-header properties;
+    /// `meta` is decoded from them ([`MessageMeta::from_amqp091`]).
+    #[inline]
+    pub fn from_amqp091(
+        exchange: Bytes,
+        routing_key: Bytes,
+        properties: Bytes,
+        body: Bytes,
+    ) -> Message {
+        let meta = MessageMeta::from_amqp091(&properties);
+        Message {
+            exchange,
+            routing_key,
+            properties,
+            body,
+            meta,
+        }
+    }
+
+    /// Size RabbitMQ counts for length limits: the body.
+    pub fn body_len(&self) -> usize {
+        self.body.len()
+    }
+}
+
+/// What the core needs to know about a message, decoded once from its
+/// properties on arrival (16 bytes, `Copy`; the body size is `body.len()`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct MessageMeta {
+    /// The per-message TTL in ms, or `NO_TTL` / `BAD_TTL`.
+    ttl: u64,
+    /// `PERSISTENT`, `HAS_PRIORITY`, `HAS_HEADERS`.
+    flags: u8,
+    /// Meaningful with `HAS_PRIORITY`.
+    priority: u8,
+}
+
+/// No per-message TTL (none given, or the properties are malformed).
+const NO_TTL: u64 = u64::MAX;
+/// An expiration was given but is not a valid TTL (publish refuses it).
+const BAD_TTL: u64 = u64::MAX - 1;
+
+const PERSISTENT: u8 = 1;
+const HAS_PRIORITY: u8 = 2;
+const HAS_HEADERS: u8 = 4;
+
+impl MessageMeta {
+    /// A transient message without priority, TTL or headers.
+    pub const NONE: MessageMeta = MessageMeta {
+        ttl: NO_TTL,
+        flags: 0,
+        priority: 0,
+    };
+
+    /// Built by a format's decoder. `ttl`: `Ok(Some(ms))`, `Ok(None)` (no
+    /// TTL), or `Err(())` (a TTL was given but is invalid).
+    #[inline]
+    pub fn new(
+        persistent: bool,
+        priority: Option<u8>,
+        ttl: Result<Option<u64>, ()>,
+        has_headers: bool,
+    ) -> MessageMeta {
+        let mut flags = 0;
+        if persistent {
+            flags |= PERSISTENT;
+        }
+        if priority.is_some() {
+            flags |= HAS_PRIORITY;
+        }
+        if has_headers {
+            flags |= HAS_HEADERS;
+        }
+        MessageMeta {
+            // Valid TTLs are at most ten years in ms, far below the sentinels.
+            ttl: match ttl {
+                Ok(Some(ms)) => ms.min(BAD_TTL - 1),
+                Ok(None) => NO_TTL,
+                Err(()) => BAD_TTL,
+            },
+            flags,
+            priority: priority.unwrap_or(0),
+        }
+    }
+
+    /// Persistent (0-9-1 delivery mode 2): stored when routed to a durable queue.
+    #[inline]
+    pub fn persistent(&self) -> bool {
+        self.flags & PERSISTENT != 0
+    }
+
+    /// The message's priority, None when it has none.
+    #[inline]
+    pub fn priority(&self) -> Option<u8> {
+        (self.flags & HAS_PRIORITY != 0).then_some(self.priority)
+    }
+
+    /// The message's own TTL in ms (0-9-1 `expiration`), None when it has
+    /// none or an invalid one.
+    #[inline]
+    pub fn ttl(&self) -> Option<u64> {
+        (self.ttl < BAD_TTL).then_some(self.ttl)
+    }
+
+    /// The message gave a TTL that is not valid (publish refuses it with 406).
+    #[inline]
+    pub fn ttl_invalid(&self) -> bool {
+        self.ttl == BAD_TTL
+    }
+
+    /// The message has headers (a headers table, possibly empty).
+    #[inline]
+    pub fn has_headers(&self) -> bool {
+        self.flags & HAS_HEADERS != 0
+    }
+}
+
+impl Default for MessageMeta {
+    fn default() -> MessageMeta {
+        MessageMeta::NONE
+    }
+}
+
+impl std::fmt::Debug for MessageMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ttl: &dyn std::fmt::Debug = match self.ttl {
+            NO_TTL => &"none",
+            BAD_TTL => &"invalid",
+            ref ms => ms,
+        };
+        f.debug_struct("MessageMeta")
+            .field("persistent", &self.persistent())
+            .field("priority", &self.priority())
+            .field("ttl", ttl)
+            .field("has_headers", &self.has_headers())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_is_small_and_round_trips() {
+        assert!(std::mem::size_of::<MessageMeta>() <= 16);
+        let m = MessageMeta::new(true, Some(0), Ok(Some(0)), true);
+        assert!(m.persistent() && m.has_headers());
+        assert_eq!(
+            (m.priority(), m.ttl(), m.ttl_invalid()),
+            (Some(0), Some(0), false)
+        );
+        let m = MessageMeta::new(false, None, Err(()), false);
+        assert!(!m.persistent() && !m.has_headers());
+        assert_eq!((m.priority(), m.ttl(), m.ttl_invalid()), (None, None, true));
+        assert_eq!(
+            MessageMeta::default(),
+            MessageMeta::new(false, None, Ok(None), false)
+        );
+        assert_eq!(MessageMeta::NONE.ttl(), None);
+    }
+}
