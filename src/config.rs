@@ -97,7 +97,7 @@ impl Config {
     pub fn memory_limit_bytes(&self) -> u64 {
         match self.memory_limit {
             Some(b) => b,
-            None => crate::core::alarms::total_memory()
+            None => total_memory()
                 .map(|t| (t as f64 * self.memory_high_watermark) as u64)
                 .unwrap_or(0),
         }
@@ -140,3 +140,11 @@ impl Config {
 }
 
 static TEST_SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Total physical memory, bytes (for the default watermark).
+pub fn total_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

@@ -102,14 +102,6 @@ pub fn process_rss() -> Option<u64> {
     Some(pages * page_size())
 }
 
-/// Total physical memory, bytes (for the default watermark).
-pub fn total_memory() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 /// Bytes available to unprivileged users on the file system holding `dir`.
 pub fn free_space(dir: &Path) -> Option<u64> {
     let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
@@ -139,7 +131,7 @@ mod tests {
     #[test]
     fn measures_this_process_and_file_system() {
         let rss = process_rss().expect("rss");
-        assert!(rss > 0 && rss < total_memory().expect("meminfo"));
+        assert!(rss > 0 && rss < crate::config::total_memory().expect("meminfo"));
         assert!(free_space(Path::new("/")).is_some());
         assert!(free_space(Path::new("/no/such/dir/x")).is_none());
     }

@@ -303,8 +303,8 @@ impl ShardCtx {
                 }));
             }
             log::info!(
-                "queue '{}' in vhost '/': {} persistent messages recovered",
-                queue.props.name,
+                "{}: {} persistent messages recovered",
+                vhost::resource("queue", &queue.props.name),
                 total
             );
         }

@@ -285,9 +285,9 @@ impl Routing {
                         None if !ex.warned_missing_ae => {
                             ex.warned_missing_ae = true;
                             log::warn!(
-                                "alternate exchange '{}' of exchange '{}' in vhost '/' does not exist; unroutable messages are dropped",
+                                "alternate exchange '{}' of {} does not exist; unroutable messages are dropped",
                                 ae,
-                                ex.name
+                                resource("exchange", &ex.name)
                             );
                         }
                         None => {}
