@@ -3,8 +3,8 @@
 //! layers (net, protocol, store) know nothing above them. A `use` (or a path)
 //! that crosses a layer the wrong way fails here, naming file and line.
 //!
-//! Layers, bottom up: `net`, `protocol`, `store` → `core` → `amqp091` (and
-//! future front ends) → `shard`.
+//! Layers, bottom up: `net`, `protocol`, `store`, `config` → `core` →
+//! `amqp091` (and future front ends) → `shard`.
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +52,10 @@ const RULES: &[(&str, &[&str])] = &[
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    if dir.is_file() {
+        out.push(dir.to_path_buf());
+        return;
+    }
     for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {}", dir.display(), e)) {
         let path = entry.unwrap().path();
         if path.is_dir() {
