@@ -12,6 +12,7 @@ impl ShardCtx {
     /// Handles one message for a queue of this shard. A message for a queue
     /// that is gone (stale `QueueRef`) is dropped, as RabbitMQ drops it; a
     /// request for one is answered `QueueReply::Gone`.
+    #[inline]
     pub fn handle_queue_msg(&mut self, msg: ShardMsg) {
         let ctx = self;
         match msg {

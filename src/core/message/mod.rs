@@ -65,33 +65,30 @@ impl Message {
 }
 
 /// What the core needs to know about a message, decoded once from its
-/// properties on arrival (16 bytes, `Copy`; the body size is `body.len()`).
+/// properties on arrival (8 bytes, `Copy`; the body size is `body.len()`).
+/// One word, because every queue hop moves the `Message` beside it.
+///
+/// Bits 0..48: the per-message TTL in ms (valid TTLs are at most ten years,
+/// under 2^39), or `NO_TTL` / `BAD_TTL`; bits 48..56: the priority; bits
+/// 56..64: `PERSISTENT`, `HAS_PRIORITY`, `HAS_HEADERS`.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct MessageMeta {
-    /// The per-message TTL in ms, or `NO_TTL` / `BAD_TTL`.
-    ttl: u64,
-    /// `PERSISTENT`, `HAS_PRIORITY`, `HAS_HEADERS`.
-    flags: u8,
-    /// Meaningful with `HAS_PRIORITY`.
-    priority: u8,
-}
+pub struct MessageMeta(u64);
 
+const TTL_MASK: u64 = (1 << 48) - 1;
 /// No per-message TTL (none given, or the properties are malformed).
-const NO_TTL: u64 = u64::MAX;
+const NO_TTL: u64 = TTL_MASK;
 /// An expiration was given but is not a valid TTL (publish refuses it).
-const BAD_TTL: u64 = u64::MAX - 1;
+const BAD_TTL: u64 = TTL_MASK - 1;
+const PRIORITY_SHIFT: u32 = 48;
+const FLAGS_SHIFT: u32 = 56;
 
-const PERSISTENT: u8 = 1;
-const HAS_PRIORITY: u8 = 2;
-const HAS_HEADERS: u8 = 4;
+const PERSISTENT: u64 = 1 << FLAGS_SHIFT;
+const HAS_PRIORITY: u64 = 2 << FLAGS_SHIFT;
+const HAS_HEADERS: u64 = 4 << FLAGS_SHIFT;
 
 impl MessageMeta {
     /// A transient message without priority, TTL or headers.
-    pub const NONE: MessageMeta = MessageMeta {
-        ttl: NO_TTL,
-        flags: 0,
-        priority: 0,
-    };
+    pub const NONE: MessageMeta = MessageMeta(NO_TTL);
 
     /// Built by a format's decoder. `ttl`: `Ok(Some(ms))`, `Ok(None)` (no
     /// TTL), or `Err(())` (a TTL was given but is invalid).
@@ -102,57 +99,58 @@ impl MessageMeta {
         ttl: Result<Option<u64>, ()>,
         has_headers: bool,
     ) -> MessageMeta {
-        let mut flags = 0;
+        let mut m = match ttl {
+            Ok(Some(ms)) => ms.min(BAD_TTL - 1),
+            Ok(None) => NO_TTL,
+            Err(()) => BAD_TTL,
+        };
         if persistent {
-            flags |= PERSISTENT;
+            m |= PERSISTENT;
         }
-        if priority.is_some() {
-            flags |= HAS_PRIORITY;
+        if let Some(p) = priority {
+            m |= HAS_PRIORITY | (p as u64) << PRIORITY_SHIFT;
         }
         if has_headers {
-            flags |= HAS_HEADERS;
+            m |= HAS_HEADERS;
         }
-        MessageMeta {
-            // Valid TTLs are at most ten years in ms, far below the sentinels.
-            ttl: match ttl {
-                Ok(Some(ms)) => ms.min(BAD_TTL - 1),
-                Ok(None) => NO_TTL,
-                Err(()) => BAD_TTL,
-            },
-            flags,
-            priority: priority.unwrap_or(0),
-        }
+        MessageMeta(m)
+    }
+
+    #[inline]
+    fn ttl_bits(&self) -> u64 {
+        self.0 & TTL_MASK
     }
 
     /// Persistent (0-9-1 delivery mode 2): stored when routed to a durable queue.
     #[inline]
     pub fn persistent(&self) -> bool {
-        self.flags & PERSISTENT != 0
+        self.0 & PERSISTENT != 0
     }
 
     /// The message's priority, None when it has none.
     #[inline]
     pub fn priority(&self) -> Option<u8> {
-        (self.flags & HAS_PRIORITY != 0).then_some(self.priority)
+        (self.0 & HAS_PRIORITY != 0).then_some((self.0 >> PRIORITY_SHIFT) as u8)
     }
 
     /// The message's own TTL in ms (0-9-1 `expiration`), None when it has
     /// none or an invalid one.
     #[inline]
     pub fn ttl(&self) -> Option<u64> {
-        (self.ttl < BAD_TTL).then_some(self.ttl)
+        let ttl = self.ttl_bits();
+        (ttl < BAD_TTL).then_some(ttl)
     }
 
     /// The message gave a TTL that is not valid (publish refuses it with 406).
     #[inline]
     pub fn ttl_invalid(&self) -> bool {
-        self.ttl == BAD_TTL
+        self.ttl_bits() == BAD_TTL
     }
 
     /// The message has headers (a headers table, possibly empty).
     #[inline]
     pub fn has_headers(&self) -> bool {
-        self.flags & HAS_HEADERS != 0
+        self.0 & HAS_HEADERS != 0
     }
 }
 
@@ -164,7 +162,8 @@ impl Default for MessageMeta {
 
 impl std::fmt::Debug for MessageMeta {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ttl: &dyn std::fmt::Debug = match self.ttl {
+        let bits = self.ttl_bits();
+        let ttl: &dyn std::fmt::Debug = match bits {
             NO_TTL => &"none",
             BAD_TTL => &"invalid",
             ref ms => ms,
@@ -184,7 +183,7 @@ mod tests {
 
     #[test]
     fn meta_is_small_and_round_trips() {
-        assert!(std::mem::size_of::<MessageMeta>() <= 16);
+        assert_eq!(std::mem::size_of::<MessageMeta>(), 8);
         let m = MessageMeta::new(true, Some(0), Ok(Some(0)), true);
         assert!(m.persistent() && m.has_headers());
         assert_eq!(
