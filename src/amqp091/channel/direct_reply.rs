@@ -1,4 +1,4 @@
-//! The channel's side of direct reply-to (see `broker/direct_reply.rs`):
+//! The channel's side of direct reply-to (see `amqp091/direct_reply.rs`):
 //! basic.consume / basic.cancel / queue.declare of `amq.rabbitmq.reply-to`,
 //! the `reply_to` rewrite of a request, and the delivery of a reply.
 //! RabbitMQ's `rabbit_channel` `reply_consumer`, with its error texts.

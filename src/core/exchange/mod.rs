@@ -1,5 +1,5 @@
 //! Exchange types. Each type is one file implementing [`ExchangeType`]; a shard's
-//! routing copy (`broker::routing`) holds one [`ExchangeImpl`] per exchange.
+//! routing copy (`core::routing`) holds one [`ExchangeImpl`] per exchange.
 //!
 //! All of this runs on one shard's thread, against that shard's private copy of
 //! the bindings: no locks, and `route` reuses caller-provided buffers.
