@@ -58,16 +58,31 @@ struct Loop {
     stop: Arc<AtomicBool>,
 }
 
-pub fn run(
-    id: u16,
-    config: Arc<Config>,
-    defs: Arc<Definitions>,
-    alarms: Arc<Alarms>,
-    sl: ShardListeners,
-    links: Links,
-    control: Inbox,
-    stop: Arc<AtomicBool>,
-) {
+/// What `shard::start` hands each shard's thread.
+pub struct ShardSetup {
+    pub id: u16,
+    pub config: Arc<Config>,
+    pub defs: Arc<Definitions>,
+    pub alarms: Arc<Alarms>,
+    pub listeners: ShardListeners,
+    pub links: Links,
+    /// Work from threads that are not shards.
+    pub control: Inbox,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Runs one shard until `stop` is set.
+pub fn run(setup: ShardSetup) {
+    let ShardSetup {
+        id,
+        config,
+        defs,
+        alarms,
+        listeners: sl,
+        links,
+        control,
+        stop,
+    } = setup;
     let mut listeners = Vec::new();
     for (i, l) in sl.listeners.into_iter().enumerate() {
         let mut l = TcpListener::from_std(l);

@@ -195,7 +195,16 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
-                event_loop::run(i as u16, config, defs, alarms, sl, links, inbox, stop);
+                event_loop::run(event_loop::ShardSetup {
+                    id: i as u16,
+                    config,
+                    defs,
+                    alarms,
+                    listeners: sl,
+                    links,
+                    control: inbox,
+                    stop,
+                });
             })?;
         threads.push(t);
     }
