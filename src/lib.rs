@@ -11,8 +11,9 @@
 //!   exchanges, routing, queues, consumers, and the operations front ends call.
 //! - [`store`]: on-disk state (data directory).
 //!
-//! Layers, bottom up: `net`, `protocol`, `store` → `core` → `amqp091` →
-//! `shard`; nothing imports a layer above it (`tests/layering.rs`).
+//! Layers, bottom up: `net`, `protocol`, `store`, `config` → `core` →
+//! `amqp091` → `shard`; nothing imports a layer above it
+//! (`tests/layering.rs`).
 //!
 //! See ARCHITECTURE.md for threads, rings and the path of a message.
 

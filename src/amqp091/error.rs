@@ -17,9 +17,6 @@ impl AmqpError {
     pub fn no_queue(name: &str) -> AmqpError {
         CoreError::no_queue(name).into()
     }
-    pub fn queue_locked(name: &str) -> AmqpError {
-        CoreError::queue_locked(name).into()
-    }
     pub fn new(code: u16, detail: impl std::fmt::Display) -> AmqpError {
         AmqpError {
             code,
@@ -34,9 +31,6 @@ impl AmqpError {
     }
     pub fn precondition(detail: impl std::fmt::Display) -> AmqpError {
         Self::new(c::PRECONDITION_FAILED, detail)
-    }
-    pub fn resource_locked(detail: impl std::fmt::Display) -> AmqpError {
-        Self::new(c::RESOURCE_LOCKED, detail)
     }
     pub fn not_implemented(detail: impl std::fmt::Display) -> AmqpError {
         Self::new(c::NOT_IMPLEMENTED, detail)

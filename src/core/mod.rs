@@ -176,7 +176,7 @@ impl ShardCtx {
         into.append(&mut self.dirty);
     }
 
-    pub(crate) fn queue_mut(&mut self, q: QueueRef) -> Option<&mut Queue> {
+    fn queue_mut(&mut self, q: QueueRef) -> Option<&mut Queue> {
         match self.queues.get_mut(q.slot as usize) {
             Some(queue) if queue.me == q => Some(queue),
             _ => None,
@@ -210,7 +210,7 @@ impl ShardCtx {
     /// store acks of messages that left it for good, and messages it
     /// dead-lettered, routed here and sent to their queues.
     #[inline]
-    pub(crate) fn after_queue_op(&mut self, q: QueueRef) {
+    fn after_queue_op(&mut self, q: QueueRef) {
         let Some(queue) = self.queues.get_mut(q.slot as usize).filter(|x| x.me == q) else {
             return;
         };

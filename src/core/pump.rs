@@ -156,7 +156,17 @@ impl ShardCtx {
                     }
                 }
             }
-            _ => debug_assert!(false, "a session message reached the queue pump"),
+            // The shard's pump gives every message for a session endpoint to
+            // the session; none of these reaches here.
+            ShardMsg::Deliver { .. }
+            | ShardMsg::Reply { .. }
+            | ShardMsg::ConsumerCancelled { .. }
+            | ShardMsg::Confirm { .. }
+            | ShardMsg::DirectReply { .. }
+            | ShardMsg::ReplyProbe { .. }
+            | ShardMsg::ConsumerTimeout { .. } => {
+                unreachable!("a session message reached the queue pump")
+            }
         }
     }
 }

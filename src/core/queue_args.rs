@@ -12,6 +12,7 @@
 //! (server-named, non-durable, exclusive, auto-delete) are refused too.
 
 use super::error::CoreError;
+use super::message::props091::MAX_EXPIRY;
 use super::vhost::resource;
 use crate::protocol::{FieldTable, FieldValue};
 
@@ -70,9 +71,6 @@ const OTHER_TYPES_ARGS: &[&str] = &[
     "x-initial-cluster-size",
     "x-stream-filter-size-bytes",
 ];
-
-/// RabbitMQ's largest TTL / expiry, ms (10 years).
-const MAX_EXPIRY: i64 = 315_360_000_000;
 
 /// Checks every known argument of a queue.declare.
 pub fn validate(queue: &str, args: &FieldTable) -> Result<(), CoreError> {

@@ -78,7 +78,12 @@ impl ShardState {
                     conn.consumer_timed_out(channel, timeout_ms, ctx);
                 }
             }
-            other => ctx.handle_queue_msg(other),
+            // Listed, not `_`: a new variant must be given a side here.
+            msg @ (ShardMsg::Publish { .. }
+            | ShardMsg::Request { .. }
+            | ShardMsg::Settle { .. }
+            | ShardMsg::ChannelGone { .. }
+            | ShardMsg::Resume { .. }) => ctx.handle_queue_msg(msg),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! first, then a `reply_to` of `amq.rabbitmq.reply-to` (rewritten to this
 //! channel's reply address, or 406 without a reply consumer), then `user_id`
 //! (406 unless it names the authenticated user), then `expiration` (406 unless
-//! it is a non-negative integer string, `queue::ttl`). The `CC`/`BCC` headers are
+//! it is a non-negative integer string, `core::message::props091`). The `CC`/`BCC` headers are
 //! checked while routing (`publish.rs`, `sender_selected.rs`), still after
 //! these and still behind an exchange error.
 //!

@@ -21,8 +21,9 @@ use crate::protocol::properties::{
 use crate::protocol::{BasicProperties, FieldTable};
 use bytes::Bytes;
 
-/// RabbitMQ's upper bound for TTLs (10 years, `rabbit_misc:check_expiry`).
-const MAX_EXPIRY: i64 = 315_360_000_000;
+/// RabbitMQ's upper bound for TTLs and expiries: ten years in ms
+/// (`rabbit_misc:check_expiry`).
+pub const MAX_EXPIRY: i64 = 315_360_000_000;
 
 impl MessageMeta {
     /// Decodes what the core needs from raw 0-9-1 properties (flags + list):
