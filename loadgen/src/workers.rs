@@ -900,15 +900,12 @@ pub fn consumer<D: Deliveries>(
     // A basic.deliver was seen and its first body frame was not.
     let mut want_body = false;
     let counters = w.counters();
-    while !w.ctl.stopped() {
-        if !conn.fill()? {
-            // Idle: ack the tail.
-            if unacked > 0 {
-                ack(&mut conn, last_tag)?;
-                unacked = 0;
-            }
-            continue;
-        }
+    // Frames first, then a read: the read that brought consume-ok may have
+    // brought deliveries too (`Conn::call` leaves them in the buffer). If they
+    // are the whole prefetch window, or the whole queue, nothing more arrives
+    // until they are acked, so a loop that only walked frames after a
+    // successful read would wait for the broker while the broker waits for it.
+    loop {
         while let Some(f) = conn.next_frame()? {
             if f.kind != FRAME_METHOD {
                 if D::BODIES && want_body && f.kind == FRAME_BODY {
@@ -937,6 +934,14 @@ pub fn consumer<D: Deliveries>(
         }
         sink.batch_end();
         Counters::set(&counters.delivered, delivered);
+        if w.ctl.stopped() {
+            break;
+        }
+        if !conn.fill()? && unacked > 0 {
+            // Idle: ack the tail.
+            ack(&mut conn, last_tag)?;
+            unacked = 0;
+        }
     }
     // Settle what was counted, so that it is not requeued by the close.
     if unacked > 0 {

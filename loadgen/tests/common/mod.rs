@@ -9,28 +9,40 @@ use std::process::Command;
 pub fn run_loadgen(args: &[&str]) -> String {
     let broker = warren::start(warren::Config::for_tests(1)).expect("broker starts");
     let uri = format!("amqp://guest:guest@127.0.0.1:{}/%2f", broker.port());
+    let (ok, json) = run_loadgen_at(&uri, args);
+    broker.shutdown();
+    assert!(ok, "loadgen {args:?} failed: {json}");
+    assert!(json.contains("\"errors\":[]"), "{json}");
+    assert!(json.contains("\"ok\":true"), "{json}");
+    json
+}
+
+/// Runs `warren-loadgen <args> --uri <uri> --json` against a broker the
+/// caller started (so that several runs can share it); returns whether it
+/// exited with status 0, and the summary line after checking its shape (one
+/// JSON object).
+pub fn run_loadgen_at(uri: &str, args: &[&str]) -> (bool, String) {
     let started = std::time::Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_warren-loadgen"))
         .args(args)
-        .args(["--uri", &uri, "--json"])
+        .args(["--uri", uri, "--json"])
         .output()
         .expect("loadgen runs");
     let elapsed = started.elapsed();
-    broker.shutdown();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let json = stdout.trim().to_string();
     assert!(
-        out.status.success(),
+        json.starts_with('{') && json.ends_with('}'),
         "exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
         out.status
     );
-    let json = stdout.trim().to_string();
-    assert!(json.starts_with('{') && json.ends_with('}'), "{json}");
     assert_eq!(json.lines().count(), 1, "one JSON object: {json}");
-    assert!(json.contains("\"errors\":[]"), "{json}");
-    assert!(json.contains("\"ok\":true"), "{json}");
-    eprintln!("loadgen {args:?} took {elapsed:?}: {json}");
-    json
+    eprintln!(
+        "loadgen {args:?} took {elapsed:?}, exit {:?}: {json}\n{stderr}",
+        out.status
+    );
+    (out.status.success(), json)
 }
 
 /// The text after the first `"key":` in a flat JSON object, up to the next
