@@ -17,11 +17,14 @@ use std::time::Instant;
 const HEADER_LEN: usize = 8;
 
 /// The protocol a session speaks.
+#[allow(clippy::large_enum_variant)] // a sniffing socket lasts one round trip
 pub enum Session {
     /// The protocol header is not complete yet.
     Sniffing(Sniffer),
-    /// AMQP 0-9-1 (RabbitMQ's `rabbit_reader`).
-    Amqp091(Box<Connection>),
+    /// AMQP 0-9-1 (RabbitMQ's `rabbit_reader`). Not boxed: every delivery,
+    /// confirm and reply is dispatched through here, and the slab holds
+    /// connections inline as it did before sessions were an enum.
+    Amqp091(Connection),
 }
 
 /// A socket whose protocol header has not fully arrived.
@@ -78,7 +81,7 @@ impl Session {
             // Only 0-9-1 today: its connection answers an unknown header.
             let sock = s.sock.take().expect("sniffing session without socket");
             let conn = Connection::new(sock, s.slot, s.uid, s.accepted);
-            *self = Session::Amqp091(Box::new(conn));
+            *self = Session::Amqp091(conn);
         }
         match self {
             Session::Amqp091(c) => c.on_input(ctx),
