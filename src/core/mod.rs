@@ -1,6 +1,6 @@
 //! The broker core: vhosts, definitions, exchanges and routing, queues and
 //! their consumers, the shard messages and the store glue. It speaks no wire
-//! protocol. Front ends (`crate::amqp091`, later AMQP 1.0 and HTTP) call its
+//! protocol. Front ends (the AMQP 0-9-1 module, later AMQP 1.0 and HTTP) call its
 //! operations (`ops`) and exchange [`shard_msg::ShardMsg`]s with it; the
 //! core never imports them (`tests/layering.rs` checks).
 //!

@@ -1,6 +1,6 @@
 //! The queue side of a shard's message pump: ring messages addressed to a
 //! queue this shard owns (publish, request, settle, channel gone, resume).
-//! `crate::shard::state::ShardState::handle` sends everything else to the
+//! The shard's pump (`ShardState::handle`, above the core) sends everything else to the
 //! session it names.
 
 use super::persist;
