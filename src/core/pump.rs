@@ -1,7 +1,7 @@
 //! The queue side of a shard's message pump: ring messages addressed to a
 //! queue this shard owns (publish, request, settle, channel gone, resume).
-//! The shard's pump (`ShardState::handle`, above the core) sends everything else to the
-//! session it names.
+//! The shard's pump (`ShardState::handle`, above the core) sends everything
+//! else to the session it names.
 
 use super::persist;
 use super::queue::After;
