@@ -34,7 +34,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 use warren::core::exchange::{Dest, ExchangeImpl, ExchangeKind};
 use warren::core::ids::QueueRef;
-use warren::core::message::Message;
+use warren::core::message::{Message, MessageMeta};
 use warren::core::shard_msg::ShardMsg;
 use warren::protocol::{BasicProperties, FieldTable, FieldValue};
 use warren::shard::mesh::RING_CAPACITY;
@@ -233,6 +233,7 @@ fn publish_msg() -> ShardMsg {
             Bytes::from_static(&[0x10, 0x00, 0x02]),
             Bytes::from_static(b"hello"),
         ),
+        meta: MessageMeta::from_amqp091(&[0x10, 0x00, 0x02]),
         confirm: None,
     }
 }

@@ -203,7 +203,6 @@ impl Backlog {
                         seq: m.seq,
                         redelivered: m.redelivered,
                         loc: m.loc,
-                        // Page files keep the raw properties: decoded again.
                         msg: Message::from_amqp091(m.exchange, m.routing_key, m.properties, m.body),
                     });
                 }

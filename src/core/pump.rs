@@ -19,6 +19,7 @@ impl ShardCtx {
             ShardMsg::Publish {
                 queue,
                 msg,
+                meta,
                 confirm,
             } => {
                 let mut stored = false;
@@ -43,7 +44,7 @@ impl ShardCtx {
                     // A persistent message to a durable queue is written to the
                     // store first; its confirm waits for the batch's fsync.
                     let loc = match ctx.store.as_mut() {
-                        Some(store) if q.persists(&msg) => {
+                        Some(store) if q.persists(meta) => {
                             stored = true;
                             Some(store.append(&persist::Publish {
                                 queue_id: q.props.store_id,
@@ -52,12 +53,12 @@ impl ShardCtx {
                                 routing_key: &msg.routing_key,
                                 properties: &msg.properties,
                                 body: &msg.body,
-                                expires_at: q.stored_expiry(msg.meta),
+                                expires_at: q.stored_expiry(meta),
                             }))
                         }
                         _ => None,
                     };
-                    q.publish(msg, loc, &mut ctx.outbox);
+                    q.publish(msg, meta, loc, &mut ctx.outbox);
                     followup = q.has_followup();
                 }
                 if followup {

@@ -8,7 +8,7 @@ use super::{Awaiting, ChanCx, ChanResult, Channel, Flow};
 use crate::amqp091::direct_reply::{ReplyAddress, ReplyToken, REPLY_TO};
 use crate::amqp091::error::AmqpError;
 use crate::core::ids::Requester;
-use crate::core::message::{Message, MessageMeta};
+use crate::core::message::Message;
 use crate::core::shard_msg::ShardMsg;
 use crate::protocol::frame::write_basic_deliver;
 use crate::protocol::methods::*;
@@ -136,10 +136,8 @@ impl Channel {
         out.push(address.len() as u8);
         out.extend_from_slice(&address);
         out.extend_from_slice(&props[end..]);
+        // Only reply_to changes: the message's meta stays as decoded.
         msg.properties = Bytes::from(out);
-        // Only reply_to changed, but keep meta in step with the bytes it was
-        // decoded from (a rare path: requests to a direct reply-to).
-        msg.meta = MessageMeta::from_amqp091(&msg.properties);
         Ok(())
     }
 

@@ -9,7 +9,7 @@
 use super::{ChanCx, ChanResult, Channel, Flow};
 use crate::amqp091::direct_reply;
 use crate::amqp091::error::AmqpError;
-use crate::core::message::Message;
+use crate::core::message::{Message, MessageMeta};
 use crate::core::routing::RouteError;
 use crate::core::sender_selected;
 use crate::core::shard_msg::{ConfirmTag, ShardMsg};
@@ -50,7 +50,7 @@ pub(super) enum Body {
 /// An open transaction: publishes and settlements held until commit.
 #[derive(Default)]
 pub(super) struct Tx {
-    pub publishes: Vec<(Message, bool)>,
+    pub publishes: Vec<(Message, MessageMeta, bool)>,
     pub settles: Vec<(super::Unacked, crate::core::shard_msg::Settle)>,
 }
 
@@ -160,9 +160,12 @@ impl Channel {
         body: Bytes,
         cx: &mut ChanCx,
     ) -> ChanResult {
-        // The one decode of the properties the core needs (`MessageMeta`).
         let mut msg = Message::from_amqp091(p.exchange, p.routing_key, properties, body);
-        self.check_publish(&mut msg, cx)?;
+        // The one decode of the properties the core needs; it travels to the
+        // queues beside the message (the reply_to rewrite below leaves every
+        // field of it as it is).
+        let meta = MessageMeta::from_amqp091(&msg.properties);
+        self.check_publish(&mut msg, meta, cx)?;
         if self.tx.is_some() {
             // Fail now on an unknown exchange or bad CC/BCC headers, as
             // RabbitMQ does, but route at commit.
@@ -187,10 +190,14 @@ impl Channel {
             keys.clear();
             self.route_keys = keys;
             bcc?;
-            self.tx.as_mut().unwrap().publishes.push((msg, p.mandatory));
+            self.tx
+                .as_mut()
+                .unwrap()
+                .publishes
+                .push((msg, meta, p.mandatory));
             return Ok(Flow::Continue);
         }
-        self.route_and_enqueue(msg, p.mandatory, true, cx)?;
+        self.route_and_enqueue(msg, meta, p.mandatory, true, cx)?;
         Ok(Flow::Continue)
     }
 
@@ -200,6 +207,7 @@ impl Channel {
     fn route_and_enqueue(
         &mut self,
         mut msg: Message,
+        meta: MessageMeta,
         mandatory: bool,
         replies: bool,
         cx: &mut ChanCx,
@@ -241,10 +249,12 @@ impl Channel {
         // In confirm mode the message's sequence number; the queues confirm it
         // once they hold it, and basic.ack goes out when all of them did.
         let seq = self.confirm.then_some(self.publish_seq + 1);
-        let confirm = seq.map(|seq| ConfirmTag {
-            channel: self.me,
-            seq,
-        });
+        let confirm = seq
+            .and_then(std::num::NonZeroU64::new)
+            .map(|seq| ConfirmTag {
+                channel: self.me,
+                seq,
+            });
         if let Some((&last, rest)) = dests.split_last() {
             for &q in rest {
                 let msg = msg.clone();
@@ -253,6 +263,7 @@ impl Channel {
                     ShardMsg::Publish {
                         queue: q,
                         msg,
+                        meta,
                         confirm,
                     },
                 );
@@ -262,6 +273,7 @@ impl Channel {
                 ShardMsg::Publish {
                     queue: last,
                     msg,
+                    meta,
                     confirm,
                 },
             );
@@ -438,8 +450,8 @@ impl Channel {
         };
         let publishes = std::mem::take(&mut tx.publishes);
         let settles = std::mem::take(&mut tx.settles);
-        for (msg, mandatory) in publishes {
-            self.route_and_enqueue(msg, mandatory, false, cx)?;
+        for (msg, meta, mandatory) in publishes {
+            self.route_and_enqueue(msg, meta, mandatory, false, cx)?;
         }
         let mut freed = 0u32;
         for (u, how) in settles {

@@ -12,7 +12,7 @@
 
 use super::{ChanCx, Channel};
 use crate::amqp091::error::AmqpError;
-use crate::core::message::Message;
+use crate::core::message::{Message, MessageMeta};
 use crate::protocol::properties::{
     raw_user_id, split_flags, PROP_EXPIRATION, PROP_REPLY_TO, PROP_USER_ID,
 };
@@ -26,6 +26,7 @@ impl Channel {
     pub(super) fn check_publish(
         &self,
         msg: &mut Message,
+        meta: MessageMeta,
         cx: &mut ChanCx,
     ) -> Result<(), AmqpError> {
         let Some((flags, _)) = split_flags(&msg.properties) else {
@@ -37,7 +38,7 @@ impl Channel {
         let checked = self
             .rewrite_reply_to(msg)
             .and_then(|()| check_user_id(msg, &cx.info.user))
-            .and_then(|()| msg.check_expiration().map_err(AmqpError::from));
+            .and_then(|()| msg.check_expiration(meta).map_err(AmqpError::from));
         checked.map_err(|e| self.exchange_error(&msg.exchange, cx).unwrap_or(e))
     }
 

@@ -168,7 +168,7 @@ impl Connection {
     pub fn confirm(&mut self, tag: ConfirmTag, ok: bool, ctx: &mut ShardCtx) {
         let slot = self.info.slot as usize;
         if let Some(chan) = self.channel_for(tag.channel) {
-            chan.on_confirm(tag.seq, ok);
+            chan.on_confirm(tag.seq.get(), ok);
             // The ack goes out at flush time, one frame for the whole batch.
             ctx.mark_dirty(slot);
         }

@@ -46,8 +46,8 @@ impl Message {
     /// RabbitMQ's `check_expiration_header`): [`check_expiration`], read from
     /// `meta` (decoded from these properties).
     #[inline]
-    pub fn check_expiration(&self) -> Result<(), CoreError> {
-        if !self.meta.ttl_invalid() {
+    pub fn check_expiration(&self, meta: MessageMeta) -> Result<(), CoreError> {
+        if !meta.ttl_invalid() {
             return Ok(());
         }
         invalid_expiration(&self.properties)
@@ -221,14 +221,17 @@ mod tests {
             b"315360000001",
         ] {
             let m = msg(e);
+            let meta = MessageMeta::from_amqp091(&m.properties);
             assert_eq!(
-                m.check_expiration().map_err(|e| e.to_string()),
+                m.check_expiration(meta).map_err(|e| e.to_string()),
                 check_expiration(&m.properties).map_err(|e| e.to_string())
             );
-            assert_eq!(m.meta.ttl(), parse_expiration(e).ok());
+            assert_eq!(meta.ttl(), parse_expiration(e).ok());
         }
+        let m = msg(b"x");
+        let meta = MessageMeta::from_amqp091(&m.properties);
         assert_eq!(
-            msg(b"x").check_expiration().unwrap_err().to_string(),
+            m.check_expiration(meta).unwrap_err().to_string(),
             "PRECONDITION_FAILED - invalid expiration 'x': no_integer"
         );
     }

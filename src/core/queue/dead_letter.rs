@@ -33,7 +33,7 @@
 
 use super::super::definitions::Definitions;
 use super::super::ids::QueueRef;
-use super::super::message::{props091, Message};
+use super::super::message::{props091, Message, MessageMeta};
 use super::super::outbox::Outbox;
 use super::super::routing::Routing;
 use super::super::shard_msg::ShardMsg;
@@ -304,6 +304,7 @@ pub fn publish(
             });
         }
         // New properties (x-death added, expiration removed): new meta.
+        let meta = MessageMeta::from_amqp091(&properties);
         let dl = Message::from_amqp091(
             target.exchange.clone(),
             keys[0].clone(),
@@ -316,6 +317,7 @@ pub fn publish(
                 ShardMsg::Publish {
                     queue: q,
                     msg: dl.clone(),
+                    meta,
                     confirm: None,
                 },
             );

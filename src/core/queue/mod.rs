@@ -32,7 +32,7 @@ pub mod ttl;
 use super::backlog::{PagingConfig, Stored};
 use super::error::CoreError;
 use super::ids::{ChannelRef, ConsumerRef, QueueRef, Requester};
-use super::message::Message;
+use super::message::{Message, MessageMeta};
 use super::outbox::Outbox;
 use super::shard_msg::{ConsumeMode, ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
 use super::vhost::resource;
@@ -165,8 +165,8 @@ impl Queue {
     /// A message the shard must write to its store before `publish_stored`:
     /// persistent (delivery mode 2) and routed to a durable queue.
     #[inline]
-    pub fn persists(&self, msg: &Message) -> bool {
-        self.props.store_id != 0 && msg.meta.persistent()
+    pub fn persists(&self, meta: MessageMeta) -> bool {
+        self.props.store_id != 0 && meta.persistent()
     }
 
     /// The sequence number the next published message will get.
@@ -219,8 +219,9 @@ impl Queue {
             if seq < self.next_seq {
                 continue; // a duplicate (the list is in seq order): keep the first
             }
-            self.recover_expiry(seq, msg.meta, expires_at);
-            let level = self.level_of(&msg);
+            let meta = MessageMeta::from_amqp091(&msg.properties);
+            self.recover_expiry(seq, meta, expires_at);
+            let level = self.level_of(meta);
             self.ready.push_back(
                 level,
                 Stored {
@@ -244,25 +245,31 @@ impl Queue {
 
     /// The priority level of a message (0 without `x-max-priority`).
     #[inline]
-    fn level_of(&self, msg: &Message) -> usize {
+    fn level_of(&self, meta: MessageMeta) -> usize {
         if self.ready.is_priority() {
-            self.ready.level_of(msg.meta.priority())
+            self.ready.level_of(meta.priority())
         } else {
             0
         }
     }
 
-    /// A routed message arrives (`loc`: where the shard stored it, if it
-    /// `persists`; it was stored with sequence number `next_seq`). The shard
-    /// checked `refuses` first.
+    /// A routed message arrives with its meta (`loc`: where the shard stored
+    /// it, if it `persists`; it was stored with sequence number `next_seq`).
+    /// The shard checked `refuses` first.
     #[inline]
-    pub fn publish(&mut self, msg: Message, loc: Option<Location>, out: &mut Outbox) {
+    pub fn publish(
+        &mut self,
+        msg: Message,
+        meta: MessageMeta,
+        loc: Option<Location>,
+        out: &mut Outbox,
+    ) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        if self.expires(msg.meta) {
-            self.set_expiry(seq, msg.meta);
+        if self.expires(meta) {
+            self.set_expiry(seq, meta);
         }
-        let level = self.level_of(&msg);
+        let level = self.level_of(meta);
         self.ready.push_back(
             level,
             Stored {
@@ -299,7 +306,13 @@ impl Queue {
 
     /// A delivered message comes back, to its place, marked redelivered.
     fn requeue(&mut self, seq: u64, u: Unacked) {
-        let level = self.level_of(&u.msg);
+        // The level again: only a priority queue decodes the priority back
+        // (the meta stayed with the publish; requeues are the rare path).
+        let level = if self.ready.is_priority() {
+            self.level_of(MessageMeta::from_amqp091(&u.msg.properties))
+        } else {
+            0
+        };
         self.ready.requeue(
             level,
             Stored {

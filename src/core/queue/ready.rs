@@ -171,7 +171,6 @@ mod tests {
                 routing_key: Bytes::new(),
                 properties: Bytes::new(),
                 body: Bytes::from_static(body.as_bytes()),
-                meta: Default::default(),
             },
             loc: None,
         }
