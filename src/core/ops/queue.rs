@@ -158,11 +158,9 @@ pub fn queue_unbind(
     if exchange.is_empty() {
         return Err(default_exchange_refused());
     }
-    ctx.routing.sync(&ctx.defs);
-    if let Some(q) = ctx.routing.queue(&queue) {
-        if q.exclusive_owner.is_some_and(|o| o != caller.conn_uid) {
-            return Err(CoreError::queue_locked(&queue));
-        }
+    match find_queue(ctx, caller, &queue) {
+        Ok(_) | Err(CoreError::NotFound(_)) => {}
+        Err(locked) => return Err(locked),
     }
     let b = Binding::new(exchange, BindingDest::Queue(queue), key, args);
     super::exchange::unbind(&ctx.defs, &b)
