@@ -49,9 +49,49 @@ pub struct Config {
     /// Delivery acknowledgement timeout, ms (0: none); `x-consumer-timeout`
     /// overrides it per queue.
     pub consumer_timeout: u64,
+    /// TLS (amqps) port; 0 picks an ephemeral port (tests). Listened on only
+    /// when `tls_cert` and `tls_key` are set.
+    pub tls_port: u16,
+    /// The TLS listener's certificate chain, PEM.
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS listener's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// CAs for client certificates, PEM: clients are asked for one and it is
+    /// verified (optional unless `tls_fail_if_no_peer_cert`).
+    pub tls_ca: Option<PathBuf>,
+    /// With `tls_ca`: refuse clients that send no certificate.
+    pub tls_fail_if_no_peer_cert: bool,
+    /// Which part of a client certificate is the EXTERNAL login name
+    /// (RabbitMQ's ssl_cert_login_from).
+    pub tls_cert_login_from: CertLoginFrom,
     /// `data_dir` is throw-away (`for_tests`): `BrokerHandle::shutdown`
     /// removes it.
     pub temporary_data_dir: bool,
+}
+
+/// Where the EXTERNAL mechanism takes the login name from in a client
+/// certificate (RabbitMQ's `ssl_cert_login_from`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CertLoginFrom {
+    /// The whole subject, as an RFC 4514 string (`CN=guest,O=Org,C=SE`).
+    #[default]
+    DistinguishedName,
+    /// The subject's common name(s).
+    CommonName,
+}
+
+impl std::str::FromStr for CertLoginFrom {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "distinguished_name" => Ok(CertLoginFrom::DistinguishedName),
+            "common_name" => Ok(CertLoginFrom::CommonName),
+            _ => Err(format!(
+                "'{}': expected distinguished_name or common_name",
+                s
+            )),
+        }
+    }
 }
 
 /// Default `--queue-max-in-memory`: enough to keep a busy queue's consumers
@@ -87,6 +127,12 @@ impl Default for Config {
             queue_max_in_memory: DEFAULT_QUEUE_MAX_IN_MEMORY,
             queue_max_in_memory_bytes: DEFAULT_QUEUE_MAX_IN_MEMORY_BYTES,
             consumer_timeout: DEFAULT_CONSUMER_TIMEOUT,
+            tls_port: 5671,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            tls_fail_if_no_peer_cert: false,
+            tls_cert_login_from: CertLoginFrom::DistinguishedName,
             temporary_data_dir: false,
         }
     }
@@ -130,6 +176,7 @@ impl Config {
         Config {
             bind: vec!["127.0.0.1".parse().unwrap()],
             port: 0,
+            tls_port: 0,
             shards,
             data_dir: dir,
             shard_port_base: Some(0),

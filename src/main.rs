@@ -81,6 +81,30 @@ struct Args {
     #[arg(long, env = "WARREN_CONSUMER_TIMEOUT",
           default_value_t = warren::config::DEFAULT_CONSUMER_TIMEOUT)]
     consumer_timeout: u64,
+    /// AMQP over TLS (amqps) port; listened on only with --tls-cert and --tls-key.
+    #[arg(long, env = "WARREN_TLS_PORT", default_value_t = 5671)]
+    tls_port: u16,
+    /// The TLS listener's certificate chain, PEM (leaf first).
+    #[arg(long, env = "WARREN_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS listener's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "WARREN_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// CA bundle, PEM: TLS clients are asked for a certificate, and one they
+    /// send must be signed by these CAs.
+    #[arg(long, env = "WARREN_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// With --tls-ca: refuse TLS clients that send no certificate.
+    #[arg(long, env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT")]
+    tls_fail_if_no_peer_cert: bool,
+    /// The EXTERNAL login name of a client certificate: `distinguished_name`
+    /// (its subject, RFC 4514) or `common_name` (RabbitMQ's ssl_cert_login_from).
+    #[arg(
+        long,
+        env = "WARREN_TLS_CERT_LOGIN_FROM",
+        default_value = "distinguished_name"
+    )]
+    tls_cert_login_from: warren::config::CertLoginFrom,
 }
 
 fn main() {
@@ -111,6 +135,16 @@ fn main() {
     config.queue_max_in_memory = args.queue_max_in_memory.max(1);
     config.queue_max_in_memory_bytes = args.queue_max_in_memory_bytes.max(1);
     config.consumer_timeout = args.consumer_timeout;
+    config.tls_port = args.tls_port;
+    if args.tls_cert.is_some() != args.tls_key.is_some() {
+        eprintln!("warren: --tls-cert and --tls-key go together");
+        std::process::exit(1);
+    }
+    config.tls_cert = args.tls_cert;
+    config.tls_key = args.tls_key;
+    config.tls_ca = args.tls_ca;
+    config.tls_fail_if_no_peer_cert = args.tls_fail_if_no_peer_cert;
+    config.tls_cert_login_from = args.tls_cert_login_from;
     config.busy_poll = std::time::Duration::from_micros(args.busy_poll_us.min(1_000_000));
     if let Err(e) = warren::store::ensure_data_dir(&config.data_dir) {
         eprintln!(

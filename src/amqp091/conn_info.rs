@@ -28,7 +28,25 @@ pub struct ConnInfo {
     pub sent_blocked: bool,
     /// Exclusive queues this connection declared (deleted when it closes).
     pub exclusive_queues: Vec<QueueRef>,
+    /// The connection came in on the TLS listener (management's `ssl`).
+    pub ssl: bool,
+    /// With `ssl`: what the handshake settled, for the management API.
+    pub tls: Option<Box<TlsInfo>>,
     /// Flow control towards consumers: set while unsent output is above
     /// `OUTPUT_HIGH_WATER`; queues skip this connection's consumers meanwhile.
     pub output_full: Arc<AtomicBool>,
+}
+
+/// What a TLS connection's handshake settled (management's `ssl_protocol`,
+/// `ssl_cipher`, `peer_cert_subject`). Boxed: plain connections pay a
+/// null pointer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `tlsv1.2` or `tlsv1.3`, as RabbitMQ names them.
+    pub protocol: Option<&'static str>,
+    /// IANA cipher-suite name.
+    pub cipher: Option<&'static str>,
+    /// The verified client certificate's subject (RFC 4514, RabbitMQ's
+    /// format), if the client sent one.
+    pub peer_cert_subject: Option<String>,
 }

@@ -3,6 +3,7 @@
 
 pub mod listener;
 pub mod socket;
+pub mod tls;
 
 pub use listener::bind_reuseport;
 pub use socket::{ReadOutcome, Socket};

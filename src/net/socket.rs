@@ -5,10 +5,12 @@
 //! into queues. Writes are encoded into one `Vec<u8>` per socket and flushed once per
 //! event-loop iteration (one `write` syscall for many frames).
 
+use super::tls::TlsState;
 use bytes::BytesMut;
 use mio::net::TcpStream;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Read buffer chunk: how much room we make before each `read`.
@@ -48,6 +50,10 @@ pub struct Socket {
     wpos: usize,
     /// Unprocessed input above which `fill` stops reading.
     max_buffered: usize,
+    /// TLS (the amqps listener): `rbuf` and `wbuf` hold plaintext, and
+    /// `fill` / `flush` go through rustls. `None` for plain TCP, which then
+    /// pays one branch per fill and flush.
+    tls: Option<Box<TlsState>>,
     // ---- the event loop's bookkeeping, the same for every protocol ----
     /// Set when the socket should be dropped now.
     pub dead: bool,
@@ -74,6 +80,7 @@ impl Socket {
             wbuf: Vec::new(),
             wpos: 0,
             max_buffered: DEFAULT_MAX_BUFFERED,
+            tls: None,
             dead: false,
             read_again: false,
             flow_blocked: false,
@@ -82,8 +89,31 @@ impl Socket {
         }
     }
 
+    /// A socket accepted on the TLS listener: the server speaks first only
+    /// once the handshake is done.
+    pub fn new_tls(stream: TcpStream, config: Arc<rustls::ServerConfig>) -> io::Result<Socket> {
+        let mut sock = Socket::new(stream);
+        sock.tls = Some(Box::new(TlsState::new(config)?));
+        Ok(sock)
+    }
+
+    /// The TLS session, for a socket of the TLS listener.
+    pub fn tls(&self) -> Option<&TlsState> {
+        self.tls.as_deref()
+    }
+
+    /// Output is waiting that no `wbuf` byte announces: TLS handshake
+    /// records, alerts, session tickets. The event loop flushes after a read
+    /// when this says so.
+    pub fn needs_flush(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.conn.wants_write())
+    }
+
     /// Reads what the kernel has (bounded), appending to `rbuf`.
     pub fn fill(&mut self) -> io::Result<ReadOutcome> {
+        if self.tls.is_some() {
+            return self.fill_tls();
+        }
         let mut total = 0;
         loop {
             if self.rbuf.len() >= self.max_buffered || total >= MAX_READ_PER_EVENT {
@@ -131,6 +161,60 @@ impl Socket {
         }
     }
 
+    /// `fill` for TLS: ciphertext from the kernel into rustls, plaintext from
+    /// rustls into `rbuf`, with the same bounds as the plain path (counted in
+    /// ciphertext; the plaintext of what was read is always taken, so rustls
+    /// never sits on input the event loop does not know about).
+    fn fill_tls(&mut self) -> io::Result<ReadOutcome> {
+        let mut total = 0;
+        loop {
+            if self.rbuf.len() >= self.max_buffered || total >= MAX_READ_PER_EVENT {
+                return Ok(ReadOutcome::More);
+            }
+            let tls = self.tls.as_mut().expect("TLS socket");
+            let r = tls.conn.read_tls(&mut self.stream);
+            let eof = match r {
+                Ok(0) => true,
+                Ok(n) => {
+                    total += n;
+                    false
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Drained),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let state = match tls.conn.process_new_packets() {
+                Ok(state) => state,
+                Err(e) => {
+                    // The alert rustls queued goes out now, best effort.
+                    let _ = tls.conn.write_tls(&mut self.stream);
+                    self.dead = true;
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+            };
+            tls.after_packets();
+            let n = state.plaintext_bytes_to_read();
+            if n > 0 {
+                let len = self.rbuf.len();
+                if self.rbuf.capacity() - len < n {
+                    let chunk = if self.rbuf.capacity() == 0 {
+                        FIRST_READ_CHUNK
+                    } else {
+                        READ_CHUNK
+                    };
+                    self.rbuf.reserve(n.max(chunk));
+                }
+                // rustls reads into initialised memory only; zeroing what it
+                // is about to overwrite is cheap next to decrypting it.
+                self.rbuf.resize(len + n, 0);
+                tls.conn.reader().read_exact(&mut self.rbuf[len..])?;
+            }
+            if eof || state.peer_has_closed() {
+                return Ok(ReadOutcome::Closed);
+            }
+        }
+    }
+
     /// True when no more input is read until some is processed.
     pub fn input_full(&self) -> bool {
         self.rbuf.len() >= self.max_buffered
@@ -160,6 +244,9 @@ impl Socket {
 
     /// Writes as much pending output as the kernel takes. Ok(true) when all written.
     pub fn flush(&mut self) -> io::Result<bool> {
+        if self.tls.is_some() {
+            return self.flush_tls();
+        }
         while self.wpos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -179,5 +266,53 @@ impl Socket {
         self.wbuf.clear();
         self.wpos = 0;
         Ok(true)
+    }
+
+    /// `flush` for TLS: `wbuf` plaintext into rustls (which takes at most its
+    /// buffer limit, 64 KiB, at a time), records out with `write_tls`, until
+    /// the kernel says `WouldBlock` or nothing is left, handshake included.
+    fn flush_tls(&mut self) -> io::Result<bool> {
+        let conn = &mut self.tls.as_mut().expect("TLS socket").conn;
+        loop {
+            let mut took = 0;
+            if self.wpos < self.wbuf.len() {
+                took = conn.writer().write(&self.wbuf[self.wpos..])?;
+                self.wpos += took;
+            }
+            if !conn.wants_write() {
+                if self.wpos == self.wbuf.len() {
+                    break;
+                }
+                if took == 0 {
+                    // Still handshaking with rustls's plaintext buffer full.
+                    return Ok(false);
+                }
+                continue;
+            }
+            match conn.write_tls(&mut self.stream) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.wpos > 1024 * 1024 {
+                        self.wbuf.drain(..self.wpos);
+                        self.wpos = 0;
+                    }
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        Ok(true)
+    }
+
+    /// Queues a TLS close_notify (nothing for plain TCP); the next `flush`
+    /// sends it. Called when the broker drops the connection.
+    pub fn close_notify(&mut self) {
+        if let Some(t) = self.tls.as_mut().filter(|t| t.established()) {
+            t.conn.send_close_notify();
+        }
     }
 }

@@ -49,6 +49,10 @@ struct Loop {
     /// Work from threads that are not shards (`shard::control`).
     control: Inbox,
     listeners: Vec<TcpListener>,
+    /// `listeners[tls_from..]` are the TLS listeners.
+    tls_from: usize,
+    /// The TLS server configuration, when there are TLS listeners.
+    tls: Option<Arc<rustls::ServerConfig>>,
     /// Connections that may have more input in the kernel.
     retry_read: Vec<usize>,
     /// Reused buffer for the connections flushed in one iteration.
@@ -84,7 +88,9 @@ pub fn run(setup: ShardSetup) {
         stop,
     } = setup;
     let mut listeners = Vec::new();
-    for (i, l) in sl.listeners.into_iter().enumerate() {
+    let tls_from = sl.listeners.len();
+    let all = sl.listeners.into_iter().chain(sl.tls_listeners);
+    for (i, l) in all.enumerate() {
         let mut l = TcpListener::from_std(l);
         if let Err(e) =
             links
@@ -137,6 +143,8 @@ pub fn run(setup: ShardSetup) {
         links,
         control,
         listeners,
+        tls_from,
+        tls: sl.tls,
         retry_read: Vec::new(),
         flush_list: Vec::new(),
         flow_blocked: Vec::new(),
@@ -292,12 +300,22 @@ impl Loop {
                         log::warn!("cannot register connection: {}", e);
                         continue;
                     }
+                    let sock = match &self.tls {
+                        Some(tls) if i >= self.tls_from => {
+                            match Socket::new_tls(stream, tls.clone()) {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    log::warn!("cannot start TLS: {}", e);
+                                    continue;
+                                }
+                            }
+                        }
+                        _ => Socket::new(stream),
+                    };
                     let uid = self.state.ctx.next_conn_uid();
-                    self.state.conns.insert(Session::accepted(
-                        Socket::new(stream),
-                        slot as u32,
-                        uid,
-                    ));
+                    self.state
+                        .conns
+                        .insert(Session::accepted(sock, slot as u32, uid));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -339,6 +357,11 @@ impl Loop {
         }
         let outcome = conn.sock().fill();
         conn.on_input(&mut self.state.ctx);
+        if conn.sock().needs_flush() {
+            // TLS handshake records (or an alert) to send, with no `wbuf`
+            // output to make the connection dirty.
+            self.state.ctx.mark_dirty(slot);
+        }
         match outcome {
             Ok(ReadOutcome::Drained) => {}
             // A full buffer on a waiting connection is parked, not retried in a
@@ -512,6 +535,7 @@ impl Loop {
             let mut drop_it = conn.sock().dead;
             if drop_it {
                 // Last words (a close-ok to a client that half-closed): best effort.
+                conn.sock().close_notify();
                 let _ = conn.sock().flush();
             } else {
                 conn.before_flush(&mut self.state.ctx);

@@ -25,6 +25,7 @@ use std::thread::JoinHandle;
 pub struct BrokerHandle {
     alarms: Arc<Alarms>,
     port: u16,
+    tls_port: Option<u16>,
     shard_ports: Vec<u16>,
     stop: Arc<AtomicBool>,
     wakers: Vec<Arc<mio::Waker>>,
@@ -38,6 +39,12 @@ impl BrokerHandle {
     /// The AMQP port (useful when the config asked for port 0).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The TLS (amqps) port, when TLS is on (`tls_cert` and `tls_key`); the
+    /// real one when the config asked for port 0.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
     }
 
     /// Per-shard ports, if `shard_port_base` was set: a connection to
@@ -82,23 +89,24 @@ impl BrokerHandle {
 /// Listeners of one shard: the shared port on each bind address, plus its own port.
 pub struct ShardListeners {
     pub listeners: Vec<std::net::TcpListener>,
+    /// The shared TLS port on each bind address (empty without TLS).
+    pub tls_listeners: Vec<std::net::TcpListener>,
+    /// The TLS server configuration, one for the whole broker.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-/// Starts a broker.
-pub fn start(config: Config) -> io::Result<BrokerHandle> {
-    // A data directory keeps the shard count it was written with: durable
-    // queues and their messages' stores are placed by it.
-    let shards = crate::store::shard_count::pin(&config.data_dir, config.shards.max(1))?;
-    let mut config = config;
-    config.shards = shards;
-    let mut per_shard: Vec<ShardListeners> = (0..shards)
-        .map(|_| ShardListeners {
-            listeners: Vec::new(),
-        })
-        .collect();
-    let mut port = config.port;
+/// Binds `port` on every address for every shard (SO_REUSEPORT), pushing
+/// each shard's sockets into the list `which` picks. Port 0: shard 0's
+/// socket gets an ephemeral port, and the other shards bind that one.
+/// Returns the port.
+fn bind_shared(
+    bind: &[IpAddr],
+    mut port: u16,
+    per_shard: &mut [ShardListeners],
+    which: fn(&mut ShardListeners) -> &mut Vec<std::net::TcpListener>,
+) -> io::Result<u16> {
     let mut bound_any = false;
-    for ip in &config.bind {
+    for ip in bind {
         for (i, sl) in per_shard.iter_mut().enumerate() {
             let probe = if i == 0 {
                 crate::net::listener::ensure_port_free(SocketAddr::new(*ip, port))
@@ -125,7 +133,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
             if port == 0 && i == 0 {
                 port = l.local_addr()?.port();
             }
-            sl.listeners.push(l);
+            which(sl).push(l);
         }
     }
     if !bound_any {
@@ -133,6 +141,43 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
             io::ErrorKind::AddrNotAvailable,
             "no listen address could be bound",
         ));
+    }
+    Ok(port)
+}
+
+/// Starts a broker.
+pub fn start(config: Config) -> io::Result<BrokerHandle> {
+    // A data directory keeps the shard count it was written with: durable
+    // queues and their messages' stores are placed by it.
+    let shards = crate::store::shard_count::pin(&config.data_dir, config.shards.max(1))?;
+    let mut config = config;
+    config.shards = shards;
+    let mut per_shard: Vec<ShardListeners> = (0..shards)
+        .map(|_| ShardListeners {
+            listeners: Vec::new(),
+            tls_listeners: Vec::new(),
+            tls: None,
+        })
+        .collect();
+    let port = bind_shared(&config.bind, config.port, &mut per_shard, |sl| {
+        &mut sl.listeners
+    })?;
+    // The TLS listeners: built once, shared by every shard's connections.
+    let mut tls_port = None;
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        let tls = crate::net::tls::server_config(&crate::net::tls::TlsFiles {
+            cert,
+            key,
+            ca: config.tls_ca.as_deref(),
+            fail_if_no_peer_cert: config.tls_fail_if_no_peer_cert,
+        })?;
+        let p = bind_shared(&config.bind, config.tls_port, &mut per_shard, |sl| {
+            &mut sl.tls_listeners
+        })?;
+        for sl in &mut per_shard {
+            sl.tls = Some(tls.clone());
+        }
+        tls_port = Some(p);
     }
     let mut shard_ports = Vec::new();
     if let Some(base) = config.shard_port_base {
@@ -149,6 +194,9 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         }
     }
     config.port = port;
+    if let Some(p) = tls_port {
+        config.tls_port = p;
+    }
     let config = Arc::new(config);
     // Replays <data_dir>/definitions.log: durable exchanges, queues and
     // bindings are back, and each shard creates its recovered queues before it
@@ -209,9 +257,13 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         threads.push(t);
     }
     log::info!("warren listening on port {} with {} shard(s)", port, shards);
+    if let Some(p) = tls_port {
+        log::info!("warren listening for TLS on port {}", p);
+    }
     Ok(BrokerHandle {
         alarms,
         port,
+        tls_port,
         shard_ports,
         stop,
         wakers,

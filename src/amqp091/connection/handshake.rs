@@ -4,6 +4,7 @@
 
 use super::{Connection, State, CLOSE_TIMEOUT};
 use crate::amqp091::error::AmqpError;
+use crate::config::CertLoginFrom;
 use crate::core::ShardCtx;
 use crate::protocol::constants as c;
 use crate::protocol::methods::*;
@@ -24,7 +25,11 @@ impl Connection {
             version_major: 0,
             version_minor: 9,
             server_properties: server_properties(),
-            mechanisms: Bytes::from_static(b"AMQPLAIN PLAIN"),
+            mechanisms: if self.sock.tls().is_some_and(|t| t.peer_cert().is_some()) {
+                Bytes::from_static(b"AMQPLAIN PLAIN EXTERNAL")
+            } else {
+                Bytes::from_static(b"AMQPLAIN PLAIN")
+            },
             locales: Bytes::from_static(b"en_US"),
         };
         self.send(0, &start.into());
@@ -126,6 +131,7 @@ impl Connection {
         let creds = match mechanism.as_str() {
             "PLAIN" => parse_plain(&m.response),
             "AMQPLAIN" => parse_amqplain(&m.response),
+            "EXTERNAL" => external_user(&self.sock, ctx).map(|u| (u, String::new())),
             _ => {
                 return Err(AmqpError::command_invalid(format!(
                     "unknown authentication mechanism '{}'",
@@ -135,7 +141,12 @@ impl Connection {
         };
         let ok = creds
             .as_ref()
-            .map(|(u, p)| ctx.config.users.iter().any(|(cu, cp)| cu == u && cp == p))
+            .map(|(u, p)| {
+                ctx.config
+                    .users
+                    .iter()
+                    .any(|(cu, cp)| cu == u && (cp == p || mechanism == "EXTERNAL"))
+            })
             .unwrap_or(false);
         if !ok {
             return Err(AmqpError::access_refused(format!(
@@ -207,6 +218,29 @@ impl Connection {
         self.deadline = None;
         Ok(())
     }
+}
+
+/// EXTERNAL (SASL, RabbitMQ's rabbit_auth_mechanism_ssl): the login name
+/// is taken from the verified client certificate, per
+/// `--tls-cert-login-from`; there is no password. `None` (refused, with the
+/// reason logged as RabbitMQ words it) without a certificate or a name.
+fn external_user(sock: &crate::net::Socket, ctx: &ShardCtx) -> Option<String> {
+    let Some(tls) = sock.tls() else {
+        log::warn!("EXTERNAL login refused: not a TLS-enabled connection");
+        return None;
+    };
+    let Some(cert) = tls.peer_cert() else {
+        log::warn!("EXTERNAL login refused: connection peer presented no TLS (x.509) certificate");
+        return None;
+    };
+    let name = match ctx.config.tls_cert_login_from {
+        CertLoginFrom::DistinguishedName => Some(cert.subject.clone()),
+        CertLoginFrom::CommonName => cert.common_name.clone(),
+    };
+    if name.is_none() {
+        log::warn!("EXTERNAL login refused: no name found");
+    }
+    name
 }
 
 /// PLAIN: "\0user\0password" (an authorisation identity before the first NUL is allowed).

@@ -7,7 +7,7 @@
 //! connection are handled strictly in order.
 
 use super::channel::{ChanCx, Channel, Flow};
-use super::conn_info::ConnInfo;
+use super::conn_info::{ConnInfo, TlsInfo};
 use super::error::AmqpError;
 use crate::core::ids::ChannelRef;
 use crate::core::shard_msg::{QueueOp, ShardMsg};
@@ -78,6 +78,13 @@ impl Connection {
     /// read buffer and checked by `protocol_header`.
     pub fn new(mut sock: Socket, slot: u32, uid: u64, accepted: Instant) -> Connection {
         sock.set_max_buffered(HANDSHAKE_FRAME_MAX as usize);
+        let tls = sock.tls().map(|t| {
+            Box::new(TlsInfo {
+                protocol: t.protocol(),
+                cipher: t.cipher(),
+                peer_cert_subject: t.peer_cert().map(|p| p.subject.clone()),
+            })
+        });
         Connection {
             sock,
             info: ConnInfo {
@@ -93,6 +100,8 @@ impl Connection {
                 sent_blocked: false,
                 exclusive_queues: Vec::new(),
                 output_full: Arc::new(AtomicBool::new(false)),
+                ssl: tls.is_some(),
+                tls,
             },
             state: State::ProtocolHeader,
             channels: Vec::new(),
