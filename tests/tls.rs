@@ -743,5 +743,6 @@ fn pika_over_tls() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        print!("{}", String::from_utf8_lossy(&out.stdout));
     }
 }
