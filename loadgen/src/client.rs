@@ -23,6 +23,7 @@ use warren::protocol::{
     check_frame, write_method, FieldTable, FieldValue, Method, PROTOCOL_HEADER,
 };
 
+use crate::stream::Stream;
 use crate::uri::AmqpUri;
 
 /// Read/write timeout of the socket: how often a blocked loop looks at its flags.
@@ -115,8 +116,9 @@ pub fn method_id(payload: &[u8]) -> (u16, u16) {
 
 /// One open connection with channel [`CHANNEL`] open.
 pub struct Conn {
-    /// The socket; scenarios write pre-encoded frames to it directly.
-    pub stream: TcpStream,
+    /// The socket (plain or TLS); scenarios write pre-encoded frames to it
+    /// directly.
+    pub stream: Stream,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -133,10 +135,15 @@ impl Conn {
     /// Connects, runs the handshake (PLAIN, heartbeats off) and opens channel 1.
     /// `name` becomes the `connection_name` client property.
     pub fn open(uri: &AmqpUri, name: &str) -> Result<Conn> {
-        let stream = connect(&uri.addr())?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(IO_TICK))?;
-        stream.set_write_timeout(Some(IO_TICK))?;
+        let tcp = connect(&uri.addr())?;
+        tcp.set_nodelay(true)?;
+        tcp.set_read_timeout(Some(IO_TICK))?;
+        tcp.set_write_timeout(Some(IO_TICK))?;
+        let stream = if uri.tls {
+            Stream::tls(tcp, &uri.host)?
+        } else {
+            Stream::Plain(tcp)
+        };
         let mut c = Conn {
             stream,
             buf: vec![0; READ_BUF],
@@ -493,31 +500,17 @@ impl Conn {
 
     /// One non-blocking read (MSG_DONTWAIT). Ok(false): nothing was there.
     pub fn poll(&mut self) -> Result<bool> {
-        use std::os::fd::AsRawFd;
         self.compact();
-        let spare = &mut self.buf[self.end..];
         loop {
-            // SAFETY: `spare` is a valid writable buffer of `spare.len()` bytes.
-            let n = unsafe {
-                libc::recv(
-                    self.stream.as_raw_fd(),
-                    spare.as_mut_ptr().cast(),
-                    spare.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n > 0 {
-                self.end += n as usize;
-                return Ok(true);
-            }
-            if n == 0 {
-                return Err(eof());
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => return Ok(false),
-                _ => return Err(e.into()),
+            match self.stream.read_nonblocking(&mut self.buf[self.end..]) {
+                Ok(0) => return Err(eof()),
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e.into()),
             }
         }
     }

@@ -24,6 +24,7 @@ mod client;
 mod connections;
 mod latency;
 mod report;
+mod stream;
 mod throughput;
 mod uri;
 mod workers;
@@ -66,6 +67,10 @@ pub struct CommonArgs {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// CA bundle (PEM) the broker's certificate must chain to, for an
+    /// `amqps://` URI.
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl CommonArgs {
@@ -84,6 +89,16 @@ impl CommonArgs {
         if !flags_ok {
             eprintln!("warren-loadgen: {rule}");
             return None;
+        }
+        if uri.tls {
+            let Some(ca) = &self.tls_ca else {
+                eprintln!("warren-loadgen: an amqps:// --uri needs --tls-ca");
+                return None;
+            };
+            if let Err(e) = stream::set_tls_ca(ca) {
+                eprintln!("warren-loadgen: --tls-ca {e}");
+                return None;
+            }
         }
         Some(uri)
     }

@@ -1,4 +1,4 @@
-//! `amqp://user:password@host:port/vhost` parsing (no TLS: `amqps` is refused).
+//! `amqp://user:password@host:port/vhost` parsing (`amqps://`: TLS, port 5671).
 //!
 //! Follows the RabbitMQ URI spec where it matters for a load generator:
 //! user, password and vhost are percent-decoded (`%2f` is the default vhost
@@ -17,14 +17,16 @@ pub struct AmqpUri {
     pub user: String,
     pub password: String,
     pub vhost: String,
+    /// `amqps://`: TLS (see `client::tls`).
+    pub tls: bool,
 }
 
 impl AmqpUri {
     /// Parses `amqp://[user[:password]@]host[:port][/vhost][?query]`.
     pub fn parse(s: &str) -> Result<AmqpUri, String> {
-        let rest = match s.split_once("://") {
-            Some(("amqp", rest)) => rest,
-            Some(("amqps", _)) => return Err("amqps (TLS) is not supported".into()),
+        let (rest, tls) = match s.split_once("://") {
+            Some(("amqp", rest)) => (rest, false),
+            Some(("amqps", rest)) => (rest, true),
             Some((scheme, _)) => return Err(format!("unsupported scheme {scheme:?}")),
             None => return Err(format!("not an amqp:// URI: {s:?}")),
         };
@@ -63,6 +65,7 @@ impl AmqpUri {
             }
         };
         let port = match port {
+            None | Some("") if tls => 5671,
             None | Some("") => 5672,
             Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
         };
@@ -81,6 +84,7 @@ impl AmqpUri {
             user,
             password,
             vhost,
+            tls,
         })
     }
 
@@ -98,7 +102,8 @@ impl fmt::Display for AmqpUri {
     /// The URI without the password, for reports.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let vhost = self.vhost.replace('%', "%25").replace('/', "%2f");
-        write!(f, "amqp://{}@{}/{}", self.user, self.addr(), vhost)
+        let scheme = if self.tls { "amqps" } else { "amqp" };
+        write!(f, "{}://{}@{}/{}", scheme, self.user, self.addr(), vhost)
     }
 }
 
@@ -142,7 +147,8 @@ mod tests {
                 port: 5672,
                 user: "guest".into(),
                 password: "guest".into(),
-                vhost: "/".into()
+                vhost: "/".into(),
+                tls: false,
             }
         );
         assert_eq!(u.addr(), "127.0.0.1:5672");
@@ -164,11 +170,13 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port), ("::1", 5680));
         assert_eq!(u.addr(), "[::1]:5680");
         assert_eq!(p("amqp://[::1]").port, 5672);
+        let u = p("amqps://h");
+        assert_eq!((u.port, u.tls), (5671, true));
+        assert_eq!(u.to_string(), "amqps://guest@h:5671/%2f");
     }
 
     #[test]
     fn errors() {
-        assert!(AmqpUri::parse("amqps://h").is_err());
         assert!(AmqpUri::parse("http://h").is_err());
         assert!(AmqpUri::parse("h:5672").is_err());
         assert!(AmqpUri::parse("amqp://h:port").is_err());

@@ -1,0 +1,129 @@
+//! The client socket, plain TCP or TLS (`amqps://`: rustls with the ring
+//! provider, trusting the CAs of `--tls-ca`, which a TLS URI needs).
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+/// The TLS client configuration, set once from `--tls-ca` (`set_tls_ca`).
+static TLS: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+
+/// Builds the TLS client configuration trusting the CAs in `path` (PEM).
+pub fn set_tls_ca(path: &Path) -> Result<(), String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut io::BufReader::new(f)) {
+        let c = c.map_err(|e| format!("{}: {e}", path.display()))?;
+        roots
+            .add(c)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let _ = TLS.set(Arc::new(config));
+    Ok(())
+}
+
+/// A connected socket.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    /// TLS over `tcp` to `host` (handshake done when the first bytes flow).
+    pub fn tls(tcp: TcpStream, host: &str) -> io::Result<Stream> {
+        let config = TLS.get().cloned().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "amqps:// needs --tls-ca")
+        })?;
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        Ok(Stream::Tls(Box::new(StreamOwned::new(conn, tcp))))
+    }
+
+    /// One read that does not wait: plaintext rustls holds, else one
+    /// recv(MSG_DONTWAIT) of ciphertext. WouldBlock: nothing there.
+    pub fn read_nonblocking(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => recv_dontwait(s, buf),
+            Stream::Tls(t) => {
+                let StreamOwned { conn, sock } = &mut **t;
+                loop {
+                    match conn.reader().read(buf) {
+                        Ok(n) => return Ok(n),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                    if conn.read_tls(&mut DontWait(sock))? == 0 {
+                        return Ok(0);
+                    }
+                    conn.process_new_packets()
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    while conn.wants_write() {
+                        conn.write_tls(sock)?;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// recv(MSG_DONTWAIT) on a blocking socket.
+fn recv_dontwait(s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid writable buffer of `buf.len()` bytes.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+struct DontWait<'a>(&'a TcpStream);
+
+impl Read for DontWait<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        recv_dontwait(self.0, buf)
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(t) => t.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(t) => t.flush(),
+        }
+    }
+}
