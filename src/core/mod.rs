@@ -9,6 +9,7 @@
 //! queue side of the shard's message pump.
 
 pub mod alarms;
+pub mod auth;
 pub mod backlog;
 pub mod definitions;
 pub mod error;
