@@ -12,6 +12,7 @@ pub mod alarms;
 pub mod auth;
 pub mod backlog;
 pub mod definitions;
+pub mod definitions_json;
 pub mod error;
 pub mod exchange;
 pub mod ids;
