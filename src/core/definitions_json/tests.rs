@@ -296,7 +296,10 @@ fn json_to_table_types() {
     let f = 9.646727474589757e265;
     let text = serde_json::to_string(&json!({ "f": f })).unwrap();
     let reread: Map<String, Value> = serde_json::from_str(&text).unwrap();
-    assert_eq!(json_to_table(&reread).unwrap().get("f"), Some(&FieldValue::F64(f)));
+    assert_eq!(
+        json_to_table(&reread).unwrap().get("f"),
+        Some(&FieldValue::F64(f))
+    );
 
     let e = json_to_table(json!({"x-null": null}).as_object().unwrap()).unwrap_err();
     assert!(e.contains("x-null") && e.contains("null"), "{e}");
