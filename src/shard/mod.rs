@@ -163,6 +163,10 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
             ),
         )
     })?);
+    // A fresh data directory gets vhost `/` and the default user.
+    defs.lock()
+        .bootstrap(&config.default_user, &config.default_pass)
+        .map_err(|e| io::Error::other(e.to_string()))?;
     let alarms = Arc::new(Alarms::new(
         config.memory_limit_bytes(),
         config.disk_free_limit,
