@@ -81,6 +81,24 @@ struct Args {
     #[arg(long, env = "WARREN_CONSUMER_TIMEOUT",
           default_value_t = warren::config::DEFAULT_CONSUMER_TIMEOUT)]
     consumer_timeout: u64,
+    /// The user a fresh data directory starts with (tag administrator, full
+    /// permissions on vhost `/`).
+    #[arg(long, env = "WARREN_DEFAULT_USER", default_value = "guest")]
+    default_user: String,
+    /// That user's password.
+    #[arg(long, env = "WARREN_DEFAULT_PASS", default_value = "guest")]
+    default_pass: String,
+    /// Users that may log in only from a loopback address (comma-separated;
+    /// empty: none), as RabbitMQ's loopback_users.
+    #[arg(long, env = "WARREN_LOOPBACK_USERS", value_delimiter = ',', default_value = "guest")]
+    loopback_users: Vec<String>,
+    /// Broker-wide limit on open client connections (none when unset).
+    #[arg(long, env = "WARREN_MAX_CONNECTIONS")]
+    max_connections: Option<u64>,
+    /// A RabbitMQ definitions file (rabbitmqctl export_definitions) to load
+    /// at boot, before any connection is accepted.
+    #[arg(long, env = "WARREN_DEFINITIONS")]
+    definitions: Option<PathBuf>,
 }
 
 fn main() {
@@ -111,6 +129,15 @@ fn main() {
     config.queue_max_in_memory = args.queue_max_in_memory.max(1);
     config.queue_max_in_memory_bytes = args.queue_max_in_memory_bytes.max(1);
     config.consumer_timeout = args.consumer_timeout;
+    config.default_user = args.default_user;
+    config.default_pass = args.default_pass;
+    config.loopback_users = args
+        .loopback_users
+        .into_iter()
+        .filter(|u| !u.is_empty())
+        .collect();
+    config.max_connections = args.max_connections;
+    config.definitions = args.definitions;
     config.busy_poll = std::time::Duration::from_micros(args.busy_poll_us.min(1_000_000));
     if let Err(e) = warren::store::ensure_data_dir(&config.data_dir) {
         eprintln!(

@@ -405,6 +405,12 @@ impl Connection {
         ctx.mark_dirty(self.info.slot as usize);
     }
 
+    /// The broker closes the connection (320 CONNECTION_FORCED - `text`):
+    /// vhost deletion, shutdown, an operator's request.
+    pub fn force_close(&mut self, text: &str, ctx: &mut ShardCtx) {
+        self.connection_error(AmqpError::new(c::CONNECTION_FORCED, text), 0, 0, ctx);
+    }
+
     /// Releases everything the connection holds in queues: consumers, unacked
     /// messages (requeued), exclusive queues (deleted). Idempotent.
     pub fn teardown(&mut self, ctx: &mut ShardCtx) {
