@@ -25,8 +25,16 @@ pub struct Config {
     pub frame_max: u32,
     /// channel_max offered in connection.tune.
     pub channel_max: u16,
-    /// Users allowed to log in: (name, password).
-    pub users: Vec<(String, String)>,
+    /// The user a fresh data directory starts with: tag administrator, full
+    /// permissions on `/` (`--default-user`, `--default-pass`).
+    pub default_user: String,
+    pub default_pass: String,
+    /// Users that may log in only from a loopback address (`--loopback-users`).
+    pub loopback_users: Vec<String>,
+    /// Broker-wide connection limit (`--max-connections`; None: no limit).
+    pub max_connections: Option<u64>,
+    /// A RabbitMQ definitions file to load at boot (`--definitions`).
+    pub definitions: Option<PathBuf>,
     /// Before sleeping in epoll_wait, a shard keeps polling (without blocking)
     /// this long for new input: lower latency at light load for CPU time.
     pub busy_poll: std::time::Duration,
@@ -116,7 +124,11 @@ impl Default for Config {
             heartbeat: 60,
             frame_max: 131072,
             channel_max: 2047,
-            users: vec![("guest".into(), "guest".into())],
+            default_user: "guest".into(),
+            default_pass: "guest".into(),
+            loopback_users: vec!["guest".into()],
+            max_connections: None,
+            definitions: None,
             busy_poll: std::time::Duration::ZERO,
             memory_high_watermark: 0.4,
             memory_limit: None,

@@ -17,6 +17,7 @@
 //!
 //! See ARCHITECTURE.md for threads, rings and the path of a message.
 
+pub mod admin;
 pub mod amqp091;
 pub mod config;
 pub mod core;

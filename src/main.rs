@@ -105,6 +105,29 @@ struct Args {
         default_value = "distinguished_name"
     )]
     tls_cert_login_from: warren::config::CertLoginFrom,
+    /// The user a fresh data directory starts with (tag administrator, full
+    /// permissions on vhost `/`).
+    #[arg(long, env = "WARREN_DEFAULT_USER", default_value = "guest")]
+    default_user: String,
+    /// That user's password.
+    #[arg(long, env = "WARREN_DEFAULT_PASS", default_value = "guest")]
+    default_pass: String,
+    /// Users that may log in only from a loopback address (comma-separated;
+    /// empty: none), as RabbitMQ's loopback_users.
+    #[arg(
+        long,
+        env = "WARREN_LOOPBACK_USERS",
+        value_delimiter = ',',
+        default_value = "guest"
+    )]
+    loopback_users: Vec<String>,
+    /// Broker-wide limit on open client connections (none when unset).
+    #[arg(long, env = "WARREN_MAX_CONNECTIONS")]
+    max_connections: Option<u64>,
+    /// A RabbitMQ definitions file (rabbitmqctl export_definitions) to load
+    /// at boot, before any connection is accepted.
+    #[arg(long, env = "WARREN_DEFINITIONS")]
+    definitions: Option<PathBuf>,
 }
 
 fn main() {
@@ -145,6 +168,15 @@ fn main() {
     config.tls_ca = args.tls_ca;
     config.tls_fail_if_no_peer_cert = args.tls_fail_if_no_peer_cert;
     config.tls_cert_login_from = args.tls_cert_login_from;
+    config.default_user = args.default_user;
+    config.default_pass = args.default_pass;
+    config.loopback_users = args
+        .loopback_users
+        .into_iter()
+        .filter(|u| !u.is_empty())
+        .collect();
+    config.max_connections = args.max_connections;
+    config.definitions = args.definitions;
     config.busy_poll = std::time::Duration::from_micros(args.busy_poll_us.min(1_000_000));
     if let Err(e) = warren::store::ensure_data_dir(&config.data_dir) {
         eprintln!(

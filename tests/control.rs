@@ -69,12 +69,20 @@ async fn core_operations_from_the_control_path() {
         let x = unique("ctl-x");
         let (x2, q) = (x.clone(), unique("ctl-q"));
         let declared = control
-            .ask(0, move |s| ops::exchange::exchange_declare(&s.ctx.defs, exchange(&x2, "fanout")))
+            .ask(0, move |s| {
+                let access = s.ctx.defs.lock().admin_access("/").unwrap();
+                let caller = Caller { conn_uid: 0, access: &access };
+                ops::exchange::exchange_declare(&s.ctx.defs, caller, exchange(&x2, "fanout"))
+            })
             .expect("shard 0 answers");
         assert_eq!(declared, Ok(()));
         let x2 = x.clone();
         let refused = control
-            .ask(1, move |s| ops::exchange::exchange_declare(&s.ctx.defs, exchange(&x2, "topic")))
+            .ask(1, move |s| {
+                let access = s.ctx.defs.lock().admin_access("/").unwrap();
+                let caller = Caller { conn_uid: 0, access: &access };
+                ops::exchange::exchange_declare(&s.ctx.defs, caller, exchange(&x2, "topic"))
+            })
             .expect("shard 1 answers");
         assert_eq!(
             refused,
@@ -87,7 +95,8 @@ async fn core_operations_from_the_control_path() {
         let (x2, q2) = (x.clone(), q.clone());
         let (queue, bound) = control
             .ask(1, move |s| {
-                let caller = Caller { conn_uid: 0 };
+                let access = s.ctx.defs.lock().admin_access("/").unwrap();
+                let caller = Caller { conn_uid: 0, access: &access };
                 let spec = ops::queue::QueueSpec {
                     name: q2.clone(),
                     durable: false,

@@ -485,6 +485,7 @@ async fn boot_time_with_many_durable_queues() {
     let dir = DataDir::new("boot");
     let mut buf = Vec::new();
     Record::ExchangeDeclare {
+        vhost: "/".into(),
         name: "boot-x".into(),
         kind: "direct".into(),
         durable: true,
@@ -496,6 +497,7 @@ async fn boot_time_with_many_durable_queues() {
     for i in 1..=n {
         let name = format!("boot-q-{i}");
         Record::QueueDeclare {
+            vhost: "/".into(),
             name: name.clone(),
             id: i,
             home: (i % 2) as u16,
@@ -504,6 +506,7 @@ async fn boot_time_with_many_durable_queues() {
         }
         .encode(&mut buf);
         Record::BindingAdd(BindingRecord {
+            vhost: "/".into(),
             source: "boot-x".into(),
             dest_kind: DestKind::Queue,
             dest: name.clone(),

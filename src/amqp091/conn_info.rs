@@ -3,8 +3,9 @@
 //! Its own file so that channels need not import the connection that owns
 //! them (the connection drives the channels, never the reverse).
 
+use crate::core::access::UserAccess;
 use crate::core::ids::QueueRef;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 /// Facts about the connection that its channels read.
@@ -16,6 +17,13 @@ pub struct ConnInfo {
     pub channel_max: u16,
     pub heartbeat: u16,
     pub user: String,
+    /// What the user may do in the connection's vhost (from connection.open;
+    /// rebuilt when permissions change, `Connection::tick`).
+    pub access: Arc<UserAccess>,
+    /// The connection is counted in the definitions' live counts (limits).
+    pub counted: bool,
+    /// The user's channel count across connections (max-channels).
+    pub channel_count: Option<Arc<AtomicU64>>,
     /// Client advertised consumer_cancel_notify: send basic.cancel when a
     /// consumed queue is deleted.
     pub cancel_notify: bool,

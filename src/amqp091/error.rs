@@ -14,8 +14,8 @@ pub struct AmqpError {
 }
 
 impl AmqpError {
-    pub fn no_queue(name: &str) -> AmqpError {
-        CoreError::no_queue(name).into()
+    pub fn no_queue(vhost: &str, name: &str) -> AmqpError {
+        CoreError::no_queue(vhost, name).into()
     }
     pub fn new(code: u16, detail: impl std::fmt::Display) -> AmqpError {
         AmqpError {
@@ -111,7 +111,7 @@ mod tests {
             assert_eq!(a.text, e.to_string());
         }
         assert_eq!(
-            AmqpError::no_queue("q").text,
+            AmqpError::no_queue("/", "q").text,
             "NOT_FOUND - no queue 'q' in vhost '/'"
         );
     }

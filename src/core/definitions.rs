@@ -1,6 +1,11 @@
-//! The authoritative definitions of the (single) vhost: exchanges, queues and
-//! bindings, shared by all shards, plus an append-only change log from which every
-//! shard keeps its own lock-free routing copy (`routing.rs`).
+//! The authoritative definitions: vhosts, and in each its exchanges, queues
+//! and bindings, shared by all shards, plus an append-only change log from
+//! which every shard keeps its own lock-free routing copy (`routing.rs`).
+//! Users and permissions (`tenancy.rs`) sit behind the same lock and in the
+//! same log.
+//!
+//! Every exchange, queue and binding belongs to exactly one vhost
+//! ([`VhostId`]); the same name in two vhosts is two objects.
 //!
 //! Why a mutex here: definitions change rarely (declare, bind, delete) and must be
 //! totally ordered across shards. Publishing never takes this lock: a shard only
@@ -19,16 +24,23 @@
 
 use super::error::{CoreError, CoreResult};
 use super::exchange::ExchangeKind;
-use super::ids::QueueRef;
+use super::ids::{QueueRef, VhostId};
+use super::tenancy::Tenancy;
 use crate::protocol::FieldTable;
 use crate::store::defs_log::{DefsLog, Record};
-use replay::{binding_record, exchange_record, queue_record, Replay};
-use std::collections::{HashMap, HashSet};
+use replay::{binding_record, exchange_record, queue_record, vhost_record, Replay};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+mod boot;
 mod replay;
+mod users;
+mod vhosts;
+
+pub use users::{LiveCounts, OpenError};
+pub use vhosts::{VhostDefs, VhostLimits, VhostMeta};
 
 /// Where a binding leads.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -49,6 +61,7 @@ impl BindingDest {
 /// RabbitMQ: the same key with other arguments is another binding.
 #[derive(Clone, Debug)]
 pub struct Binding {
+    pub vhost: VhostId,
     pub source: String,
     pub dest: BindingDest,
     pub key: String,
@@ -57,10 +70,17 @@ pub struct Binding {
 }
 
 impl Binding {
-    pub fn new(source: String, dest: BindingDest, key: String, args: FieldTable) -> Binding {
+    pub fn new(
+        vhost: VhostId,
+        source: String,
+        dest: BindingDest,
+        key: String,
+        args: FieldTable,
+    ) -> Binding {
         let mut args_raw = Vec::new();
         args.encode(&mut args_raw);
         Binding {
+            vhost,
             source,
             dest,
             key,
@@ -71,7 +91,8 @@ impl Binding {
 }
 impl PartialEq for Binding {
     fn eq(&self, o: &Self) -> bool {
-        self.source == o.source
+        self.vhost == o.vhost
+            && self.source == o.source
             && self.dest == o.dest
             && self.key == o.key
             && self.args_raw == o.args_raw
@@ -80,6 +101,7 @@ impl PartialEq for Binding {
 impl Eq for Binding {}
 impl std::hash::Hash for Binding {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.vhost.hash(h);
         self.source.hash(h);
         self.dest.hash(h);
         self.key.hash(h);
@@ -90,6 +112,7 @@ impl std::hash::Hash for Binding {
 /// A declared exchange.
 #[derive(Clone, Debug)]
 pub struct ExchangeDef {
+    pub vhost: VhostId,
     pub name: String,
     pub kind: ExchangeKind,
     pub durable: bool,
@@ -108,6 +131,7 @@ impl ExchangeDef {
 /// A declared queue. The queue's messages and consumers live on `queue.shard`.
 #[derive(Clone, Debug)]
 pub struct QueueDef {
+    pub vhost: VhostId,
     pub name: String,
     pub queue: QueueRef,
     pub durable: bool,
@@ -131,7 +155,16 @@ impl QueueDef {
 /// One entry of the change log; shards apply them in order.
 #[derive(Clone, Debug)]
 pub enum DefEvent {
+    VhostAdded {
+        vhost: VhostId,
+        name: Arc<str>,
+    },
+    /// Everything in it is gone (removed before, or with it).
+    VhostRemoved {
+        vhost: VhostId,
+    },
     ExchangeAdded {
+        vhost: VhostId,
         name: String,
         kind: ExchangeKind,
         internal: bool,
@@ -140,14 +173,17 @@ pub enum DefEvent {
         alternate: Option<String>,
     },
     ExchangeRemoved {
+        vhost: VhostId,
         name: String,
     },
     QueueAdded {
+        vhost: VhostId,
         name: String,
         queue: QueueRef,
         exclusive_owner: Option<u64>,
     },
     QueueRemoved {
+        vhost: VhostId,
         name: String,
     },
     BindingAdded(Binding),
@@ -160,13 +196,17 @@ pub struct Definitions {
     /// Number of log events ever appended; a shard whose applied count differs
     /// must lock and catch up.
     version: AtomicU64,
+    /// Moves when users, permissions or vhosts change: connections rebuild
+    /// their `UserAccess` on their next tick.
+    auth_version: AtomicU64,
 }
 
 /// The state behind the lock.
 pub struct Defs {
-    pub exchanges: HashMap<String, ExchangeDef>,
-    pub queues: HashMap<String, QueueDef>,
-    pub bindings: HashSet<Binding>,
+    vhosts: HashMap<VhostId, VhostDefs>,
+    /// Vhost names to ids, sorted (listings).
+    vhost_ids: std::collections::BTreeMap<String, VhostId>,
+    next_vhost_id: u32,
     log: Vec<DefEvent>,
     /// Version number of `log[0]` (the log is trimmed once every shard read it).
     log_base: u64,
@@ -179,6 +219,14 @@ pub struct Defs {
     next_store_id: u64,
     /// Per shard: recovered queues whose `Queue` objects it must create.
     recovered: Vec<Vec<QueueDef>>,
+    /// Users, permissions, limits.
+    pub tenancy: Tenancy,
+    /// The defaults of a fresh data directory exist (`bootstrap`).
+    initialized: bool,
+    /// Connections open now (limits).
+    pub live: LiveCounts,
+    /// Users or permissions changed under this lock: `auth_version` moves.
+    auth_changed: bool,
 }
 
 struct Persist {
@@ -205,17 +253,21 @@ pub const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
 ];
 
 impl Definitions {
-    /// Definitions that live in memory only (benches, unit tests): nothing
-    /// survives the process.
+    /// Definitions that live in memory only (benches, unit tests): the vhost
+    /// `/` and nothing else; nothing survives the process.
     pub fn new(shards: usize) -> Definitions {
-        Definitions::from_defs(Defs::empty(shards))
+        let mut defs = Defs::empty(shards);
+        defs.install_vhost(super::vhost::DEFAULT_VHOST, VhostMeta::default());
+        Definitions::from_defs(defs)
     }
 
     /// Definitions backed by `<data_dir>/definitions.log`: replays it (a
     /// damaged tail is cut off with a warning), compacts it if it holds far
     /// more records than the live set, and persists every durable change
     /// from then on. The recovered queues wait in `Defs::take_recovered` for
-    /// their shards.
+    /// their shards. A fresh data directory has no vhost and no user yet:
+    /// the caller creates them (`Defs::bootstrap`) when `Defs::initialized`
+    /// says so.
     pub fn open(data_dir: &Path, shards: usize) -> std::io::Result<Definitions> {
         let started = std::time::Instant::now();
         let (mut log, records) = DefsLog::open(data_dir)?;
@@ -223,17 +275,29 @@ impl Definitions {
         let replayed = Replay::run(records);
         let mut defs = Defs::empty(shards);
         defs.next_store_id = replayed.next_store_id;
-        let mut exchanges: Vec<ExchangeDef> = replayed.exchanges.into_values().collect();
-        exchanges.sort_by(|a, b| a.name.cmp(&b.name));
-        for x in exchanges {
-            defs.add_exchange(x);
+        defs.initialized = replayed.initialized;
+        let mut slots = vec![0u32; shards];
+        let mut all_queues: Vec<(VhostId, QueueDef, u16)> = Vec::new();
+        let mut all_bindings = Vec::new();
+        for (name, v) in replayed.vhosts {
+            let id = defs.install_vhost(&name, v.meta);
+            let mut exchanges: Vec<ExchangeDef> = v.exchanges.into_values().collect();
+            exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+            for mut x in exchanges {
+                x.vhost = id;
+                defs.add_exchange(x);
+            }
+            all_queues.extend(v.queues.into_values().map(|(q, home)| (id, q, home)));
+            all_bindings.extend(v.bindings.into_iter().map(|mut b| {
+                b.vhost = id;
+                b
+            }));
         }
         // Each shard's recovered queues take its first slots, in id order.
-        let mut queues: Vec<(QueueDef, u16)> = replayed.queues.into_values().collect();
-        queues.sort_by_key(|(q, _)| q.store_id);
-        let mut slots = vec![0u32; shards];
-        for (mut q, home) in queues {
+        all_queues.sort_by_key(|(_, q, _)| q.store_id);
+        for (vhost, mut q, home) in all_queues {
             let shard = home as usize % shards;
+            q.vhost = vhost;
             q.queue = QueueRef {
                 shard: shard as u16,
                 slot: slots[shard],
@@ -243,21 +307,19 @@ impl Definitions {
             defs.recovered[shard].push(q.clone());
             defs.add_queue(q);
         }
-        for b in replayed.bindings {
+        for b in all_bindings {
+            let v = &defs.vhosts[&b.vhost];
             let dest_ok = match &b.dest {
-                BindingDest::Queue(n) => defs.queues.contains_key(n),
-                BindingDest::Exchange(n) => defs.exchanges.contains_key(n),
+                BindingDest::Queue(n) => v.queues.contains_key(n),
+                BindingDest::Exchange(n) => v.exchanges.contains_key(n),
             };
-            if dest_ok && defs.exchanges.contains_key(&b.source) {
+            if dest_ok && v.exchanges.contains_key(&b.source) {
                 defs.add_binding(b);
             }
         }
-        // Everything but the predeclared exchanges came from the log, so is
-        // durable: the live set is that, plus the next-id record.
-        let n_live =
-            defs.exchanges.len() - PREDECLARED.len() + defs.queues.len() + defs.bindings.len() + 1;
-        if n_records > 2 * n_live + COMPACT_SLACK {
-            let live = defs.live_records();
+        defs.tenancy.replay(replayed.tenancy);
+        let live = defs.live_records();
+        if n_records > 2 * live.len() + COMPACT_SLACK {
             log.rewrite(&live)?;
             log::info!(
                 "definitions log compacted from {} to {} records",
@@ -265,11 +327,19 @@ impl Definitions {
                 live.len()
             );
         }
+        let (mut nx, mut nq, mut nb) = (0, 0, 0);
+        for v in defs.vhosts.values() {
+            nx += v.exchanges.len() - PREDECLARED.len();
+            nq += v.queues.len();
+            nb += v.bindings.len();
+        }
         log::info!(
-            "recovered {} durable exchange(s), {} queue(s), {} binding(s) from {} record(s) in {:?}",
-            defs.exchanges.len() - PREDECLARED.len(),
-            defs.queues.len(),
-            defs.bindings.len(),
+            "recovered {} vhost(s), {} user(s), {} durable exchange(s), {} queue(s), {} binding(s) from {} record(s) in {:?}",
+            defs.vhosts.len(),
+            defs.tenancy.users.len(),
+            nx,
+            nq,
+            nb,
             n_records,
             started.elapsed()
         );
@@ -285,6 +355,7 @@ impl Definitions {
         Definitions {
             state: Mutex::new(defs),
             version: AtomicU64::new(version),
+            auth_version: AtomicU64::new(1),
         }
     }
 
@@ -300,7 +371,14 @@ impl Definitions {
         DefsGuard {
             guard: self.state.lock().unwrap_or_else(|e| e.into_inner()),
             version: &self.version,
+            auth_version: &self.auth_version,
         }
+    }
+
+    /// The current auth version (see `auth_version`).
+    #[inline]
+    pub fn auth_version(&self) -> u64 {
+        self.auth_version.load(Ordering::Acquire)
     }
 }
 
@@ -309,6 +387,14 @@ impl Definitions {
 pub struct DefsGuard<'a> {
     guard: MutexGuard<'a, Defs>,
     version: &'a AtomicU64,
+    auth_version: &'a AtomicU64,
+}
+
+impl DefsGuard<'_> {
+    /// The auth version as it will be once this change is published.
+    pub fn auth_version(&self) -> u64 {
+        self.auth_version.load(Ordering::Acquire) + self.guard.auth_changed as u64
+    }
 }
 
 impl std::ops::Deref for DefsGuard<'_> {
@@ -329,33 +415,29 @@ impl Drop for DefsGuard<'_> {
         let _ = self.guard.commit();
         let v = self.guard.log_base + self.guard.log.len() as u64;
         self.version.store(v, Ordering::Release);
+        if std::mem::take(&mut self.guard.auth_changed) {
+            self.auth_version.fetch_add(1, Ordering::AcqRel);
+        }
     }
 }
 
 impl Defs {
     fn empty(shards: usize) -> Defs {
-        let mut defs = Defs {
-            exchanges: HashMap::new(),
-            queues: HashMap::new(),
-            bindings: HashSet::new(),
+        Defs {
+            vhosts: HashMap::new(),
+            vhost_ids: Default::default(),
+            next_vhost_id: 1,
+            tenancy: Tenancy::default(),
+            initialized: false,
+            live: LiveCounts::default(),
+            auth_changed: false,
             log: Vec::new(),
             log_base: 0,
             cursors: vec![0; shards],
             persist: None,
             next_store_id: 1,
             recovered: vec![Vec::new(); shards],
-        };
-        for &(name, kind, internal) in PREDECLARED {
-            defs.add_exchange(ExchangeDef {
-                name: name.into(),
-                kind,
-                durable: true,
-                auto_delete: false,
-                internal,
-                args: FieldTable::default(),
-            });
         }
-        defs
     }
 
     fn push(&mut self, e: DefEvent) {
@@ -402,36 +484,71 @@ impl Defs {
             .unwrap_or_default()
     }
 
-    fn exchange_durable(&self, name: &str) -> bool {
-        self.exchanges.get(name).is_some_and(|x| x.durable)
+    /// The vhost `id`'s definitions. A connection's vhost can vanish under
+    /// it (vhost deletion closes the connection a moment later).
+    pub fn vh(&self, id: VhostId) -> CoreResult<&VhostDefs> {
+        self.vhosts
+            .get(&id)
+            .ok_or_else(|| CoreError::NotFound("vhost is being deleted".into()))
+    }
+
+    fn vh_mut(&mut self, id: VhostId) -> Option<&mut VhostDefs> {
+        self.vhosts.get_mut(&id)
+    }
+
+    /// The name of vhost `id` ("" if it is gone).
+    pub fn vhost_name(&self, id: VhostId) -> Arc<str> {
+        self.vhosts
+            .get(&id)
+            .map(|v| v.name.clone())
+            .unwrap_or_else(|| Arc::from(""))
+    }
+
+    fn exchange_durable(&self, vhost: VhostId, name: &str) -> bool {
+        self.vhosts
+            .get(&vhost)
+            .and_then(|v| v.exchanges.get(name))
+            .is_some_and(|x| x.durable)
     }
 
     /// Survives a restart: both ends do.
     fn binding_durable(&self, b: &Binding) -> bool {
-        self.exchange_durable(&b.source)
+        self.exchange_durable(b.vhost, &b.source)
             && match &b.dest {
-                BindingDest::Queue(n) => self.queues.get(n).is_some_and(|q| q.persistent()),
-                BindingDest::Exchange(n) => self.exchange_durable(n),
+                BindingDest::Queue(n) => self
+                    .vhosts
+                    .get(&b.vhost)
+                    .and_then(|v| v.queues.get(n))
+                    .is_some_and(|q| q.persistent()),
+                BindingDest::Exchange(n) => self.exchange_durable(b.vhost, n),
             }
     }
 
     /// The durable definitions as log records (for compaction).
     fn live_records(&self) -> Vec<Record> {
         let mut out = vec![Record::NextQueueId(self.next_store_id)];
+        if self.initialized {
+            out.push(Record::Initialized);
+        }
         let predeclared = |n: &str| PREDECLARED.iter().any(|p| p.0 == n);
-        for x in self.exchanges.values() {
-            if x.durable && !predeclared(&x.name) {
-                out.push(exchange_record(x));
+        for (name, id) in &self.vhost_ids {
+            let v = &self.vhosts[id];
+            out.push(vhost_record(name, &v.meta));
+            for x in v.exchanges.values() {
+                if x.durable && !predeclared(&x.name) {
+                    out.push(exchange_record(name, x));
+                }
+            }
+            for q in v.queues.values().filter(|q| q.persistent()) {
+                out.push(queue_record(name, q));
+            }
+            for b in &v.bindings {
+                if self.binding_durable(b) {
+                    out.push(Record::BindingAdd(binding_record(name, b)));
+                }
             }
         }
-        for q in self.queues.values().filter(|q| q.persistent()) {
-            out.push(queue_record(q));
-        }
-        for b in &self.bindings {
-            if self.binding_durable(b) {
-                out.push(Record::BindingAdd(binding_record(b)));
-            }
-        }
+        self.tenancy.live_records(&mut out);
         out
     }
 
@@ -455,24 +572,30 @@ impl Defs {
         now
     }
 
-    /// Every event from the beginning is no longer available once trimmed, so a
-    /// shard starts at 0 before anything is trimmed (all shards start together).
+    /// Adds an exchange to its vhost (which must exist).
     pub fn add_exchange(&mut self, def: ExchangeDef) {
+        let vname = self.vhost_name(def.vhost);
         if def.durable {
-            self.record(|| exchange_record(&def));
+            self.record(|| exchange_record(&vname, &def));
         }
         self.push(DefEvent::ExchangeAdded {
+            vhost: def.vhost,
             name: def.name.clone(),
             kind: def.kind,
             internal: def.internal,
             alternate: def.alternate().map(str::to_string),
         });
-        self.exchanges.insert(def.name.clone(), def);
+        if let Some(v) = self.vh_mut(def.vhost) {
+            v.exchanges.insert(def.name.clone(), def);
+        }
     }
 
     /// Removes an exchange and every binding to or from it.
-    pub fn remove_exchange(&mut self, name: &str) {
-        let doomed: Vec<Binding> = self
+    pub fn remove_exchange(&mut self, vhost: VhostId, name: &str) {
+        let Some(v) = self.vhosts.get(&vhost) else {
+            return;
+        };
+        let doomed: Vec<Binding> = v
             .bindings
             .iter()
             .filter(|b| b.source == name || b.dest == BindingDest::Exchange(name.to_string()))
@@ -481,40 +604,52 @@ impl Defs {
         for b in doomed {
             self.remove_binding(&b);
         }
-        if let Some(x) = self.exchanges.remove(name) {
+        let vname = self.vhost_name(vhost);
+        let removed = self.vh_mut(vhost).and_then(|v| v.exchanges.remove(name));
+        if let Some(x) = removed {
             if x.durable {
                 self.record(|| Record::ExchangeDelete {
+                    vhost: vname.to_string(),
                     name: name.to_string(),
                 });
             }
             self.push(DefEvent::ExchangeRemoved {
+                vhost,
                 name: name.to_string(),
             });
         }
     }
 
+    /// Adds a queue to its vhost (which must exist).
     pub fn add_queue(&mut self, def: QueueDef) {
+        let vname = self.vhost_name(def.vhost);
         if def.persistent() {
-            self.record(|| queue_record(&def));
+            self.record(|| queue_record(&vname, &def));
         }
         self.push(DefEvent::QueueAdded {
+            vhost: def.vhost,
             name: def.name.clone(),
             queue: def.queue,
             exclusive_owner: def.exclusive_owner,
         });
-        self.queues.insert(def.name.clone(), def);
+        if let Some(v) = self.vh_mut(def.vhost) {
+            v.queues.insert(def.name.clone(), def);
+        }
     }
 
     /// Removes a queue and its bindings (auto-delete exchanges left without
     /// bindings go too). Only the owning shard calls this, when it deletes the
     /// queue's runtime state; `queue` guards against removing a newer namesake.
-    pub fn remove_queue(&mut self, name: &str, queue: QueueRef) {
-        match self.queues.get(name) {
+    pub fn remove_queue(&mut self, vhost: VhostId, name: &str, queue: QueueRef) {
+        let Some(v) = self.vhosts.get(&vhost) else {
+            return;
+        };
+        match v.queues.get(name) {
             Some(q) if q.queue == queue => {}
             _ => return,
         }
         let dest = BindingDest::Queue(name.to_string());
-        let doomed: Vec<Binding> = self
+        let doomed: Vec<Binding> = v
             .bindings
             .iter()
             .filter(|b| b.dest == dest)
@@ -523,20 +658,28 @@ impl Defs {
         for b in doomed {
             self.remove_binding(&b);
         }
-        if self.queues.remove(name).is_some_and(|q| q.persistent()) {
+        let vname = self.vhost_name(vhost);
+        let removed = self.vh_mut(vhost).and_then(|v| v.queues.remove(name));
+        if removed.is_some_and(|q| q.persistent()) {
             self.record(|| Record::QueueDelete {
+                vhost: vname.to_string(),
                 name: name.to_string(),
             });
         }
         self.push(DefEvent::QueueRemoved {
+            vhost,
             name: name.to_string(),
         });
     }
 
     pub fn add_binding(&mut self, b: Binding) {
-        if self.bindings.insert(b.clone()) {
+        let Some(v) = self.vh_mut(b.vhost) else {
+            return;
+        };
+        if v.bindings.insert(b.clone()) {
             if self.binding_durable(&b) {
-                self.record(|| Record::BindingAdd(binding_record(&b)));
+                let vname = self.vhost_name(b.vhost);
+                self.record(|| Record::BindingAdd(binding_record(&vname, &b)));
             }
             self.push(DefEvent::BindingAdded(b));
         }
@@ -545,41 +688,50 @@ impl Defs {
     /// Removes a binding; an auto-delete source exchange left without bindings is
     /// deleted, as RabbitMQ does.
     pub fn remove_binding(&mut self, b: &Binding) -> bool {
-        if !self.bindings.remove(b) {
+        let Some(v) = self.vh_mut(b.vhost) else {
+            return false;
+        };
+        if !v.bindings.remove(b) {
             return false;
         }
         // Both ends still exist here: a queue or exchange is removed after
         // its bindings.
         if self.binding_durable(b) {
-            self.record(|| Record::BindingRemove(binding_record(b)));
+            let vname = self.vhost_name(b.vhost);
+            self.record(|| Record::BindingRemove(binding_record(&vname, b)));
         }
         self.push(DefEvent::BindingRemoved(b.clone()));
+        let v = &self.vhosts[&b.vhost];
         let source = b.source.clone();
-        let auto = self
+        let auto = v
             .exchanges
             .get(&source)
             .map(|e| e.auto_delete)
             .unwrap_or(false);
-        if auto && !self.bindings.iter().any(|x| x.source == source) {
-            self.remove_exchange(&source);
+        if auto && !v.bindings.iter().any(|x| x.source == source) {
+            self.remove_exchange(b.vhost, &source);
         }
         true
     }
 
-    pub fn has_bindings_from(&self, exchange: &str) -> bool {
-        self.bindings.iter().any(|b| b.source == exchange)
+    pub fn has_bindings_from(&self, vhost: VhostId, exchange: &str) -> bool {
+        self.vhosts
+            .get(&vhost)
+            .is_some_and(|v| v.bindings.iter().any(|b| b.source == exchange))
     }
 
-    pub fn exchange(&self, name: &str) -> CoreResult<&ExchangeDef> {
-        self.exchanges
+    pub fn exchange(&self, vhost: VhostId, name: &str) -> CoreResult<&ExchangeDef> {
+        let v = self.vh(vhost)?;
+        v.exchanges
             .get(name)
-            .ok_or_else(|| CoreError::no_exchange(name))
+            .ok_or_else(|| CoreError::no_exchange(&v.name, name))
     }
 
-    pub fn queue(&self, name: &str) -> CoreResult<&QueueDef> {
-        self.queues
+    pub fn queue(&self, vhost: VhostId, name: &str) -> CoreResult<&QueueDef> {
+        let v = self.vh(vhost)?;
+        v.queues
             .get(name)
-            .ok_or_else(|| CoreError::no_queue(name))
+            .ok_or_else(|| CoreError::no_queue(&v.name, name))
     }
 }
 

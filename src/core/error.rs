@@ -37,20 +37,20 @@ impl CoreError {
     }
 
     /// `no queue 'x' in vhost '/'`.
-    pub fn no_queue(name: &str) -> CoreError {
-        CoreError::NotFound(format!("no {}", resource("queue", name)))
+    pub fn no_queue(vhost: &str, name: &str) -> CoreError {
+        CoreError::NotFound(format!("no {}", resource(vhost, "queue", name)))
     }
     /// `no exchange 'x' in vhost '/'`.
-    pub fn no_exchange(name: &str) -> CoreError {
-        CoreError::NotFound(format!("no {}", resource("exchange", name)))
+    pub fn no_exchange(vhost: &str, name: &str) -> CoreError {
+        CoreError::NotFound(format!("no {}", resource(vhost, "exchange", name)))
     }
     /// An exclusive queue used from a connection that does not own it.
-    pub fn queue_locked(name: &str) -> CoreError {
+    pub fn queue_locked(vhost: &str, name: &str) -> CoreError {
         CoreError::ResourceLocked(format!(
             "cannot obtain exclusive access to locked {}. It could be originally \
              declared on another connection or the exclusive property value does not match that of \
              the original declaration.",
-            resource("queue", name)
+            resource(vhost, "queue", name)
         ))
     }
 

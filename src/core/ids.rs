@@ -61,3 +61,9 @@ pub struct ReplyAddress {
     pub channel: ChannelRef,
     pub key: u64,
 }
+
+/// A virtual host, by number: the same on every shard for the life of the
+/// process (not across restarts; the log names vhosts by name). Numbers are
+/// never reused, so a stale one finds nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VhostId(pub u32);

@@ -8,9 +8,12 @@
 //! state minus its sessions; [`ShardCtx::handle_queue_msg`] (`pump.rs`) is the
 //! queue side of the shard's message pump.
 
+pub mod access;
 pub mod alarms;
+pub mod auth;
 pub mod backlog;
 pub mod definitions;
+pub mod definitions_json;
 pub mod error;
 pub mod exchange;
 pub mod ids;
@@ -25,6 +28,7 @@ pub mod queue_args;
 pub mod routing;
 pub mod sender_selected;
 pub mod shard_msg;
+pub mod tenancy;
 pub mod vhost;
 
 use crate::config::Config;
@@ -109,15 +113,23 @@ impl ShardCtx {
     /// shard's thread, before its event loop first polls: messages for them
     /// may wait in the rings, and are handled only after this.
     pub fn recover_queues(&mut self) {
-        let recovered = self.defs.lock().take_recovered(self.id as usize);
+        let (recovered, names) = {
+            let mut g = self.defs.lock();
+            let r = g.take_recovered(self.id as usize);
+            let names: Vec<_> = r.iter().map(|d| g.vhost_name(d.vhost)).collect();
+            (r, names)
+        };
         if recovered.is_empty() {
             return;
         }
         assert!(self.queues.is_empty(), "queues recovered into a used shard");
         self.queues = recovered
             .into_iter()
-            .map(|d| {
+            .zip(names)
+            .map(|(d, vhost_name)| {
                 let props = queue::QueueProps {
+                    vhost: d.vhost,
+                    vhost_name,
                     name: d.name,
                     durable: d.durable,
                     auto_delete: d.auto_delete,
@@ -203,7 +215,9 @@ impl ShardCtx {
                 store.queue_gone(id, crate::store::record::ALL_SEQS, queue.stored_locations());
             }
         }
-        self.defs.lock().remove_queue(&queue.props.name, q);
+        self.defs
+            .lock()
+            .remove_queue(queue.props.vhost, &queue.props.name, q);
     }
 
     /// The follow-up of an operation on queue `q` (`Queue::has_followup`):
@@ -229,7 +243,9 @@ impl ShardCtx {
         }
         if let Some(target) = queue.features.dead_letter.clone() {
             let name = queue.props.name.clone();
+            let vhost = queue.props.vhost;
             queue::dead_letter::publish(
+                vhost,
                 &name,
                 &target,
                 dead,
@@ -304,7 +320,7 @@ impl ShardCtx {
             }
             log::info!(
                 "{}: {} persistent messages recovered",
-                vhost::resource("queue", &queue.props.name),
+                vhost::resource(&queue.props.vhost_name, "queue", &queue.props.name),
                 total
             );
         }

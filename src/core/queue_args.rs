@@ -73,12 +73,12 @@ const OTHER_TYPES_ARGS: &[&str] = &[
 ];
 
 /// Checks every known argument of a queue.declare.
-pub fn validate(queue: &str, args: &FieldTable) -> Result<(), CoreError> {
+pub fn validate(vhost: &str, queue: &str, args: &FieldTable) -> Result<(), CoreError> {
     let invalid = |key: &str, detail: String| {
         CoreError::precondition(format!(
             "invalid arg '{}' for {}: {}",
             key,
-            resource("queue", queue),
+            resource(vhost, "queue", queue),
             detail
         ))
     };
@@ -89,7 +89,7 @@ pub fn validate(queue: &str, args: &FieldTable) -> Result<(), CoreError> {
             return Err(CoreError::precondition(format!(
                 "invalid type '{}' for arg 'x-dead-letter-exchange' in {}",
                 v.type_name(),
-                resource("queue", queue)
+                resource(vhost, "queue", queue)
             )))
         }
     }
@@ -110,7 +110,7 @@ pub fn validate(queue: &str, args: &FieldTable) -> Result<(), CoreError> {
                 return Err(CoreError::precondition(format!(
                     "invalid arg '{}' for {} of queue type rabbit_classic_queue",
                     other,
-                    resource("queue", queue)
+                    resource(vhost, "queue", queue)
                 )));
             }
         }
@@ -144,6 +144,7 @@ pub fn check_server_named(args: &FieldTable) -> Result<(), CoreError> {
 /// in RabbitMQ's order. warren keeps a quorum queue as a classic one, but
 /// refuses the same declarations.
 pub fn check_type_properties(
+    vhost: &str,
     queue: &str,
     args: &FieldTable,
     durable: bool,
@@ -166,7 +167,7 @@ pub fn check_type_properties(
     Err(CoreError::precondition(format!(
         "invalid property '{}' for {}",
         property,
-        resource("queue", queue)
+        resource(vhost, "queue", queue)
     )))
 }
 
@@ -273,7 +274,7 @@ mod tests {
         FieldValue::LongStr(Bytes::from_static(v.as_bytes()))
     }
     fn err(args: &FieldTable) -> String {
-        validate("q", args).unwrap_err().to_string()
+        validate("/", "q", args).unwrap_err().to_string()
     }
 
     #[test]
@@ -281,16 +282,21 @@ mod tests {
         let quorum = t("x-queue-type", s("quorum"));
         let text = |r: Result<(), CoreError>| r.unwrap_err().to_string();
         assert_eq!(
-            text(check_type_properties("q", &quorum, false, false, false)),
+            text(check_type_properties(
+                "/", "q", &quorum, false, false, false
+            )),
             "PRECONDITION_FAILED - invalid property 'non-durable' for queue 'q' in vhost '/'"
         );
         assert!(
-            text(check_type_properties("q", &quorum, true, true, true)).contains("'auto-delete'")
+            text(check_type_properties("/", "q", &quorum, true, true, true))
+                .contains("'auto-delete'")
         );
-        assert!(text(check_type_properties("q", &quorum, true, true, false))
-            .contains("'exclusive-owner'"));
-        assert!(check_type_properties("q", &quorum, true, false, false).is_ok());
-        assert!(check_type_properties("q", &FieldTable::new(), false, true, true).is_ok());
+        assert!(
+            text(check_type_properties("/", "q", &quorum, true, true, false))
+                .contains("'exclusive-owner'")
+        );
+        assert!(check_type_properties("/", "q", &quorum, true, false, false).is_ok());
+        assert!(check_type_properties("/", "q", &FieldTable::new(), false, true, true).is_ok());
         assert_eq!(
             text(check_server_named(&quorum)),
             "PRECONDITION_FAILED - Cannot declare a server-named queue for type rabbit_quorum_queue"
@@ -308,8 +314,8 @@ mod tests {
         assert!(err(&t("x-message-ttl", s("abc"))).ends_with("\"expected integer, got longstr\""));
         assert!(err(&t("x-expires", FieldValue::I64(315_360_000_001)))
             .ends_with("{value_too_large,315360000001}"));
-        assert!(validate("q", &t("x-message-ttl", FieldValue::I64(0))).is_ok());
-        assert!(validate("q", &t("x-custom", FieldValue::Void)).is_ok());
+        assert!(validate("/", "q", &t("x-message-ttl", FieldValue::I64(0))).is_ok());
+        assert!(validate("/", "q", &t("x-custom", FieldValue::Void)).is_ok());
         assert!(err(&t("x-overflow", s("nope"))).ends_with(": invalid_overflow"));
         assert!(
             err(&t("x-overflow", FieldValue::I32(1))).ends_with("{unacceptable_type,signedint}")

@@ -15,16 +15,18 @@
 use super::definitions::{BindingDest, DefEvent, Definitions};
 use super::error::CoreError;
 use super::exchange::{Dest, ExchangeImpl, ExchangeKind};
-use super::ids::QueueRef;
+use super::ids::{QueueRef, VhostId};
 use super::message::props091;
 use super::vhost::resource;
 use crate::protocol::FieldTable;
 use bytes::Bytes;
 use slab::Slab;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One exchange in the routing copy.
 pub struct LocalExchange {
+    pub vhost: VhostId,
     pub name: String,
     pub kind: ExchangeKind,
     pub internal: bool,
@@ -43,14 +45,23 @@ pub struct LocalQueue {
     pub exclusive_owner: Option<u64>,
 }
 
+/// One vhost in the routing copy: its names. The exchanges themselves are
+/// in `Routing::exchanges`, one slab for all vhosts (exchange-to-exchange
+/// bindings point into it).
+pub struct LocalVhost {
+    pub name: Arc<str>,
+    by_name: HashMap<String, usize>,
+    queues: HashMap<String, LocalQueue>,
+}
+
 /// The routing copy.
 pub struct Routing {
     shard: usize,
     /// How many definitions-log events this copy has applied.
     applied: u64,
-    by_name: HashMap<String, usize>,
+    /// By `VhostId`; a deleted vhost leaves `None` (ids are not reused).
+    vhosts: Vec<Option<LocalVhost>>,
     exchanges: Slab<LocalExchange>,
-    queues: HashMap<String, LocalQueue>,
     // Scratch buffers reused by every publish (no allocation once warm).
     events: Vec<DefEvent>,
     dests: Vec<Dest>,
@@ -66,14 +77,14 @@ pub enum RouteError {
 }
 
 impl RouteError {
-    /// The refusal of a publish to `exchange`, in RabbitMQ's words.
-    pub fn to_error(&self, exchange: &[u8]) -> CoreError {
+    /// The refusal of a publish to `exchange` in `vhost`, in RabbitMQ's words.
+    pub fn to_error(&self, vhost: &str, exchange: &[u8]) -> CoreError {
         let name = String::from_utf8_lossy(exchange);
         match self {
-            RouteError::NoExchange => CoreError::no_exchange(&name),
+            RouteError::NoExchange => CoreError::no_exchange(vhost, &name),
             RouteError::Internal => CoreError::access_refused(format!(
                 "cannot publish to internal {}",
-                resource("exchange", &name)
+                resource(vhost, "exchange", &name)
             )),
         }
     }
@@ -84,9 +95,8 @@ impl Routing {
         Routing {
             shard,
             applied: 0,
-            by_name: HashMap::new(),
+            vhosts: Vec::new(),
             exchanges: Slab::new(),
-            queues: HashMap::new(),
             events: Vec::new(),
             dests: Vec::new(),
             pending: Vec::new(),
@@ -116,15 +126,47 @@ impl Routing {
         self.events = events;
     }
 
+    fn vhost_mut(&mut self, v: VhostId) -> Option<&mut LocalVhost> {
+        self.vhosts.get_mut(v.0 as usize).and_then(Option::as_mut)
+    }
+
+    #[inline]
+    fn vhost(&self, v: VhostId) -> Option<&LocalVhost> {
+        self.vhosts.get(v.0 as usize).and_then(Option::as_ref)
+    }
+
     fn apply(&mut self, e: DefEvent) {
         match e {
+            DefEvent::VhostAdded { vhost, name } => {
+                let i = vhost.0 as usize;
+                if self.vhosts.len() <= i {
+                    self.vhosts.resize_with(i + 1, || None);
+                }
+                self.vhosts[i] = Some(LocalVhost {
+                    name,
+                    by_name: HashMap::new(),
+                    queues: HashMap::new(),
+                });
+            }
+            DefEvent::VhostRemoved { vhost } => {
+                if let Some(v) = self.vhosts.get_mut(vhost.0 as usize).and_then(Option::take) {
+                    for (_, idx) in v.by_name {
+                        self.exchanges.remove(idx);
+                    }
+                }
+            }
             DefEvent::ExchangeAdded {
+                vhost,
                 name,
                 kind,
                 internal,
                 alternate,
             } => {
+                if self.vhost(vhost).is_none() {
+                    return;
+                }
                 let idx = self.exchanges.insert(LocalExchange {
+                    vhost,
                     name: name.clone(),
                     kind,
                     internal,
@@ -132,64 +174,85 @@ impl Routing {
                     alternate,
                     warned_missing_ae: false,
                 });
-                self.by_name.insert(name, idx);
+                if let Some(old) = self.vhost_mut(vhost).unwrap().by_name.insert(name, idx) {
+                    self.exchanges.remove(old);
+                }
             }
-            DefEvent::ExchangeRemoved { name } => {
-                if let Some(idx) = self.by_name.remove(&name) {
+            DefEvent::ExchangeRemoved { vhost, name } => {
+                if let Some(idx) = self.vhost_mut(vhost).and_then(|v| v.by_name.remove(&name)) {
                     self.exchanges.remove(idx);
                 }
             }
             DefEvent::QueueAdded {
+                vhost,
                 name,
                 queue,
                 exclusive_owner,
             } => {
-                self.queues.insert(
-                    name,
-                    LocalQueue {
-                        queue,
-                        exclusive_owner,
-                    },
-                );
+                if let Some(v) = self.vhost_mut(vhost) {
+                    v.queues.insert(
+                        name,
+                        LocalQueue {
+                            queue,
+                            exclusive_owner,
+                        },
+                    );
+                }
             }
-            DefEvent::QueueRemoved { name } => {
-                self.queues.remove(&name);
+            DefEvent::QueueRemoved { vhost, name } => {
+                if let Some(v) = self.vhost_mut(vhost) {
+                    v.queues.remove(&name);
+                }
             }
             DefEvent::BindingAdded(b) | DefEvent::BindingRemoved(b) if b.source.is_empty() => {
                 // The default exchange's bindings are implicit (by queue name).
                 let _ = b;
             }
             DefEvent::BindingAdded(b) => {
-                if let (Some(&src), Some(dest)) = (self.by_name.get(&b.source), self.dest(&b.dest))
-                {
+                if let (Some(src), Some(dest)) = (
+                    self.exchange_idx(b.vhost, &b.source),
+                    self.dest(b.vhost, &b.dest),
+                ) {
                     self.exchanges[src].imp.bind(&b.key, &b.args, dest);
                 }
             }
             DefEvent::BindingRemoved(b) => {
-                if let (Some(&src), Some(dest)) = (self.by_name.get(&b.source), self.dest(&b.dest))
-                {
+                if let (Some(src), Some(dest)) = (
+                    self.exchange_idx(b.vhost, &b.source),
+                    self.dest(b.vhost, &b.dest),
+                ) {
                     self.exchanges[src].imp.unbind(&b.key, &b.args, dest);
                 }
             }
         }
     }
 
-    fn dest(&self, d: &BindingDest) -> Option<Dest> {
+    fn exchange_idx(&self, vhost: VhostId, name: &str) -> Option<usize> {
+        self.vhost(vhost)?.by_name.get(name).copied()
+    }
+
+    fn dest(&self, vhost: VhostId, d: &BindingDest) -> Option<Dest> {
+        let v = self.vhost(vhost)?;
         match d {
-            BindingDest::Queue(n) => self.queues.get(n).map(|q| Dest::Queue(q.queue)),
-            BindingDest::Exchange(n) => self.by_name.get(n).map(|&i| Dest::Exchange(i)),
+            BindingDest::Queue(n) => v.queues.get(n).map(|q| Dest::Queue(q.queue)),
+            BindingDest::Exchange(n) => v.by_name.get(n).map(|&i| Dest::Exchange(i)),
         }
     }
 
+    /// The vhost's name as the routing copy knows it ("" if it is gone).
+    pub fn vhost_name(&self, vhost: VhostId) -> &str {
+        self.vhost(vhost).map(|v| &*v.name).unwrap_or("")
+    }
+
     /// Looks a queue up by name in this shard's copy.
-    pub fn queue(&self, name: &str) -> Option<LocalQueue> {
-        self.queues.get(name).copied()
+    pub fn queue(&self, vhost: VhostId, name: &str) -> Option<LocalQueue> {
+        self.vhost(vhost)?.queues.get(name).copied()
     }
 
     /// Looks an exchange up by name.
-    pub fn exchange(&self, name: &[u8]) -> Option<&LocalExchange> {
+    pub fn exchange(&self, vhost: VhostId, name: &[u8]) -> Option<&LocalExchange> {
         let name = std::str::from_utf8(name).ok()?;
-        self.by_name.get(name).map(|&i| &self.exchanges[i])
+        self.exchange_idx(vhost, name).map(|i| &self.exchanges[i])
     }
 
     /// Routes one message published to `exchange` with `routing_key` and the
@@ -202,13 +265,14 @@ impl Routing {
     #[inline]
     pub fn route_keys(
         &mut self,
+        vhost: VhostId,
         exchange: &[u8],
         routing_key: &[u8],
         extra: &[Bytes],
         properties: &Bytes,
         out: &mut Vec<QueueRef>,
     ) -> Result<(), RouteError> {
-        self.route_from(exchange, routing_key, extra, properties, out, false)
+        self.route_from(vhost, exchange, routing_key, extra, properties, out, false)
     }
 
     /// Routes a dead-lettered message: like `route`, but the dead-letter
@@ -216,17 +280,20 @@ impl Routing {
     /// dead-letters through `rabbit_exchange:route`, which does not check).
     pub fn route_dead_letter(
         &mut self,
+        vhost: VhostId,
         exchange: &[u8],
         routing_key: &[u8],
         properties: &Bytes,
         out: &mut Vec<QueueRef>,
     ) -> Result<(), RouteError> {
-        self.route_from(exchange, routing_key, &[], properties, out, true)
+        self.route_from(vhost, exchange, routing_key, &[], properties, out, true)
     }
 
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn route_from(
         &mut self,
+        vhost: VhostId,
         exchange: &[u8],
         routing_key: &[u8],
         extra: &[Bytes],
@@ -236,13 +303,15 @@ impl Routing {
     ) -> Result<(), RouteError> {
         let name = std::str::from_utf8(exchange).map_err(|_| RouteError::NoExchange)?;
         let keys = || std::iter::once(routing_key).chain(extra.iter().map(|k| &k[..]));
+        let v = self
+            .vhosts
+            .get(vhost.0 as usize)
+            .and_then(Option::as_ref)
+            .ok_or(RouteError::NoExchange)?;
         if name.is_empty() {
             // Default exchange: each routing key names a queue.
             for key in keys() {
-                if let Some(lq) = std::str::from_utf8(key)
-                    .ok()
-                    .and_then(|q| self.queues.get(q))
-                {
+                if let Some(lq) = std::str::from_utf8(key).ok().and_then(|q| v.queues.get(q)) {
                     out.push(lq.queue);
                 }
             }
@@ -252,7 +321,7 @@ impl Routing {
             }
             return Ok(());
         }
-        let &start = self.by_name.get(name).ok_or(RouteError::NoExchange)?;
+        let &start = v.by_name.get(name).ok_or(RouteError::NoExchange)?;
         if self.exchanges[start].internal && !allow_internal {
             return Err(RouteError::Internal);
         }
@@ -280,14 +349,21 @@ impl Routing {
             }
             if self.dests.is_empty() {
                 if let Some(ae) = &ex.alternate {
-                    match self.by_name.get(ae.as_str()) {
+                    let ae_idx = self.vhosts[vhost.0 as usize]
+                        .as_ref()
+                        .and_then(|v| v.by_name.get(ae.as_str()));
+                    match ae_idx {
                         Some(&i) => self.pending.push(i),
                         None if !ex.warned_missing_ae => {
                             ex.warned_missing_ae = true;
                             log::warn!(
                                 "alternate exchange '{}' of {} does not exist; unroutable messages are dropped",
                                 ae,
-                                resource("exchange", &ex.name)
+                                resource(
+                                    self.vhosts[vhost.0 as usize].as_ref().map_or("", |v| &*v.name),
+                                    "exchange",
+                                    &ex.name
+                                )
                             );
                         }
                         None => {}
@@ -315,6 +391,9 @@ mod tests {
     use crate::core::definitions::{Binding, ExchangeDef, QueueDef};
     use crate::protocol::FieldValue;
 
+    /// `Definitions::new`'s vhost `/`.
+    const V: VhostId = VhostId(1);
+
     fn x(defs: &Definitions, name: &str, kind: ExchangeKind, ae: Option<&str>) {
         let mut args = FieldTable::default();
         if let Some(ae) = ae {
@@ -324,6 +403,7 @@ mod tests {
             );
         }
         defs.lock().add_exchange(ExchangeDef {
+            vhost: V,
             name: name.into(),
             kind,
             durable: false,
@@ -340,6 +420,7 @@ mod tests {
             gen: 1,
         };
         defs.lock().add_queue(QueueDef {
+            vhost: V,
             name: name.into(),
             queue,
             durable: false,
@@ -352,7 +433,7 @@ mod tests {
     }
 
     fn bind(defs: &Definitions, source: &str, dest: BindingDest, key: &str) {
-        let b = Binding::new(source.into(), dest, key.into(), FieldTable::default());
+        let b = Binding::new(V, source.into(), dest, key.into(), FieldTable::default());
         defs.lock().add_binding(b);
     }
 
@@ -370,6 +451,7 @@ mod tests {
             .collect();
         let mut out = Vec::new();
         r.route_keys(
+            V,
             ex.as_bytes(),
             key.as_bytes(),
             &extra,

@@ -1,12 +1,11 @@
-//! Virtual hosts. warren serves one, `/`, today; every resource name the core
-//! reports goes through [`resource`], so the texts already name the vhost the
-//! way RabbitMQ's `rabbit_misc:rs/1` does (`queue 'q' in vhost '/'`) and the
-//! tenancy work only has to pass the real one.
+//! Virtual hosts: how the core names a resource in its texts, the way
+//! RabbitMQ's `rabbit_misc:rs/1` does (`queue 'q' in vhost '/'`). The vhosts
+//! themselves are in the definitions (`definitions/vhosts.rs`).
 
-/// The vhost every connection uses until vhosts exist.
+/// The vhost a fresh data directory starts with.
 pub const DEFAULT_VHOST: &str = "/";
 
-/// `kind 'name' in vhost '/'`: how RabbitMQ names a resource in its texts.
-pub fn resource(kind: &str, name: &str) -> String {
-    format!("{} '{}' in vhost '{}'", kind, name, DEFAULT_VHOST)
+/// `kind 'name' in vhost 'v'`: how RabbitMQ names a resource in its texts.
+pub fn resource(vhost: &str, kind: &str, name: &str) -> String {
+    format!("{} '{}' in vhost '{}'", kind, name, vhost)
 }

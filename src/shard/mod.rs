@@ -30,6 +30,7 @@ pub struct BrokerHandle {
     stop: Arc<AtomicBool>,
     wakers: Vec<Arc<mio::Waker>>,
     control: control::Control,
+    admin: crate::admin::Admin,
     threads: Vec<JoinHandle<()>>,
     /// A throw-away data directory (`Config::for_tests`), removed on shutdown.
     temp_data_dir: Option<std::path::PathBuf>,
@@ -62,6 +63,11 @@ impl BrokerHandle {
     /// connection (`shard::control`).
     pub fn control(&self) -> control::Control {
         self.control.clone()
+    }
+
+    /// Users, vhosts, permissions, limits, definitions (`admin`).
+    pub fn admin(&self) -> crate::admin::Admin {
+        self.admin.clone()
     }
 
     /// Stops every shard and waits for the threads.
@@ -211,6 +217,10 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
             ),
         )
     })?);
+    // A fresh data directory gets vhost `/` and the default user.
+    defs.lock()
+        .bootstrap(&config.default_user, &config.default_pass)
+        .map_err(|e| io::Error::other(e.to_string()))?;
     let alarms = Arc::new(Alarms::new(
         config.memory_limit_bytes(),
         config.disk_free_limit,
@@ -225,6 +235,10 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
     } else {
         Vec::new()
     };
+    let admin = crate::admin::Admin::new(defs.clone(), control.clone(), config.clone());
+    if let Some(path) = &config.definitions {
+        load_definitions(&admin, path)?;
+    }
     let mut threads = Vec::new();
     for (i, (sl, inbox)) in per_shard.into_iter().zip(inboxes).enumerate() {
         let links = mesh.take_links(i);
@@ -268,9 +282,37 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         stop,
         wakers,
         control,
+        admin,
         threads,
         temp_data_dir: config.temporary_data_dir.then(|| config.data_dir.clone()),
     })
+}
+
+/// `--definitions FILE`: a RabbitMQ definitions file, imported before any
+/// shard runs. A file that cannot be read or parsed stops the start.
+fn load_definitions(admin: &crate::admin::Admin, path: &std::path::Path) -> io::Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot read definitions file {}: {}", path.display(), e),
+        )
+    })?;
+    let file = crate::core::definitions_json::DefinitionsFile::parse(&text)
+        .map_err(|e| io::Error::other(format!("definitions file {}: {}", path.display(), e)))?;
+    let report = admin
+        .import_at_boot(&file)
+        .map_err(|e| io::Error::other(format!("definitions file {}: {}", path.display(), e)))?;
+    log::info!(
+        "imported definitions from {}: {} user(s), {} vhost(s), {} queue(s), {} exchange(s), {} binding(s), {} warning(s)",
+        path.display(),
+        file.users.len(),
+        file.vhosts.len(),
+        file.queues.len(),
+        file.exchanges.len(),
+        file.bindings.len(),
+        report.warnings.len()
+    );
+    Ok(())
 }
 
 fn unavailable(e: &io::Error) -> bool {

@@ -3,7 +3,7 @@
 
 use super::session::Session;
 use crate::amqp091::connection::{self, Connection};
-use crate::core::ids::Requester;
+use crate::core::ids::{Requester, VhostId};
 use crate::core::shard_msg::ShardMsg;
 use crate::core::ShardCtx;
 use slab::Slab;
@@ -84,6 +84,31 @@ impl ShardState {
             | ShardMsg::Settle { .. }
             | ShardMsg::ChannelGone { .. }
             | ShardMsg::Resume { .. }) => ctx.handle_queue_msg(msg),
+        }
+    }
+}
+
+impl ShardState {
+    /// Vhost deletion, this shard's part: its connections on the vhost are
+    /// closed (320 CONNECTION_FORCED) and its queues in the vhost deleted
+    /// with their stored messages.
+    pub fn close_vhost(&mut self, vhost: VhostId, text: &str) {
+        let (ctx, conns) = (&mut self.ctx, &mut self.conns);
+        for (_, s) in conns.iter_mut() {
+            if let Some(conn) = s.amqp091() {
+                if conn.info.counted && conn.info.access.vhost == vhost {
+                    conn.force_close(text, ctx);
+                }
+            }
+        }
+        let doomed: Vec<_> = ctx
+            .queues
+            .iter()
+            .filter(|(_, q)| q.props.vhost == vhost)
+            .map(|(_, q)| q.me)
+            .collect();
+        for q in doomed {
+            ctx.delete_queue(q);
         }
     }
 }

@@ -3,19 +3,8 @@
 //! non-exclusive queues, bindings whose two ends are durable).
 //!
 //! Each record is framed as `[u32 len][u32 crc32 of body][body]` (big-endian;
-//! `len` counts the body only). The body is a type octet and the fields of
-//! that type; strings are `u32` length + UTF-8 bytes, argument tables are AMQP
-//! field tables encoded by the protocol codec:
-//!
-//! | type | record | fields |
-//! |---|---|---|
-//! | 1 | exchange declare | name, kind ("direct", …), flags (1 durable, 2 auto_delete, 4 internal), args |
-//! | 2 | exchange delete | name |
-//! | 3 | queue declare | name, id u64, home shard u16, flags (2 auto_delete), args |
-//! | 4 | queue delete | name |
-//! | 5 | binding add | source, dest kind (1 queue, 2 exchange), dest name, routing key, args |
-//! | 6 | binding remove | same as binding add |
-//! | 7 | next queue id | u64: no queue id below it may be handed out again |
+//! `len` counts the body only). The records and their bodies are in
+//! `defs_record.rs`.
 //!
 //! Appends are written and `fdatasync`ed before the change is acknowledged
 //! (`DefsLog::append`). Reading stops at the end or at the first record that
@@ -26,11 +15,10 @@
 //! renames it over the log and syncs the directory, so a crash leaves either
 //! the old log or the new one.
 //!
-//! This module knows nothing of the broker: `core::definitions` turns its
-//! changes into [`Record`]s and replays the records at boot.
+//! This module knows nothing of the broker.
 
-use crate::protocol::reader::{put_longstr, put_u16, put_u64, put_u8, Reader};
-use crate::protocol::{DecodeError, FieldTable};
+use super::defs_record::FRAME_HEADER;
+pub use super::defs_record::{BindingRecord, DestKind, Limits, Record};
 use bytes::Bytes;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -40,227 +28,9 @@ use std::path::{Path, PathBuf};
 /// The log's file name inside the data directory.
 pub const FILE_NAME: &str = "definitions.log";
 const TMP_NAME: &str = "definitions.log.tmp";
-/// `len` + `crc`.
-const FRAME_HEADER: usize = 8;
 /// A body longer than this is damage, not a record (names are short strings and
 /// argument tables come from one frame, at most a few MiB).
 const MAX_BODY: usize = 64 << 20;
-
-const T_EXCHANGE_DECLARE: u8 = 1;
-const T_EXCHANGE_DELETE: u8 = 2;
-const T_QUEUE_DECLARE: u8 = 3;
-const T_QUEUE_DELETE: u8 = 4;
-const T_BINDING_ADD: u8 = 5;
-const T_BINDING_REMOVE: u8 = 6;
-const T_NEXT_QUEUE_ID: u8 = 7;
-
-const F_DURABLE: u8 = 1;
-const F_AUTO_DELETE: u8 = 2;
-const F_INTERNAL: u8 = 4;
-
-/// What a binding leads to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DestKind {
-    Queue,
-    Exchange,
-}
-
-/// A binding as the log stores it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BindingRecord {
-    pub source: String,
-    pub dest_kind: DestKind,
-    pub dest: String,
-    pub key: String,
-    pub args: FieldTable,
-}
-
-/// One change to the durable definitions.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Record {
-    ExchangeDeclare {
-        name: String,
-        /// The type's name, as in exchange.declare.
-        kind: String,
-        durable: bool,
-        auto_delete: bool,
-        internal: bool,
-        args: FieldTable,
-    },
-    ExchangeDelete {
-        name: String,
-    },
-    QueueDeclare {
-        name: String,
-        /// The queue's stable id (`QueueDef::store_id`), never reused.
-        id: u64,
-        /// The shard the queue lived on (taken modulo the shard count at boot).
-        home: u16,
-        auto_delete: bool,
-        args: FieldTable,
-    },
-    QueueDelete {
-        name: String,
-    },
-    BindingAdd(BindingRecord),
-    BindingRemove(BindingRecord),
-    /// Written first by compaction: queue ids below this were handed out, even
-    /// if no declare record of them is left.
-    NextQueueId(u64),
-}
-
-impl Record {
-    /// Appends the body (type octet and fields, no frame).
-    fn encode_body(&self, out: &mut Vec<u8>) {
-        match self {
-            Record::ExchangeDeclare {
-                name,
-                kind,
-                durable,
-                auto_delete,
-                internal,
-                args,
-            } => {
-                put_u8(out, T_EXCHANGE_DECLARE);
-                put_longstr(out, name.as_bytes());
-                put_longstr(out, kind.as_bytes());
-                let mut flags = 0;
-                if *durable {
-                    flags |= F_DURABLE;
-                }
-                if *auto_delete {
-                    flags |= F_AUTO_DELETE;
-                }
-                if *internal {
-                    flags |= F_INTERNAL;
-                }
-                put_u8(out, flags);
-                args.encode(out);
-            }
-            Record::ExchangeDelete { name } => {
-                put_u8(out, T_EXCHANGE_DELETE);
-                put_longstr(out, name.as_bytes());
-            }
-            Record::QueueDeclare {
-                name,
-                id,
-                home,
-                auto_delete,
-                args,
-            } => {
-                put_u8(out, T_QUEUE_DECLARE);
-                put_longstr(out, name.as_bytes());
-                put_u64(out, *id);
-                put_u16(out, *home);
-                put_u8(out, if *auto_delete { F_AUTO_DELETE } else { 0 });
-                args.encode(out);
-            }
-            Record::QueueDelete { name } => {
-                put_u8(out, T_QUEUE_DELETE);
-                put_longstr(out, name.as_bytes());
-            }
-            Record::BindingAdd(b) | Record::BindingRemove(b) => {
-                let t = if matches!(self, Record::BindingAdd(_)) {
-                    T_BINDING_ADD
-                } else {
-                    T_BINDING_REMOVE
-                };
-                put_u8(out, t);
-                put_longstr(out, b.source.as_bytes());
-                put_u8(
-                    out,
-                    match b.dest_kind {
-                        DestKind::Queue => 1,
-                        DestKind::Exchange => 2,
-                    },
-                );
-                put_longstr(out, b.dest.as_bytes());
-                put_longstr(out, b.key.as_bytes());
-                b.args.encode(out);
-            }
-            Record::NextQueueId(id) => {
-                put_u8(out, T_NEXT_QUEUE_ID);
-                put_u64(out, *id);
-            }
-        }
-    }
-
-    /// Appends the framed record: `[len][crc32][body]`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        let at = out.len();
-        out.extend_from_slice(&[0; FRAME_HEADER]);
-        self.encode_body(out);
-        let body = &out[at + FRAME_HEADER..];
-        let len = body.len() as u32;
-        let crc = crc32fast::hash(body);
-        out[at..at + 4].copy_from_slice(&len.to_be_bytes());
-        out[at + 4..at + 8].copy_from_slice(&crc.to_be_bytes());
-    }
-
-    /// Decodes one body; it must be consumed exactly.
-    pub fn decode(body: Bytes) -> Result<Record, DecodeError> {
-        let mut r = Reader::new(body);
-        let rec = match r.u8()? {
-            T_EXCHANGE_DECLARE => {
-                let name = string(&mut r)?;
-                let kind = string(&mut r)?;
-                let flags = r.u8()?;
-                Record::ExchangeDeclare {
-                    name,
-                    kind,
-                    durable: flags & F_DURABLE != 0,
-                    auto_delete: flags & F_AUTO_DELETE != 0,
-                    internal: flags & F_INTERNAL != 0,
-                    args: r.table()?,
-                }
-            }
-            T_EXCHANGE_DELETE => Record::ExchangeDelete {
-                name: string(&mut r)?,
-            },
-            T_QUEUE_DECLARE => Record::QueueDeclare {
-                name: string(&mut r)?,
-                id: r.u64()?,
-                home: r.u16()?,
-                auto_delete: r.u8()? & F_AUTO_DELETE != 0,
-                args: r.table()?,
-            },
-            T_QUEUE_DELETE => Record::QueueDelete {
-                name: string(&mut r)?,
-            },
-            t @ (T_BINDING_ADD | T_BINDING_REMOVE) => {
-                let source = string(&mut r)?;
-                let dest_kind = match r.u8()? {
-                    1 => DestKind::Queue,
-                    2 => DestKind::Exchange,
-                    k => return Err(DecodeError::UnknownFieldType(k)),
-                };
-                let b = BindingRecord {
-                    source,
-                    dest_kind,
-                    dest: string(&mut r)?,
-                    key: string(&mut r)?,
-                    args: r.table()?,
-                };
-                if t == T_BINDING_ADD {
-                    Record::BindingAdd(b)
-                } else {
-                    Record::BindingRemove(b)
-                }
-            }
-            T_NEXT_QUEUE_ID => Record::NextQueueId(r.u64()?),
-            t => return Err(DecodeError::UnknownFieldType(t)),
-        };
-        if r.remaining() != 0 {
-            return Err(DecodeError::TrailingBytes);
-        }
-        Ok(rec)
-    }
-}
-
-fn string(r: &mut Reader) -> Result<String, DecodeError> {
-    let b = r.longstr()?;
-    String::from_utf8(b.to_vec()).map_err(|_| DecodeError::Truncated)
-}
 
 /// What reading a log found.
 #[derive(Debug, Default)]
@@ -448,7 +218,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::FieldValue;
+    use crate::protocol::{FieldTable, FieldValue};
 
     fn args() -> FieldTable {
         let mut t = FieldTable::default();
@@ -459,6 +229,7 @@ mod tests {
 
     fn binding(kind: DestKind) -> BindingRecord {
         BindingRecord {
+            vhost: "v".into(),
             source: "src".into(),
             dest_kind: kind,
             dest: "dst".into(),
@@ -471,6 +242,7 @@ mod tests {
         vec![
             Record::NextQueueId(42),
             Record::ExchangeDeclare {
+                vhost: "/".into(),
                 name: "x1".into(),
                 kind: "topic".into(),
                 durable: true,
@@ -479,6 +251,7 @@ mod tests {
                 args: args(),
             },
             Record::ExchangeDeclare {
+                vhost: "vh ü".into(),
                 name: "x2 ünïcode".into(),
                 kind: "headers".into(),
                 durable: true,
@@ -487,6 +260,7 @@ mod tests {
                 args: FieldTable::default(),
             },
             Record::QueueDeclare {
+                vhost: "/".into(),
                 name: "q1".into(),
                 id: u64::MAX - 1,
                 home: 3,
@@ -496,8 +270,54 @@ mod tests {
             Record::BindingAdd(binding(DestKind::Queue)),
             Record::BindingAdd(binding(DestKind::Exchange)),
             Record::BindingRemove(binding(DestKind::Queue)),
-            Record::QueueDelete { name: "q1".into() },
-            Record::ExchangeDelete { name: "x1".into() },
+            Record::QueueDelete {
+                vhost: "/".into(),
+                name: "q1".into(),
+            },
+            Record::ExchangeDelete {
+                vhost: "/".into(),
+                name: "x1".into(),
+            },
+            Record::VhostPut {
+                name: "v".into(),
+                description: "test".into(),
+                tags: vec!["a".into(), "b".into()],
+                default_queue_type: "classic".into(),
+                limits: vec![("max-connections".into(), 10), ("max-queues".into(), -1)],
+            },
+            Record::UserPut {
+                name: "u".into(),
+                algorithm: "rabbit_password_hashing_sha256".into(),
+                hash: vec![1, 2, 3, 4, 5],
+                tags: vec!["administrator".into()],
+                limits: vec![],
+            },
+            Record::PermissionSet {
+                user: "u".into(),
+                vhost: "v".into(),
+                configure: ".*".into(),
+                write: "".into(),
+                read: "^q$".into(),
+            },
+            Record::TopicPermissionSet {
+                user: "u".into(),
+                vhost: "v".into(),
+                exchange: "amq.topic".into(),
+                write: "^a".into(),
+                read: ".*".into(),
+            },
+            Record::TopicPermissionClear {
+                user: "u".into(),
+                vhost: "v".into(),
+                exchange: "amq.topic".into(),
+            },
+            Record::PermissionClear {
+                user: "u".into(),
+                vhost: "v".into(),
+            },
+            Record::UserDelete { name: "u".into() },
+            Record::VhostDelete { name: "v".into() },
+            Record::Initialized,
         ]
     }
 
@@ -657,5 +477,28 @@ mod tests {
         let (_log, got) = DefsLog::open(&dir).unwrap();
         assert_eq!(got, rs[..3]);
         drop(_log);
+    }
+
+    #[test]
+    fn records_of_the_first_format_belong_to_the_default_vhost() {
+        use crate::protocol::reader::{put_longstr, put_u16, put_u64, put_u8};
+        let mut body = Vec::new();
+        put_u8(&mut body, 3); // queue declare, no vhost
+        put_longstr(&mut body, b"q");
+        put_u64(&mut body, 7);
+        put_u16(&mut body, 1);
+        put_u8(&mut body, 0);
+        FieldTable::default().encode(&mut body);
+        assert_eq!(
+            Record::decode(Bytes::from(body)).unwrap(),
+            Record::QueueDeclare {
+                vhost: "/".into(),
+                name: "q".into(),
+                id: 7,
+                home: 1,
+                auto_delete: false,
+                args: FieldTable::default(),
+            }
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! (`page_file`, scratch) and the pinned shard count (`shard_count`).
 
 pub mod defs_log;
+pub mod defs_record;
 pub mod location;
 pub mod page_file;
 pub mod record;

@@ -2,6 +2,7 @@
 
 use super::{Awaiting, ChanCx, ChanResult, Channel, ConsumerEntry, Flow, Unacked};
 use crate::amqp091::error::AmqpError;
+use crate::core::auth::permissions::Access;
 use crate::core::ids::ConsumerRef;
 use crate::core::shard_msg::{ConsumeMode, ConsumeSpec, QueueOp, Settle, ShardMsg};
 use crate::protocol::methods::*;
@@ -34,7 +35,7 @@ impl Channel {
         if name.as_bytes() == crate::amqp091::direct_reply::REPLY_TO {
             return self.consume_reply_to(m, cx);
         }
-        let q = self.find_queue(&name, cx)?;
+        let q = self.use_queue(Access::Read, &name, cx)?;
         let tag = if m.consumer_tag.is_empty() {
             Bytes::from(cx.ctx.rng.name("amq.ctag-"))
         } else {
@@ -115,7 +116,7 @@ impl Channel {
 
     pub(super) fn basic_get(&mut self, m: BasicGet, cx: &mut ChanCx) -> ChanResult {
         let name = self.resolve_queue_name(&m.queue)?;
-        let q = self.find_queue(&name, cx)?;
+        let q = self.use_queue(Access::Read, &name, cx)?;
         self.touch(q.queue);
         self.request(
             cx,

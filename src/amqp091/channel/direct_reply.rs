@@ -93,7 +93,7 @@ impl Channel {
         }
         let to = ReplyAddress::parse(&m.queue)
             .filter(|a| (a.channel.shard as usize) < cx.ctx.config.shards)
-            .ok_or_else(|| AmqpError::no_queue(&name))?;
+            .ok_or_else(|| AmqpError::no_queue(&cx.info.access.vhost_name, &name))?;
         cx.ctx.outbox.push(
             to.channel.shard,
             ShardMsg::ReplyProbe {

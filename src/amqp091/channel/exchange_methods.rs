@@ -3,7 +3,7 @@
 //! the definitions lock and releases it before returning, so the `*-ok` goes
 //! out after the change is visible to every shard.
 
-use super::{ChanCx, ChanResult, Channel, Flow};
+use super::{caller, ChanCx, ChanResult, Channel, Flow};
 use crate::core::ops::exchange::{self as ops, ExchangeSpec};
 use crate::protocol::methods::*;
 use bytes::Bytes;
@@ -16,7 +16,7 @@ impl Channel {
     pub(super) fn exchange_declare(&mut self, m: ExchangeDeclare, cx: &mut ChanCx) -> ChanResult {
         let name = text(&m.exchange);
         if m.passive {
-            ops::exchange_check(&cx.ctx.defs, &name)?;
+            ops::exchange_check(&cx.ctx.defs, caller(cx.info), &name)?;
         } else {
             let spec = ExchangeSpec {
                 name,
@@ -26,7 +26,7 @@ impl Channel {
                 internal: m.internal,
                 arguments: m.arguments,
             };
-            ops::exchange_declare(&cx.ctx.defs, spec)?;
+            ops::exchange_declare(&cx.ctx.defs, caller(cx.info), spec)?;
         }
         if !m.nowait {
             self.send(cx, ExchangeDeclareOk {}.into());
@@ -35,7 +35,12 @@ impl Channel {
     }
 
     pub(super) fn exchange_delete(&mut self, m: ExchangeDelete, cx: &mut ChanCx) -> ChanResult {
-        ops::exchange_delete(&cx.ctx.defs, &text(&m.exchange), m.if_unused)?;
+        ops::exchange_delete(
+            &cx.ctx.defs,
+            caller(cx.info),
+            &text(&m.exchange),
+            m.if_unused,
+        )?;
         if !m.nowait {
             self.send(cx, ExchangeDeleteOk {}.into());
         }
@@ -44,6 +49,8 @@ impl Channel {
 
     pub(super) fn exchange_bind(&mut self, m: ExchangeBind, cx: &mut ChanCx) -> ChanResult {
         let b = ops::exchange_binding(
+            &cx.ctx.defs,
+            caller(cx.info),
             text(&m.source),
             text(&m.destination),
             text(&m.routing_key),
@@ -58,6 +65,8 @@ impl Channel {
 
     pub(super) fn exchange_unbind(&mut self, m: ExchangeUnbind, cx: &mut ChanCx) -> ChanResult {
         let b = ops::exchange_binding(
+            &cx.ctx.defs,
+            caller(cx.info),
             text(&m.source),
             text(&m.destination),
             text(&m.routing_key),

@@ -23,6 +23,7 @@ mod replies;
 
 use super::conn_info::ConnInfo;
 use super::error::AmqpError;
+use crate::core::auth::permissions::Access;
 use crate::core::ids::{ChannelRef, QueueRef, Requester};
 use crate::core::ops::Caller;
 use crate::core::routing::LocalQueue;
@@ -41,6 +42,14 @@ pub struct ChanCx<'a> {
     pub ctx: &'a mut ShardCtx,
     pub wbuf: &'a mut Vec<u8>,
     pub info: &'a mut ConnInfo,
+}
+
+/// The core's view of who calls: this channel's connection and its rights.
+fn caller(info: &ConnInfo) -> Caller<'_> {
+    Caller {
+        conn_uid: info.uid,
+        access: &info.access,
+    }
 }
 
 /// Whether the connection may go on with the next frame.
@@ -143,6 +152,9 @@ pub struct Channel {
     /// Sender-selected routing keys (`CC`/`BCC`) of the publish being routed;
     /// reused, so a publish without them allocates nothing.
     route_keys: Vec<Bytes>,
+    /// The exchange this channel may publish to, as last checked, and the
+    /// version of the rights it was checked under (`check_publish_access`).
+    write_ok: (Vec<u8>, u64),
 }
 
 impl Channel {
@@ -169,6 +181,7 @@ impl Channel {
             last_queue: None,
             reply_consumer: None,
             route_keys: Vec::new(),
+            write_ok: (Vec::new(), u64::MAX),
         }
     }
 
@@ -282,16 +295,24 @@ impl Channel {
     fn find_queue(&self, name: &str, cx: &mut ChanCx) -> Result<LocalQueue, AmqpError> {
         Ok(crate::core::ops::queue::find_queue(
             cx.ctx,
-            self.caller(cx),
+            caller(cx.info),
             name,
         )?)
     }
 
-    /// The core's view of who calls: this channel's connection.
-    fn caller(&self, cx: &ChanCx) -> Caller {
-        Caller {
-            conn_uid: cx.info.uid,
-        }
+    /// Like `find_queue`, after checking the user's `access` to the queue.
+    fn use_queue(
+        &self,
+        access: Access,
+        name: &str,
+        cx: &mut ChanCx,
+    ) -> Result<LocalQueue, AmqpError> {
+        Ok(crate::core::ops::queue::use_queue(
+            cx.ctx,
+            caller(cx.info),
+            access,
+            name,
+        )?)
     }
 
     /// The channel is closing (either side) or its connection is gone: queues

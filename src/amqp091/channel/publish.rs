@@ -160,6 +160,7 @@ impl Channel {
         body: Bytes,
         cx: &mut ChanCx,
     ) -> ChanResult {
+        self.check_publish_access(&p.exchange, &p.routing_key, cx)?;
         let mut msg = Message::from_amqp091(p.exchange, p.routing_key, properties, body);
         // The one decode of the properties the core needs; it travels to the
         // queues beside the message (the reply_to rewrite below leaves every
@@ -171,8 +172,12 @@ impl Channel {
             // RabbitMQ does, but route at commit.
             let ctx = &mut *cx.ctx;
             ctx.routing.sync(&ctx.defs);
+            let vhost = cx.info.access.vhost;
             check_exchange(
-                ctx.routing.exchange(&msg.exchange).map(|x| x.internal),
+                ctx.routing
+                    .exchange(vhost, &msg.exchange)
+                    .map(|x| x.internal),
+                &cx.info.access.vhost_name,
                 &msg.exchange,
             )?;
             let mut keys = std::mem::take(&mut self.route_keys);
@@ -227,6 +232,7 @@ impl Channel {
         let mut dests = std::mem::take(&mut ctx.route_scratch);
         dests.clear();
         let routed = ctx.routing.route_keys(
+            cx.info.access.vhost,
             &msg.exchange,
             &msg.routing_key,
             &keys,
@@ -244,7 +250,7 @@ impl Channel {
         self.route_keys = keys;
         if let Err(e) = routed {
             ctx.route_scratch = dests;
-            return Err(route_error(e, &msg.exchange));
+            return Err(route_error(e, &cx.info.access.vhost_name, &msg.exchange));
         }
         // In confirm mode the message's sequence number; the queues confirm it
         // once they hold it, and basic.ack goes out when all of them did.
@@ -491,16 +497,20 @@ fn routed_nowhere(unconfirmed: &VecDeque<(u64, u32)>, seq: u64) -> bool {
     unconfirmed.back().is_none_or(|e| e.0 != seq)
 }
 
-pub(super) fn check_exchange(found: Option<bool>, name: &[u8]) -> Result<(), AmqpError> {
+pub(super) fn check_exchange(
+    found: Option<bool>,
+    vhost: &str,
+    name: &[u8],
+) -> Result<(), AmqpError> {
     match found {
-        None => Err(route_error(RouteError::NoExchange, name)),
-        Some(true) => Err(route_error(RouteError::Internal, name)),
+        None => Err(route_error(RouteError::NoExchange, vhost, name)),
+        Some(true) => Err(route_error(RouteError::Internal, vhost, name)),
         Some(false) => Ok(()),
     }
 }
 
-fn route_error(e: RouteError, exchange: &[u8]) -> AmqpError {
-    e.to_error(exchange).into()
+fn route_error(e: RouteError, vhost: &str, exchange: &[u8]) -> AmqpError {
+    e.to_error(vhost, exchange).into()
 }
 
 /// Content header and body frames of a message (deliver, get-ok, return).

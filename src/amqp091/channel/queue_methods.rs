@@ -3,7 +3,8 @@
 //! shard; `""` names the queue last declared on the channel.
 
 use super::exchange_methods::text;
-use super::{Awaiting, ChanCx, ChanResult, Channel, Flow};
+use super::{caller, Awaiting, ChanCx, ChanResult, Channel, Flow};
+use crate::core::auth::permissions::Access;
 use crate::core::ops::queue::{self as ops, Declared, QueueSpec};
 use crate::core::shard_msg::QueueOp;
 use crate::protocol::methods::*;
@@ -35,7 +36,7 @@ impl Channel {
             auto_delete: m.auto_delete,
             arguments: m.arguments,
         };
-        match ops::queue_declare(cx.ctx, self.caller(cx), spec)? {
+        match ops::queue_declare(cx.ctx, caller(cx.info), spec)? {
             Declared::Exists { name, queue } => {
                 self.last_queue = Some(name.clone());
                 self.request(
@@ -74,8 +75,14 @@ impl Channel {
         } else {
             text(&m.routing_key)
         };
-        let caller = self.caller(cx);
-        let b = ops::queue_binding(cx.ctx, caller, name, text(&m.exchange), key, m.arguments)?;
+        let b = ops::queue_binding(
+            cx.ctx,
+            caller(cx.info),
+            name,
+            text(&m.exchange),
+            key,
+            m.arguments,
+        )?;
         ops::queue_bind(cx.ctx, b)?;
         if !m.nowait {
             self.send(cx, QueueBindOk {}.into());
@@ -85,16 +92,15 @@ impl Channel {
 
     pub(super) fn queue_unbind(&mut self, m: QueueUnbind, cx: &mut ChanCx) -> ChanResult {
         let name = self.resolve_queue_name(&m.queue)?;
-        let caller = self.caller(cx);
         let (exchange, key) = (text(&m.exchange), text(&m.routing_key));
-        ops::queue_unbind(cx.ctx, caller, name, exchange, key, m.arguments)?;
+        ops::queue_unbind(cx.ctx, caller(cx.info), name, exchange, key, m.arguments)?;
         self.send(cx, QueueUnbindOk {}.into());
         Ok(Flow::Continue)
     }
 
     pub(super) fn queue_purge(&mut self, m: QueuePurge, cx: &mut ChanCx) -> ChanResult {
         let name = self.resolve_queue_name(&m.queue)?;
-        let q = self.find_queue(&name, cx)?;
+        let q = self.use_queue(Access::Read, &name, cx)?;
         self.request(
             cx,
             q.queue,
@@ -108,7 +114,7 @@ impl Channel {
 
     pub(super) fn queue_delete(&mut self, m: QueueDelete, cx: &mut ChanCx) -> ChanResult {
         let name = self.resolve_queue_name(&m.queue)?;
-        let q = match self.find_queue(&name, cx) {
+        let q = match self.use_queue(Access::Configure, &name, cx) {
             Ok(q) => q,
             // Deleting a queue that does not exist succeeds (RabbitMQ 3.x).
             Err(e) if e.code == 404 => {

@@ -38,7 +38,10 @@ impl Channel {
                 }
                 Ok(Flow::Continue)
             }
-            (w, QueueReply::Gone) => Err(AmqpError::no_queue(waiting_name(&w))),
+            (w, QueueReply::Gone) => Err(AmqpError::no_queue(
+                &cx.info.access.vhost_name,
+                waiting_name(&w),
+            )),
             (_, QueueReply::Error(e)) => Err(e.into()),
             (
                 Awaiting::Declare { name, nowait },

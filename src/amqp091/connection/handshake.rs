@@ -5,11 +5,13 @@
 use super::{Connection, State, CLOSE_TIMEOUT};
 use crate::amqp091::error::AmqpError;
 use crate::config::CertLoginFrom;
+use crate::core::definitions::OpenError;
 use crate::core::ShardCtx;
 use crate::protocol::constants as c;
 use crate::protocol::methods::*;
 use crate::protocol::{FieldTable, FieldValue, Method, FRAME_SIZE_FUDGE, PROTOCOL_HEADER};
 use bytes::Bytes;
+use std::sync::Arc;
 use std::time::Instant;
 
 impl Connection {
@@ -94,7 +96,7 @@ impl Connection {
         let r = match (self.state, m) {
             (State::StartOk, Method::ConnectionStartOk(m)) => self.connection_start_ok(m, ctx),
             (State::TuneOk, Method::ConnectionTuneOk(m)) => self.connection_tune_ok(m, ctx),
-            (State::Open, Method::ConnectionOpen(m)) => self.connection_open(m),
+            (State::Open, Method::ConnectionOpen(m)) => self.connection_open(m, ctx),
             (_, Method::ConnectionClose(_)) => {
                 if self.channels.iter().flatten().any(|c| c.awaits_confirms()) {
                     self.state = State::CloseAwaitingConfirms;
@@ -139,22 +141,37 @@ impl Connection {
                 )))
             }
         };
-        let ok = creds
-            .as_ref()
-            .map(|(u, p)| {
-                ctx.config
-                    .users
-                    .iter()
-                    .any(|(cu, cp)| cu == u && (cp == p || mechanism == "EXTERNAL"))
-            })
-            .unwrap_or(false);
+        let ok = creds.as_ref().is_some_and(|(u, p)| {
+            let g = ctx.defs.lock();
+            if mechanism == "EXTERNAL" {
+                // The certificate is the credential: the user must exist.
+                g.tenancy.users.contains_key(u)
+            } else {
+                g.authenticate(u, p).is_some()
+            }
+        });
         if !ok {
+            log::info!(
+                "login refused for user '{}' using {}",
+                creds.as_ref().map_or("", |c| c.0.as_str()),
+                mechanism
+            );
             return Err(AmqpError::access_refused(format!(
                 "Login was refused using authentication mechanism {}. For details see the broker logfile.",
                 mechanism
             )));
         }
-        self.info.user = creds.map(|c| c.0).unwrap_or_default();
+        let user = creds.map(|c| c.0).unwrap_or_default();
+        if ctx.config.loopback_users.iter().any(|u| *u == user) && !self.from_loopback() {
+            // RabbitMQ refuses with the same text as a wrong password and
+            // says why only in its log.
+            log::info!("user '{}' can only connect via localhost", user);
+            return Err(AmqpError::access_refused(format!(
+                "Login was refused using authentication mechanism {}. For details see the broker logfile.",
+                mechanism
+            )));
+        }
+        self.info.user = user;
         if let Some(FieldValue::Table(caps)) = m.client_properties.get("capabilities") {
             self.info.cancel_notify = caps
                 .get("consumer_cancel_notify")
@@ -206,13 +223,24 @@ impl Connection {
         Ok(())
     }
 
-    fn connection_open(&mut self, m: ConnectionOpen) -> Result<(), AmqpError> {
-        if &m.virtual_host[..] != b"/" {
-            return Err(AmqpError::not_allowed(format!(
-                "vhost {} not found",
-                String::from_utf8_lossy(&m.virtual_host)
-            )));
-        }
+    /// The vhost must exist and the user have a permission on it; the
+    /// connection limits (broker, vhost, user) are checked and the connection
+    /// counted under one lock.
+    fn connection_open(&mut self, m: ConnectionOpen, ctx: &mut ShardCtx) -> Result<(), AmqpError> {
+        let vhost = String::from_utf8_lossy(&m.virtual_host);
+        let access = {
+            let mut g = ctx.defs.lock();
+            let version = g.auth_version();
+            let access =
+                g.open_connection(&self.info.user, &vhost, ctx.config.max_connections, version);
+            if access.is_ok() {
+                self.info.channel_count = Some(g.channel_counter(&self.info.user));
+            }
+            access
+        };
+        let access = access.map_err(|OpenError::NotAllowed(text)| AmqpError::not_allowed(text))?;
+        self.info.access = Arc::new(access);
+        self.info.counted = true;
         self.send(0, &ConnectionOpenOk::default().into());
         self.state = State::Running;
         self.deadline = None;
@@ -241,6 +269,22 @@ fn external_user(sock: &crate::net::Socket, ctx: &ShardCtx) -> Option<String> {
         log::warn!("EXTERNAL login refused: no name found");
     }
     name
+}
+
+impl Connection {
+    /// The client connects from a loopback address (`--loopback-users`).
+    fn from_loopback(&self) -> bool {
+        self.sock
+            .stream
+            .peer_addr()
+            .map(|a| match a.ip() {
+                std::net::IpAddr::V4(ip) => ip.is_loopback(),
+                std::net::IpAddr::V6(ip) => {
+                    ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+                }
+            })
+            .unwrap_or(false)
+    }
 }
 
 /// PLAIN: "\0user\0password" (an authorisation identity before the first NUL is allowed).

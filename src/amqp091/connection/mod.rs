@@ -9,6 +9,7 @@
 use super::channel::{ChanCx, Channel, Flow};
 use super::conn_info::{ConnInfo, TlsInfo};
 use super::error::AmqpError;
+use crate::core::access::UserAccess;
 use crate::core::ids::ChannelRef;
 use crate::core::shard_msg::{QueueOp, ShardMsg};
 use crate::core::ShardCtx;
@@ -21,7 +22,7 @@ use bytes::Bytes;
 mod from_queues;
 pub use from_queues::{deliver_direct_reply, probe_direct_reply};
 mod handshake;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -94,6 +95,9 @@ impl Connection {
                 channel_max: 0,
                 heartbeat: 0,
                 user: String::new(),
+                access: Arc::new(UserAccess::nobody()),
+                counted: false,
+                channel_count: None,
                 cancel_notify: false,
                 publisher: false,
                 blocked_notify: false,
@@ -270,6 +274,9 @@ impl Connection {
                     ));
                     return self.connection_error(err, class, method, ctx);
                 }
+                if let Err(err) = self.count_channel() {
+                    return self.connection_error(err, class, method, ctx);
+                }
                 let me = ChannelRef {
                     shard: ctx.id,
                     channel: ch,
@@ -288,11 +295,13 @@ impl Connection {
             // After we closed the channel, everything but close/close-ok is dropped.
             (Some(true), Method::ChannelCloseOk(_)) => {
                 *self.channel_slot(ch) = None;
+                self.uncount_channels(1);
             }
             // Both sides closed at once: answer the client's close as well
             // (RabbitMQ does); its close-ok for ours then finds no channel.
             (Some(true), Method::ChannelClose(_)) => {
                 *self.channel_slot(ch) = None;
+                self.uncount_channels(1);
                 self.send(ch, &ChannelCloseOk {}.into());
             }
             (Some(true), _) => {}
@@ -303,6 +312,7 @@ impl Connection {
             (Some(false), Method::ChannelClose(_)) => {
                 if let Some(mut chan) = self.channel_slot(ch).take() {
                     chan.teardown(ctx);
+                    self.uncount_channels(1);
                 }
                 self.send(ch, &ChannelCloseOk {}.into());
             }
@@ -404,13 +414,26 @@ impl Connection {
         ctx.mark_dirty(self.info.slot as usize);
     }
 
+    /// The broker closes the connection (320 CONNECTION_FORCED - `text`):
+    /// vhost deletion, shutdown, an operator's request.
+    pub fn force_close(&mut self, text: &str, ctx: &mut ShardCtx) {
+        self.connection_error(AmqpError::new(c::CONNECTION_FORCED, text), 0, 0, ctx);
+    }
+
     /// Releases everything the connection holds in queues: consumers, unacked
     /// messages (requeued), exclusive queues (deleted). Idempotent.
     pub fn teardown(&mut self, ctx: &mut ShardCtx) {
+        let mut n = 0;
         for chan in self.channels.iter_mut().flatten() {
             chan.teardown(ctx);
+            n += 1;
         }
         self.channels.clear();
+        self.uncount_channels(n);
+        if std::mem::take(&mut self.info.counted) {
+            let vhost = self.info.access.vhost;
+            ctx.defs.lock().connection_closed(&self.info.user, vhost);
+        }
         // Exclusive queues live on this shard (declared here): delete them now, so
         // they are gone before our close-ok reaches the client.
         for q in self.info.exclusive_queues.drain(..) {
@@ -455,6 +478,9 @@ impl Connection {
                 return;
             }
         }
+        if self.info.counted && ctx.defs.auth_version() != self.info.access.version {
+            self.refresh_access(ctx);
+        }
         if now.duration_since(self.sock.last_read) > IDLE_RELEASE
             && now.duration_since(self.sock.last_write) > IDLE_RELEASE
         {
@@ -484,5 +510,57 @@ impl Connection {
 
     fn send(&mut self, channel: u16, m: &Method) {
         write_method(&mut self.sock.wbuf, channel, m);
+    }
+
+    // ---- tenancy ----
+
+    /// Counts a new channel against the user's `max-channels` (across all
+    /// their connections), or refuses it as RabbitMQ does (530).
+    fn count_channel(&mut self) -> Result<(), AmqpError> {
+        let Some(count) = &self.info.channel_count else {
+            return Ok(());
+        };
+        let now = count.fetch_add(1, Ordering::AcqRel) + 1;
+        match self.info.access.max_channels {
+            Some(max) if now > max => {
+                count.fetch_sub(1, Ordering::AcqRel);
+                Err(AmqpError::not_allowed(format!(
+                    "number of channels opened for user '{}' has reached the maximum allowed user limit of ({})",
+                    self.info.user, max
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn uncount_channels(&mut self, n: u64) {
+        if let (Some(count), true) = (&self.info.channel_count, n > 0) {
+            count.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+
+    /// Users or permissions changed: rebuild this connection's rights. A user
+    /// deleted or without permission on the vhost now keeps the connection
+    /// (as RabbitMQ does) but is refused every operation.
+    fn refresh_access(&mut self, ctx: &mut ShardCtx) {
+        let g = ctx.defs.lock();
+        let version = g.auth_version();
+        let access = g
+            .user_access(&self.info.user, &self.info.access.vhost_name, version)
+            .unwrap_or_else(|| {
+                let a = &self.info.access;
+                UserAccess::build(
+                    &a.user,
+                    a.vhost,
+                    a.vhost_name.clone(),
+                    Vec::new(),
+                    None,
+                    Vec::new(),
+                    a.max_channels,
+                    version,
+                )
+            });
+        drop(g);
+        self.info.access = Arc::new(access);
     }
 }

@@ -1,14 +1,29 @@
 //! From the definitions to log records and back: what `Defs` appends for a
 //! change, and the replay of a log at boot (`Definitions::open`).
 
+use super::vhosts::{VhostLimits, VhostMeta};
 use super::{Binding, BindingDest, ExchangeDef, QueueDef, PREDECLARED};
 use crate::core::exchange::ExchangeKind;
-use crate::core::ids::QueueRef;
+use crate::core::ids::{QueueRef, VhostId};
 use crate::store::defs_log::{BindingRecord, DestKind, Record};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-pub(super) fn exchange_record(x: &ExchangeDef) -> Record {
+/// Replayed objects get their real vhost id when they are installed.
+const UNSET: VhostId = VhostId(0);
+
+pub(super) fn vhost_record(name: &str, m: &VhostMeta) -> Record {
+    Record::VhostPut {
+        name: name.to_string(),
+        description: m.description.clone(),
+        tags: m.tags.clone(),
+        default_queue_type: m.default_queue_type.clone(),
+        limits: m.limits.to_list(),
+    }
+}
+
+pub(super) fn exchange_record(vhost: &str, x: &ExchangeDef) -> Record {
     Record::ExchangeDeclare {
+        vhost: vhost.to_string(),
         name: x.name.clone(),
         kind: x.kind.as_str().to_string(),
         durable: x.durable,
@@ -18,8 +33,9 @@ pub(super) fn exchange_record(x: &ExchangeDef) -> Record {
     }
 }
 
-pub(super) fn queue_record(q: &QueueDef) -> Record {
+pub(super) fn queue_record(vhost: &str, q: &QueueDef) -> Record {
     Record::QueueDeclare {
+        vhost: vhost.to_string(),
         name: q.name.clone(),
         id: q.store_id,
         home: q.queue.shard,
@@ -28,12 +44,13 @@ pub(super) fn queue_record(q: &QueueDef) -> Record {
     }
 }
 
-pub(super) fn binding_record(b: &Binding) -> BindingRecord {
+pub(super) fn binding_record(vhost: &str, b: &Binding) -> BindingRecord {
     let (dest_kind, dest) = match &b.dest {
         BindingDest::Queue(n) => (DestKind::Queue, n.clone()),
         BindingDest::Exchange(n) => (DestKind::Exchange, n.clone()),
     };
     BindingRecord {
+        vhost: vhost.to_string(),
         source: b.source.clone(),
         dest_kind,
         dest,
@@ -42,24 +59,36 @@ pub(super) fn binding_record(b: &Binding) -> BindingRecord {
     }
 }
 
-/// The durable set a log describes, replayed record by record. Every change
-/// was logged explicitly (a queue's bindings are removed before the queue), so
-/// replay needs no cascades beyond dropping dangling bindings.
-pub(super) struct Replay {
+/// One vhost of the durable set.
+#[derive(Default)]
+pub(super) struct ReplayVhost {
+    pub(super) meta: VhostMeta,
     pub(super) exchanges: HashMap<String, ExchangeDef>,
     /// With the home shard from the log.
     pub(super) queues: HashMap<String, (QueueDef, u16)>,
     pub(super) bindings: HashSet<Binding>,
+}
+
+/// The durable set a log describes, replayed record by record. Every change
+/// was logged explicitly (a queue's bindings are removed before the queue), so
+/// replay needs no cascades beyond dropping dangling bindings. A record that
+/// names a vhost with no `VhostPut` before it creates the vhost: logs written
+/// before vhosts existed hold only `/`'s objects and no vhost record.
+pub(super) struct Replay {
+    pub(super) vhosts: BTreeMap<String, ReplayVhost>,
     pub(super) next_store_id: u64,
+    pub(super) initialized: bool,
+    /// User and permission records, in log order (`Tenancy::replay`).
+    pub(super) tenancy: Vec<Record>,
 }
 
 impl Replay {
     pub(super) fn run(records: Vec<Record>) -> Replay {
         let mut r = Replay {
-            exchanges: HashMap::new(),
-            queues: HashMap::new(),
-            bindings: HashSet::new(),
+            vhosts: BTreeMap::new(),
             next_store_id: 1,
+            initialized: false,
+            tenancy: Vec::new(),
         };
         for rec in records {
             r.apply(rec);
@@ -67,9 +96,14 @@ impl Replay {
         r
     }
 
+    fn vhost(&mut self, name: String) -> &mut ReplayVhost {
+        self.vhosts.entry(name).or_default()
+    }
+
     fn apply(&mut self, rec: Record) {
         match rec {
             Record::ExchangeDeclare {
+                vhost,
                 name,
                 kind,
                 durable,
@@ -85,10 +119,12 @@ impl Replay {
                     );
                     return;
                 };
+                let v = self.vhost(vhost);
                 if PREDECLARED.iter().any(|p| p.0 == name) {
                     return;
                 }
                 let def = ExchangeDef {
+                    vhost: UNSET,
                     name: name.clone(),
                     kind,
                     durable,
@@ -96,15 +132,17 @@ impl Replay {
                     internal,
                     args,
                 };
-                self.exchanges.insert(name, def);
+                v.exchanges.insert(name, def);
             }
-            Record::ExchangeDelete { name } => {
-                self.exchanges.remove(&name);
-                self.bindings.retain(|b| {
+            Record::ExchangeDelete { vhost, name } => {
+                let v = self.vhost(vhost);
+                v.exchanges.remove(&name);
+                v.bindings.retain(|b| {
                     b.source != name && !matches!(&b.dest, BindingDest::Exchange(d) if *d == name)
                 });
             }
             Record::QueueDeclare {
+                vhost,
                 name,
                 id,
                 home,
@@ -113,6 +151,7 @@ impl Replay {
             } => {
                 self.next_store_id = self.next_store_id.max(id.saturating_add(1));
                 let def = QueueDef {
+                    vhost: UNSET,
                     name: name.clone(),
                     // Assigned once the shard count is known.
                     queue: QueueRef {
@@ -126,28 +165,56 @@ impl Replay {
                     args,
                     store_id: id,
                 };
-                self.queues.insert(name, (def, home));
+                self.vhost(vhost).queues.insert(name, (def, home));
             }
-            Record::QueueDelete { name } => {
-                self.queues.remove(&name);
+            Record::QueueDelete { vhost, name } => {
+                let v = self.vhost(vhost);
+                v.queues.remove(&name);
                 let dest = BindingDest::Queue(name);
-                self.bindings.retain(|b| b.dest != dest);
+                v.bindings.retain(|b| b.dest != dest);
             }
             Record::BindingAdd(b) => {
-                self.bindings.insert(binding_from(b));
+                let (vhost, b) = binding_from(b);
+                self.vhost(vhost).bindings.insert(b);
             }
             Record::BindingRemove(b) => {
-                self.bindings.remove(&binding_from(b));
+                let (vhost, b) = binding_from(b);
+                self.vhost(vhost).bindings.remove(&b);
             }
             Record::NextQueueId(n) => self.next_store_id = self.next_store_id.max(n),
+            Record::VhostPut {
+                name,
+                description,
+                tags,
+                default_queue_type,
+                limits,
+            } => {
+                self.vhost(name).meta = VhostMeta {
+                    description,
+                    tags,
+                    default_queue_type,
+                    limits: VhostLimits::from_list(&limits),
+                };
+            }
+            Record::VhostDelete { name } => {
+                self.vhosts.remove(&name);
+                self.tenancy.push(Record::VhostDelete { name });
+            }
+            Record::Initialized => self.initialized = true,
+            rec @ (Record::UserPut { .. }
+            | Record::UserDelete { .. }
+            | Record::PermissionSet { .. }
+            | Record::PermissionClear { .. }
+            | Record::TopicPermissionSet { .. }
+            | Record::TopicPermissionClear { .. }) => self.tenancy.push(rec),
         }
     }
 }
 
-fn binding_from(b: BindingRecord) -> Binding {
+fn binding_from(b: BindingRecord) -> (String, Binding) {
     let dest = match b.dest_kind {
         DestKind::Queue => BindingDest::Queue(b.dest),
         DestKind::Exchange => BindingDest::Exchange(b.dest),
     };
-    Binding::new(b.source, dest, b.key, b.args)
+    (b.vhost, Binding::new(UNSET, b.source, dest, b.key, b.args))
 }

@@ -4,8 +4,19 @@ use super::*;
 use crate::protocol::FieldValue;
 use std::collections::HashSet;
 
+/// The vhost `/` of a bootstrapped (or `new`) definitions: the first one.
+const V: VhostId = VhostId(1);
+
+/// Opens the definitions in `dir`, with the defaults of a fresh data dir.
+fn open(dir: &Path, shards: usize) -> Definitions {
+    let defs = Definitions::open(dir, shards).unwrap();
+    defs.lock().bootstrap("guest", "guest").unwrap();
+    defs
+}
+
 fn exchange(name: &str, durable: bool) -> ExchangeDef {
     ExchangeDef {
+        vhost: V,
         name: name.into(),
         kind: ExchangeKind::Topic,
         durable,
@@ -25,6 +36,7 @@ fn queue(g: &mut Defs, name: &str, shard: u16, durable: bool, owner: Option<u64>
     let mut args = FieldTable::default();
     args.insert("x-max-length", FieldValue::I32(7));
     g.add_queue(QueueDef {
+        vhost: V,
         name: name.into(),
         queue: QueueRef {
             shard,
@@ -41,7 +53,7 @@ fn queue(g: &mut Defs, name: &str, shard: u16, durable: bool, owner: Option<u64>
 }
 
 fn bind(source: &str, dest: BindingDest) -> Binding {
-    Binding::new(source.into(), dest, "k".into(), FieldTable::default())
+    Binding::new(V, source.into(), dest, "k".into(), FieldTable::default())
 }
 
 fn q(n: &str) -> BindingDest {
@@ -58,7 +70,7 @@ fn durable_definitions_come_back_and_the_rest_does_not() {
     let dir = tmp.path().to_path_buf();
     let (id_d1, id_d2);
     {
-        let defs = Definitions::open(&dir, 2).unwrap();
+        let defs = open(&dir, 2);
         let mut g = defs.lock();
         g.add_exchange(exchange("xd", true));
         g.add_exchange(exchange("xd2", true));
@@ -81,20 +93,28 @@ fn durable_definitions_come_back_and_the_rest_does_not() {
         }
         g.commit().unwrap();
     }
-    let defs = Definitions::open(&dir, 2).unwrap();
+    let defs = open(&dir, 2);
     let mut g = defs.lock();
-    let mut names: Vec<&str> = g.exchanges.keys().map(|s| s.as_str()).collect();
+    let mut names: Vec<&str> = g
+        .vh(V)
+        .unwrap()
+        .exchanges
+        .keys()
+        .map(|s| s.as_str())
+        .collect();
     names.retain(|n| !n.is_empty() && !n.starts_with("amq."));
     names.sort();
     assert_eq!(names, ["xd", "xd2"]);
     let mut qs: Vec<(&str, u64, u16)> = g
+        .vh(V)
+        .unwrap()
         .queues
         .values()
         .map(|d| (d.name.as_str(), d.store_id, d.queue.shard))
         .collect();
     qs.sort();
     assert_eq!(qs, [("qd1", id_d1, 1), ("qd2", id_d2, 0)]);
-    let qd1 = g.queue("qd1").unwrap();
+    let qd1 = g.queue(V, "qd1").unwrap();
     assert!(qd1.durable && qd1.exclusive_owner.is_none());
     assert_eq!(
         qd1.args.get("x-max-length").and_then(|v| v.as_i64()),
@@ -108,7 +128,7 @@ fn durable_definitions_come_back_and_the_rest_does_not() {
     ]
     .into_iter()
     .collect();
-    assert_eq!(g.bindings, want);
+    assert_eq!(g.vh(V).unwrap().bindings, want);
     // Each shard gets its own recovered queues, at slots from 0.
     let r0 = g.take_recovered(0);
     let r1 = g.take_recovered(1);
@@ -136,7 +156,7 @@ fn deletes_persist_and_ids_survive_compaction() {
     let dir = tmp.path().to_path_buf();
     let mut last_id = 0;
     {
-        let defs = Definitions::open(&dir, 1).unwrap();
+        let defs = open(&dir, 1);
         let mut g = defs.lock();
         g.add_exchange(exchange("xd", true));
         g.add_exchange(exchange("xgone", true));
@@ -148,18 +168,18 @@ fn deletes_persist_and_ids_survive_compaction() {
         // Churn: enough records to trigger compaction at the next boot.
         for i in 0..1500 {
             last_id = queue(&mut g, &format!("tmp{}", i), 0, true, None);
-            let r = g.queue(&format!("tmp{}", i)).unwrap().queue;
-            g.remove_queue(&format!("tmp{}", i), r);
+            let r = g.queue(V, &format!("tmp{}", i)).unwrap().queue;
+            g.remove_queue(V, &format!("tmp{}", i), r);
         }
         g.remove_binding(&bind("xd", q("unbound")));
-        g.remove_exchange("xgone");
+        g.remove_exchange(V, "xgone");
         g.commit().unwrap();
     }
     let len_before = std::fs::metadata(dir.join("definitions.log"))
         .unwrap()
         .len();
     {
-        let defs = Definitions::open(&dir, 1).unwrap();
+        let defs = open(&dir, 1);
         let mut g = defs.lock();
         let len_after = std::fs::metadata(dir.join("definitions.log"))
             .unwrap()
@@ -170,21 +190,27 @@ fn deletes_persist_and_ids_survive_compaction() {
             len_before,
             len_after
         );
-        assert!(g.exchanges.contains_key("xd") && !g.exchanges.contains_key("xgone"));
-        assert_eq!(g.queues.len(), 2);
+        assert!(
+            g.vh(V).unwrap().exchanges.contains_key("xd")
+                && !g.vh(V).unwrap().exchanges.contains_key("xgone")
+        );
+        assert_eq!(g.vh(V).unwrap().queues.len(), 2);
         let want: HashSet<Binding> = [bind("xd", q("keep"))].into_iter().collect();
-        assert_eq!(g.bindings, want);
+        assert_eq!(g.vh(V).unwrap().bindings, want);
         // The highest id belonged to a deleted queue: still not reused.
         assert_eq!(g.next_store_id(), last_id + 1);
-        let keep = g.queue("keep").unwrap().queue;
-        g.remove_queue("keep", keep);
+        let keep = g.queue(V, "keep").unwrap().queue;
+        g.remove_queue(V, "keep", keep);
         g.commit().unwrap();
     }
     // After compaction the log keeps working: appends, then replay.
-    let defs = Definitions::open(&dir, 3).unwrap();
+    let defs = open(&dir, 3);
     let mut g = defs.lock();
-    assert_eq!(g.queues.keys().collect::<Vec<_>>(), ["unbound"]);
-    assert!(g.bindings.is_empty());
+    assert_eq!(
+        g.vh(V).unwrap().queues.keys().collect::<Vec<_>>(),
+        ["unbound"]
+    );
+    assert!(g.vh(V).unwrap().bindings.is_empty());
     // (The id taken above went to no queue, so it may come again.)
     assert_eq!(g.next_store_id(), last_id + 1);
     drop(g);
@@ -196,15 +222,15 @@ fn a_changed_shard_count_wraps_homes() {
     let tmp = crate::store::segments::test_dir("shards");
     let dir = tmp.path().to_path_buf();
     {
-        let defs = Definitions::open(&dir, 4).unwrap();
+        let defs = open(&dir, 4);
         let mut g = defs.lock();
         for s in 0..4 {
             queue(&mut g, &format!("q{}", s), s, true, None);
         }
     }
-    let defs = Definitions::open(&dir, 3).unwrap();
+    let defs = open(&dir, 3);
     let mut g = defs.lock();
-    let home = |g: &Defs, n: &str| g.queue(n).unwrap().queue;
+    let home = |g: &Defs, n: &str| g.queue(V, n).unwrap().queue;
     assert_eq!(home(&g, "q3").shard, 0);
     assert_eq!(home(&g, "q2").shard, 2);
     let mut slots: Vec<(u16, u32)> = (0..4)

@@ -23,11 +23,18 @@ const EQUIVALENCE_ARGS: &[&str] = &[
 ];
 
 /// RabbitMQ's "inequivalent arg" 406 for a flag or type.
-pub fn inequivalent(arg: &str, kind: &str, name: &str, received: &str, current: &str) -> CoreError {
+pub fn inequivalent(
+    vhost: &str,
+    arg: &str,
+    kind: &str,
+    name: &str,
+    received: &str,
+    current: &str,
+) -> CoreError {
     CoreError::precondition(format!(
         "inequivalent arg '{}' for {}: received '{}' but current is '{}'",
         arg,
-        resource(kind, name),
+        resource(vhost, kind, name),
         received,
         current
     ))
@@ -36,6 +43,7 @@ pub fn inequivalent(arg: &str, kind: &str, name: &str, received: &str, current: 
 /// A queue.declare of the existing queue `q`: same durable and auto-delete
 /// flags, and the same value of every argument RabbitMQ compares.
 pub fn check_queue_equivalent(
+    vhost: &str,
     q: &QueueDef,
     durable: bool,
     auto_delete: bool,
@@ -44,6 +52,7 @@ pub fn check_queue_equivalent(
     let b = |v: bool| if v { "true" } else { "false" };
     if q.durable != durable {
         return Err(inequivalent(
+            vhost,
             "durable",
             "queue",
             &q.name,
@@ -53,6 +62,7 @@ pub fn check_queue_equivalent(
     }
     if q.auto_delete != auto_delete {
         return Err(inequivalent(
+            vhost,
             "auto_delete",
             "queue",
             &q.name,
@@ -60,13 +70,21 @@ pub fn check_queue_equivalent(
             b(q.auto_delete),
         ));
     }
-    check_args("queue", &q.name, EQUIVALENCE_ARGS, arguments, &q.args)
+    check_args(
+        vhost,
+        "queue",
+        &q.name,
+        EQUIVALENCE_ARGS,
+        arguments,
+        &q.args,
+    )
 }
 
 /// The arguments `keys` of a redeclaration (`new`) against the existing
 /// object's (`cur`): the first that differs is the 406. RabbitMQ shows bare
 /// values when both sides have one, typed values when one side is missing.
 pub fn check_args(
+    vhost: &str,
     kind: &str,
     name: &str,
     keys: &[&str],
@@ -83,7 +101,7 @@ pub fn check_args(
             return Err(CoreError::precondition(format!(
                 "inequivalent arg '{}' for {}: received {} but current is {}",
                 key,
-                resource(kind, name),
+                resource(vhost, kind, name),
                 received,
                 current
             )));

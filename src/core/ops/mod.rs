@@ -13,9 +13,23 @@ pub mod equivalence;
 pub mod exchange;
 pub mod queue;
 
-/// Who asks. The connection's broker-wide id decides exclusive-queue
-/// ownership; the vhost and the user join it with multi-tenancy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Caller {
+use crate::core::access::UserAccess;
+use crate::core::ids::VhostId;
+
+/// Who asks: the connection's broker-wide id decides exclusive-queue
+/// ownership, its user's rights in its vhost every permission check.
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
     pub conn_uid: u64,
+    pub access: &'a UserAccess,
+}
+
+impl<'a> Caller<'a> {
+    pub fn vhost(&self) -> VhostId {
+        self.access.vhost
+    }
+
+    pub fn vhost_name(&self) -> &'a str {
+        &self.access.vhost_name
+    }
 }

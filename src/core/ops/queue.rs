@@ -5,8 +5,9 @@
 //! `ShardMsg::Request` the front end sends to the queue's shard.
 
 use super::equivalence::check_queue_equivalent;
-use super::exchange::{check_binding_args, default_exchange_refused};
+use super::exchange::{binding_access, check_binding_args};
 use super::Caller;
+use crate::core::auth::permissions::Access;
 use crate::core::definitions::{Binding, BindingDest, QueueDef};
 use crate::core::error::{CoreError, CoreResult};
 use crate::core::ids::QueueRef;
@@ -40,14 +41,27 @@ pub fn find_queue(ctx: &mut ShardCtx, caller: Caller, name: &str) -> CoreResult<
     ctx.routing.sync(&ctx.defs);
     let q = ctx
         .routing
-        .queue(name)
-        .ok_or_else(|| CoreError::no_queue(name))?;
+        .queue(caller.vhost(), name)
+        .ok_or_else(|| CoreError::no_queue(caller.vhost_name(), name))?;
     if q.exclusive_owner
         .is_some_and(|owner| owner != caller.conn_uid)
     {
-        return Err(CoreError::queue_locked(name));
+        return Err(CoreError::queue_locked(caller.vhost_name(), name));
     }
     Ok(q)
+}
+
+/// An operation on an existing queue: the permission it needs (`read` to
+/// consume, get or purge, `configure` to delete), checked first as
+/// RabbitMQ does, then [`find_queue`].
+pub fn use_queue(
+    ctx: &mut ShardCtx,
+    caller: Caller,
+    access: Access,
+    name: &str,
+) -> CoreResult<LocalQueue> {
+    caller.access.check_queue(access, name)?;
+    find_queue(ctx, caller, name)
 }
 
 /// queue.declare (not passive), with RabbitMQ's checks in its order.
@@ -65,19 +79,38 @@ pub fn queue_declare(ctx: &mut ShardCtx, caller: Caller, q: QueueSpec) -> CoreRe
             name
         )));
     }
+    let (vhost, vname) = (caller.vhost(), caller.vhost_name());
+    caller.access.check_queue(Access::Configure, &name)?;
     let owner = q.exclusive.then_some(caller.conn_uid);
-    queue_args::validate(&name, &q.arguments)?;
+    queue_args::validate(vname, &name, &q.arguments)?;
     let defs = ctx.defs.clone();
     let mut g = defs.lock();
-    if let Some(existing) = g.queues.get(&name) {
+    if let Some(existing) = g.vh(vhost)?.queues.get(&name) {
         if existing.exclusive_owner != owner {
-            return Err(CoreError::queue_locked(&name));
+            return Err(CoreError::queue_locked(vname, &name));
         }
-        check_queue_equivalent(existing, q.durable, q.auto_delete, &q.arguments)?;
+        check_queue_equivalent(vname, existing, q.durable, q.auto_delete, &q.arguments)?;
         let queue = existing.queue;
         return Ok(Declared::Exists { name, queue });
     }
-    queue_args::check_type_properties(&name, &q.arguments, q.durable, q.exclusive, q.auto_delete)?;
+    g.check_queue_limit(vhost, &name)?;
+    if let Some(dlx) = q
+        .arguments
+        .get("x-dead-letter-exchange")
+        .and_then(|v| v.as_str())
+    {
+        // RabbitMQ: the declarer reads from the queue and writes to its DLX.
+        caller.access.check_queue(Access::Read, &name)?;
+        caller.access.check_exchange(Access::Write, dlx)?;
+    }
+    queue_args::check_type_properties(
+        vname,
+        &name,
+        &q.arguments,
+        q.durable,
+        q.exclusive,
+        q.auto_delete,
+    )?;
     // Durable and not exclusive: recovered after a restart, under this id.
     let store_id = if q.durable && owner.is_none() {
         g.next_store_id()
@@ -90,6 +123,8 @@ pub fn queue_declare(ctx: &mut ShardCtx, caller: Caller, q: QueueSpec) -> CoreRe
         gen: ctx.next_queue_gen(),
     };
     let props = QueueProps {
+        vhost,
+        vhost_name: g.vhost_name(vhost),
         name: name.clone(),
         durable: q.durable,
         auto_delete: q.auto_delete,
@@ -104,6 +139,7 @@ pub fn queue_declare(ctx: &mut ShardCtx, caller: Caller, q: QueueSpec) -> CoreRe
         ctx.config.consumer_timeout,
     ));
     g.add_queue(QueueDef {
+        vhost,
         name: name.clone(),
         queue: me,
         durable: q.durable,
@@ -127,19 +163,18 @@ pub fn queue_binding(
     key: String,
     args: FieldTable,
 ) -> CoreResult<Binding> {
-    if exchange.is_empty() {
-        return Err(default_exchange_refused());
-    }
-    find_queue(ctx, caller, &queue)?;
-    Ok(Binding::new(exchange, BindingDest::Queue(queue), key, args))
+    let dest = BindingDest::Queue(queue);
+    binding_access(&ctx.defs, caller, &exchange, &dest, &key)?;
+    find_queue(ctx, caller, dest.name())?;
+    Ok(Binding::new(caller.vhost(), exchange, dest, key, args))
 }
 
 /// queue.bind.
 pub fn queue_bind(ctx: &mut ShardCtx, b: Binding) -> CoreResult<()> {
     let mut g = ctx.defs.lock();
-    g.queue(b.dest.name())?;
-    g.exchange(&b.source)?;
-    check_binding_args(&g, &b.source, &b.args)?;
+    g.queue(b.vhost, b.dest.name())?;
+    g.exchange(b.vhost, &b.source)?;
+    check_binding_args(&g, &b)?;
     g.add_binding(b);
     g.commit()
 }
@@ -155,13 +190,12 @@ pub fn queue_unbind(
     key: String,
     args: FieldTable,
 ) -> CoreResult<()> {
-    if exchange.is_empty() {
-        return Err(default_exchange_refused());
-    }
-    match find_queue(ctx, caller, &queue) {
+    let dest = BindingDest::Queue(queue);
+    binding_access(&ctx.defs, caller, &exchange, &dest, &key)?;
+    match find_queue(ctx, caller, dest.name()) {
         Ok(_) | Err(CoreError::NotFound(_)) => {}
         Err(locked) => return Err(locked),
     }
-    let b = Binding::new(exchange, BindingDest::Queue(queue), key, args);
+    let b = Binding::new(caller.vhost(), exchange, dest, key, args);
     super::exchange::unbind(&ctx.defs, &b)
 }

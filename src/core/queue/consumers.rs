@@ -62,13 +62,17 @@ pub(super) struct Consumers {
 
 /// `x-priority` of a basic.consume: any integer type (RabbitMQ's
 /// `check_int_arg`), 0 when absent.
-pub(super) fn consumer_priority(queue: &str, args: &FieldTable) -> Result<i64, CoreError> {
+pub(super) fn consumer_priority(
+    vhost: &str,
+    queue: &str,
+    args: &FieldTable,
+) -> Result<i64, CoreError> {
     match args.get("x-priority") {
         None => Ok(0),
         Some(v) => v.as_i64().ok_or_else(|| {
             CoreError::precondition(format!(
                 "invalid arg 'x-priority' for {}: \"expected integer, got {}\"",
-                resource("queue", queue),
+                resource(vhost, "queue", queue),
                 v.type_name()
             ))
         }),

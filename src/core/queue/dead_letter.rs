@@ -32,7 +32,7 @@
 //! properties (`Message::from_amqp091`).
 
 use super::super::definitions::Definitions;
-use super::super::ids::QueueRef;
+use super::super::ids::{QueueRef, VhostId};
 use super::super::message::{props091, Message, MessageMeta};
 use super::super::outbox::Outbox;
 use super::super::routing::Routing;
@@ -247,6 +247,7 @@ pub fn dead_letter_properties(
 /// queues (see the module doc). `queue` is the dead-lettering queue's name;
 /// messages are dropped when the dead-letter exchange does not exist.
 pub fn publish(
+    vhost: VhostId,
     queue: &str,
     target: &DeadLetterTarget,
     dead: Vec<(Message, Reason)>,
@@ -273,7 +274,7 @@ pub fn publish(
         for k in &keys {
             let mut found = Vec::new();
             if routing
-                .route_dead_letter(&target.exchange, k, &properties, &mut found)
+                .route_dead_letter(vhost, &target.exchange, k, &properties, &mut found)
                 .is_err()
             {
                 break; // no such exchange: dropped
@@ -289,7 +290,7 @@ pub fn publish(
                 let cycles = history.iter().any(|d| {
                     std::str::from_utf8(&d.queue)
                         .ok()
-                        .and_then(|n| routing.queue(n))
+                        .and_then(|n| routing.queue(vhost, n))
                         .is_some_and(|lq| lq.queue == *t)
                         && is_cycle(&history, &d.queue)
                 });

@@ -31,7 +31,7 @@ pub mod ttl;
 
 use super::backlog::{PagingConfig, Stored};
 use super::error::CoreError;
-use super::ids::{ChannelRef, ConsumerRef, QueueRef, Requester};
+use super::ids::{ChannelRef, ConsumerRef, QueueRef, Requester, VhostId};
 use super::message::{Message, MessageMeta};
 use super::outbox::Outbox;
 use super::shard_msg::{ConsumeMode, ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
@@ -78,6 +78,9 @@ struct Unacked {
 /// Immutable properties fixed at declaration.
 #[derive(Clone, Debug)]
 pub struct QueueProps {
+    pub vhost: VhostId,
+    /// For texts (`queue 'q' in vhost 'v'`).
+    pub vhost_name: Arc<str>,
     pub name: String,
     pub durable: bool,
     pub auto_delete: bool,
@@ -514,14 +517,14 @@ impl Queue {
                 if if_unused && !self.consumers.is_empty() {
                     let e = CoreError::precondition(format!(
                         "{} in use",
-                        resource("queue", &self.props.name),
+                        resource(&self.props.vhost_name, "queue", &self.props.name),
                     ));
                     return (QueueReply::from(e), After::Nothing);
                 }
                 if if_empty && self.message_count() > 0 {
                     let e = CoreError::precondition(format!(
                         "{} not empty",
-                        resource("queue", &self.props.name),
+                        resource(&self.props.vhost_name, "queue", &self.props.name),
                     ));
                     return (QueueReply::from(e), After::Nothing);
                 }
@@ -553,7 +556,11 @@ impl Queue {
     }
 
     fn consume(&mut self, spec: ConsumeSpec) -> (QueueReply, After) {
-        let priority = match consumers::consumer_priority(&self.props.name, &spec.arguments) {
+        let priority = match consumers::consumer_priority(
+            &self.props.vhost_name,
+            &self.props.name,
+            &spec.arguments,
+        ) {
             Ok(p) => p,
             Err(e) => return (QueueReply::from(e), After::Nothing),
         };
@@ -563,7 +570,7 @@ impl Queue {
         {
             let e = CoreError::access_refused(format!(
                 "{} in exclusive use",
-                resource("queue", &self.props.name),
+                resource(&self.props.vhost_name, "queue", &self.props.name),
             ));
             return (QueueReply::from(e), After::Nothing);
         }
