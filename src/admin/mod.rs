@@ -207,10 +207,16 @@ impl Admin {
         Ok(existing.is_none())
     }
 
+    /// Deletes a user with their permissions; their open connections are
+    /// closed (320), as RabbitMQ does.
     pub fn delete_user(&self, name: &str) -> AdminResult<()> {
-        let mut g = self.defs.lock();
-        g.delete_user(name)?;
-        g.commit()?;
+        {
+            let mut g = self.defs.lock();
+            g.delete_user(name)?;
+            g.commit()?;
+        }
+        let (user, text) = (name.to_string(), format!("user '{}' is deleted", name));
+        self.control.ask_all(move |s| s.close_user(&user, &text));
         Ok(())
     }
 

@@ -113,6 +113,21 @@ impl ShardState {
     }
 }
 
+impl ShardState {
+    /// User deletion, this shard's part: the user's connections are closed
+    /// (320 CONNECTION_FORCED - user 'u' is deleted), as RabbitMQ does.
+    pub fn close_user(&mut self, user: &str, text: &str) {
+        let (ctx, conns) = (&mut self.ctx, &mut self.conns);
+        for (_, s) in conns.iter_mut() {
+            if let Some(conn) = s.amqp091() {
+                if conn.info.counted && conn.info.user == user {
+                    conn.force_close(text, ctx);
+                }
+            }
+        }
+    }
+}
+
 /// The 0-9-1 connection in `slot`, if that slot holds one.
 #[inline]
 fn amqp091(conns: &mut Slab<Session>, slot: u32) -> Option<&mut Connection> {

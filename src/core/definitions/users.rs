@@ -223,13 +223,9 @@ impl Defs {
                 vhost, user, why
             ))
         };
-        let Some(id) = self.vhost_id(vhost).filter(|id| !self.vhosts[id].deleting) else {
-            return Err(OpenError::NotAllowed(format!("vhost {} not found", vhost)));
-        };
-        let access = match self.user_access(user, vhost, version) {
-            Some(a) if a.may_open() => a,
-            _ => return Err(refused(String::new())),
-        };
+        // RabbitMQ 3.11+'s order (rabbit_reader, connection.open): the node
+        // limit, the vhost (missing is reported by its limit check), the
+        // vhost limit, the user limit, then the permission.
         if let Some(max) = max_connections {
             if self.live.total >= max {
                 return Err(OpenError::NotAllowed(format!(
@@ -238,6 +234,9 @@ impl Defs {
                 )));
             }
         }
+        let Some(id) = self.vhost_id(vhost).filter(|id| !self.vhosts[id].deleting) else {
+            return Err(OpenError::NotAllowed(format!("vhost {} not found", vhost)));
+        };
         if let Some(max) = self.vhosts[&id].meta.limits.max_connections {
             if self.live.by_vhost.get(&id).copied().unwrap_or(0) >= max {
                 return Err(refused(format!(": connection limit ({}) is reached", max)));
@@ -251,11 +250,15 @@ impl Defs {
         if let Some(max) = ulimit {
             if self.live.by_user.get(user).copied().unwrap_or(0) >= max {
                 return Err(OpenError::NotAllowed(format!(
-                    "Connection refused for user '{}': user connection limit ({}) is reached",
+                    "connection refused for user '{}': user connection limit ({}) is reached",
                     user, max
                 )));
             }
         }
+        let access = match self.user_access(user, vhost, version) {
+            Some(a) if a.may_open() => a,
+            _ => return Err(refused(String::new())),
+        };
         self.live.total += 1;
         *self.live.by_vhost.entry(id).or_default() += 1;
         *self.live.by_user.entry(user.to_string()).or_default() += 1;
