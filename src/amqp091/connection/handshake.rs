@@ -162,7 +162,7 @@ impl Connection {
             )));
         }
         let user = creds.map(|c| c.0).unwrap_or_default();
-        if ctx.config.loopback_users.iter().any(|u| *u == user) && !self.from_loopback() {
+        if ctx.config.loopback_users.contains(&user) && !self.peer_is_loopback() {
             // RabbitMQ refuses with the same text as a wrong password and
             // says why only in its log.
             log::info!("user '{}' can only connect via localhost", user);
@@ -273,7 +273,7 @@ fn external_user(sock: &crate::net::Socket, ctx: &ShardCtx) -> Option<String> {
 
 impl Connection {
     /// The client connects from a loopback address (`--loopback-users`).
-    fn from_loopback(&self) -> bool {
+    fn peer_is_loopback(&self) -> bool {
         self.sock
             .stream
             .peer_addr()
