@@ -244,7 +244,7 @@ impl Admin {
             }
             let meta = VhostMeta {
                 description: v.effective_description().unwrap_or("").to_string(),
-                tags: v.tags.clone(),
+                tags: v.effective_tags(),
                 default_queue_type: v.effective_default_queue_type().unwrap_or("").to_string(),
                 limits,
             };

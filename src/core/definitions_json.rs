@@ -114,6 +114,22 @@ impl VhostJson {
             .or_else(|| self.metadata.as_ref()?.get("description")?.as_str())
     }
 
+    /// The tags, from the top level or from `metadata` (a list, or a comma
+    /// string as 3.10 writes it).
+    pub fn effective_tags(&self) -> Vec<String> {
+        if !self.tags.is_empty() {
+            return self.tags.clone();
+        }
+        match self.metadata.as_ref().and_then(|m| m.get("tags")) {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect(),
+            Some(Value::String(s)) => split_tags(s),
+            _ => Vec::new(),
+        }
+    }
+
     /// The default queue type, from the top level or from `metadata`.
     pub fn effective_default_queue_type(&self) -> Option<&str> {
         self.default_queue_type
@@ -251,13 +267,29 @@ fn opt_map_or_empty_list<'de, D: Deserializer<'de>>(
 ) -> Result<Option<Map<String, Value>>, D::Error> {
     match Value::deserialize(d)? {
         Value::Object(m) => Ok(Some(m)),
-        Value::Array(a) if a.is_empty() => Ok(Some(Map::new())),
+        // 3.10's CLI export writes vhost limits as `[["max-queues", 10], …]`.
+        Value::Array(a) if a.iter().all(is_pair) => Ok(Some(
+            a.into_iter()
+                .filter_map(|p| match p {
+                    Value::Array(mut kv) => {
+                        let v = kv.pop()?;
+                        Some((kv.pop()?.as_str()?.to_string(), v))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        )),
         Value::Null => Ok(None),
         other => Err(serde::de::Error::custom(format!(
             "expected an object, got {}",
             json_kind(&other)
         ))),
     }
+}
+
+/// `["name", value]`.
+fn is_pair(v: &Value) -> bool {
+    matches!(v, Value::Array(kv) if kv.len() == 2 && kv[0].is_string())
 }
 
 fn json_kind(v: &Value) -> &'static str {

@@ -407,3 +407,25 @@ proptest! {
         prop_assert_eq!(sorted(&json_to_table(&reread).unwrap()), sorted(&t));
     }
 }
+
+/// The export of the local RabbitMQ 3.10.8 (`rabbitmqctl export_definitions`,
+/// docs/oracle/tenancy-rabbitmq-3.10.8.md): vhost limits as a list of pairs,
+/// vhost tags in metadata as a string or a list.
+#[test]
+fn rabbitmq_3_10_8_export_parses() {
+    let text = include_str!("../../../tests/fixtures/rabbitmq-3.10.8-definitions.json");
+    let d = DefinitionsFile::parse(text).expect("3.10.8 export parses");
+    let v1 = d.vhosts.iter().find(|v| v.name == "v1").unwrap();
+    let limits = v1.limits.as_ref().unwrap();
+    assert_eq!(limits.get("max-connections"), Some(&json!(100)));
+    assert_eq!(limits.get("max-queues"), Some(&json!(50)));
+    assert!(v1.effective_tags().is_empty());
+    let v2 = d.vhosts.iter().find(|v| v.name == "v2").unwrap();
+    assert_eq!(v2.effective_tags(), vec!["team-a", "blue"]);
+    assert_eq!(v2.effective_default_queue_type(), Some("quorum"));
+    assert!(d
+        .users
+        .iter()
+        .any(|u| u.name == "nopw1" && u.password_hash.is_empty()));
+    assert!(d.queues.len() >= 10 && !d.bindings.is_empty());
+}
