@@ -23,7 +23,9 @@ async fn connect_err(uri: &str) -> (u16, String) {
 /// A connection to `uri` succeeds, eventually (the broker released a slot).
 async fn fits_eventually(uri: &str, what: &str) -> Connection {
     poll_for(what, async || {
-        within(Connection::connect(uri, Default::default())).await.ok()
+        within(Connection::connect(uri, Default::default()))
+            .await
+            .ok()
     })
     .await
 }
@@ -141,14 +143,19 @@ async fn user_max_connections() {
         t.set_permissions(&u, &v2, ".*", ".*", ".*");
         t.set_user_limit(&u, "max-connections", 1);
         let c1 = connect(&t.uri(&u, "pw", &v)).await;
-        let want =
-            format!("NOT_ALLOWED - connection refused for user '{u}': user connection limit (1) is reached");
+        let want = format!(
+            "NOT_ALLOWED - connection refused for user '{u}': user connection limit (1) is reached"
+        );
         assert_eq!(connect_err(&t.uri(&u, "pw", &v)).await, (530, want.clone()));
-        assert_eq!(connect_err(&t.uri(&u, "pw", &v2)).await, (530, want.clone()));
+        assert_eq!(
+            connect_err(&t.uri(&u, "pw", &v2)).await,
+            (530, want.clone())
+        );
         // guest is not limited
         let g = connect(&t.uri("guest", "guest", &v)).await;
         close(c1).await;
-        let c1 = fits_eventually(&t.uri(&u, "pw", &v2), "a connection after the first closed").await;
+        let c1 =
+            fits_eventually(&t.uri(&u, "pw", &v2), "a connection after the first closed").await;
         assert_eq!(connect_err(&t.uri(&u, "pw", &v)).await, (530, want));
         t.set_user_limit(&u, "max-connections", -1);
         let c2 = fits_eventually(&t.uri(&u, "pw", &v), "a second connection once cleared").await;

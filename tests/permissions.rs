@@ -59,9 +59,12 @@ impl Env {
     }
 
     async fn declare_x(&self, x: &str, kind: ExchangeKind) {
-        within(self.a.exchange_declare(x, kind, Default::default(), FieldTable::default()))
-            .await
-            .expect("exchange.declare (setup)");
+        within(
+            self.a
+                .exchange_declare(x, kind, Default::default(), FieldTable::default()),
+        )
+        .await
+        .expect("exchange.declare (setup)");
     }
 }
 
@@ -76,8 +79,8 @@ fn err_of<T: std::fmt::Debug>(r: Result<T, lapin::Error>) -> (u16, String) {
 /// Publishes (no confirm) and returns the channel.close it provokes.
 async fn publish_refusal(ch: &Channel, x: &str, rk: &str) -> (u16, String) {
     let mut errs = watch_channel(ch);
-    let _ = within(ch.basic_publish(x, rk, Default::default(), b"m", BasicProperties::default()))
-        .await;
+    let _ =
+        within(ch.basic_publish(x, rk, Default::default(), b"m", BasicProperties::default())).await;
     next_err(&mut errs).await
 }
 
@@ -110,7 +113,11 @@ case!(queue_declare_needs_configure_on_the_queue, async {
     let e = Env::new("qdecl", "^x", ".*", ".*").await;
     let (c, ch) = e.user().await;
     let r = within(ch.queue_declare("q1", Default::default(), FieldTable::default())).await;
-    e.check(err_of(r), &e.refused("configure", "queue", "q1"), "queue.declare");
+    e.check(
+        err_of(r),
+        &e.refused("configure", "queue", "q1"),
+        "queue.declare",
+    );
     assert_connection_usable_without_declare(&c).await;
 });
 
@@ -143,7 +150,11 @@ case!(queue_delete_needs_configure, async {
     declare(&e.a, "q1").await;
     let (_c, ch) = e.user().await;
     let r = within(ch.queue_delete("q1", Default::default())).await;
-    e.check(err_of(r), &e.refused("configure", "queue", "q1"), "queue.delete");
+    e.check(
+        err_of(r),
+        &e.refused("configure", "queue", "q1"),
+        "queue.delete",
+    );
 });
 
 case!(queue_purge_needs_read, async {
@@ -166,7 +177,11 @@ case!(exchange_declare_needs_configure, async {
         FieldTable::default(),
     ))
     .await;
-    e.check(err_of(r), &e.refused("configure", "exchange", "x1"), "exchange.declare");
+    e.check(
+        err_of(r),
+        &e.refused("configure", "exchange", "x1"),
+        "exchange.declare",
+    );
 });
 
 case!(exchange_delete_needs_configure, async {
@@ -174,7 +189,11 @@ case!(exchange_delete_needs_configure, async {
     e.declare_x("x2", ExchangeKind::Direct).await;
     let (_c, ch) = e.user().await;
     let r = within(ch.exchange_delete("x2", Default::default())).await;
-    e.check(err_of(r), &e.refused("configure", "exchange", "x2"), "exchange.delete");
+    e.check(
+        err_of(r),
+        &e.refused("configure", "exchange", "x2"),
+        "exchange.delete",
+    );
 });
 
 case!(passive_declares_are_not_checked, async {
@@ -200,7 +219,10 @@ case!(passive_declares_are_not_checked, async {
     let r = within(ch.queue_declare("nope", passive, FieldTable::default())).await;
     assert_eq!(
         err_of(r),
-        (404, format!("NOT_FOUND - no queue 'nope' in vhost '{}'", e.v))
+        (
+            404,
+            format!("NOT_FOUND - no queue 'nope' in vhost '{}'", e.v)
+        )
     );
     assert_connection_usable_without_declare(&c).await;
 });
@@ -232,7 +254,11 @@ case!(queue_bind_needs_read_on_the_exchange, async {
     q1_x1(&e).await;
     let (_c, ch) = e.user().await;
     let r = try_bind(&ch, "q1", "x1", "k", FieldTable::default()).await;
-    e.check(err_of(r), &e.refused("read", "exchange", "x1"), "queue.bind");
+    e.check(
+        err_of(r),
+        &e.refused("read", "exchange", "x1"),
+        "queue.bind",
+    );
 });
 
 case!(queue_unbind_needs_write_on_the_queue, async {
@@ -241,7 +267,11 @@ case!(queue_unbind_needs_write_on_the_queue, async {
     bind(&e.a, "q1", "x1", "k").await;
     let (_c, ch) = e.user().await;
     let r = within(ch.queue_unbind("q1", "x1", "k", FieldTable::default())).await;
-    e.check(err_of(r), &e.refused("write", "queue", "q1"), "queue.unbind");
+    e.check(
+        err_of(r),
+        &e.refused("write", "queue", "q1"),
+        "queue.unbind",
+    );
 });
 
 case!(queue_unbind_needs_read_on_the_exchange, async {
@@ -250,7 +280,11 @@ case!(queue_unbind_needs_read_on_the_exchange, async {
     bind(&e.a, "q1", "x1", "k").await;
     let (_c, ch) = e.user().await;
     let r = within(ch.queue_unbind("q1", "x1", "k", FieldTable::default())).await;
-    e.check(err_of(r), &e.refused("read", "exchange", "x1"), "queue.unbind");
+    e.check(
+        err_of(r),
+        &e.refused("read", "exchange", "x1"),
+        "queue.unbind",
+    );
 });
 
 async fn x1_x2(e: &Env) {
@@ -262,18 +296,26 @@ case!(exchange_bind_needs_write_on_the_destination, async {
     let e = Env::new("xbw", ".*", "^x1$", ".*").await;
     x1_x2(&e).await;
     let (_c, ch) = e.user().await;
-    let r = within(ch.exchange_bind("x2", "x1", "k", Default::default(), FieldTable::default()))
-        .await;
-    e.check(err_of(r), &e.refused("write", "exchange", "x2"), "exchange.bind");
+    let r =
+        within(ch.exchange_bind("x2", "x1", "k", Default::default(), FieldTable::default())).await;
+    e.check(
+        err_of(r),
+        &e.refused("write", "exchange", "x2"),
+        "exchange.bind",
+    );
 });
 
 case!(exchange_bind_needs_read_on_the_source, async {
     let e = Env::new("xbr", ".*", ".*", "^x2$").await;
     x1_x2(&e).await;
     let (_c, ch) = e.user().await;
-    let r = within(ch.exchange_bind("x2", "x1", "k", Default::default(), FieldTable::default()))
-        .await;
-    e.check(err_of(r), &e.refused("read", "exchange", "x1"), "exchange.bind");
+    let r =
+        within(ch.exchange_bind("x2", "x1", "k", Default::default(), FieldTable::default())).await;
+    e.check(
+        err_of(r),
+        &e.refused("read", "exchange", "x1"),
+        "exchange.bind",
+    );
 });
 
 case!(exchange_unbind_needs_write_on_the_destination, async {
@@ -285,7 +327,11 @@ case!(exchange_unbind_needs_write_on_the_destination, async {
     let (_c, ch) = e.user().await;
     let r = within(ch.exchange_unbind("x2", "x1", "k", Default::default(), FieldTable::default()))
         .await;
-    e.check(err_of(r), &e.refused("write", "exchange", "x2"), "exchange.unbind");
+    e.check(
+        err_of(r),
+        &e.refused("write", "exchange", "x2"),
+        "exchange.unbind",
+    );
 });
 
 case!(exchange_unbind_needs_read_on_the_source, async {
@@ -297,7 +343,11 @@ case!(exchange_unbind_needs_read_on_the_source, async {
     let (_c, ch) = e.user().await;
     let r = within(ch.exchange_unbind("x2", "x1", "k", Default::default(), FieldTable::default()))
         .await;
-    e.check(err_of(r), &e.refused("read", "exchange", "x1"), "exchange.unbind");
+    e.check(
+        err_of(r),
+        &e.refused("read", "exchange", "x1"),
+        "exchange.unbind",
+    );
 });
 
 // ---------------------------------------------------------------- publish, consume, get
@@ -311,30 +361,45 @@ case!(publish_needs_write_on_the_exchange, async {
     assert_connection_usable(&c).await;
 });
 
-case!(publish_to_the_default_exchange_is_checked_as_amq_default, async {
-    let e = Env::new("pubdef", ".*", "^q", ".*").await;
-    declare(&e.a, "q1").await;
-    let (_c, ch) = e.user().await;
-    let got = publish_refusal(&ch, "", "q1").await;
-    e.check(got, &e.refused("write", "exchange", "amq.default"), "publish to ''");
-    // ^$ does not allow it either: the name checked is amq.default
-    e.t.set_permissions(&e.u, &e.v, ".*", "^$", ".*");
-    let (_c, ch) = e.user().await;
-    let got = publish_refusal(&ch, "", "q1").await;
-    e.check(got, &e.refused("write", "exchange", "amq.default"), "publish to '' with ^$");
-    // ^amq\.default$ allows it
-    e.t.set_permissions(&e.u, &e.v, ".*", r"^amq\.default$", ".*");
-    let (c, _) = e.user().await;
-    let ch = confirm_channel(&c).await;
-    publish_acked(&ch, "", "q1").await;
-});
+case!(
+    publish_to_the_default_exchange_is_checked_as_amq_default,
+    async {
+        let e = Env::new("pubdef", ".*", "^q", ".*").await;
+        declare(&e.a, "q1").await;
+        let (_c, ch) = e.user().await;
+        let got = publish_refusal(&ch, "", "q1").await;
+        e.check(
+            got,
+            &e.refused("write", "exchange", "amq.default"),
+            "publish to ''",
+        );
+        // ^$ does not allow it either: the name checked is amq.default
+        e.t.set_permissions(&e.u, &e.v, ".*", "^$", ".*");
+        let (_c, ch) = e.user().await;
+        let got = publish_refusal(&ch, "", "q1").await;
+        e.check(
+            got,
+            &e.refused("write", "exchange", "amq.default"),
+            "publish to '' with ^$",
+        );
+        // ^amq\.default$ allows it
+        e.t.set_permissions(&e.u, &e.v, ".*", r"^amq\.default$", ".*");
+        let (c, _) = e.user().await;
+        let ch = confirm_channel(&c).await;
+        publish_acked(&ch, "", "q1").await;
+    }
+);
 
 case!(consume_needs_read, async {
     let e = Env::new("cons", ".*", ".*", "^x").await;
     declare(&e.a, "q1").await;
     let (_c, ch) = e.user().await;
     let r = within(ch.basic_consume("q1", "", Default::default(), FieldTable::default())).await;
-    e.check(err_of(r), &e.refused("read", "queue", "q1"), "basic.consume");
+    e.check(
+        err_of(r),
+        &e.refused("read", "queue", "q1"),
+        "basic.consume",
+    );
 });
 
 case!(get_needs_read, async {
@@ -353,7 +418,11 @@ case!(dead_letter_exchange_needs_write_on_the_dlx, async {
     let (_c, ch) = e.user().await;
     let a = args(&[("x-dead-letter-exchange", "dlx")]);
     let r = within(ch.queue_declare("qd", Default::default(), a)).await;
-    e.check(err_of(r), &e.refused("write", "exchange", "dlx"), "declare with DLX");
+    e.check(
+        err_of(r),
+        &e.refused("write", "exchange", "dlx"),
+        "declare with DLX",
+    );
 });
 
 case!(dead_letter_exchange_needs_read_on_the_queue, async {
@@ -362,18 +431,25 @@ case!(dead_letter_exchange_needs_read_on_the_queue, async {
     let (_c, ch) = e.user().await;
     let a = args(&[("x-dead-letter-exchange", "dlx")]);
     let r = within(ch.queue_declare("qd", Default::default(), a)).await;
-    e.check(err_of(r), &e.refused("read", "queue", "qd"), "declare with DLX");
+    e.check(
+        err_of(r),
+        &e.refused("read", "queue", "qd"),
+        "declare with DLX",
+    );
 });
 
-case!(dead_letter_exchange_needs_no_configure_or_read_on_the_dlx, async {
-    let e = Env::new("dlxok", "^q", ".*", "^q").await;
-    e.declare_x("dlx", ExchangeKind::Fanout).await;
-    let (_c, ch) = e.user().await;
-    let a = args(&[("x-dead-letter-exchange", "dlx")]);
-    within(ch.queue_declare("qd", Default::default(), a))
-        .await
-        .expect("configure/read on the DLX are not checked");
-});
+case!(
+    dead_letter_exchange_needs_no_configure_or_read_on_the_dlx,
+    async {
+        let e = Env::new("dlxok", "^q", ".*", "^q").await;
+        e.declare_x("dlx", ExchangeKind::Fanout).await;
+        let (_c, ch) = e.user().await;
+        let a = args(&[("x-dead-letter-exchange", "dlx")]);
+        within(ch.queue_declare("qd", Default::default(), a))
+            .await
+            .expect("configure/read on the DLX are not checked");
+    }
+);
 
 case!(alternate_exchange_needs_write_on_the_ae, async {
     let e = Env::new("aew", ".*", "^x", ".*").await;
@@ -381,17 +457,29 @@ case!(alternate_exchange_needs_write_on_the_ae, async {
     let (_c, ch) = e.user().await;
     let a = args(&[("alternate-exchange", "ae")]);
     let r = within(ch.exchange_declare("xa", ExchangeKind::Direct, Default::default(), a)).await;
-    e.check(err_of(r), &e.refused("write", "exchange", "ae"), "declare with AE");
+    e.check(
+        err_of(r),
+        &e.refused("write", "exchange", "ae"),
+        "declare with AE",
+    );
 });
 
-case!(alternate_exchange_needs_read_on_the_declared_exchange, async {
-    let e = Env::new("aer", ".*", ".*", "^a").await;
-    e.declare_x("ae", ExchangeKind::Fanout).await;
-    let (_c, ch) = e.user().await;
-    let a = args(&[("alternate-exchange", "ae")]);
-    let r = within(ch.exchange_declare("xa", ExchangeKind::Direct, Default::default(), a)).await;
-    e.check(err_of(r), &e.refused("read", "exchange", "xa"), "declare with AE");
-});
+case!(
+    alternate_exchange_needs_read_on_the_declared_exchange,
+    async {
+        let e = Env::new("aer", ".*", ".*", "^a").await;
+        e.declare_x("ae", ExchangeKind::Fanout).await;
+        let (_c, ch) = e.user().await;
+        let a = args(&[("alternate-exchange", "ae")]);
+        let r =
+            within(ch.exchange_declare("xa", ExchangeKind::Direct, Default::default(), a)).await;
+        e.check(
+            err_of(r),
+            &e.refused("read", "exchange", "xa"),
+            "declare with AE",
+        );
+    }
+);
 
 // ---------------------------------------------------------------- topic permissions
 
@@ -482,44 +570,63 @@ async fn live_change(tag: &str, change: impl FnOnce(&Env)) {
     publish_acked(&ch, "x1", "k").await;
     change(&e);
     let got = refused_within(&ch, "x1", Duration::from_secs(1)).await;
-    e.check(got, &e.refused("write", "exchange", "x1"), "publish after the change");
+    e.check(
+        got,
+        &e.refused("write", "exchange", "x1"),
+        "publish after the change",
+    );
 }
 
-case!(clear_permissions_reaches_an_open_channel_within_a_second, async {
-    live_change("live-clear", |e| e.t.clear_permissions(&e.u, &e.v)).await;
-});
+case!(
+    clear_permissions_reaches_an_open_channel_within_a_second,
+    async {
+        live_change("live-clear", |e| e.t.clear_permissions(&e.u, &e.v)).await;
+    }
+);
 
-case!(set_permissions_reaches_an_open_channel_within_a_second, async {
-    live_change("live-set", |e| e.t.set_permissions(&e.u, &e.v, ".*", "^$", ".*")).await;
-});
+case!(
+    set_permissions_reaches_an_open_channel_within_a_second,
+    async {
+        live_change("live-set", |e| {
+            e.t.set_permissions(&e.u, &e.v, ".*", "^$", ".*")
+        })
+        .await;
+    }
+);
 
-case!(a_refusal_on_one_channel_leaves_other_connections_alone, async {
-    let e = Env::new("isolate", ".*", "^q", ".*").await;
-    declare(&e.a, "q1").await;
-    e.declare_x("x1", ExchangeKind::Direct).await;
-    bind(&e.a, "q1", "x1", "k").await;
-    let (c1, ch1) = e.user().await;
-    let (_c2, ch2) = e.user().await;
-    let mut consumer = within(ch2.basic_consume("q1", "", Default::default(), FieldTable::default()))
+case!(
+    a_refusal_on_one_channel_leaves_other_connections_alone,
+    async {
+        let e = Env::new("isolate", ".*", "^q", ".*").await;
+        declare(&e.a, "q1").await;
+        e.declare_x("x1", ExchangeKind::Direct).await;
+        bind(&e.a, "q1", "x1", "k").await;
+        let (c1, ch1) = e.user().await;
+        let (_c2, ch2) = e.user().await;
+        let mut consumer =
+            within(ch2.basic_consume("q1", "", Default::default(), FieldTable::default()))
+                .await
+                .expect("consume");
+        let got = publish_refusal(&ch1, "x1", "k").await;
+        e.check(got, &e.refused("write", "exchange", "x1"), "publish");
+        // the other connection still consumes what guest publishes
+        publish(&e.a, "x1", "k", b"after").await;
+        let d = recv_one(&mut consumer, TIMEOUT)
+            .await
+            .expect("delivery on the other connection");
+        assert_eq!(d.data, b"after");
+        // and the refused connection itself still opens channels
+        assert!(c1.status().connected());
+        let ch = channel(&c1).await;
+        within(ch.queue_declare(
+            "q1",
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ))
         .await
-        .expect("consume");
-    let got = publish_refusal(&ch1, "x1", "k").await;
-    e.check(got, &e.refused("write", "exchange", "x1"), "publish");
-    // the other connection still consumes what guest publishes
-    publish(&e.a, "x1", "k", b"after").await;
-    let d = recv_one(&mut consumer, TIMEOUT).await.expect("delivery on the other connection");
-    assert_eq!(d.data, b"after");
-    // and the refused connection itself still opens channels
-    assert!(c1.status().connected());
-    let ch = channel(&c1).await;
-    within(ch.queue_declare(
-        "q1",
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    ))
-    .await
-    .expect("passive declare on a new channel");
-});
+        .expect("passive declare on a new channel");
+    }
+);

@@ -45,7 +45,10 @@ async fn wrong_password_and_unknown_user_are_403_login_refused() {
         // AMQPLAIN: the same, naming the mechanism
         let amqplain = |uri: String| with_query(&uri, "auth_mechanism=amqplain");
         let refused = (403, AMQPLAIN_REFUSED.to_string());
-        assert_eq!(connect_err(&amqplain(t.uri(&u, "wrong", "/"))).await, refused);
+        assert_eq!(
+            connect_err(&amqplain(t.uri(&u, "wrong", "/"))).await,
+            refused
+        );
         assert_connection_usable(&connect(&amqplain(t.uri(&u, "right", "/"))).await).await;
         assert_connection_usable(&connect(&t.uri(&u, "right", "/")).await).await;
     })
@@ -73,7 +76,11 @@ async fn an_imported_sha256_password_hash_logs_in() {
         let dir = std::env::temp_dir().join(unique("warren-users-import"));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("defs.json");
-        std::fs::write(&file, definitions_json("hashed", &sha256_hash("s3cret"), "hv")).unwrap();
+        std::fs::write(
+            &file,
+            definitions_json("hashed", &sha256_hash("s3cret"), "hv"),
+        )
+        .unwrap();
         let h = start(warren::Config {
             definitions: Some(file),
             ..warren::Config::for_tests(2)
@@ -83,8 +90,14 @@ async fn an_imported_sha256_password_hash_logs_in() {
         let ch = channel(&c).await;
         // the imported permission applies: write only on ^w
         let mut errs = watch_channel(&ch);
-        let _ = within(ch.basic_publish("amq.direct", "k", Default::default(), b"m", Default::default()))
-            .await;
+        let _ = within(ch.basic_publish(
+            "amq.direct",
+            "k",
+            Default::default(),
+            b"m",
+            Default::default(),
+        ))
+        .await;
         let want = refused("write", "exchange", "amq.direct", "hv", "hashed");
         assert_eq!(next_err(&mut errs).await, (403, want));
         assert_eq!(
@@ -126,14 +139,21 @@ impl Proc {
         let child = cmd.spawn().expect("warren starts");
         let t0 = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(20), "warren did not listen");
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "warren did not listen"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         Proc { child, port }
     }
 
     fn uri(&self, user: &str, pass: &str, vhost: &str) -> String {
-        format!("amqp://{user}:{pass}@127.0.0.1:{}/{}", self.port, enc(vhost))
+        format!(
+            "amqp://{user}:{pass}@127.0.0.1:{}/{}",
+            self.port,
+            enc(vhost)
+        )
     }
 
     fn kill9(mut self) {
@@ -155,7 +175,11 @@ async fn imported_users_vhosts_and_permissions_survive_kill_9() {
         let dir = std::env::temp_dir().join(unique("warren-users-kill"));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("defs.json");
-        std::fs::write(&file, definitions_json("kuser", &sha256_hash("kpass"), "kv")).unwrap();
+        std::fs::write(
+            &file,
+            definitions_json("kuser", &sha256_hash("kpass"), "kv"),
+        )
+        .unwrap();
         let data = dir.join("data");
         let p = Proc::start(&data, Some(&file));
         let c = connect(&p.uri("kuser", "kpass", "kv")).await;
@@ -167,10 +191,20 @@ async fn imported_users_vhosts_and_permissions_survive_kill_9() {
         let c = connect(&p.uri("kuser", "kpass", "kv")).await;
         let ch = channel(&c).await;
         let mut errs = watch_channel(&ch);
-        let _ = within(ch.basic_publish("amq.fanout", "", Default::default(), b"m", Default::default()))
-            .await;
+        let _ = within(ch.basic_publish(
+            "amq.fanout",
+            "",
+            Default::default(),
+            b"m",
+            Default::default(),
+        ))
+        .await;
         let want = refused("write", "exchange", "amq.fanout", "kv", "kuser");
-        assert_eq!(next_err(&mut errs).await, (403, want), "the permission survived");
+        assert_eq!(
+            next_err(&mut errs).await,
+            (403, want),
+            "the permission survived"
+        );
         assert_eq!(
             connect_err(&p.uri("kuser", "wrong", "kv")).await,
             (403, PLAIN_REFUSED.to_string())
@@ -185,13 +219,20 @@ async fn imported_users_vhosts_and_permissions_survive_kill_9() {
 
 /// A non-loopback IPv4 address of this machine (192.0.2.2 on eth0 here).
 fn non_loopback_v4() -> Option<std::net::IpAddr> {
-    let out = Command::new("ip").args(["-4", "-o", "addr"]).output().ok()?;
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr"])
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .filter_map(|l| {
             let mut w = l.split_whitespace();
             w.find(|x| *x == "inet")?;
-            w.next()?.split('/').next()?.parse::<std::net::IpAddr>().ok()
+            w.next()?
+                .split('/')
+                .next()?
+                .parse::<std::net::IpAddr>()
+                .ok()
         })
         .find(|ip| !ip.is_loopback())
         .filter(|ip| std::net::UdpSocket::bind((*ip, 0)).is_ok())

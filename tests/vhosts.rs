@@ -104,7 +104,11 @@ async fn same_names_in_two_vhosts_are_independent_across_shards() {
         publish(&ch1, "x", "k", b"in v1").await;
         publish(&ch1, "", "q", b"in v1 too").await;
         count_eventually(&ch1, "q", 2).await;
-        assert_eq!(message_count(&ch2, "q").await, 0, "v2's q sees v1's messages");
+        assert_eq!(
+            message_count(&ch2, "q").await,
+            0,
+            "v2's q sees v1's messages"
+        );
         // and the other way round, from the other shard
         publish(&ch2, "x", "k", b"in v2").await;
         count_eventually(&ch2, "q", 1).await;
@@ -115,7 +119,9 @@ async fn same_names_in_two_vhosts_are_independent_across_shards() {
         assert_eq!(message_count(&ch1b, "q").await, 2);
         // deleting v2's exchange and queue leaves v1's
         xdel(&ch2, "x").await;
-        within(ch2.queue_delete("q", Default::default())).await.unwrap();
+        within(ch2.queue_delete("q", Default::default()))
+            .await
+            .unwrap();
         publish(&ch1b, "x", "k", b"still routed").await;
         count_eventually(&ch1, "q", 3).await;
     })
@@ -177,7 +183,9 @@ async fn dead_letter_and_alternate_exchanges_resolve_within_the_vhost() {
         // v1: a rejected message dead-letters to v1's dlx
         publish(&ch1, "", "work", b"reject me").await;
         let m = poll_for("message in work", async || {
-            within(ch1.basic_get("work", Default::default())).await.unwrap()
+            within(ch1.basic_get("work", Default::default()))
+                .await
+                .unwrap()
         })
         .await;
         within(m.delivery.reject(BasicRejectOptions { requeue: false }))
@@ -280,8 +288,9 @@ async fn a_recreated_vhost_is_empty() {
             passive: true,
             ..Default::default()
         };
-        let r = within(ch.exchange_declare("x", ExchangeKind::Fanout, xpassive, FieldTable::default()))
-            .await;
+        let r =
+            within(ch.exchange_declare("x", ExchangeKind::Fanout, xpassive, FieldTable::default()))
+                .await;
         let want = format!("NOT_FOUND - no exchange 'x' in vhost '{v}'");
         assert_eq!(code_text(&r.unwrap_err()), (404, want));
     })
@@ -342,7 +351,11 @@ async fn a_deleted_vhost_stays_deleted_after_restart_and_the_default_vhost_is_in
         assert_eq!(got, (530, format!("NOT_ALLOWED - vhost {v} not found")));
         let cd = connect(&t.uri("guest", "guest", "/")).await;
         let ch = channel(&cd).await;
-        assert_eq!(message_count(&ch, "dq").await, 3, "default vhost's messages");
+        assert_eq!(
+            message_count(&ch, "dq").await,
+            3,
+            "default vhost's messages"
+        );
         // re-created: empty
         t.put_vhost(&v);
         t.set_permissions("guest", &v, ".*", ".*", ".*");

@@ -306,7 +306,9 @@ fn http(method: &str, path: &str, body: &str) {
 
 /// `ACCESS_REFUSED - {perm} access to {kind} '{name}' in vhost '{v}' refused for user '{u}'`.
 pub fn refused(perm: &str, kind: &str, name: &str, v: &str, u: &str) -> String {
-    format!("ACCESS_REFUSED - {perm} access to {kind} '{name}' in vhost '{v}' refused for user '{u}'")
+    format!(
+        "ACCESS_REFUSED - {perm} access to {kind} '{name}' in vhost '{v}' refused for user '{u}'"
+    )
 }
 
 /// The topic refusal text.
