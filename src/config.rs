@@ -57,6 +57,12 @@ pub struct Config {
     /// Delivery acknowledgement timeout, ms (0: none); `x-consumer-timeout`
     /// overrides it per queue.
     pub consumer_timeout: u64,
+    /// Management HTTP API port (`--http-port`): None = no HTTP server,
+    /// Some(0) = an ephemeral port (tests; `BrokerHandle::http_port` tells
+    /// which), Some(p) = port p.
+    pub http_port: Option<u16>,
+    /// Addresses the HTTP API listens on (`--http-bind`); empty = `bind`.
+    pub http_bind: Vec<IpAddr>,
     /// `data_dir` is throw-away (`for_tests`): `BrokerHandle::shutdown`
     /// removes it.
     pub temporary_data_dir: bool,
@@ -99,6 +105,8 @@ impl Default for Config {
             queue_max_in_memory: DEFAULT_QUEUE_MAX_IN_MEMORY,
             queue_max_in_memory_bytes: DEFAULT_QUEUE_MAX_IN_MEMORY_BYTES,
             consumer_timeout: DEFAULT_CONSUMER_TIMEOUT,
+            http_port: Some(15672),
+            http_bind: Vec::new(),
             temporary_data_dir: false,
         }
     }
@@ -146,6 +154,7 @@ impl Config {
             data_dir: dir,
             shard_port_base: Some(0),
             pin_threads: false,
+            http_port: Some(0),
             ..Config::default()
         }
     }
