@@ -142,21 +142,34 @@ const MANAGEMENT_TAGS: &[&str] = &["administrator", "monitoring", "policymaker",
 /// The checks of `is_authorized/8`, in its order: credentials, loopback,
 /// a management tag, then the resource's own test.
 pub(crate) fn authorize(admin: &Admin, creds: &Creds, level: Level) -> Result<UserView, ApiError> {
-    let (name, password) = creds.basic.as_ref().ok_or_else(ApiError::not_authenticated)?;
+    let (name, password) = creds
+        .basic
+        .as_ref()
+        .ok_or_else(ApiError::not_authenticated)?;
     let user = admin
         .authenticate(name, password)
         .ok_or_else(ApiError::not_authenticated)?;
-    let loopback = creds
-        .peer
-        .is_some_and(|ip| ip.to_canonical().is_loopback());
-    if !loopback && admin.config().loopback_users.iter().any(|u| *u == user.name) {
+    let loopback = creds.peer.is_some_and(|ip| ip.to_canonical().is_loopback());
+    if !loopback
+        && admin
+            .config()
+            .loopback_users
+            .iter()
+            .any(|u| *u == user.name)
+    {
         log::warn!(
             "HTTP access denied: user '{}' - User can only log in via localhost",
             user.name
         );
-        return Err(ApiError::not_authorised("User can only log in via localhost"));
+        return Err(ApiError::not_authorised(
+            "User can only log in via localhost",
+        ));
     }
-    if !user.tags.iter().any(|t| MANAGEMENT_TAGS.contains(&t.as_str())) {
+    if !user
+        .tags
+        .iter()
+        .any(|t| MANAGEMENT_TAGS.contains(&t.as_str()))
+    {
         return Err(ApiError::not_authorised("Not management user"));
     }
     if level == Level::Administrator && !user.tags.iter().any(|t| t == "administrator") {

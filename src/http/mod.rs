@@ -88,7 +88,10 @@ pub(crate) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Respon
     match serde_json::to_vec(value) {
         Ok(body) => (
             status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             body,
         )
             .into_response(),
@@ -130,7 +133,10 @@ fn router(api: Api) -> Router {
         .route("/api/whoami", get(users::whoami))
         .route("/api/overview", get(vhosts::overview))
         .route("/api/users", get(users::list))
-        .route("/api/users/without-permissions", get(users::without_permissions))
+        .route(
+            "/api/users/without-permissions",
+            get(users::without_permissions),
+        )
         .route(
             "/api/users/{user}",
             get(users::get_one).put(users::put).delete(users::delete),
@@ -151,7 +157,10 @@ fn router(api: Api) -> Router {
             "/api/vhosts/{vhost}",
             get(vhosts::get_one).put(vhosts::put).delete(vhosts::delete),
         )
-        .route("/api/vhosts/{vhost}/permissions", get(permissions::of_vhost))
+        .route(
+            "/api/vhosts/{vhost}/permissions",
+            get(permissions::of_vhost),
+        )
         .route(
             "/api/vhosts/{vhost}/topic-permissions",
             get(permissions::topic_of_vhost),
@@ -246,8 +255,9 @@ pub fn start(admin: Admin) -> io::Result<Option<HttpServer>> {
             Ok(l) => l,
             // As for AMQP: a machine without that address (no IPv6) still
             // serves the others.
-            Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable
-                || e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrNotAvailable
+                    || e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
             {
                 log::warn!("HTTP API not listening on {}: {}", ip, e);
                 continue;

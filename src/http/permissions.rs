@@ -135,8 +135,8 @@ pub(crate) async fn put(
         let f = required(&body, &["configure", "write", "read"])?;
         both_exist(a, &vhost, &user)?;
         let created = find(a, &vhost, &user).is_none();
-        let [configure, write, read] = <[String; 3]>::try_from(f)
-            .map_err(|_| ApiError::internal("permission fields"))?;
+        let [configure, write, read] =
+            <[String; 3]>::try_from(f).map_err(|_| ApiError::internal("permission fields"))?;
         a.set_permissions(
             &user,
             &vhost,
@@ -175,8 +175,10 @@ fn topic_filtered(a: &Admin, keep: impl Fn(&TopicPermissionView) -> bool) -> Vec
 }
 
 pub(crate) async fn topic_list(State(api): State<Api>, c: Creds) -> Response {
-    api.call(c, Level::Administrator, |a, _| Ok(ok(&topic_filtered(a, |_| true))))
-        .await
+    api.call(c, Level::Administrator, |a, _| {
+        Ok(ok(&topic_filtered(a, |_| true)))
+    })
+    .await
 }
 
 /// `GET /api/users/{user}/topic-permissions`.
@@ -235,9 +237,10 @@ pub(crate) async fn topic_put(
         both_exist(a, &vhost, &user)?;
         let [exchange, write, read] = <[String; 3]>::try_from(f)
             .map_err(|_| ApiError::internal("topic permission fields"))?;
-        let created = !a.list_topic_permissions().iter().any(|p| {
-            p.vhost == vhost && p.user == user && p.permission.exchange == exchange
-        });
+        let created = !a
+            .list_topic_permissions()
+            .iter()
+            .any(|p| p.vhost == vhost && p.user == user && p.permission.exchange == exchange);
         a.set_topic_permissions(
             &user,
             &vhost,

@@ -141,11 +141,7 @@ pub(crate) async fn put(
     .await
 }
 
-pub(crate) async fn delete(
-    State(api): State<Api>,
-    c: Creds,
-    Path(name): Path<String>,
-) -> Response {
+pub(crate) async fn delete(State(api): State<Api>, c: Creds, Path(name): Path<String>) -> Response {
     api.call(c, Level::Administrator, move |a, _| {
         a.delete_user(&name)?;
         Ok(StatusCode::NO_CONTENT.into_response())

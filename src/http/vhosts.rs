@@ -39,7 +39,11 @@ fn vhost_json(v: &VhostView, node: &str) -> Value {
 pub(crate) async fn list(State(api): State<Api>, c: Creds) -> Response {
     let node = api.node.clone();
     api.call(c, Level::Administrator, move |a, _| {
-        let out: Vec<Value> = a.list_vhosts().iter().map(|v| vhost_json(v, &node)).collect();
+        let out: Vec<Value> = a
+            .list_vhosts()
+            .iter()
+            .map(|v| vhost_json(v, &node))
+            .collect();
         Ok(ok(&out))
     })
     .await
@@ -86,11 +90,7 @@ pub(crate) async fn put(
         let dqt = match body.get("default_queue_type") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => {
-                return Err(ApiError::bad_request(
-                    "default_queue_type must be a string",
-                ))
-            }
+            Some(_) => return Err(ApiError::bad_request("default_queue_type must be a string")),
         };
         let created = a.put_vhost(&name, Some(description), Some(tags), dqt)?;
         Ok(created_or_updated(created))
@@ -98,11 +98,7 @@ pub(crate) async fn put(
     .await
 }
 
-pub(crate) async fn delete(
-    State(api): State<Api>,
-    c: Creds,
-    Path(name): Path<String>,
-) -> Response {
+pub(crate) async fn delete(State(api): State<Api>, c: Creds, Path(name): Path<String>) -> Response {
     api.call(c, Level::Administrator, move |a, _| {
         a.delete_vhost(&name)?;
         Ok(StatusCode::NO_CONTENT.into_response())
@@ -197,8 +193,10 @@ pub(crate) async fn overview(State(api): State<Api>, c: Creds) -> Response {
 const RABBITMQ_VERSION: &str = "3.13.7";
 
 pub(crate) async fn definitions_get(State(api): State<Api>, c: Creds) -> Response {
-    api.call(c, Level::Administrator, |a, _| Ok(ok(&a.export_definitions())))
-        .await
+    api.call(c, Level::Administrator, |a, _| {
+        Ok(ok(&a.export_definitions()))
+    })
+    .await
 }
 
 /// `POST /api/definitions`: imports a definitions file, 204; 400 with the
