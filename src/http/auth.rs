@@ -150,13 +150,7 @@ pub(crate) fn authorize(admin: &Admin, creds: &Creds, level: Level) -> Result<Us
         .authenticate(name, password)
         .ok_or_else(ApiError::not_authenticated)?;
     let loopback = creds.peer.is_some_and(|ip| ip.to_canonical().is_loopback());
-    if !loopback
-        && admin
-            .config()
-            .loopback_users
-            .iter()
-            .any(|u| *u == user.name)
-    {
+    if !loopback && admin.config().loopback_users.contains(&user.name) {
         log::warn!(
             "HTTP access denied: user '{}' - User can only log in via localhost",
             user.name
