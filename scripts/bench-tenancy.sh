@@ -27,13 +27,19 @@ perms = [{"user": f"u{i}", "vhost": f"v{j}",
           "read": "^loadgen.*"} for i in range(100) for j in range(10)]
 json.dump({"users": users, "vhosts": vhosts, "permissions": perms}, open(sys.argv[1], "w"))
 PY
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/key.pem" -out "$T/cert.pem" \
-  -days 1 -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null
+# A CA and a server certificate it signs (rustls refuses a CA as end entity).
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/ca-key.pem" -out "$T/ca.pem" \
+  -days 1 -subj "/CN=bench CA" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout "$T/key.pem" -out "$T/server.csr" \
+  -subj "/CN=127.0.0.1" 2>/dev/null
+printf 'basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\n' > "$T/ext.cnf"
+openssl x509 -req -in "$T/server.csr" -CA "$T/ca.pem" -CAkey "$T/ca-key.pem" \
+  -CAcreateserial -out "$T/cert.pem" -days 1 -extfile "$T/ext.cnf" 2>/dev/null
 
 start() { # name port extra-args...
   local name=$1 port=$2; shift 2
   rm -rf "$T/data-$name"
-  "$W" --port "$port" --bind 127.0.0.1 --data-dir "$T/data-$name" --log-level warn "$@" &
+  "$W" --port "$port" --http-port 0 --bind 127.0.0.1 --data-dir "$T/data-$name" --log-level warn "$@" &
   echo $! > "$T/pid-$name"
   for _ in $(seq 100); do
     (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && return 0; sleep 0.1
@@ -47,7 +53,7 @@ run() { # label uri scenario extra...
   local opts="--no-ack"
   [ "$sc" = c ] && opts="--prefetch 1000 --ack-every 100 --confirm 1000"
   # shellcheck disable=SC2086
-  local out; out=$("$L" throughput --size 16 $opts --duration "$DURATION" --warmup 1 --uri "$uri" --json "$@")
+  local out; out=$("$L" throughput --size 16 $opts --duration "$DURATION" --warmup 1 --uri "$uri" --json "$@" 2>/dev/null)
   local rate; rate=$(python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print(int(d.get("deliver_rate") or d.get("consume_rate") or d.get("recv_rate") or 0))' <<<"$out")
   echo "$label $sc $rate"
   echo "$label $sc $rate" >> "$T/results"
@@ -59,7 +65,7 @@ for r in $(seq "$ROUNDS"); do
     start tenants 25673 --definitions "$T/defs.json"
     run tenants amqp://u42:pw@127.0.0.1:25673/v7 $sc; stop tenants
     start tls 25674 --tls-port 25675 --tls-cert "$T/cert.pem" --tls-key "$T/key.pem"
-    run tls amqps://guest:guest@127.0.0.1:25675/%2f $sc --tls-ca "$T/cert.pem"; stop tls
+    run tls amqps://guest:guest@127.0.0.1:25675/%2f $sc --tls-ca "$T/ca.pem"; stop tls
   done
 done
 echo "median deliveries/s:"

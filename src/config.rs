@@ -72,6 +72,12 @@ pub struct Config {
     /// Which part of a client certificate is the EXTERNAL login name
     /// (RabbitMQ's ssl_cert_login_from).
     pub tls_cert_login_from: CertLoginFrom,
+    /// Management HTTP API port (`--http-port`): None = no HTTP server,
+    /// Some(0) = an ephemeral port (tests; `BrokerHandle::http_port` tells
+    /// which), Some(p) = port p.
+    pub http_port: Option<u16>,
+    /// Addresses the HTTP API listens on (`--http-bind`); empty = `bind`.
+    pub http_bind: Vec<IpAddr>,
     /// `data_dir` is throw-away (`for_tests`): `BrokerHandle::shutdown`
     /// removes it.
     pub temporary_data_dir: bool,
@@ -145,6 +151,8 @@ impl Default for Config {
             tls_ca: None,
             tls_fail_if_no_peer_cert: false,
             tls_cert_login_from: CertLoginFrom::DistinguishedName,
+            http_port: Some(15672),
+            http_bind: Vec::new(),
             temporary_data_dir: false,
         }
     }
@@ -193,6 +201,7 @@ impl Config {
             data_dir: dir,
             shard_port_base: Some(0),
             pin_threads: false,
+            http_port: Some(0),
             ..Config::default()
         }
     }

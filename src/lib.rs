@@ -10,9 +10,11 @@
 //! - [`core`]: the broker core, in no protocol's terms: vhosts, definitions,
 //!   exchanges, routing, queues, consumers, and the operations front ends call.
 //! - [`store`]: on-disk state (data directory).
+//! - [`admin`]: users, vhosts, permissions, limits, definitions, for tools.
+//! - [`http`]: the management HTTP API (RabbitMQ's), on its own thread.
 //!
 //! Layers, bottom up: `net`, `protocol`, `store`, `config` → `core` →
-//! `amqp091` → `shard`; nothing imports a layer above it
+//! `amqp091` → `shard` → `admin` → `http`; nothing imports a layer above it
 //! (`tests/layering.rs`).
 //!
 //! See ARCHITECTURE.md for threads, rings and the path of a message.
@@ -21,10 +23,29 @@ pub mod admin;
 pub mod amqp091;
 pub mod config;
 pub mod core;
+pub mod http;
 pub mod net;
 pub mod protocol;
 pub mod shard;
 pub mod store;
 
 pub use config::Config;
-pub use shard::{start, BrokerHandle};
+pub use shard::BrokerHandle;
+
+/// Starts a broker: the shards (`shard::start`), then the management HTTP
+/// API on top of them when `config.http_port` is set.
+pub fn start(config: Config) -> std::io::Result<BrokerHandle> {
+    let mut handle = shard::start(config)?;
+    match http::start(handle.admin()) {
+        Ok(Some(server)) => {
+            let port = server.port();
+            handle.attach_http(port, Box::new(move || server.stop()));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            handle.shutdown();
+            return Err(e);
+        }
+    }
+    Ok(handle)
+}

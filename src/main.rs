@@ -128,6 +128,12 @@ struct Args {
     /// at boot, before any connection is accepted.
     #[arg(long, env = "WARREN_DEFINITIONS")]
     definitions: Option<PathBuf>,
+    /// Management HTTP API port (0: no HTTP API).
+    #[arg(long, env = "WARREN_HTTP_PORT", default_value_t = 15672)]
+    http_port: u16,
+    /// Addresses the HTTP API listens on (default: those of --bind).
+    #[arg(long, env = "WARREN_HTTP_BIND", value_delimiter = ',')]
+    http_bind: Vec<IpAddr>,
 }
 
 fn main() {
@@ -177,6 +183,8 @@ fn main() {
         .collect();
     config.max_connections = args.max_connections;
     config.definitions = args.definitions;
+    config.http_port = (args.http_port != 0).then_some(args.http_port);
+    config.http_bind = args.http_bind;
     config.busy_poll = std::time::Duration::from_micros(args.busy_poll_us.min(1_000_000));
     if let Err(e) = warren::store::ensure_data_dir(&config.data_dir) {
         eprintln!(

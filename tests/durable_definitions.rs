@@ -334,6 +334,8 @@ impl Proc {
                 "--shards",
                 "2",
                 "--no-pin",
+                "--http-port",
+                "0",
             ])
             .args(["--log-level", "info", "--data-dir"])
             .arg(dir)

@@ -4,7 +4,7 @@
 //! that crosses a layer the wrong way fails here, naming file and line.
 //!
 //! Layers, bottom up: `net`, `protocol`, `store`, `config` → `core` →
-//! `amqp091` (and future front ends) → `shard`.
+//! `amqp091` (and future front ends) → `shard` → `admin` → `http`.
 
 use std::path::{Path, PathBuf};
 
@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 const RULES: &[(&str, &[&str])] = &[
     // `amqp091::` and not `crate::amqp091`: grouped imports and `super::`
     // paths name the module too (`from_amqp091` is a format, not the module).
-    ("core", &["amqp091::", "shard::", "net::"]),
-    ("amqp091", &["shard::"]),
+    ("core", &["amqp091::", "shard::", "net::", "crate::http"]),
+    ("amqp091", &["shard::", "crate::http"]),
+    // The HTTP API sits on top of everything: only lib.rs starts it.
+    ("shard", &["crate::http"]),
+    ("admin", &["crate::http"]),
     (
         "net",
         &["protocol::", "core::", "amqp091::", "shard::", "store::"],

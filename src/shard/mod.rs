@@ -34,6 +34,9 @@ pub struct BrokerHandle {
     threads: Vec<JoinHandle<()>>,
     /// A throw-away data directory (`Config::for_tests`), removed on shutdown.
     temp_data_dir: Option<std::path::PathBuf>,
+    /// The management HTTP API's port and how to stop it (`http::start`,
+    /// attached by `warren::start`; this layer does not know the server).
+    http: Option<(u16, Box<dyn FnOnce() + Send>)>,
 }
 
 impl BrokerHandle {
@@ -70,8 +73,22 @@ impl BrokerHandle {
         self.admin.clone()
     }
 
+    /// The management HTTP API's port, if it runs (`Config::http_port`).
+    pub fn http_port(&self) -> Option<u16> {
+        self.http.as_ref().map(|(p, _)| *p)
+    }
+
+    /// Attaches a server that runs on top of the broker: `stop` ends it (and
+    /// waits for its threads) on `shutdown`, before the shards stop.
+    pub fn attach_http(&mut self, port: u16, stop: Box<dyn FnOnce() + Send>) {
+        self.http = Some((port, stop));
+    }
+
     /// Stops every shard and waits for the threads.
     pub fn shutdown(mut self) {
+        if let Some((_, stop)) = self.http.take() {
+            stop();
+        }
         self.stop.store(true, Ordering::Release);
         for w in &self.wakers {
             let _ = w.wake();
@@ -285,6 +302,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         admin,
         threads,
         temp_data_dir: config.temporary_data_dir.then(|| config.data_dir.clone()),
+        http: None,
     })
 }
 

@@ -1,0 +1,347 @@
+//! The management HTTP API: the part of RabbitMQ's (3.13 paths, JSON shapes
+//! and status codes) that covers users, vhosts, permissions, topic
+//! permissions, limits and definitions, for `warrenctl`, scripts and tools
+//! such as rabbitmqadmin.
+//!
+//! It sits on top of everything else: the handlers call [`crate::admin`],
+//! and nothing below imports this module. The server (axum on hyper) runs on
+//! its own small tokio runtime on a dedicated thread, never on a shard; every
+//! request's work (authentication included) runs in `spawn_blocking`, since
+//! `Admin` calls block for a control round trip.
+//!
+//! - `auth.rs`: HTTP basic auth against warren's users, RabbitMQ's tag
+//!   checks and loopback users, and [`auth::ApiError`], the `{"error",
+//!   "reason"}` bodies.
+//! - `users.rs`: `/api/whoami`, `/api/users…`, `/api/user-limits…`.
+//! - `vhosts.rs`: `/api/vhosts…`, `/api/vhost-limits…`, `/api/overview`,
+//!   `/api/definitions`.
+//! - `permissions.rs`: `/api/permissions…`, `/api/topic-permissions…`.
+
+mod auth;
+mod permissions;
+mod users;
+mod vhosts;
+
+use crate::admin::Admin;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+pub(crate) use auth::{ApiError, Creds, Level};
+
+/// A running HTTP API server.
+pub struct HttpServer {
+    port: u16,
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// The port it listens on (the real one when `http_port` was 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops accepting, lets the requests in progress finish (at most about
+    /// a second), and waits for the server's thread.
+    pub fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What every handler gets: the administration handle and the node name.
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub admin: Admin,
+    pub node: Arc<str>,
+}
+
+impl Api {
+    /// Authenticates `creds` for `level`, then runs `f` on a blocking thread.
+    pub async fn call<F>(&self, creds: Creds, level: Level, f: F) -> Response
+    where
+        F: FnOnce(&Admin, &crate::admin::UserView) -> Result<Response, ApiError> + Send + 'static,
+    {
+        let admin = self.admin.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let user = auth::authorize(&admin, &creds, level)?;
+            f(&admin, &user)
+        });
+        match job.await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => e.into_response(),
+            Err(_) => ApiError::internal("the request failed").into_response(),
+        }
+    }
+}
+
+/// A JSON response.
+pub(crate) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(&e.to_string()).into_response(),
+    }
+}
+
+/// 200 with a JSON body.
+pub(crate) fn ok<T: serde::Serialize>(value: &T) -> Response {
+    json(StatusCode::OK, value)
+}
+
+/// 201 for a PUT that created, 204 for one that updated (RabbitMQ's).
+pub(crate) fn created_or_updated(created: bool) -> Response {
+    if created {
+        StatusCode::CREATED.into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    }
+}
+
+/// The body of a PUT or POST as a JSON object; an empty body is `{}`.
+/// Anything else is 400 `not_json`, as RabbitMQ's `with_decode`.
+pub(crate) fn body_object(
+    body: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice(body) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        _ => Err(ApiError::bad_request("not_json")),
+    }
+}
+
+/// The API's routes.
+fn router(api: Api) -> Router {
+    Router::new()
+        .route("/api/whoami", get(users::whoami))
+        .route("/api/overview", get(vhosts::overview))
+        .route("/api/users", get(users::list))
+        .route(
+            "/api/users/without-permissions",
+            get(users::without_permissions),
+        )
+        .route(
+            "/api/users/{user}",
+            get(users::get_one).put(users::put).delete(users::delete),
+        )
+        .route("/api/users/{user}/permissions", get(permissions::of_user))
+        .route(
+            "/api/users/{user}/topic-permissions",
+            get(permissions::topic_of_user),
+        )
+        .route("/api/user-limits", get(users::limits_all))
+        .route("/api/user-limits/{user}", get(users::limits_of))
+        .route(
+            "/api/user-limits/{user}/{name}",
+            axum::routing::put(users::limit_put).delete(users::limit_delete),
+        )
+        .route("/api/vhosts", get(vhosts::list))
+        .route(
+            "/api/vhosts/{vhost}",
+            get(vhosts::get_one).put(vhosts::put).delete(vhosts::delete),
+        )
+        .route(
+            "/api/vhosts/{vhost}/permissions",
+            get(permissions::of_vhost),
+        )
+        .route(
+            "/api/vhosts/{vhost}/topic-permissions",
+            get(permissions::topic_of_vhost),
+        )
+        .route("/api/vhost-limits", get(vhosts::limits_all))
+        .route("/api/vhost-limits/{vhost}", get(vhosts::limits_of))
+        .route(
+            "/api/vhost-limits/{vhost}/{name}",
+            axum::routing::put(vhosts::limit_put).delete(vhosts::limit_delete),
+        )
+        .route("/api/permissions", get(permissions::list))
+        .route(
+            "/api/permissions/{vhost}/{user}",
+            get(permissions::get_one)
+                .put(permissions::put)
+                .delete(permissions::delete),
+        )
+        .route("/api/topic-permissions", get(permissions::topic_list))
+        .route(
+            "/api/topic-permissions/{vhost}/{user}",
+            get(permissions::topic_get)
+                .put(permissions::topic_put)
+                .delete(permissions::topic_delete),
+        )
+        .route(
+            "/api/definitions",
+            get(vhosts::definitions_get).post(vhosts::definitions_post),
+        )
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(json_errors))
+        .with_state(api)
+}
+
+/// Largest request body (a definitions file).
+const MAX_BODY: usize = 64 << 20;
+
+async fn not_found() -> Response {
+    ApiError::not_found().into_response()
+}
+
+/// Errors axum produces itself (405, a path that is not UTF-8, a body over
+/// the limit) get a JSON body like every other error.
+async fn json_errors(r: Response) -> Response {
+    let status = r.status();
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if status.as_u16() < 400 || is_json {
+        return r;
+    }
+    let reason = status.canonical_reason().unwrap_or("error");
+    let error = reason.to_ascii_lowercase().replace(' ', "_");
+    let (mut parts, _) = r.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = serde_json::json!({ "error": error, "reason": reason }).to_string();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// The node name the API reports (`warren@<hostname>`).
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let short = host.split('.').next().unwrap_or(&host).to_string();
+    format!("warren@{}", short)
+}
+
+/// Starts the HTTP API if `admin.config().http_port` is set: binds on the
+/// caller's thread (bind errors and the real port are known on return),
+/// then serves on a thread of its own. `Ok(None)`: the API is disabled.
+pub fn start(admin: Admin) -> io::Result<Option<HttpServer>> {
+    let config = admin.config();
+    let Some(mut port) = config.http_port else {
+        return Ok(None);
+    };
+    let addrs = if config.http_bind.is_empty() {
+        config.bind.clone()
+    } else {
+        config.http_bind.clone()
+    };
+    let mut listeners = Vec::new();
+    for ip in addrs {
+        let l = match TcpListener::bind(SocketAddr::new(ip, port)) {
+            Ok(l) => l,
+            // As for AMQP: a machine without that address (no IPv6) still
+            // serves the others.
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrNotAvailable
+                    || e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+            {
+                log::warn!("HTTP API not listening on {}: {}", ip, e);
+                continue;
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {}:{} (HTTP API): {}", ip, port, e),
+                ))
+            }
+        };
+        if port == 0 {
+            port = l.local_addr()?.port();
+        }
+        l.set_nonblocking(true)?;
+        listeners.push(l);
+    }
+    if listeners.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            "no HTTP API listen address could be bound",
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .thread_name("warren-http-worker")
+        .build()?;
+    let api = Api {
+        admin: admin.clone(),
+        node: node_name().into(),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let thread = std::thread::Builder::new()
+        .name("warren-http".into())
+        .spawn(move || serve(runtime, listeners, router(api), stop_rx))?;
+    log::info!("management HTTP API listening on port {}", port);
+    Ok(Some(HttpServer {
+        port,
+        stop: stop_tx,
+        thread: Some(thread),
+    }))
+}
+
+/// The server thread: one axum server per listener until `stop` turns true.
+fn serve(
+    runtime: tokio::runtime::Runtime,
+    listeners: Vec<TcpListener>,
+    app: Router,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    runtime.block_on(async move {
+        let mut servers = Vec::new();
+        for l in listeners {
+            let l = match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => l,
+                Err(e) => {
+                    log::error!("HTTP API listener: {}", e);
+                    continue;
+                }
+            };
+            let mut stop = stop.clone();
+            let app = app
+                .clone()
+                .into_make_service_with_connect_info::<SocketAddr>();
+            servers.push(tokio::spawn(async move {
+                let signal = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(l, app).with_graceful_shutdown(signal).await {
+                    log::error!("HTTP API server: {}", e);
+                }
+            }));
+        }
+        let mut stop = stop;
+        let _ = stop.wait_for(|s| *s).await;
+        // Requests in progress get a moment to finish; idle keep-alive
+        // connections close at once.
+        let all = async {
+            for s in servers {
+                let _ = s.await;
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), all).await;
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+}
