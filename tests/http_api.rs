@@ -126,13 +126,19 @@ async fn users_created_over_http_log_in_over_amqp() {
     let _ = conn.close(200, "bye").await;
     assert!(try_connect(&amqp(&b, "u1", "wrong", "/")).await.is_err());
 
-    // A PUT with tags only keeps the password.
-    let r = api.put("/api/users/u1", r#"{"tags":"administrator"}"#);
+    // A PUT with tags only clears the password, as in RabbitMQ
+    // (rabbit_auth_backend_internal:put_user); sending the hash back keeps it.
+    let r = api.put("/api/users/u1", r#"{"tags":"monitoring"}"#);
     assert_eq!(r.status, 204, "{r:?}");
-    assert_eq!(
-        api.get_json("/api/users/u1")["password_hash"],
-        u["password_hash"]
-    );
+    assert_eq!(api.get_json("/api/users/u1")["password_hash"], "");
+    assert!(try_connect(&amqp(&b, "u1", "p1", "/")).await.is_err());
+    let keep = json!({
+        "tags": "administrator",
+        "password_hash": u["password_hash"],
+        "hashing_algorithm": u["hashing_algorithm"],
+    });
+    let r = api.put("/api/users/u1", &keep.to_string());
+    assert_eq!(r.status, 204, "{r:?}");
     let conn = connect(&amqp(&b, "u1", "p1", "/")).await;
     let _ = conn.close(200, "bye").await;
     // … and with it the new tag: u1 is an administrator now.

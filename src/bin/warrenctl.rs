@@ -317,8 +317,17 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 tags.join(", ")
             ));
             let path = format!("/api/users/{}", seg(user));
-            c.get(&path)?;
-            c.put(&path, &json!({ "tags": tags }))
+            // A PUT without a password clears it (as in RabbitMQ): send the
+            // stored hash back.
+            let u = c.get(&path)?;
+            c.put(
+                &path,
+                &json!({
+                    "tags": tags,
+                    "password_hash": u["password_hash"],
+                    "hashing_algorithm": u["hashing_algorithm"],
+                }),
+            )
         }
         Command::ListUsers => {
             say("Listing users ...".into());

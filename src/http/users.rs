@@ -104,9 +104,9 @@ fn string_field(body: &Map<String, Value>, key: &str) -> Result<Option<String>, 
 }
 
 /// `PUT /api/users/{user}`: `{"password"}` or `{"password_hash",
-/// "hashing_algorithm"}`, and `"tags"`. Without either password field an
-/// existing user keeps its password (warren's choice: `set_user_tags`
-/// through the API must not clear it); a new one gets none.
+/// "hashing_algorithm"}`, and `"tags"`. Without either password field the
+/// user has no password afterwards, as in RabbitMQ (`warrenctl
+/// set_user_tags` sends the stored hash back to keep it).
 pub(crate) async fn put(
     State(api): State<Api>,
     c: Creds,
@@ -133,7 +133,9 @@ pub(crate) async fn put(
                     .unwrap_or_else(|| "rabbit_password_hashing_sha256".into()),
                 hash: h,
             },
-            (None, None) => PasswordSpec::Keep,
+            // RabbitMQ (rabbit_auth_backend_internal:put_user): an update
+            // without either clears the password.
+            (None, None) => PasswordSpec::None,
         };
         let created = a.put_user(&name, spec, tags)?;
         Ok(created_or_updated(created))
