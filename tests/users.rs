@@ -128,7 +128,15 @@ impl Proc {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--shards", "2", "--no-pin", "--log-level", "warn"])
+            .args([
+                "--shards",
+                "2",
+                "--no-pin",
+                "--log-level",
+                "warn",
+                "--http-port",
+                "0",
+            ])
             .arg("--data-dir")
             .arg(dir)
             .stdout(Stdio::null())
