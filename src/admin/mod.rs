@@ -110,10 +110,9 @@ pub enum PasswordSpec {
     Clear(String),
     /// Already hashed (definitions files, `password_hash` in the API).
     Hash { algorithm: String, hash: String },
-    /// No password login (certificate users).
+    /// No password login (certificate users; a PUT without a password, as
+    /// in RabbitMQ).
     None,
-    /// Keep the existing password (a tags-only update), none for a new user.
-    Keep,
 }
 
 /// The administration handle: cheap to clone, usable from any thread.
@@ -187,10 +186,6 @@ impl Admin {
                 PasswordHash::from_base64(algo, &hash).map_err(AdminError::BadRequest)?
             }
             PasswordSpec::None => PasswordHash::none(),
-            PasswordSpec::Keep => existing
-                .as_ref()
-                .map(|u| u.hash.clone())
-                .unwrap_or_else(PasswordHash::none),
         };
         let limits = existing.as_ref().map(|u| u.limits).unwrap_or_default();
         g.put_user(User {

@@ -169,7 +169,7 @@ impl Tenancy {
                     vhost,
                     exchange,
                 } => self.clear_topic_permission(&user, &vhost, &exchange, &mut scratch),
-                Record::VhostDelete { name } => self.forget_vhost(&name, &mut scratch),
+                Record::VhostDelete { name } => self.forget_vhost(&name),
                 _ => {}
             }
             scratch.clear();
@@ -271,9 +271,9 @@ impl Tenancy {
         });
     }
 
-    /// A vhost is deleted: so are the permissions on it.
-    pub fn forget_vhost(&mut self, vhost: &str, out: &mut Vec<Record>) {
-        let _ = out;
+    /// A vhost is deleted: so are the permissions on it. No record of its
+    /// own: replaying the vhost's delete record does the same.
+    pub fn forget_vhost(&mut self, vhost: &str) {
         self.permissions.retain(|(_, v), _| v != vhost);
         self.topic_permissions.retain(|(_, v, _), _| v != vhost);
     }

@@ -194,11 +194,7 @@ impl Defs {
         for x in exchanges {
             self.remove_exchange(id, &x);
         }
-        let mut records = Vec::new();
-        self.tenancy.forget_vhost(&name, &mut records);
-        for r in records {
-            self.record(|| r);
-        }
+        self.tenancy.forget_vhost(&name);
         self.record(|| Record::VhostDelete { name: name.clone() });
         self.vhosts.remove(&id);
         self.vhost_ids.remove(&name);
