@@ -10,6 +10,7 @@
 //! your own (the HTTP server uses `spawn_blocking`), never from a shard.
 
 mod import;
+pub mod stats;
 
 use crate::config::Config;
 use crate::core::auth::password::{HashAlgo, PasswordHash};
@@ -121,6 +122,7 @@ pub struct Admin {
     defs: Arc<Definitions>,
     control: Control,
     config: Arc<Config>,
+    node: Arc<stats::NodeInfo>,
 }
 
 fn view(u: &User) -> UserView {
@@ -134,11 +136,17 @@ fn view(u: &User) -> UserView {
 }
 
 impl Admin {
-    pub fn new(defs: Arc<Definitions>, control: Control, config: Arc<Config>) -> Admin {
+    pub fn new(
+        defs: Arc<Definitions>,
+        control: Control,
+        config: Arc<Config>,
+        node: stats::NodeInfo,
+    ) -> Admin {
         Admin {
             defs,
             control,
             config,
+            node: Arc::new(node),
         }
     }
 

@@ -5,6 +5,7 @@
 
 use crate::core::access::UserAccess;
 use crate::core::ids::QueueRef;
+use crate::protocol::FieldTable;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
@@ -43,6 +44,16 @@ pub struct ConnInfo {
     /// Flow control towards consumers: set while unsent output is above
     /// `OUTPUT_HIGH_WATER`; queues skip this connection's consumers meanwhile.
     pub output_full: Arc<AtomicBool>,
+    /// Wall clock at accept, ms since the epoch (management's `connected_at`).
+    pub connected_at: u64,
+    /// The client's properties from connection.start-ok, kept for the
+    /// management API (`client_properties`, the connection's user-given name).
+    pub client_properties: FieldTable,
+    /// The SASL mechanism the client logged in with.
+    pub auth_mechanism: &'static str,
+    /// The client's and our end of the socket, read once at accept.
+    pub peer: Option<std::net::SocketAddr>,
+    pub local: Option<std::net::SocketAddr>,
 }
 
 /// What a TLS connection's handshake settled (management's `ssl_protocol`,

@@ -69,6 +69,23 @@ impl Alarms {
         self.memory_limit.load(Ordering::Relaxed)
     }
 
+    pub fn disk_free_limit(&self) -> u64 {
+        self.disk_free_limit.load(Ordering::Relaxed)
+    }
+
+    pub fn memory_alarm(&self) -> bool {
+        self.memory.load(Ordering::Relaxed)
+    }
+
+    pub fn disk_alarm(&self) -> bool {
+        self.disk.load(Ordering::Relaxed)
+    }
+
+    /// Free bytes on the data directory's file system now.
+    pub fn disk_free(&self) -> Option<u64> {
+        free_space(&self.data_dir)
+    }
+
     /// Measures and raises or clears the alarms (shard 0's tick).
     pub fn check(&self) {
         let limit = self.memory_limit.load(Ordering::Relaxed);

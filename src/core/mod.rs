@@ -28,6 +28,7 @@ pub mod queue_args;
 pub mod routing;
 pub mod sender_selected;
 pub mod shard_msg;
+pub mod stats;
 pub mod tenancy;
 pub mod vhost;
 
@@ -75,6 +76,11 @@ pub struct ShardCtx {
     /// Reused by every publish to collect destination queues.
     pub route_scratch: Vec<QueueRef>,
     pub rng: names::Rng,
+    /// Objects created and gone on this shard (management churn rates).
+    pub churn: stats::Churn,
+    /// Message counters of this shard's channels that have closed (the open
+    /// ones hold their own): with them, the shard's global totals.
+    pub closed_channel_stats: stats::MsgStats,
 }
 
 impl ShardCtx {
@@ -104,6 +110,8 @@ impl ShardCtx {
             reread: Vec::new(),
             route_scratch: Vec::with_capacity(16),
             rng: names::Rng::new(id as u64),
+            churn: stats::Churn::default(),
+            closed_channel_stats: stats::MsgStats::default(),
         }
     }
 
@@ -202,6 +210,7 @@ impl ShardCtx {
             return;
         }
         let mut queue = self.queues.remove(q.slot as usize);
+        self.churn.queue_deleted += 1;
         queue.cancel_all(&mut self.outbox);
         if let Some(store) = self.store.as_mut() {
             let id = queue.props.store_id;

@@ -18,10 +18,13 @@
 //! - `permissions.rs`: `/api/permissions…`, `/api/topic-permissions…`.
 
 mod auth;
+#[allow(dead_code)] // the list endpoints use it (issue 13, in progress)
+mod listing;
 mod permissions;
 mod users;
 mod vhosts;
 
+use crate::admin::stats::{Sampler, SAMPLE_INTERVAL};
 use crate::admin::Admin;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -62,6 +65,12 @@ impl HttpServer {
 pub(crate) struct Api {
     pub admin: Admin,
     pub node: Arc<str>,
+    /// Message rates (`admin::stats::Sampler`), sampled by a task of this
+    /// server's runtime every `SAMPLE_INTERVAL`.
+    pub rates: Arc<Sampler>,
+    /// The port this API listens on (overview's `listeners`).
+    #[allow(dead_code)]
+    pub http_port: u16,
 }
 
 impl Api {
@@ -289,11 +298,14 @@ pub fn start(admin: Admin) -> io::Result<Option<HttpServer>> {
     let api = Api {
         admin: admin.clone(),
         node: node_name().into(),
+        rates: Arc::new(Sampler::new(admin.clone())),
+        http_port: port,
     };
+    let rates = api.rates.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let thread = std::thread::Builder::new()
         .name("warren-http".into())
-        .spawn(move || serve(runtime, listeners, router(api), stop_rx))?;
+        .spawn(move || serve(runtime, listeners, router(api), rates, stop_rx))?;
     log::info!("management HTTP API listening on port {}", port);
     Ok(Some(HttpServer {
         port,
@@ -307,9 +319,19 @@ fn serve(
     runtime: tokio::runtime::Runtime,
     listeners: Vec<TcpListener>,
     app: Router,
+    rates: Arc<Sampler>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     runtime.block_on(async move {
+        let sampler = tokio::spawn(async move {
+            let mut every = tokio::time::interval(SAMPLE_INTERVAL);
+            loop {
+                every.tick().await;
+                let rates = rates.clone();
+                // A control round trip blocks: off the async thread.
+                let _ = tokio::task::spawn_blocking(move || rates.sample()).await;
+            }
+        });
         let mut servers = Vec::new();
         for l in listeners {
             let l = match tokio::net::TcpListener::from_std(l) {
@@ -342,6 +364,7 @@ fn serve(
             }
         };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), all).await;
+        sampler.abort();
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
 }

@@ -67,6 +67,19 @@ pub struct Socket {
     pub last_read: Instant,
     /// When output was last written.
     pub last_write: Instant,
+    /// Bytes and syscalls in each direction (management's `recv_oct`,
+    /// `recv_cnt`, `send_oct`, `send_cnt`): counted per syscall, not per
+    /// message. For TLS, the bytes on the wire (records).
+    pub io: IoCounters,
+}
+
+/// See [`Socket::io`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    pub recv_oct: u64,
+    pub recv_cnt: u64,
+    pub send_oct: u64,
+    pub send_cnt: u64,
 }
 
 impl Socket {
@@ -86,6 +99,7 @@ impl Socket {
             flow_blocked: false,
             last_read: Instant::now(),
             last_write: Instant::now(),
+            io: IoCounters::default(),
         }
     }
 
@@ -153,6 +167,8 @@ impl Socket {
                     let len = self.rbuf.len();
                     unsafe { self.rbuf.set_len(len + n) };
                     total += n;
+                    self.io.recv_oct += n as u64;
+                    self.io.recv_cnt += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Drained),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -177,6 +193,8 @@ impl Socket {
                 Ok(0) => true,
                 Ok(n) => {
                     total += n;
+                    self.io.recv_oct += n as u64;
+                    self.io.recv_cnt += 1;
                     false
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Drained),
@@ -250,7 +268,11 @@ impl Socket {
         while self.wpos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.wpos += n,
+                Ok(n) => {
+                    self.wpos += n;
+                    self.io.send_oct += n as u64;
+                    self.io.send_cnt += 1;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // Keep the buffer from growing forever with already-written bytes.
                     if self.wpos > 1024 * 1024 {
@@ -291,7 +313,10 @@ impl Socket {
             }
             match conn.write_tls(&mut self.stream) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
+                Ok(n) => {
+                    self.io.send_oct += n as u64;
+                    self.io.send_cnt += 1;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if self.wpos > 1024 * 1024 {
                         self.wbuf.drain(..self.wpos);

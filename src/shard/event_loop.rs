@@ -567,6 +567,9 @@ impl Loop {
             if drop_it {
                 let mut conn = self.state.conns.remove(slot);
                 conn.teardown(&mut self.state.ctx);
+                if conn.amqp091().is_some() {
+                    self.state.ctx.churn.connection_closed += 1;
+                }
                 let _ = self
                     .links
                     .poll

@@ -10,6 +10,7 @@ pub mod event_loop;
 pub mod mesh;
 pub mod ring;
 pub mod session;
+pub mod snapshot;
 pub mod state;
 
 use crate::config::Config;
@@ -252,7 +253,18 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
     } else {
         Vec::new()
     };
-    let admin = crate::admin::Admin::new(defs.clone(), control.clone(), config.clone());
+    let mut listeners = vec![crate::admin::stats::Listener {
+        protocol: "amqp",
+        port,
+    }];
+    if let Some(port) = tls_port {
+        listeners.push(crate::admin::stats::Listener {
+            protocol: "amqp/ssl",
+            port,
+        });
+    }
+    let node = crate::admin::stats::NodeInfo::new(alarms.clone(), listeners);
+    let admin = crate::admin::Admin::new(defs.clone(), control.clone(), config.clone(), node);
     if let Some(path) = &config.definitions {
         load_definitions(&admin, path)?;
     }

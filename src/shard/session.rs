@@ -61,6 +61,14 @@ impl Session {
         }
     }
 
+    /// The 0-9-1 connection, if this session is one, to read.
+    pub fn amqp091_ref(&self) -> Option<&Connection> {
+        match self {
+            Session::Amqp091(c) => Some(c),
+            Session::Sniffing(_) => None,
+        }
+    }
+
     /// The 0-9-1 connection, if this session is one.
     #[inline]
     pub fn amqp091(&mut self) -> Option<&mut Connection> {
@@ -82,6 +90,7 @@ impl Session {
             let sock = s.sock.take().expect("sniffing session without socket");
             let conn = Connection::new(sock, s.slot, s.uid, s.accepted);
             *self = Session::Amqp091(conn);
+            ctx.churn.connection_created += 1;
         }
         match self {
             Session::Amqp091(c) => c.on_input(ctx),

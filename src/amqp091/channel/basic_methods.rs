@@ -54,6 +54,12 @@ impl Channel {
             tag: tag.clone(),
             queue: q.queue,
             no_ack: m.no_ack,
+            info: Box::new(super::ConsumerInfo {
+                queue_name: name.clone(),
+                prefetch: self.consumer_prefetch,
+                exclusive: m.exclusive,
+                arguments: m.arguments.clone(),
+            }),
         });
         self.touch(q.queue);
         let spec = ConsumeSpec {
@@ -211,6 +217,7 @@ impl Channel {
     }
 
     pub(super) fn send_settle(&mut self, u: Unacked, how: Settle, cx: &mut ChanCx) {
+        self.stats.ack += (how == Settle::Ack) as u64;
         cx.ctx.outbox.push(
             u.queue.shard,
             ShardMsg::Settle {

@@ -20,6 +20,7 @@ mod publish;
 mod publish_checks;
 mod queue_methods;
 mod replies;
+mod snapshot;
 
 use super::conn_info::ConnInfo;
 use super::error::AmqpError;
@@ -28,6 +29,7 @@ use crate::core::ids::{ChannelRef, QueueRef, Requester};
 use crate::core::ops::Caller;
 use crate::core::routing::LocalQueue;
 use crate::core::shard_msg::{ChannelWindow, QueueOp, ShardMsg};
+use crate::core::stats::MsgStats;
 use crate::core::ShardCtx;
 use crate::protocol::methods::*;
 use crate::protocol::{write_method, Method};
@@ -79,6 +81,16 @@ struct ConsumerEntry {
     tag: Bytes,
     queue: QueueRef,
     no_ack: bool,
+    /// For the management API's consumer list.
+    info: Box<ConsumerInfo>,
+}
+
+/// What the management API shows of a consumer beyond what routing needs.
+struct ConsumerInfo {
+    queue_name: String,
+    prefetch: u32,
+    exclusive: bool,
+    arguments: crate::protocol::FieldTable,
 }
 
 /// What the channel waits for from a queue, and how to finish the method.
@@ -155,6 +167,8 @@ pub struct Channel {
     /// The exchange this channel may publish to, as last checked, and the
     /// version of the rights it was checked under (`check_publish_access`).
     write_ok: (Vec<u8>, u64),
+    /// Message counters for the management API (`core::stats`).
+    pub stats: MsgStats,
 }
 
 impl Channel {
@@ -182,6 +196,7 @@ impl Channel {
             reply_consumer: None,
             route_keys: Vec::new(),
             write_ok: (Vec::new(), u64::MAX),
+            stats: MsgStats::default(),
         }
     }
 
@@ -318,6 +333,9 @@ impl Channel {
     /// The channel is closing (either side) or its connection is gone: queues
     /// requeue what it had not acknowledged and forget its consumers.
     pub fn teardown(&mut self, cx_ctx: &mut ShardCtx) {
+        // Its counters join the shard's totals (once: teardown may run again).
+        let stats = std::mem::take(&mut self.stats);
+        cx_ctx.closed_channel_stats.add(&stats);
         for q in self.touched.drain(..) {
             cx_ctx.outbox.push(
                 q.shard,

@@ -167,6 +167,7 @@ impl Channel {
         // field of it as it is).
         let meta = MessageMeta::from_amqp091(&msg.properties);
         self.check_publish(&mut msg, meta, cx)?;
+        self.stats.publish += 1;
         if self.tx.is_some() {
             // Fail now on an unknown exchange or bad CC/BCC headers, as
             // RabbitMQ does, but route at commit.
@@ -286,7 +287,10 @@ impl Channel {
             if let Some(seq) = seq {
                 self.unconfirmed.push_back((seq, dests.len() as u32));
             }
-        } else if mandatory {
+        } else if !mandatory {
+            self.stats.drop_unroutable += 1;
+        } else {
+            self.stats.return_unroutable += 1;
             // Confirm earlier publishes first: clients (lapin) attach a return to
             // the next ack they see, so a batched ack must not cover messages
             // published before the returned one.
@@ -315,6 +319,7 @@ impl Channel {
                     multiple: false,
                 };
                 write_method(cx.wbuf, self.me.channel, &ack.into());
+                self.stats.confirm += 1;
                 if self.unconfirmed.is_empty() {
                     // flush_confirms above acked everything before it.
                     self.confirmed = seq;
@@ -393,6 +398,7 @@ impl Channel {
             self.acked_ahead.drain(..n);
         }
         if tag > self.confirmed {
+            self.stats.confirm += tag - self.confirmed;
             let ack = BasicAck {
                 delivery_tag: tag,
                 multiple: tag > self.confirmed + 1,

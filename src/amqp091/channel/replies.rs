@@ -100,6 +100,7 @@ impl Channel {
                 Ok(Flow::Continue)
             }
             (Awaiting::Get { .. }, QueueReply::GetEmpty) => {
+                self.stats.get_empty += 1;
                 self.send(cx, BasicGetEmpty::default().into());
                 Ok(Flow::Continue)
             }
@@ -114,13 +115,17 @@ impl Channel {
             ) => {
                 self.next_tag += 1;
                 let tag = self.next_tag;
+                self.stats.redeliver += redelivered as u64;
                 if !no_ack {
+                    self.stats.get += 1;
                     self.unacked.push_back(Unacked {
                         tag,
                         queue,
                         seq,
                         windowed: false,
                     });
+                } else {
+                    self.stats.get_no_ack += 1;
                 }
                 let ok = BasicGetOk {
                     delivery_tag: tag,
@@ -168,13 +173,17 @@ impl Channel {
         };
         self.next_tag += 1;
         let tag = self.next_tag;
+        self.stats.redeliver += redelivered as u64;
         if !c.no_ack {
+            self.stats.deliver += 1;
             self.unacked.push_back(Unacked {
                 tag,
                 queue,
                 seq,
                 windowed: true,
             });
+        } else {
+            self.stats.deliver_no_ack += 1;
         }
         write_basic_deliver(
             cx.wbuf,

@@ -172,6 +172,11 @@ impl Connection {
             )));
         }
         self.info.user = user;
+        self.info.auth_mechanism = match mechanism.as_str() {
+            "PLAIN" => "PLAIN",
+            "AMQPLAIN" => "AMQPLAIN",
+            _ => "EXTERNAL",
+        };
         if let Some(FieldValue::Table(caps)) = m.client_properties.get("capabilities") {
             self.info.cancel_notify = caps
                 .get("consumer_cancel_notify")
@@ -182,6 +187,7 @@ impl Connection {
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false);
         }
+        self.info.client_properties = m.client_properties;
         let tune = ConnectionTune {
             channel_max: ctx.config.channel_max,
             frame_max: ctx.config.frame_max,

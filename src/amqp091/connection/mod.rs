@@ -22,6 +22,7 @@ use bytes::Bytes;
 mod from_queues;
 pub use from_queues::{deliver_direct_reply, probe_direct_reply};
 mod handshake;
+mod snapshot;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,6 +87,7 @@ impl Connection {
                 peer_cert_subject: t.peer_cert().map(|p| p.subject.clone()),
             })
         });
+        let (peer, local) = (sock.stream.peer_addr().ok(), sock.stream.local_addr().ok());
         Connection {
             sock,
             info: ConnInfo {
@@ -106,6 +108,11 @@ impl Connection {
                 output_full: Arc::new(AtomicBool::new(false)),
                 ssl: tls.is_some(),
                 tls,
+                connected_at: crate::core::stats::wall_ms(),
+                client_properties: crate::protocol::FieldTable::default(),
+                auth_mechanism: "",
+                peer,
+                local,
             },
             state: State::ProtocolHeader,
             channels: Vec::new(),
@@ -284,6 +291,7 @@ impl Connection {
                     incarnation: ctx.next_incarnation(),
                 };
                 *self.channel_slot(ch) = Some(Box::new(Channel::new(me)));
+                ctx.churn.channel_created += 1;
                 self.send(ch, &ChannelOpenOk::default().into());
             }
             (None, Method::ChannelClose(_)) => self.send(ch, &ChannelCloseOk {}.into()),
@@ -296,12 +304,14 @@ impl Connection {
             (Some(true), Method::ChannelCloseOk(_)) => {
                 *self.channel_slot(ch) = None;
                 self.uncount_channels(1);
+                ctx.churn.channel_closed += 1;
             }
             // Both sides closed at once: answer the client's close as well
             // (RabbitMQ does); its close-ok for ours then finds no channel.
             (Some(true), Method::ChannelClose(_)) => {
                 *self.channel_slot(ch) = None;
                 self.uncount_channels(1);
+                ctx.churn.channel_closed += 1;
                 self.send(ch, &ChannelCloseOk {}.into());
             }
             (Some(true), _) => {}
@@ -313,6 +323,7 @@ impl Connection {
                 if let Some(mut chan) = self.channel_slot(ch).take() {
                     chan.teardown(ctx);
                     self.uncount_channels(1);
+                    ctx.churn.channel_closed += 1;
                 }
                 self.send(ch, &ChannelCloseOk {}.into());
             }
@@ -430,6 +441,7 @@ impl Connection {
         }
         self.channels.clear();
         self.uncount_channels(n);
+        ctx.churn.channel_closed += n as u64;
         if std::mem::take(&mut self.info.counted) {
             let vhost = self.info.access.vhost;
             ctx.defs.lock().connection_closed(&self.info.user, vhost);

@@ -80,6 +80,11 @@ impl Defs {
         self.vhost_ids.get(name).copied()
     }
 
+    /// Every vhost's (name, id), by name.
+    pub fn vhost_ids(&self) -> impl Iterator<Item = (&str, VhostId)> {
+        self.vhost_ids.iter().map(|(n, id)| (n.as_str(), *id))
+    }
+
     /// Every vhost, by name.
     pub fn vhosts(&self) -> impl Iterator<Item = &VhostDefs> {
         self.vhost_ids.values().map(|id| &self.vhosts[id])

@@ -91,6 +91,7 @@ pub fn queue_declare(ctx: &mut ShardCtx, caller: Caller, q: QueueSpec) -> CoreRe
         }
         check_queue_equivalent(vname, existing, q.durable, q.auto_delete, &q.arguments)?;
         let queue = existing.queue;
+        ctx.churn.queue_declared += 1;
         return Ok(Declared::Exists { name, queue });
     }
     g.check_queue_limit(vhost, &name)?;
@@ -150,6 +151,8 @@ pub fn queue_declare(ctx: &mut ShardCtx, caller: Caller, q: QueueSpec) -> CoreRe
     });
     // On disk before declare-ok (a durable queue).
     g.commit()?;
+    ctx.churn.queue_declared += 1;
+    ctx.churn.queue_created += 1;
     Ok(Declared::Created { name, queue: me })
 }
 

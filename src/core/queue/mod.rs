@@ -34,6 +34,7 @@ use super::error::CoreError;
 use super::ids::{ChannelRef, ConsumerRef, QueueRef, Requester, VhostId};
 use super::message::{Message, MessageMeta};
 use super::outbox::Outbox;
+use super::stats::{MsgStats, QueueSnap};
 use super::shard_msg::{ConsumeMode, ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
 use super::vhost::resource;
 use crate::protocol::FieldTable;
@@ -123,6 +124,13 @@ pub struct Queue {
     /// When the unacked map is next scanned for timed-out deliveries (0: no
     /// scan planned).
     timeout_check_at: u64,
+    /// Message counters for the management API (`core::stats`).
+    pub stats: MsgStats,
+    /// Body bytes of the unacked messages.
+    unacked_bytes: u64,
+    /// `stats` activity (messages in + out + acks) at the last tick, and the
+    /// queue clock since when it has not moved (0: it moved at the last tick).
+    idle: (u64, u64),
 }
 
 /// What the owning shard must do after a queue operation.
@@ -162,6 +170,9 @@ impl Queue {
             last_used: now,
             clock: now,
             timeout_check_at: 0,
+            stats: MsgStats::default(),
+            unacked_bytes: 0,
+            idle: (0, now),
         }
     }
 
@@ -242,6 +253,10 @@ impl Queue {
         self.ready.len() as u32
     }
 
+    pub fn unacked_count(&self) -> u32 {
+        self.unacked.len() as u32
+    }
+
     pub fn consumer_count(&self) -> u32 {
         self.consumers.len() as u32
     }
@@ -269,6 +284,7 @@ impl Queue {
     ) {
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.stats.publish += 1;
         if self.expires(meta) {
             self.set_expiry(seq, meta);
         }
@@ -377,8 +393,11 @@ impl Queue {
             let s = self.ready.pop_front().expect("not empty");
             let c = self.consumers.get_mut(idx);
             let consumer = c.r;
+            self.stats.redeliver += s.redelivered as u64;
             if !c.no_ack {
                 c.unacked += 1;
+                self.stats.deliver += 1;
+                self.unacked_bytes += s.msg.body.len() as u64;
                 self.unacked.insert(
                     s.seq,
                     Unacked {
@@ -390,6 +409,7 @@ impl Queue {
                     },
                 );
             } else {
+                self.stats.deliver_no_ack += 1;
                 self.forget(s.seq, s.loc);
             }
             self.consumers.delivered(idx);
@@ -417,6 +437,7 @@ impl Queue {
             self.unacked.insert(seq, u);
             return;
         }
+        self.unacked_bytes -= u.msg.body.len() as u64;
         if let Some(cr) = u.consumer {
             self.consumers.settled(cr);
         }
@@ -425,7 +446,10 @@ impl Queue {
                 self.requeue(seq, u);
                 self.after_requeue();
             }
-            Settle::Ack => self.forget(seq, u.loc),
+            Settle::Ack => {
+                self.stats.ack += 1;
+                self.forget(seq, u.loc);
+            }
             Settle::Discard => {
                 self.forget(seq, u.loc);
                 if self.features.dead_letter.is_some() {
@@ -450,6 +474,7 @@ impl Queue {
         seqs.sort_unstable();
         for &seq in &seqs {
             if let Some(u) = self.unacked.remove(&seq) {
+                self.unacked_bytes -= u.msg.body.len() as u64;
                 self.requeue(seq, u);
             }
         }
@@ -472,6 +497,12 @@ impl Queue {
     /// the queue when `x-expires` is due.
     pub fn tick(&mut self, now: u64, out: &mut Outbox) -> After {
         self.clock = now;
+        let activity = self.stats.publish + self.stats.deliver_get() + self.stats.ack;
+        if activity != self.idle.0 {
+            self.idle = (activity, 0);
+        } else if self.idle.1 == 0 {
+            self.idle.1 = now;
+        }
         if !self.expiry.is_empty() {
             self.drop_expired(now);
         }
@@ -596,10 +627,14 @@ impl Queue {
             self.drop_expired(ttl::now_ms());
         }
         let Some(s) = self.ready.pop_front() else {
+            self.stats.get_empty += 1;
             return QueueReply::GetEmpty;
         };
+        self.stats.redeliver += s.redelivered as u64;
         match (no_ack, channel) {
             (false, Some(ch)) => {
+                self.stats.get += 1;
+                self.unacked_bytes += s.msg.body.len() as u64;
                 self.unacked.insert(
                     s.seq,
                     Unacked {
@@ -611,7 +646,10 @@ impl Queue {
                     },
                 );
             }
-            _ => self.forget(s.seq, s.loc),
+            _ => {
+                self.stats.get_no_ack += 1;
+                self.forget(s.seq, s.loc);
+            }
         }
         QueueReply::GetOk {
             seq: s.seq,
@@ -619,6 +657,48 @@ impl Queue {
             messages: self.message_count(),
             msg: s.msg,
         }
+    }
+
+    /// The management API's view of the queue (`core::stats`). `now`:
+    /// `ttl::now_ms()`, `wall`: `stats::wall_ms()`, read once per snapshot.
+    pub fn snapshot(&self, shard: u16, now: u64, wall: u64) -> QueueSnap {
+        let consumers = self.consumers.len() as u32;
+        let active_consumers = if self.features.single_active {
+            consumers.min(1)
+        } else {
+            consumers
+        };
+        QueueSnap {
+            vhost: self.props.vhost,
+            name: self.props.name.clone(),
+            durable: self.props.durable,
+            auto_delete: self.props.auto_delete,
+            exclusive_owner: self.props.exclusive_owner,
+            arguments: self.props.arguments.clone(),
+            messages_ready: self.ready.len() as u64,
+            messages_unacked: self.unacked.len() as u64,
+            bytes_ready: self.ready.bytes(),
+            bytes_unacked: self.unacked_bytes,
+            messages_paged_out: self.ready.paged() as u64,
+            consumers,
+            active_consumers,
+            idle_since: (self.idle.1 != 0 && consumers == 0)
+                .then(|| wall.saturating_sub(now.saturating_sub(self.idle.1))),
+            stats: self.stats,
+            memory: self.memory(),
+            shard,
+        }
+    }
+
+    /// Rough heap bytes held beyond message bodies: the structure, the
+    /// in-memory index entries, the unacked map, the expiry map.
+    fn memory(&self) -> u64 {
+        let entry = std::mem::size_of::<Stored>() as u64;
+        let unacked = (std::mem::size_of::<Unacked>() + 16) as u64;
+        std::mem::size_of::<Queue>() as u64
+            + (self.ready.len() - self.ready.paged()) as u64 * entry
+            + self.unacked.capacity() as u64 * unacked
+            + self.expiry.capacity() as u64 * 24
     }
 
     /// The queue is being deleted: tell consumers (broker-sent basic.cancel).

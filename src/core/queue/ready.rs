@@ -94,6 +94,11 @@ impl Ready {
         self.levels.iter().all(Level::is_empty)
     }
 
+    /// Messages paged out to disk (in no level's memory).
+    pub fn paged(&self) -> usize {
+        self.levels.iter().map(|l| l.backlog.paged()).sum()
+    }
+
     pub fn len(&self) -> usize {
         self.levels
             .iter()
