@@ -170,6 +170,17 @@ async fn counters_follow_traffic() {
         assert_eq!(cons[0].queue, q);
         assert!(cons[0].ack_required);
         assert_eq!(cons[0].prefetch_count, 10);
+        assert_eq!(
+            qsnap.time_in_queue.count(),
+            5,
+            "each message's first delivery is timed once (the redelivery is not)"
+        );
+        assert_eq!(
+            qsnap.confirm_latency.count(),
+            5,
+            "each confirmed publish to the queue is timed"
+        );
+        assert!(qsnap.time_in_queue.sum_us > 0, "messages waited in the queue");
         for d in held {
             d.ack(BasicAckOptions::default()).await.unwrap();
         }

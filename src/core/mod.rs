@@ -17,6 +17,7 @@ pub mod definitions_json;
 pub mod error;
 pub mod exchange;
 pub mod ids;
+pub mod latency;
 pub mod message;
 pub mod names;
 pub mod ops;
@@ -81,6 +82,8 @@ pub struct ShardCtx {
     /// Message counters of this shard's channels that have closed (the open
     /// ones hold their own): with them, the shard's global totals.
     pub closed_channel_stats: stats::MsgStats,
+    /// Reused by `end_store_iteration`.
+    released_scratch: Vec<(QueueRef, u64)>,
 }
 
 impl ShardCtx {
@@ -112,6 +115,7 @@ impl ShardCtx {
             rng: names::Rng::new(id as u64),
             churn: stats::Churn::default(),
             closed_channel_stats: stats::MsgStats::default(),
+            released_scratch: Vec::new(),
         }
     }
 
@@ -201,6 +205,24 @@ impl ShardCtx {
             Some(queue) if queue.me == q => Some(queue),
             _ => None,
         }
+    }
+
+    /// End of a loop iteration for the store (group commit, confirms
+    /// released: `ShardStore::end_iteration`); the released confirms' hold
+    /// times go into their queues' histograms.
+    pub fn end_store_iteration(&mut self) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        store.end_iteration(&mut self.outbox);
+        let mut released = std::mem::take(&mut self.released_scratch);
+        store.take_released(&mut released);
+        for (q, us) in released.drain(..) {
+            if let Some(queue) = self.queue_mut(q) {
+                queue.confirm_latency.record(us);
+            }
+        }
+        self.released_scratch = released;
     }
 
     /// Deletes a queue owned by this shard: consumers are told (basic.cancel),

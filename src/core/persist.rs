@@ -20,6 +20,8 @@
 //!   redelivered (they may have been delivered before the restart).
 
 use super::queue::Queue;
+use super::ids::QueueRef;
+use super::latency;
 use super::shard_msg::{ConfirmTag, ShardMsg};
 use crate::store::segments::{
     Location, Options, Recovered, SegmentLog, DEFAULT_LOAD_MAX, DEFAULT_SEGMENT_SIZE,
@@ -42,11 +44,24 @@ pub struct ShardStore {
     /// Something was appended since the last flush.
     dirty: bool,
     /// Confirms waiting for their batch to be durable, oldest first.
-    held: VecDeque<(u64, ConfirmTag)>,
+    held: VecDeque<Held>,
+    /// Confirms released since the shard last looked (`take_released`):
+    /// the queue and how long the confirm was held (µs, coarse clock), for
+    /// the queue's publish → confirm histogram.
+    released: Vec<(QueueRef, u64)>,
     failure_logged: bool,
     /// Segments compaction could not empty (some live messages were paged
     /// out), with when to try again.
     compact_retry: HashMap<u64, Instant>,
+}
+
+/// A publisher confirm waiting for its batch's fsync.
+struct Held {
+    batch: u64,
+    tag: ConfirmTag,
+    queue: QueueRef,
+    /// `latency::clock()` when it was held.
+    at: u64,
 }
 
 /// Compaction rewrites a segment once fewer than this fraction of the
@@ -97,6 +112,7 @@ impl ShardStore {
                 batch: 1,
                 dirty: false,
                 held: VecDeque::new(),
+                released: Vec::new(),
                 failure_logged: false,
                 compact_retry: HashMap::new(),
             },
@@ -129,9 +145,20 @@ impl ShardStore {
         self.log.append_queue_gone(queue_id, up_to_seq, locations);
     }
 
-    /// Holds a publisher confirm until the current batch is durable.
-    pub fn hold_confirm(&mut self, tag: ConfirmTag) {
-        self.held.push_back((self.batch, tag));
+    /// Holds a publisher confirm for a message of `queue` until the current
+    /// batch is durable.
+    pub fn hold_confirm(&mut self, tag: ConfirmTag, queue: QueueRef) {
+        self.held.push_back(Held {
+            batch: self.batch,
+            tag,
+            queue,
+            at: latency::clock(),
+        });
+    }
+
+    /// The confirms released since the last call, with their hold times.
+    pub fn take_released(&mut self, into: &mut Vec<(QueueRef, u64)>) {
+        into.append(&mut self.released);
     }
 
     /// End of a loop iteration: writes what was appended and asks for it to
@@ -235,12 +262,20 @@ impl ShardStore {
             return;
         }
         let synced = self.syncer.synced();
-        while let Some(&(batch, tag)) = self.held.front() {
-            if batch > synced {
+        let now = latency::clock();
+        while let Some(h) = self.held.front() {
+            if h.batch > synced {
                 break;
             }
-            self.held.pop_front();
-            out.push(tag.channel.shard, ShardMsg::Confirm { tag, ok: true });
+            let h = self.held.pop_front().expect("front exists");
+            self.released.push((h.queue, now.saturating_sub(h.at)));
+            out.push(
+                h.tag.channel.shard,
+                ShardMsg::Confirm {
+                    tag: h.tag,
+                    ok: true,
+                },
+            );
         }
     }
 }

@@ -68,10 +68,14 @@ impl ShardCtx {
                 // as in RabbitMQ.
                 if let Some(tag) = confirm {
                     match ctx.store.as_mut() {
-                        Some(store) if stored => store.hold_confirm(tag),
-                        _ => ctx
-                            .outbox
-                            .push(tag.channel.shard, ShardMsg::Confirm { tag, ok: true }),
+                        Some(store) if stored => store.hold_confirm(tag, queue),
+                        _ => {
+                            if let Some(q) = ctx.queue_mut(queue) {
+                                q.confirm_latency.record(0);
+                            }
+                            ctx.outbox
+                                .push(tag.channel.shard, ShardMsg::Confirm { tag, ok: true })
+                        }
                     }
                 }
             }

@@ -15,6 +15,7 @@
 //! HTTP layer can name them one to one.
 
 use super::ids::VhostId;
+use super::latency::Histogram;
 use crate::protocol::FieldTable;
 
 /// Message counters of one queue, channel, connection or shard, as
@@ -144,6 +145,10 @@ pub struct QueueSnap {
     pub memory: u64,
     /// Shard that owns the queue.
     pub shard: u16,
+    /// Enqueue → first delivery, µs (`core::latency`).
+    pub time_in_queue: Histogram,
+    /// Enqueue → publisher confirm, µs.
+    pub confirm_latency: Histogram,
 }
 
 /// Why a connection is not being read (RabbitMQ's `state: blocked` /

@@ -191,6 +191,10 @@ impl Loop {
                 }
             }
             self.links.parked[me].store(false, Ordering::SeqCst);
+            // The coarse clock of this iteration (`core::latency`), also
+            // the time the tick below is due against.
+            let now = Instant::now();
+            crate::core::latency::set_clock(now);
             for ev in events.iter() {
                 match ev.token() {
                     WAKER_TOKEN => {}
@@ -235,7 +239,6 @@ impl Loop {
                 self.retry_read = retry;
             }
             self.pump();
-            let now = Instant::now();
             if now >= next_tick {
                 next_tick = now + TICK;
                 self.tick(now);
@@ -243,9 +246,7 @@ impl Loop {
             }
             // Group commit: this iteration's store writes go out in one write
             // per segment and one fsync request; durable confirms are released.
-            if let Some(store) = self.state.ctx.store.as_mut() {
-                store.end_iteration(&mut self.state.ctx.outbox);
-            }
+            self.state.ctx.end_store_iteration();
             self.send_outgoing();
             self.unblock_publishers();
             // Queues that paused on a congested destination go on next round

@@ -34,6 +34,7 @@ use super::error::CoreError;
 use super::ids::{ChannelRef, ConsumerRef, QueueRef, Requester, VhostId};
 use super::message::{Message, MessageMeta};
 use super::outbox::Outbox;
+use super::latency::{self, Arrivals, Histogram};
 use super::stats::{MsgStats, QueueSnap};
 use super::shard_msg::{ConsumeMode, ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
 use super::vhost::resource;
@@ -128,6 +129,13 @@ pub struct Queue {
     pub stats: MsgStats,
     /// Body bytes of the unacked messages.
     unacked_bytes: u64,
+    /// When messages arrived, per loop iteration (`latency::Arrivals`).
+    arrivals: Arrivals,
+    /// Enqueue → first delivery (consume or get), µs.
+    pub time_in_queue: Histogram,
+    /// Enqueue → publisher confirm sent (after the fsync for a persistent
+    /// message), µs; recorded by the shard (`ShardCtx::record_confirms`).
+    pub confirm_latency: Histogram,
     /// `stats` activity (messages in + out + acks) at the last tick, and the
     /// queue clock since when it has not moved (0: it moved at the last tick).
     idle: (u64, u64),
@@ -173,6 +181,9 @@ impl Queue {
             stats: MsgStats::default(),
             unacked_bytes: 0,
             idle: (0, now),
+            arrivals: Arrivals::default(),
+            time_in_queue: Histogram::default(),
+            confirm_latency: Histogram::default(),
         }
     }
 
@@ -285,6 +296,7 @@ impl Queue {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.stats.publish += 1;
+        self.arrivals.arrived(seq, latency::clock());
         if self.expires(meta) {
             self.set_expiry(seq, meta);
         }
@@ -391,6 +403,9 @@ impl Queue {
                 }
             };
             let s = self.ready.pop_front().expect("not empty");
+            if !s.redelivered {
+                self.waited(s.seq);
+            }
             let c = self.consumers.get_mut(idx);
             let consumer = c.r;
             self.stats.redeliver += s.redelivered as u64;
@@ -631,6 +646,9 @@ impl Queue {
             return QueueReply::GetEmpty;
         };
         self.stats.redeliver += s.redelivered as u64;
+        if !s.redelivered {
+            self.waited(s.seq);
+        }
         match (no_ack, channel) {
             (false, Some(ch)) => {
                 self.stats.get += 1;
@@ -656,6 +674,18 @@ impl Queue {
             redelivered: s.redelivered,
             messages: self.message_count(),
             msg: s.msg,
+        }
+    }
+
+    /// Message `seq` leaves the ready list for its first delivery: its time
+    /// in the queue goes into the histogram (messages recovered at boot have
+    /// no arrival mark and are not counted).
+    #[inline]
+    fn waited(&mut self, seq: u64) {
+        let in_order = !self.ready.is_priority();
+        if let Some(at) = self.arrivals.arrival(seq, in_order) {
+            self.time_in_queue
+                .record(latency::clock().saturating_sub(at));
         }
     }
 
@@ -687,6 +717,8 @@ impl Queue {
             stats: self.stats,
             memory: self.memory(),
             shard,
+            time_in_queue: self.time_in_queue,
+            confirm_latency: self.confirm_latency,
         }
     }
 
