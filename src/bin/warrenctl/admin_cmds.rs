@@ -1,61 +1,13 @@
-//! `warrenctl`: rabbitmqctl's user, vhost, permission, limit and definitions
-//! commands (same names, same argument order), over warren's management
-//! HTTP API (src/http/). Exit code 0 on success; otherwise the server's
-//! reason on stderr and a non-zero code (1: the server refused, 69: it could
-//! not be reached, 64: bad arguments).
+//! rabbitmqctl's user, vhost, permission, limit and definitions commands.
 
-use base64::Engine;
-use clap::{Parser, Subcommand};
+use super::client::{fail, print_out, seg, Client, Failure};
+use clap::Subcommand;
 use serde_json::{json, Map, Value};
-use std::io::{Read, Write};
-use std::process::ExitCode;
-
-/// warrenctl: manage a warren broker's users, vhosts, permissions, limits
-/// and definitions (rabbitmqctl's commands, over the HTTP API).
-#[derive(Parser, Debug)]
-#[command(version, about)]
-struct Cli {
-    /// Host of the broker's HTTP API.
-    #[arg(long, global = true, env = "WARREN_HOST", default_value = "127.0.0.1")]
-    host: String,
-    /// Port of the broker's HTTP API.
-    #[arg(
-        long,
-        alias = "http-port",
-        global = true,
-        env = "WARREN_HTTP_PORT",
-        default_value_t = 15672
-    )]
-    port: u16,
-    /// User to log in as (an administrator).
-    #[arg(
-        short = 'u',
-        long,
-        global = true,
-        env = "WARREN_USER",
-        default_value = "guest"
-    )]
-    username: String,
-    /// That user's password. (Its own id: a command's `password` argument
-    /// must not fill it.)
-    #[arg(
-        long = "password",
-        id = "login_password",
-        global = true,
-        env = "WARREN_PASS",
-        default_value = "guest"
-    )]
-    login_password: String,
-    /// Print only the results, not what is being done.
-    #[arg(short = 'q', long, global = true)]
-    quiet: bool,
-    #[command(subcommand)]
-    command: Command,
-}
+use std::io::Read;
 
 #[derive(Subcommand, Debug)]
 #[command(rename_all = "snake_case")]
-enum Command {
+pub enum AdminCommand {
     /// Creates a user (no tags, no permissions).
     AddUser { user: String, password: String },
     /// Deletes a user.
@@ -124,122 +76,6 @@ enum Command {
     ImportDefinitions { file: String },
 }
 
-/// Why a command failed, and its exit code.
-struct Failure {
-    code: u8,
-    message: String,
-}
-
-fn fail(code: u8, message: String) -> Failure {
-    Failure { code, message }
-}
-
-/// The broker's HTTP API.
-struct Client {
-    base: String,
-    auth: String,
-    agent: ureq::Agent,
-}
-
-/// Percent-encodes one path segment (`/` is `%2F`).
-fn seg(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{:02X}", b));
-        }
-    }
-    out
-}
-
-impl Client {
-    fn new(cli: &Cli) -> Client {
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", cli.username, cli.login_password));
-        let host = if cli.host.contains(':') && !cli.host.starts_with('[') {
-            format!("[{}]", cli.host)
-        } else {
-            cli.host.clone()
-        };
-        Client {
-            base: format!("http://{}:{}", host, cli.port),
-            auth: format!("Basic {}", token),
-            agent: ureq::AgentBuilder::new()
-                .timeout(std::time::Duration::from_secs(60))
-                .build(),
-        }
-    }
-
-    /// One request; the body of a 2xx answer, or the failure.
-    fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<String, Failure> {
-        let req = self
-            .agent
-            .request(method, &format!("{}{}", self.base, path))
-            .set("Authorization", &self.auth);
-        let res = match body {
-            Some(b) => req.set("Content-Type", "application/json").send_string(b),
-            None => req.call(),
-        };
-        match res {
-            Ok(r) => r
-                .into_string()
-                .map_err(|e| fail(1, format!("reading the answer: {}", e))),
-            Err(ureq::Error::Status(status, r)) => {
-                let text = r.into_string().unwrap_or_default();
-                let reason = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|j| {
-                        let reason = match &j["reason"] {
-                            Value::String(s) => s.clone(),
-                            Value::Null => return None,
-                            other => other.to_string(),
-                        };
-                        Some(format!(
-                            "{} ({})",
-                            reason,
-                            j["error"].as_str().unwrap_or("error")
-                        ))
-                    })
-                    .unwrap_or(text);
-                Err(fail(
-                    1,
-                    format!("{} {}: {} {}", method, path, status, reason),
-                ))
-            }
-            Err(e) => Err(fail(
-                69,
-                format!("cannot reach the HTTP API at {}: {}", self.base, e),
-            )),
-        }
-    }
-
-    fn get(&self, path: &str) -> Result<Value, Failure> {
-        let text = self.call("GET", path, None)?;
-        serde_json::from_str(&text).map_err(|e| fail(1, format!("GET {}: {}", path, e)))
-    }
-
-    fn put(&self, path: &str, body: &Value) -> Result<(), Failure> {
-        self.call("PUT", path, Some(&body.to_string())).map(drop)
-    }
-
-    fn delete(&self, path: &str) -> Result<(), Failure> {
-        self.call("DELETE", path, None).map(drop)
-    }
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            eprintln!("Error:\n{}", f.message);
-            ExitCode::from(f.code)
-        }
-    }
-}
-
 /// `{"max-connections": 10}` as (name, value) pairs.
 fn limits(definition: &str) -> Result<Vec<(String, i64)>, Failure> {
     let v: Value = serde_json::from_str(definition)
@@ -282,15 +118,9 @@ fn tags_of(user: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn run(cli: &Cli) -> Result<(), Failure> {
-    let c = Client::new(cli);
-    let say = |s: String| {
-        if !cli.quiet {
-            println!("{}", s);
-        }
-    };
-    match &cli.command {
-        Command::AddUser { user, password } => {
+pub fn run(c: &Client, command: &AdminCommand, say: &dyn Fn(String)) -> Result<(), Failure> {
+    match command {
+        AdminCommand::AddUser { user, password } => {
             say(format!("Adding user \"{}\" ...", user));
             if c.get(&format!("/api/users/{}", seg(user))).is_ok() {
                 return Err(fail(1, format!("user \"{}\" already exists", user)));
@@ -300,17 +130,17 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 &json!({ "password": password, "tags": "" }),
             )
         }
-        Command::DeleteUser { user } => {
+        AdminCommand::DeleteUser { user } => {
             say(format!("Deleting user \"{}\" ...", user));
             c.delete(&format!("/api/users/{}", seg(user)))
         }
-        Command::ChangePassword { user, password } => {
+        AdminCommand::ChangePassword { user, password } => {
             say(format!("Changing password for user \"{}\" ...", user));
             let path = format!("/api/users/{}", seg(user));
             let tags = tags_of(&c.get(&path)?);
             c.put(&path, &json!({ "password": password, "tags": tags }))
         }
-        Command::SetUserTags { user, tags } => {
+        AdminCommand::SetUserTags { user, tags } => {
             say(format!(
                 "Setting tags for user \"{}\" to [{}] ...",
                 user,
@@ -329,7 +159,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 }),
             )
         }
-        Command::ListUsers => {
+        AdminCommand::ListUsers => {
             say("Listing users ...".into());
             let users = c.get("/api/users")?;
             let mut out = String::from("user\ttags\n");
@@ -342,7 +172,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             }
             print_out(&out)
         }
-        Command::AddVhost {
+        AdminCommand::AddVhost {
             vhost,
             description,
             tags,
@@ -361,11 +191,11 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             }
             c.put(&format!("/api/vhosts/{}", seg(vhost)), &Value::Object(body))
         }
-        Command::DeleteVhost { vhost } => {
+        AdminCommand::DeleteVhost { vhost } => {
             say(format!("Deleting vhost \"{}\" ...", vhost));
             c.delete(&format!("/api/vhosts/{}", seg(vhost)))
         }
-        Command::ListVhosts => {
+        AdminCommand::ListVhosts => {
             say("Listing vhosts ...".into());
             let mut out = String::from("name\n");
             for v in c.get("/api/vhosts")?.as_array().into_iter().flatten() {
@@ -374,7 +204,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             }
             print_out(&out)
         }
-        Command::SetPermissions {
+        AdminCommand::SetPermissions {
             vhost,
             user,
             configure,
@@ -390,14 +220,14 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 &json!({ "configure": configure, "write": write, "read": read }),
             )
         }
-        Command::ClearPermissions { vhost, user } => {
+        AdminCommand::ClearPermissions { vhost, user } => {
             say(format!(
                 "Clearing permissions for user \"{}\" in vhost \"{}\" ...",
                 user, vhost
             ));
             c.delete(&format!("/api/permissions/{}/{}", seg(vhost), seg(user)))
         }
-        Command::ListPermissions { vhost } => {
+        AdminCommand::ListPermissions { vhost } => {
             say(format!("Listing permissions for vhost \"{}\" ...", vhost));
             let perms = c.get(&format!("/api/vhosts/{}/permissions", seg(vhost)))?;
             let mut out = String::from("user\tconfigure\twrite\tread\n");
@@ -413,7 +243,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             }
             print_out(&out)
         }
-        Command::SetTopicPermissions {
+        AdminCommand::SetTopicPermissions {
             vhost,
             user,
             exchange,
@@ -429,18 +259,18 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 &json!({ "exchange": exchange, "write": write, "read": read }),
             )
         }
-        Command::SetVhostLimits { vhost, definition } => {
+        AdminCommand::SetVhostLimits { vhost, definition } => {
             say(format!("Applying limits to vhost \"{}\" ...", vhost));
             apply_limits(&c, &format!("/api/vhost-limits/{}", seg(vhost)), definition)
         }
-        Command::SetUserLimits { user, definition } => {
+        AdminCommand::SetUserLimits { user, definition } => {
             say(format!(
                 "Setting user limits to \"{}\" for user \"{}\" ...",
                 definition, user
             ));
             apply_limits(&c, &format!("/api/user-limits/{}", seg(user)), definition)
         }
-        Command::ExportDefinitions { file } => {
+        AdminCommand::ExportDefinitions { file } => {
             let text = c.call("GET", "/api/definitions", None)?;
             if file == "-" {
                 return print_out(&text);
@@ -451,7 +281,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             ));
             std::fs::write(file, text).map_err(|e| fail(1, format!("{}: {}", file, e)))
         }
-        Command::ImportDefinitions { file } => {
+        AdminCommand::ImportDefinitions { file } => {
             let mut text = String::new();
             if file == "-" {
                 std::io::stdin()
@@ -470,18 +300,3 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     }
 }
 
-fn print_out(s: &str) -> Result<(), Failure> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(s.as_bytes())
-        .and_then(|_| out.flush())
-        .map_err(|e| fail(1, format!("stdout: {}", e)))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn segments_are_percent_encoded() {
-        assert_eq!(super::seg("/"), "%2F");
-        assert_eq!(super::seg("a b/c.d"), "a%20b%2Fc.d");
-    }
-}
