@@ -93,6 +93,12 @@ async fn counters_follow_traffic() {
         assert_eq!(qsnap.messages_unacked, 0);
         assert_eq!(qsnap.bytes_ready, 45);
         assert_eq!(qsnap.stats.publish, 5);
+        let mut default_x = (0, 0);
+        for x in snap.iter().flat_map(|s| &s.exchanges).filter(|x| x.name.is_empty()) {
+            default_x.0 += x.stats.publish_in;
+            default_x.1 += x.stats.publish_out;
+        }
+        assert_eq!(default_x, (7, 5), "the default exchange: 7 in, 5 routed out");
         let t = totals(&snap);
         assert_eq!(t.publish, 7);
         assert_eq!(t.confirm, 7);

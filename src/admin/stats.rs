@@ -154,6 +154,7 @@ impl Sampler {
                 connections: true,
                 channels: true,
                 consumers: false,
+                exchanges: false,
             }
         } else {
             Want::TOTALS

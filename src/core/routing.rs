@@ -17,6 +17,7 @@ use super::error::CoreError;
 use super::exchange::{Dest, ExchangeImpl, ExchangeKind};
 use super::ids::{QueueRef, VhostId};
 use super::message::props091;
+use super::stats::{ExchangeSnap, ExchangeStats};
 use super::vhost::resource;
 use crate::protocol::FieldTable;
 use bytes::Bytes;
@@ -36,6 +37,9 @@ pub struct LocalExchange {
     pub alternate: Option<String>,
     /// A missing AE was reported (once per exchange and shard, not per message).
     warned_missing_ae: bool,
+    /// Messages routed through it on this shard (management's exchange
+    /// `message_stats`).
+    pub stats: ExchangeStats,
 }
 
 /// What the routing copy knows about a queue.
@@ -50,6 +54,8 @@ pub struct LocalQueue {
 /// bindings point into it).
 pub struct LocalVhost {
     pub name: Arc<str>,
+    /// The default exchange's counters (it has no `LocalExchange`).
+    pub default_stats: ExchangeStats,
     by_name: HashMap<String, usize>,
     queues: HashMap<String, LocalQueue>,
 }
@@ -144,6 +150,7 @@ impl Routing {
                 }
                 self.vhosts[i] = Some(LocalVhost {
                     name,
+                    default_stats: ExchangeStats::default(),
                     by_name: HashMap::new(),
                     queues: HashMap::new(),
                 });
@@ -173,6 +180,7 @@ impl Routing {
                     imp: ExchangeImpl::new(kind),
                     alternate,
                     warned_missing_ae: false,
+                    stats: ExchangeStats::default(),
                 });
                 if let Some(old) = self.vhost_mut(vhost).unwrap().by_name.insert(name, idx) {
                     self.exchanges.remove(old);
@@ -303,12 +311,14 @@ impl Routing {
     ) -> Result<(), RouteError> {
         let name = std::str::from_utf8(exchange).map_err(|_| RouteError::NoExchange)?;
         let keys = || std::iter::once(routing_key).chain(extra.iter().map(|k| &k[..]));
+        let before = out.len();
         let v = self
             .vhosts
-            .get(vhost.0 as usize)
-            .and_then(Option::as_ref)
+            .get_mut(vhost.0 as usize)
+            .and_then(Option::as_mut)
             .ok_or(RouteError::NoExchange)?;
         if name.is_empty() {
+            v.default_stats.publish_in += 1;
             // Default exchange: each routing key names a queue.
             for key in keys() {
                 if let Some(lq) = std::str::from_utf8(key).ok().and_then(|q| v.queues.get(q)) {
@@ -319,12 +329,14 @@ impl Routing {
                 out.sort_unstable();
                 out.dedup();
             }
+            v.default_stats.publish_out += (out.len() > before) as u64;
             return Ok(());
         }
         let &start = v.by_name.get(name).ok_or(RouteError::NoExchange)?;
         if self.exchanges[start].internal && !allow_internal {
             return Err(RouteError::Internal);
         }
+        self.exchanges[start].stats.publish_in += 1;
         let mut headers: Option<Option<FieldTable>> = None;
         self.pending.clear();
         self.visited.clear();
@@ -381,7 +393,32 @@ impl Routing {
             out.sort_unstable();
             out.dedup();
         }
+        self.exchanges[start].stats.publish_out += (out.len() > before) as u64;
         Ok(())
+    }
+
+    /// Every exchange that routed something on this shard, with its
+    /// counters (the default exchange named "").
+    pub fn exchange_stats(&self, out: &mut Vec<ExchangeSnap>) {
+        for (i, v) in self.vhosts.iter().enumerate() {
+            let Some(v) = v else { continue };
+            if v.default_stats != ExchangeStats::default() {
+                out.push(ExchangeSnap {
+                    vhost: VhostId(i as u32),
+                    name: String::new(),
+                    stats: v.default_stats,
+                });
+            }
+        }
+        for (_, x) in self.exchanges.iter() {
+            if x.stats != ExchangeStats::default() {
+                out.push(ExchangeSnap {
+                    vhost: x.vhost,
+                    name: x.name.clone(),
+                    stats: x.stats,
+                });
+            }
+        }
     }
 }
 

@@ -253,6 +253,25 @@ pub struct ConsumerSnap {
     pub arguments: FieldTable,
 }
 
+/// An exchange's counters on one shard (publishes are routed on the
+/// publisher's shard, so every shard counts its own).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExchangeStats {
+    /// Messages published to the exchange.
+    pub publish_in: u64,
+    /// Of those, messages it routed to at least one queue.
+    pub publish_out: u64,
+}
+
+/// An exchange's counters as a snapshot lists them.
+#[derive(Clone, Debug)]
+pub struct ExchangeSnap {
+    pub vhost: VhostId,
+    /// "" for the default exchange.
+    pub name: String,
+    pub stats: ExchangeStats,
+}
+
 /// What a snapshot should hold: the lists are skipped unless asked for (a
 /// `/api/overview` on a broker with 100,000 queues copies no queue).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -261,6 +280,8 @@ pub struct Want {
     pub connections: bool,
     pub channels: bool,
     pub consumers: bool,
+    /// Exchanges' publish_in / publish_out.
+    pub exchanges: bool,
 }
 
 impl Want {
@@ -269,12 +290,14 @@ impl Want {
         connections: true,
         channels: true,
         consumers: true,
+        exchanges: true,
     };
     pub const TOTALS: Want = Want {
         queues: false,
         connections: false,
         channels: false,
         consumers: false,
+        exchanges: false,
     };
 }
 
@@ -286,6 +309,9 @@ pub struct ShardSnapshot {
     pub connections: Vec<ConnSnap>,
     pub channels: Vec<ChannelSnap>,
     pub consumers: Vec<ConsumerSnap>,
+    /// Exchanges that routed something on this shard (summed over shards by
+    /// the reader).
+    pub exchanges: Vec<ExchangeSnap>,
     /// Channel-side counters of every channel the shard ever served (open
     /// ones included): RabbitMQ's global message counters.
     pub totals: MsgStats,

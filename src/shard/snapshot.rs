@@ -24,6 +24,9 @@ impl ShardState {
                 out.queues.push(q.snapshot(ctx.id, now, wall));
             }
         }
+        if want.exchanges {
+            ctx.routing.exchange_stats(&mut out.exchanges);
+        }
         for (_, s) in self.conns.iter() {
             if let Some(conn) = s.amqp091_ref() {
                 conn.snapshot(ctx, want, &mut out);
