@@ -99,7 +99,12 @@ impl Admin {
 
     /// `PUT /api/exchanges/{vhost}/{name}`: exchange.declare as `user`. True
     /// if it was created, false if an equivalent one existed.
-    pub fn declare_exchange(&self, user: &str, vhost: &str, spec: ExchangeSpec) -> CoreResult<bool> {
+    pub fn declare_exchange(
+        &self,
+        user: &str,
+        vhost: &str,
+        spec: ExchangeSpec,
+    ) -> CoreResult<bool> {
         let access = self.access(user, vhost)?;
         let existed = self.exchange(vhost, &spec.name).is_some();
         let caller = Caller {
@@ -158,13 +163,18 @@ impl Admin {
                 BindingFilter::Destination(d) => &b.dest == d,
                 BindingFilter::Between(s, d) => &b.source == s && &b.dest == d,
             };
-            out.extend(v.bindings.iter().filter(|b| wanted(b)).map(|b| BindingView {
-                vhost: v.name.clone(),
-                source: b.source.clone(),
-                dest: b.dest.clone(),
-                key: b.key.clone(),
-                args: b.args.clone(),
-            }));
+            out.extend(
+                v.bindings
+                    .iter()
+                    .filter(|b| wanted(b))
+                    .map(|b| BindingView {
+                        vhost: v.name.clone(),
+                        source: b.source.clone(),
+                        dest: b.dest.clone(),
+                        key: b.key.clone(),
+                        args: b.args.clone(),
+                    }),
+            );
         }
         out.sort_by(|a, b| {
             let key = |x: &BindingView| {
@@ -323,7 +333,9 @@ impl Admin {
                 match publish::route(ctx, vhost, &mut msg, &mut keys) {
                     Ok(()) => {}
                     Err(Unroutable::Header(e)) => return Err(e.into()),
-                    Err(Unroutable::Exchange(e)) => return Err(e.to_error(&vname, msg.exchange.as_ref())),
+                    Err(Unroutable::Exchange(e)) => {
+                        return Err(e.to_error(&vname, msg.exchange.as_ref()))
+                    }
                 }
                 Ok((msg, meta, ctx.route_scratch.clone()))
             })

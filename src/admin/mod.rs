@@ -23,6 +23,7 @@ use crate::core::tenancy::{User, UserLimits};
 use crate::shard::control::Control;
 use std::sync::Arc;
 
+pub use exchanges::{BindingFilter, BindingView, ExchangeView};
 pub use import::ImportReport;
 
 /// Why an administration call failed, with the HTTP status RabbitMQ's

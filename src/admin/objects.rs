@@ -229,7 +229,8 @@ impl Admin {
                 let mine = consumers
                     .remove(&(snap.vhost, snap.name.clone()))
                     .unwrap_or_default();
-                let exclusive_consumer_tag = mine.iter().find(|c| c.exclusive).map(|c| c.tag.clone());
+                let exclusive_consumer_tag =
+                    mine.iter().find(|c| c.exclusive).map(|c| c.tag.clone());
                 let owner = snap.exclusive_owner.and_then(|uid| conns.remove(&uid));
                 Some(QueueInfo {
                     vhost,
@@ -406,8 +407,14 @@ mod tests {
 
     #[test]
     fn ack_modes_and_name_shards() {
-        assert_eq!(AckMode::parse("ack_requeue_true"), Some(AckMode::AckRequeueTrue));
-        assert_eq!(AckMode::parse("reject_requeue_false"), Some(AckMode::RejectRequeueFalse));
+        assert_eq!(
+            AckMode::parse("ack_requeue_true"),
+            Some(AckMode::AckRequeueTrue)
+        );
+        assert_eq!(
+            AckMode::parse("reject_requeue_false"),
+            Some(AckMode::RejectRequeueFalse)
+        );
         assert_eq!(AckMode::parse("ack"), None);
         assert_eq!(name_shard("q", 1), 0);
         let spread: HashSet<usize> = (0..64).map(|i| name_shard(&format!("q{i}"), 4)).collect();

@@ -3,10 +3,10 @@
 //! The shard's pump (`ShardState::handle`, above the core) sends everything
 //! else to the session it names.
 
-use super::persist;
-use super::queue::After;
 use super::ids::{QueueRef, Requester};
 use super::outbox::Outbox;
+use super::persist;
+use super::queue::After;
 use super::shard_msg::{QueueOp, QueueReply, ShardMsg};
 use super::ShardCtx;
 

@@ -16,9 +16,7 @@ use crate::core::auth::permissions::Access;
 use crate::core::exchange::ExchangeKind;
 use crate::core::message::{Message, MessageMeta};
 use crate::core::ops::publish::check_user_id;
-use crate::protocol::properties::{
-    split_flags, PROP_EXPIRATION, PROP_REPLY_TO, PROP_USER_ID,
-};
+use crate::protocol::properties::{split_flags, PROP_EXPIRATION, PROP_REPLY_TO, PROP_USER_ID};
 
 const fn flag(index: usize) -> u16 {
     1 << (15 - index)
