@@ -194,6 +194,11 @@ async fn declare_delete_and_purge_queues() {
             "bad_request",
             &format!("inequivalent arg 'durable' for queue '{q}' in vhost '/': received 'false' but current is 'true'"),
         );
+        let r = api.put(&format!("{path}-b"), r#"{"durable":"yes"}"#);
+        assert_eq!(r.status, 400);
+        assert_eq!(r.json(), json!({"error": "bad_request", "reason": ["not_boolean", "yes"]}));
+        assert_eq!(api.put(&format!("{path}-s"), r#"{"durable":"true"}"#).status, 201);
+        assert_eq!(api.get_json(&format!("{path}-s"))["durable"], true, "rabbitmqadmin's strings");
         let r = api.put("/api/queues/%2F/amq.nope", "{}");
         assert_error(&r, 401, "not_authorised", "Access refused.");
 
@@ -514,10 +519,31 @@ async fn bindings_by_properties_key() {
             404,
             "k has no binding without arguments"
         );
+        // The default exchange's implicit binding: listed, shown, not deletable.
+        let implicit = format!("/api/bindings/%2F/e/amq.default/q/{q}/{q}");
+        assert_eq!(api.get_json(&implicit)["source"], "");
+        assert_error(
+            &api.delete(&implicit),
+            401,
+            "not_authorised",
+            "Access refused.",
+        );
+        let from_default = api.get_json("/api/exchanges/%2F/amq.default/bindings/source");
+        assert!(from_default
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["destination"] == q.as_str()));
+
+        // A key that needs quoting: the Location is encoded once more, and
+        // the path segment must be too.
+        let r = api.post(&base, r#"{"routing_key":"a b/c~d"}"#);
+        let location = r.location.clone().expect("Location");
+        assert_eq!(location, format!("{q}/a%2Bb%252Fc%257Ed"));
+        let v = api.get_json(&format!("{base}/a%2Bb%252Fc%257Ed"));
         assert_eq!(
-            api.get(&format!("/api/bindings/%2F/e/amq.default/q/{q}/{q}"))
-                .status,
-            404
+            (v["routing_key"].as_str(), v["properties_key"].as_str()),
+            (Some("a b/c~d"), Some("a+b%2Fc%7Ed"))
         );
 
         // Exchange to exchange, and refusals.

@@ -55,8 +55,7 @@ pub struct BindingView {
 pub enum BindingFilter {
     /// All of them, the default exchange's included.
     All,
-    /// From this exchange (none from the default exchange: RabbitMQ lists
-    /// them from the store, where implicit bindings are not).
+    /// From this exchange (the default exchange: one per queue).
     Source(String),
     /// To this queue or exchange (a queue always has its implicit one).
     Destination(BindingDest),
@@ -149,6 +148,9 @@ impl Admin {
             };
             match filter {
                 BindingFilter::All => out.extend(v.queues.keys().map(|q| implicit(q))),
+                BindingFilter::Source(s) if s.is_empty() => {
+                    out.extend(v.queues.keys().map(|q| implicit(q)))
+                }
                 BindingFilter::Destination(BindingDest::Queue(q))
                 | BindingFilter::Between(_, BindingDest::Queue(q)) => {
                     if matches!(filter, BindingFilter::Destination(_)) || is_default(filter) {

@@ -5,9 +5,9 @@
 //! binding named by its `properties_key` (`binding_key.rs`). Lists take
 //! `sort`, `sort_reverse` and `columns`, not pages (RabbitMQ's
 //! `reply_list`). The default exchange's implicit bindings are listed as
-//! RabbitMQ lists them: in a vhost's list, a queue's list and the
-//! default-exchange-to-queue list, not as the default exchange's source
-//! bindings, and they cannot be shown or deleted one by one.
+//! RabbitMQ lists them (in every list that can hold them, even for a queue
+//! that does not exist); one can be shown while its queue exists, and
+//! deleting it is refused (401, the default exchange).
 
 use super::binding_key::{args_hash, properties_key, quote_plus, unpack};
 use super::exchanges::exchange_name;
@@ -212,7 +212,7 @@ pub(crate) async fn create(
             quote_plus(source.as_bytes()),
             quote_plus(dtype.as_bytes()),
             quote_plus(dest.as_bytes()),
-            props
+            quote_plus(props.as_bytes())
         );
         let location = relativise(uri.path(), &to);
         let mut r = StatusCode::CREATED.into_response();
@@ -234,13 +234,15 @@ fn find(
     props: &str,
 ) -> Option<BindingView> {
     let (key, hash) = unpack(props)?;
+    // The default exchange's implicit binding exists while its queue does.
+    let implicit_ok = |b: &BindingView| !b.source.is_empty() || a.has_queue(vhost, b.dest.name());
     let between: Vec<BindingView> = a
         .bindings(
             Some(vhost),
             &BindingFilter::Between(source.to_string(), dest),
         )
         .into_iter()
-        .filter(|b| !b.source.is_empty())
+        .filter(implicit_ok)
         .collect();
     let args_key = match hash {
         None => None,

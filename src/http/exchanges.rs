@@ -10,11 +10,11 @@
 use super::listing::ListQuery;
 use super::message_json::{payload_from_json, properties_from_json, Refused};
 use super::objects::{
-    body_arguments, body_bool, body_str, direct_error, not_found, publish_error, query_flag,
-    vhost_guard, vhost_not_found,
+    bad_request_json, body_arguments, body_bool, body_str, direct_error, not_found, publish_error,
+    query_flag, vhost_guard, vhost_not_found,
 };
 use super::queues::vhost_checked;
-use super::{body_object, created_or_updated, json, ok, Api, ApiError, Creds, Level};
+use super::{body_object, created_or_updated, ok, Api, ApiError, Creds, Level};
 use crate::admin::ExchangeView;
 use crate::core::definitions::PREDECLARED;
 use crate::core::definitions_json::table_to_json;
@@ -107,7 +107,12 @@ pub(crate) async fn get_one(
         let x = a
             .exchange(&vhost, &exchange_name(&name))
             .ok_or_else(ApiError::not_found)?;
-        Ok(ok(&lq.trim_one(exchange_json(&x))))
+        let mut v = exchange_json(&x);
+        if !query_flag(&q, "disable_stats") {
+            v["incoming"] = json!([]);
+            v["outgoing"] = json!([]);
+        }
+        Ok(ok(&lq.trim_one(v)))
     })
     .await
 }
@@ -126,12 +131,17 @@ pub(crate) async fn put(
             return Err(vhost_not_found());
         }
         let body = body_object(&body)?;
+        let flags = ["durable", "auto_delete", "internal"].map(|k| body_bool(&body, k));
+        let [durable, auto_delete, internal] = match flags {
+            [Ok(d), Ok(a), Ok(i)] => [d, a, i],
+            [d, a, i] => return Ok(d.and(a).and(i).unwrap_err()),
+        };
         let spec = ExchangeSpec {
             name: exchange_name(&name),
             kind: body_str(&body, "type", "direct")?,
-            durable: body_bool(&body, "durable")?,
-            auto_delete: body_bool(&body, "auto_delete")?,
-            internal: body_bool(&body, "internal")?,
+            durable,
+            auto_delete,
+            internal,
             arguments: body_arguments(&body)?,
         };
         let created = a
@@ -163,10 +173,7 @@ pub(crate) async fn delete(
 }
 
 fn refused(reason: Refused) -> Response {
-    json(
-        StatusCode::BAD_REQUEST,
-        &json!({ "error": "bad_request", "reason": reason }),
-    )
+    bad_request_json(reason)
 }
 
 /// `POST /api/exchanges/{vhost}/{name}/publish` `{routing_key, properties,

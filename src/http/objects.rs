@@ -11,6 +11,7 @@ use crate::core::definitions_json::json_to_table;
 use crate::core::error::CoreError;
 use crate::protocol::FieldTable;
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
@@ -100,15 +101,25 @@ pub(crate) fn publish_error(e: CoreError) -> ApiError {
 }
 
 /// A flag of the request body as `rabbit_mgmt_format:format_accept_content`
-/// reads it: true/false or "true"/"false"; missing is false.
-pub(crate) fn body_bool(body: &Map<String, Value>, key: &str) -> Result<bool, ApiError> {
+/// reads it: true/false or "true"/"false"; missing is false. Anything else
+/// is RabbitMQ's 400 `["not_boolean", value]`.
+pub(crate) fn body_bool(body: &Map<String, Value>, key: &str) -> Result<bool, Response> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
         Some(Value::String(s)) if s == "true" => Ok(true),
         Some(Value::String(s)) if s == "false" => Ok(false),
-        Some(v) => Err(ApiError::bad_request(&format!("{{not_boolean,{v}}}"))),
+        Some(v) => Err(bad_request_json(json!(["not_boolean", v]))),
     }
+}
+
+/// 400 `bad_request` whose `reason` is a JSON term (RabbitMQ prints an
+/// Erlang tuple as a list: `["not_int","delivery_mode"]`).
+pub(crate) fn bad_request_json(reason: Value) -> Response {
+    super::json(
+        StatusCode::BAD_REQUEST,
+        &json!({ "error": "bad_request", "reason": reason }),
+    )
 }
 
 /// `arguments` of a request body: an object (JSON values as RabbitMQ's

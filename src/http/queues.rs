@@ -305,12 +305,16 @@ pub(crate) async fn put(
         let body = body_object(&body)?;
         // rabbit_channel: an exclusive declare without a connection is
         // owned by nobody, and never durable.
-        let exclusive = body_bool(&body, "exclusive")?;
+        let flags = ["durable", "auto_delete", "exclusive"].map(|k| body_bool(&body, k));
+        let [durable, auto_delete, exclusive] = match flags {
+            [Ok(d), Ok(a), Ok(e)] => [d, a, e],
+            [d, a, e] => return Ok(d.and(a).and(e).unwrap_err()),
+        };
         let spec = QueueSpec {
             name,
-            durable: body_bool(&body, "durable")? && !exclusive,
+            durable: durable && !exclusive,
             exclusive: false,
-            auto_delete: body_bool(&body, "auto_delete")?,
+            auto_delete,
             arguments: body_arguments(&body)?,
         };
         let created = a
@@ -398,7 +402,8 @@ pub(crate) async fn get_messages(
         let mode = body["ackmode"]
             .as_str()
             .and_then(AckMode::parse)
-            .ok_or_else(|| ApiError::bad_request("invalid ackmode"))?;
+            // RabbitMQ crashes on it (500) before taking anything.
+            .ok_or_else(|| ApiError::internal("invalid ackmode"))?;
         let count = int_field(&body["count"])
             .filter(|&n| n >= 0)
             .ok_or_else(|| ApiError::bad_request("count must be an integer"))?;
