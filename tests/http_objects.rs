@@ -101,6 +101,10 @@ async fn queue_counts_follow_traffic() {
         assert_eq!(one["messages_ready"], 2);
         assert_eq!(one["consumer_capacity"], 1.0);
         assert_eq!(one["consumer_details"][0]["consumer_tag"], "ctag-1");
+        assert_eq!(
+            one["consumer_details"][0]["channel_details"]["peer_host"],
+            "127.0.0.1"
+        );
         assert_eq!(one["consumer_details"][0]["prefetch_count"], 1);
         assert_eq!(one["consumer_details"][0]["ack_required"], true);
         assert_eq!(one["message_stats"]["deliver"], 1);

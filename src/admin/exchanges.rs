@@ -151,11 +151,9 @@ impl Admin {
                 BindingFilter::Source(s) if s.is_empty() => {
                     out.extend(v.queues.keys().map(|q| implicit(q)))
                 }
-                BindingFilter::Destination(BindingDest::Queue(q))
-                | BindingFilter::Between(_, BindingDest::Queue(q)) => {
-                    if matches!(filter, BindingFilter::Destination(_)) || is_default(filter) {
-                        out.push(implicit(q));
-                    }
+                BindingFilter::Destination(BindingDest::Queue(q)) => out.push(implicit(q)),
+                BindingFilter::Between(s, BindingDest::Queue(q)) if s.is_empty() => {
+                    out.push(implicit(q))
                 }
                 _ => {}
             }
@@ -364,9 +362,4 @@ impl Admin {
         }
         Ok(!queues.is_empty())
     }
-}
-
-/// A `Between` filter from the default exchange to a queue.
-fn is_default(filter: &BindingFilter) -> bool {
-    matches!(filter, BindingFilter::Between(s, BindingDest::Queue(_)) if s.is_empty())
 }

@@ -55,8 +55,9 @@ fn api_channel(shard: u16) -> ChannelRef {
 pub struct QueueInfo {
     pub vhost: Arc<str>,
     pub snap: QueueSnap,
-    /// Its consumers (filled for one queue, `Admin::queue_info`).
-    pub consumers: Vec<ConsumerSnap>,
+    /// Its consumers with their connection's peer host and port (filled for
+    /// one queue, `Admin::queue_info`).
+    pub consumers: Vec<(ConsumerSnap, Option<(String, u16)>)>,
     /// The tag of its exclusive consumer, if it has one.
     pub exclusive_consumer_tag: Option<String>,
     /// The connection owning an exclusive queue (one queue only).
@@ -114,6 +115,23 @@ pub fn name_shard(name: &str, shards: usize) -> usize {
 enum Here<T> {
     Done(CoreResult<T>),
     Elsewhere(u16),
+}
+
+/// How a queue request on the queue's shard failed.
+enum Refusal {
+    /// The queue refused (if-empty, if-unused, ...).
+    Core(CoreError),
+    /// The queue went away meanwhile.
+    Gone,
+}
+
+impl From<QueueReply> for Refusal {
+    fn from(reply: QueueReply) -> Refusal {
+        match reply {
+            QueueReply::Error(e) => Refusal::Core(e),
+            _ => Refusal::Gone,
+        }
+    }
 }
 
 fn stopped() -> CoreError {
@@ -231,12 +249,27 @@ impl Admin {
                     .unwrap_or_default();
                 let exclusive_consumer_tag =
                     mine.iter().find(|c| c.exclusive).map(|c| c.tag.clone());
-                let owner = snap.exclusive_owner.and_then(|uid| conns.remove(&uid));
+                let owner = snap
+                    .exclusive_owner
+                    .and_then(|uid| conns.get(&uid).cloned());
+                let peer = |c: &ConsumerSnap| {
+                    conns
+                        .values()
+                        .find(|x| x.name == c.connection)
+                        .map(|x| (x.peer_host.clone(), x.peer_port))
+                };
                 Some(QueueInfo {
                     vhost,
                     exclusive_consumer_tag,
                     owner,
-                    consumers: if want.connections { mine } else { Vec::new() },
+                    consumers: if want.connections {
+                        mine.into_iter()
+                            .map(|c| (peer(&c), c))
+                            .map(|(p, c)| (c, p))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
                     snap,
                 })
             })
@@ -278,7 +311,7 @@ impl Admin {
             };
             match ctx.request_here(q.queue, op, None) {
                 QueueReply::Deleted { .. } => Ok(()),
-                reply => Err(reply),
+                reply => Err(Refusal::from(reply)),
             }
         })
     }
@@ -290,7 +323,7 @@ impl Admin {
         self.on_queue_shard(access, name, Access::Read, |ctx, q| {
             match ctx.request_here(q.queue, QueueOp::Purge, None) {
                 QueueReply::Purged { messages } => Ok(messages),
-                reply => Err(reply),
+                reply => Err(Refusal::from(reply)),
             }
         })
     }
@@ -330,7 +363,7 @@ impl Admin {
                         });
                     }
                     QueueReply::GetEmpty => break,
-                    reply => return Err(reply),
+                    reply => return Err(Refusal::from(reply)),
                 }
             }
             let how = match mode {
@@ -366,7 +399,7 @@ impl Admin {
         access: Arc<UserAccess>,
         name: &str,
         perm: Access,
-        f: impl FnOnce(&mut ShardCtx, LocalQueue) -> Result<T, QueueReply> + Send + Clone + 'static,
+        f: impl FnOnce(&mut ShardCtx, LocalQueue) -> Result<T, Refusal> + Send + Clone + 'static,
     ) -> CoreResult<T> {
         let mut shard = self.queue_shard(access.vhost, name)?;
         for _ in 0..3 {
@@ -386,9 +419,9 @@ impl Admin {
                     if q.queue.shard != ctx.id {
                         return Here::Elsewhere(q.queue.shard);
                     }
-                    Here::Done(f(ctx, q).map_err(|reply| match reply {
-                        QueueReply::Error(e) => e,
-                        _ => CoreError::no_queue(caller.vhost_name(), &name),
+                    Here::Done(f(ctx, q).map_err(|r| match r {
+                        Refusal::Core(e) => e,
+                        Refusal::Gone => CoreError::no_queue(caller.vhost_name(), &name),
                     }))
                 })
                 .ok_or_else(stopped)?;

@@ -134,7 +134,7 @@ pub(crate) async fn put(
         let flags = ["durable", "auto_delete", "internal"].map(|k| body_bool(&body, k));
         let [durable, auto_delete, internal] = match flags {
             [Ok(d), Ok(a), Ok(i)] => [d, a, i],
-            [d, a, i] => return Ok(d.and(a).and(i).unwrap_err()),
+            [d, a, i] => return Ok(bad_request_json(d.and(a).and(i).unwrap_err())),
         };
         let spec = ExchangeSpec {
             name: exchange_name(&name),

@@ -102,14 +102,15 @@ pub(crate) fn publish_error(e: CoreError) -> ApiError {
 
 /// A flag of the request body as `rabbit_mgmt_format:format_accept_content`
 /// reads it: true/false or "true"/"false"; missing is false. Anything else
-/// is RabbitMQ's 400 `["not_boolean", value]`.
-pub(crate) fn body_bool(body: &Map<String, Value>, key: &str) -> Result<bool, Response> {
+/// is refused with the reason `["not_boolean", value]`
+/// ([`bad_request_json`]).
+pub(crate) fn body_bool(body: &Map<String, Value>, key: &str) -> Result<bool, Value> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
         Some(Value::String(s)) if s == "true" => Ok(true),
         Some(Value::String(s)) if s == "false" => Ok(false),
-        Some(v) => Err(bad_request_json(json!(["not_boolean", v]))),
+        Some(v) => Err(json!(["not_boolean", v])),
     }
 }
 

@@ -20,8 +20,8 @@
 use super::listing::ListQuery;
 use super::message_json::{payload_to_json, properties_to_json};
 use super::objects::{
-    body_arguments, body_bool, channel_error, direct_error, not_found, query_flag, rate,
-    rfc3339_ms, vhost_guard, vhost_not_found,
+    bad_request_json, body_arguments, body_bool, channel_error, direct_error, not_found,
+    query_flag, rate, rfc3339_ms, vhost_guard, vhost_not_found,
 };
 use super::{body_object, created_or_updated, json, ok, Api, ApiError, Creds, Level};
 use crate::admin::objects::{AckMode, QueueInfo};
@@ -171,7 +171,8 @@ fn queue_json(qi: &QueueInfo, node: &str, shape: Shape, rates: Option<&RateView>
         let consumers: Vec<Value> = qi
             .consumers
             .iter()
-            .map(|c| {
+            .map(|(c, peer)| {
+                let (peer_host, peer_port) = peer.clone().unwrap_or_default();
                 json!({
                     "arguments": table_to_json(&c.arguments),
                     "ack_required": c.ack_required,
@@ -182,6 +183,8 @@ fn queue_json(qi: &QueueInfo, node: &str, shape: Shape, rates: Option<&RateView>
                         "name": format!("{} ({})", c.connection, c.channel),
                         "node": node,
                         "number": c.channel,
+                        "peer_host": peer_host,
+                        "peer_port": peer_port,
                         "user": c.user,
                     },
                     "consumer_tag": c.tag,
@@ -308,7 +311,7 @@ pub(crate) async fn put(
         let flags = ["durable", "auto_delete", "exclusive"].map(|k| body_bool(&body, k));
         let [durable, auto_delete, exclusive] = match flags {
             [Ok(d), Ok(a), Ok(e)] => [d, a, e],
-            [d, a, e] => return Ok(d.and(a).and(e).unwrap_err()),
+            [d, a, e] => return Ok(bad_request_json(d.and(a).and(e).unwrap_err())),
         };
         let spec = QueueSpec {
             name,
