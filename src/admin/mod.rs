@@ -9,7 +9,9 @@
 //! Calls block for at most a control round trip: call them from a thread of
 //! your own (the HTTP server uses `spawn_blocking`), never from a shard.
 
+mod exchanges;
 mod import;
+pub mod objects;
 pub mod stats;
 
 use crate::config::Config;
@@ -21,6 +23,7 @@ use crate::core::tenancy::{User, UserLimits};
 use crate::shard::control::Control;
 use std::sync::Arc;
 
+pub use exchanges::{BindingFilter, BindingView, ExchangeView};
 pub use import::ImportReport;
 
 /// Why an administration call failed, with the HTTP status RabbitMQ's

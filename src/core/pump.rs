@@ -3,9 +3,11 @@
 //! The shard's pump (`ShardState::handle`, above the core) sends everything
 //! else to the session it names.
 
+use super::ids::{QueueRef, Requester};
+use super::outbox::Outbox;
 use super::persist;
 use super::queue::After;
-use super::shard_msg::{QueueReply, ShardMsg};
+use super::shard_msg::{QueueOp, QueueReply, ShardMsg};
 use super::ShardCtx;
 
 impl ShardCtx {
@@ -84,37 +86,11 @@ impl ShardCtx {
                 reply_to,
                 op,
             } => {
-                let Some(q) = ctx
-                    .queues
-                    .get_mut(queue.slot as usize)
-                    .filter(|q| q.me == queue)
-                else {
+                ctx.run_request(queue, op, reply_to, |out, reply| {
                     if let Some(to) = reply_to {
-                        ctx.outbox.push(
-                            to.shard(),
-                            ShardMsg::Reply {
-                                to,
-                                queue,
-                                reply: QueueReply::Gone,
-                            },
-                        );
+                        out.push(to.shard(), ShardMsg::Reply { to, queue, reply });
                     }
-                    return;
-                };
-                let (reply, after) = q.request(op, reply_to);
-                if let Some(to) = reply_to {
-                    ctx.outbox
-                        .push(to.shard(), ShardMsg::Reply { to, queue, reply });
-                }
-                match after {
-                    After::Delete => ctx.delete_queue(queue),
-                    After::Nothing => {
-                        q.dispatch(&mut ctx.outbox);
-                        if q.has_followup() {
-                            ctx.after_queue_op(queue);
-                        }
-                    }
-                }
+                });
             }
             ShardMsg::Settle {
                 queue,
@@ -171,6 +147,53 @@ impl ShardCtx {
             | ShardMsg::ReplyProbe { .. }
             | ShardMsg::ConsumerTimeout { .. } => {
                 unreachable!("a session message reached the queue pump")
+            }
+        }
+    }
+
+    /// A request to queue `queue` of this shard from the control path (the
+    /// management API's purge, delete, get): what a `ShardMsg::Request` does,
+    /// with the answer returned instead of sent. `requester` is who the
+    /// queue records an unacked basic.get against.
+    pub fn request_here(
+        &mut self,
+        queue: QueueRef,
+        op: QueueOp,
+        requester: Option<Requester>,
+    ) -> QueueReply {
+        let mut answer = QueueReply::Gone;
+        self.run_request(queue, op, requester, |_, reply| answer = reply);
+        answer
+    }
+
+    /// Runs `op` on queue `queue` (`Queue::request`) and gives the reply to
+    /// `answer` (`QueueReply::Gone` if the queue is gone) before the queue
+    /// goes on: a consume-ok is sent before the first delivery.
+    fn run_request(
+        &mut self,
+        queue: QueueRef,
+        op: QueueOp,
+        reply_to: Option<Requester>,
+        answer: impl FnOnce(&mut Outbox, QueueReply),
+    ) {
+        let ctx = self;
+        let Some(q) = ctx
+            .queues
+            .get_mut(queue.slot as usize)
+            .filter(|q| q.me == queue)
+        else {
+            answer(&mut ctx.outbox, QueueReply::Gone);
+            return;
+        };
+        let (reply, after) = q.request(op, reply_to);
+        answer(&mut ctx.outbox, reply);
+        match after {
+            After::Delete => ctx.delete_queue(queue),
+            After::Nothing => {
+                q.dispatch(&mut ctx.outbox);
+                if q.has_followup() {
+                    ctx.after_queue_op(queue);
+                }
             }
         }
     }

@@ -16,11 +16,20 @@
 //! - `vhosts.rs`: `/api/vhosts…`, `/api/vhost-limits…`, `/api/overview`,
 //!   `/api/definitions`.
 //! - `permissions.rs`: `/api/permissions…`, `/api/topic-permissions…`.
+//! - `queues.rs`, `exchanges.rs`, `bindings.rs`: `/api/queues…`,
+//!   `/api/exchanges…`, `/api/bindings…` (with `objects.rs`, what they
+//!   share, `message_json.rs`, messages as JSON, and `binding_key.rs`,
+//!   RabbitMQ's `properties_key`).
 
 mod auth;
-#[allow(dead_code)] // the list endpoints use it (issue 13, in progress)
+mod binding_key;
+mod bindings;
+mod exchanges;
 mod listing;
+mod message_json;
+mod objects;
 mod permissions;
+mod queues;
 mod users;
 mod vhosts;
 
@@ -198,6 +207,57 @@ fn router(api: Api) -> Router {
             "/api/definitions",
             get(vhosts::definitions_get).post(vhosts::definitions_post),
         )
+        // queues, exchanges, bindings
+        .route("/api/queues", get(queues::list))
+        .route("/api/queues/detailed", get(queues::list_detailed))
+        .route("/api/queues/{vhost}", get(queues::list_vhost))
+        .route(
+            "/api/queues/{vhost}/{name}",
+            get(queues::get_one).put(queues::put).delete(queues::delete),
+        )
+        .route(
+            "/api/queues/{vhost}/{name}/bindings",
+            get(bindings::of_queue),
+        )
+        .route(
+            "/api/queues/{vhost}/{name}/contents",
+            axum::routing::delete(queues::purge),
+        )
+        .route(
+            "/api/queues/{vhost}/{name}/get",
+            axum::routing::post(queues::get_messages),
+        )
+        .route("/api/exchanges", get(exchanges::list))
+        .route("/api/exchanges/{vhost}", get(exchanges::list_vhost))
+        .route(
+            "/api/exchanges/{vhost}/{name}",
+            get(exchanges::get_one)
+                .put(exchanges::put)
+                .delete(exchanges::delete),
+        )
+        .route(
+            "/api/exchanges/{vhost}/{name}/publish",
+            axum::routing::post(exchanges::publish),
+        )
+        .route(
+            "/api/exchanges/{vhost}/{name}/bindings/source",
+            get(bindings::of_source),
+        )
+        .route(
+            "/api/exchanges/{vhost}/{name}/bindings/destination",
+            get(bindings::of_destination),
+        )
+        .route("/api/bindings", get(bindings::list))
+        .route("/api/bindings/{vhost}", get(bindings::list_vhost))
+        .route(
+            "/api/bindings/{vhost}/e/{source}/{dtype}/{dest}",
+            get(bindings::between).post(bindings::create),
+        )
+        .route(
+            "/api/bindings/{vhost}/e/{source}/{dtype}/{dest}/{props}",
+            get(bindings::get_one).delete(bindings::delete),
+        )
+        // end of queues, exchanges, bindings
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(json_errors))

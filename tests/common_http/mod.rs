@@ -10,6 +10,8 @@ use serde_json::Value;
 pub struct Answer {
     pub status: u16,
     pub www_authenticate: Option<String>,
+    /// `Location` (a POST that created something).
+    pub location: Option<String>,
     pub body: String,
 }
 
@@ -65,6 +67,7 @@ impl Api {
         Answer {
             status: resp.status(),
             www_authenticate: resp.header("www-authenticate").map(str::to_string),
+            location: resp.header("location").map(str::to_string),
             body: resp.into_string().unwrap_or_default(),
         }
     }

@@ -10,9 +10,10 @@ use super::{ChanCx, ChanResult, Channel, Flow};
 use crate::amqp091::direct_reply;
 use crate::amqp091::error::AmqpError;
 use crate::core::message::{Message, MessageMeta};
+use crate::core::ops::publish::{self as ops_publish, Unroutable};
 use crate::core::routing::RouteError;
 use crate::core::sender_selected;
-use crate::core::shard_msg::{ConfirmTag, ShardMsg};
+use crate::core::shard_msg::ConfirmTag;
 use crate::protocol::constants as c;
 use crate::protocol::methods::*;
 use crate::protocol::{
@@ -221,36 +222,23 @@ impl Channel {
         // Sender-selected keys (CC/BCC headers), as slices of the properties.
         let mut keys = std::mem::take(&mut self.route_keys);
         keys.clear();
-        let bcc = match sender_selected::header_routes(&msg.properties, &mut keys) {
-            Ok(bcc) => bcc,
-            Err(e) => {
+        let vhost = cx.info.access.vhost;
+        let routed = ops_publish::route(cx.ctx, vhost, &mut msg, &mut keys);
+        let routed = match routed {
+            Err(Unroutable::Header(e)) => {
                 self.route_keys = keys;
                 return Err(self.exchange_error(&msg.exchange, cx).unwrap_or(e.into()));
             }
+            Err(Unroutable::Exchange(e)) => Err(e),
+            Ok(()) => Ok(()),
         };
         let ctx = &mut *cx.ctx;
-        ctx.routing.sync(&ctx.defs);
-        let mut dests = std::mem::take(&mut ctx.route_scratch);
-        dests.clear();
-        let routed = ctx.routing.route_keys(
-            cx.info.access.vhost,
-            &msg.exchange,
-            &msg.routing_key,
-            &keys,
-            &msg.properties,
-            &mut dests,
-        );
-        if let Some(bcc) = bcc {
-            // Nobody may see BCC: not the queues, not a direct reply.
-            msg.properties = sender_selected::strip_bcc(&msg.properties, &bcc);
-        }
         if replies && routed.is_ok() && msg.exchange.is_empty() {
             direct_reply::forward_replies(&mut ctx.outbox, ctx.config.shards, &msg, &keys);
         }
         keys.clear();
         self.route_keys = keys;
         if let Err(e) = routed {
-            ctx.route_scratch = dests;
             return Err(route_error(e, &cx.info.access.vhost_name, &msg.exchange));
         }
         // In confirm mode the message's sequence number; the queues confirm it
@@ -262,30 +250,10 @@ impl Channel {
                 channel: self.me,
                 seq,
             });
-        if let Some((&last, rest)) = dests.split_last() {
-            for &q in rest {
-                let msg = msg.clone();
-                ctx.outbox.push(
-                    q.shard,
-                    ShardMsg::Publish {
-                        queue: q,
-                        msg,
-                        meta,
-                        confirm,
-                    },
-                );
-            }
-            ctx.outbox.push(
-                last.shard,
-                ShardMsg::Publish {
-                    queue: last,
-                    msg,
-                    meta,
-                    confirm,
-                },
-            );
+        if !ctx.route_scratch.is_empty() {
+            let queues = ops_publish::enqueue(ctx, msg, meta, confirm);
             if let Some(seq) = seq {
-                self.unconfirmed.push_back((seq, dests.len() as u32));
+                self.unconfirmed.push_back((seq, queues as u32));
             }
         } else if !mandatory {
             self.stats.drop_unroutable += 1;
@@ -304,7 +272,6 @@ impl Channel {
             write_method(cx.wbuf, self.me.channel, &ret.into());
             write_content(cx.wbuf, self.me.channel, &msg, cx.info.frame_max);
         }
-        ctx.route_scratch = dests;
         if let Some(seq) = seq {
             let returned = mandatory && routed_nowhere(&self.unconfirmed, seq);
             if routed_nowhere(&self.unconfirmed, seq) && (returned || !self.unconfirmed.is_empty())

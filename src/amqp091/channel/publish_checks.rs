@@ -15,9 +15,8 @@ use crate::amqp091::error::AmqpError;
 use crate::core::auth::permissions::Access;
 use crate::core::exchange::ExchangeKind;
 use crate::core::message::{Message, MessageMeta};
-use crate::protocol::properties::{
-    raw_user_id, split_flags, PROP_EXPIRATION, PROP_REPLY_TO, PROP_USER_ID,
-};
+use crate::core::ops::publish::check_user_id;
+use crate::protocol::properties::{split_flags, PROP_EXPIRATION, PROP_REPLY_TO, PROP_USER_ID};
 
 const fn flag(index: usize) -> u16 {
     1 << (15 - index)
@@ -39,7 +38,7 @@ impl Channel {
         }
         let checked = self
             .rewrite_reply_to(msg)
-            .and_then(|()| check_user_id(msg, &cx.info.user))
+            .and_then(|()| check_user_id(&msg.properties, &cx.info.user).map_err(AmqpError::from))
             .and_then(|()| msg.check_expiration(meta).map_err(AmqpError::from));
         checked.map_err(|e| self.exchange_error(&msg.exchange, cx).unwrap_or(e))
     }
@@ -92,18 +91,5 @@ impl Channel {
             )?;
         }
         Ok(())
-    }
-}
-
-/// A `user_id` property must name the authenticated user
-/// (`rabbit_channel:check_user_id_header`; warren has no impersonator tag).
-fn check_user_id(msg: &Message, user: &str) -> Result<(), AmqpError> {
-    match raw_user_id(&msg.properties) {
-        Some(claimed) if claimed != user.as_bytes() => Err(AmqpError::precondition(format!(
-            "user_id property set to '{}' but authenticated user was '{}'",
-            String::from_utf8_lossy(claimed),
-            user
-        ))),
-        _ => Ok(()),
     }
 }

@@ -7,10 +7,12 @@
 //!
 //! - `exchange.rs`: exchange declare / delete / bind / unbind;
 //! - `queue.rs`: queue lookup, declare, bind, unbind;
+//! - `publish.rs`: routing a message and handing it to its queues;
 //! - `equivalence.rs`: the redeclaration checks.
 
 pub mod equivalence;
 pub mod exchange;
+pub mod publish;
 pub mod queue;
 
 use crate::core::access::UserAccess;
