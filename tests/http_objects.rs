@@ -109,6 +109,22 @@ async fn queue_counts_follow_traffic() {
         assert_eq!(one["consumer_details"][0]["ack_required"], true);
         assert_eq!(one["message_stats"]["deliver"], 1);
         assert_eq!(one["message_stats"]["deliver_get"], 1);
+        // warren's latency histograms: one first delivery timed, three
+        // publishes confirmed (at once: not persistent).
+        let tiq = &one["latency"]["time_in_queue"];
+        assert_eq!(tiq["count"], 1, "{tiq}");
+        assert_eq!(tiq["buckets"].as_array().unwrap().len(), 21);
+        assert_eq!(tiq["buckets"][20][0], Value::Null, "the last bucket is +Inf");
+        assert_eq!(one["latency"]["publish_to_confirm"]["count"], 3);
+        // The default exchange counted the three publishes, all routed.
+        let x = poll_json(&api, "/api/exchanges/%2F/amq.default", "exchange stats", |v| {
+            v["message_stats"]["publish_in"].as_u64() >= Some(3)
+        });
+        assert_eq!(
+            x["message_stats"]["publish_in"], x["message_stats"]["publish_out"],
+            "every publish to the default exchange here was routed: {x}"
+        );
+        assert!(x["message_stats"]["publish_in_details"]["rate"].is_number());
 
         // The list: the basic shape (no null fields), the same counts.
         let all = api.get_json("/api/queues");

@@ -52,7 +52,10 @@ fn admin(b: &BrokerHandle, args: &[&str]) -> (bool, String, String) {
 /// `rabbitmqadmin … <args>` must succeed; its stdout.
 fn ok(b: &BrokerHandle, args: &[&str]) -> String {
     let (success, stdout, stderr) = admin(b, args);
-    assert!(success, "rabbitmqadmin {args:?} failed:\n{stdout}\n{stderr}");
+    assert!(
+        success,
+        "rabbitmqadmin {args:?} failed:\n{stdout}\n{stderr}"
+    );
     stdout
 }
 
@@ -76,9 +79,15 @@ async fn declare_publish_get_list_and_delete() {
     deadline(120, async {
         let b = broker();
         let (q, x) = (unique("ra-q"), unique("ra-x"));
-        let out = ok(&b, &["declare", "queue", &format!("name={q}"), "durable=true"]);
+        let out = ok(
+            &b,
+            &["declare", "queue", &format!("name={q}"), "durable=true"],
+        );
         assert!(out.contains("queue declared"), "{out}");
-        ok(&b, &["declare", "exchange", &format!("name={x}"), "type=topic"]);
+        ok(
+            &b,
+            &["declare", "exchange", &format!("name={x}"), "type=topic"],
+        );
         ok(
             &b,
             &[
@@ -93,7 +102,9 @@ async fn declare_publish_get_list_and_delete() {
         let mine = queue(&queues, &q).expect("the declared queue is listed");
         assert_eq!(mine["durable"], true);
         let exchanges = list(&b, &["exchanges"]);
-        assert!(exchanges.iter().any(|e| e["name"] == x.as_str() && e["type"] == "topic"));
+        assert!(exchanges
+            .iter()
+            .any(|e| e["name"] == x.as_str() && e["type"] == "topic"));
         let bindings = list(&b, &["bindings"]);
         assert!(
             bindings.iter().any(|bd| bd["source"] == x.as_str()
@@ -114,7 +125,15 @@ async fn declare_publish_get_list_and_delete() {
         );
         assert!(out.contains("Message published"), "{out}");
         assert!(!out.to_lowercase().contains("not routed"), "{out}");
-        let out = ok(&b, &["publish", &format!("exchange={x}"), "routing_key=zzz", "payload=lost"]);
+        let out = ok(
+            &b,
+            &[
+                "publish",
+                &format!("exchange={x}"),
+                "routing_key=zzz",
+                "payload=lost",
+            ],
+        );
         assert!(
             out.to_lowercase().contains("not routed"),
             "an unroutable publish says so: {out}"
@@ -129,11 +148,20 @@ async fn declare_publish_get_list_and_delete() {
         assert!(table.contains(&q), "{table}");
 
         // Get it, requeued, then for good.
-        let got = ok(&b, &["get", &format!("queue={q}"), "ackmode=ack_requeue_true"]);
+        let got = ok(
+            &b,
+            &["get", &format!("queue={q}"), "ackmode=ack_requeue_true"],
+        );
         assert!(got.contains("hello from rabbitmqadmin"), "{got}");
         let got = ok(
             &b,
-            &["-f", "raw_json", "get", &format!("queue={q}"), "ackmode=ack_requeue_false"],
+            &[
+                "-f",
+                "raw_json",
+                "get",
+                &format!("queue={q}"),
+                "ackmode=ack_requeue_false",
+            ],
         );
         let msgs: Value = serde_json::from_str(&got).expect("JSON");
         assert_eq!(msgs[0]["payload"], "hello from rabbitmqadmin");
@@ -145,7 +173,15 @@ async fn declare_publish_get_list_and_delete() {
         .await;
 
         // Purge and delete.
-        ok(&b, &["publish", "exchange=amq.default", &format!("routing_key={q}"), "payload=p"]);
+        ok(
+            &b,
+            &[
+                "publish",
+                "exchange=amq.default",
+                &format!("routing_key={q}"),
+                "payload=p",
+            ],
+        );
         poll_for("the message is in", || {
             let n = queue(&list(&b, &["queues"]), &q).map(|v| v["messages"].clone());
             async move { (n == Some(Value::from(1))).then_some(()) }
@@ -171,27 +207,50 @@ async fn export_import_overview_and_connections() {
     deadline(120, async {
         let b = broker();
         let q = unique("ra-export");
-        ok(&b, &["declare", "queue", &format!("name={q}"), "durable=true"]);
-        ok(&b, &["declare", "user", "name=ra-user", "password=pw", "tags=monitoring"]);
+        ok(
+            &b,
+            &["declare", "queue", &format!("name={q}"), "durable=true"],
+        );
+        ok(
+            &b,
+            &[
+                "declare",
+                "user",
+                "name=ra-user",
+                "password=pw",
+                "tags=monitoring",
+            ],
+        );
         let dir = std::env::temp_dir().join(unique("ra-defs"));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("defs.json");
         let out = ok(&b, &["export", file.to_str().unwrap()]);
         assert!(out.contains("Exported definitions"), "{out}");
         let defs: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-        assert!(defs["queues"].as_array().unwrap().iter().any(|x| x["name"] == q.as_str()));
+        assert!(defs["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["name"] == q.as_str()));
         // Gone, then back from the file.
         ok(&b, &["delete", "queue", &format!("name={q}")]);
         ok(&b, &["delete", "user", "name=ra-user"]);
         let out = ok(&b, &["import", file.to_str().unwrap()]);
         assert!(out.contains("Uploaded definitions"), "{out}");
-        assert!(queue(&list(&b, &["queues"]), &q).is_some(), "the queue is back");
+        assert!(
+            queue(&list(&b, &["queues"]), &q).is_some(),
+            "the queue is back"
+        );
         assert!(list(&b, &["users"]).iter().any(|u| u["name"] == "ra-user"));
 
         // Overview and nodes.
         let overview = ok(&b, &["-f", "raw_json", "show", "overview"]);
         let overview: Value = serde_json::from_str(&overview).expect("JSON");
-        let o = if overview.is_array() { &overview[0] } else { &overview };
+        let o = if overview.is_array() {
+            &overview[0]
+        } else {
+            &overview
+        };
         assert!(o["object_totals"]["queues"].as_u64().unwrap() >= 1, "{o}");
         let nodes = list(&b, &["nodes"]);
         assert_eq!(nodes.len(), 1);

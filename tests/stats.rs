@@ -86,7 +86,11 @@ async fn counters_follow_traffic() {
 
         // Five ready messages of 9 bytes each.
         let snap = admin.snapshot(Want::ALL);
-        let qs: Vec<_> = snap.iter().flat_map(|s| &s.queues).filter(|x| x.name == q).collect();
+        let qs: Vec<_> = snap
+            .iter()
+            .flat_map(|s| &s.queues)
+            .filter(|x| x.name == q)
+            .collect();
         assert_eq!(qs.len(), 1, "the queue is in exactly one shard's snapshot");
         let qsnap = qs[0];
         assert_eq!(qsnap.messages_ready, 5);
@@ -94,11 +98,19 @@ async fn counters_follow_traffic() {
         assert_eq!(qsnap.bytes_ready, 45);
         assert_eq!(qsnap.stats.publish, 5);
         let mut default_x = (0, 0);
-        for x in snap.iter().flat_map(|s| &s.exchanges).filter(|x| x.name.is_empty()) {
+        for x in snap
+            .iter()
+            .flat_map(|s| &s.exchanges)
+            .filter(|x| x.name.is_empty())
+        {
             default_x.0 += x.stats.publish_in;
             default_x.1 += x.stats.publish_out;
         }
-        assert_eq!(default_x, (7, 5), "the default exchange: 7 in, 5 routed out");
+        assert_eq!(
+            default_x,
+            (7, 5),
+            "the default exchange: 7 in, 5 routed out"
+        );
         let t = totals(&snap);
         assert_eq!(t.publish, 7);
         assert_eq!(t.confirm, 7);
@@ -138,7 +150,9 @@ async fn counters_follow_traffic() {
         })
         .await
         .unwrap();
-        within(ch.basic_qos(10, BasicQosOptions::default())).await.unwrap();
+        within(ch.basic_qos(10, BasicQosOptions::default()))
+            .await
+            .unwrap();
         let mut consumer = within(ch.basic_consume(
             &q,
             "stats-consumer",
@@ -163,13 +177,20 @@ async fn counters_follow_traffic() {
             async move { ok.then_some(snap) }
         })
         .await;
-        let qsnap = snap.iter().flat_map(|s| &s.queues).find(|x| x.name == q).unwrap();
+        let qsnap = snap
+            .iter()
+            .flat_map(|s| &s.queues)
+            .find(|x| x.name == q)
+            .unwrap();
         assert_eq!(qsnap.messages_ready, 0);
         assert_eq!(qsnap.bytes_unacked, 36);
         assert_eq!(qsnap.consumers, 1);
         assert_eq!(qsnap.stats.get, 2);
         assert_eq!(qsnap.stats.deliver, 4);
-        assert_eq!(qsnap.stats.redeliver, 1, "the requeued message came back redelivered");
+        assert_eq!(
+            qsnap.stats.redeliver, 1,
+            "the requeued message came back redelivered"
+        );
         let cons: Vec<_> = snap.iter().flat_map(|s| &s.consumers).collect();
         assert_eq!(cons.len(), 1);
         assert_eq!(cons[0].tag, "stats-consumer");
@@ -186,7 +207,10 @@ async fn counters_follow_traffic() {
             5,
             "each confirmed publish to the queue is timed"
         );
-        assert!(qsnap.time_in_queue.sum_us > 0, "messages waited in the queue");
+        assert!(
+            qsnap.time_in_queue.sum_us > 0,
+            "messages waited in the queue"
+        );
         for d in held {
             d.ack(BasicAckOptions::default()).await.unwrap();
         }
@@ -254,7 +278,10 @@ async fn close_connection_by_name() {
         assert!(admin.close_connection(&name, "closed by the operator"));
         assert_eq!(
             next_err(&mut errors).await,
-            (320, "CONNECTION_FORCED - closed by the operator".to_string())
+            (
+                320,
+                "CONNECTION_FORCED - closed by the operator".to_string()
+            )
         );
         h.shutdown();
     })

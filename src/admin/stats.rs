@@ -17,7 +17,7 @@
 use super::Admin;
 use crate::core::alarms::{self, Alarms};
 use crate::core::ids::VhostId;
-use crate::core::stats::{MsgStats, ShardSnapshot, Want};
+use crate::core::stats::{ExchangeStats, MsgStats, ShardSnapshot, Want};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -116,6 +116,8 @@ struct Sample {
     channels: HashMap<(String, u16), MsgStats>,
     /// Connection name → (recv_oct, send_oct).
     conns: HashMap<String, (u64, u64)>,
+    /// Summed over shards.
+    exchanges: HashMap<(VhostId, String), ExchangeStats>,
 }
 
 /// Rates per second, in the order of `MsgStats::fields()`.
@@ -154,7 +156,7 @@ impl Sampler {
                 connections: true,
                 channels: true,
                 consumers: false,
-                exchanges: false,
+                exchanges: true,
             }
         } else {
             Want::TOTALS
@@ -174,6 +176,11 @@ impl Sampler {
             }
             for c in snap.connections {
                 s.conns.insert(c.name, (c.recv_oct, c.send_oct));
+            }
+            for x in snap.exchanges {
+                let e = s.exchanges.entry((x.vhost, x.name)).or_default();
+                e.publish_in += x.stats.publish_in;
+                e.publish_out += x.stats.publish_out;
             }
         }
         let mut g = self.samples.lock().unwrap();
@@ -233,6 +240,23 @@ impl RateView {
         )
     }
 
+    /// (publish_in, publish_out) messages per second.
+    pub fn exchange(&self, vhost: VhostId, name: &str) -> (f64, f64) {
+        let k = (vhost, name.to_string());
+        let (Some(a), Some(b)) = (self.older.exchanges.get(&k), self.newer.exchanges.get(&k))
+        else {
+            return (0.0, 0.0);
+        };
+        let dt = secs(&self.older, &self.newer);
+        if dt <= 0.0 {
+            return (0.0, 0.0);
+        }
+        (
+            b.publish_in.saturating_sub(a.publish_in) as f64 / dt,
+            b.publish_out.saturating_sub(a.publish_out) as f64 / dt,
+        )
+    }
+
     /// (recv_oct, send_oct) bytes per second.
     pub fn connection(&self, name: &str) -> (f64, f64) {
         let (Some(a), Some(b)) = (self.older.conns.get(name), self.newer.conns.get(name)) else {
@@ -286,6 +310,24 @@ impl Admin {
             .ask_all(move |state| state.close_connection(&name, &reason))
             .into_iter()
             .any(|closed| closed)
+    }
+
+    /// Every exchange's counters summed over the shards, by (vhost, name);
+    /// exchanges that routed nothing are absent.
+    pub fn exchange_stats(&self) -> HashMap<(VhostId, String), ExchangeStats> {
+        let want = Want {
+            exchanges: true,
+            ..Want::TOTALS
+        };
+        let mut out: HashMap<(VhostId, String), ExchangeStats> = HashMap::new();
+        for snap in self.snapshot(want) {
+            for x in snap.exchanges {
+                let e = out.entry((x.vhost, x.name)).or_default();
+                e.publish_in += x.stats.publish_in;
+                e.publish_out += x.stats.publish_out;
+            }
+        }
+        out
     }
 
     /// Vhost ids to names, for rendering snapshots.

@@ -19,9 +19,9 @@
 //!   durable queue of the shard gets its live messages back, marked
 //!   redelivered (they may have been delivered before the restart).
 
-use super::queue::Queue;
 use super::ids::QueueRef;
 use super::latency;
+use super::queue::Queue;
 use super::shard_msg::{ConfirmTag, ShardMsg};
 use crate::store::segments::{
     Location, Options, Recovered, SegmentLog, DEFAULT_LOAD_MAX, DEFAULT_SEGMENT_SIZE,

@@ -3,9 +3,12 @@
 //! publish. `amq.default` in a path names the default exchange (`""`), as
 //! in RabbitMQ. The work is `admin::exchanges`.
 //!
-//! Omitted: `message_stats` (warren counts no per-exchange `publish_in` /
-//! `publish_out` yet) and `user_who_performed_action` of exchanges declared
-//! by clients (not recorded; the predeclared ones say `rmq-internal`).
+//! `message_stats` holds `publish_in` and `publish_out` (messages published
+//! to the exchange, and those it routed to a queue) once it routed
+//! something, as RabbitMQ shows them; rates from the sampler.
+//!
+//! Omitted: `user_who_performed_action` of exchanges declared by clients
+//! (not recorded; the predeclared ones say `rmq-internal`).
 
 use super::listing::ListQuery;
 use super::message_json::{payload_from_json, properties_from_json, Refused};
@@ -15,10 +18,14 @@ use super::objects::{
 };
 use super::queues::vhost_checked;
 use super::{body_object, created_or_updated, ok, Api, ApiError, Creds, Level};
+use crate::admin::stats::{RateView, Sampler};
 use crate::admin::ExchangeView;
+use crate::core::definitions::ExchangeDef;
 use crate::core::definitions::PREDECLARED;
 use crate::core::definitions_json::table_to_json;
+use crate::core::ids::VhostId;
 use crate::core::ops::exchange::ExchangeSpec;
+use crate::core::stats::ExchangeStats;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -35,7 +42,34 @@ pub(crate) fn exchange_name(path: &str) -> String {
     }
 }
 
-fn exchange_json(x: &ExchangeView) -> Value {
+/// The counters of every exchange and a rate view, for one request.
+struct XStats {
+    counts: HashMap<(VhostId, String), ExchangeStats>,
+    rates: RateView,
+}
+
+impl XStats {
+    fn new(a: &crate::admin::Admin, sampler: &Sampler) -> XStats {
+        XStats {
+            counts: a.exchange_stats(),
+            rates: sampler.view(),
+        }
+    }
+
+    /// RabbitMQ's exchange `message_stats`, if it routed anything.
+    fn message_stats(&self, d: &ExchangeDef) -> Option<Value> {
+        let c = self.counts.get(&(d.vhost, d.name.clone()))?;
+        let (rin, rout) = self.rates.exchange(d.vhost, &d.name);
+        Some(json!({
+            "publish_in": c.publish_in,
+            "publish_in_details": {"rate": rin},
+            "publish_out": c.publish_out,
+            "publish_out_details": {"rate": rout},
+        }))
+    }
+}
+
+fn exchange_json(x: &ExchangeView, stats: Option<&XStats>) -> Value {
     let d = &x.def;
     let mut v = json!({
         "name": d.name,
@@ -48,6 +82,9 @@ fn exchange_json(x: &ExchangeView) -> Value {
     });
     if PREDECLARED.iter().any(|p| p.0 == d.name) {
         v["user_who_performed_action"] = json!("rmq-internal");
+    }
+    if let Some(ms) = stats.and_then(|s| s.message_stats(d)) {
+        v["message_stats"] = ms;
     }
     v
 }
@@ -77,17 +114,19 @@ async fn list_exchanges(
     vhost: Option<String>,
     q: HashMap<String, String>,
 ) -> Response {
+    let sampler = api.rates.clone();
     api.call(c, Level::Management, move |a, user| {
         if let Some(v) = &vhost {
             vhost_checked(a, user, v)?;
         }
         let lq = ListQuery::parse(&q)?;
+        let stats = (!lq.disable_stats).then(|| XStats::new(a, &sampler));
         let visible = a.listed_vhosts(user);
         let items: Vec<Value> = a
             .exchanges(vhost.as_deref())
             .iter()
             .filter(|x| visible.contains(&*x.vhost))
-            .map(exchange_json)
+            .map(|x| exchange_json(x, stats.as_ref()))
             .collect();
         Ok(ok(&lq.apply(items)?))
     })
@@ -101,13 +140,15 @@ pub(crate) async fn get_one(
     Path((vhost, name)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    let sampler = api.rates.clone();
     api.call(c, Level::Management, move |a, user| {
         vhost_guard(a, user, &vhost)?;
         let lq = ListQuery::parse(&q)?;
         let x = a
             .exchange(&vhost, &exchange_name(&name))
             .ok_or_else(ApiError::not_found)?;
-        let mut v = exchange_json(&x);
+        let stats = (!lq.disable_stats).then(|| XStats::new(a, &sampler));
+        let mut v = exchange_json(&x, stats.as_ref());
         if !query_flag(&q, "disable_stats") {
             v["incoming"] = json!([]);
             v["outgoing"] = json!([]);

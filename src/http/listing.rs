@@ -38,11 +38,9 @@ impl ListQuery {
         let page = match q.get("page") {
             None => None,
             Some(p) => {
-                let page: usize = p
-                    .parse()
-                    .ok()
-                    .filter(|&n| n >= 1)
-                    .ok_or_else(|| ApiError::bad_request(&format!("{p} is not a valid page number")))?;
+                let page: usize = p.parse().ok().filter(|&n| n >= 1).ok_or_else(|| {
+                    ApiError::bad_request(&format!("{p} is not a valid page number"))
+                })?;
                 let size: usize = match q.get("page_size") {
                     None => DEFAULT_PAGE_SIZE,
                     Some(s) => s.parse().ok().filter(|&n| n >= 1).ok_or_else(|| {
@@ -96,7 +94,11 @@ impl ListQuery {
             if page > page_count {
                 return Err(ApiError::bad_request("Page out of range"));
             }
-            items = items.into_iter().skip((page - 1) * size).take(size).collect();
+            items = items
+                .into_iter()
+                .skip((page - 1) * size)
+                .take(size)
+                .collect();
         }
         if let Some(cols) = &self.columns {
             items = items.into_iter().map(|v| keep_columns(v, cols)).collect();
@@ -166,9 +168,10 @@ fn compare(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
             .unwrap_or(0.0)
             .partial_cmp(&y.as_f64().unwrap_or(0.0))
             .unwrap_or(Ordering::Equal),
-        (Some(Value::String(x)), Some(Value::String(y))) => {
-            x.to_lowercase().cmp(&y.to_lowercase()).then_with(|| x.cmp(y))
-        }
+        (Some(Value::String(x)), Some(Value::String(y))) => x
+            .to_lowercase()
+            .cmp(&y.to_lowercase())
+            .then_with(|| x.cmp(y)),
         (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
         _ => rank(a).cmp(&rank(b)),
     }
@@ -242,10 +245,18 @@ mod tests {
 
     #[test]
     fn sorts_by_nested_field_missing_first() {
-        let v = q(&[("sort", "message_stats.publish_details.rate"), ("sort_reverse", "true")])
-            .apply(items())
-            .unwrap();
-        let names: Vec<_> = v.as_array().unwrap().iter().map(|x| x["name"].clone()).collect();
+        let v = q(&[
+            ("sort", "message_stats.publish_details.rate"),
+            ("sort_reverse", "true"),
+        ])
+        .apply(items())
+        .unwrap();
+        let names: Vec<_> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].clone())
+            .collect();
         assert_eq!(names, vec![json!("b"), json!("c-orders"), json!("A")]);
     }
 

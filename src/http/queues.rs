@@ -3,6 +3,9 @@
 //! and get. The work is `admin::objects`; this file reads requests and
 //! writes RabbitMQ's JSON.
 //!
+//! warren adds `latency` to one queue and to the detailed list:
+//! histograms of time in queue and publish → confirm (`core::latency`).
+//!
 //! Shapes, as 3.13 answers them: a list without `columns` gets the "basic"
 //! statistics (no `idle_since`, no null fields), a list with `columns` or
 //! `/api/queues/detailed` the detailed ones, one queue everything plus
@@ -28,6 +31,7 @@ use crate::admin::objects::{AckMode, QueueInfo};
 use crate::admin::stats::RateView;
 use crate::admin::Admin;
 use crate::core::definitions_json::table_to_json;
+use crate::core::latency::{Histogram, BOUNDS_US};
 use crate::core::ops::queue::QueueSpec;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -68,6 +72,26 @@ fn shape(q: &HashMap<String, String>, list: bool, detailed: bool) -> Shape {
 }
 
 /// One queue as RabbitMQ's JSON.
+/// A latency histogram for the API: `buckets` as `[upper bound in ms (null
+/// for +Inf), count in that bucket]`, not cumulative, plus `count` and
+/// `sum_ms`.
+fn histogram_json(h: &Histogram) -> Value {
+    let buckets: Vec<Value> = h
+        .counts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let le = BOUNDS_US.get(i).map(|us| *us as f64 / 1000.0);
+            json!([le, c])
+        })
+        .collect();
+    json!({
+        "buckets": buckets,
+        "count": h.count(),
+        "sum_ms": h.sum_us as f64 / 1000.0,
+    })
+}
+
 fn queue_json(qi: &QueueInfo, node: &str, shape: Shape, rates: Option<&RateView>) -> Value {
     let s = &qi.snap;
     let mut m = Map::new();
@@ -143,6 +167,18 @@ fn queue_json(qi: &QueueInfo, node: &str, shape: Shape, rates: Option<&RateView>
     }
     if !ms.is_empty() {
         put("message_stats", Value::Object(ms));
+    }
+    // warren's own: the latency histograms (`core::latency`), in the
+    // detailed shapes only (21 buckets each: too much for every row of a
+    // plain list).
+    if shape != Shape::Basic {
+        put(
+            "latency",
+            json!({
+                "time_in_queue": histogram_json(&s.time_in_queue),
+                "publish_to_confirm": histogram_json(&s.confirm_latency),
+            }),
+        );
     }
     let tag = qi
         .exclusive_consumer_tag

@@ -102,11 +102,13 @@ impl Connection {
             return None;
         }
         if ctx.alarms.active() {
-            return Some(if ctx.alarms.reason() == crate::core::alarms::LOW_ON_MEMORY {
-                BlockedBy::MemoryAlarm
-            } else {
-                BlockedBy::DiskAlarm
-            });
+            return Some(
+                if ctx.alarms.reason() == crate::core::alarms::LOW_ON_MEMORY {
+                    BlockedBy::MemoryAlarm
+                } else {
+                    BlockedBy::DiskAlarm
+                },
+            );
         }
         if self.sock.flow_blocked {
             let shard = (0..ctx.config.shards as u16)

@@ -299,4 +299,3 @@ pub fn run(c: &Client, command: &AdminCommand, say: &dyn Fn(String)) -> Result<(
         }
     }
 }
-

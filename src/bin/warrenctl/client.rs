@@ -38,8 +38,8 @@ pub fn seg(s: &str) -> String {
 
 impl Client {
     pub fn new(host: &str, port: u16, user: &str, password: &str) -> Client {
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", user, password));
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", user, password));
         let host = if host.contains(':') && !host.starts_with('[') {
             format!("[{}]", host)
         } else {

@@ -99,7 +99,10 @@ const QUEUE_ITEMS: Items = Items {
         ("messages_persistent", "messages_persistent"),
         ("message_bytes", "message_bytes"),
         ("message_bytes_ready", "message_bytes_ready"),
-        ("message_bytes_unacknowledged", "message_bytes_unacknowledged"),
+        (
+            "message_bytes_unacknowledged",
+            "message_bytes_unacknowledged",
+        ),
         ("message_bytes_ram", "message_bytes_ram"),
         ("message_bytes_persistent", "message_bytes_persistent"),
         ("head_message_timestamp", "head_message_timestamp"),
@@ -277,17 +280,26 @@ pub fn run(
 ) -> Result<(), Failure> {
     use InspectCommand::*;
     match cmd {
-        ListQueues { vhost, columns: cols } => {
+        ListQueues {
+            vhost,
+            columns: cols,
+        } => {
             let cols = columns(&QUEUE_ITEMS, cols)?;
             say(format!("Listing queues for vhost {} ...", vhost));
             out.print(&cols, &list(c, &format!("/api/queues/{}", seg(vhost)))?)
         }
-        ListExchanges { vhost, columns: cols } => {
+        ListExchanges {
+            vhost,
+            columns: cols,
+        } => {
             let cols = columns(&EXCHANGE_ITEMS, cols)?;
             say(format!("Listing exchanges for vhost {} ...", vhost));
             out.print(&cols, &list(c, &format!("/api/exchanges/{}", seg(vhost)))?)
         }
-        ListBindings { vhost, columns: cols } => {
+        ListBindings {
+            vhost,
+            columns: cols,
+        } => {
             let cols = columns(&BINDING_ITEMS, cols)?;
             say(format!("Listing bindings for vhost {}...", vhost));
             let mut items = list(c, &format!("/api/bindings/{}", seg(vhost)))?;
@@ -306,14 +318,24 @@ pub fn run(
             say("Listing channels ...".into());
             out.print(&cols, &list(c, "/api/channels")?)
         }
-        ListConsumers { vhost, columns: cols } => {
+        ListConsumers {
+            vhost,
+            columns: cols,
+        } => {
             let cols = columns(&CONSUMER_ITEMS, cols)?;
             say(format!("Listing consumers in vhost {} ...", vhost));
             out.print(&cols, &list(c, &format!("/api/consumers/{}", seg(vhost)))?)
         }
         PurgeQueue { vhost, queue } => {
-            say(format!("Purging queue '{}' in vhost '{}' ...", queue, vhost));
-            c.delete(&format!("/api/queues/{}/{}/contents", seg(vhost), seg(queue)))
+            say(format!(
+                "Purging queue '{}' in vhost '{}' ...",
+                queue, vhost
+            ));
+            c.delete(&format!(
+                "/api/queues/{}/{}/contents",
+                seg(vhost),
+                seg(queue)
+            ))
         }
         DeleteQueue {
             vhost,
@@ -321,7 +343,10 @@ pub fn run(
             if_empty,
             if_unused,
         } => {
-            say(format!("Deleting queue '{}' on vhost '{}' ...", queue, vhost));
+            say(format!(
+                "Deleting queue '{}' on vhost '{}' ...",
+                queue, vhost
+            ));
             let mut path = format!("/api/queues/{}/{}", seg(vhost), seg(queue));
             let mut sep = '?';
             for (on, q) in [(*if_empty, "if-empty=true"), (*if_unused, "if-unused=true")] {
@@ -377,8 +402,14 @@ fn status(c: &Client, out: &Output, say: &dyn Fn(String)) -> Result<(), Failure>
     t.push_str("Basics\n\n");
     t.push_str(&format!("Cluster name: {}\n", s(&overview["cluster_name"])));
     t.push_str(&format!("Product name: {}\n", s(&overview["product_name"])));
-    t.push_str(&format!("Product version: {}\n", s(&overview["product_version"])));
-    t.push_str(&format!("RabbitMQ version: {}\n", s(&overview["rabbitmq_version"])));
+    t.push_str(&format!(
+        "Product version: {}\n",
+        s(&overview["product_version"])
+    ));
+    t.push_str(&format!(
+        "RabbitMQ version: {}\n",
+        s(&overview["rabbitmq_version"])
+    ));
     let uptime = node["uptime"].as_u64().unwrap_or(0) / 1000;
     t.push_str(&format!("Uptime (seconds): {}\n", uptime));
     t.push_str("\nAlarms\n\n");
@@ -398,12 +429,22 @@ fn status(c: &Client, out: &Output, say: &dyn Fn(String)) -> Result<(), Failure>
     }
     t.push_str("\nMemory\n\n");
     t.push_str(&format!("Total memory used: {}\n", mib(&node["mem_used"])));
-    t.push_str(&format!("Memory high watermark: {}\n", mib(&node["mem_limit"])));
+    t.push_str(&format!(
+        "Memory high watermark: {}\n",
+        mib(&node["mem_limit"])
+    ));
     t.push_str("\nFree Disk Space\n\n");
-    t.push_str(&format!("Low free disk space watermark: {}\n", mib(&node["disk_free_limit"])));
+    t.push_str(&format!(
+        "Low free disk space watermark: {}\n",
+        mib(&node["disk_free_limit"])
+    ));
     t.push_str(&format!("Free disk space: {}\n", mib(&node["disk_free"])));
     t.push_str("\nFile Descriptors\n\n");
-    t.push_str(&format!("Total: {}, limit: {}\n", s(&node["fd_used"]), s(&node["fd_total"])));
+    t.push_str(&format!(
+        "Total: {}, limit: {}\n",
+        s(&node["fd_used"]),
+        s(&node["fd_total"])
+    ));
     t.push_str("\nListeners\n\n");
     for l in overview["listeners"].as_array().into_iter().flatten() {
         t.push_str(&format!(
@@ -415,7 +456,13 @@ fn status(c: &Client, out: &Output, say: &dyn Fn(String)) -> Result<(), Failure>
     }
     t.push_str("\nTotals\n\n");
     let totals = &overview["object_totals"];
-    for k in ["connections", "channels", "queues", "consumers", "exchanges"] {
+    for k in [
+        "connections",
+        "channels",
+        "queues",
+        "consumers",
+        "exchanges",
+    ] {
         t.push_str(&format!("{}: {}\n", k, s(&totals[k])));
     }
     t.push_str(&format!(

@@ -45,7 +45,10 @@ impl Output {
             out.push('\n');
         }
         for item in items {
-            let cells: Vec<String> = columns.iter().map(|c| cell(lookup(item, &c.path))).collect();
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|c| cell(lookup(item, &c.path)))
+                .collect();
             out.push_str(&cells.join("\t"));
             out.push('\n');
         }
