@@ -9,6 +9,7 @@
 //! Calls block for at most a control round trip: call them from a thread of
 //! your own (the HTTP server uses `spawn_blocking`), never from a shard.
 
+mod aliveness;
 mod import;
 pub mod stats;
 
@@ -21,6 +22,7 @@ use crate::core::tenancy::{User, UserLimits};
 use crate::shard::control::Control;
 use std::sync::Arc;
 
+pub use aliveness::{AlivenessFailure, ALIVENESS_QUEUE};
 pub use import::ImportReport;
 
 /// Why an administration call failed, with the HTTP status RabbitMQ's

@@ -81,6 +81,8 @@ pub struct ShardCtx {
     /// Message counters of this shard's channels that have closed (the open
     /// ones hold their own): with them, the shard's global totals.
     pub closed_channel_stats: stats::MsgStats,
+    /// Body sizes of the messages published on this shard (Prometheus).
+    pub msg_sizes: stats::MsgSizes,
 }
 
 impl ShardCtx {
@@ -112,6 +114,7 @@ impl ShardCtx {
             rng: names::Rng::new(id as u64),
             churn: stats::Churn::default(),
             closed_channel_stats: stats::MsgStats::default(),
+            msg_sizes: stats::MsgSizes::default(),
         }
     }
 
