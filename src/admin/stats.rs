@@ -381,7 +381,8 @@ impl Admin {
     /// (`object_totals` for a user who sees only some vhosts).
     pub fn object_counts(&self) -> HashMap<String, (usize, usize)> {
         let g = self.defs.lock();
-        let ids: Vec<(String, VhostId)> = g.vhost_ids().map(|(n, id)| (n.to_string(), id)).collect();
+        let ids: Vec<(String, VhostId)> =
+            g.vhost_ids().map(|(n, id)| (n.to_string(), id)).collect();
         ids.into_iter()
             .filter_map(|(name, id)| {
                 let v = g.vh(id).ok()?;

@@ -97,7 +97,12 @@ fn conns_by_name(snaps: &[ShardSnapshot]) -> HashMap<&str, &ConnSnap> {
         .collect()
 }
 
-fn channel_list(api: &Api, a: &crate::admin::Admin, u: &crate::admin::UserView, vhost: Option<&str>) -> Vec<Value> {
+fn channel_list(
+    api: &Api,
+    a: &crate::admin::Admin,
+    u: &crate::admin::UserView,
+    vhost: Option<&str>,
+) -> Vec<Value> {
     let want = Want {
         connections: true,
         channels: true,
@@ -114,7 +119,13 @@ fn channel_list(api: &Api, a: &crate::admin::Admin, u: &crate::admin::UserView, 
         .filter(|ch| vhost.is_none_or(|v| names.name(ch.vhost) == v))
         .filter_map(|ch| {
             let conn = conns.get(ch.connection.as_str())?;
-            Some(channel_json(ch, conn, &api.node, names.name(ch.vhost), &rates))
+            Some(channel_json(
+                ch,
+                conn,
+                &api.node,
+                names.name(ch.vhost),
+                &rates,
+            ))
         })
         .collect();
     sort_vhost_name(&mut items);
@@ -204,7 +215,12 @@ pub(crate) async fn get_one(
     .await
 }
 
-fn consumer_list(api: &Api, a: &crate::admin::Admin, u: &crate::admin::UserView, vhost: Option<&str>) -> Vec<Value> {
+fn consumer_list(
+    api: &Api,
+    a: &crate::admin::Admin,
+    u: &crate::admin::UserView,
+    vhost: Option<&str>,
+) -> Vec<Value> {
     let want = Want {
         connections: true,
         consumers: true,
@@ -263,7 +279,12 @@ pub(crate) async fn consumers_vhost(
         a.vhost(&vhost)?;
         let query = ListQuery::parse(&q)?;
         stats_enabled(&query)?;
-        Ok(ok(&query.apply(consumer_list(&api2, a, u, Some(&vhost)))?))
+        Ok(ok(&query.apply(consumer_list(
+            &api2,
+            a,
+            u,
+            Some(&vhost),
+        ))?))
     })
     .await
 }

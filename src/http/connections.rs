@@ -188,7 +188,12 @@ pub(crate) async fn get_one(
             return Ok(ok(&json!({ "name": conn.name })));
         }
         let names = VhostNames(a.vhost_names());
-        let v = connection_json(&conn, &api2.node, names.name(conn.vhost), &api2.rates.view());
+        let v = connection_json(
+            &conn,
+            &api2.node,
+            names.name(conn.vhost),
+            &api2.rates.view(),
+        );
         Ok(ok(&query.trim_one(v)))
     })
     .await

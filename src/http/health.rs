@@ -103,7 +103,9 @@ async fn alarm_check(api: Api, c: Creds, reason: &'static str) -> Response {
         if alarms.is_empty() {
             Ok(ok(&json!({ "status": "ok" })))
         } else {
-            Ok(failed(json!({ "status": "failed", "reason": reason, "alarms": alarms })))
+            Ok(failed(
+                json!({ "status": "failed", "reason": reason, "alarms": alarms }),
+            ))
         }
     })
     .await
@@ -191,23 +193,29 @@ pub(crate) async fn protocol_listener(
 
 /// `GET /api/health/checks/virtual-hosts`: every vhost is up.
 pub(crate) async fn virtual_hosts(State(api): State<Api>, c: Creds) -> Response {
-    api.call(c, Level::Management, |_, _| Ok(ok(&json!({ "status": "ok" }))))
-        .await
+    api.call(c, Level::Management, |_, _| {
+        Ok(ok(&json!({ "status": "ok" })))
+    })
+    .await
 }
 
 /// `GET /api/health/checks/node-is-quorum-critical` and
 /// `…/node-is-mirror-sync-critical`: a single node cluster.
 pub(crate) async fn single_node(State(api): State<Api>, c: Creds) -> Response {
     api.call(c, Level::Management, |_, _| {
-        Ok(ok(&json!({ "status": "ok", "reason": "single node cluster" })))
+        Ok(ok(
+            &json!({ "status": "ok", "reason": "single node cluster" }),
+        ))
     })
     .await
 }
 
 /// `GET /api/healthchecks/node` (deprecated in RabbitMQ, kept).
 pub(crate) async fn node_healthcheck(State(api): State<Api>, c: Creds) -> Response {
-    api.call(c, Level::Management, |_, _| Ok(ok(&json!({ "status": "ok" }))))
-        .await
+    api.call(c, Level::Management, |_, _| {
+        Ok(ok(&json!({ "status": "ok" })))
+    })
+    .await
 }
 
 /// `GET /api/healthchecks/node/{node}`: 404 for another node.

@@ -31,6 +31,7 @@ mod listing;
 mod overview;
 mod permissions;
 mod prometheus;
+mod prometheus_objects;
 mod prometheus_text;
 mod scope;
 mod stats_json;
@@ -225,17 +226,35 @@ fn router(api: Api) -> Router {
         .route("/api/nodes/{node}", get(overview::node))
         .route("/api/aliveness-test/{vhost}", get(health::aliveness))
         .route("/api/healthchecks/node", get(health::node_healthcheck))
-        .route("/api/healthchecks/node/{node}", get(health::node_healthcheck_of))
+        .route(
+            "/api/healthchecks/node/{node}",
+            get(health::node_healthcheck_of),
+        )
         .route("/api/health/checks/alarms", get(health::alarms_check))
-        .route("/api/health/checks/local-alarms", get(health::local_alarms_check))
-        .route("/api/health/checks/port-listener/{port}", get(health::port_listener))
+        .route(
+            "/api/health/checks/local-alarms",
+            get(health::local_alarms_check),
+        )
+        .route(
+            "/api/health/checks/port-listener/{port}",
+            get(health::port_listener),
+        )
         .route(
             "/api/health/checks/protocol-listener/{protocol}",
             get(health::protocol_listener),
         )
-        .route("/api/health/checks/virtual-hosts", get(health::virtual_hosts))
-        .route("/api/health/checks/node-is-quorum-critical", get(health::single_node))
-        .route("/api/health/checks/node-is-mirror-sync-critical", get(health::single_node))
+        .route(
+            "/api/health/checks/virtual-hosts",
+            get(health::virtual_hosts),
+        )
+        .route(
+            "/api/health/checks/node-is-quorum-critical",
+            get(health::single_node),
+        )
+        .route(
+            "/api/health/checks/node-is-mirror-sync-critical",
+            get(health::single_node),
+        )
         .route(
             "/api/health/checks/certificate-expiration/{within}/{unit}",
             get(health::certificate_expiration),
@@ -245,12 +264,18 @@ fn router(api: Api) -> Router {
             "/api/connections/{name}",
             get(connections::get_one).delete(connections::delete_one),
         )
-        .route("/api/connections/{name}/channels", get(connections::channels_of))
+        .route(
+            "/api/connections/{name}/channels",
+            get(connections::channels_of),
+        )
         .route(
             "/api/connections/username/{user}",
             get(connections::of_user).delete(connections::delete_of_user),
         )
-        .route("/api/vhosts/{vhost}/connections", get(connections::list_vhost))
+        .route(
+            "/api/vhosts/{vhost}/connections",
+            get(connections::list_vhost),
+        )
         .route("/api/channels", get(channels::list_all))
         .route("/api/channels/{name}", get(channels::get_one))
         .route("/api/vhosts/{vhost}/channels", get(channels::list_vhost))
@@ -307,7 +332,11 @@ fn node_name() -> String {
 /// Binds `port` (0: an ephemeral one, the same on every address) on each
 /// of `addrs`; `what` names the server in errors. Returns the listeners
 /// and the port.
-fn bind_all(addrs: &[std::net::IpAddr], mut port: u16, what: &str) -> io::Result<(Vec<TcpListener>, u16)> {
+fn bind_all(
+    addrs: &[std::net::IpAddr],
+    mut port: u16,
+    what: &str,
+) -> io::Result<(Vec<TcpListener>, u16)> {
     let mut listeners = Vec::new();
     for ip in addrs {
         let l = match TcpListener::bind(SocketAddr::new(*ip, port)) {

@@ -81,9 +81,7 @@ pub(crate) fn exchange_types() -> Value {
 
 /// The SASL mechanisms a client may use.
 fn auth_mechanisms(tls: bool) -> Value {
-    let m = |name: &str, description: &str, enabled: bool| {
-        json!({ "name": name, "description": description, "enabled": enabled })
-    };
+    let m = |name: &str, description: &str, enabled: bool| json!({ "name": name, "description": description, "enabled": enabled });
     json!([
         m("PLAIN", "SASL PLAIN authentication mechanism", true),
         m("AMQPLAIN", "QPid AMQPLAIN mechanism", true),
@@ -273,7 +271,10 @@ pub(crate) async fn overview(
         out.insert("queue_totals".into(), stats.queue_totals);
         let mut ot = Map::new();
         if monitor {
-            ot.insert("consumers".into(), json!(snaps.iter().map(|s| s.consumer_count).sum::<u64>()));
+            ot.insert(
+                "consumers".into(),
+                json!(snaps.iter().map(|s| s.consumer_count).sum::<u64>()),
+            );
         }
         ot.insert("queues".into(), json!(queues));
         ot.insert("exchanges".into(), json!(exchanges));
@@ -352,7 +353,11 @@ fn user_stats(
     let mut t = MsgStats::default();
     let mut r: Rates = [0.0; 12];
     let view = (!sees_all).then(|| rates.view());
-    for q in snaps.iter().flat_map(|s| &s.queues).filter(|q| seen(q.vhost)) {
+    for q in snaps
+        .iter()
+        .flat_map(|s| &s.queues)
+        .filter(|q| seen(q.vhost))
+    {
         ready += q.messages_ready;
         unacked += q.messages_unacked;
         if let Some(view) = &view {
@@ -399,7 +404,12 @@ fn user_stats(
 // ---- nodes ----
 
 /// One node as `/api/nodes` shows it (`disable_stats`: the basic fields).
-fn node_json(a: &Admin, api_rates: &crate::admin::stats::Sampler, ep: &Endpoints, disable_stats: bool) -> Value {
+fn node_json(
+    a: &Admin,
+    api_rates: &crate::admin::stats::Sampler,
+    ep: &Endpoints,
+    disable_stats: bool,
+) -> Value {
     let mut m = Map::new();
     m.insert("name".into(), json!(ep.node));
     m.insert("type".into(), json!("disc"));

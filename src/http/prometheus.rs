@@ -29,7 +29,18 @@ pub(crate) fn router(api: Api) -> Router {
         .route("/metrics", get(metrics))
         .route("/metrics/per-object", get(per_object))
         .route("/metrics/detailed", get(detailed))
+        .fallback(unknown_registry)
         .with_state(api)
+}
+
+/// Any other path: 404 `Unknown Registry`, text, as RabbitMQ's handler.
+async fn unknown_registry() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+        "Unknown Registry",
+    )
+        .into_response()
 }
 
 async fn metrics(State(api): State<Api>) -> Response {

@@ -9,11 +9,10 @@
 //!
 //! The families are grouped by the RabbitMQ table they come from
 //! (`queue_coarse_metrics`, `channel_metrics`, …): `/metrics/detailed`
-//! selects groups by those names (`family=`). Aggregated (`/metrics`),
-//! object metrics are sums without labels; per object they carry RabbitMQ's
-//! labels: `vhost`, `queue` for queues and `channel` for channels and
-//! connections (RabbitMQ puts the Erlang pid there; warren the channel's or
-//! connection's name).
+//! selects groups by those names (`family=`). This file has the writer and
+//! the node-wide families; `prometheus_objects.rs` the queue, channel and
+//! connection families (sums in `/metrics`, one sample per object with
+//! RabbitMQ's labels in `/metrics/per-object`).
 //!
 //! What warren has no counterpart for is left out (Erlang VM, Mnesia, Raft,
 //! I/O and message store counters, reductions, authentication attempts),
@@ -69,7 +68,7 @@ const VERSION: &str = super::overview::RABBITMQ_VERSION;
 const PROMETHEUS_CLIENT_VERSION: &str = "4.11.0";
 
 /// A value as the exposition format writes it.
-trait Num {
+pub(super) trait Num {
     fn put(&self, out: &mut String);
 }
 
@@ -106,7 +105,7 @@ fn escape_into(out: &mut String, v: &str) {
 }
 
 /// `k="v",k2="v2"` from pairs.
-fn labels(pairs: &[(&str, &str)]) -> String {
+pub(super) fn labels(pairs: &[(&str, &str)]) -> String {
     let mut s = String::new();
     for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {
@@ -121,20 +120,20 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 }
 
 /// The output and the prefix of its metric names.
-struct Out {
+pub(super) struct Out {
     s: String,
     prefix: &'static str,
 }
 
 impl Out {
     /// `# TYPE` and `# HELP` lines (RabbitMQ's order).
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
+    pub(super) fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.s, "# TYPE {}{name} {kind}", self.prefix);
         let _ = writeln!(self.s, "# HELP {}{name} {help}", self.prefix);
     }
 
     /// One sample; `labels` pre-rendered (may be empty).
-    fn sample(&mut self, name: &str, labels: &str, v: impl Num) {
+    pub(super) fn sample(&mut self, name: &str, labels: &str, v: impl Num) {
         self.s.push_str(self.prefix);
         self.s.push_str(name);
         if !labels.is_empty() {
@@ -151,28 +150,6 @@ impl Out {
     fn single(&mut self, name: &str, kind: &str, help: &str, v: impl Num) {
         self.family(name, kind, help);
         self.sample(name, "", v);
-    }
-}
-
-/// Objects of one kind: their label strings and the per-object value of
-/// each metric.
-struct Objects<'a, T> {
-    items: Vec<(&'a T, String)>,
-    per_object: bool,
-}
-
-impl<T> Objects<'_, T> {
-    /// A family: per object one sample, or one sum.
-    fn metric(&self, out: &mut Out, name: &str, kind: &str, help: &str, f: impl Fn(&T) -> u64) {
-        out.family(name, kind, help);
-        if self.per_object {
-            for (item, l) in &self.items {
-                out.sample(name, l, f(item));
-            }
-        } else {
-            let sum: u64 = self.items.iter().map(|(i, _)| f(i)).sum();
-            out.sample(name, "", sum);
-        }
     }
 }
 
@@ -209,53 +186,7 @@ pub(crate) fn render(d: &ScrapeData, endpoint: &Endpoint) -> String {
     if wanted("node_metrics") {
         node_metrics(&mut out, &d.figures);
     }
-    let vhost_name = |id: VhostId| d.vhosts.get(&id).map_or("", |n| &**n);
-    let queues = Objects {
-        items: d
-            .snaps
-            .iter()
-            .flat_map(|s| &s.queues)
-            .filter(|q| vhost_ok(q.vhost))
-            .map(|q| {
-                let l = if per_object {
-                    labels(&[("vhost", vhost_name(q.vhost)), ("queue", &q.name)])
-                } else {
-                    String::new()
-                };
-                (q, l)
-            })
-            .collect(),
-        per_object,
-    };
-    if wanted("queue_coarse_metrics") {
-        let q = &queues;
-        q.metric(&mut out, "queue_messages_ready", "gauge", "Messages ready to be delivered to consumers", |q| q.messages_ready);
-        q.metric(&mut out, "queue_messages_unacked", "gauge", "Messages delivered to consumers but not yet acknowledged", |q| q.messages_unacked);
-        q.metric(&mut out, "queue_messages", "gauge", "Sum of ready and unacknowledged messages - total queue depth", |q| q.messages_ready + q.messages_unacked);
-    }
-    if wanted("queue_metrics") || wanted("queue_consumer_count") {
-        queues.metric(&mut out, "queue_consumers", "gauge", "Consumers on a queue", |q| q.consumers as u64);
-    }
-    if wanted("queue_metrics") {
-        let q = &queues;
-        q.metric(&mut out, "queue_process_memory_bytes", "gauge", "Memory in bytes used by the Erlang queue process", |q| q.memory);
-        q.metric(&mut out, "queue_messages_ram", "gauge", "Ready and unacknowledged messages stored in memory", |q| q.messages_ready - q.messages_paged_out + q.messages_unacked);
-        q.metric(&mut out, "queue_messages_ready_ram", "gauge", "Ready messages stored in memory", |q| q.messages_ready - q.messages_paged_out);
-        q.metric(&mut out, "queue_messages_unacked_ram", "gauge", "Unacknowledged messages stored in memory", |q| q.messages_unacked);
-        q.metric(&mut out, "queue_messages_bytes", "gauge", "Size in bytes of ready and unacknowledged messages", |q| q.bytes_ready + q.bytes_unacked);
-        q.metric(&mut out, "queue_messages_ready_bytes", "gauge", "Size in bytes of ready messages", |q| q.bytes_ready);
-        q.metric(&mut out, "queue_messages_unacked_bytes", "gauge", "Size in bytes of all unacknowledged messages", |q| q.bytes_unacked);
-        q.metric(&mut out, "queue_messages_paged_out", "gauge", "Messages paged out to disk", |q| q.messages_paged_out);
-    }
-    if per_object || wanted("channel_metrics") || wanted("channel_exchange_metrics") || wanted("channel_queue_metrics") {
-        channels(&mut out, d, per_object, &wanted);
-    }
-    if wanted("connection_coarse_metrics") || wanted("connection_metrics") {
-        connections(&mut out, d, per_object, &wanted);
-    }
-    if wanted("channel_queue_exchange_metrics") {
-        queues.metric(&mut out, "queue_messages_published_total", "counter", "Total number of messages published to queues", |q| q.stats.publish);
-    }
+    super::prometheus_objects::render(&mut out, d, per_object, &wanted, &vhost_ok);
     if !matches!(endpoint, Endpoint::Detailed { .. }) {
         totals(&mut out, d);
         global(&mut out, d);
@@ -273,9 +204,24 @@ fn alarms(out: &mut Out, f: &NodeFigures) {
     let a = |out: &mut Out, name: &str, help: &str, on: bool| {
         out.single(name, "untyped", help, on as u64);
     };
-    a(out, "alarms_file_descriptor_limit", "is 1 if file descriptor limit alarm is in effect", false);
-    a(out, "alarms_free_disk_space_watermark", "is 1 if free disk space watermark alarm is in effect", f.disk_alarm);
-    a(out, "alarms_memory_used_watermark", "is 1 if VM memory watermark alarm is in effect", f.memory_alarm);
+    a(
+        out,
+        "alarms_file_descriptor_limit",
+        "is 1 if file descriptor limit alarm is in effect",
+        false,
+    );
+    a(
+        out,
+        "alarms_free_disk_space_watermark",
+        "is 1 if free disk space watermark alarm is in effect",
+        f.disk_alarm,
+    );
+    a(
+        out,
+        "alarms_memory_used_watermark",
+        "is 1 if VM memory watermark alarm is in effect",
+        f.memory_alarm,
+    );
 }
 
 fn churn(out: &mut Out, d: &ScrapeData) {
@@ -283,114 +229,138 @@ fn churn(out: &mut Out, d: &ScrapeData) {
     for s in &d.snaps {
         c.add(&s.churn);
     }
-    out.single("connections_opened_total", "counter", "Total number of connections opened", c.connection_created);
-    out.single("connections_closed_total", "counter", "Total number of connections closed or terminated", c.connection_closed);
-    out.single("channels_opened_total", "counter", "Total number of channels opened", c.channel_created);
-    out.single("channels_closed_total", "counter", "Total number of channels closed", c.channel_closed);
-    out.single("queues_declared_total", "counter", "Total number of queues declared", c.queue_declared);
-    out.single("queues_created_total", "counter", "Total number of queues created", c.queue_created);
-    out.single("queues_deleted_total", "counter", "Total number of queues deleted", c.queue_deleted);
+    out.single(
+        "connections_opened_total",
+        "counter",
+        "Total number of connections opened",
+        c.connection_created,
+    );
+    out.single(
+        "connections_closed_total",
+        "counter",
+        "Total number of connections closed or terminated",
+        c.connection_closed,
+    );
+    out.single(
+        "channels_opened_total",
+        "counter",
+        "Total number of channels opened",
+        c.channel_created,
+    );
+    out.single(
+        "channels_closed_total",
+        "counter",
+        "Total number of channels closed",
+        c.channel_closed,
+    );
+    out.single(
+        "queues_declared_total",
+        "counter",
+        "Total number of queues declared",
+        c.queue_declared,
+    );
+    out.single(
+        "queues_created_total",
+        "counter",
+        "Total number of queues created",
+        c.queue_created,
+    );
+    out.single(
+        "queues_deleted_total",
+        "counter",
+        "Total number of queues deleted",
+        c.queue_deleted,
+    );
 }
 
 fn node_coarse(out: &mut Out, d: &ScrapeData) {
     let f = &d.figures;
     let sockets: u64 = d.snaps.iter().map(|s| s.connection_count).sum();
-    out.single("process_open_fds", "gauge", "Open file descriptors", f.fd_used);
-    out.single("process_open_tcp_sockets", "gauge", "Open TCP sockets", sockets);
-    out.single("process_resident_memory_bytes", "gauge", "Memory used in bytes", f.mem_used);
-    out.single("disk_space_available_bytes", "gauge", "Disk space available in bytes", f.disk_free);
+    out.single(
+        "process_open_fds",
+        "gauge",
+        "Open file descriptors",
+        f.fd_used,
+    );
+    out.single(
+        "process_open_tcp_sockets",
+        "gauge",
+        "Open TCP sockets",
+        sockets,
+    );
+    out.single(
+        "process_resident_memory_bytes",
+        "gauge",
+        "Memory used in bytes",
+        f.mem_used,
+    );
+    out.single(
+        "disk_space_available_bytes",
+        "gauge",
+        "Disk space available in bytes",
+        f.disk_free,
+    );
 }
 
 fn node_metrics(out: &mut Out, f: &NodeFigures) {
-    out.single("process_max_fds", "gauge", "Open file descriptors limit", f.fd_total);
-    out.single("process_max_tcp_sockets", "gauge", "Open TCP sockets limit", f.fd_total);
-    out.single("resident_memory_limit_bytes", "gauge", "Memory high watermark in bytes", f.mem_limit);
-    out.single("disk_space_available_limit_bytes", "gauge", "Free disk space low watermark in bytes", f.disk_free_limit);
-    out.single("erlang_uptime_seconds", "gauge", "Node uptime", f.uptime_ms as f64 / 1000.0);
-}
-
-fn channels(out: &mut Out, d: &ScrapeData, per_object: bool, wanted: &dyn Fn(&str) -> bool) {
-    let chans = Objects {
-        items: d
-            .snaps
-            .iter()
-            .flat_map(|s| &s.channels)
-            .map(|c| {
-                let l = if per_object {
-                    labels(&[("channel", &format!("{} ({})", c.connection, c.number))])
-                } else {
-                    String::new()
-                };
-                (c, l)
-            })
-            .collect(),
-        per_object,
-    };
-    let c = &chans;
-    if wanted("channel_metrics") {
-        c.metric(out, "channel_consumers", "gauge", "Consumers on a channel", |c| c.consumer_count as u64);
-        c.metric(out, "channel_messages_unacked", "gauge", "Delivered but not yet acknowledged messages", |c| c.messages_unacknowledged);
-        c.metric(out, "channel_messages_unconfirmed", "gauge", "Published but not yet confirmed messages", |c| c.messages_unconfirmed);
-        c.metric(out, "channel_messages_uncommitted", "gauge", "Messages received in a transaction but not yet committed", |_| 0);
-        c.metric(out, "channel_acks_uncommitted", "gauge", "Message acknowledgements in a transaction not yet committed", |_| 0);
-        c.metric(out, "consumer_prefetch", "gauge", "Limit of unacknowledged messages for each consumer", |c| c.prefetch_count as u64);
-        c.metric(out, "channel_prefetch", "gauge", "Total limit of unacknowledged messages for all consumers on a channel", |c| c.global_prefetch_count as u64);
-    }
-    let s = |f: fn(&MsgStats) -> u64| move |c: &crate::core::stats::ChannelSnap| f(&c.stats);
-    if wanted("channel_exchange_metrics") {
-        c.metric(out, "channel_messages_published_total", "counter", "Total number of messages published into an exchange on a channel", s(|m| m.publish));
-        c.metric(out, "channel_messages_confirmed_total", "counter", "Total number of messages published into an exchange and confirmed on the channel", s(|m| m.confirm));
-        c.metric(out, "channel_messages_unroutable_returned_total", "counter", "Total number of messages published as mandatory into an exchange and returned to the publisher as unroutable", s(|m| m.return_unroutable));
-        c.metric(out, "channel_messages_unroutable_dropped_total", "counter", "Total number of messages published as non-mandatory into an exchange and dropped as unroutable", s(|m| m.drop_unroutable));
-    }
-    if wanted("channel_queue_metrics") {
-        c.metric(out, "channel_get_ack_total", "counter", "Total number of messages fetched with basic.get in manual acknowledgement mode", s(|m| m.get));
-        c.metric(out, "channel_get_total", "counter", "Total number of messages fetched with basic.get in automatic acknowledgement mode", s(|m| m.get_no_ack));
-        c.metric(out, "channel_messages_delivered_ack_total", "counter", "Total number of messages delivered to consumers in manual acknowledgement mode", s(|m| m.deliver));
-        c.metric(out, "channel_messages_delivered_total", "counter", "Total number of messages delivered to consumers in automatic acknowledgement mode", s(|m| m.deliver_no_ack));
-        c.metric(out, "channel_messages_redelivered_total", "counter", "Total number of messages redelivered to consumers", s(|m| m.redeliver));
-        c.metric(out, "channel_messages_acked_total", "counter", "Total number of messages acknowledged by consumers", s(|m| m.ack));
-        c.metric(out, "channel_get_empty_total", "counter", "Total number of times basic.get operations fetched no message", s(|m| m.get_empty));
-    }
-}
-
-fn connections(out: &mut Out, d: &ScrapeData, per_object: bool, wanted: &dyn Fn(&str) -> bool) {
-    let conns = Objects {
-        items: d
-            .snaps
-            .iter()
-            .flat_map(|s| &s.connections)
-            .map(|c| {
-                // RabbitMQ labels connection metrics `channel` too.
-                let l = if per_object {
-                    labels(&[("channel", &c.name)])
-                } else {
-                    String::new()
-                };
-                (c, l)
-            })
-            .collect(),
-        per_object,
-    };
-    let c = &conns;
-    if wanted("connection_coarse_metrics") {
-        c.metric(out, "connection_incoming_bytes_total", "counter", "Total number of bytes received on a connection", |c| c.recv_oct);
-        c.metric(out, "connection_outgoing_bytes_total", "counter", "Total number of bytes sent on a connection", |c| c.send_oct);
-    }
-    if wanted("connection_metrics") {
-        c.metric(out, "connection_incoming_packets_total", "counter", "Total number of packets received on a connection", |c| c.recv_cnt);
-        c.metric(out, "connection_outgoing_packets_total", "counter", "Total number of packets sent on a connection", |c| c.send_cnt);
-        c.metric(out, "connection_pending_packets", "gauge", "Number of packets waiting to be sent on a connection", |c| c.send_pend);
-        c.metric(out, "connection_channels", "gauge", "Channels on a connection", |c| c.channels as u64);
-    }
+    out.single(
+        "process_max_fds",
+        "gauge",
+        "Open file descriptors limit",
+        f.fd_total,
+    );
+    out.single(
+        "process_max_tcp_sockets",
+        "gauge",
+        "Open TCP sockets limit",
+        f.fd_total,
+    );
+    out.single(
+        "resident_memory_limit_bytes",
+        "gauge",
+        "Memory high watermark in bytes",
+        f.mem_limit,
+    );
+    out.single(
+        "disk_space_available_limit_bytes",
+        "gauge",
+        "Free disk space low watermark in bytes",
+        f.disk_free_limit,
+    );
+    out.single(
+        "erlang_uptime_seconds",
+        "gauge",
+        "Node uptime",
+        f.uptime_ms as f64 / 1000.0,
+    );
 }
 
 fn totals(out: &mut Out, d: &ScrapeData) {
     let sum = |f: fn(&ShardSnapshot) -> u64| d.snaps.iter().map(f).sum::<u64>();
-    out.single("connections", "gauge", "Connections currently open", sum(|s| s.connection_count));
-    out.single("channels", "gauge", "Channels currently open", sum(|s| s.channel_count));
-    out.single("consumers", "gauge", "Consumers currently connected", sum(|s| s.consumer_count));
-    out.single("queues", "gauge", "Queues available", sum(|s| s.queue_count));
+    out.single(
+        "connections",
+        "gauge",
+        "Connections currently open",
+        sum(|s| s.connection_count),
+    );
+    out.single(
+        "channels",
+        "gauge",
+        "Channels currently open",
+        sum(|s| s.channel_count),
+    );
+    out.single(
+        "consumers",
+        "gauge",
+        "Consumers currently connected",
+        sum(|s| s.consumer_count),
+    );
+    out.single(
+        "queues",
+        "gauge",
+        "Queues available",
+        sum(|s| s.queue_count),
+    );
 }
 
 /// `rabbitmq_global_*` (rabbit_global_counters): every message the node's
@@ -403,28 +373,98 @@ fn global(out: &mut Out, d: &ScrapeData) {
     let publishers: u64 = d.snaps.iter().map(|s| s.publishers).sum();
     let consumers: u64 = d.snaps.iter().map(|s| s.consumer_count).sum();
     let p = "protocol=\"amqp091\"";
+    // Per queue type, as RabbitMQ: every message is in a classic queue,
+    // the other types' series are there at 0.
     let pq = "protocol=\"amqp091\",queue_type=\"rabbit_classic_queue\"";
     let mut one = |name: &str, kind: &str, help: &str, l: &str, v: u64| {
         out.family(name, kind, help);
         out.sample(name, l, v);
+        if l == pq {
+            for t in ["rabbit_quorum_queue", "rabbit_stream_queue"] {
+                let l = format!("protocol=\"amqp091\",queue_type=\"{t}\"");
+                out.sample(name, &l, 0u64);
+            }
+        }
     };
-    one("global_consumers", "gauge", "Current number of consumers", p, consumers);
-    one("global_messages_acknowledged_total", "counter", "Total number of messages acknowledged by consumers", pq, t.ack);
-    one("global_messages_confirmed_total", "counter", "Total number of messages confirmed to publishers", p, t.confirm);
+    one(
+        "global_consumers",
+        "gauge",
+        "Current number of consumers",
+        p,
+        consumers,
+    );
+    one(
+        "global_messages_acknowledged_total",
+        "counter",
+        "Total number of messages acknowledged by consumers",
+        pq,
+        t.ack,
+    );
+    one(
+        "global_messages_confirmed_total",
+        "counter",
+        "Total number of messages confirmed to publishers",
+        p,
+        t.confirm,
+    );
     one("global_messages_delivered_consume_auto_ack_total", "counter", "Total number of messages delivered to consumers using basic.consume with automatic acknowledgment", pq, t.deliver_no_ack);
     one("global_messages_delivered_consume_manual_ack_total", "counter", "Total number of messages delivered to consumers using basic.consume with manual acknowledgment", pq, t.deliver);
     one("global_messages_delivered_get_auto_ack_total", "counter", "Total number of messages delivered to consumers using basic.get with automatic acknowledgment", pq, t.get_no_ack);
     one("global_messages_delivered_get_manual_ack_total", "counter", "Total number of messages delivered to consumers using basic.get with manual acknowledgment", pq, t.get);
-    one("global_messages_delivered_total", "counter", "Total number of messages delivered to consumers", pq, t.deliver_get());
-    one("global_messages_get_empty_total", "counter", "Total number of times basic.get operations fetched no message", pq, t.get_empty);
-    one("global_messages_received_confirm_total", "counter", "Total number of messages received from publishers expecting confirmations", p, t.received_confirm);
-    one("global_messages_received_total", "counter", "Total number of messages received from publishers", p, t.publish);
-    one("global_messages_redelivered_total", "counter", "Total number of messages redelivered to consumers", pq, t.redeliver);
-    let routed = t.publish.saturating_sub(t.drop_unroutable + t.return_unroutable);
-    one("global_messages_routed_total", "counter", "Total number of messages routed to queues or streams", p, routed);
+    one(
+        "global_messages_delivered_total",
+        "counter",
+        "Total number of messages delivered to consumers",
+        pq,
+        t.deliver_get(),
+    );
+    one(
+        "global_messages_get_empty_total",
+        "counter",
+        "Total number of times basic.get operations fetched no message",
+        pq,
+        t.get_empty,
+    );
+    one(
+        "global_messages_received_confirm_total",
+        "counter",
+        "Total number of messages received from publishers expecting confirmations",
+        p,
+        t.received_confirm,
+    );
+    one(
+        "global_messages_received_total",
+        "counter",
+        "Total number of messages received from publishers",
+        p,
+        t.publish,
+    );
+    one(
+        "global_messages_redelivered_total",
+        "counter",
+        "Total number of messages redelivered to consumers",
+        pq,
+        t.redeliver,
+    );
+    let routed = t
+        .publish
+        .saturating_sub(t.drop_unroutable + t.return_unroutable);
+    one(
+        "global_messages_routed_total",
+        "counter",
+        "Total number of messages routed to queues or streams",
+        p,
+        routed,
+    );
     one("global_messages_unroutable_dropped_total", "counter", "Total number of messages published as non-mandatory into an exchange and dropped as unroutable", p, t.drop_unroutable);
     one("global_messages_unroutable_returned_total", "counter", "Total number of messages published as mandatory into an exchange and returned to the publisher as unroutable", p, t.return_unroutable);
-    one("global_publishers", "gauge", "Current number of publishers", p, publishers);
+    one(
+        "global_publishers",
+        "gauge",
+        "Current number of publishers",
+        p,
+        publishers,
+    );
 }
 
 /// The bucket bounds as Prometheus normalises `le` values ("100.0",
@@ -441,7 +481,11 @@ fn message_sizes(out: &mut Out, d: &ScrapeData) {
         h.add(&s.msg_sizes);
     }
     debug_assert_eq!(LE.len(), MSG_SIZE_BOUNDS.len());
-    out.family("message_size_bytes", "histogram", "Size of messages received from publishers");
+    out.family(
+        "message_size_bytes",
+        "histogram",
+        "Size of messages received from publishers",
+    );
     let mut cumulative = 0;
     for (i, le) in LE.iter().enumerate() {
         cumulative += h.buckets[i];
@@ -449,13 +493,25 @@ fn message_sizes(out: &mut Out, d: &ScrapeData) {
         out.sample("message_size_bytes_bucket", &l, cumulative);
     }
     cumulative += h.buckets[LE.len()];
-    out.sample("message_size_bytes_bucket", "protocol=\"amqp091\",le=\"+Inf\"", cumulative);
+    out.sample(
+        "message_size_bytes_bucket",
+        "protocol=\"amqp091\",le=\"+Inf\"",
+        cumulative,
+    );
     out.sample("message_size_bytes_sum", "protocol=\"amqp091\"", h.sum);
-    out.sample("message_size_bytes_count", "protocol=\"amqp091\"", cumulative);
+    out.sample(
+        "message_size_bytes_count",
+        "protocol=\"amqp091\"",
+        cumulative,
+    );
 }
 
 fn build_info(out: &mut Out) {
-    out.family("build_info", "untyped", "RabbitMQ & Erlang/OTP version info");
+    out.family(
+        "build_info",
+        "untyped",
+        "RabbitMQ & Erlang/OTP version info",
+    );
     let l = labels(&[
         ("product_name", "warren"),
         ("product_version", env!("CARGO_PKG_VERSION")),
@@ -470,7 +526,11 @@ fn build_info(out: &mut Out) {
 /// `rabbitmq_identity_info`, with RabbitMQ 4's `rabbitmq_endpoint` label
 /// (the Grafana dashboards select on it).
 fn identity_info(out: &mut Out, d: &ScrapeData, endpoint: &str) {
-    out.family("identity_info", "untyped", "RabbitMQ node & cluster identity info");
+    out.family(
+        "identity_info",
+        "untyped",
+        "RabbitMQ node & cluster identity info",
+    );
     let l = labels(&[
         ("rabbitmq_node", &d.node),
         ("rabbitmq_cluster", &d.cluster),
@@ -552,7 +612,8 @@ mod tests {
         let agg = render(&d, &Endpoint::Aggregated);
         assert!(agg.contains("rabbitmq_queue_messages_ready 3\n"), "{agg}");
         assert!(agg.contains("rabbitmq_queue_messages 6\n"));
-        assert!(agg.contains("rabbitmq_message_size_bytes_bucket{protocol=\"amqp091\",le=\"1e+06\"} 0\n"));
+        assert!(agg
+            .contains("rabbitmq_message_size_bytes_bucket{protocol=\"amqp091\",le=\"1e+06\"} 0\n"));
         let detailed = render(
             &d,
             &Endpoint::Detailed {
@@ -560,7 +621,8 @@ mod tests {
                 vhosts: None,
             },
         );
-        assert!(detailed.contains("rabbitmq_detailed_queue_messages{vhost=\"/\",queue=\"queue-1\"} 2\n"));
+        assert!(detailed
+            .contains("rabbitmq_detailed_queue_messages{vhost=\"/\",queue=\"queue-1\"} 2\n"));
         assert!(!detailed.contains("rabbitmq_detailed_queue_consumers"));
         assert!(detailed.contains("rabbitmq_identity_info{"));
     }

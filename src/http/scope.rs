@@ -48,8 +48,16 @@ pub(crate) fn check_vhost(admin: &Admin, user: &UserView, vhost: &str) -> Result
 /// `is_authorized_user` for an object owned by `owner` (None: no such
 /// object): reading needs a monitor, deleting an administrator, unless the
 /// object is the caller's own.
-pub(crate) fn check_owner(user: &UserView, owner: Option<&str>, delete: bool) -> Result<(), ApiError> {
-    let allowed = if delete { is_admin(user) } else { is_monitor(user) };
+pub(crate) fn check_owner(
+    user: &UserView,
+    owner: Option<&str>,
+    delete: bool,
+) -> Result<(), ApiError> {
+    let allowed = if delete {
+        is_admin(user)
+    } else {
+        is_monitor(user)
+    };
     if allowed || owner == Some(user.name.as_str()) {
         Ok(())
     } else {

@@ -38,7 +38,14 @@ pub struct BrokerHandle {
     /// The management HTTP API's and the Prometheus endpoint's ports and
     /// how to stop them (`http::start`, attached by `warren::start`; this
     /// layer does not know the server).
-    http: Option<(Option<u16>, Option<u16>, Box<dyn FnOnce() + Send>)>,
+    http: Option<AttachedHttp>,
+}
+
+/// The server `warren::start` runs on top of the shards (`attach_http`).
+struct AttachedHttp {
+    port: Option<u16>,
+    prometheus_port: Option<u16>,
+    stop: Box<dyn FnOnce() + Send>,
 }
 
 impl BrokerHandle {
@@ -77,12 +84,12 @@ impl BrokerHandle {
 
     /// The management HTTP API's port, if it runs (`Config::http_port`).
     pub fn http_port(&self) -> Option<u16> {
-        self.http.as_ref().and_then(|h| h.0)
+        self.http.as_ref().and_then(|h| h.port)
     }
 
     /// The Prometheus endpoint's port, if it runs (`Config::prometheus_port`).
     pub fn prometheus_port(&self) -> Option<u16> {
-        self.http.as_ref().and_then(|h| h.1)
+        self.http.as_ref().and_then(|h| h.prometheus_port)
     }
 
     /// Attaches a server that runs on top of the broker (its API and
@@ -94,13 +101,17 @@ impl BrokerHandle {
         prometheus_port: Option<u16>,
         stop: Box<dyn FnOnce() + Send>,
     ) {
-        self.http = Some((port, prometheus_port, stop));
+        self.http = Some(AttachedHttp {
+            port,
+            prometheus_port,
+            stop,
+        });
     }
 
     /// Stops every shard and waits for the threads.
     pub fn shutdown(mut self) {
-        if let Some((_, _, stop)) = self.http.take() {
-            stop();
+        if let Some(h) = self.http.take() {
+            (h.stop)();
         }
         self.stop.store(true, Ordering::Release);
         for w in &self.wakers {
