@@ -207,6 +207,13 @@ async fn overview_counts_known_traffic() {
             );
         }
         assert_eq!(o["contexts"].as_array().unwrap().len(), 2);
+        // rabbitmqadmin's `show overview`.
+        let cols = "columns=rabbitmq_version,cluster_name,queue_totals.messages,object_totals.queues";
+        let shown = api.get_json(&format!("/api/overview?{cols}"));
+        assert_eq!(shown["rabbitmq_version"], "3.13.7");
+        assert_eq!(shown["queue_totals"]["messages"], 3);
+        assert_eq!(shown["object_totals"]["queues"], 2);
+        assert!(shown.get("listeners").is_none());
         // disable_stats: the static keys, node and three totals.
         let d = api.get_json("/api/overview?disable_stats=true");
         assert_eq!(

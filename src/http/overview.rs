@@ -232,6 +232,9 @@ pub(crate) async fn overview(
 ) -> Response {
     let (ep, rates) = (Endpoints::of(&api), api.rates.clone());
     api.call(c, Level::Management, move |a, u| {
+        // `columns=` (rabbitmqadmin's `show overview` asks for
+        // `rabbitmq_version,cluster_name,queue_totals.messages,…`).
+        let columns = super::listing::ListQuery::parse(&q)?;
         let (disable, totals) = (flag(&q, "disable_stats"), flag(&q, "enable_queue_totals"));
         let mut out = identity(disable, totals, &ep.node);
         let monitor = is_monitor(u);
@@ -252,7 +255,7 @@ pub(crate) async fn overview(
             }
             out.insert("node".into(), json!(ep.node));
             out.insert("object_totals".into(), ot);
-            return Ok(ok(&out));
+            return Ok(ok(&columns.trim_one(Value::Object(out))));
         }
         let stats = if monitor {
             monitor_stats(a, &rates)
@@ -287,7 +290,7 @@ pub(crate) async fn overview(
             out.insert("listeners".into(), json!(listeners(a, &ep)));
             out.insert("contexts".into(), json!(contexts(&ep, true)));
         }
-        Ok(ok(&out))
+        Ok(ok(&columns.trim_one(Value::Object(out))))
     })
     .await
 }
