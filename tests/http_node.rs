@@ -208,7 +208,8 @@ async fn overview_counts_known_traffic() {
         }
         assert_eq!(o["contexts"].as_array().unwrap().len(), 2);
         // rabbitmqadmin's `show overview`.
-        let cols = "columns=rabbitmq_version,cluster_name,queue_totals.messages,object_totals.queues";
+        let cols =
+            "columns=rabbitmq_version,cluster_name,queue_totals.messages,object_totals.queues";
         let shown = api.get_json(&format!("/api/overview?{cols}"));
         assert_eq!(shown["rabbitmq_version"], "3.13.7");
         assert_eq!(shown["queue_totals"]["messages"], 3);
@@ -511,6 +512,54 @@ async fn aliveness_test_goes_through_the_core() {
         );
         conn.close(200, "bye").await.ok();
         b.shutdown();
+    })
+    .await
+}
+
+/// The certificate expiration check reads the TLS listener's certificate:
+/// one that expired in 2000 is reported, one valid until 4096 is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_expiration_reads_the_tls_certificate() {
+    deadline(30, async {
+        let dir = std::env::temp_dir().join(unique("warren-cert-exp"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, not_after) in [
+            ("old", Some(rcgen::date_time_ymd(2000, 1, 1))),
+            ("new", None),
+        ] {
+            let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+            if let Some(t) = not_after {
+                params.not_after = t;
+            }
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = params.self_signed(&key).unwrap();
+            std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+            std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        }
+        for (name, expired) in [("old", true), ("new", false)] {
+            let config = Config {
+                tls_cert: Some(dir.join(format!("{name}.pem"))),
+                tls_key: Some(dir.join(format!("{name}.key"))),
+                ..Config::for_tests(1)
+            };
+            let b = warren::start(config).expect("broker starts");
+            let api = Api::new(b.http_port().unwrap());
+            let a = api.get("/api/health/checks/certificate-expiration/1/months");
+            if expired {
+                assert_eq!(a.status, 503, "{a:?}");
+                let j = a.json();
+                assert_eq!(j["reason"], "Certificates expiring");
+                let l = &j["expired"][0];
+                assert_eq!(l["protocol"], "amqp/ssl");
+                assert_eq!(l["port"], b.tls_port().unwrap());
+                assert_eq!(l["certfile_expires_on"], json!(["2000-01-01 0:00:00"]));
+            } else {
+                assert_eq!(a.status, 200, "{a:?}");
+                assert_eq!(a.json(), json!({"status": "ok"}));
+            }
+            b.shutdown();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     })
     .await
 }
