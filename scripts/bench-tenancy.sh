@@ -39,7 +39,7 @@ openssl x509 -req -in "$T/server.csr" -CA "$T/ca.pem" -CAkey "$T/ca-key.pem" \
 start() { # name port extra-args...
   local name=$1 port=$2; shift 2
   rm -rf "$T/data-$name"
-  "$W" --port "$port" --http-port 0 --bind 127.0.0.1 --data-dir "$T/data-$name" --log-level warn "$@" &
+  "$W" --port "$port" --http-port 0 --prometheus-port 0 --bind 127.0.0.1 --data-dir "$T/data-$name" --log-level warn "$@" &
   echo $! > "$T/pid-$name"
   for _ in $(seq 100); do
     (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && return 0; sleep 0.1

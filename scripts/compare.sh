@@ -160,7 +160,7 @@ if port_open 127.0.0.1 "$PORT"; then
     die "port $PORT is already in use: choose another with --port or WARREN_PORT"
 fi
 DATA_DIR=$(mktemp -d "${TMPDIR:-/tmp}/warren-compare.XXXXXX")
-WARREN_CMD=("$WARREN_BIN" --port "$PORT" --bind 127.0.0.1 --http-port 0 --data-dir "$DATA_DIR"
+WARREN_CMD=("$WARREN_BIN" --port "$PORT" --bind 127.0.0.1 --http-port 0 --prometheus-port 0 --data-dir "$DATA_DIR"
     "${SHARD_FLAG[@]}" "${WARREN_EXTRA[@]}")
 start_warren() {
     echo "== starting ${WARREN_CMD[*]}" >&2

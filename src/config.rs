@@ -78,6 +78,11 @@ pub struct Config {
     pub http_port: Option<u16>,
     /// Addresses the HTTP API listens on (`--http-bind`); empty = `bind`.
     pub http_bind: Vec<IpAddr>,
+    /// Prometheus endpoint port (`--prometheus-port`, RabbitMQ's 15692),
+    /// on the `http_bind` addresses, served by the HTTP API's thread: None
+    /// = off, Some(0) = an ephemeral port (tests;
+    /// `BrokerHandle::prometheus_port` tells which).
+    pub prometheus_port: Option<u16>,
     /// `data_dir` is throw-away (`for_tests`): `BrokerHandle::shutdown`
     /// removes it.
     pub temporary_data_dir: bool,
@@ -153,6 +158,7 @@ impl Default for Config {
             tls_cert_login_from: CertLoginFrom::DistinguishedName,
             http_port: Some(15672),
             http_bind: Vec::new(),
+            prometheus_port: Some(15692),
             temporary_data_dir: false,
         }
     }
@@ -202,6 +208,7 @@ impl Config {
             shard_port_base: Some(0),
             pin_threads: false,
             http_port: Some(0),
+            prometheus_port: Some(0),
             ..Config::default()
         }
     }

@@ -33,13 +33,14 @@ pub use config::Config;
 pub use shard::BrokerHandle;
 
 /// Starts a broker: the shards (`shard::start`), then the management HTTP
-/// API on top of them when `config.http_port` is set.
+/// API and the Prometheus endpoint on top of them when `config.http_port`
+/// or `config.prometheus_port` is set.
 pub fn start(config: Config) -> std::io::Result<BrokerHandle> {
     let mut handle = shard::start(config)?;
     match http::start(handle.admin()) {
         Ok(Some(server)) => {
-            let port = server.port();
-            handle.attach_http(port, Box::new(move || server.stop()));
+            let ports = (server.port(), server.prometheus_port());
+            handle.attach_http(ports.0, ports.1, Box::new(move || server.stop()));
         }
         Ok(None) => {}
         Err(e) => {

@@ -134,6 +134,10 @@ struct Args {
     /// Addresses the HTTP API listens on (default: those of --bind).
     #[arg(long, env = "WARREN_HTTP_BIND", value_delimiter = ',')]
     http_bind: Vec<IpAddr>,
+    /// Prometheus metrics port (/metrics, /metrics/per-object), on the
+    /// --http-bind addresses (0: no Prometheus endpoint).
+    #[arg(long, env = "WARREN_PROMETHEUS_PORT", default_value_t = 15692)]
+    prometheus_port: u16,
 }
 
 fn main() {
@@ -185,6 +189,7 @@ fn main() {
     config.definitions = args.definitions;
     config.http_port = (args.http_port != 0).then_some(args.http_port);
     config.http_bind = args.http_bind;
+    config.prometheus_port = (args.prometheus_port != 0).then_some(args.prometheus_port);
     config.busy_poll = std::time::Duration::from_micros(args.busy_poll_us.min(1_000_000));
     if let Err(e) = warren::store::ensure_data_dir(&config.data_dir) {
         eprintln!(

@@ -336,6 +336,8 @@ impl Proc {
                 "--no-pin",
                 "--http-port",
                 "0",
+                "--prometheus-port",
+                "0",
             ])
             .args(["--log-level", "info", "--data-dir"])
             .arg(dir)

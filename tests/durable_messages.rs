@@ -202,7 +202,8 @@ impl Proc {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_warren"))
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--shards", "2", "--no-pin", "--http-port", "0"])
+            .args(["--shards", "2", "--no-pin"])
+            .args(["--http-port", "0", "--prometheus-port", "0"])
             .args(["--log-level", "warn"])
             .arg("--data-dir")
             .arg(dir)

@@ -136,6 +136,8 @@ impl Proc {
                 "warn",
                 "--http-port",
                 "0",
+                "--prometheus-port",
+                "0",
             ])
             .arg("--data-dir")
             .arg(dir)

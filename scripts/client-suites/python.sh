@@ -110,7 +110,7 @@ if [ -z "$PORT" ]; then
     cargo build -q --bin warren || exit 2
     PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     DATA_DIR=$(mktemp -d)
-    ./target/debug/warren --port "$PORT" --http-port 0 --data-dir "$DATA_DIR" --shards 2 \
+    ./target/debug/warren --port "$PORT" --http-port 0 --prometheus-port 0 --data-dir "$DATA_DIR" --shards 2 \
         >"$LOGS/warren.log" 2>&1 &
     BROKER_PID=$!
     for _ in $(seq 100); do

@@ -34,7 +34,7 @@ if [ -n "${BROKER_PORT:-}" ]; then
 else
     (cd "$root" && env -u CARGO_TARGET_DIR cargo build -q) || exit 1
     data_dir=$(mktemp -d)
-    "$root/target/debug/warren" --port 0 --http-port 0 --data-dir "$data_dir" --shards 2 --no-pin \
+    "$root/target/debug/warren" --port 0 --http-port 0 --prometheus-port 0 --data-dir "$data_dir" --shards 2 --no-pin \
         >"$logs/warren-rust.log" 2>&1 &
     warren_pid=$!
     for _ in $(seq 50); do

@@ -10,6 +10,7 @@
 //! your own (the HTTP server uses `spawn_blocking`), never from a shard.
 
 mod exchanges;
+mod aliveness;
 mod import;
 pub mod objects;
 pub mod stats;
@@ -24,6 +25,7 @@ use crate::shard::control::Control;
 use std::sync::Arc;
 
 pub use exchanges::{BindingFilter, BindingView, ExchangeView};
+pub use aliveness::{AlivenessFailure, ALIVENESS_QUEUE};
 pub use import::ImportReport;
 
 /// Why an administration call failed, with the HTTP status RabbitMQ's

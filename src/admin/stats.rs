@@ -17,7 +17,7 @@
 use super::Admin;
 use crate::core::alarms::{self, Alarms};
 use crate::core::ids::VhostId;
-use crate::core::stats::{ExchangeStats, MsgStats, ShardSnapshot, Want};
+use crate::core::stats::{Churn, ExchangeStats, MsgStats, ShardSnapshot, Want};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -89,6 +89,17 @@ impl NodeInfo {
         self.alarms.disk_free().unwrap_or(0)
     }
 
+    /// Threads of the process and the system's limit (RabbitMQ's
+    /// `proc_used`/`proc_total` count Erlang processes; warren's are threads).
+    pub fn threads(&self) -> (u64, u64) {
+        let used = std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count() as u64);
+        let total = std::fs::read_to_string("/proc/sys/kernel/threads-max")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(used);
+        (used, total)
+    }
+
     /// Open file descriptors of the process and its limit.
     pub fn fds(&self) -> (u64, u64) {
         let used = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
@@ -106,11 +117,25 @@ impl NodeInfo {
     }
 }
 
+/// Node figures whose rates the API shows (`mem_used_details`, …).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NodeGauges {
+    pub mem_used: f64,
+    pub fd_used: f64,
+    pub sockets_used: f64,
+    pub proc_used: f64,
+    pub disk_free: f64,
+}
+
 /// Per-object counters of one sample.
 #[derive(Default)]
 struct Sample {
     at: Option<Instant>,
     totals: MsgStats,
+    churn: Churn,
+    /// Ready and unacked messages over all queues.
+    queue_totals: (u64, u64),
+    node: NodeGauges,
     /// Object keys → counters, only when lists were sampled.
     queues: HashMap<(VhostId, String), MsgStats>,
     channels: HashMap<(String, u16), MsgStats>,
@@ -166,8 +191,19 @@ impl Sampler {
             at: Some(Instant::now()),
             ..Sample::default()
         };
+        let node = self.admin.node();
+        s.node = NodeGauges {
+            mem_used: node.memory_used() as f64,
+            fd_used: node.fds().0 as f64,
+            sockets_used: snaps.iter().map(|x| x.connection_count).sum::<u64>() as f64,
+            proc_used: node.threads().0 as f64,
+            disk_free: node.disk_free() as f64,
+        };
         for snap in snaps {
             s.totals.add(&snap.totals);
+            s.churn.add(&snap.churn);
+            s.queue_totals.0 += snap.messages_ready;
+            s.queue_totals.1 += snap.messages_unacked;
             for q in snap.queues {
                 s.queues.insert((q.vhost, q.name), q.stats);
             }
@@ -203,6 +239,52 @@ impl Sampler {
     pub fn total_rates(&self) -> Rates {
         let (a, b) = self.pair();
         rates(&a, &b, Some(&a.totals), Some(&b.totals))
+    }
+
+    /// Churn rates, in the order of `Churn::fields()`.
+    pub fn churn_rates(&self) -> [f64; 7] {
+        let (a, b) = self.pair();
+        let mut out = [0.0; 7];
+        let dt = secs(&a, &b);
+        if dt > 0.0 {
+            for (i, ((_, x), (_, y))) in a.churn.fields().iter().zip(b.churn.fields()).enumerate() {
+                out[i] = y.saturating_sub(*x) as f64 / dt;
+            }
+        }
+        out
+    }
+
+    /// Rates of change of the queue totals: (messages, ready, unacked)
+    /// per second (negative when queues shrink).
+    pub fn queue_totals_rates(&self) -> [f64; 3] {
+        let (a, b) = self.pair();
+        let dt = secs(&a, &b);
+        if dt <= 0.0 {
+            return [0.0; 3];
+        }
+        let d = |x: u64, y: u64| (y as f64 - x as f64) / dt;
+        let (r, u) = (
+            d(a.queue_totals.0, b.queue_totals.0),
+            d(a.queue_totals.1, b.queue_totals.1),
+        );
+        [r + u, r, u]
+    }
+
+    /// Rates of change of the node's gauges, per second.
+    pub fn node_rates(&self) -> NodeGauges {
+        let (a, b) = self.pair();
+        let dt = secs(&a, &b);
+        if dt <= 0.0 {
+            return NodeGauges::default();
+        }
+        let d = |x: f64, y: f64| (y - x) / dt;
+        NodeGauges {
+            mem_used: d(a.node.mem_used, b.node.mem_used),
+            fd_used: d(a.node.fd_used, b.node.fd_used),
+            sockets_used: d(a.node.sockets_used, b.node.sockets_used),
+            proc_used: d(a.node.proc_used, b.node.proc_used),
+            disk_free: d(a.node.disk_free, b.node.disk_free),
+        }
     }
 
     /// A view for many lookups (one lock for a whole list).
@@ -335,6 +417,20 @@ impl Admin {
         let g = self.defs.lock();
         g.vhost_ids()
             .map(|(name, id)| (id, Arc::from(name)))
+            .collect()
+    }
+
+    /// Exchanges and queues per vhost name, from the definitions
+    /// (`object_totals` for a user who sees only some vhosts).
+    pub fn object_counts(&self) -> HashMap<String, (usize, usize)> {
+        let g = self.defs.lock();
+        let ids: Vec<(String, VhostId)> =
+            g.vhost_ids().map(|(n, id)| (n.to_string(), id)).collect();
+        ids.into_iter()
+            .filter_map(|(name, id)| {
+                let v = g.vh(id).ok()?;
+                Some((name, (v.exchanges.len(), v.queues.len())))
+            })
             .collect()
     }
 

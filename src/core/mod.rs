@@ -84,6 +84,8 @@ pub struct ShardCtx {
     pub closed_channel_stats: stats::MsgStats,
     /// Reused by `end_store_iteration`.
     released_scratch: Vec<(QueueRef, u64)>,
+    /// Body sizes of the messages published on this shard (Prometheus).
+    pub msg_sizes: stats::MsgSizes,
 }
 
 impl ShardCtx {
@@ -116,6 +118,7 @@ impl ShardCtx {
             churn: stats::Churn::default(),
             closed_channel_stats: stats::MsgStats::default(),
             released_scratch: Vec::new(),
+            msg_sizes: stats::MsgSizes::default(),
         }
     }
 

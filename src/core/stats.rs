@@ -44,6 +44,10 @@ pub struct MsgStats {
     pub redeliver: u64,
     /// Deliveries acknowledged.
     pub ack: u64,
+    /// Messages received on a channel in confirm mode (RabbitMQ's global
+    /// `messages_received_confirm`; not a `message_stats` field, so not in
+    /// [`MsgStats::fields`]).
+    pub received_confirm: u64,
 }
 
 impl MsgStats {
@@ -65,6 +69,7 @@ impl MsgStats {
         self.get_empty += o.get_empty;
         self.redeliver += o.redeliver;
         self.ack += o.ack;
+        self.received_confirm += o.received_confirm;
     }
 
     /// No counter moved yet (RabbitMQ leaves `message_stats` out then).
@@ -91,6 +96,54 @@ impl MsgStats {
     }
 }
 
+/// Upper bounds (bytes, inclusive) of the message size histogram's buckets,
+/// RabbitMQ's `rabbit_msg_size_metrics` (4.1); a ninth bucket takes the rest.
+pub const MSG_SIZE_BOUNDS: [u64; 8] = [
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    50_000_000,
+    100_000_000,
+];
+
+/// Sizes of the message bodies published on a shard (Prometheus's
+/// `rabbitmq_message_size_bytes` histogram): per bucket, not cumulative.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MsgSizes {
+    pub buckets: [u64; 9],
+    /// Sum of all sizes observed.
+    pub sum: u64,
+}
+
+impl MsgSizes {
+    /// Counts one message of `size` body bytes: a few compares and two adds.
+    #[inline]
+    pub fn observe(&mut self, size: usize) {
+        let size = size as u64;
+        let i = MSG_SIZE_BOUNDS
+            .iter()
+            .position(|&b| size <= b)
+            .unwrap_or(MSG_SIZE_BOUNDS.len());
+        self.buckets[i] += 1;
+        self.sum += size;
+    }
+
+    pub fn add(&mut self, o: &MsgSizes) {
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets.iter()) {
+            *a += b;
+        }
+        self.sum += o.sum;
+    }
+
+    /// Messages observed.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
 /// Objects created and gone on a shard since boot (RabbitMQ's churn rates
 /// and `rabbitmq_*_opened_total` / `_closed_total` metrics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -106,6 +159,19 @@ pub struct Churn {
 }
 
 impl Churn {
+    /// Every counter with RabbitMQ's name (`churn_rates`), in a fixed order.
+    pub fn fields(&self) -> [(&'static str, u64); 7] {
+        [
+            ("connection_created", self.connection_created),
+            ("connection_closed", self.connection_closed),
+            ("channel_created", self.channel_created),
+            ("channel_closed", self.channel_closed),
+            ("queue_declared", self.queue_declared),
+            ("queue_created", self.queue_created),
+            ("queue_deleted", self.queue_deleted),
+        ]
+    }
+
     pub fn add(&mut self, o: &Churn) {
         self.connection_created += o.connection_created;
         self.connection_closed += o.connection_closed;
@@ -316,6 +382,8 @@ pub struct ShardSnapshot {
     /// ones included): RabbitMQ's global message counters.
     pub totals: MsgStats,
     pub churn: Churn,
+    /// Body sizes of the messages published on the shard since boot.
+    pub msg_sizes: MsgSizes,
     /// Always filled, even when the lists are not asked for.
     pub queue_count: u64,
     pub connection_count: u64,
@@ -334,4 +402,20 @@ pub fn wall_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MsgSizes;
+
+    #[test]
+    fn message_sizes_fall_in_rabbitmq_buckets() {
+        let mut h = MsgSizes::default();
+        for size in [0, 100, 101, 1_000, 1_001, 100_000_000, 100_000_001] {
+            h.observe(size);
+        }
+        assert_eq!(h.buckets, [2, 2, 1, 0, 0, 0, 0, 1, 1]);
+        assert_eq!(h.count(), 7);
+        assert_eq!(h.sum, 200_002_203);
+    }
 }

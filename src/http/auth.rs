@@ -57,7 +57,7 @@ impl ApiError {
     }
 
     /// 401 for a user who logged in but may not do this.
-    fn not_authorised(reason: &str) -> ApiError {
+    pub fn not_authorised(reason: &str) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "not_authorised", reason)
     }
 }
@@ -93,8 +93,23 @@ impl IntoResponse for ApiError {
 pub(crate) enum Level {
     /// Any management user (`whoami`, `overview`).
     Management,
+    /// Tag `administrator` or `monitoring` (`/api/nodes`).
+    Monitor,
     /// Tag `administrator` (users, vhosts, permissions, limits, definitions).
     Administrator,
+}
+
+/// RabbitMQ's `is_monitor`: tag `administrator` or `monitoring` (sees every
+/// vhost, every connection, the node's figures).
+pub(crate) fn is_monitor(user: &UserView) -> bool {
+    user.tags
+        .iter()
+        .any(|t| t == "administrator" || t == "monitoring")
+}
+
+/// Tag `administrator`.
+pub(crate) fn is_admin(user: &UserView) -> bool {
+    user.tags.iter().any(|t| t == "administrator")
 }
 
 /// The caller's credentials and address, taken from the request; checked
@@ -166,8 +181,11 @@ pub(crate) fn authorize(admin: &Admin, creds: &Creds, level: Level) -> Result<Us
     {
         return Err(ApiError::not_authorised("Not management user"));
     }
-    if level == Level::Administrator && !user.tags.iter().any(|t| t == "administrator") {
+    if level == Level::Administrator && !is_admin(&user) {
         return Err(ApiError::not_authorised("Not administrator user"));
+    }
+    if level == Level::Monitor && !is_monitor(&user) {
+        return Err(ApiError::not_authorised("Not monitor user"));
     }
     Ok(user)
 }

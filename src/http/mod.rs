@@ -13,23 +13,38 @@
 //!   checks and loopback users, and [`auth::ApiError`], the `{"error",
 //!   "reason"}` bodies.
 //! - `users.rs`: `/api/whoami`, `/api/users…`, `/api/user-limits…`.
-//! - `vhosts.rs`: `/api/vhosts…`, `/api/vhost-limits…`, `/api/overview`,
-//!   `/api/definitions`.
+//! - `vhosts.rs`: `/api/vhosts…`, `/api/vhost-limits…`, `/api/definitions`.
 //! - `permissions.rs`: `/api/permissions…`, `/api/topic-permissions…`.
 //! - `queues.rs`, `exchanges.rs`, `bindings.rs`: `/api/queues…`,
 //!   `/api/exchanges…`, `/api/bindings…` (with `objects.rs`, what they
 //!   share, `message_json.rs`, messages as JSON, and `binding_key.rs`,
 //!   RabbitMQ's `properties_key`).
+//! - `overview.rs`: `/api/overview`, `/api/nodes…`; `health.rs`:
+//!   `/api/aliveness-test/…`, `/api/health/checks/…`; `connections.rs`,
+//!   `channels.rs`: `/api/connections…`, `/api/channels…`,
+//!   `/api/consumers…`, with `scope.rs` (who sees what) and
+//!   `stats_json.rs` (counters with rates).
+//! - `prometheus.rs`, `prometheus_text.rs`: the Prometheus endpoint
+//!   (`--prometheus-port`), a second listener on the same runtime.
 
 mod auth;
 mod binding_key;
 mod bindings;
+mod channels;
+mod connections;
 mod exchanges;
+mod health;
 mod listing;
 mod message_json;
 mod objects;
+mod overview;
 mod permissions;
+mod prometheus;
+mod prometheus_objects;
+mod prometheus_text;
 mod queues;
+mod scope;
+mod stats_json;
 mod users;
 mod vhosts;
 
@@ -48,15 +63,22 @@ pub(crate) use auth::{ApiError, Creds, Level};
 
 /// A running HTTP API server.
 pub struct HttpServer {
-    port: u16,
+    port: Option<u16>,
+    prometheus_port: Option<u16>,
     stop: tokio::sync::watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl HttpServer {
-    /// The port it listens on (the real one when `http_port` was 0).
-    pub fn port(&self) -> u16 {
+    /// The API's port (the real one when `http_port` was 0); None when
+    /// only the Prometheus endpoint runs.
+    pub fn port(&self) -> Option<u16> {
         self.port
+    }
+
+    /// The Prometheus endpoint's port, if it runs (`prometheus_port`).
+    pub fn prometheus_port(&self) -> Option<u16> {
+        self.prometheus_port
     }
 
     /// Stops accepting, lets the requests in progress finish (at most about
@@ -77,9 +99,11 @@ pub(crate) struct Api {
     /// Message rates (`admin::stats::Sampler`), sampled by a task of this
     /// server's runtime every `SAMPLE_INTERVAL`.
     pub rates: Arc<Sampler>,
-    /// The port this API listens on (overview's `listeners`).
-    #[allow(dead_code)]
+    /// The port this API listens on (overview's `listeners`; 0 when only
+    /// the Prometheus endpoint runs).
     pub http_port: u16,
+    /// The Prometheus endpoint's port, if it runs.
+    pub prometheus_port: Option<u16>,
 }
 
 impl Api {
@@ -149,7 +173,6 @@ pub(crate) fn body_object(
 fn router(api: Api) -> Router {
     Router::new()
         .route("/api/whoami", get(users::whoami))
-        .route("/api/overview", get(vhosts::overview))
         .route("/api/users", get(users::list))
         .route(
             "/api/users/without-permissions",
@@ -258,6 +281,68 @@ fn router(api: Api) -> Router {
             get(bindings::get_one).delete(bindings::delete),
         )
         // end of queues, exchanges, bindings
+        // overview, nodes, health, connections, channels, consumers
+        .route("/api/overview", get(overview::overview))
+        .route("/api/nodes", get(overview::nodes))
+        .route("/api/nodes/{node}", get(overview::node))
+        .route("/api/aliveness-test/{vhost}", get(health::aliveness))
+        .route("/api/healthchecks/node", get(health::node_healthcheck))
+        .route(
+            "/api/healthchecks/node/{node}",
+            get(health::node_healthcheck_of),
+        )
+        .route("/api/health/checks/alarms", get(health::alarms_check))
+        .route(
+            "/api/health/checks/local-alarms",
+            get(health::local_alarms_check),
+        )
+        .route(
+            "/api/health/checks/port-listener/{port}",
+            get(health::port_listener),
+        )
+        .route(
+            "/api/health/checks/protocol-listener/{protocol}",
+            get(health::protocol_listener),
+        )
+        .route(
+            "/api/health/checks/virtual-hosts",
+            get(health::virtual_hosts),
+        )
+        .route(
+            "/api/health/checks/node-is-quorum-critical",
+            get(health::single_node),
+        )
+        .route(
+            "/api/health/checks/node-is-mirror-sync-critical",
+            get(health::single_node),
+        )
+        .route(
+            "/api/health/checks/certificate-expiration/{within}/{unit}",
+            get(health::certificate_expiration),
+        )
+        .route("/api/connections", get(connections::list_all))
+        .route(
+            "/api/connections/{name}",
+            get(connections::get_one).delete(connections::delete_one),
+        )
+        .route(
+            "/api/connections/{name}/channels",
+            get(connections::channels_of),
+        )
+        .route(
+            "/api/connections/username/{user}",
+            get(connections::of_user).delete(connections::delete_of_user),
+        )
+        .route(
+            "/api/vhosts/{vhost}/connections",
+            get(connections::list_vhost),
+        )
+        .route("/api/channels", get(channels::list_all))
+        .route("/api/channels/{name}", get(channels::get_one))
+        .route("/api/vhosts/{vhost}/channels", get(channels::list_vhost))
+        .route("/api/consumers", get(channels::consumers_all))
+        .route("/api/consumers/{vhost}", get(channels::consumers_vhost))
+        // end of overview … consumers
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(json_errors))
@@ -305,22 +390,17 @@ fn node_name() -> String {
     format!("warren@{}", short)
 }
 
-/// Starts the HTTP API if `admin.config().http_port` is set: binds on the
-/// caller's thread (bind errors and the real port are known on return),
-/// then serves on a thread of its own. `Ok(None)`: the API is disabled.
-pub fn start(admin: Admin) -> io::Result<Option<HttpServer>> {
-    let config = admin.config();
-    let Some(mut port) = config.http_port else {
-        return Ok(None);
-    };
-    let addrs = if config.http_bind.is_empty() {
-        config.bind.clone()
-    } else {
-        config.http_bind.clone()
-    };
+/// Binds `port` (0: an ephemeral one, the same on every address) on each
+/// of `addrs`; `what` names the server in errors. Returns the listeners
+/// and the port.
+fn bind_all(
+    addrs: &[std::net::IpAddr],
+    mut port: u16,
+    what: &str,
+) -> io::Result<(Vec<TcpListener>, u16)> {
     let mut listeners = Vec::new();
     for ip in addrs {
-        let l = match TcpListener::bind(SocketAddr::new(ip, port)) {
+        let l = match TcpListener::bind(SocketAddr::new(*ip, port)) {
             Ok(l) => l,
             // As for AMQP: a machine without that address (no IPv6) still
             // serves the others.
@@ -328,13 +408,13 @@ pub fn start(admin: Admin) -> io::Result<Option<HttpServer>> {
                 if e.kind() == io::ErrorKind::AddrNotAvailable
                     || e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
             {
-                log::warn!("HTTP API not listening on {}: {}", ip, e);
+                log::warn!("{} not listening on {}: {}", what, ip, e);
                 continue;
             }
             Err(e) => {
                 return Err(io::Error::new(
                     e.kind(),
-                    format!("cannot listen on {}:{} (HTTP API): {}", ip, port, e),
+                    format!("cannot listen on {}:{} ({}): {}", ip, port, what, e),
                 ))
             }
         };
@@ -347,9 +427,40 @@ pub fn start(admin: Admin) -> io::Result<Option<HttpServer>> {
     if listeners.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::AddrNotAvailable,
-            "no HTTP API listen address could be bound",
+            format!("no {} listen address could be bound", what),
         ));
     }
+    Ok((listeners, port))
+}
+
+/// Starts the HTTP API (`admin.config().http_port`) and the Prometheus
+/// endpoint (`prometheus_port`), whichever are set: binds on the caller's
+/// thread (bind errors and the real ports are known on return), then
+/// serves both on one thread of its own. `Ok(None)`: both are disabled.
+pub fn start(admin: Admin) -> io::Result<Option<HttpServer>> {
+    let config = admin.config();
+    if config.http_port.is_none() && config.prometheus_port.is_none() {
+        return Ok(None);
+    }
+    let addrs = if config.http_bind.is_empty() {
+        config.bind.clone()
+    } else {
+        config.http_bind.clone()
+    };
+    let (listeners, port) = match config.http_port {
+        Some(p) => {
+            let (l, p) = bind_all(&addrs, p, "HTTP API")?;
+            (l, Some(p))
+        }
+        None => (Vec::new(), None),
+    };
+    let (prom_listeners, prometheus_port) = match config.prometheus_port {
+        Some(p) => {
+            let (l, p) = bind_all(&addrs, p, "Prometheus endpoint")?;
+            (l, Some(p))
+        }
+        None => (Vec::new(), None),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(4)
@@ -359,26 +470,40 @@ pub fn start(admin: Admin) -> io::Result<Option<HttpServer>> {
         admin: admin.clone(),
         node: node_name().into(),
         rates: Arc::new(Sampler::new(admin.clone())),
-        http_port: port,
+        http_port: port.unwrap_or(0),
+        prometheus_port,
     };
     let rates = api.rates.clone();
+    let mut servers = Vec::new();
+    if !listeners.is_empty() {
+        servers.push((listeners, router(api.clone())));
+    }
+    if !prom_listeners.is_empty() {
+        servers.push((prom_listeners, prometheus::router(api)));
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let thread = std::thread::Builder::new()
         .name("warren-http".into())
-        .spawn(move || serve(runtime, listeners, router(api), rates, stop_rx))?;
-    log::info!("management HTTP API listening on port {}", port);
+        .spawn(move || serve(runtime, servers, rates, stop_rx))?;
+    if let Some(port) = port {
+        log::info!("management HTTP API listening on port {}", port);
+    }
+    if let Some(port) = prometheus_port {
+        log::info!("Prometheus endpoint listening on port {}", port);
+    }
     Ok(Some(HttpServer {
         port,
+        prometheus_port,
         stop: stop_tx,
         thread: Some(thread),
     }))
 }
 
-/// The server thread: one axum server per listener until `stop` turns true.
+/// The server thread: one axum server per listener (each with its
+/// router) until `stop` turns true.
 fn serve(
     runtime: tokio::runtime::Runtime,
-    listeners: Vec<TcpListener>,
-    app: Router,
+    listeners: Vec<(Vec<TcpListener>, Router)>,
     rates: Arc<Sampler>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -393,7 +518,10 @@ fn serve(
             }
         });
         let mut servers = Vec::new();
-        for l in listeners {
+        let each = listeners
+            .into_iter()
+            .flat_map(|(ls, app)| ls.into_iter().map(move |l| (l, app.clone())));
+        for (l, app) in each {
             let l = match tokio::net::TcpListener::from_std(l) {
                 Ok(l) => l,
                 Err(e) => {
@@ -402,9 +530,7 @@ fn serve(
                 }
             };
             let mut stop = stop.clone();
-            let app = app
-                .clone()
-                .into_make_service_with_connect_info::<SocketAddr>();
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             servers.push(tokio::spawn(async move {
                 let signal = async move {
                     let _ = stop.wait_for(|s| *s).await;

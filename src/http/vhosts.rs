@@ -1,6 +1,6 @@
-//! `/api/vhosts…`, `/api/vhost-limits…`, `/api/overview` and
-//! `/api/definitions` (rabbit_mgmt_wm_vhosts, _wm_vhost, _wm_limits,
-//! _wm_limit, _wm_overview, _wm_definitions).
+//! `/api/vhosts…`, `/api/vhost-limits…` and `/api/definitions`
+//! (rabbit_mgmt_wm_vhosts, _wm_vhost, _wm_limits, _wm_limit,
+//! _wm_definitions).
 //!
 //! Only what warren can say truthfully: no message or queue counts and no
 //! rates (those come with the statistics part of the API).
@@ -172,25 +172,6 @@ pub(crate) async fn limit_delete(
     })
     .await
 }
-
-/// `GET /api/overview`: the identification fields only (no statistics yet).
-pub(crate) async fn overview(State(api): State<Api>, c: Creds) -> Response {
-    let node = api.node.clone();
-    api.call(c, Level::Management, move |_, _| {
-        Ok(ok(&json!({
-            "management_version": RABBITMQ_VERSION,
-            "rabbitmq_version": RABBITMQ_VERSION,
-            "product_name": "warren",
-            "product_version": env!("CARGO_PKG_VERSION"),
-            "node": &*node,
-            "cluster_name": &*node,
-        })))
-    })
-    .await
-}
-
-/// The RabbitMQ version whose API (and definitions format) warren speaks.
-const RABBITMQ_VERSION: &str = "3.13.7";
 
 pub(crate) async fn definitions_get(State(api): State<Api>, c: Creds) -> Response {
     api.call(c, Level::Administrator, |a, _| {

@@ -35,9 +35,17 @@ pub struct BrokerHandle {
     threads: Vec<JoinHandle<()>>,
     /// A throw-away data directory (`Config::for_tests`), removed on shutdown.
     temp_data_dir: Option<std::path::PathBuf>,
-    /// The management HTTP API's port and how to stop it (`http::start`,
-    /// attached by `warren::start`; this layer does not know the server).
-    http: Option<(u16, Box<dyn FnOnce() + Send>)>,
+    /// The management HTTP API's and the Prometheus endpoint's ports and
+    /// how to stop them (`http::start`, attached by `warren::start`; this
+    /// layer does not know the server).
+    http: Option<AttachedHttp>,
+}
+
+/// The server `warren::start` runs on top of the shards (`attach_http`).
+struct AttachedHttp {
+    port: Option<u16>,
+    prometheus_port: Option<u16>,
+    stop: Box<dyn FnOnce() + Send>,
 }
 
 impl BrokerHandle {
@@ -76,19 +84,34 @@ impl BrokerHandle {
 
     /// The management HTTP API's port, if it runs (`Config::http_port`).
     pub fn http_port(&self) -> Option<u16> {
-        self.http.as_ref().map(|(p, _)| *p)
+        self.http.as_ref().and_then(|h| h.port)
     }
 
-    /// Attaches a server that runs on top of the broker: `stop` ends it (and
-    /// waits for its threads) on `shutdown`, before the shards stop.
-    pub fn attach_http(&mut self, port: u16, stop: Box<dyn FnOnce() + Send>) {
-        self.http = Some((port, stop));
+    /// The Prometheus endpoint's port, if it runs (`Config::prometheus_port`).
+    pub fn prometheus_port(&self) -> Option<u16> {
+        self.http.as_ref().and_then(|h| h.prometheus_port)
+    }
+
+    /// Attaches a server that runs on top of the broker (its API and
+    /// Prometheus ports): `stop` ends it (and waits for its threads) on
+    /// `shutdown`, before the shards stop.
+    pub fn attach_http(
+        &mut self,
+        port: Option<u16>,
+        prometheus_port: Option<u16>,
+        stop: Box<dyn FnOnce() + Send>,
+    ) {
+        self.http = Some(AttachedHttp {
+            port,
+            prometheus_port,
+            stop,
+        });
     }
 
     /// Stops every shard and waits for the threads.
     pub fn shutdown(mut self) {
-        if let Some((_, stop)) = self.http.take() {
-            stop();
+        if let Some(h) = self.http.take() {
+            (h.stop)();
         }
         self.stop.store(true, Ordering::Release);
         for w in &self.wakers {

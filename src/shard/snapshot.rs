@@ -13,6 +13,7 @@ impl ShardState {
             shard: ctx.id,
             totals: ctx.closed_channel_stats,
             churn: ctx.churn,
+            msg_sizes: ctx.msg_sizes,
             ..ShardSnapshot::default()
         };
         let (now, wall) = (ttl::now_ms(), stats::wall_ms());

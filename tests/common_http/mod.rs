@@ -47,10 +47,28 @@ impl Api {
     }
 
     pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> Answer {
+        self.call_with_headers(method, path, body, &[])
+    }
+
+    /// A request without a body and with one extra header (`X-Reason`…).
+    pub fn call_with_header(&self, method: &str, path: &str, header: (&str, &str)) -> Answer {
+        self.call_with_headers(method, path, None, &[header])
+    }
+
+    pub fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let agent = ureq::AgentBuilder::new()
             .timeout(std::time::Duration::from_secs(10))
             .build();
         let mut req = agent.request(method, &format!("{}{}", self.base, path));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
         if let Some((u, p)) = &self.auth {
             let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
             req = req.set("Authorization", &format!("Basic {token}"));

@@ -169,6 +169,8 @@ impl Channel {
         let meta = MessageMeta::from_amqp091(&msg.properties);
         self.check_publish(&mut msg, meta, cx)?;
         self.stats.publish += 1;
+        self.stats.received_confirm += self.confirm as u64;
+        cx.ctx.msg_sizes.observe(msg.body.len());
         if self.tx.is_some() {
             // Fail now on an unknown exchange or bad CC/BCC headers, as
             // RabbitMQ does, but route at commit.
