@@ -16,9 +16,12 @@
 //! - `vhosts.rs`: `/api/vhosts…`, `/api/vhost-limits…`, `/api/overview`,
 //!   `/api/definitions`.
 //! - `permissions.rs`: `/api/permissions…`, `/api/topic-permissions…`.
+//! - `ui.rs`: the management web UI (`GET /`, `/ui/…`), static files from
+//!   `ui/` embedded in the binary.
 
 mod auth;
 mod permissions;
+mod ui;
 mod users;
 mod vhosts;
 
@@ -189,6 +192,7 @@ fn router(api: Api) -> Router {
             "/api/definitions",
             get(vhosts::definitions_get).post(vhosts::definitions_post),
         )
+        .merge(ui::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(json_errors))
