@@ -94,8 +94,12 @@ export async function request(method, path, body, opts = {}) {
     }
   }
   if (!res.ok) {
-    const err = new ApiError(res.status, json && json.error, (json && json.reason) || res.statusText);
-    if (res.status === 401 && !opts.auth && authHeader()) onUnauthorized(err);
+    const reason = json && json.reason;
+    const err = new ApiError(res.status, json && json.error,
+      Array.isArray(reason) ? JSON.stringify(reason) : (reason || res.statusText));
+    // 401 `not_authorized` (or no body): the credentials no longer work, log
+    // out. 401 `not_authorised` (with an s): this user may not do that.
+    if (res.status === 401 && !opts.auth && authHeader() && err.error !== 'not_authorised') onUnauthorized(err);
     throw err;
   }
   return json;

@@ -31,6 +31,7 @@ const ROUTES = [
 const ctx = {
   vhost: sessionStorage.getItem(VHOST_KEY) || '',
   vhosts: [],
+  exchangeTypes: ['direct', 'fanout', 'headers', 'topic'],
   navigate: (hash) => { location.hash = hash; },
 };
 
@@ -67,9 +68,8 @@ async function onLogin(ev) {
     $('login-password').value = '';
     await startApp();
   } catch (e) {
-    err.textContent = e instanceof ApiError && e.status === 401
-      ? `Login failed: ${e.reason || 'not authorised'}`
-      : `Login failed: ${e.message}`;
+    const why = e instanceof ApiError && e.status === 401 ? e.reason : e.message;
+    err.textContent = !why || why === 'Login failed' ? 'Login failed' : `Login failed: ${why}`;
     err.hidden = false;
   }
 }
@@ -93,6 +93,9 @@ async function startApp() {
 async function loadVersion() {
   try {
     const o = await get('/api/overview');
+    if (Array.isArray(o.exchange_types) && o.exchange_types.length) {
+      ctx.exchangeTypes = o.exchange_types.map((t) => t.name).sort();
+    }
     $('top-version').textContent = [o.product_name, o.product_version].filter(Boolean).join(' ')
       + (o.rabbitmq_version ? ` (RabbitMQ ${o.rabbitmq_version} API)` : '');
   } catch (_) {

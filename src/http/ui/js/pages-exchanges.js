@@ -8,8 +8,6 @@ import {
 } from './api.js';
 import { pagedTable } from './table.js';
 
-export const EXCHANGE_TYPES = ['direct', 'fanout', 'headers', 'topic'];
-
 /** The API's name of an exchange: the default one is `amq.default`. */
 export function exchangePath(vhost, name) {
   return `/api/exchanges/${enc(vhost)}/${enc(name === '' ? 'amq.default' : name)}`;
@@ -82,7 +80,7 @@ export async function exchangeList(root, _params, ctx) {
 
   const vhost = vhostSelect(ctx, 'add-exchange-vhost');
   const name = h('input', { id: 'add-exchange-name', 'data-test': 'add-exchange-name', required: true });
-  const type = select({ id: 'add-exchange-type', 'data-test': 'add-exchange-type' }, EXCHANGE_TYPES, 'direct');
+  const type = select({ id: 'add-exchange-type', 'data-test': 'add-exchange-type' }, ctx.exchangeTypes, 'direct');
   const durable = boolSelect('add-exchange-durable', true);
   const autoDelete = boolSelect('add-exchange-auto-delete', false);
   const internal = boolSelect('add-exchange-internal', false);

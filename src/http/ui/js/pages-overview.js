@@ -126,9 +126,11 @@ export async function overview(root) {
       return;
     }
     fill(nodes, table({ 'data-test': 'nodes-table' },
-      ['Name', 'Type', 'Running', 'Memory', 'Disk free', 'File descriptors', 'Sockets', 'Processes', 'Uptime'],
+      ['Name', 'Type', 'Running', 'Alarms', 'Memory', 'Disk free', 'File descriptors', 'Sockets', 'Processes', 'Uptime'],
       (list || []).map((n) => [
         n.name, n.type || '', fmtBool(n.running),
+        h('span', { class: 'blocked', 'data-test': 'node-alarms' },
+          [n.mem_alarm ? 'memory' : '', n.disk_free_alarm ? 'disk' : ''].filter(Boolean).join(', ')),
         n.mem_used !== undefined ? `${fmtBytes(n.mem_used)}${n.mem_limit ? ' / ' + fmtBytes(n.mem_limit) : ''}` : '',
         n.disk_free !== undefined ? fmtBytes(n.disk_free) : '',
         n.fd_used !== undefined ? `${fmtNum(n.fd_used)}${n.fd_total ? ' / ' + fmtNum(n.fd_total) : ''}` : '',
