@@ -227,14 +227,18 @@ export function select(attrs, options, selected) {
 
 /**
  * A button that asks before acting: the first click shows "Are you sure?"
- * with Yes (data-test `${test}-confirm`) and No.
+ * with Yes (data-test `${test}-confirm`) and No. While it asks, the page's
+ * automatic refresh waits (see app.js), so that the question stays.
  */
 export function confirmButton(label, test, action, cls = 'danger') {
   const wrap = h('span', { class: 'confirm' });
-  const reset = () => fill(wrap, btn);
+  const reset = () => {
+    wrap.classList.remove('asking');
+    fill(wrap, btn);
+  };
   const btn = h('button', {
     type: 'button', class: cls, 'data-test': test,
-    onclick: () => fill(wrap,
+    onclick: () => wrap.classList.add('asking') || fill(wrap,
       h('span', { class: 'sure' }, 'Are you sure? '),
       h('button', { type: 'button', class: cls, 'data-test': test + '-confirm', onclick: () => { reset(); guarded(action); } }, 'Yes, ' + label.toLowerCase()),
       ' ',

@@ -137,7 +137,10 @@ function restartTimer() {
   timer = null;
   const ms = Number($('refresh-interval').value);
   if (ms > 0 && current && current.refresh) {
-    timer = setInterval(() => current && current.refresh && current.refresh(), ms);
+    timer = setInterval(() => {
+      // Not while a "Are you sure?" is open: the refresh would redraw it away.
+      if (current && current.refresh && !document.querySelector('.confirm.asking')) current.refresh();
+    }, ms);
   }
 }
 

@@ -29,7 +29,11 @@ export async function connectionList(root, _params, ctx) {
     empty: 'No connections.',
     row: (c) => ({ 'data-test': 'connection-row', 'data-name': c.name }),
     columns: [
-      { title: 'Name', sort: 'name', cell: (c) => h('a', { href: `#/connections/${enc(c.name)}`, 'data-test': 'connection-link' }, c.name) },
+      {
+        title: 'Name', sort: 'name',
+        cell: (c) => [h('a', { href: `#/connections/${enc(c.name)}`, 'data-test': 'connection-link' }, c.name),
+          c.user_provided_name ? h('div', { class: 'muted small' }, c.user_provided_name) : null],
+      },
       { title: 'Virtual host', sort: 'vhost', cell: (c) => c.vhost },
       { title: 'User', sort: 'user', cell: (c) => c.user },
       { title: 'State', sort: 'state', cell: (c) => stateCell(c.state) },
