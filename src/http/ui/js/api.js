@@ -335,10 +335,6 @@ export function features(o) {
   return h('span', { class: 'features' }, tags.map(([t, title]) => h('abbr', { class: 'feature', title }, t)));
 }
 
-export function vhostName(v) {
-  return v === undefined || v === null ? '' : v;
-}
-
 /** "(AMQP default)" for the default exchange, as RabbitMQ's UI. */
 export function exchangeLabel(name) {
   return name === '' ? '(AMQP default)' : name;
