@@ -5,8 +5,8 @@
 //! channels, connections (closing the client's connection from the UI),
 //! creating a queue, publishing to it through the default exchange, getting
 //! the message back, purge, delete, users, vhosts, permissions, limits and
-//! definitions. The script must exit 0; then the client must have been
-//! disconnected.
+//! definitions (and an API error in the banner). The script must exit 0;
+//! then the client must have been disconnected.
 //!
 //! Needs `chromium` and `chromedriver` (Debian's chromium and chromium-driver
 //! packages; `scripts/install-chromium.sh`, which `.ci/run` runs, installs

@@ -382,6 +382,20 @@ def definitions(ui, args):
     ui.shot("definitions")
 
 
+@step(needs=["definitions"], allow=["/api/definitions", "400"])
+def error_banner(ui, args):
+    # An API error shows its reason in the banner, which can be dismissed.
+    bad = os.path.join(args.downloads, "bad.json")
+    with open(bad, "w") as f:
+        f.write("this is not JSON")
+    ui.d.find_element(By.CSS_SELECTOR, sel("definitions-file")).send_keys(bad)
+    ui.click(sel("definitions-upload"))
+    ui.text_has(sel("error-text"), "400", "the error banner with the API's status")
+    ui.shot("error-banner")
+    ui.click("#error-close")
+    ui.wait(EC.invisibility_of_element_located((By.ID, "error-banner")), "the dismissed banner to go")
+
+
 @step(needs=["login"])
 def logout(ui, args):
     ui.click(sel("logout"))

@@ -140,10 +140,11 @@ export function clearInfo() {
   document.getElementById('info-banner').hidden = true;
 }
 
-/** Runs `f`; an error goes to the banner instead of the console. */
+/** Runs `f` (an action): old notices go; an error goes to the banner. */
 export async function guarded(f) {
   try {
     clearError();
+    clearInfo();
     return await f();
   } catch (e) {
     showError(e);

@@ -243,6 +243,7 @@ export async function definitionsPage(root, _params, ctx) {
       h('button', {
         type: 'button', id: 'definitions-download', 'data-test': 'definitions-download',
         onclick: () => guarded(async () => {
+          status.textContent = '';
           const defs = await get('/api/definitions');
           const name = `warren_definitions_${new Date().toISOString().slice(0, 10)}.json`;
           download(name, JSON.stringify(defs, null, 2));
@@ -254,6 +255,7 @@ export async function definitionsPage(root, _params, ctx) {
         id: 'definitions-form', class: 'form',
         onsubmit: (ev) => {
           ev.preventDefault();
+          status.textContent = '';
           guarded(async () => {
             const f = file.files && file.files[0];
             if (!f) throw new Error('Choose a definitions file first.');
