@@ -26,6 +26,8 @@
 //!   `stats_json.rs` (counters with rates).
 //! - `prometheus.rs`, `prometheus_text.rs`: the Prometheus endpoint
 //!   (`--prometheus-port`), a second listener on the same runtime.
+//! - `ui.rs`: the management web UI (`GET /`, `/ui/…`), static files from
+//!   `ui/` embedded in the binary.
 
 mod auth;
 mod binding_key;
@@ -45,6 +47,7 @@ mod prometheus_text;
 mod queues;
 mod scope;
 mod stats_json;
+mod ui;
 mod users;
 mod vhosts;
 
@@ -343,6 +346,7 @@ fn router(api: Api) -> Router {
         .route("/api/consumers", get(channels::consumers_all))
         .route("/api/consumers/{vhost}", get(channels::consumers_vhost))
         // end of overview … consumers
+        .merge(ui::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(json_errors))
