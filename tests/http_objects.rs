@@ -114,12 +114,19 @@ async fn queue_counts_follow_traffic() {
         let tiq = &one["latency"]["time_in_queue"];
         assert_eq!(tiq["count"], 1, "{tiq}");
         assert_eq!(tiq["buckets"].as_array().unwrap().len(), 21);
-        assert_eq!(tiq["buckets"][20][0], Value::Null, "the last bucket is +Inf");
+        assert_eq!(
+            tiq["buckets"][20][0],
+            Value::Null,
+            "the last bucket is +Inf"
+        );
         assert_eq!(one["latency"]["publish_to_confirm"]["count"], 3);
         // The default exchange counted the three publishes, all routed.
-        let x = poll_json(&api, "/api/exchanges/%2F/amq.default", "exchange stats", |v| {
-            v["message_stats"]["publish_in"].as_u64() >= Some(3)
-        });
+        let x = poll_json(
+            &api,
+            "/api/exchanges/%2F/amq.default",
+            "exchange stats",
+            |v| v["message_stats"]["publish_in"].as_u64() >= Some(3),
+        );
         assert_eq!(
             x["message_stats"]["publish_in"], x["message_stats"]["publish_out"],
             "every publish to the default exchange here was routed: {x}"

@@ -296,6 +296,27 @@ async fn metrics_count_known_traffic() {
         assert_eq!(per.get("rabbitmq_queue_messages_unacked", &ql), 0.0);
         assert_eq!(per.get("rabbitmq_queue_messages_ready_bytes", &ql), 1250.0);
         assert_eq!(per.get("rabbitmq_queue_messages_published_total", &ql), 7.0);
+        assert_eq!(per.get("rabbitmq_queue_messages_delivered_total", &ql), 0.0);
+        // warren's latency histograms: 7 confirms timed on the queue, none
+        // delivered yet (an empty histogram of a queue is left out).
+        let confirm_inf = [("vhost", "/"), ("queue", q.as_str()), ("le", "+Inf")];
+        assert_eq!(
+            per.get("rabbitmq_queue_publish_to_confirm_seconds_bucket", &confirm_inf),
+            7.0
+        );
+        assert_eq!(
+            per.get("rabbitmq_queue_publish_to_confirm_seconds_count", &ql),
+            7.0
+        );
+        assert_eq!(
+            per.value("rabbitmq_queue_time_in_queue_seconds_count", &ql),
+            None,
+            "nothing delivered: no time-in-queue series"
+        );
+        assert_eq!(
+            per.types["rabbitmq_queue_time_in_queue_seconds"], "histogram",
+            "the family is declared even when empty"
+        );
         assert_eq!(per.get("rabbitmq_queues", &[]), 1.0);
         assert_eq!(per.get("rabbitmq_connections", &[]), 1.0);
         assert_eq!(per.get("rabbitmq_channels", &[]), 1.0);

@@ -9,8 +9,8 @@
 //! Calls block for at most a control round trip: call them from a thread of
 //! your own (the HTTP server uses `spawn_blocking`), never from a shard.
 
-mod exchanges;
 mod aliveness;
+mod exchanges;
 mod import;
 pub mod objects;
 pub mod stats;
@@ -24,8 +24,8 @@ use crate::core::tenancy::{User, UserLimits};
 use crate::shard::control::Control;
 use std::sync::Arc;
 
-pub use exchanges::{BindingFilter, BindingView, ExchangeView};
 pub use aliveness::{AlivenessFailure, ALIVENESS_QUEUE};
+pub use exchanges::{BindingFilter, BindingView, ExchangeView};
 pub use import::ImportReport;
 
 /// Why an administration call failed, with the HTTP status RabbitMQ's

@@ -97,6 +97,8 @@ fn collect(api: &Api, endpoint: &Endpoint) -> ScrapeData {
             Want {
                 queues: has("queue_coarse_metrics")
                     || has("queue_metrics")
+                    || has("queue_delivery_metrics")
+                    || has("queue_latency_metrics")
                     || has("queue_consumer_count")
                     || has("channel_queue_exchange_metrics"),
                 connections: has("connection_coarse_metrics") || has("connection_metrics"),

@@ -16,7 +16,9 @@
 
 use super::prometheus_text::{labels, Out, ScrapeData};
 use crate::core::ids::VhostId;
+use crate::core::latency::Histogram;
 use crate::core::stats::MsgStats;
+use crate::core::stats::QueueSnap;
 
 /// Objects of one kind: their label strings and the per-object value of
 /// each metric.
@@ -176,6 +178,85 @@ pub(super) fn render(
             "Total number of messages published to queues",
             |q| q.stats.publish,
         );
+    }
+    if wanted("queue_delivery_metrics") {
+        let q = &queues;
+        q.metric(
+            out,
+            "queue_messages_delivered_total",
+            "counter",
+            "Total number of messages delivered from queues (consumed or got)",
+            |q| q.stats.deliver_get(),
+        );
+        q.metric(
+            out,
+            "queue_messages_acked_total",
+            "counter",
+            "Total number of delivered messages acknowledged",
+            |q| q.stats.ack,
+        );
+        q.metric(
+            out,
+            "queue_messages_redelivered_total",
+            "counter",
+            "Total number of messages delivered again after a requeue",
+            |q| q.stats.redeliver,
+        );
+    }
+    if wanted("queue_latency_metrics") {
+        latency(
+            out,
+            &queues,
+            "queue_time_in_queue_seconds",
+            "Time messages waited in queues before their first delivery (warren)",
+            |q| &q.time_in_queue,
+        );
+        latency(
+            out,
+            &queues,
+            "queue_publish_to_confirm_seconds",
+            "Time from a message reaching its queue to the publisher confirm (warren)",
+            |q| &q.confirm_latency,
+        );
+    }
+}
+
+/// warren's latency histograms (`core::latency`) as Prometheus histograms
+/// in seconds: per object, only for queues that measured something (an
+/// idle queue adds no 23 lines to the scrape); aggregated, one node-wide
+/// histogram.
+fn latency(
+    out: &mut Out,
+    queues: &Objects<'_, QueueSnap>,
+    name: &str,
+    help: &str,
+    h: impl Fn(&QueueSnap) -> &Histogram,
+) {
+    out.family(name, "histogram", help);
+    let bucket = format!("{name}_bucket");
+    let (sum, count) = (format!("{name}_sum"), format!("{name}_count"));
+    let mut write = |l: &str, hist: &Histogram| {
+        let sep = if l.is_empty() { "" } else { "," };
+        for (le, c) in hist.cumulative() {
+            let le = le.map_or_else(|| "+Inf".to_string(), |us| format!("{}", us as f64 / 1e6));
+            out.sample(&bucket, &format!("{l}{sep}le=\"{le}\""), c);
+        }
+        out.sample(&sum, l, hist.sum_us as f64 / 1e6);
+        out.sample(&count, l, hist.count());
+    };
+    if queues.per_object {
+        for (q, l) in &queues.items {
+            let hist = h(q);
+            if hist.count() > 0 {
+                write(l, hist);
+            }
+        }
+    } else {
+        let mut all = Histogram::default();
+        for (q, _) in &queues.items {
+            all.add(h(q));
+        }
+        write("", &all);
     }
 }
 

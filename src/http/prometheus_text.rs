@@ -576,6 +576,8 @@ mod tests {
             stats: MsgStats::default(),
             memory: 1000,
             shard: 0,
+            time_in_queue: Default::default(),
+            confirm_latency: Default::default(),
         }
     }
 
