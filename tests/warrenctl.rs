@@ -265,3 +265,112 @@ async fn changes_survive_a_restart() {
     let _ = conn.close(200, "bye").await;
     b.shutdown();
 }
+
+/// The inspection commands: rabbitmqctl's default columns, chosen info
+/// items, `--no-table-headers`, `--formatter json`, `-q`; then purge_queue,
+/// delete_queue and close_connection act on what lapin holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_commands_purge_delete_and_close() {
+    deadline(60, async {
+        let b = broker();
+        let conn = lapin::Connection::connect(
+            &uri(&b, "guest", "guest", "/"),
+            lapin::ConnectionProperties::default().with_connection_name("ctl-conn".into()),
+        )
+        .await
+        .expect("connects");
+        let mut errors = watch_connection(&conn);
+        let ch = channel(&conn).await;
+        declare(&ch, "ctl-list-q").await;
+        for _ in 0..3 {
+            publish(&ch, "", "ctl-list-q", b"m").await;
+        }
+        eventually("three messages", async || {
+            message_count(&ch, "ctl-list-q").await == 3
+        })
+        .await;
+        let cch = channel(&conn).await;
+        let _consumer = within(cch.basic_consume(
+            "ctl-list-q",
+            "ctl-tag",
+            lapin::options::BasicConsumeOptions::default(),
+            lapin::types::FieldTable::default(),
+        ))
+        .await
+        .unwrap();
+
+        // Default columns: name, messages; the queue is listed (it has a
+        // consumer now, which may hold some of the messages unacked).
+        let out = ok(&b, &["-q", "list_queues"]);
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("name\tmessages"), "{out}");
+        assert!(out.lines().any(|l| l == "ctl-list-q\t3"), "{out}");
+        // Chosen columns, no headers.
+        let out = ok(
+            &b,
+            &["-q", "--no-table-headers", "list_queues", "name", "durable", "consumers"],
+        );
+        assert!(out.lines().any(|l| l == "ctl-list-q\tfalse\t1"), "{out}");
+        // Unknown info item: rabbitmqctl's usage error.
+        let bad = ctl(&b, &["list_queues", "name", "nonsense"]);
+        assert_eq!(bad.status.code(), Some(64));
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("nonsense"));
+        // JSON.
+        let out = ok(&b, &["-q", "--formatter", "json", "list_queues", "name", "messages"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert!(v
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["name"] == "ctl-list-q" && q["messages"] == 3));
+
+        let out = ok(&b, &["-q", "list_exchanges"]);
+        assert!(out.lines().any(|l| l == "amq.topic\ttopic"), "{out}");
+        let out = ok(&b, &["-q", "list_bindings"]);
+        assert!(
+            out.lines()
+                .any(|l| l == "\texchange\tctl-list-q\tqueue\tctl-list-q\t[]"),
+            "the default exchange's binding: {out}"
+        );
+        let out = ok(&b, &["-q", "list_connections", "user", "state", "client_properties"]);
+        assert!(
+            out.lines().any(|l| l.starts_with("guest\trunning\t") && l.contains("ctl-conn")),
+            "{out}"
+        );
+        let out = ok(&b, &["-q", "list_channels"]);
+        assert_eq!(out.lines().count(), 3, "header and two channels: {out}");
+        let out = ok(&b, &["-q", "list_consumers"]);
+        assert!(out.contains("ctl-list-q\t") && out.contains("\tctl-tag\ttrue\t"), "{out}");
+        let out = ok(&b, &["status"]);
+        assert!(out.contains("RabbitMQ version: "), "{out}");
+        assert!(out.contains("queues: 1"), "{out}");
+
+        // purge_queue empties what is ready; delete_queue removes it.
+        within(cch.close(200, "bye")).await.unwrap();
+        eventually("the consumer's messages are back", async || {
+            message_count(&ch, "ctl-list-q").await == 3
+        })
+        .await;
+        ok(&b, &["purge_queue", "ctl-list-q"]);
+        assert_eq!(message_count(&ch, "ctl-list-q").await, 0);
+        let gone = ctl(&b, &["delete_queue", "no-such-queue"]);
+        assert_eq!(
+            gone.status.code(),
+            Some(1),
+            "stderr: {}",
+            String::from_utf8_lossy(&gone.stderr)
+        );
+        ok(&b, &["delete_queue", "ctl-list-q"]);
+
+        // close_connection by the name list_connections shows.
+        let name = ok(&b, &["-q", "--no-table-headers", "list_connections", "name"]);
+        let name = name.lines().next().expect("one connection").to_string();
+        ok(&b, &["close_connection", &name, "maintenance"]);
+        assert_eq!(
+            next_err(&mut errors).await,
+            (320, "CONNECTION_FORCED - maintenance".to_string())
+        );
+        b.shutdown();
+    })
+    .await;
+}

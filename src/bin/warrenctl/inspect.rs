@@ -62,8 +62,8 @@ pub enum InspectCommand {
         /// Only if it has no messages.
         #[arg(short = 'e', long)]
         if_empty: bool,
-        /// Only if it has no consumers.
-        #[arg(short = 'u', long)]
+        /// Only if it has no consumers. (No `-u`: that is the login user.)
+        #[arg(long)]
         if_unused: bool,
     },
     /// Closes a connection (its name as list_connections name shows it)

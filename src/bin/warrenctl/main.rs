@@ -106,3 +106,15 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Inspect(cmd) => inspect::run(&c, cmd, &cli.output(), &say),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks over every command (e.g. two
+    /// arguments sharing a short flag), which otherwise fire only when that
+    /// command runs.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}
