@@ -144,6 +144,19 @@ pub(crate) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Respon
     }
 }
 
+/// 200 with a body that is JSON already.
+pub(crate) fn ok_bytes(body: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
 /// 200 with a JSON body.
 pub(crate) fn ok<T: serde::Serialize>(value: &T) -> Response {
     json(StatusCode::OK, value)
