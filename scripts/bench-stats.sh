@@ -5,11 +5,16 @@
 #   polled: a client hammers the management API and the Prometheus endpoint
 #           at 10 requests/s during the run (overview, queues, connections,
 #           channels, consumers, /metrics/per-object, round robin);
+#   idle:   (only if IDLE is set) the same two HTTP connections as polled,
+#           one request each, then silence: separates the cost of serving
+#           requests from that of the poller's presence (its connections
+#           shift the loadgen's ephemeral ports, and with them which shard
+#           SO_REUSEPORT gives each loadgen connection);
 #   base:   (only if BASE_BIN is set) another warren binary, e.g. a build
 #           of the commit before the counters, nobody polling.
 # Runs alternate ROUNDS times; prints one line per run and the medians.
 # Release build; AMQP port 25682, HTTP 25683, Prometheus 25684.
-# Usage: ROUNDS=3 DURATION=5 [BASE_BIN=/path/to/old/warren] scripts/bench-stats.sh [--no-build]
+# Usage: ROUNDS=3 DURATION=5 [SCENARIOS="a c"] [BASE_BIN=/path/to/old/warren] scripts/bench-stats.sh [--no-build]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -32,20 +37,35 @@ start() { # binary extra-args...
 }
 stop() { kill "$(cat "$T/pid")"; wait "$(cat "$T/pid")" 2>/dev/null || true; }
 
-# 10 requests/s until killed, each a full answer read by curl.
-poll() {
-  local paths=(/api/overview /api/queues /api/connections /api/channels /api/consumers)
-  local i=0
-  while true; do
-    local p=${paths[$((i % ${#paths[@]}))]}
-    if [ $((i % 6)) = 5 ]; then
-      curl -s -o /dev/null http://127.0.0.1:25684/metrics/per-object || true
-    else
-      curl -s -o /dev/null -u guest:guest "http://127.0.0.1:25683$p" || true
-    fi
-    i=$((i + 1))
-    sleep 0.1
-  done
+# 10 requests/s until killed, each a full answer read, over two kept-alive
+# HTTP connections (one Python process: the poller's own CPU stays small,
+# which matters on a 2-core machine shared with the broker and the loadgen).
+poll() { # [idle: one request per connection, then none]
+  exec python3 - "${1:-busy}" <<'PY'
+import base64, http.client, sys, time
+auth = {"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()}
+api = http.client.HTTPConnection("127.0.0.1", 25683)
+prom = http.client.HTTPConnection("127.0.0.1", 25684)
+paths = ["/api/overview", "/api/queues", "/api/connections", "/api/channels", "/api/consumers"]
+i = 0
+if sys.argv[1] == "idle":
+    api.request("GET", "/api/overview", headers=auth); api.getresponse().read()
+    prom.request("GET", "/metrics"); prom.getresponse().read()
+    while True:
+        time.sleep(1)
+while True:
+    t = time.monotonic()
+    try:
+        if i % 6 == 5:
+            prom.request("GET", "/metrics/per-object"); prom.getresponse().read()
+        else:
+            api.request("GET", paths[i % len(paths)], headers=auth); api.getresponse().read()
+    except Exception:
+        api = http.client.HTTPConnection("127.0.0.1", 25683)
+        prom = http.client.HTTPConnection("127.0.0.1", 25684)
+    i += 1
+    time.sleep(max(0.0, 0.1 - (time.monotonic() - t)))
+PY
 }
 
 run() { # label scenario
@@ -61,7 +81,7 @@ run() { # label scenario
 }
 
 for _ in $(seq "$ROUNDS"); do
-  for sc in a c; do
+  for sc in ${SCENARIOS:-a c}; do
     start "$W" --http-port 25683 --prometheus-port 25684
     run quiet $sc; stop
     start "$W" --http-port 25683 --prometheus-port 25684
@@ -69,6 +89,13 @@ for _ in $(seq "$ROUNDS"); do
     run polled $sc
     kill $POLLER; wait $POLLER 2>/dev/null || true
     stop
+    if [ -n "${IDLE:-}" ]; then
+      start "$W" --http-port 25683 --prometheus-port 25684
+      poll idle & POLLER=$!
+      run idle $sc
+      kill $POLLER; wait $POLLER 2>/dev/null || true
+      stop
+    fi
     if [ -n "${BASE_BIN:-}" ]; then
       start "$BASE_BIN" --http-port 0; run base $sc; stop
     fi
