@@ -27,12 +27,15 @@ T=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$T"' EXIT
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-python3 - "$T/defs.json" "$QUEUES" <<'PY'
+# Definitions files of at most 20,000 queues each (RabbitMQ refuses request
+# bodies over its management.http.max_body_size).
+python3 - "$T" "$QUEUES" <<'PY'
 import json, sys
 n = int(sys.argv[2])
-qs = [{"name": f"scale-q{i:06d}", "vhost": "/", "durable": True, "auto_delete": False,
-       "arguments": {}} for i in range(n)]
-json.dump({"queues": qs}, open(sys.argv[1], "w"))
+for c, start in enumerate(range(0, n, 20000)):
+    qs = [{"name": f"scale-q{i:06d}", "vhost": "/", "durable": True, "auto_delete": False,
+           "arguments": {}} for i in range(start, min(n, start + 20000))]
+    json.dump({"queues": qs}, open(f"{sys.argv[1]}/defs-{c:03d}.json", "w"))
 PY
 
 rss() { awk '/VmRSS/ {print $2 * 1024}' "/proc/$1/status"; }
@@ -49,8 +52,10 @@ else
 fi
 RSS0=$(rss "$PID")
 T0=$(date +%s.%N)
-curl -s -f -u guest:guest -H 'content-type: application/json' -X POST \
-  --data-binary @"$T/defs.json" "http://127.0.0.1:$HTTP_PORT/api/definitions" >/dev/null
+for f in "$T"/defs-*.json; do
+  curl -s -f -m 600 -u guest:guest -H 'content-type: application/json' -X POST \
+    --data-binary @"$f" "http://127.0.0.1:$HTTP_PORT/api/definitions" >/dev/null
+done
 # Wait until every queue is there.
 for _ in $(seq 600); do
   n=$(curl -s -u guest:guest "http://127.0.0.1:$HTTP_PORT/api/overview" |

@@ -600,3 +600,63 @@ fn http_can_be_disabled() {
     assert_eq!(b.http_port(), None);
     b.shutdown();
 }
+
+/// `POST /api/users/bulk-delete` deletes in order and stops at a missing
+/// user (RabbitMQ's is not atomic either); `GET /api/auth/hash_password`
+/// gives a hash that logs in when a user is created with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_delete_and_hash_password() {
+    deadline(30, async {
+        let (b, api) = broker();
+        for u in ["bd-1", "bd-2", "bd-3"] {
+            let a = api.call(
+                "PUT",
+                &format!("/api/users/{u}"),
+                Some(r#"{"password":"pw","tags":""}"#),
+            );
+            assert_eq!(a.status, 201, "{a:?}");
+        }
+        let a = api.call(
+            "POST",
+            "/api/users/bulk-delete",
+            Some(r#"{"users":["bd-1","bd-2"]}"#),
+        );
+        assert_eq!(a.status, 204, "{a:?}");
+        assert_eq!(api.call("GET", "/api/users/bd-1", None).status, 404);
+        assert_eq!(api.call("GET", "/api/users/bd-3", None).status, 200);
+        let a = api.call(
+            "POST",
+            "/api/users/bulk-delete",
+            Some(r#"{"users":["bd-3","nobody"]}"#),
+        );
+        assert_eq!(a.status, 404, "{a:?}");
+        assert_eq!(
+            api.call("GET", "/api/users/bd-3", None).status,
+            404,
+            "deleted before the error"
+        );
+        assert_eq!(
+            api.call("POST", "/api/users/bulk-delete", Some("{}"))
+                .status,
+            400
+        );
+
+        let h = api
+            .call("GET", "/api/auth/hash_password/s3cret", None)
+            .json();
+        let hash = h["ok"].as_str().expect("a hash").to_string();
+        let body = json!({"password_hash": hash, "tags": "administrator"}).to_string();
+        assert_eq!(
+            api.call("PUT", "/api/users/hashed", Some(&body)).status,
+            201
+        );
+        let as_hashed = api.as_user(Some(("hashed", "s3cret")));
+        assert_eq!(
+            as_hashed.call("GET", "/api/whoami", None).status,
+            200,
+            "the hash is the password's"
+        );
+        b.shutdown();
+    })
+    .await;
+}

@@ -301,7 +301,10 @@ async fn metrics_count_known_traffic() {
         // delivered yet (an empty histogram of a queue is left out).
         let confirm_inf = [("vhost", "/"), ("queue", q.as_str()), ("le", "+Inf")];
         assert_eq!(
-            per.get("rabbitmq_queue_publish_to_confirm_seconds_bucket", &confirm_inf),
+            per.get(
+                "rabbitmq_queue_publish_to_confirm_seconds_bucket",
+                &confirm_inf
+            ),
             7.0
         );
         assert_eq!(

@@ -308,7 +308,14 @@ async fn list_commands_purge_delete_and_close() {
         // Chosen columns, no headers.
         let out = ok(
             &b,
-            &["-q", "--no-table-headers", "list_queues", "name", "durable", "consumers"],
+            &[
+                "-q",
+                "--no-table-headers",
+                "list_queues",
+                "name",
+                "durable",
+                "consumers",
+            ],
         );
         assert!(out.lines().any(|l| l == "ctl-list-q\tfalse\t1"), "{out}");
         // Unknown info item: rabbitmqctl's usage error.
@@ -316,7 +323,17 @@ async fn list_commands_purge_delete_and_close() {
         assert_eq!(bad.status.code(), Some(64));
         assert!(String::from_utf8_lossy(&bad.stderr).contains("nonsense"));
         // JSON.
-        let out = ok(&b, &["-q", "--formatter", "json", "list_queues", "name", "messages"]);
+        let out = ok(
+            &b,
+            &[
+                "-q",
+                "--formatter",
+                "json",
+                "list_queues",
+                "name",
+                "messages",
+            ],
+        );
         let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
         assert!(v
             .as_array()
@@ -332,15 +349,28 @@ async fn list_commands_purge_delete_and_close() {
                 .any(|l| l == "\texchange\tctl-list-q\tqueue\tctl-list-q\t[]"),
             "the default exchange's binding: {out}"
         );
-        let out = ok(&b, &["-q", "list_connections", "user", "state", "client_properties"]);
+        let out = ok(
+            &b,
+            &[
+                "-q",
+                "list_connections",
+                "user",
+                "state",
+                "client_properties",
+            ],
+        );
         assert!(
-            out.lines().any(|l| l.starts_with("guest\trunning\t") && l.contains("ctl-conn")),
+            out.lines()
+                .any(|l| l.starts_with("guest\trunning\t") && l.contains("ctl-conn")),
             "{out}"
         );
         let out = ok(&b, &["-q", "list_channels"]);
         assert_eq!(out.lines().count(), 3, "header and two channels: {out}");
         let out = ok(&b, &["-q", "list_consumers"]);
-        assert!(out.contains("ctl-list-q\t") && out.contains("\tctl-tag\ttrue\t"), "{out}");
+        assert!(
+            out.contains("ctl-list-q\t") && out.contains("\tctl-tag\ttrue\t"),
+            "{out}"
+        );
         let out = ok(&b, &["status"]);
         assert!(out.contains("RabbitMQ version: "), "{out}");
         assert!(out.contains("queues: 1"), "{out}");
@@ -363,7 +393,10 @@ async fn list_commands_purge_delete_and_close() {
         ok(&b, &["delete_queue", "ctl-list-q"]);
 
         // close_connection by the name list_connections shows.
-        let name = ok(&b, &["-q", "--no-table-headers", "list_connections", "name"]);
+        let name = ok(
+            &b,
+            &["-q", "--no-table-headers", "list_connections", "name"],
+        );
         let name = name.lines().next().expect("one connection").to_string();
         ok(&b, &["close_connection", &name, "maintenance"]);
         assert_eq!(

@@ -191,6 +191,14 @@ fn router(api: Api) -> Router {
         .route("/api/whoami", get(users::whoami))
         .route("/api/users", get(users::list))
         .route(
+            "/api/users/bulk-delete",
+            axum::routing::post(users::bulk_delete),
+        )
+        .route(
+            "/api/auth/hash_password/{password}",
+            get(users::hash_password),
+        )
+        .route(
             "/api/users/without-permissions",
             get(users::without_permissions),
         )

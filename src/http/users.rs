@@ -151,6 +151,42 @@ pub(crate) async fn delete(State(api): State<Api>, c: Creds, Path(name): Path<St
     .await
 }
 
+/// `POST /api/users/bulk-delete` `{"users": [...]}`: deletes each, in
+/// order; a missing one stops there with 404, the ones before it stay
+/// deleted (RabbitMQ's `rabbit_mgmt_wm_users_bulk_delete` is not atomic
+/// either).
+pub(crate) async fn bulk_delete(State(api): State<Api>, c: Creds, body: Bytes) -> Response {
+    api.call(c, Level::Administrator, move |a, _| {
+        let body = body_object(&body)?;
+        let Some(Value::Array(users)) = body.get("users") else {
+            return Err(ApiError::bad_request("[{key_missing,users}]"));
+        };
+        for u in users {
+            let Some(name) = u.as_str() else {
+                return Err(ApiError::bad_request("users must be a list of names"));
+            };
+            a.delete_user(name)?;
+        }
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
+}
+
+/// `GET /api/auth/hash_password/{password}` (3.13): a salted hash of the
+/// password with the default algorithm (SHA-256), base64 as in definitions
+/// files, for tools that create users from a hash.
+pub(crate) async fn hash_password(
+    State(api): State<Api>,
+    c: Creds,
+    Path(password): Path<String>,
+) -> Response {
+    api.call(c, Level::Management, move |_, _| {
+        let hash = crate::core::auth::password::PasswordHash::new(&password);
+        Ok(ok(&serde_json::json!({ "ok": hash.to_base64() })))
+    })
+    .await
+}
+
 fn user_limits_json(u: &UserView) -> Value {
     serde_json::json!({ "user": u.name, "value": limits_map(u.limits.to_list()) })
 }
