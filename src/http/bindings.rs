@@ -11,8 +11,9 @@
 
 use super::binding_key::{args_hash, properties_key, quote_plus, unpack};
 use super::exchanges::exchange_name;
+use super::scope::check_vhost;
 use super::listing::ListQuery;
-use super::objects::{body_arguments, body_str, direct_error, vhost_guard, vhost_not_found};
+use super::objects::{body_arguments, body_str, direct_error, vhost_not_found};
 use super::queues::vhost_checked;
 use super::{body_object, ok, Api, ApiError, Creds, Level};
 use crate::admin::{Admin, BindingFilter, BindingView};
@@ -69,7 +70,7 @@ async fn list_in(
 ) -> Response {
     api.call(c, Level::Management, move |a, user| {
         if let Some(v) = &vhost {
-            vhost_guard(a, user, v)?;
+            check_vhost(a, user, v)?;
         }
         let visible = a.listed_vhosts(user);
         let items: Vec<BindingView> = a
@@ -194,7 +195,7 @@ pub(crate) async fn create(
     body: Bytes,
 ) -> Response {
     api.call(c, Level::Management, move |a, user| {
-        vhost_guard(a, user, &vhost)?;
+        check_vhost(a, user, &vhost)?;
         let dest_kind = destination(&dtype, &dest)?;
         if !a.has_vhost(&vhost) {
             return Err(vhost_not_found());
@@ -275,7 +276,7 @@ pub(crate) async fn get_one(
     Path((vhost, source, dtype, dest, props)): Path<(String, String, String, String, String)>,
 ) -> Response {
     api.call(c, Level::Management, move |a, user| {
-        vhost_guard(a, user, &vhost)?;
+        check_vhost(a, user, &vhost)?;
         let dest = destination(&dtype, &dest)?;
         let b = find(a, &vhost, &exchange_name(&source), dest, &props)
             .ok_or_else(ApiError::not_found)?;
@@ -291,7 +292,7 @@ pub(crate) async fn delete(
     Path((vhost, source, dtype, dest, props)): Path<(String, String, String, String, String)>,
 ) -> Response {
     api.call(c, Level::Management, move |a, user| {
-        vhost_guard(a, user, &vhost)?;
+        check_vhost(a, user, &vhost)?;
         let dest = destination(&dtype, &dest)?;
         let b = find(a, &vhost, &exchange_name(&source), dest, &props)
             .ok_or_else(ApiError::not_found)?;

@@ -10,11 +10,12 @@
 //! Omitted: `user_who_performed_action` of exchanges declared by clients
 //! (not recorded; the predeclared ones say `rmq-internal`).
 
+use super::scope::check_vhost;
 use super::listing::ListQuery;
 use super::message_json::{payload_from_json, properties_from_json, Refused};
 use super::objects::{
     bad_request_json, body_arguments, body_bool, body_str, direct_error, not_found, publish_error,
-    query_flag, vhost_guard, vhost_not_found,
+    query_flag, vhost_not_found,
 };
 use super::queues::vhost_checked;
 use super::{body_object, created_or_updated, ok, Api, ApiError, Creds, Level};
@@ -142,7 +143,7 @@ pub(crate) async fn get_one(
 ) -> Response {
     let sampler = api.rates.clone();
     api.call(c, Level::Management, move |a, user| {
-        vhost_guard(a, user, &vhost)?;
+        check_vhost(a, user, &vhost)?;
         let lq = ListQuery::parse(&q)?;
         let x = a
             .exchange(&vhost, &exchange_name(&name))
@@ -167,7 +168,7 @@ pub(crate) async fn put(
     body: Bytes,
 ) -> Response {
     api.call(c, Level::Management, move |a, user| {
-        vhost_guard(a, user, &vhost)?;
+        check_vhost(a, user, &vhost)?;
         if !a.has_vhost(&vhost) {
             return Err(vhost_not_found());
         }
@@ -201,7 +202,7 @@ pub(crate) async fn delete(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     api.call(c, Level::Management, move |a, user| {
-        vhost_guard(a, user, &vhost)?;
+        check_vhost(a, user, &vhost)?;
         let name = exchange_name(&name);
         if a.exchange(&vhost, &name).is_none() {
             return Err(ApiError::not_found());
@@ -226,7 +227,7 @@ pub(crate) async fn publish(
     body: Bytes,
 ) -> Response {
     api.call(c, Level::Management, move |a, user| {
-        vhost_guard(a, user, &vhost)?;
+        check_vhost(a, user, &vhost)?;
         let name = exchange_name(&name);
         if a.exchange(&vhost, &name).is_none() {
             let what = if a.has_vhost(&vhost) {

@@ -6,7 +6,6 @@
 //! publish), the request-body fields they read, and the timestamp format.
 
 use super::ApiError;
-use crate::admin::{Admin, UserView};
 use crate::core::definitions_json::json_to_table;
 use crate::core::error::CoreError;
 use crate::protocol::FieldTable;
@@ -34,15 +33,6 @@ fn error(status: StatusCode, error: &'static str, reason: String) -> ApiError {
     }
 }
 
-/// RabbitMQ's `is_authorized_vhost` for the vhost in the path: 401 for a
-/// non-administrator without a permission on it.
-pub(crate) fn vhost_guard(a: &Admin, user: &UserView, vhost: &str) -> Result<(), ApiError> {
-    if a.may_use_vhost(user, vhost) {
-        Ok(())
-    } else {
-        Err(not_authorised("User not authorised to access virtual host"))
-    }
-}
 
 /// 404 `{"error":"not_found","reason":"vhost_not_found"}` (a PUT, POST or
 /// publish into a vhost that does not exist).

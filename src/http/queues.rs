@@ -20,11 +20,12 @@
 //! message counts (`messages_details`) are 0.0; `message_stats` rates come
 //! from the sampler.
 
+use super::scope::check_vhost;
 use super::listing::ListQuery;
 use super::message_json::{payload_to_json, properties_to_json};
 use super::objects::{
     bad_request_json, body_arguments, body_bool, channel_error, direct_error, not_found,
-    query_flag, rate, rfc3339_ms, vhost_guard, vhost_not_found,
+    query_flag, rate, rfc3339_ms, vhost_not_found,
 };
 use super::{body_object, created_or_updated, json, ok, Api, ApiError, Creds, Level};
 use crate::admin::objects::{AckMode, QueueInfo};
@@ -304,7 +305,7 @@ async fn list_queues(
     let (node, rates) = (api.node.clone(), api.rates.clone());
     api.call(c, Level::Management, move |a, user| {
         if let Some(v) = &vhost {
-            vhost_guard(a, user, v)?;
+            check_vhost(a, user, v)?;
             if !a.has_vhost(v) {
                 return Err(ApiError::not_found());
             }
@@ -335,7 +336,7 @@ pub(crate) async fn get_one(
 ) -> Response {
     let (node, rates) = (api.node.clone(), api.rates.clone());
     api.call(c, Level::Management, move |a, user| {
-        vhost_guard(a, user, &vhost)?;
+        check_vhost(a, user, &vhost)?;
         let lq = ListQuery::parse(&q)?;
         let qi = a
             .queue_info(&vhost, &name)
@@ -356,7 +357,7 @@ pub(crate) async fn put(
     body: Bytes,
 ) -> Response {
     api.call(c, Level::Management, move |a, user| {
-        vhost_guard(a, user, &vhost)?;
+        check_vhost(a, user, &vhost)?;
         if name.len() > 255 {
             return Err(ApiError::bad_request(&format!(
                 "queue should be less than 255 bytes, actually was {}\n",
@@ -397,7 +398,7 @@ pub(crate) async fn delete(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     api.call(c, Level::Management, move |a, user| {
-        vhost_guard(a, user, &vhost)?;
+        check_vhost(a, user, &vhost)?;
         if !a.has_queue(&vhost, &name) {
             return Err(ApiError::not_found());
         }
@@ -416,7 +417,7 @@ pub(crate) async fn purge(
     Path((vhost, name)): Path<(String, String)>,
 ) -> Response {
     api.call(c, Level::Management, move |a, user| {
-        vhost_guard(a, user, &vhost)?;
+        check_vhost(a, user, &vhost)?;
         if !a.has_queue(&vhost, &name) {
             return Err(ApiError::not_found());
         }
@@ -445,7 +446,7 @@ pub(crate) async fn get_messages(
     body: Bytes,
 ) -> Response {
     api.call(c, Level::Management, move |a, user| {
-        vhost_guard(a, user, &vhost)?;
+        check_vhost(a, user, &vhost)?;
         if !a.has_queue(&vhost, &name) {
             let what = if a.has_vhost(&vhost) {
                 "queue_not_found"
@@ -519,7 +520,7 @@ pub(crate) fn vhost_checked(
     user: &crate::admin::UserView,
     vhost: &str,
 ) -> Result<(), ApiError> {
-    vhost_guard(a, user, vhost)?;
+    check_vhost(a, user, vhost)?;
     if a.has_vhost(vhost) {
         Ok(())
     } else {
