@@ -38,7 +38,7 @@ for c, start in enumerate(range(0, n, 20000)):
     json.dump({"queues": qs}, open(f"{sys.argv[1]}/defs-{c:03d}.json", "w"))
 PY
 
-rss() { awk '/VmRSS/ {print $2 * 1024}' "/proc/$1/status"; }
+rss() { awk '/VmRSS/ {printf "%d\n", $2 * 1024}' "/proc/$1/status"; }
 
 if [ "$TARGET" = warren ]; then
   "target/release/warren" --port "$AMQP_PORT" --http-port "$HTTP_PORT" --prometheus-port "$PROM_PORT" \
