@@ -120,7 +120,12 @@ async fn overview_counts_known_traffic() {
 
         let o = poll_for("overview counts", async || {
             let o = api.get_json("/api/overview");
-            (o["message_stats"]["ack"] == 1 && o["object_totals"]["consumers"] == 1).then_some(o)
+            // The ack is counted by the channel, the queue forgets the
+            // message when the settle reaches its shard: wait for both.
+            (o["message_stats"]["ack"] == 1
+                && o["object_totals"]["consumers"] == 1
+                && o["queue_totals"]["messages_unacknowledged"] == 0)
+                .then_some(o)
         })
         .await;
         assert_eq!(

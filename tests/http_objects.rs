@@ -332,6 +332,11 @@ async fn get_messages_with_each_ackmode() {
         assert!(first.delivery.redelivered, "a requeued message is redelivered");
         assert_eq!(first.delivery.data, b"one");
         within(first.delivery.nack(BasicNackOptions { requeue: true, ..Default::default() })).await.unwrap();
+        // The nack travels through the client's connection; the HTTP get
+        // below goes straight to the queue's shard: wait until it is back.
+        poll_json(&api, &format!("/api/queues/%2F/{q}"), "the nacked message is back", |v| {
+            v["messages_ready"] == 3 && v["messages_unacknowledged"] == 0
+        });
 
         // base64 and truncate.
         let r = api.post(&path, r#"{"count":1,"ackmode":"reject_requeue_true","encoding":"base64","truncate":2}"#);
