@@ -375,7 +375,11 @@ async fn metrics_count_known_traffic() {
         get(&ch, &q, true).await.expect("a message");
         let agg = poll_for("two acks counted", async || {
             let e = scrape(&prom, "/metrics");
-            (e.get("rabbitmq_global_messages_acknowledged_total", &pq) == 2.0).then_some(e)
+            // Acks are counted by the channel; the queue drops the messages
+            // when the settles reach its shard: wait for both.
+            (e.get("rabbitmq_global_messages_acknowledged_total", &pq) == 2.0
+                && e.get("rabbitmq_queue_messages", &[]) == 4.0)
+                .then_some(e)
         })
         .await;
         assert_eq!(
