@@ -11,10 +11,10 @@
 
 use super::binding_key::{args_hash, properties_key, quote_plus, unpack};
 use super::exchanges::exchange_name;
-use super::scope::check_vhost;
 use super::listing::ListQuery;
 use super::objects::{body_arguments, body_str, direct_error, vhost_not_found};
 use super::queues::vhost_checked;
+use super::scope::check_vhost;
 use super::{body_object, ok, Api, ApiError, Creds, Level};
 use crate::admin::{Admin, BindingFilter, BindingView};
 use crate::core::definitions::BindingDest;

@@ -10,7 +10,6 @@
 //! Omitted: `user_who_performed_action` of exchanges declared by clients
 //! (not recorded; the predeclared ones say `rmq-internal`).
 
-use super::scope::check_vhost;
 use super::listing::ListQuery;
 use super::message_json::{payload_from_json, properties_from_json, Refused};
 use super::objects::{
@@ -18,6 +17,7 @@ use super::objects::{
     query_flag, vhost_not_found,
 };
 use super::queues::vhost_checked;
+use super::scope::check_vhost;
 use super::{body_object, created_or_updated, ok, Api, ApiError, Creds, Level};
 use crate::admin::stats::{RateView, Sampler};
 use crate::admin::ExchangeView;

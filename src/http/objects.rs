@@ -33,7 +33,6 @@ fn error(status: StatusCode, error: &'static str, reason: String) -> ApiError {
     }
 }
 
-
 /// 404 `{"error":"not_found","reason":"vhost_not_found"}` (a PUT, POST or
 /// publish into a vhost that does not exist).
 pub(crate) fn vhost_not_found() -> ApiError {

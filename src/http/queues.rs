@@ -20,13 +20,13 @@
 //! message counts (`messages_details`) are 0.0; `message_stats` rates come
 //! from the sampler.
 
-use super::scope::check_vhost;
 use super::listing::ListQuery;
 use super::message_json::{payload_to_json, properties_to_json};
 use super::objects::{
     bad_request_json, body_arguments, body_bool, channel_error, direct_error, not_found,
     query_flag, rate, rfc3339_ms, vhost_not_found,
 };
+use super::scope::check_vhost;
 use super::{body_object, created_or_updated, json, ok, Api, ApiError, Creds, Level};
 use crate::admin::objects::{AckMode, QueueInfo};
 use crate::admin::stats::RateView;
