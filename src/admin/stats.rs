@@ -171,10 +171,9 @@ impl Sampler {
     /// Takes one sample (call every [`SAMPLE_INTERVAL`], from a thread that
     /// is not a shard).
     pub fn sample(&self) {
-        let since = self.born.elapsed().as_millis() as u64
-            - self.wanted_at.load(Ordering::Relaxed).min(u64::MAX / 2);
-        let lists = self.wanted_at.load(Ordering::Relaxed) != 0
-            && since < LISTS_KEPT_FOR.as_millis() as u64;
+        let wanted_at = self.wanted_at.load(Ordering::Relaxed);
+        let since = (self.born.elapsed().as_millis() as u64).saturating_sub(wanted_at);
+        let lists = wanted_at != 0 && since < LISTS_KEPT_FOR.as_millis() as u64;
         let want = if lists {
             Want {
                 queues: true,
