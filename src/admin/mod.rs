@@ -38,6 +38,8 @@ pub enum AdminError {
     BadRequest(String),
     /// 500.
     Internal(String),
+    /// 503: the change could not be made durable (`CoreError::Unavailable`).
+    Unavailable(String),
 }
 
 impl AdminError {
@@ -46,12 +48,16 @@ impl AdminError {
             AdminError::NotFound(_) => 404,
             AdminError::BadRequest(_) => 400,
             AdminError::Internal(_) => 500,
+            AdminError::Unavailable(_) => 503,
         }
     }
 
     pub fn reason(&self) -> &str {
         match self {
-            AdminError::NotFound(r) | AdminError::BadRequest(r) | AdminError::Internal(r) => r,
+            AdminError::NotFound(r)
+            | AdminError::BadRequest(r)
+            | AdminError::Internal(r)
+            | AdminError::Unavailable(r) => r,
         }
     }
 }
@@ -67,6 +73,7 @@ impl From<CoreError> for AdminError {
         match e {
             CoreError::NotFound(d) => AdminError::NotFound(d),
             CoreError::Internal(d) => AdminError::Internal(d),
+            CoreError::Unavailable(d) => AdminError::Unavailable(d),
             other => AdminError::BadRequest(other.detail().to_string()),
         }
     }

@@ -76,6 +76,9 @@ impl From<CoreError> for AmqpError {
             CoreError::PreconditionFailed(_) => c::PRECONDITION_FAILED,
             CoreError::NotImplemented(_) => c::NOT_IMPLEMENTED,
             CoreError::Internal(_) => c::INTERNAL_ERROR,
+            // Soft: the channel closes, the connection and its other
+            // channels go on, and the client may retry once space is back.
+            CoreError::Unavailable(_) => c::PRECONDITION_FAILED,
         };
         AmqpError::new(code, e.detail())
     }
@@ -105,6 +108,7 @@ mod tests {
             (CoreError::PreconditionFailed(d()), 406),
             (CoreError::NotImplemented(d()), 540),
             (CoreError::Internal(d()), 541),
+            (CoreError::Unavailable(d()), 406),
         ] {
             let a = AmqpError::from(e.clone());
             assert_eq!(a.code, code);

@@ -8,11 +8,19 @@
 //! memory limit, and free space on the data directory's file system
 //! (`statvfs`) against the disk limit. The other shards only read the flags,
 //! one relaxed atomic load per read of a publishing connection.
+//!
+//! A failed write or fsync of the message store or of the definitions log
+//! (disk full, quota, I/O error) raises the disk alarm too, at once and
+//! whatever the free-space limit says (`Alarms::set_store_fault`): the
+//! shard or the definitions that met the failure raise it, and clear it once
+//! a write succeeds again. The disk alarm is raised while free space is
+//! under the limit or any store is failing.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// What an alarm says to a blocked client (RabbitMQ's reasons).
 pub const LOW_ON_MEMORY: &str = "low on memory";
@@ -25,8 +33,22 @@ pub struct Alarms {
     /// Free bytes the data directory's file system must keep (0: no disk alarm).
     disk_free_limit: AtomicU64,
     memory: AtomicBool,
+    /// Free space under the limit (measured).
     disk: AtomicBool,
+    /// Some store cannot write (`set_store_fault`).
+    store_fault: AtomicBool,
+    /// Which stores cannot write, and why (changed only on a transition).
+    faults: Mutex<Vec<(FaultSource, String)>>,
     data_dir: PathBuf,
+}
+
+/// What met a storage failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultSource {
+    /// A shard's message store.
+    Shard(u16),
+    /// The definitions log.
+    Definitions,
 }
 
 impl Alarms {
@@ -36,6 +58,8 @@ impl Alarms {
             disk_free_limit: AtomicU64::new(disk_free_limit),
             memory: AtomicBool::new(false),
             disk: AtomicBool::new(false),
+            store_fault: AtomicBool::new(false),
+            faults: Mutex::new(Vec::new()),
             data_dir: data_dir.to_path_buf(),
         }
     }
@@ -43,7 +67,9 @@ impl Alarms {
     /// An alarm is raised: publishers must not be read.
     #[inline]
     pub fn active(&self) -> bool {
-        self.memory.load(Ordering::Relaxed) || self.disk.load(Ordering::Relaxed)
+        self.memory.load(Ordering::Relaxed)
+            || self.disk.load(Ordering::Relaxed)
+            || self.store_fault.load(Ordering::Relaxed)
     }
 
     /// The reason sent with connection.blocked.
@@ -77,8 +103,48 @@ impl Alarms {
         self.memory.load(Ordering::Relaxed)
     }
 
+    /// Free space is under the limit, or a store cannot write.
     pub fn disk_alarm(&self) -> bool {
-        self.disk.load(Ordering::Relaxed)
+        self.disk.load(Ordering::Relaxed) || self.store_fault.load(Ordering::Relaxed)
+    }
+
+    /// Raises (`error` is `Some`) or clears the disk alarm for one store
+    /// that failed to write. Called on transitions only, never per message.
+    pub fn set_store_fault(&self, source: FaultSource, error: Option<&str>) {
+        let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        let had = faults.iter().position(|(s, _)| *s == source);
+        match (had, error) {
+            (None, Some(e)) => {
+                log::error!(
+                    "disk alarm set: {} cannot write: {e}; publishers are blocked",
+                    source_name(source)
+                );
+                faults.push((source, e.to_string()));
+            }
+            (Some(i), None) => {
+                faults.swap_remove(i);
+                log::warn!(
+                    "{} writes again{}",
+                    source_name(source),
+                    if faults.is_empty() && !self.disk.load(Ordering::Relaxed) {
+                        "; disk alarm cleared"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            _ => {}
+        }
+        self.store_fault
+            .store(!faults.is_empty(), Ordering::Relaxed);
+    }
+
+    /// The stores that cannot write now, and their last error.
+    pub fn store_faults(&self) -> Vec<(FaultSource, String)> {
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Free bytes on the data directory's file system now.
@@ -109,6 +175,13 @@ impl Alarms {
                 limit
             );
         }
+    }
+}
+
+fn source_name(s: FaultSource) -> String {
+    match s {
+        FaultSource::Shard(i) => format!("the message store of shard {i}"),
+        FaultSource::Definitions => "the definitions log".to_string(),
     }
 }
 
@@ -169,5 +242,24 @@ mod tests {
         a.check();
         assert!(a.active());
         assert_eq!(a.reason(), LOW_ON_DISK);
+    }
+
+    #[test]
+    fn a_store_fault_raises_the_disk_alarm_until_every_store_writes() {
+        let a = Alarms::new(0, 0, Path::new("/"));
+        a.set_store_fault(FaultSource::Shard(1), Some("No space left on device"));
+        a.set_store_fault(FaultSource::Definitions, Some("No space left on device"));
+        a.check();
+        assert!(
+            a.active() && a.disk_alarm(),
+            "a measured clear leaves a fault"
+        );
+        assert_eq!(a.reason(), LOW_ON_DISK);
+        a.set_store_fault(FaultSource::Shard(1), None);
+        assert!(a.disk_alarm());
+        assert_eq!(a.store_faults().len(), 1);
+        a.set_store_fault(FaultSource::Definitions, None);
+        a.set_store_fault(FaultSource::Definitions, None);
+        assert!(!a.active() && !a.disk_alarm());
     }
 }

@@ -199,6 +199,7 @@ pub struct Definitions {
     /// Moves when users, permissions or vhosts change: connections rebuild
     /// their `UserAccess` on their next tick.
     auth_version: AtomicU64,
+    log_fault: LogFault,
 }
 
 /// The state behind the lock.
@@ -232,7 +233,21 @@ pub struct Defs {
 struct Persist {
     log: DefsLog,
     /// Framed records not yet written (written and synced by `Defs::commit`).
+    /// After a failed write they stay, in order, and go with the next commit
+    /// (shard 0 retries on its tick: `Definitions::retry_log`).
     pending: Vec<u8>,
+    /// The last write failed, with this error: the disk alarm is raised.
+    failed: Option<String>,
+    /// Bytes of `pending` that failed commits left (earlier changes').
+    left: usize,
+}
+
+/// The definitions log's failure state as seen without the lock: the alarm
+/// to raise and a flag for the retry.
+#[derive(Default)]
+struct LogFault {
+    failed: std::sync::atomic::AtomicBool,
+    alarms: std::sync::OnceLock<std::sync::Arc<super::alarms::Alarms>>,
 }
 
 /// The log is rewritten at boot once it holds more than this many records
@@ -346,6 +361,8 @@ impl Definitions {
         defs.persist = Some(Persist {
             log,
             pending: Vec::new(),
+            failed: None,
+            left: 0,
         });
         Ok(Definitions::from_defs(defs))
     }
@@ -356,7 +373,25 @@ impl Definitions {
             state: Mutex::new(defs),
             version: AtomicU64::new(version),
             auth_version: AtomicU64::new(1),
+            log_fault: LogFault::default(),
         }
+    }
+
+    /// The alarms a failing definitions log raises (set once, at start).
+    pub fn set_alarms(&self, alarms: std::sync::Arc<super::alarms::Alarms>) {
+        let _ = self.log_fault.alarms.set(alarms);
+    }
+
+    /// The definitions log failed its last write: records wait to be written.
+    pub fn log_failed(&self) -> bool {
+        self.log_fault.failed.load(Ordering::Acquire)
+    }
+
+    /// Writes what a failed commit left (shard 0's tick, while
+    /// `log_failed`); the alarm clears if it goes through.
+    pub fn retry_log(&self) {
+        // The guard's drop commits and updates the fault.
+        drop(self.lock());
     }
 
     /// Current version; compare with what a shard applied.
@@ -372,6 +407,7 @@ impl Definitions {
             guard: self.state.lock().unwrap_or_else(|e| e.into_inner()),
             version: &self.version,
             auth_version: &self.auth_version,
+            log_fault: &self.log_fault,
         }
     }
 
@@ -388,6 +424,7 @@ pub struct DefsGuard<'a> {
     guard: MutexGuard<'a, Defs>,
     version: &'a AtomicU64,
     auth_version: &'a AtomicU64,
+    log_fault: &'a LogFault,
 }
 
 impl DefsGuard<'_> {
@@ -413,6 +450,19 @@ impl Drop for DefsGuard<'_> {
         // Handlers that answer a client commit themselves, to report a failure;
         // this catches the rest (deletions by the owning shard, cascades).
         let _ = self.guard.commit();
+        let failed = self
+            .guard
+            .persist
+            .as_ref()
+            .and_then(|p| p.failed.as_deref());
+        if failed.is_some() != self.log_fault.failed.load(Ordering::Acquire) {
+            self.log_fault
+                .failed
+                .store(failed.is_some(), Ordering::Release);
+            if let Some(a) = self.log_fault.alarms.get() {
+                a.set_store_fault(super::alarms::FaultSource::Definitions, failed);
+            }
+        }
         let v = self.guard.log_base + self.guard.log.len() as u64;
         self.version.store(v, Ordering::Release);
         if std::mem::take(&mut self.guard.auth_changed) {
@@ -451,9 +501,13 @@ impl Defs {
         }
     }
 
-    /// Writes and syncs the records of the change in progress. A durable
-    /// `*-ok` must mean durable, so the handlers call this before replying and
-    /// turn a failure into a connection error.
+    /// Writes and syncs the records of the change in progress (and any a
+    /// failed commit left). A durable `*-ok` must mean durable, so the
+    /// handlers call this before replying. On failure the records stay
+    /// pending, in order, for the next commit, the disk alarm is raised
+    /// (when the guard drops), and the error is `CoreError::Unavailable`: a
+    /// declare undoes itself (`core::ops`) and the client gets a channel
+    /// error.
     pub fn commit(&mut self) -> CoreResult<()> {
         let Some(p) = &mut self.persist else {
             return Ok(());
@@ -461,12 +515,33 @@ impl Defs {
         if p.pending.is_empty() {
             return Ok(());
         }
-        let res = p.log.append(&p.pending);
-        p.pending.clear();
-        res.map_err(|e| {
-            log::error!("cannot write the definitions log: {}", e);
-            CoreError::internal(format!("cannot write the definitions log: {}", e))
-        })
+        match p.log.append(&p.pending) {
+            Ok(()) => {
+                p.pending.clear();
+                p.left = 0;
+                if p.failed.take().is_some() {
+                    log::warn!("the definitions log is written again");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if p.failed.is_none() {
+                    log::error!("cannot write the definitions log: {e}; retrying");
+                }
+                p.failed = Some(e.to_string());
+                // A change that wrote nothing itself (a transient exchange,
+                // say) does not fail for the earlier ones still waiting.
+                let mine = p.pending.len() > p.left;
+                p.left = p.pending.len();
+                if !mine {
+                    return Ok(());
+                }
+                Err(CoreError::Unavailable(format!(
+                    "the change cannot be made durable: the definitions log cannot be \
+                     written ({e})"
+                )))
+            }
+        }
     }
 
     /// A fresh, never reused `QueueDef::store_id` for a new durable queue.

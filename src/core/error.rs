@@ -21,8 +21,13 @@ pub enum CoreError {
     PreconditionFailed(String),
     /// A feature warren does not have (0-9-1: 540).
     NotImplemented(String),
-    /// The broker failed (a store write), not the request (0-9-1: 541).
+    /// The broker failed, not the request (0-9-1: 541).
     Internal(String),
+    /// The change could not be made durable (the definitions log cannot be
+    /// written: disk full, I/O error), so it was not made; it may succeed
+    /// once the disk alarm clears. A channel error in 0-9-1 (406), 503 in
+    /// the HTTP API.
+    Unavailable(String),
 }
 
 impl CoreError {
@@ -62,7 +67,8 @@ impl CoreError {
             | CoreError::ResourceLocked(d)
             | CoreError::PreconditionFailed(d)
             | CoreError::NotImplemented(d)
-            | CoreError::Internal(d) => d,
+            | CoreError::Internal(d)
+            | CoreError::Unavailable(d) => d,
         }
     }
 }
@@ -78,6 +84,7 @@ impl std::fmt::Display for CoreError {
             CoreError::PreconditionFailed(_) => "PRECONDITION_FAILED",
             CoreError::NotImplemented(_) => "NOT_IMPLEMENTED",
             CoreError::Internal(_) => "INTERNAL_ERROR",
+            CoreError::Unavailable(_) => "PRECONDITION_FAILED",
         };
         write!(f, "{} - {}", kind, self.detail())
     }

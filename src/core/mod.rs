@@ -84,6 +84,8 @@ pub struct ShardCtx {
     pub closed_channel_stats: stats::MsgStats,
     /// Reused by `end_store_iteration`.
     released_scratch: Vec<(QueueRef, u64)>,
+    /// This shard raised the disk alarm for its store (`note_store_fault`).
+    store_faulted: bool,
     /// Body sizes of the messages published on this shard (Prometheus).
     pub msg_sizes: stats::MsgSizes,
 }
@@ -118,6 +120,7 @@ impl ShardCtx {
             churn: stats::Churn::default(),
             closed_channel_stats: stats::MsgStats::default(),
             released_scratch: Vec::new(),
+            store_faulted: false,
             msg_sizes: stats::MsgSizes::default(),
         }
     }
@@ -226,6 +229,31 @@ impl ShardCtx {
             }
         }
         self.released_scratch = released;
+        self.note_store_fault();
+    }
+
+    /// The store's timer (from the loop's tick): retries failed writes,
+    /// probes a fault, compacts one segment.
+    pub fn store_tick(&mut self, now: std::time::Instant) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        store.tick(now);
+        store.compact(&mut self.queues, now);
+        self.note_store_fault();
+    }
+
+    /// Raises or clears the disk alarm when the store's fault begins or ends.
+    #[inline]
+    fn note_store_fault(&mut self) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        if store.fault().is_some() != self.store_faulted {
+            self.store_faulted = !self.store_faulted;
+            self.alarms
+                .set_store_fault(alarms::FaultSource::Shard(self.id), store.fault());
+        }
     }
 
     /// Deletes a queue owned by this shard: consumers are told (basic.cancel),

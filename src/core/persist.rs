@@ -15,6 +15,17 @@
 //!   shard, and `release_confirms` sends every held confirm whose batch is
 //!   durable. So one fsync covers every queue's writes of a shard since the
 //!   last one, and confirms never precede the data reaching the disk.
+//! - A failed write or `fdatasync` (disk full, quota, I/O error) puts the
+//!   store in a *fault* (`fault`): every held confirm that the failure may
+//!   have cost is sent as a nack at once (`ShardMsg::Confirm` with `ok:
+//!   false`), never an ack and never nothing, and the shard raises the disk
+//!   alarm (`ShardCtx::end_store_iteration`), so publishers are blocked
+//!   while consumers drain. Unwritten records stay buffered and are written
+//!   again, at the same offsets, by the next flush (each iteration that
+//!   appends, and each tick). After a failed `fdatasync` the log also moves
+//!   to a new segment (`SegmentLog::quarantine`). The fault ends when a
+//!   flush succeeds and a probe (`PROBE_BYTES` allocated, written and synced
+//!   in the store's directory) shows the disk takes writes again.
 //! - At boot (`ShardCtx::recover_messages`) the log is replayed and every
 //!   durable queue of the shard gets its live messages back, marked
 //!   redelivered (they may have been delivered before the restart).
@@ -49,11 +60,35 @@ pub struct ShardStore {
     /// the queue and how long the confirm was held (µs, coarse clock), for
     /// the queue's publish → confirm histogram.
     released: Vec<(QueueRef, u64)>,
-    failure_logged: bool,
+    /// Highest batch handed to the syncer.
+    requested: u64,
+    /// Syncer failures already handled (`Syncer::failures`).
+    sync_failures: u64,
+    /// Writes are failing (see the module doc).
+    fault: Option<Fault>,
+    /// Confirms sent as nacks because of a storage failure (statistics).
+    pub nacked: u64,
     /// Segments compaction could not empty (some live messages were paged
     /// out), with when to try again.
     compact_retry: HashMap<u64, Instant>,
 }
+
+/// A storage failure not yet over.
+struct Fault {
+    /// The last error, for the alarm and the log.
+    error: String,
+    /// When to probe the disk next.
+    next_probe: Instant,
+    /// Failed writes and syncs since the fault began (one log line each
+    /// would flood the log: a summary is logged when it ends).
+    failures: u64,
+}
+
+/// Bytes a probe allocates, writes and syncs before a fault is declared
+/// over: room for more than a trickle of records.
+const PROBE_BYTES: usize = 1 << 20;
+/// Probes run at most this often.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// A publisher confirm waiting for its batch's fsync.
 struct Held {
@@ -113,7 +148,10 @@ impl ShardStore {
                 dirty: false,
                 held: VecDeque::new(),
                 released: Vec::new(),
-                failure_logged: false,
+                requested: 0,
+                sync_failures: 0,
+                fault: None,
+                nacked: 0,
                 compact_retry: HashMap::new(),
             },
             recovered,
@@ -162,31 +200,119 @@ impl ShardStore {
     }
 
     /// End of a loop iteration: writes what was appended and asks for it to
-    /// be synced (group commit); then releases the confirms already durable.
+    /// be synced (group commit); then releases the confirms already durable,
+    /// and nacks those a failure cost.
     pub fn end_iteration(&mut self, out: &mut super::outbox::Outbox) {
         if self.dirty {
             self.dirty = false;
-            if let Err(e) = self.log.flush() {
-                // Without a working disk nothing more is confirmed; held
-                // confirms stay held (the client sees no ack, never a false one).
-                log::error!("message store write failed: {}", e);
-            } else {
-                self.syncer.request(self.batch);
-                self.batch += 1;
+            match self.log.flush() {
+                Ok(()) => {
+                    self.syncer.request(self.batch);
+                    self.requested = self.batch;
+                    self.batch += 1;
+                }
+                Err(e) => {
+                    // This batch's confirms will not be acked: its records
+                    // are not on disk. They stay buffered and are written
+                    // again later (and are then durable, but a nacked
+                    // publisher must not count on it).
+                    self.failed(&format!("write failed: {e}"));
+                    self.nack_after(self.requested, out);
+                    self.batch += 1;
+                }
             }
         }
         self.release_confirms(out);
     }
 
-    /// Timer tick: a flush also deletes segments that became dead and whose
+    /// Timer tick: retries the writes of a fault and probes whether it is
+    /// over; a flush also deletes segments that became dead and whose
     /// dependencies are durable (the store defers deletions to a flush).
-    pub fn tick(&mut self) {
-        if let Err(e) = self.log.flush() {
-            log::error!("message store write failed: {}", e);
+    pub fn tick(&mut self, now: Instant) {
+        match self.log.flush() {
+            Err(e) => self.failed(&format!("write failed: {e}")),
+            Ok(()) => {
+                let due = self.fault.as_ref().is_some_and(|f| now >= f.next_probe);
+                if due {
+                    self.probe(now);
+                }
+            }
         }
-        if self.syncer.failed() && !self.failure_logged {
-            self.failure_logged = true;
-            log::error!("message store fsync failed: no more confirms for persistent messages");
+    }
+
+    /// The storage failure going on, if any: its last error.
+    pub fn fault(&self) -> Option<&str> {
+        self.fault.as_ref().map(|f| f.error.as_str())
+    }
+
+    fn failed(&mut self, e: &str) {
+        match &mut self.fault {
+            Some(f) => {
+                f.failures += 1;
+                f.error = e.to_string();
+            }
+            None => {
+                log::error!(
+                    "message store {}: {e}; unconfirmed messages are nacked and writes retried",
+                    self.log.dir().display()
+                );
+                self.fault = Some(Fault {
+                    error: e.to_string(),
+                    next_probe: Instant::now() + PROBE_EVERY,
+                    failures: 1,
+                });
+            }
+        }
+    }
+
+    /// Is the disk taking writes again? Allocates, writes and syncs
+    /// `PROBE_BYTES` in a scratch file next to the segments.
+    fn probe(&mut self, now: Instant) {
+        let path = self.log.dir().join("probe.tmp");
+        let res = crate::store::fault::check(self.log.dir(), crate::store::fault::Op::Write)
+            .and_then(|_| std::fs::File::create(&path))
+            .and_then(|f| {
+                use std::io::Write;
+                let mut f = f;
+                f.write_all(&vec![0u8; PROBE_BYTES])?;
+                f.sync_data()
+            });
+        let _ = std::fs::remove_file(&path);
+        match res {
+            Ok(()) => {
+                if let Some(f) = self.fault.take() {
+                    log::warn!(
+                        "message store {}: writes succeed again after {} failed write(s) or \
+                         sync(s); {} confirm(s) were nacked",
+                        self.log.dir().display(),
+                        f.failures,
+                        self.nacked
+                    );
+                }
+            }
+            Err(e) => {
+                if let Some(f) = &mut self.fault {
+                    f.error = e.to_string();
+                    f.next_probe = now + PROBE_EVERY;
+                }
+            }
+        }
+    }
+
+    /// Sends every held confirm of a batch after `batch` as a nack (batches
+    /// up to it were written and handed to the syncer: their fate is the
+    /// sync's).
+    fn nack_after(&mut self, batch: u64, out: &mut super::outbox::Outbox) {
+        let from = self.held.partition_point(|h| h.batch <= batch);
+        for h in self.held.drain(from..) {
+            self.nacked += 1;
+            out.push(
+                h.tag.channel.shard,
+                ShardMsg::Confirm {
+                    tag: h.tag,
+                    ok: false,
+                },
+            );
         }
     }
 
@@ -258,10 +384,24 @@ impl ShardStore {
 
     /// Sends the held confirms whose batch is durable.
     pub fn release_confirms(&mut self, out: &mut super::outbox::Outbox) {
+        let synced = self.syncer.synced();
+        // After `synced`: a failure is counted before a later round's batch.
+        let failures = self.syncer.failures();
+        if failures != self.sync_failures {
+            // A failed fdatasync: nothing held can be trusted to be on disk,
+            // whatever later rounds say (see `SegmentLog::quarantine`).
+            self.sync_failures = failures;
+            self.failed("fdatasync failed");
+            self.nack_after(0, out);
+            self.log.quarantine();
+            if let Some(f) = &mut self.fault {
+                f.next_probe = Instant::now();
+            }
+            return;
+        }
         if self.held.is_empty() {
             return;
         }
-        let synced = self.syncer.synced();
         let now = latency::clock();
         while let Some(h) = self.held.front() {
             if h.batch > synced {

@@ -48,6 +48,15 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", reason)
     }
 
+    /// 503: the storage cannot take the change now (disk full, I/O error).
+    pub fn unavailable(reason: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            reason,
+        )
+    }
+
     /// 401 for a login that failed (3.13's text).
     fn not_authenticated() -> ApiError {
         ApiError {
@@ -68,6 +77,7 @@ impl From<AdminError> for ApiError {
             AdminError::NotFound(_) => ApiError::not_found(),
             AdminError::BadRequest(r) => ApiError::bad_request(&r),
             AdminError::Internal(r) => ApiError::internal(&r),
+            AdminError::Unavailable(r) => ApiError::unavailable(&r),
         }
     }
 }

@@ -79,6 +79,7 @@ fn channel_error(e: crate::core::error::CoreError) -> ApiError {
         E::PreconditionFailed(_) => 406,
         E::NotImplemented(_) => 540,
         E::Internal(_) => 541,
+        E::Unavailable(_) => 406,
     };
     ApiError::bad_request(&format!("{code} {text}"))
 }

@@ -52,6 +52,7 @@ pub(crate) fn direct_error(e: CoreError) -> ApiError {
         CoreError::NotFound(d) => error(StatusCode::NOT_FOUND, "not_found", d),
         CoreError::AccessRefused(_) => not_authorised("Access refused."),
         CoreError::Internal(d) => ApiError::internal(&d),
+        CoreError::Unavailable(d) => ApiError::unavailable(&d),
         other => ApiError::bad_request(other.detail()),
     }
 }
@@ -65,6 +66,7 @@ fn code(e: &CoreError) -> u16 {
         CoreError::PreconditionFailed(_) => 406,
         CoreError::NotImplemented(_) => 540,
         CoreError::Internal(_) => 541,
+        CoreError::Unavailable(_) => 406,
     }
 }
 
@@ -76,6 +78,7 @@ pub(crate) fn channel_error(e: CoreError) -> ApiError {
         CoreError::NotFound(_) => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
         CoreError::AccessRefused(_) => not_authorised(&e.to_string()),
         CoreError::Internal(d) => ApiError::internal(d),
+        CoreError::Unavailable(d) => ApiError::unavailable(d),
         _ => ApiError::bad_request(&format!("{} {}", code(&e), e)),
     }
 }
@@ -85,6 +88,7 @@ pub(crate) fn channel_error(e: CoreError) -> ApiError {
 pub(crate) fn publish_error(e: CoreError) -> ApiError {
     match &e {
         CoreError::Internal(d) => ApiError::internal(d),
+        CoreError::Unavailable(d) => ApiError::unavailable(d),
         _ => ApiError::bad_request(&format!("{} {}", code(&e), e)),
     }
 }

@@ -489,11 +489,11 @@ impl Loop {
         let ctx = &mut self.state.ctx;
         if self.id == 0 {
             ctx.alarms.check();
+            if ctx.defs.log_failed() {
+                ctx.defs.retry_log();
+            }
         }
-        if let Some(store) = ctx.store.as_mut() {
-            store.tick();
-            store.compact(&mut ctx.queues, now);
-        }
+        ctx.store_tick(now);
         if ctx.alarms.active() {
             // Publishers blocked by congestion when the alarm came are told too.
             let reason = ctx.alarms.reason();

@@ -267,6 +267,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         config.disk_free_limit,
         &config.data_dir,
     ));
+    defs.set_alarms(alarms.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let mut mesh = mesh::Mesh::new(shards)?;
     let wakers = mesh.wakers.clone();

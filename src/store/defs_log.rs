@@ -147,9 +147,8 @@ impl DefsLog {
         if frames.is_empty() {
             return Ok(());
         }
-        let res = self
-            .file
-            .write_all(frames)
+        let res = super::fault::check(&self.dir.join(FILE_NAME), super::fault::Op::Write)
+            .and_then(|_| self.file.write_all(frames))
             .and_then(|_| self.file.sync_data());
         match res {
             Ok(()) => {

@@ -1,9 +1,11 @@
 //! On-disk state: the definitions log (`defs_log`), the per-shard message
 //! store (`segments`, `location`, `record`, `recover`, `syncer`), queues' page files
-//! (`page_file`, scratch) and the pinned shard count (`shard_count`).
+//! (`page_file`, scratch), the pinned shard count (`shard_count`) and
+//! test-only fault injection (`fault`).
 
 pub mod defs_log;
 pub mod defs_record;
+pub mod fault;
 pub mod location;
 pub mod page_file;
 pub mod record;

@@ -186,6 +186,9 @@ pub struct SegmentLog {
     /// Never recovered (`open_scratch`): dead segments go without waiting
     /// for durability.
     scratch: bool,
+    /// An `fdatasync` failed (`quarantine`): no segment is deleted or
+    /// compacted until the next start.
+    pinned: bool,
 }
 
 impl SegmentLog {
@@ -266,11 +269,12 @@ impl SegmentLog {
             acks: Vec::new(),
             spare_seqs: Vec::new(),
             appended: SEGMENT_HEADER_LEN as u64,
-            shared: SyncShared::new(dir_file),
+            shared: SyncShared::new(dir_file, dir),
             gc_due: false,
             gc_wait: u64::MAX,
             no_fsync: false,
             scratch: false,
+            pinned: false,
         };
         if any_dead {
             // A dead segment may have been superseded by copies in files that
@@ -459,6 +463,9 @@ impl SegmentLog {
     /// `threshold` (e.g. 0.1) of the messages written to them, oldest first.
     /// Segments with no live message are not listed: they go by themselves.
     pub fn compact_candidates(&self, threshold: f64) -> Vec<u64> {
+        if self.pinned {
+            return Vec::new();
+        }
         self.segments
             .iter()
             .filter(|&(&n, s)| {
@@ -481,6 +488,7 @@ impl SegmentLog {
                 continue;
             }
             let segment = self.pending[i].segment;
+            super::fault::check(&self.dir, super::fault::Op::Write)?;
             let file = self.file_for_write(segment)?;
             let p = &mut self.pending[i];
             // On error nothing is cleared: the retry writes the same bytes at
@@ -505,6 +513,28 @@ impl SegmentLog {
         self.flush()?;
         self.shared.sync_round()?;
         self.collect_garbage(self.shared.durable())
+    }
+
+    /// After a failed `fdatasync`: what was written since the last good
+    /// sync may be lost (the kernel may have dropped the dirty pages, and a
+    /// later sync of the same file can succeed without them), so a restart
+    /// may cut the current segment short there. New records go to a new
+    /// segment, so nothing confirmed from now on sits behind the damage; and
+    /// no segment is deleted or compacted until the next start, since a
+    /// record that superseded it (an ack, a compacted copy) may be among the
+    /// lost ones. The caller nacks what it had not confirmed.
+    pub fn quarantine(&mut self) {
+        if self.cur().len > SEGMENT_HEADER_LEN as u64 {
+            self.rotate();
+        }
+        if !self.pinned {
+            self.pinned = true;
+            log::error!(
+                "message store {}: segments are kept (no deletion, no compaction) until the \
+                 next start, after a failed fdatasync",
+                self.dir.display()
+            );
+        }
     }
 
     /// The segments, oldest first.
@@ -681,6 +711,9 @@ impl SegmentLog {
     /// directory is synced after each round, before the segments whose refs
     /// that round removed can go in the next one.
     fn collect_garbage(&mut self, durable: u64) -> io::Result<()> {
+        if self.pinned {
+            return Ok(());
+        }
         let durable = if self.scratch { u64::MAX } else { durable };
         if !self.gc_due && self.gc_wait > durable {
             return Ok(());

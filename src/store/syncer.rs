@@ -12,14 +12,16 @@
 //! Group commit: requests that arrive while a sync runs are answered together by
 //! the next one, so the number of `fdatasync`s adapts to the disk's speed.
 //!
-//! An `fdatasync` that fails leaves the file in an unknown state (the kernel may
-//! have dropped the dirty pages), so the syncer stops for good: `synced()` never
-//! advances again, `failed()` turns true and the wake callback runs once more.
-//! The broker should stop confirming and shut down.
+//! An `fdatasync` that fails leaves the file in an unknown state: the kernel
+//! may have dropped the dirty pages, and a later `fdatasync` of the same file
+//! may succeed without writing them. So a failed round does not advance
+//! `synced()`; it bumps `failures()` and wakes the shard, which must treat
+//! every batch not yet confirmed as lost (nack it) and write on in a new
+//! segment (`SegmentLog::quarantine`). Later rounds sync as usual.
 
 use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -52,9 +54,12 @@ pub(crate) struct SyncShared {
     synced: AtomicU64,
     /// Sync rounds that ran `fdatasync`.
     syncs: AtomicU64,
-    failed: AtomicBool,
+    /// Sync rounds that failed.
+    failures: AtomicU64,
     /// The segment directory, synced after a segment file was created.
     dir: File,
+    /// Its path (`store::fault`).
+    path: std::path::PathBuf,
 }
 
 struct SyncState {
@@ -69,7 +74,7 @@ struct SyncState {
 }
 
 impl SyncShared {
-    pub(crate) fn new(dir: File) -> Arc<SyncShared> {
+    pub(crate) fn new(dir: File, path: &std::path::Path) -> Arc<SyncShared> {
         Arc::new(SyncShared {
             state: Mutex::new(SyncState {
                 requested: 0,
@@ -84,8 +89,9 @@ impl SyncShared {
             durable: AtomicU64::new(0),
             synced: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
-            failed: AtomicBool::new(false),
+            failures: AtomicU64::new(0),
             dir,
+            path: path.to_path_buf(),
         })
     }
 
@@ -122,11 +128,6 @@ impl SyncShared {
     /// directory if a segment was created. Skips the syscalls when nothing was
     /// flushed since the last round.
     pub(crate) fn sync_round(&self) -> io::Result<()> {
-        if self.failed.load(Ordering::Acquire) {
-            return Err(io::Error::other(
-                "an earlier fdatasync of the message store failed",
-            ));
-        }
         let _round = self.round.lock().unwrap_or_else(|e| e.into_inner());
         // Read the position before looking at the files: every file written
         // before the position was stored was registered before it, too.
@@ -140,8 +141,11 @@ impl SyncShared {
             files.extend(s.current.clone());
             (files, std::mem::take(&mut s.dir_dirty))
         };
-        let mut result = Ok(());
+        let mut result = super::fault::check(&self.path, super::fault::Op::Sync);
         for f in files.drain(..) {
+            if result.is_err() {
+                break;
+            }
             if let Err(e) = f.sync_data() {
                 result = Err(e);
                 break;
@@ -151,8 +155,8 @@ impl SyncShared {
             result = self.dir.sync_all();
         }
         if let Err(e) = result {
-            log::error!("message store: fdatasync failed: {e}; no further batch will be confirmed");
-            self.failed.store(true, Ordering::Release);
+            log::error!("message store: fdatasync failed: {e}; unconfirmed messages are nacked");
+            self.failures.fetch_add(1, Ordering::AcqRel);
             return Err(e);
         }
         self.durable.fetch_max(pos, Ordering::AcqRel);
@@ -221,9 +225,10 @@ impl Syncer {
         self.shared.synced.load(Ordering::Acquire)
     }
 
-    /// An `fdatasync` failed; `synced()` will not advance any more.
-    pub fn failed(&self) -> bool {
-        self.shared.failed.load(Ordering::Acquire)
+    /// Sync rounds that failed so far. Read it after `synced()`: a failure
+    /// is counted before any later round's batch is published.
+    pub fn failures(&self) -> u64 {
+        self.shared.failures.load(Ordering::Acquire)
     }
 
     /// Number of sync rounds that ran `fdatasync` (statistics).
@@ -274,8 +279,12 @@ fn run(shared: &SyncShared, mode: FsyncMode, wake: Box<dyn Fn() + Send>) {
         };
         last_round = Some(Instant::now());
         if shared.sync_round().is_err() {
+            // Counted in `failures`; the shard nacks what was held. The
+            // requests up to `target` are answered (by the nacks): wait for
+            // a newer one.
+            synced = target;
             wake();
-            return;
+            continue;
         }
         synced = target;
         shared.synced.store(target, Ordering::Release);
@@ -328,7 +337,7 @@ mod tests {
         }
         assert_eq!(syncer.synced(), 3);
         assert!(syncer.syncs() >= 1 && syncer.syncs() <= 3);
-        assert!(!syncer.failed());
+        assert_eq!(syncer.failures(), 0);
         // A smaller token is ignored.
         syncer.request(2);
         assert_eq!(syncer.synced(), 3);

@@ -95,6 +95,7 @@ pub fn exchange_declare(defs: &Definitions, caller: Caller, x: ExchangeSpec) -> 
         access.check_exchange(Access::Read, &x.name)?;
         access.check_exchange(Access::Write, &String::from_utf8_lossy(ae))?;
     }
+    let name = x.name.clone();
     g.add_exchange(ExchangeDef {
         vhost,
         name: x.name,
@@ -104,7 +105,9 @@ pub fn exchange_declare(defs: &Definitions, caller: Caller, x: ExchangeSpec) -> 
         internal: x.internal,
         args: x.arguments,
     });
-    g.commit()
+    // A declare that cannot be made durable did not happen (see
+    // `queue_declare`).
+    g.commit().inspect_err(|_| g.remove_exchange(vhost, &name))
 }
 
 /// exchange.delete. Deleting an exchange that does not exist succeeds.

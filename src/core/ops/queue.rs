@@ -149,8 +149,14 @@ pub fn queue_declare(ctx: &mut ShardCtx, caller: Caller, q: QueueSpec) -> CoreRe
         args: q.arguments,
         store_id,
     });
-    // On disk before declare-ok (a durable queue).
-    g.commit()?;
+    // On disk before declare-ok (a durable queue). If it cannot be, the
+    // declare did not happen: the queue goes again (its removal follows
+    // the pending declaration into the log, so a later write leaves none).
+    if let Err(e) = g.commit() {
+        g.remove_queue(vhost, &name, me);
+        ctx.queues.remove(me.slot as usize);
+        return Err(e);
+    }
     ctx.churn.queue_declared += 1;
     ctx.churn.queue_created += 1;
     Ok(Declared::Created { name, queue: me })
