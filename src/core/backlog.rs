@@ -10,10 +10,15 @@
 //!   empty again, so the order is kept.
 //! - A paged message costs no memory at all (no per-message entry): the page
 //!   file is a FIFO read back in batches when the in-memory head runs low.
+//! - When the page file cannot be written (disk full), messages stay in
+//!   memory: at the head if nothing is paged, else in `overflow`, which
+//!   follows the page file, so the order holds either way. Paging is tried
+//!   again `PAGE_RETRY` later (the overflow first).
 //!
 //! Requeued messages are not here: they come back from `Unacked` (in memory)
 //! and are served first by the queue (`Queue::requeued`).
 
+use super::latency;
 use super::message::Message;
 use crate::store::page_file::{PageFile, PagedMessage};
 use crate::store::segments::Location;
@@ -48,6 +53,9 @@ pub struct PagingConfig {
 const REFILL_MESSAGES: usize = 4096;
 /// Body bytes read back per refill (at most, beyond one message).
 const REFILL_BYTES: u64 = 4 << 20;
+/// After a failed page-file write, paging is tried again this much later
+/// (µs of the coarse clock).
+const PAGE_RETRY: u64 = 5_000_000;
 
 /// A queue's ready messages (see the module doc).
 pub struct Backlog {
@@ -59,8 +67,11 @@ pub struct Backlog {
     /// Page-file name (unique on the shard while the queue lives).
     name: String,
     page: Option<PageFile>,
-    /// Writing to the page file failed once: stay in memory from now on.
-    page_failed: bool,
+    /// Paging failed: no paging before this coarse-clock time (µs).
+    page_retry_at: u64,
+    /// Messages that came while the page file could not be written, after
+    /// everything paged (see the module doc); in memory.
+    overflow: VecDeque<Stored>,
 }
 
 impl Backlog {
@@ -73,19 +84,20 @@ impl Backlog {
             paging,
             name,
             page: None,
-            page_failed: false,
+            page_retry_at: 0,
+            overflow: VecDeque::new(),
         }
     }
 
     /// Messages, in memory and paged.
     #[inline]
     pub fn len(&self) -> usize {
-        self.mem.len() + self.paged()
+        self.mem.len() + self.paged() + self.overflow.len()
     }
 
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.mem.is_empty() && self.paged() == 0
+        self.mem.is_empty() && self.paged() == 0 && self.overflow.is_empty()
     }
 
     /// Body bytes of all messages (RabbitMQ's measure for x-max-length-bytes).
@@ -105,10 +117,16 @@ impl Backlog {
     pub fn push_back(&mut self, s: Stored) {
         let n = s.msg.body.len() as u64;
         self.bytes += n;
-        if self.paged() > 0 || self.over_limit() {
+        if !self.overflow.is_empty() {
+            self.push_overflow(s);
+        } else if self.paged() > 0 || self.over_limit() {
             if let Some(s) = self.page_out(s) {
-                self.mem_bytes += n;
-                self.mem.push_back(s);
+                if self.paged() > 0 {
+                    self.overflow.push_back(s);
+                } else {
+                    self.mem_bytes += n;
+                    self.mem.push_back(s);
+                }
             }
         } else {
             self.mem_bytes += n;
@@ -119,10 +137,38 @@ impl Backlog {
     #[inline]
     fn over_limit(&self) -> bool {
         match &self.paging {
-            Some(p) if !self.page_failed => {
+            Some(p) if self.may_page() => {
                 self.mem.len() >= p.max_messages || self.mem_bytes >= p.max_bytes
             }
             _ => false,
+        }
+    }
+
+    /// Not in the pause after a failed page-file write.
+    #[inline]
+    fn may_page(&self) -> bool {
+        self.page_retry_at == 0 || latency::clock() >= self.page_retry_at
+    }
+
+    #[cold]
+    fn page_failed(&mut self) {
+        self.page_retry_at = latency::clock().max(1) + PAGE_RETRY;
+    }
+
+    /// A message behind the overflow: the overflow goes to the page file
+    /// first, once paging may be tried again.
+    #[cold]
+    fn push_overflow(&mut self, s: Stored) {
+        self.overflow.push_back(s);
+        if !self.may_page() {
+            return;
+        }
+        self.page_retry_at = 0;
+        while let Some(o) = self.overflow.pop_front() {
+            if let Some(o) = self.page_out(o) {
+                self.overflow.push_front(o);
+                return;
+            }
         }
     }
 
@@ -135,7 +181,7 @@ impl Backlog {
                 Ok(p) => self.page = Some(p),
                 Err(e) => {
                     log::error!("cannot page out queue messages: {}", e);
-                    self.page_failed = true;
+                    self.page_failed();
                     return Some(s);
                 }
             }
@@ -154,7 +200,7 @@ impl Backlog {
             Ok(()) => None,
             Err(e) => {
                 log::error!("cannot page out queue messages: {}", e);
-                self.page_failed = true;
+                self.page_failed();
                 Some(s)
             }
         }
@@ -181,9 +227,20 @@ impl Backlog {
         self.mem.front()
     }
 
-    /// Reads the next batch of paged messages into memory.
+    /// Refills the empty head: the next batch of paged messages, or, once
+    /// the page file is empty, the overflow.
     #[cold]
     fn refill(&mut self) {
+        self.refill_from_page();
+        if self.paged() == 0 && self.mem.is_empty() && !self.overflow.is_empty() {
+            // What waited behind the page file is next.
+            std::mem::swap(&mut self.mem, &mut self.overflow);
+            self.mem_bytes = self.mem.iter().map(|s| s.msg.body.len() as u64).sum();
+        }
+    }
+
+    /// Reads the next batch of paged messages into memory.
+    fn refill_from_page(&mut self) {
         let Some(page) = self.page.as_mut() else {
             return;
         };
@@ -220,7 +277,7 @@ impl Backlog {
                     let lost = page.paged_bytes();
                     self.bytes = self.bytes.saturating_sub(lost);
                     self.page = None;
-                    self.page_failed = true;
+                    self.page_failed();
                     break;
                 }
             }
@@ -245,6 +302,9 @@ impl Backlog {
             }
         }
         self.page = None;
+        for s in self.overflow.drain(..) {
+            f(s);
+        }
         self.bytes = 0;
     }
 
@@ -261,12 +321,80 @@ impl Backlog {
                 log::error!("queue page file {}: {}", self.name, e);
             }
         }
+        self.overflow.iter().filter_map(|s| s.loc).for_each(f);
     }
 
     /// The in-memory message `seq`, for updating its store location
     /// (compaction). Paged messages are not reachable (None).
     pub fn get_mut(&mut self, seq: u64) -> Option<&mut Stored> {
-        let i = self.mem.binary_search_by_key(&seq, |s| s.seq).ok()?;
-        self.mem.get_mut(i)
+        if let Ok(i) = self.mem.binary_search_by_key(&seq, |s| s.seq) {
+            return self.mem.get_mut(i);
+        }
+        let i = self.overflow.binary_search_by_key(&seq, |s| s.seq).ok()?;
+        self.overflow.get_mut(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::fault::{self, Op};
+    use bytes::Bytes;
+    use std::time::{Duration, Instant};
+
+    fn msg(seq: u64) -> Stored {
+        Stored {
+            seq,
+            redelivered: false,
+            msg: Message::from_amqp091(
+                Bytes::new(),
+                Bytes::from_static(b"q"),
+                Bytes::new(),
+                // Larger than the page file's write buffer: every push writes.
+                Bytes::from(vec![seq as u8; 300 << 10]),
+            ),
+            loc: None,
+        }
+    }
+
+    #[test]
+    fn a_failing_page_file_keeps_messages_in_order_and_paging_resumes() {
+        let dir = std::env::temp_dir().join(format!("warren-backlog-{}", std::process::id()));
+        let cfg = Arc::new(PagingConfig {
+            dir: dir.clone(),
+            max_messages: 2,
+            max_bytes: u64::MAX,
+            chunk_size: 1,
+        });
+        let t0 = Instant::now();
+        latency::set_clock(t0 + Duration::from_secs(1));
+        let mut b = Backlog::new(Some(cfg), "q".into());
+        for seq in 0..5 {
+            b.push_back(msg(seq));
+        }
+        assert_eq!(b.paged(), 3);
+        // The disk fills: nothing more is paged, nothing is lost, and what
+        // comes waits behind the page file.
+        fault::inject(&dir, Op::Write, u64::MAX, libc::ENOSPC);
+        for seq in 5..10 {
+            b.push_back(msg(seq));
+        }
+        assert_eq!(b.len(), 10);
+        assert!(b.paged() <= 4, "{} paged", b.paged());
+        // Space is back; after the pause, paging goes on (overflow first).
+        fault::clear(&dir);
+        latency::set_clock(t0 + Duration::from_secs(10));
+        for seq in 10..14 {
+            b.push_back(msg(seq));
+        }
+        assert!(b.paged() >= 8, "paging resumed: {} paged", b.paged());
+        assert_eq!(b.len(), 14);
+        let mut got = Vec::new();
+        while let Some(s) = b.pop_front() {
+            got.push(s.seq);
+        }
+        assert_eq!(got, (0..14).collect::<Vec<_>>());
+        assert!(b.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -147,6 +147,11 @@ impl PageFile {
                 written: 0,
             });
         }
+        if self.wbuf.len() >= WRITE_BUF {
+            // Before this message is taken: a failure leaves it with the
+            // caller, never half here.
+            self.write_out()?;
+        }
         let b = &mut self.wbuf;
         let start = b.len();
         b.extend_from_slice(&[0; 4]);
@@ -179,9 +184,6 @@ impl PageFile {
         if m.loc.is_some() {
             self.stored += 1;
         }
-        if self.wbuf.len() >= WRITE_BUF {
-            self.write_out()?;
-        }
         Ok(())
     }
 
@@ -190,6 +192,7 @@ impl PageFile {
         if self.wbuf.is_empty() {
             return Ok(());
         }
+        crate::store::fault::check(&self.dir, crate::store::fault::Op::Write)?;
         let c = self.chunks.back_mut().expect("wbuf belongs to a chunk");
         c.file.write_all_at(&self.wbuf, c.written)?;
         c.written += self.wbuf.len() as u64;
