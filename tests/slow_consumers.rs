@@ -294,3 +294,46 @@ fn fast_publisher_slow_consumer(shards: usize, publisher_shard: usize, queue_sha
     drop(slow);
     b.shutdown();
 }
+
+/// Messages a queue keeps in memory are slices of the read buffers they
+/// arrived in. A queue that keeps small messages published between large
+/// ones that go elsewhere (here: unroutable, dropped) must not keep every
+/// read buffer alive: memory stays near what the queue holds.
+#[test]
+fn small_kept_messages_do_not_pin_read_buffers() {
+    let _g = serial();
+    const N: usize = 4000;
+    let b = start(1);
+    let port = b.port();
+    let mut p = client(port);
+    p.send_method(1, 50, 10, &queue_args("keep", &[0, 0, 0, 0, 0]));
+    p.expect_method(1, 50, 11);
+    let rss0 = rss();
+    let small = publish_frames(1, "", "keep", b"tiny", 131072);
+    let big = publish_frames(1, "", "no-such-queue", &vec![b'x'; 60 * 1024], 131072);
+    let mut w = p.s.try_clone().unwrap();
+    for _ in 0..N {
+        w.write_all(&small).unwrap();
+        w.write_all(&big).unwrap();
+    }
+    // Everything was handled once the queue counts all the small ones.
+    let t0 = Instant::now();
+    loop {
+        let (ready, _) = counts(&mut p, "keep");
+        if ready as usize == N {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{ready} of {N} arrived"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let grown = rss().saturating_sub(rss0);
+    eprintln!(
+        "{N} small messages kept between {N} x 60 KiB dropped ones: RSS +{} MiB",
+        grown / MIB
+    );
+    assert!(grown < 64 * MIB, "RSS grew {} MiB", grown / MIB);
+    b.shutdown();
+}
