@@ -52,10 +52,10 @@ fn raise_nofile() -> u64 {
                 rlim_max: r.rlim_max,
             };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                return want.rlim_cur as u64;
+                return want.rlim_cur;
             }
         }
-        r.rlim_cur as u64
+        r.rlim_cur
     }
 }
 
@@ -443,19 +443,6 @@ fn consumer_flood_on_one_channel() {
 
 // ---------------------------------------------------------------- big tables and frames
 
-/// A field table of `entries` longstr values of `each` bytes: the table's
-/// encoding (with its 4-byte length).
-fn big_table(entries: usize, each: usize) -> Vec<u8> {
-    let mut t = Vec::new();
-    for i in 0..entries {
-        t.extend(shortstr(&format!("k{i:05}")));
-        t.push(b'S');
-        t.extend((each as u32).to_be_bytes());
-        t.extend(std::iter::repeat_n(b'v', each));
-    }
-    [&(t.len() as u32).to_be_bytes()[..], &t].concat()
-}
-
 /// Pads a table to `len` bytes (length prefix included) with one more entry.
 fn table_of_len(len: usize) -> Vec<u8> {
     // Entries of 1,000 bytes, then one entry of the remainder.
@@ -507,7 +494,6 @@ fn queue_declare_arguments_near_frame_max() {
         table.len(),
         rss().saturating_sub(rss0) as f64 / MIB
     );
-    let _ = big_table;
     // 8 bytes over is RabbitMQ's FRAME_SIZE_FUDGE, 9 is over it.
     let table = table_of_len(131072 - 8 - fixed + 9);
     let args = [&[0, 0][..], &shortstr("bigargX"), &[0x08], &table].concat();
