@@ -1,6 +1,7 @@
 //! Network layer: listening sockets and the byte buffers of one client socket.
 //! Nothing here knows AMQP.
 
+pub mod accept;
 pub mod listener;
 pub mod socket;
 pub mod tls;

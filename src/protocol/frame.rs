@@ -47,9 +47,10 @@ impl FrameHead {
 pub enum FrameError {
     /// The octet after the payload was not 0xCE.
     BadFrameEnd(u8),
-    /// Payload `size` over the negotiated maximum payload `max`
-    /// (frame-max minus the 8 octets of overhead), as RabbitMQ reports it.
-    TooLarge { size: u32, max: u32 },
+    /// A frame of type `kind` whose payload `size` is over the negotiated
+    /// maximum payload `max` (frame-max minus the 8 octets of overhead), as
+    /// RabbitMQ reports it.
+    TooLarge { kind: u8, size: u32, max: u32 },
     /// Not a method, header, body or heartbeat frame.
     UnknownType(u8),
 }
@@ -58,8 +59,12 @@ impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FrameError::BadFrameEnd(b) => write!(f, "bad frame end marker 0x{b:02x}"),
-            FrameError::TooLarge { size, max } => {
-                write!(f, "frame size {size} larger than negotiated maximum {max}")
+            // rabbit_reader:fatal_frame_error, its payload not read: `<<>>`.
+            FrameError::TooLarge { kind, size, max } => {
+                write!(
+                    f,
+                    "type {kind}, all octets = <<>>: {{frame_too_large,{size},{max}}}"
+                )
             }
             FrameError::UnknownType(t) => write!(f, "unknown frame type {t}"),
         }
@@ -95,7 +100,7 @@ pub fn check_frame(buf: &[u8], frame_max: u32) -> Result<Option<FrameHead>, Fram
     if frame_max != 0 {
         let max = frame_max.saturating_sub(FRAME_OVERHEAD as u32);
         if size > max + FRAME_SIZE_FUDGE {
-            return Err(FrameError::TooLarge { size, max });
+            return Err(FrameError::TooLarge { kind, size, max });
         }
     }
     let head = FrameHead {
@@ -341,17 +346,19 @@ mod tests {
         assert_eq!(
             check_frame(&hdr, 131072),
             Err(FrameError::TooLarge {
+                kind: 1,
                 size: 200000,
                 max: 131064
             })
         );
         assert_eq!(
             FrameError::TooLarge {
+                kind: 1,
                 size: 200000,
                 max: 131064
             }
             .to_string(),
-            "frame size 200000 larger than negotiated maximum 131064"
+            "type 1, all octets = <<>>: {frame_too_large,200000,131064}"
         );
         assert_eq!(check_frame(&hdr, 0), Ok(None));
         // Exactly frame_max total is fine, and so is a payload of frame_max
@@ -364,6 +371,7 @@ mod tests {
         assert_eq!(
             check_frame(&body, 4087),
             Err(FrameError::TooLarge {
+                kind: 3,
                 size: 4088,
                 max: 4079
             })

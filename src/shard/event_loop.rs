@@ -20,6 +20,7 @@ use crate::core::alarms::Alarms;
 use crate::core::definitions::Definitions;
 use crate::core::persist::ShardStore;
 use crate::core::ShardCtx;
+use crate::net::accept::{AcceptGuard, AfterError};
 use crate::net::{ReadOutcome, Socket};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Token};
@@ -59,6 +60,8 @@ struct Loop {
     flush_list: Vec<usize>,
     /// Publishing connections not read while an outgoing ring is congested.
     flow_blocked: Vec<usize>,
+    /// The reserve descriptor and back-off for accept failures (EMFILE).
+    accept_guard: AcceptGuard,
     stop: Arc<AtomicBool>,
 }
 
@@ -148,6 +151,7 @@ pub fn run(setup: ShardSetup) {
         retry_read: Vec::new(),
         flush_list: Vec::new(),
         flow_blocked: Vec::new(),
+        accept_guard: AcceptGuard::new(),
         stop,
     };
     lp.run();
@@ -220,6 +224,7 @@ impl Loop {
                     }
                 }
             }
+            self.resume_accepting(now);
             let reread = std::mem::take(&mut self.state.ctx.reread);
             for slot in reread {
                 self.list_read_again(slot);
@@ -286,9 +291,16 @@ impl Loop {
         }
     }
 
+    /// Accepts every connection waiting on listener `i`, until `WouldBlock`
+    /// (the listener is edge-triggered). Out of descriptors, the
+    /// `AcceptGuard` sheds waiting connections with its reserve descriptor
+    /// or pauses accepting (`resume_accepting` drains again).
     fn accept(&mut self, i: usize) {
+        if self.accept_guard.is_paused(Instant::now()) {
+            return;
+        }
         loop {
-            match self.listeners[i].accept() {
+            match self.accept_guard.accept(&self.listeners[i]) {
                 Ok((mut stream, _addr)) => {
                     let slot = self.state.conns.vacant_key();
                     let interest = Interest::READABLE | Interest::WRITABLE;
@@ -320,10 +332,23 @@ impl Loop {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    // e.g. EMFILE: stop accepting for this round; try again later.
-                    log::warn!("accept failed: {}", e);
-                    return;
+                    let after = self
+                        .accept_guard
+                        .on_error(&e, &self.listeners[i], Instant::now());
+                    if after == AfterError::Stop {
+                        return;
+                    }
                 }
+            }
+        }
+    }
+
+    /// After an accept back-off: drain every listener again, since the
+    /// connections already waiting raise no new (edge-triggered) event.
+    fn resume_accepting(&mut self, now: Instant) {
+        if self.accept_guard.resume_due(now) {
+            for i in 0..self.listeners.len() {
+                self.accept(i);
             }
         }
     }

@@ -279,7 +279,8 @@ impl Connection {
                         "number of channels opened ({}) has reached the negotiated channel_max ({})",
                         open, self.info.channel_max
                     ));
-                    return self.connection_error(err, class, method, ctx);
+                    // RabbitMQ raises it for method `none`: class and method 0.
+                    return self.connection_error(err, 0, 0, ctx);
                 }
                 if let Err(err) = self.count_channel() {
                     return self.connection_error(err, class, method, ctx);

@@ -59,6 +59,41 @@ impl Message {
     pub fn body_len(&self) -> usize {
         self.body.len()
     }
+
+    /// Exchange, routing key, properties and body together, bytes.
+    #[inline]
+    pub fn total_len(&self) -> usize {
+        self.exchange.len() + self.routing_key.len() + self.properties.len() + self.body.len()
+    }
+
+    /// The same message in one allocation of its own. A message's parts are
+    /// slices of the read buffer it arrived in, and keep all of that buffer
+    /// (64 KiB or more) alive: a queue that keeps small messages for long
+    /// must not hold a read buffer for each (`Backlog::push_back`).
+    pub fn compacted(&self) -> Message {
+        let mut v = Vec::with_capacity(self.total_len());
+        for part in [
+            &self.exchange,
+            &self.routing_key,
+            &self.properties,
+            &self.body,
+        ] {
+            v.extend_from_slice(part);
+        }
+        let all = Bytes::from(v);
+        let mut at = 0;
+        let mut take = |n: usize| {
+            let b = all.slice(at..at + n);
+            at += n;
+            b
+        };
+        Message {
+            exchange: take(self.exchange.len()),
+            routing_key: take(self.routing_key.len()),
+            properties: take(self.properties.len()),
+            body: take(self.body.len()),
+        }
+    }
 }
 
 /// What the core needs to know about a message, decoded once from its
