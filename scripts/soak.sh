@@ -6,11 +6,18 @@
 # checks. Everything lands in target/soak/<timestamp>/ (report.txt there).
 # Exits non-zero when an invariant fails. See docs/soak.md.
 # Environment: SOAK_QUEUES (100), SOAK_PUB_RATES (100,100,50,50 msg/s),
-# SOAK_CHAOS_INTERVAL (20:60 s), SOAK_TMPFS_SIZE (256m), SOAK_NO_BUILD=1.
+# SOAK_CHAOS_INTERVAL (20:60 s; 10:30 for runs under 10 minutes),
+# SOAK_TMPFS_SIZE (256m), SOAK_NO_BUILD=1 (skip cargo build).
 set -euo pipefail
 MINUTES=${1:-30}
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+case "$MINUTES" in
+    ''|*[!0-9.]*) echo "usage: scripts/soak.sh [minutes]" >&2; exit 2 ;;
+esac
+if [ -z "${SOAK_CHAOS_INTERVAL:-}" ]; then
+    if awk "BEGIN{exit !($MINUTES < 10)}"; then SOAK_CHAOS_INTERVAL=10:30; else SOAK_CHAOS_INTERVAL=20:60; fi
+fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ -z "${SOAK_NO_BUILD:-}" ]; then
     cargo build --release --bin warren
@@ -53,7 +60,7 @@ fi
 setsid "$PY" scripts/soak/soak.py run --minutes "$MINUTES" --workdir "$WORK" \
     --data "$WORK/tmpfs/data" --broker "$CARGO_TARGET_DIR/release/warren" \
     --queues "${SOAK_QUEUES:-100}" --pub-rates "${SOAK_PUB_RATES:-100,100,50,50}" \
-    --chaos-interval "${SOAK_CHAOS_INTERVAL:-20:60}" "${FILL_ARGS[@]}" &
+    --chaos-interval "$SOAK_CHAOS_INTERVAL" "${FILL_ARGS[@]}" &
 DRIVER=$!
 RC=0
 wait "$DRIVER" || RC=$?

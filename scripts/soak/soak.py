@@ -391,6 +391,7 @@ class Broker:
                '--data-dir', self.o.data, '--shards', '2', '--no-pin',
                '--http-port', '0', '--prometheus-port', '0',
                '--segment-size', str(8 << 20), '--disk-free-limit', str(32 << 20),
+               '--queue-max-in-memory', '1000',
                '--log-level', 'info']
         self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
         logf.close()
@@ -772,6 +773,7 @@ def analyze(workdir):
         rep.append(s)
 
     n_recv = sum(len(v) for v in receipts.values())
+    n_drain = sum(1 for v in receipts.values() for r in v if r[4] == 'con-drain.rec')
     n_redel = sum(1 for v in receipts.values() for r in v if r[2])
     dlq_ids = {i for i, v in receipts.items() if any(r[1] == QUEUE_DLQ for r in v)}
     not_published = [i for i in receipts if i not in pubs]
@@ -877,6 +879,7 @@ def analyze(workdir):
     out('  unconfirmed           %d  (connection lost before the confirm)' % unconfirmed)
     out('  blocked episodes      %d  (connection.blocked received)' % blocked)
     out('received                %d  (%d distinct ids)' % (n_recv, len(receipts)))
+    out('  in the final drain    %d' % n_drain)
     out('  redelivered           %d' % n_redel)
     out('  ids received >1 time  %d' % dup_ids)
     out('  dead-lettered         %d distinct ids received from %s' % (len(dlq_ids), QUEUE_DLQ))
