@@ -460,8 +460,8 @@ class Orchestrator:
         names = [s[0] for s in self.specs]
         hot = names[:HOT]
         dur_tr = [n for n in names[HOT:] if queue_kind(n) in ('dur', 'tr')]
-        cold = dur_tr[-2:]  # consumed only by the final drain
-        dur_tr = dur_tr[:-2]
+        cold = [n for n in dur_tr if queue_kind(n) == 'dur'][-2:]  # consumed only by the final drain
+        dur_tr = [n for n in dur_tr if n not in cold]
         ttl = [n for n in names if queue_kind(n) == 'ttl']
         groups = {'fast0': hot[:2], 'fast1': hot[1:], 'fast2': [], 'slow0': []}
         for i, n in enumerate(dur_tr):
