@@ -678,25 +678,27 @@ class Orchestrator:
         with self.lock:
             self.stop_clients()
             self.event('clients_stopped')
-        with self.lock:
+        meta['drain_ok'] = False
+        try:
             self.restart_broker(signal.SIGTERM, 'final_restart')
-            self.counts['final_restart'] -= 0
-        time.sleep(5)
-        pid = self.b.proc.pid
-        meta['rss_baseline_kib'] = rss_kib(pid)
-        meta['rss_peak_kib'], meta['rss_peak_pid'] = self.peak
-        ok, secs, left = self.drain()
-        self.event('drain_done', 'ok %s in %.0f s; left %s' % (ok, secs, left))
-        time.sleep(5)
-        meta['rss_final_kib'] = rss_kib(pid)
-        meta['final_broker_pid_unchanged'] = self.b.proc.pid == pid
-        meta['drain_ok'] = ok
-        meta['drain_left'] = left
+            time.sleep(5)
+            pid = self.b.proc.pid
+            meta['rss_baseline_kib'] = rss_kib(pid)
+            ok, secs, left = self.drain()
+            self.event('drain_done', 'ok %s in %.0f s; left %s' % (ok, secs, left))
+            meta['drain_ok'] = ok
+            meta['drain_left'] = left
+            time.sleep(5)
+            meta['rss_final_kib'] = rss_kib(pid)  # None if that broker is gone
+        except Exception as e:  # noqa: the report is still written
+            self.event('UNEXPECTED_end_phase_error', repr(e))
+            meta['drain_left'] = 'end phase failed: %r' % e
         meta['peak_rss_kib'] = self.peak[0]
         with self.lock:
             self.stopping.set()
-            code = self.b.stop(signal.SIGTERM)
-            self.event('broker_stopped', 'code %s' % code)
+            if self.b.proc is not None and self.b.proc.poll() is None:
+                code = self.b.stop(signal.SIGTERM)
+                self.event('broker_stopped', 'code %s' % code)
         meta['duration_s'] = time.time() - t_start
         meta['counts'] = dict(self.counts)
         meta['events'] = self.events
@@ -736,7 +738,7 @@ def analyze(workdir):
     recdir = os.path.join(workdir, 'rec')
     pubs = {}
     acked, nacked, timedout = set(), set(), set()
-    blocked = 0
+    blocked = unblocked = 0
     receipts = collections.defaultdict(list)
     unknown_lines = 0
     for fn in sorted(os.listdir(recdir)):
@@ -758,7 +760,7 @@ def analyze(workdir):
                     elif c == 'B':
                         blocked += 1
                     elif c == 'U':
-                        pass
+                        unblocked += 1
                     elif c == 'R':
                         receipts[parts[1]].append((float(parts[5]), parts[2], parts[3] == '1', parts[4], fn))
                     else:
@@ -877,7 +879,8 @@ def analyze(workdir):
     out('  nacked                %d' % len(nacked))
     out('  confirm timed out     %d  (no confirm within %d s; publisher reconnected)' % (len(timedout), CONFIRM_TIMEOUT))
     out('  unconfirmed           %d  (connection lost before the confirm)' % unconfirmed)
-    out('  blocked episodes      %d  (connection.blocked received)' % blocked)
+    out('  blocked episodes      %d  (connection.blocked received; %d connection.unblocked)'
+        % (blocked, unblocked))
     out('received                %d  (%d distinct ids)' % (n_recv, len(receipts)))
     out('  in the final drain    %d' % n_drain)
     out('  redelivered           %d' % n_redel)
