@@ -423,7 +423,6 @@ class Orchestrator:
         self.a = a
         self.workdir = a.workdir
         self.data = a.data
-        self.broker_path = a.broker
         self.broker = a.broker
         self.port = free_port()
         self.lock = threading.RLock()
