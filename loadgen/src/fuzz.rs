@@ -191,7 +191,9 @@ fn fuzz_loop(uri: &AmqpUri, seed: u64, halt: &Halt, counts: &Counts, deadline: I
         let whole = send_session(tcp, &bytes, &mut rng);
         counts.sessions.fetch_add(1, Ordering::Relaxed);
         counts.frames.fetch_add(frames, Ordering::Relaxed);
-        counts.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        counts
+            .bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if !whole {
             counts.cut_short.fetch_add(1, Ordering::Relaxed);
         }
@@ -205,7 +207,9 @@ fn send_session(mut tcp: TcpStream, bytes: &[u8], rng: &mut Rng) -> bool {
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_write_timeout(Some(Duration::from_secs(2)));
     let _ = tcp.set_read_timeout(Some(Duration::from_millis(20)));
-    let mut cuts: Vec<usize> = (0..rng.below(4)).map(|_| rng.below(bytes.len() + 1)).collect();
+    let mut cuts: Vec<usize> = (0..rng.below(4))
+        .map(|_| rng.below(bytes.len() + 1))
+        .collect();
     cuts.push(bytes.len());
     cuts.sort_unstable();
     let mut sink = [0u8; 16 * 1024];
@@ -225,16 +229,14 @@ fn send_session(mut tcp: TcpStream, bytes: &[u8], rng: &mut Rng) -> bool {
             break;
         }
     }
-    // Drain: until EOF, an error, 100 ms of silence or 1 s in all.
+    // Drain: until EOF, an error, 40 ms of silence or 1 s in all.
     let end = Instant::now() + Duration::from_secs(1);
     let mut quiet = 0;
-    while Instant::now() < end && quiet < 5 {
+    while Instant::now() < end && quiet < 2 {
         match tcp.read(&mut sink) {
             Ok(0) => break,
             Ok(_) => quiet = 0,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                quiet += 1
-            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => quiet += 1,
             Err(_) => break,
         }
     }

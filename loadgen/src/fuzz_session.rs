@@ -19,8 +19,8 @@ use bytes::Bytes;
 use warren::fuzz::mutate::{mutate, Rng};
 use warren::protocol::methods::*;
 use warren::protocol::{
-    write_body, write_content_header, write_method, BasicProperties, FieldTable, FieldValue, Method,
-    PROTOCOL_HEADER,
+    write_body, write_content_header, write_method, BasicProperties, FieldTable, FieldValue,
+    Method, PROTOCOL_HEADER,
 };
 
 /// Frames (the protocol header first) of one session, and how many of them
@@ -107,7 +107,11 @@ pub fn record(user: &str, password: &str, vhost: &str, n: u64) -> Session {
         delivery_mode: Some(1 + (n % 2) as u8),
         priority: Some(1),
         expiration: Some(s("60000")),
-        headers: Some([("x-fuzz", FieldValue::I64(n as i64))].into_iter().collect()),
+        headers: Some(
+            [("x-fuzz", FieldValue::I64(n as i64))]
+                .into_iter()
+                .collect(),
+        ),
         message_id: Some(s("m")),
         ..Default::default()
     }

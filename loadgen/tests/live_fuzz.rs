@@ -35,10 +35,7 @@ fn mutated_sessions_leave_other_clients_alone() {
     assert!(json_int(&json, "sessions") > 50, "{json}");
     assert!(json_int(&json, "frames") > 500, "{json}");
     assert!(json_int(&json, "canary_messages") > 0, "{json}");
-    let (ok, json) = run_loadgen_at(
-        &uri,
-        &["throughput", "--duration", "1", "--warmup", "0"],
-    );
+    let (ok, json) = run_loadgen_at(&uri, &["throughput", "--duration", "1", "--warmup", "0"]);
     assert!(ok, "a normal client after the fuzzing: {json}");
     assert!(json_int(&json, "received") > 0, "{json}");
     broker.shutdown();

@@ -101,7 +101,9 @@ fn mutate_once(data: &mut Vec<u8>, rng: &mut Rng, others: &[Vec<u8>], max_len: u
             let n = 1 + rng.below(16.min(max_len - len));
             let b = rng.byte();
             let repeat = rng.one_in(2);
-            let run: Vec<u8> = (0..n).map(|_| if repeat { b } else { rng.byte() }).collect();
+            let run: Vec<u8> = (0..n)
+                .map(|_| if repeat { b } else { rng.byte() })
+                .collect();
             data.splice(at..at, run);
         }
         // Delete a run.

@@ -100,7 +100,12 @@ fn method_payload(payload: Bytes) {
             return;
         }
     };
-    let _ = (m.class_id(), m.method_id(), m.has_content(), m.is_synchronous());
+    let _ = (
+        m.class_id(),
+        m.method_id(),
+        m.has_content(),
+        m.is_synchronous(),
+    );
     assert_eq!(m.to_string(), m.name());
     let mut once = Vec::new();
     m.encode(&mut once);
@@ -145,7 +150,11 @@ pub fn table(data: &[u8]) {
         "table and skip disagree"
     );
     let Ok(t) = decoded else { return };
-    assert_eq!(full.position(), cheap.position(), "table and skip end apart");
+    assert_eq!(
+        full.position(),
+        cheap.position(),
+        "table and skip end apart"
+    );
     for (_, v) in t.iter() {
         touch_value(v);
     }
@@ -204,13 +213,20 @@ fn content_header_payload(payload: Bytes) {
 fn raw_properties(raw: Bytes) {
     let valid = properties::validate(&raw);
     let decoded = BasicProperties::decode(raw.clone());
-    assert_eq!(valid.is_ok(), decoded.is_ok(), "validate and decode disagree");
+    assert_eq!(
+        valid.is_ok(),
+        decoded.is_ok(),
+        "validate and decode disagree"
+    );
     let core = properties::raw_core_fields(&raw);
     assert_eq!(core.has_headers, properties::raw_has_headers(&raw));
     assert_eq!(core.delivery_mode, properties::raw_delivery_mode(&raw));
     assert_eq!(core.priority, properties::raw_priority(&raw));
     assert_eq!(core.expiration, properties::raw_expiration(&raw));
-    let _ = (properties::raw_user_id(&raw), properties::raw_timestamp(&raw));
+    let _ = (
+        properties::raw_user_id(&raw),
+        properties::raw_timestamp(&raw),
+    );
     let Ok(p) = decoded else { return };
     assert_eq!(core.delivery_mode, p.delivery_mode);
     assert_eq!(core.priority, p.priority);
@@ -314,7 +330,10 @@ fn check_segment_frames(buf: &[u8]) {
                 assert_eq!(out, frame, "publish record does not round-trip");
                 let m = StoredMessage::from_frame(Bytes::copy_from_slice(frame));
                 let m = m.unwrap_or_else(|e| panic!("from_frame: {e}"));
-                assert_eq!((m.queue_id, m.seq, &m.body[..]), (p.queue_id, p.seq, p.body));
+                assert_eq!(
+                    (m.queue_id, m.seq, &m.body[..]),
+                    (p.queue_id, p.seq, p.body)
+                );
             }
             SegRecord::Acks(a) => {
                 let mut seqs: Vec<u64> = a.seqs().collect();
@@ -405,14 +424,23 @@ fn scan_image(dir: &Path, data: &[u8]) {
     for (&n, seg) in &scan.segments {
         let path = dir.join(format!("{n:016x}.seg"));
         let on_disk = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        assert_eq!(seg.len, on_disk, "segment {n}: kept length is not the file's");
-        assert!(seg.live <= seg.total, "segment {n}: more live messages than publishes");
+        assert_eq!(
+            seg.len, on_disk,
+            "segment {n}: kept length is not the file's"
+        );
+        assert!(
+            seg.live <= seg.total,
+            "segment {n}: more live messages than publishes"
+        );
     }
     for (queue_id, msgs) in &scan.queues {
         assert!(msgs.windows(2).all(|w| w[0].seq < w[1].seq));
         for m in msgs {
             let l = m.location;
-            let seg = scan.segments.get(&l.segment).expect("a live message's segment");
+            let seg = scan
+                .segments
+                .get(&l.segment)
+                .expect("a live message's segment");
             assert!(l.offset as u64 + l.len as u64 <= seg.len);
             if let Some(s) = &m.message {
                 assert_eq!((s.queue_id, s.seq), (*queue_id, m.seq));
