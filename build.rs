@@ -526,8 +526,8 @@ fn gen_methods(methods: &[Meth]) -> String {
 
     // Test samples: every field non-default.
     s.push_str(
-        "/// One instance of every method with non-default field values (tests).\n\
-         #[cfg(test)]\npub(crate) fn sample_methods() -> Vec<Method> {\n    vec![\n",
+        "/// One instance of every method with non-default field values (tests,\n\
+         /// fuzz seeds).\n#[doc(hidden)]\npub fn sample_methods() -> Vec<Method> {\n    vec![\n",
     );
     let mut counter = 0u64;
     for m in methods {

@@ -23,6 +23,7 @@ pub mod admin;
 pub mod amqp091;
 pub mod config;
 pub mod core;
+pub mod fuzz;
 pub mod http;
 pub mod net;
 pub mod protocol;

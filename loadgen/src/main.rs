@@ -12,6 +12,9 @@
 //!   the broker's memory per connection.
 //! - `churn` ([`churn`]): connection, channel, queue and binding create +
 //!   destroy rates.
+//! - `fuzz` ([`fuzz`]): mutated sessions against a live broker while a
+//!   canary client checks that it keeps serving (sessions in
+//!   [`fuzz_session`]).
 //!
 //! Shared pieces: [`CommonArgs`] (`--uri`, `--json`, the start-up checks),
 //! [`uri`] (AMQP URI), [`client`] (connection, handshake, frame walking,
@@ -22,6 +25,8 @@
 mod churn;
 mod client;
 mod connections;
+mod fuzz;
+mod fuzz_session;
 mod latency;
 mod report;
 mod stream;
@@ -56,6 +61,11 @@ enum Command {
     /// Creates and destroys connections, channels, queues and bindings as
     /// fast as possible, one phase after the other; prints the rates.
     Churn(churn::Args),
+    /// Sends mutated valid sessions (handshake, publish, consume, ack) over
+    /// many connections while a canary client publishes with confirms and
+    /// consumes; fails if the canary is disturbed or the broker stops
+    /// accepting connections.
+    Fuzz(fuzz::Args),
 }
 
 /// Options every scenario takes.
@@ -111,6 +121,7 @@ fn main() {
         Command::Latency(args) => latency::run(args),
         Command::Connections(args) => connections::run(args),
         Command::Churn(args) => churn::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
     };
     std::process::exit(code);
 }

@@ -17,9 +17,7 @@ use bytes::Bytes;
 use super::reader::{
     put_longstr, put_shortstr, put_u16, put_u32, put_u64, put_u8, DecodeError, Reader,
 };
-use super::table::FieldTable;
-#[cfg(test)]
-use super::table::FieldValue;
+use super::table::{FieldTable, FieldValue};
 
 include!(concat!(env!("OUT_DIR"), "/amqp_generated.rs"));
 

@@ -9,7 +9,7 @@ pub mod fault;
 pub mod location;
 pub mod page_file;
 pub mod record;
-mod recover;
+pub(crate) mod recover;
 pub mod segments;
 pub mod shard_count;
 pub mod syncer;

@@ -1,0 +1,451 @@
+//! Valid inputs for every fuzz target, made by the codec's and the store's
+//! own writers: a frame for every method, a whole client session, tables
+//! with every field type, content headers with every property, a
+//! definitions log written by `DefsLog`, segment files written by
+//! `SegmentLog`. `tests/fuzz_smoke.rs` starts from them, and
+//! `scripts/fuzz.sh` writes them out as the cargo-fuzz seed corpus.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+use crate::protocol::methods::{self, *};
+use crate::protocol::{
+    write_body, write_content_header, write_heartbeat, write_method, BasicProperties, FieldTable,
+    FieldValue, Method, PROTOCOL_HEADER,
+};
+use crate::store::defs_log::{BindingRecord, DefsLog, DestKind, Record};
+use crate::store::record::{self, Publish};
+use crate::store::segments::SegmentLog;
+
+/// The seeds of target `name` (empty for an unknown name).
+pub fn seeds(name: &str) -> Vec<Vec<u8>> {
+    match name {
+        "frame" => frames(),
+        "method" => method_payloads(),
+        "table" => tables(),
+        "content_header" => content_headers(),
+        "defs_log" => defs_logs(),
+        "segment_record" => segment_records(),
+        "segment_scan" => segment_files(),
+        _ => Vec::new(),
+    }
+}
+
+fn s(v: &str) -> Bytes {
+    Bytes::copy_from_slice(v.as_bytes())
+}
+
+fn method_payloads() -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = methods::sample_methods()
+        .iter()
+        .map(|m| {
+            let mut p = Vec::new();
+            m.encode(&mut p);
+            p
+        })
+        .collect();
+    // The same methods with every argument at its default (mostly zeros).
+    let defaults: Vec<Vec<u8>> = out
+        .iter()
+        .filter_map(|p| {
+            let mut zero = p[..4].to_vec();
+            zero.resize(64, 0);
+            let m = Method::decode(Bytes::from(zero)).ok()?;
+            let mut e = Vec::new();
+            m.encode(&mut e);
+            Some(e)
+        })
+        .collect();
+    out.extend(defaults);
+    out
+}
+
+/// A client's side of a whole session: the handshake, a channel, a queue,
+/// publishes with confirms, a consumer, acks, a heartbeat, the close.
+pub fn session() -> Vec<u8> {
+    let mut out = PROTOCOL_HEADER.to_vec();
+    let mut client_props = FieldTable::new();
+    client_props.insert("product", FieldValue::LongStr(s("warren-fuzz")));
+    let mut caps = FieldTable::new();
+    caps.insert("publisher_confirms", FieldValue::Bool(true));
+    client_props.insert("capabilities", FieldValue::Table(caps));
+    let handshake: Vec<(u16, Method)> = vec![
+        (
+            0,
+            ConnectionStartOk {
+                client_properties: client_props,
+                mechanism: s("PLAIN"),
+                response: Bytes::from_static(b"\0guest\0guest"),
+                locale: s("en_US"),
+            }
+            .into(),
+        ),
+        (
+            0,
+            ConnectionTuneOk {
+                channel_max: 2047,
+                frame_max: 131_072,
+                heartbeat: 60,
+            }
+            .into(),
+        ),
+        (
+            0,
+            ConnectionOpen {
+                virtual_host: s("/"),
+                ..Default::default()
+            }
+            .into(),
+        ),
+        (1, ChannelOpen::default().into()),
+        (1, ConfirmSelect::default().into()),
+        (
+            1,
+            QueueDeclare {
+                queue: s("fuzz-q"),
+                auto_delete: true,
+                ..Default::default()
+            }
+            .into(),
+        ),
+        (
+            1,
+            BasicQos {
+                prefetch_count: 10,
+                ..Default::default()
+            }
+            .into(),
+        ),
+    ];
+    for (ch, m) in &handshake {
+        write_method(&mut out, *ch, m);
+    }
+    let props = BasicProperties {
+        content_type: Some(s("text/plain")),
+        delivery_mode: Some(2),
+        headers: Some([("h", FieldValue::I32(1))].into_iter().collect()),
+        ..Default::default()
+    };
+    for body in [&b"hello"[..], &[7u8; 300][..]] {
+        let publish = BasicPublish {
+            routing_key: s("fuzz-q"),
+            ..Default::default()
+        };
+        write_method(&mut out, 1, &publish.into());
+        write_content_header(&mut out, 1, 60, body.len() as u64, &props.to_bytes());
+        write_body(&mut out, 1, body, 4096);
+    }
+    let tail: Vec<(u16, Method)> = vec![
+        (
+            1,
+            BasicConsume {
+                queue: s("fuzz-q"),
+                consumer_tag: s("c1"),
+                ..Default::default()
+            }
+            .into(),
+        ),
+        (
+            1,
+            BasicAck {
+                delivery_tag: 1,
+                multiple: true,
+            }
+            .into(),
+        ),
+        (1, ChannelClose::default().into()),
+        (0, ConnectionClose::default().into()),
+    ];
+    for (ch, m) in &tail {
+        write_method(&mut out, *ch, m);
+    }
+    write_heartbeat(&mut out);
+    out
+}
+
+fn frames() -> Vec<Vec<u8>> {
+    let mut out = vec![session()];
+    for m in methods::sample_methods() {
+        let mut f = Vec::new();
+        write_method(&mut f, 1, &m);
+        out.push(f);
+    }
+    let mut f = Vec::new();
+    write_content_header(&mut f, 1, 60, 3, &all_properties().to_bytes());
+    write_body(&mut f, 1, b"abc", 0);
+    write_heartbeat(&mut f);
+    out.push(f);
+    out
+}
+
+/// A table with every field type RabbitMQ knows, nested ones included.
+pub fn every_type_table() -> FieldTable {
+    let mut inner = FieldTable::new();
+    inner.insert("k", FieldValue::LongStr(s("v")));
+    [
+        ("t", FieldValue::Bool(true)),
+        ("b", FieldValue::I8(-2)),
+        ("B", FieldValue::U8(250)),
+        ("s", FieldValue::I16(-300)),
+        ("u", FieldValue::U16(65000)),
+        ("I", FieldValue::I32(-70000)),
+        ("i", FieldValue::U32(4_000_000_000)),
+        ("l", FieldValue::I64(-5_000_000_000)),
+        ("f", FieldValue::F32(1.5)),
+        ("d", FieldValue::F64(-2.25)),
+        ("D", FieldValue::Decimal(2, 12345)),
+        ("S", FieldValue::LongStr(s("hello"))),
+        (
+            "A",
+            FieldValue::Array(vec![
+                FieldValue::I32(1),
+                FieldValue::LongStr(s("two")),
+                FieldValue::Void,
+                FieldValue::Array(vec![FieldValue::Bool(false)]),
+            ]),
+        ),
+        ("T", FieldValue::Timestamp(1_700_000_000)),
+        ("F", FieldValue::Table(inner)),
+        ("V", FieldValue::Void),
+        ("x", FieldValue::ByteArray(Bytes::from_static(&[0, 1, 255]))),
+    ]
+    .into_iter()
+    .collect()
+}
+
+fn tables() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut t = Vec::new();
+    every_type_table().encode(&mut t);
+    out.push(t);
+    out.push(vec![0, 0, 0, 0]);
+    for (k, v) in every_type_table().iter() {
+        let mut one = FieldTable::new();
+        one.insert(std::str::from_utf8(k).unwrap_or("k"), v.clone());
+        let mut b = Vec::new();
+        one.encode(&mut b);
+        out.push(b);
+    }
+    out
+}
+
+fn all_properties() -> BasicProperties {
+    BasicProperties {
+        content_type: Some(s("application/json")),
+        content_encoding: Some(s("gzip")),
+        headers: Some(every_type_table()),
+        delivery_mode: Some(2),
+        priority: Some(7),
+        correlation_id: Some(s("corr")),
+        reply_to: Some(s("amq.rabbitmq.reply-to")),
+        expiration: Some(s("60000")),
+        message_id: Some(s("mid")),
+        timestamp: Some(1_700_000_000),
+        kind: Some(s("type")),
+        user_id: Some(s("guest")),
+        app_id: Some(s("app")),
+        cluster_id: Some(s("cluster")),
+    }
+}
+
+/// Header frame payloads: every property, none, and the ones the broker
+/// reads on the publish path.
+fn content_headers() -> Vec<Vec<u8>> {
+    let few = BasicProperties {
+        delivery_mode: Some(1),
+        priority: Some(3),
+        expiration: Some(s("10")),
+        ..Default::default()
+    };
+    [all_properties(), BasicProperties::default(), few]
+        .iter()
+        .map(|p| {
+            let mut f = Vec::new();
+            write_content_header(&mut f, 1, 60, 1234, &p.to_bytes());
+            f[7..f.len() - 1].to_vec()
+        })
+        .collect()
+}
+
+fn defs_records() -> Vec<Record> {
+    let mut args = FieldTable::new();
+    args.insert("x-message-ttl", FieldValue::I32(60_000));
+    args.insert("x-dead-letter-exchange", FieldValue::LongStr(s("dlx")));
+    let binding = |dest_kind| BindingRecord {
+        vhost: "/".into(),
+        source: "amq.topic".into(),
+        dest_kind,
+        dest: "q1".into(),
+        key: "a.#".into(),
+        args: args.clone(),
+    };
+    vec![
+        Record::VhostPut {
+            name: "/".into(),
+            description: "Default virtual host".into(),
+            tags: vec!["a".into()],
+            default_queue_type: "classic".into(),
+            limits: vec![("max-connections".into(), 10)],
+        },
+        Record::UserPut {
+            name: "guest".into(),
+            algorithm: "rabbit_password_hashing_sha256".into(),
+            hash: vec![1, 2, 3, 4, 5, 6, 7, 8],
+            tags: vec!["administrator".into()],
+            limits: vec![],
+        },
+        Record::PermissionSet {
+            user: "guest".into(),
+            vhost: "/".into(),
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        },
+        Record::TopicPermissionSet {
+            user: "guest".into(),
+            vhost: "/".into(),
+            exchange: "amq.topic".into(),
+            write: "^a".into(),
+            read: ".*".into(),
+        },
+        Record::Initialized,
+        Record::NextQueueId(42),
+        Record::ExchangeDeclare {
+            vhost: "/".into(),
+            name: "x1".into(),
+            kind: "topic".into(),
+            durable: true,
+            auto_delete: false,
+            internal: false,
+            args: args.clone(),
+        },
+        Record::QueueDeclare {
+            vhost: "/".into(),
+            name: "q1".into(),
+            id: 7,
+            home: 1,
+            auto_delete: false,
+            args: every_type_table(),
+        },
+        Record::BindingAdd(binding(DestKind::Queue)),
+        Record::BindingAdd(binding(DestKind::Exchange)),
+        Record::BindingRemove(binding(DestKind::Queue)),
+        Record::QueueDelete {
+            vhost: "/".into(),
+            name: "q1".into(),
+        },
+        Record::ExchangeDelete {
+            vhost: "/".into(),
+            name: "x1".into(),
+        },
+        Record::TopicPermissionClear {
+            user: "guest".into(),
+            vhost: "/".into(),
+            exchange: "amq.topic".into(),
+        },
+        Record::PermissionClear {
+            user: "guest".into(),
+            vhost: "/".into(),
+        },
+        Record::UserDelete {
+            name: "guest".into(),
+        },
+        Record::VhostDelete { name: "v".into() },
+    ]
+}
+
+/// A scratch directory for the store's writers.
+fn scratch(what: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    std::env::temp_dir().join(format!(
+        "warren-fuzz-seeds-{what}-{}-{nanos}",
+        std::process::id()
+    ))
+}
+
+/// A definitions log written by `DefsLog`, and each record body alone.
+fn defs_logs() -> Vec<Vec<u8>> {
+    let records = defs_records();
+    let mut out = Vec::new();
+    for r in &records {
+        let mut f = Vec::new();
+        r.encode(&mut f);
+        out.push(f[8..].to_vec());
+    }
+    let dir = scratch("defs");
+    let written = (|| -> std::io::Result<Vec<u8>> {
+        let (mut log, _) = DefsLog::open(&dir)?;
+        for chunk in records.chunks(5) {
+            let mut frames = Vec::new();
+            chunk.iter().for_each(|r| r.encode(&mut frames));
+            log.append(&frames)?;
+        }
+        drop(log);
+        std::fs::read(dir.join(crate::store::defs_log::FILE_NAME))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    out.push(written.expect("definitions log seed"));
+    out
+}
+
+fn publish<'a>(queue_id: u64, seq: u64, body: &'a [u8], expires_at: u64) -> Publish<'a> {
+    Publish {
+        queue_id,
+        seq,
+        exchange: b"amq.direct",
+        routing_key: b"key",
+        properties: &[0x10, 0x00, 2],
+        body,
+        expires_at,
+    }
+}
+
+fn segment_records() -> Vec<Vec<u8>> {
+    let mut all = Vec::new();
+    record::encode_publish(&mut all, &publish(1, 1, b"hello", 0));
+    record::encode_publish(&mut all, &publish(1, 2, b"ttl", 1_700_000_000_000));
+    record::encode_acks(&mut all, 1, &mut [1, 2, 300, 70_000]);
+    record::encode_queue_gone(&mut all, 1, record::ALL_SEQS);
+    record::encode_queue_gone(&mut all, 2, 9);
+    vec![all]
+}
+
+/// Segment files written by `SegmentLog` (small segments, so several),
+/// concatenated in number order: `segment_scan` cuts them apart again.
+fn segment_files() -> Vec<Vec<u8>> {
+    let dir = scratch("segments");
+    let written = (|| -> std::io::Result<Vec<u8>> {
+        let (mut log, _) = SegmentLog::open(&dir, 256)?;
+        let body = [b'm'; 40];
+        let mut locs = Vec::new();
+        for seq in 1..=8u64 {
+            let expiry = if seq % 3 == 0 { 1_700_000_000_000 } else { 0 };
+            locs.push(log.append_publish(&publish(seq % 2 + 1, seq, &body, expiry)));
+        }
+        log.append_ack(2, 1, locs[0]);
+        log.append_ack(2, 3, locs[2]);
+        log.append_queue_gone(1, 4, [locs[1], locs[3]]);
+        log.flush()?;
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        names.sort();
+        let mut image = Vec::new();
+        for n in names {
+            image.extend(std::fs::read(n)?);
+        }
+        Ok(image)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    let image = written.expect("segment seed");
+    let first = image
+        .get(..record::SEGMENT_HEADER_LEN * 2)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
+    vec![image, first]
+}
