@@ -198,6 +198,17 @@ async fn drain_ids(ch: &Channel, q: &str) -> Vec<u64> {
     ids
 }
 
+/// Starts a broker on `dir` again and drains `q`: the message ids it has.
+async fn ids_after_restart(dir: &Path, q: &str) -> Vec<u64> {
+    let b = start_faulty(dir);
+    let conn = connect(&uri(b.port())).await;
+    let ch = channel(&conn).await;
+    let ids = drain_ids(&ch, q).await;
+    let _ = conn.close(200, "bye").await;
+    b.shutdown();
+    ids
+}
+
 fn assert_all_there(out: &Outcome, ids: &[u64]) {
     let there: BTreeSet<u64> = ids.iter().copied().collect();
     assert_eq!(there.len(), ids.len(), "no duplicates after the restart");
@@ -331,10 +342,7 @@ async fn full_disk_nacks_blocks_and_recovers() {
         b.shutdown();
 
         // Restart: every confirmed message not consumed is there.
-        let b = start_faulty(&dir);
-        let conn = connect(&uri(b.port())).await;
-        let ch = channel(&conn).await;
-        let ids = drain_ids(&ch, q).await;
+        let ids = ids_after_restart(&dir, q).await;
         let acked_back = ids.iter().filter(|i| out.acked.contains(i)).count();
         let nacked_back = ids.iter().filter(|i| out.nacked.contains(i)).count();
         eprintln!(
@@ -353,8 +361,6 @@ async fn full_disk_nacks_blocks_and_recovers() {
             lost <= consumed,
             "{lost} confirmed messages missing after the restart (only {consumed} were consumed)"
         );
-        let _ = conn.close(200, "bye").await;
-        b.shutdown();
     })
     .await;
 }
@@ -399,10 +405,7 @@ async fn failed_fsync_nacks_in_flight_and_later_confirms_hold() {
         let _ = conn.close(200, "bye").await;
         b.shutdown();
 
-        let b = start_faulty(&data.0);
-        let conn = connect(&uri(b.port())).await;
-        let ch = channel(&conn).await;
-        let ids = drain_ids(&ch, q).await;
+        let ids = ids_after_restart(&data.0, q).await;
         eprintln!(
             "{} acked, {} nacked, {} back after the restart",
             out.acked.len(),
@@ -410,8 +413,6 @@ async fn failed_fsync_nacks_in_flight_and_later_confirms_hold() {
             ids.len()
         );
         assert_all_there(&out, &ids);
-        let _ = conn.close(200, "bye").await;
-        b.shutdown();
     })
     .await;
 }
@@ -450,13 +451,8 @@ async fn write_errors_nack_and_writes_resume() {
         let _ = conn.close(200, "bye").await;
         b.shutdown();
 
-        let b = start_faulty(&data.0);
-        let conn = connect(&uri(b.port())).await;
-        let ch = channel(&conn).await;
-        let ids = drain_ids(&ch, q).await;
+        let ids = ids_after_restart(&data.0, q).await;
         assert_all_there(&out, &ids);
-        let _ = conn.close(200, "bye").await;
-        b.shutdown();
     })
     .await;
 }

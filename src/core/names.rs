@@ -2,9 +2,20 @@
 //! each with 22 characters of URL-safe base64 of 128 random bits, as RabbitMQ.
 
 /// xorshift64* — names need to be unique, not unpredictable.
+#[derive(Clone, Debug)]
 pub struct Rng(u64);
 
 impl Rng {
+    /// A reproducible generator for `seed` (any value, 0 included): the
+    /// fuzzers' mutations. splitmix64 of the seed, so nearby seeds give
+    /// unrelated streams.
+    pub fn seeded(seed: u64) -> Rng {
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Rng((z ^ (z >> 31)) | 1)
+    }
+
     pub fn new(salt: u64) -> Rng {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

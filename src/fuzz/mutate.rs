@@ -5,27 +5,19 @@
 //! width, both byte orders) written at random offsets. The same seed gives
 //! the same mutations.
 
-/// xorshift64*: small, fast, good enough to pick mutations.
+/// The broker's xorshift64* (`core::names::Rng`), seeded: small, fast,
+/// good enough to pick mutations.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(crate::core::names::Rng);
 
 impl Rng {
     /// A generator for `seed` (any value, 0 included).
     pub fn new(seed: u64) -> Rng {
-        // splitmix64 of the seed: nearby seeds give unrelated streams.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
+        Rng(crate::core::names::Rng::seeded(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.next_u64()
     }
 
     /// A value in `0..n` (0 when `n` is 0).
