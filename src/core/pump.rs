@@ -185,6 +185,27 @@ impl ShardCtx {
             answer(&mut ctx.outbox, QueueReply::Gone);
             return;
         };
+        if let QueueOp::Credit {
+            consumer,
+            delivery_count,
+            credit,
+            drain,
+            echo,
+        } = op
+        {
+            // Deliveries first, then the answer, so the link's flow frame
+            // follows the transfers it accounts for.
+            let reply = q.credit(consumer, delivery_count, credit, drain, &mut ctx.outbox);
+            if drain || echo {
+                if let Some(reply) = reply {
+                    answer(&mut ctx.outbox, reply);
+                }
+            }
+            if q.has_followup() {
+                ctx.after_queue_op(queue);
+            }
+            return;
+        }
         let (reply, after) = q.request(op, reply_to);
         answer(&mut ctx.outbox, reply);
         match after {

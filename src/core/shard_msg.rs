@@ -14,13 +14,19 @@ use std::sync::Arc;
 
 /// How a consumer is paced. A 0-9-1 consumer has a prefetch window
 /// (basic.qos global=false): the queue stops delivering to it at that many
-/// unacknowledged messages. An AMQP 1.0 link is paced by credit instead (a
-/// `Credit` mode, spent per delivery and renewed by `flow` frames, joins
-/// here); the channel-wide window stays in `ConsumeSpec::window`.
+/// unacknowledged messages. An AMQP 1.0 link is paced by credit instead:
+/// each delivery spends one, acks give none back, and the link's `flow`
+/// frames grant more (`QueueOp::Credit`). The queue keeps the link's
+/// delivery-count, as RabbitMQ 4's credit API v2 does, so credit granted
+/// while deliveries are in flight is counted right. The channel-wide
+/// window stays in `ConsumeSpec::window`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConsumeMode {
     /// At most this many unacked deliveries; 0 = unlimited.
     Prefetch(u32),
+    /// Link credit: `credit` deliveries allowed now; the link's
+    /// delivery-count starts at `delivery_count`.
+    Credit { credit: u32, delivery_count: u32 },
 }
 
 /// What to do with an unacknowledged message. The 0-9-1 methods map onto
@@ -128,6 +134,19 @@ pub enum QueueOp {
     Get {
         no_ack: bool,
     },
+    /// An AMQP 1.0 `flow` for a credit-paced consumer: the receiver's view
+    /// of the link (`delivery_count` as it last saw it, `credit` it grants
+    /// from there). The queue works out the credit left (RabbitMQ's
+    /// `delivery-count + link-credit - sent`), delivers, and, if `drain`,
+    /// spends the rest by advancing its delivery-count. Answered with
+    /// `QueueReply::Credit` when `drain` or `echo`; else not at all.
+    Credit {
+        consumer: ConsumerRef,
+        delivery_count: u32,
+        credit: u32,
+        drain: bool,
+        echo: bool,
+    },
 }
 
 /// A new consumer as the queue stores it.
@@ -167,6 +186,14 @@ pub enum QueueReply {
         msg: Message,
     },
     GetEmpty,
+    /// The link state after a `QueueOp::Credit` (drained or echoed): sent
+    /// after the deliveries it made, so the link's `flow` follows them.
+    Credit {
+        consumer: ConsumerRef,
+        delivery_count: u32,
+        credit: u32,
+        drain: bool,
+    },
     /// The queue refused (e.g. delete if-empty on a non-empty queue).
     Error(CoreError),
     /// The queue no longer exists (deleted between lookup and request).

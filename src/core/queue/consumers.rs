@@ -33,6 +33,42 @@ pub(super) struct Consumer {
     pub output_full: Arc<AtomicBool>,
     /// `x-priority`.
     pub priority: i64,
+    /// Credit-paced (AMQP 1.0 link): `credit` left, and the link's
+    /// delivery-count (deliveries sent plus credit drained, wrapping).
+    pub credit: Option<Credit>,
+}
+
+/// A credit-paced consumer's link state (`ConsumeMode::Credit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Credit {
+    pub credit: u32,
+    pub delivery_count: u32,
+}
+
+impl Credit {
+    /// A `flow` from the receiver: its delivery-count and the credit it
+    /// grants from there (AMQP 1.0 2.6.7: `link-credit = delivery-count(rcv)
+    /// + link-credit(rcv) - delivery-count(snd)`, never below 0).
+    pub fn grant(&mut self, rcv_delivery_count: u32, rcv_credit: u32) {
+        let end = rcv_delivery_count.wrapping_add(rcv_credit);
+        let left = end.wrapping_sub(self.delivery_count);
+        // Serial-number arithmetic: a "negative" difference means the
+        // receiver's view is behind what was already sent.
+        self.credit = if left <= i32::MAX as u32 { left } else { 0 };
+    }
+
+    /// One delivery spent one credit.
+    #[inline]
+    pub fn spend(&mut self) {
+        self.credit = self.credit.saturating_sub(1);
+        self.delivery_count = self.delivery_count.wrapping_add(1);
+    }
+
+    /// Drain: the credit left is used up without deliveries.
+    pub fn drain(&mut self) {
+        self.delivery_count = self.delivery_count.wrapping_add(self.credit);
+        self.credit = 0;
+    }
 }
 
 /// The outcome of looking for a consumer.
@@ -149,6 +185,11 @@ impl Consumers {
         &mut self.list[i]
     }
 
+    /// The consumer `r`, if it is here.
+    pub fn find_mut(&mut self, r: ConsumerRef) -> Option<&mut Consumer> {
+        self.list.iter_mut().find(|c| c.r == r)
+    }
+
     /// A delivery or basic.get of `r` was settled.
     #[inline]
     pub fn settled(&mut self, r: ConsumerRef) {
@@ -236,6 +277,9 @@ fn ready(c: &Consumer, out: &Outbox) -> Ready {
     if out.is_congested(c.r.channel.shard) {
         return Ready::Congested;
     }
+    if c.credit.is_some_and(|k| k.credit == 0) {
+        return Ready::No;
+    }
     if c.no_ack {
         return Ready::Yes;
     }
@@ -269,6 +313,7 @@ mod tests {
             window: Arc::new(ChannelWindow::default()),
             output_full: Arc::new(AtomicBool::new(false)),
             priority,
+            credit: None,
         }
     }
 
@@ -323,5 +368,31 @@ mod tests {
         let r3 = cs.list.iter().find(|c| c.r.id == 3).unwrap().r;
         cs.remove(r3);
         assert_eq!(run(&mut cs, 1), vec![2]);
+    }
+
+    #[test]
+    fn link_credit_follows_the_receivers_view() {
+        let mut k = Credit {
+            credit: 0,
+            delivery_count: 0,
+        };
+        k.grant(0, 1);
+        assert_eq!(k.credit, 1);
+        k.spend();
+        assert_eq!((k.credit, k.delivery_count), (0, 1));
+        // The receiver granted 5 from delivery-count 0 before it saw the
+        // first transfer: 4 are left.
+        k.grant(0, 5);
+        assert_eq!(k.credit, 4);
+        // A stale view (behind what was sent) grants nothing.
+        k.delivery_count = 10;
+        k.grant(3, 2);
+        assert_eq!(k.credit, 0);
+        // Wrapping delivery-counts.
+        k.delivery_count = u32::MAX;
+        k.grant(u32::MAX - 1, 3);
+        assert_eq!(k.credit, 2);
+        k.drain();
+        assert_eq!((k.credit, k.delivery_count), (0, 1));
     }
 }

@@ -408,6 +408,9 @@ impl Queue {
             }
             let c = self.consumers.get_mut(idx);
             let consumer = c.r;
+            if let Some(k) = c.credit.as_mut() {
+                k.spend();
+            }
             self.stats.redeliver += s.redelivered as u64;
             if !c.no_ack {
                 c.unacked += 1;
@@ -593,6 +596,7 @@ impl Queue {
                 };
                 (QueueReply::Cancelled, after)
             }
+            QueueOp::Credit { .. } => unreachable!("ShardCtx::run_request sends credit to Queue::credit"),
             QueueOp::Get { no_ack } => {
                 self.touch();
                 let channel = reply_to.map(|Requester::Channel(c)| c);
@@ -627,13 +631,50 @@ impl Queue {
             no_ack: spec.no_ack,
             prefetch: match spec.mode {
                 ConsumeMode::Prefetch(limit) => limit,
+                ConsumeMode::Credit { .. } => 0,
             },
             unacked: 0,
             window: spec.window,
             output_full: spec.output_full,
             priority,
+            credit: match spec.mode {
+                ConsumeMode::Prefetch(_) => None,
+                ConsumeMode::Credit {
+                    credit,
+                    delivery_count,
+                } => Some(consumers::Credit {
+                    credit,
+                    delivery_count,
+                }),
+            },
         });
         (QueueReply::Consumed, After::Nothing)
+    }
+
+    /// A `flow` for the credit-paced consumer `r`: grants the credit,
+    /// delivers what it allows, and, if `drain`, spends the rest. Returns
+    /// the link state after that (`QueueReply::Credit`), or None if `r` is
+    /// not a credit-paced consumer of this queue (cancelled meanwhile).
+    pub fn credit(
+        &mut self,
+        r: ConsumerRef,
+        delivery_count: u32,
+        credit: u32,
+        drain: bool,
+        out: &mut Outbox,
+    ) -> Option<QueueReply> {
+        self.consumers.find_mut(r)?.credit.as_mut()?.grant(delivery_count, credit);
+        self.dispatch(out);
+        let k = self.consumers.find_mut(r)?.credit.as_mut()?;
+        if drain {
+            k.drain();
+        }
+        Some(QueueReply::Credit {
+            consumer: r,
+            delivery_count: k.delivery_count,
+            credit: k.credit,
+            drain,
+        })
     }
 
     /// basic.get: the next message, recorded as unacked to the channel unless no_ack.
