@@ -8,12 +8,18 @@
 //!   (included by `src/protocol/methods.rs`);
 //! - `amqp_properties.rs`: `BasicProperties` and its codec
 //!   (included by `src/protocol/properties.rs`).
+//!
+//! It also generates the AMQP 1.0 codec tables from `spec/amqp-1.0/*.xml`
+//! (see `build/amqp10.rs`).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+
+#[path = "build/amqp10.rs"]
+mod amqp10;
 
 const SPEC: &str = "spec/amqp-rabbitmq-0.9.1.json";
 
@@ -214,6 +220,7 @@ fn main() {
     let methods = collect_methods(&spec);
     write(&out.join("amqp_generated.rs"), &gen_methods(&methods));
     write(&out.join("amqp_properties.rs"), &gen_properties(&spec));
+    amqp10::generate(&root, &out);
 }
 
 fn write(path: &Path, code: &str) {
