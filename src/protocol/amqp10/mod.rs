@@ -1,0 +1,37 @@
+//! AMQP 1.0 wire protocol (OASIS AMQP 1.0): the type system, the described
+//! types generated from the spec's XML, frames and the message format.
+//!
+//! # Layout
+//! - [`value`]: [`Value`], the type system, with [`Str`] (UTF-8) and
+//!   [`Symbol`] (ASCII) over `Bytes`, and [`Fields`], the map of typed fields.
+//! - [`decode`]: [`Decoder`], a zero-copy cursor with bounded depth and
+//!   allocation, reading values of any type.
+//! - [`typed`]: the [`Decode`] trait, the typed readers, and the
+//!   [`ListReader`] the generated types read their fields with.
+//! - [`encode`]: the [`Encode`] trait and `put_*` writers; smallest
+//!   encodings, compounds built in place in the caller's `Vec<u8>`.
+//! - [`types`]: the code `build/amqp10.rs` generates from
+//!   `spec/amqp-1.0/*.xml`: a struct per composite type ([`Open`] ...
+//!   [`Close`], [`Source`], [`Target`], [`Header`], [`Properties`], the SASL
+//!   frames, the delivery states, the transaction types), the archetype
+//!   enums ([`Performative`], [`SaslFrame`], [`DeliveryState`],
+//!   [`Outcome`], ...), the choices and the [`condition`] constants.
+//! - [`error`]: [`DecodeError`], with the AMQP condition to report.
+//!
+//! Decoding is zero-copy: every string, symbol and binary is a slice of the
+//! frame it came from. Decoding a transfer with no delivery state allocates
+//! nothing; nor does encoding a transfer, header, properties and data into a
+//! `Vec` with room.
+
+pub mod decode;
+pub mod encode;
+pub mod error;
+pub mod typed;
+pub mod types;
+pub mod value;
+
+pub use decode::{Decoder, MAX_DEPTH};
+pub use encode::{Encode, SymbolRef};
+pub use error::DecodeError;
+pub use types::*;
+pub use value::{Fields, Str, Symbol, Value};
