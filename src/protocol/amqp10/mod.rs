@@ -16,6 +16,8 @@
 //!   frames, the delivery states, the transaction types), the archetype
 //!   enums ([`Performative`], [`SaslFrame`], [`DeliveryState`],
 //!   [`Outcome`], ...), the choices and the [`condition`] constants.
+//! - [`frame`]: frame header, protocol headers, [`check_frame`] (no
+//!   allocation), [`read_frame`] and the frame writers.
 //! - [`error`]: [`DecodeError`], with the AMQP condition to report.
 //!
 //! Decoding is zero-copy: every string, symbol and binary is a slice of the
@@ -26,6 +28,7 @@
 pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod frame;
 pub mod typed;
 pub mod types;
 pub mod value;
@@ -33,5 +36,9 @@ pub mod value;
 pub use decode::{Decoder, MAX_DEPTH};
 pub use encode::{Encode, SymbolRef};
 pub use error::DecodeError;
+pub use frame::{
+    check_frame, read_frame, write_frame, write_heartbeat, write_sasl_frame, write_transfer, Frame,
+    FrameBody, FrameError, FrameKind, AMQP_HEADER, FRAME_HEADER_LEN, SASL_HEADER,
+};
 pub use types::*;
 pub use value::{Fields, Str, Symbol, Value};
