@@ -18,6 +18,8 @@
 //!   [`Outcome`], ...), the choices and the [`condition`] constants.
 //! - [`frame`]: frame header, protocol headers, [`check_frame`] (no
 //!   allocation), [`read_frame`] and the frame writers.
+//! - [`message`]: [`Sections::parse`], the message's sections as slices of
+//!   the transfer payload, and the section writers.
 //! - [`error`]: [`DecodeError`], with the AMQP condition to report.
 //!
 //! Decoding is zero-copy: every string, symbol and binary is a slice of the
@@ -29,6 +31,7 @@ pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod frame;
+pub mod message;
 pub mod typed;
 pub mod types;
 pub mod value;
@@ -40,5 +43,11 @@ pub use frame::{
     check_frame, read_frame, write_frame, write_heartbeat, write_sasl_frame, write_transfer, Frame,
     FrameBody, FrameError, FrameKind, AMQP_HEADER, FRAME_HEADER_LEN, SASL_HEADER,
 };
+pub use message::{
+    begin_map_section, write_amqp_sequence, write_amqp_value, write_application_properties,
+    write_data, write_delivery_annotations, write_footer, write_header, write_message_annotations,
+    write_properties, write_section_raw, Body, DataSections, MapWriter, RawMap, RawValue, Sections,
+};
+pub use typed::{Ctor, Decode, ListReader};
 pub use types::*;
 pub use value::{Fields, Str, Symbol, Value};
