@@ -36,6 +36,11 @@ pub mod typed;
 pub mod types;
 pub mod value;
 
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
 pub use decode::{Decoder, MAX_DEPTH};
 pub use encode::{Encode, SymbolRef};
 pub use error::DecodeError;
