@@ -135,7 +135,10 @@ smoke_tests!(
     content_header,
     defs_log,
     segment_record,
-    segment_scan
+    segment_scan,
+    amqp10_frame,
+    amqp10_value,
+    amqp10_message
 );
 
 /// Writes the seeds for cargo-fuzz (see the module doc).

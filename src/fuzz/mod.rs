@@ -34,6 +34,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("defs_log", targets::defs_log),
     ("segment_record", targets::segment_record),
     ("segment_scan", targets::segment_scan),
+    ("amqp10_frame", targets::amqp10_frame),
+    ("amqp10_value", targets::amqp10_value),
+    ("amqp10_message", targets::amqp10_message),
 ];
 
 /// The target called `name`.

@@ -2,13 +2,15 @@
 //! own writers: a frame for every method, a whole client session, tables
 //! with every field type, content headers with every property, a
 //! definitions log written by `DefsLog`, segment files written by
-//! `SegmentLog`. `tests/fuzz_smoke.rs` starts from them, and
+//! `SegmentLog`; for AMQP 1.0, a whole client session, every performative
+//! and SASL frame, values of every type, messages with every section. `tests/fuzz_smoke.rs` starts from them, and
 //! `scripts/fuzz.sh` writes them out as the cargo-fuzz seed corpus.
 
 use std::path::PathBuf;
 
 use bytes::Bytes;
 
+use crate::protocol::amqp10::{self as a10, Encode};
 use crate::protocol::methods::{self, *};
 use crate::protocol::{
     write_body, write_content_header, write_heartbeat, write_method, BasicProperties, FieldTable,
@@ -28,6 +30,9 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
         "defs_log" => defs_logs(),
         "segment_record" => segment_records(),
         "segment_scan" => segment_files(),
+        "amqp10_frame" => amqp10_frames(),
+        "amqp10_value" => amqp10_values(),
+        "amqp10_message" => amqp10_messages(),
         _ => Vec::new(),
     }
 }
@@ -448,4 +453,200 @@ fn segment_files() -> Vec<Vec<u8>> {
         .map(<[u8]>::to_vec)
         .unwrap_or_default();
     vec![image, first]
+}
+
+/// A client's side of a whole AMQP 1.0 session: SASL PLAIN, open, begin,
+/// a sender and a receiver link, a transfer with a message, flow,
+/// disposition, a heartbeat, detach, end, close.
+pub fn amqp10_session() -> Vec<u8> {
+    use a10::{Performative as P, Symbol};
+    let mut out = a10::SASL_HEADER.to_vec();
+    let init = a10::SaslInit {
+        mechanism: Symbol::from_static("PLAIN"),
+        initial_response: Some(Bytes::from_static(b"\0guest\0guest")),
+        hostname: Some(a10::Str::from_static("localhost")),
+    };
+    a10::write_sasl_frame(&mut out, &init.into());
+    out.extend_from_slice(a10::AMQP_HEADER);
+    let target = a10::Target {
+        address: Some(a10::Str::from_static("/queues/q")),
+        ..Default::default()
+    };
+    let source = a10::Source {
+        address: Some(a10::Str::from_static("/queues/q")),
+        ..Default::default()
+    };
+    let frames: Vec<P> = vec![
+        a10::Open {
+            container_id: a10::Str::from_static("fuzz"),
+            max_frame_size: 65_536,
+            idle_time_out: Some(60_000),
+            ..Default::default()
+        }
+        .into(),
+        a10::Begin {
+            next_outgoing_id: 0,
+            incoming_window: 100,
+            outgoing_window: 100,
+            ..Default::default()
+        }
+        .into(),
+        a10::Attach {
+            name: a10::Str::from_static("sender"),
+            handle: 0,
+            role: a10::role::SENDER,
+            target: Some(a10::TargetOrCoordinator::Target(target)),
+            ..Default::default()
+        }
+        .into(),
+        a10::Attach {
+            name: a10::Str::from_static("receiver"),
+            handle: 1,
+            role: a10::role::RECEIVER,
+            source: Some(source),
+            ..Default::default()
+        }
+        .into(),
+        a10::Flow {
+            incoming_window: 100,
+            next_outgoing_id: 1,
+            outgoing_window: 100,
+            handle: Some(1),
+            link_credit: Some(10),
+            ..Default::default()
+        }
+        .into(),
+    ];
+    for p in &frames {
+        a10::write_frame(&mut out, 1, p, b"");
+    }
+    let transfer = a10::Transfer {
+        handle: 0,
+        delivery_id: Some(0),
+        delivery_tag: Some(Bytes::from_static(b"\0")),
+        message_format: Some(0),
+        ..Default::default()
+    };
+    for m in amqp10_messages().iter().take(2) {
+        a10::write_transfer(&mut out, 1, &transfer, m);
+    }
+    let tail: Vec<P> = vec![
+        a10::Disposition {
+            role: a10::role::RECEIVER,
+            first: 0,
+            last: Some(1),
+            settled: true,
+            state: Some(a10::DeliveryState::Accepted(a10::Accepted {})),
+            ..Default::default()
+        }
+        .into(),
+        a10::Detach {
+            handle: 0,
+            closed: true,
+            ..Default::default()
+        }
+        .into(),
+        a10::End::default().into(),
+        a10::Close::default().into(),
+    ];
+    a10::write_heartbeat(&mut out);
+    for p in &tail {
+        a10::write_frame(&mut out, 1, p, b"");
+    }
+    out
+}
+
+fn amqp10_frames() -> Vec<Vec<u8>> {
+    let mut out = vec![amqp10_session()];
+    for p in a10::Performative::samples() {
+        let mut f = Vec::new();
+        a10::write_frame(&mut f, 3, &p, b"");
+        out.push(f);
+    }
+    for s in a10::SaslFrame::samples() {
+        let mut f = Vec::new();
+        a10::write_sasl_frame(&mut f, &s);
+        out.push(f);
+    }
+    out
+}
+
+/// A list holding a value of every type, and a map and an array of them.
+fn amqp10_every_type() -> a10::Value {
+    use a10::Value as V;
+    let leaves = vec![
+        V::Null,
+        V::Bool(true),
+        V::Ubyte(1),
+        V::Ushort(2),
+        V::Uint(0),
+        V::Uint(3),
+        V::Uint(70_000),
+        V::Ulong(0),
+        V::Ulong(4),
+        V::Ulong(1 << 40),
+        V::Byte(-1),
+        V::Short(-2),
+        V::Int(-3),
+        V::Int(-70_000),
+        V::Long(-4),
+        V::Long(-(1 << 40)),
+        V::Float(1.5),
+        V::Double(-2.5),
+        V::Decimal32([1; 4]),
+        V::Decimal64([2; 8]),
+        V::Decimal128([3; 16]),
+        V::Char('x'),
+        V::Timestamp(1_700_000_000_000),
+        V::Uuid([4; 16]),
+        V::Binary(Bytes::from_static(b"bin")),
+        V::from("str"),
+        V::Symbol(a10::Symbol::from_static("sym")),
+    ];
+    let map = V::Map(vec![(V::from("k"), V::List(leaves.clone()))]);
+    let array = V::Array(vec![V::Uint(1), V::Uint(300)]);
+    let described = V::Described(Box::new((V::Ulong(0x77), array.clone())));
+    V::List([leaves, vec![map, array, described]].concat())
+}
+
+fn amqp10_values() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut v = Vec::new();
+    amqp10_every_type().encode(&mut v);
+    out.push(v);
+    for s in a10::DeliveryState::samples() {
+        let mut v = Vec::new();
+        s.encode(&mut v);
+        out.push(v);
+    }
+    for p in a10::Performative::samples() {
+        let mut v = Vec::new();
+        p.encode(&mut v);
+        out.push(v);
+    }
+    out
+}
+
+fn amqp10_messages() -> Vec<Vec<u8>> {
+    use a10::descriptor;
+    let mut full = Vec::new();
+    a10::write_header(&mut full, &a10::Header::sample());
+    a10::write_delivery_annotations(&mut full, &a10::Fields::new());
+    a10::begin_map_section(&mut full, descriptor::MESSAGE_ANNOTATIONS)
+        .symbol("x-opt-routing-key", "rk")
+        .symbol("x-opt-n", &1u32);
+    a10::write_properties(&mut full, &a10::Properties::sample());
+    a10::begin_map_section(&mut full, descriptor::APPLICATION_PROPERTIES).entry("k", "v");
+    a10::write_data(&mut full, b"hello");
+    a10::write_data(&mut full, b"world");
+    a10::write_footer(&mut full, &a10::Fields::new());
+    let mut data = Vec::new();
+    a10::write_data(&mut data, b"body");
+    let mut value = Vec::new();
+    a10::write_properties(&mut value, &a10::Properties::default());
+    a10::write_amqp_value(&mut value, &amqp10_every_type());
+    let mut seq = Vec::new();
+    a10::write_amqp_sequence(&mut seq, &[a10::Value::Uint(1), a10::Value::from("x")]);
+    a10::write_amqp_sequence(&mut seq, &[]);
+    vec![data, full, value, seq]
 }

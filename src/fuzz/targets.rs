@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::protocol::amqp10::{
+    self, descriptor, Body, Decoder, DeliveryState, Encode, Fields, FrameBody, MessageId,
+    Performative, SaslFrame, Sections,
+};
 use crate::protocol::constants::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD, FRAME_MIN_SIZE};
 use crate::protocol::methods::Method;
 use crate::protocol::properties::{self, BASIC_CLASS_ID};
@@ -452,4 +456,214 @@ fn scan_image(dir: &Path, data: &[u8]) {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// AMQP 1.0 frames: `data` split as an AMQP 1.0 connection would (an
+/// optional protocol header, then `check_frame` and `read_frame` on each
+/// frame) under the smallest max-frame-size, a common one and none. Every
+/// decoded body re-encodes to a frame that decodes to the same encoding;
+/// a transfer's payload goes through `Sections::parse`.
+pub fn amqp10_frame(data: &[u8]) {
+    for max in [amqp10::MIN_MAX_FRAME_SIZE, 65_536, u32::MAX] {
+        split_amqp10_frames(data, max);
+    }
+}
+
+fn split_amqp10_frames(data: &[u8], max: u32) {
+    let mut buf = Bytes::copy_from_slice(data);
+    while buf.starts_with(b"AMQP") {
+        if buf.len() < 8 {
+            return;
+        }
+        buf.advance(8);
+    }
+    loop {
+        match amqp10::check_frame(&buf, max) {
+            Ok(None) => {
+                assert!(
+                    buf.len() < 8
+                        || u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize
+                            > buf.len()
+                );
+                return;
+            }
+            Ok(Some(n)) => {
+                assert!(
+                    n >= 8 && n <= buf.len(),
+                    "check_frame: frame beyond the buffer"
+                );
+                for cut in [0, 7, n - 1] {
+                    assert_eq!(amqp10::check_frame(&buf[..cut], max), Ok(None), "{cut}");
+                }
+                match amqp10::read_frame(buf.split_to(n)) {
+                    Ok(f) => amqp10_frame_again(&f),
+                    Err(e) => drop((e.condition(), e.description())),
+                }
+            }
+            Err(e) => return drop((e.condition(), e.description())),
+        }
+    }
+}
+
+fn amqp10_frame_again(f: &amqp10::Frame) {
+    let mut once = Vec::new();
+    match &f.body {
+        Some(FrameBody::Amqp(p)) => amqp10::write_frame(&mut once, f.channel, p, &f.payload),
+        Some(FrameBody::Sasl(s)) => amqp10::write_sasl_frame(&mut once, s),
+        None => return amqp10::write_heartbeat(&mut once),
+    }
+    let again = amqp10::read_frame(Bytes::from(once.clone()))
+        .unwrap_or_else(|e| panic!("a re-encoded frame does not decode: {e}"));
+    // A SASL frame is written without whatever followed its body.
+    if f.kind == amqp10::FrameKind::Amqp {
+        assert_eq!(again.payload, f.payload);
+    } else {
+        assert!(again.payload.is_empty());
+    }
+    let mut twice = Vec::new();
+    match &again.body {
+        Some(FrameBody::Amqp(p)) => amqp10::write_frame(&mut twice, f.channel, p, &f.payload),
+        Some(FrameBody::Sasl(s)) => amqp10::write_sasl_frame(&mut twice, s),
+        None => panic!("a frame re-encoded as a heartbeat"),
+    }
+    assert_eq!(once, twice, "frame does not round-trip");
+    if let Some(FrameBody::Amqp(Performative::Transfer(_))) = &f.body {
+        amqp10_sections(f.payload.clone());
+    }
+}
+
+/// AMQP 1.0 values: `Decoder::read_value` and `Decoder::skip_value` agree
+/// on the outcome and where the value ends; a decoded value re-encodes to
+/// bytes that decode to the same encoding. The typed readers of the
+/// archetypes a session decodes run on the same bytes.
+pub fn amqp10_value(data: &[u8]) {
+    let bytes = Bytes::copy_from_slice(data);
+    let mut full = Decoder::new(bytes.clone());
+    let read = full.read_value();
+    let mut cheap = Decoder::new(bytes.clone());
+    let skipped = cheap.skip_value();
+    assert_eq!(
+        read.as_ref().err(),
+        skipped.as_ref().err(),
+        "read and skip disagree"
+    );
+    if let Ok(v) = read {
+        assert_eq!(full.position(), cheap.position(), "read and skip end apart");
+        let _ = (
+            v.type_name(),
+            v.as_str(),
+            v.as_u64(),
+            v.as_i64(),
+            v.as_bool(),
+        );
+        let once = encoded(&v);
+        let again = Decoder::new(Bytes::from(once.clone()))
+            .read_value()
+            .unwrap_or_else(|e| panic!("a re-encoded value does not decode: {e}"));
+        assert_eq!(once, encoded(&again), "value does not round-trip");
+    }
+    let typed = |d: &mut Decoder| {
+        let _ = Performative::decode(d).map(|p| typed_again(&p));
+    };
+    typed(&mut Decoder::new(bytes.clone()));
+    let _ = SaslFrame::decode(&mut Decoder::new(bytes.clone())).map(|s| typed_again(&s));
+    let _ = DeliveryState::decode(&mut Decoder::new(bytes.clone())).map(|s| typed_again(&s));
+    let _ = Decoder::new(bytes.clone())
+        .read::<MessageId>()
+        .map(|m| typed_again(&m));
+    let _ = Decoder::new(bytes)
+        .read::<Fields>()
+        .map(|f| typed_again(&f));
+}
+
+fn encoded<T: Encode + ?Sized>(v: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    v.encode(&mut out);
+    out
+}
+
+/// A typed value's encoding decodes to a value with the same encoding.
+fn typed_again<T: amqp10::Decode + Encode>(v: &T) {
+    let once = encoded(v);
+    let again: T = Decoder::new(Bytes::from(once.clone()))
+        .read()
+        .unwrap_or_else(|e| panic!("a re-encoded typed value does not decode: {e}"));
+    assert_eq!(once, encoded(&again), "typed value does not round-trip");
+}
+
+/// AMQP 1.0 messages: `Sections::parse`; every section it keeps raw must
+/// decode, and the message written back from its sections parses to the
+/// same sections.
+pub fn amqp10_message(data: &[u8]) {
+    amqp10_sections(Bytes::copy_from_slice(data));
+}
+
+fn amqp10_sections(payload: Bytes) {
+    let s = match Sections::parse(payload.clone()) {
+        Ok(s) => s,
+        Err(e) => return drop((e.condition(), e.to_string())),
+    };
+    assert!(s.bare.start <= s.bare.end && s.bare.end <= payload.len());
+    let maps = [
+        (&s.delivery_annotations, descriptor::DELIVERY_ANNOTATIONS),
+        (&s.message_annotations, descriptor::MESSAGE_ANNOTATIONS),
+        (
+            &s.application_properties,
+            descriptor::APPLICATION_PROPERTIES,
+        ),
+    ];
+    let mut out = Vec::new();
+    if let Some(h) = &s.header {
+        amqp10::write_header(&mut out, h);
+    }
+    for (m, code) in &maps[..2] {
+        if let Some(m) = m {
+            let f = m
+                .decode()
+                .unwrap_or_else(|e| panic!("a checked map does not decode: {e}"));
+            // The one-value lookup finds what the full decode has first.
+            if let Some((Some(key), v)) = f.0.first().map(|(k, v)| (k.as_str(), v)) {
+                let got = m
+                    .get(key)
+                    .unwrap_or_else(|e| panic!("get on a checked map: {e}"));
+                assert_eq!(
+                    got.map(|g| encoded(&g)),
+                    Some(encoded(v)),
+                    "get and decode disagree"
+                );
+            }
+            amqp10::write_section_raw(&mut out, *code, m.raw());
+        }
+    }
+    if let Some(p) = &s.properties {
+        amqp10::write_properties(&mut out, p);
+    }
+    if let (Some(m), code) = maps[2] {
+        m.decode()
+            .unwrap_or_else(|e| panic!("a checked map does not decode: {e}"));
+        amqp10::write_section_raw(&mut out, code, m.raw());
+    }
+    match &s.body {
+        Body::Empty => {}
+        Body::Data(d) => d.iter().for_each(|b| amqp10::write_data(&mut out, b)),
+        Body::AmqpSequence(items) => items.iter().for_each(|v| {
+            v.decode()
+                .unwrap_or_else(|e| panic!("a checked sequence does not decode: {e}"));
+            amqp10::write_section_raw(&mut out, descriptor::AMQP_SEQUENCE, v.raw());
+        }),
+        Body::AmqpValue(v) => {
+            v.decode()
+                .unwrap_or_else(|e| panic!("a checked value does not decode: {e}"));
+            amqp10::write_section_raw(&mut out, descriptor::AMQP_VALUE, v.raw());
+        }
+    }
+    if let Some(f) = &s.footer {
+        f.decode()
+            .unwrap_or_else(|e| panic!("a checked footer does not decode: {e}"));
+        amqp10::write_section_raw(&mut out, descriptor::FOOTER, f.raw());
+    }
+    let mut again = Sections::parse(Bytes::from(out))
+        .unwrap_or_else(|e| panic!("a re-written message does not parse: {e}"));
+    again.bare = s.bare.clone();
+    assert_eq!(again, s, "message does not round-trip");
 }
