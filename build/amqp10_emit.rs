@@ -21,6 +21,7 @@ impl Spec {
         for (a, ps) in self.archetypes() {
             self.gen_archetype(&mut s, &a, &ps);
         }
+        self.gen_single_archetypes(&mut s);
         self.gen_composite_list(&mut s);
         s
     }
@@ -716,6 +717,34 @@ impl Spec {
                 let e = wrap(t, "v".into());
                 let _ = (ty, v);
                 let _ = writeln!(s, "impl From<{c}> for {n} {{\n    fn from(v: {c}) -> {n} {{\n        {n}::{c}({e})\n    }}\n}}\n");
+            }
+        }
+    }
+
+    /// A name for each archetype only one plain restricted type provides
+    /// (`address` is `address-string`: `pub type Address = Str`).
+    fn gen_single_archetypes(&self, s: &mut String) {
+        let mut done: Vec<&str> = Vec::new();
+        for t in &self.types {
+            for a in &t.provides {
+                if done.contains(&a.as_str()) {
+                    continue;
+                }
+                done.push(a);
+                if let [one] = self.providers(a).as_slice() {
+                    if one.class == "restricted"
+                        && one.descriptor.is_none()
+                        && one.choices.is_empty()
+                    {
+                        let ty = self.resolve(&one.name).rust();
+                        let _ = writeln!(
+                            s,
+                            "/// `{a}`: only `{}` provides it.\npub type {} = {ty};\n",
+                            one.name,
+                            camel(a)
+                        );
+                    }
+                }
             }
         }
     }

@@ -42,6 +42,8 @@ mod proptests;
 mod tests;
 
 pub use decode::{Decoder, MAX_DEPTH};
+/// The encoding trait under the name the session layer was promised.
+pub use encode::Encode as Encoder;
 pub use encode::{Encode, SymbolRef};
 pub use error::DecodeError;
 pub use frame::{

@@ -580,15 +580,14 @@ fn transfer_path_allocates_nothing() {
 
 #[test]
 fn performative_sizes_stay_small() {
-    // Moved on every frame: keep an eye on the enum's size.
-    assert!(
-        std::mem::size_of::<Performative>() <= 512,
-        "{}",
-        std::mem::size_of::<Performative>()
-    );
-    assert!(
-        std::mem::size_of::<Transfer>() <= 256,
-        "{}",
-        std::mem::size_of::<Transfer>()
-    );
+    // Moved on every frame: attach (source and target inline) is boxed.
+    let sizes = [
+        std::mem::size_of::<Performative>(),
+        std::mem::size_of::<Transfer>(),
+        std::mem::size_of::<DeliveryState>(),
+        std::mem::size_of::<Value>(),
+    ];
+    eprintln!("Performative, Transfer, DeliveryState, Value: {sizes:?} bytes");
+    assert!(sizes[0] <= 256 && sizes[1] <= 256, "{sizes:?}");
+    assert!(sizes[3] <= 40, "{sizes:?}");
 }

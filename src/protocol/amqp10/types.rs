@@ -388,6 +388,9 @@ mod tests {
 
     #[test]
     fn error_and_outcome_helpers() {
+        let to: Address = Str::from_static("/queues/q");
+        let txn: TxnId = Bytes::from_static(b"t");
+        assert_eq!((to.as_str(), &txn[..]), ("/queues/q", &b"t"[..]));
         let e = Error::new(condition::NOT_FOUND, "no queue 'q'");
         assert_eq!(e.condition, "amqp:not-found");
         assert_eq!(e.description.as_ref().unwrap(), "no queue 'q'");
