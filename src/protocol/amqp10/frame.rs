@@ -103,9 +103,11 @@ impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FrameError::TooSmall(s) => write!(f, "frame size {s} is below the 8-byte header"),
-            FrameError::TooLarge { size, max } => {
-                write!(f, "frame size {size} exceeds max-frame-size {max}")
-            }
+            // RabbitMQ's words (rabbit_amqp_reader).
+            FrameError::TooLarge { size, max } => write!(
+                f,
+                "frame size ({size} bytes) > maximum frame size ({max} bytes)"
+            ),
             FrameError::BadDataOffset { doff, size } => {
                 write!(f, "invalid data offset {doff} for frame size {size}")
             }
@@ -345,6 +347,10 @@ mod tests {
             ),
             (&[0, 0, 0, 8, 2, 2, 0, 0], FrameError::UnknownType(2)),
         ];
+        assert_eq!(
+            cases[1].1.description(),
+            "frame size (513 bytes) > maximum frame size (512 bytes)"
+        );
         for (bytes, err) in cases {
             assert_eq!(check_frame(bytes, 512), Err(err.clone()));
             assert_eq!(err.condition(), condition::connection::FRAMING_ERROR);
