@@ -31,6 +31,10 @@ pub struct Config {
     pub default_pass: String,
     /// Users that may log in only from a loopback address (`--loopback-users`).
     pub loopback_users: Vec<String>,
+    /// The user an AMQP 1.0 client that logs in with SASL ANONYMOUS (or
+    /// without SASL) becomes (`--anonymous-user`; None: ANONYMOUS refused),
+    /// RabbitMQ's `anonymous_login_user`.
+    pub anonymous_user: Option<String>,
     /// Broker-wide connection limit (`--max-connections`; None: no limit).
     pub max_connections: Option<u64>,
     /// A RabbitMQ definitions file to load at boot (`--definitions`).
@@ -138,6 +142,7 @@ impl Default for Config {
             default_user: "guest".into(),
             default_pass: "guest".into(),
             loopback_users: vec!["guest".into()],
+            anonymous_user: None,
             max_connections: None,
             definitions: None,
             busy_poll: std::time::Duration::ZERO,
@@ -222,4 +227,17 @@ pub fn total_memory() -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// The node's name, as RabbitMQ forms it (`rabbit@<short hostname>`):
+/// `warren@<short hostname>`. The management API and AMQP 1.0's `open`
+/// report it.
+pub fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let short = host.split('.').next().unwrap_or(&host).to_string();
+    format!("warren@{}", short)
 }

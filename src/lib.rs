@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod amqp091;
+pub mod amqp10;
 pub mod config;
 pub mod core;
 pub mod fuzz;

@@ -121,6 +121,10 @@ struct Args {
         default_value = "guest"
     )]
     loopback_users: Vec<String>,
+    /// The user AMQP 1.0 clients that log in with SASL ANONYMOUS become
+    /// (RabbitMQ's anonymous_login_user). Unset: ANONYMOUS is refused.
+    #[arg(long, env = "WARREN_ANONYMOUS_USER")]
+    anonymous_user: Option<String>,
     /// Broker-wide limit on open client connections (none when unset).
     #[arg(long, env = "WARREN_MAX_CONNECTIONS")]
     max_connections: Option<u64>,
@@ -185,6 +189,7 @@ fn main() {
         .into_iter()
         .filter(|u| !u.is_empty())
         .collect();
+    config.anonymous_user = args.anonymous_user.filter(|u| !u.is_empty());
     config.max_connections = args.max_connections;
     config.definitions = args.definitions;
     config.http_port = (args.http_port != 0).then_some(args.http_port);

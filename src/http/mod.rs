@@ -404,17 +404,6 @@ async fn json_errors(r: Response) -> Response {
     Response::from_parts(parts, axum::body::Body::from(body))
 }
 
-/// The node name the API reports (`warren@<hostname>`).
-fn node_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    let short = host.split('.').next().unwrap_or(&host).to_string();
-    format!("warren@{}", short)
-}
-
 /// Binds `port` (0: an ephemeral one, the same on every address) on each
 /// of `addrs`; `what` names the server in errors. Returns the listeners
 /// and the port.
@@ -493,7 +482,7 @@ pub fn start(admin: Admin) -> io::Result<Option<HttpServer>> {
         .build()?;
     let api = Api {
         admin: admin.clone(),
-        node: node_name().into(),
+        node: crate::config::node_name().into(),
         rates: Arc::new(Sampler::new(admin.clone())),
         http_port: port.unwrap_or(0),
         prometheus_port,

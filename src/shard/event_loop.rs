@@ -593,7 +593,7 @@ impl Loop {
             if drop_it {
                 let mut conn = self.state.conns.remove(slot);
                 conn.teardown(&mut self.state.ctx);
-                if conn.amqp091().is_some() {
+                if !matches!(conn, Session::Sniffing(_)) {
                     self.state.ctx.churn.connection_closed += 1;
                 }
                 let _ = self

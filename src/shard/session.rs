@@ -3,12 +3,13 @@
 //! enum and dispatch statically (a `match`, no `dyn`, on the hot path).
 //!
 //! A new socket starts as [`Session::Sniffing`]: nothing is answered until
-//! the 8-byte protocol header is in. `AMQP\0\0\x09\x01` (and, as RabbitMQ,
-//! anything unknown, which gets the 0-9-1 header back before the socket
-//! closes) becomes an AMQP 0-9-1 [`Connection`]. AMQP 1.0 (`AMQP\0\1\0\0`)
-//! and its SASL layer (`AMQP\3\1\0\0`) become further variants here.
+//! the 8-byte protocol header is in. AMQP 1.0 (`AMQP\0\1\0\0`) and its
+//! SASL layer (`AMQP\3\1\0\0`) become an AMQP 1.0 [`amqp10::Connection`];
+//! `AMQP\0\0\x09\x01` (and, as RabbitMQ, anything unknown, which gets the
+//! 0-9-1 header back before the socket closes) an AMQP 0-9-1 [`Connection`].
 
 use crate::amqp091::connection::{Connection, HANDSHAKE_TIMEOUT};
+use crate::amqp10::connection as amqp10;
 use crate::core::ShardCtx;
 use crate::net::Socket;
 use std::time::Instant;
@@ -25,6 +26,9 @@ pub enum Session {
     /// confirm and reply is dispatched through here, and the slab holds
     /// connections inline as it did before sessions were an enum.
     Amqp091(Connection),
+    /// AMQP 1.0 (RabbitMQ 4's `rabbit_amqp_reader`). Boxed: it is rarer,
+    /// and the slab's entries stay the size of a 0-9-1 connection.
+    Amqp10(Box<amqp10::Connection>),
 }
 
 /// A socket whose protocol header has not fully arrived.
@@ -51,6 +55,7 @@ impl Session {
         match self {
             Session::Sniffing(s) => s.sock.as_mut().expect("sniffing session without socket"),
             Session::Amqp091(c) => &mut c.sock,
+            Session::Amqp10(c) => &mut c.sock,
         }
     }
 
@@ -58,6 +63,7 @@ impl Session {
         match self {
             Session::Sniffing(s) => s.sock.as_ref().expect("sniffing session without socket"),
             Session::Amqp091(c) => &c.sock,
+            Session::Amqp10(c) => &c.sock,
         }
     }
 
@@ -65,7 +71,16 @@ impl Session {
     pub fn amqp091_ref(&self) -> Option<&Connection> {
         match self {
             Session::Amqp091(c) => Some(c),
-            Session::Sniffing(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The AMQP 1.0 connection, if this session is one.
+    #[inline]
+    pub fn amqp10(&mut self) -> Option<&mut amqp10::Connection> {
+        match self {
+            Session::Amqp10(c) => Some(c),
+            _ => None,
         }
     }
 
@@ -74,7 +89,7 @@ impl Session {
     pub fn amqp091(&mut self) -> Option<&mut Connection> {
         match self {
             Session::Amqp091(c) => Some(c),
-            Session::Sniffing(_) => None,
+            _ => None,
         }
     }
 
@@ -86,14 +101,24 @@ impl Session {
             if sock.rbuf.len() < HEADER_LEN {
                 return;
             }
-            // Only 0-9-1 today: its connection answers an unknown header.
+            let amqp10 = matches!(
+                &sock.rbuf[..HEADER_LEN],
+                b"AMQP\x00\x01\x00\x00" | b"AMQP\x03\x01\x00\x00"
+            );
             let sock = s.sock.take().expect("sniffing session without socket");
-            let conn = Connection::new(sock, s.slot, s.uid, s.accepted);
-            *self = Session::Amqp091(conn);
+            *self = if amqp10 {
+                Session::Amqp10(Box::new(amqp10::Connection::new(
+                    sock, s.slot, s.uid, s.accepted,
+                )))
+            } else {
+                // 0-9-1's connection also answers an unknown header.
+                Session::Amqp091(Connection::new(sock, s.slot, s.uid, s.accepted))
+            };
             ctx.churn.connection_created += 1;
         }
         match self {
             Session::Amqp091(c) => c.on_input(ctx),
+            Session::Amqp10(c) => c.on_input(ctx),
             Session::Sniffing(_) => {}
         }
     }
@@ -102,6 +127,7 @@ impl Session {
     pub fn is_publisher(&self) -> bool {
         match self {
             Session::Amqp091(c) => c.info.publisher,
+            Session::Amqp10(c) => c.info.publisher,
             Session::Sniffing(_) => false,
         }
     }
@@ -110,29 +136,36 @@ impl Session {
     pub fn is_waiting(&self) -> bool {
         match self {
             Session::Amqp091(c) => c.is_waiting(),
+            Session::Amqp10(c) => c.is_waiting(),
             Session::Sniffing(_) => false,
         }
     }
 
     /// A resource alarm stops reading this publisher.
     pub fn notify_blocked(&mut self, reason: &str, ctx: &mut ShardCtx) {
-        if let Session::Amqp091(c) = self {
-            c.notify_blocked(reason, ctx)
+        match self {
+            Session::Amqp091(c) => c.notify_blocked(reason, ctx),
+            Session::Amqp10(c) => c.notify_blocked(reason, ctx),
+            Session::Sniffing(_) => {}
         }
     }
 
     /// Reading resumes after an alarm.
     pub fn notify_unblocked(&mut self, ctx: &mut ShardCtx) {
-        if let Session::Amqp091(c) = self {
-            c.notify_unblocked(ctx)
+        match self {
+            Session::Amqp091(c) => c.notify_unblocked(ctx),
+            Session::Amqp10(c) => c.notify_unblocked(ctx),
+            Session::Sniffing(_) => {}
         }
     }
 
     /// Releases what the session holds in the core (consumers, unacked
     /// messages, exclusive queues). Idempotent.
     pub fn teardown(&mut self, ctx: &mut ShardCtx) {
-        if let Session::Amqp091(c) = self {
-            c.teardown(ctx)
+        match self {
+            Session::Amqp091(c) => c.teardown(ctx),
+            Session::Amqp10(c) => c.teardown(ctx),
+            Session::Sniffing(_) => {}
         }
     }
 
@@ -140,6 +173,7 @@ impl Session {
     pub fn tick(&mut self, now: Instant, ctx: &mut ShardCtx) {
         match self {
             Session::Amqp091(c) => c.tick(now, ctx),
+            Session::Amqp10(c) => c.tick(now, ctx),
             Session::Sniffing(s) => {
                 if now >= s.accepted + HANDSHAKE_TIMEOUT {
                     log::debug!("handshake timeout");
@@ -152,19 +186,30 @@ impl Session {
     /// Encodes what must go out before the socket is flushed (batched
     /// publisher confirms).
     pub fn before_flush(&mut self, ctx: &mut ShardCtx) {
-        if let Session::Amqp091(c) = self {
-            c.flush_confirms(ctx)
+        match self {
+            Session::Amqp091(c) => c.flush_confirms(ctx),
+            Session::Amqp10(c) => c.flush_outcomes(ctx),
+            Session::Sniffing(_) => {}
         }
     }
 
     /// All output is written: a session that said its last words lingers
     /// until the peer closes.
     pub fn after_flush(&mut self, all_written: bool, ctx: &mut ShardCtx) {
-        if let Session::Amqp091(c) = self {
-            if all_written && c.finished() {
-                c.linger();
+        match self {
+            Session::Amqp091(c) => {
+                if all_written && c.finished() {
+                    c.linger();
+                }
+                c.output_drained(ctx);
             }
-            c.output_drained(ctx);
+            Session::Amqp10(c) => {
+                if all_written && c.finished() {
+                    c.linger();
+                }
+                c.output_drained(ctx);
+            }
+            Session::Sniffing(_) => {}
         }
     }
 }

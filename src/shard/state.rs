@@ -36,9 +36,14 @@ impl ShardState {
                 redelivered,
                 msg,
             } => {
-                let slot = consumer.channel.conn_slot;
-                if let Some(conn) = amqp091(conns, slot) {
-                    conn.deliver(consumer, queue, seq, redelivered, msg, ctx);
+                match conns.get_mut(consumer.channel.conn_slot as usize) {
+                    Some(Session::Amqp091(conn)) => {
+                        conn.deliver(consumer, queue, seq, redelivered, msg, ctx)
+                    }
+                    Some(Session::Amqp10(conn)) => {
+                        conn.deliver(consumer, queue, seq, redelivered, msg, ctx)
+                    }
+                    _ => {}
                 }
                 // A stale target is fine: the queue requeues everything of a
                 // channel when it learns the channel is gone.
@@ -47,16 +52,16 @@ impl ShardState {
                 to: Requester::Channel(to),
                 queue,
                 reply,
-            } => {
-                if let Some(conn) = amqp091(conns, to.conn_slot) {
-                    conn.on_reply(to, queue, reply, ctx);
-                }
-            }
-            ShardMsg::Confirm { tag, ok } => {
-                if let Some(conn) = amqp091(conns, tag.channel.conn_slot) {
-                    conn.confirm(tag, ok, ctx);
-                }
-            }
+            } => match conns.get_mut(to.conn_slot as usize) {
+                Some(Session::Amqp091(conn)) => conn.on_reply(to, queue, reply, ctx),
+                Some(Session::Amqp10(conn)) => conn.on_reply(to, queue, reply, ctx),
+                _ => {}
+            },
+            ShardMsg::Confirm { tag, ok } => match conns.get_mut(tag.channel.conn_slot as usize) {
+                Some(Session::Amqp091(conn)) => conn.confirm(tag, ok, ctx),
+                Some(Session::Amqp10(conn)) => conn.confirm(tag, ok, ctx),
+                _ => {}
+            },
             ShardMsg::DirectReply { to, msg } => {
                 let conn = amqp091(conns, to.channel.conn_slot);
                 connection::deliver_direct_reply(conn, to, msg, ctx)
@@ -66,8 +71,10 @@ impl ShardState {
                 connection::probe_direct_reply(conn, to, from, ctx)
             }
             ShardMsg::ConsumerCancelled { consumer } => {
-                if let Some(conn) = amqp091(conns, consumer.channel.conn_slot) {
-                    conn.consumer_cancelled(consumer, ctx);
+                match conns.get_mut(consumer.channel.conn_slot as usize) {
+                    Some(Session::Amqp091(conn)) => conn.consumer_cancelled(consumer, ctx),
+                    Some(Session::Amqp10(conn)) => conn.consumer_cancelled(consumer, ctx),
+                    _ => {}
                 }
             }
             ShardMsg::ConsumerTimeout {
@@ -95,10 +102,14 @@ impl ShardState {
     pub fn close_vhost(&mut self, vhost: VhostId, text: &str) {
         let (ctx, conns) = (&mut self.ctx, &mut self.conns);
         for (_, s) in conns.iter_mut() {
-            if let Some(conn) = s.amqp091() {
-                if conn.info.counted && conn.info.access.vhost == vhost {
-                    conn.force_close(text, ctx);
+            match s {
+                Session::Amqp091(conn) if conn.info.counted && conn.info.access.vhost == vhost => {
+                    conn.force_close(text, ctx)
                 }
+                Session::Amqp10(conn) if conn.info.counted && conn.info.access.vhost == vhost => {
+                    conn.force_close(text, ctx)
+                }
+                _ => {}
             }
         }
         let doomed: Vec<_> = ctx
@@ -119,10 +130,14 @@ impl ShardState {
     pub fn close_user(&mut self, user: &str, text: &str) {
         let (ctx, conns) = (&mut self.ctx, &mut self.conns);
         for (_, s) in conns.iter_mut() {
-            if let Some(conn) = s.amqp091() {
-                if conn.info.counted && conn.info.user == user {
-                    conn.force_close(text, ctx);
+            match s {
+                Session::Amqp091(conn) if conn.info.counted && conn.info.user == user => {
+                    conn.force_close(text, ctx)
                 }
+                Session::Amqp10(conn) if conn.info.counted && conn.info.user == user => {
+                    conn.force_close(text, ctx)
+                }
+                _ => {}
             }
         }
     }

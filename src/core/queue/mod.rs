@@ -596,7 +596,9 @@ impl Queue {
                 };
                 (QueueReply::Cancelled, after)
             }
-            QueueOp::Credit { .. } => unreachable!("ShardCtx::run_request sends credit to Queue::credit"),
+            QueueOp::Credit { .. } => {
+                unreachable!("ShardCtx::run_request sends credit to Queue::credit")
+            }
             QueueOp::Get { no_ack } => {
                 self.touch();
                 let channel = reply_to.map(|Requester::Channel(c)| c);
@@ -663,7 +665,11 @@ impl Queue {
         drain: bool,
         out: &mut Outbox,
     ) -> Option<QueueReply> {
-        self.consumers.find_mut(r)?.credit.as_mut()?.grant(delivery_count, credit);
+        self.consumers
+            .find_mut(r)?
+            .credit
+            .as_mut()?
+            .grant(delivery_count, credit);
         self.dispatch(out);
         let k = self.consumers.find_mut(r)?.credit.as_mut()?;
         if drain {

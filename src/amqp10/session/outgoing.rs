@@ -1,0 +1,498 @@
+//! Links on which the client receives: consumers of `/queues/:queue`.
+//!
+//! A consumer link is a core consumer in credit mode
+//! (`ConsumeMode::Credit`): the client's `flow` frames become
+//! `QueueOp::Credit` for the queue, which keeps the link's delivery-count
+//! and answers drains and echoes (`QueueReply::Credit`) after the
+//! deliveries they allowed. Deliveries arrive as `ShardMsg::Deliver` and
+//! leave as transfer frames; the client's dispositions become `Settle`s.
+
+use super::{Link, SessCx, SessResult, Session};
+use crate::amqp10::address;
+use crate::amqp10::error::{cond, Amqp10Error};
+use crate::amqp10::mapping;
+use crate::amqp10::wire;
+use crate::core::auth::permissions::Access;
+use crate::core::ids::{ChannelRef, ConsumerRef, QueueRef, Requester};
+use crate::core::message::Message;
+use crate::core::ops::Caller;
+use crate::core::shard_msg::{ConsumeMode, ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
+use std::collections::VecDeque;
+
+/// A link on which the client receives.
+pub struct OutLink {
+    pub handle: u32,
+    queue: QueueRef,
+    consumer_id: u32,
+    /// snd-settle-mode settled: deliveries are settled when sent (no acks).
+    settled: bool,
+}
+
+/// An attach waiting for the queue to register the consumer.
+pub(super) struct Awaiting {
+    attach: wire::Attach,
+    queue: QueueRef,
+    consumer_id: u32,
+    settled: bool,
+}
+
+/// One delivery not settled by the client yet.
+#[derive(Clone, Copy)]
+struct Unsettled {
+    queue: QueueRef,
+    seq: u64,
+    consumer_id: u32,
+}
+
+/// A delivery waiting for the peer's session window.
+struct Held {
+    consumer: ConsumerRef,
+    queue: QueueRef,
+    seq: u64,
+    redelivered: bool,
+    msg: Message,
+}
+
+/// The session's delivering state.
+#[derive(Default)]
+pub struct Delivering {
+    next_delivery_id: u32,
+    /// The delivery-id of `unsettled[0]`.
+    base: u32,
+    unsettled: VecDeque<Option<Unsettled>>,
+    held: VecDeque<Held>,
+    /// Reused buffer for the sections before the body.
+    scratch: Vec<u8>,
+}
+
+impl Delivering {
+    pub fn clear(&mut self) {
+        self.unsettled.clear();
+        self.held.clear();
+    }
+}
+
+impl Session {
+    /// The client attaches as receiver: register a credit-paced consumer on
+    /// the source queue; the attach is answered when the queue has it.
+    pub(super) fn attach_outgoing(&mut self, a: wire::Attach, cx: &mut SessCx) -> SessResult {
+        match self.check_source(&a, cx) {
+            Ok(q) => {
+                self.next_consumer_id += 1;
+                let id = self.next_consumer_id;
+                let settled = a.snd_settle_mode == wire::SND_SETTLED;
+                let spec = ConsumeSpec {
+                    consumer: ConsumerRef {
+                        channel: self.me,
+                        id,
+                    },
+                    conn_uid: cx.info.uid,
+                    no_ack: settled,
+                    exclusive: false,
+                    mode: ConsumeMode::Credit {
+                        credit: 0,
+                        delivery_count: 0,
+                    },
+                    window: self.window.clone(),
+                    output_full: cx.info.output_full.clone(),
+                    arguments: mapping::consumer_arguments(&a),
+                };
+                self.touch(q);
+                cx.ctx.outbox.push(
+                    q.shard,
+                    ShardMsg::Request {
+                        queue: q,
+                        reply_to: Some(Requester::Channel(self.me)),
+                        op: QueueOp::Consume(spec),
+                    },
+                );
+                self.awaiting = Some(Awaiting {
+                    attach: a,
+                    queue: q,
+                    consumer_id: id,
+                    settled,
+                });
+                Ok(true)
+            }
+            // Permission failures end the session, as in RabbitMQ 4.
+            Err(e) if e.condition == cond::UNAUTHORIZED_ACCESS => Err(super::SessError::Session(e)),
+            Err(e) => {
+                wire::write_attach_reply(cx.wbuf, self.channel, &a, wire::ROLE_SENDER, false, 0);
+                wire::write_detach(cx.wbuf, self.channel, a.handle, true, Some(&e));
+                Ok(false)
+            }
+        }
+    }
+
+    fn check_source(&self, a: &wire::Attach, cx: &mut SessCx) -> Result<QueueRef, Amqp10Error> {
+        if a.rcv_settle_mode == wire::RCV_SETTLE_SECOND {
+            return Err(Amqp10Error::new(
+                cond::NOT_IMPLEMENTED,
+                "rcv-settle-mode second not supported",
+            ));
+        }
+        let Some(addr) = wire::source_address(a) else {
+            return Err(Amqp10Error::new(
+                cond::INVALID_FIELD,
+                "a receiving link needs a source address (/queues/:queue)",
+            ));
+        };
+        let name = address::parse_source(&addr).map_err(|_| {
+            Amqp10Error::new(
+                cond::INVALID_FIELD,
+                format!(
+                    "bad address '{}': expected /queues/:queue",
+                    String::from_utf8_lossy(&addr)
+                ),
+            )
+        })?;
+        let name = String::from_utf8_lossy(&name).into_owned();
+        let caller = Caller {
+            conn_uid: cx.info.uid,
+            access: &cx.info.access,
+        };
+        let q = crate::core::ops::queue::use_queue(cx.ctx, caller, Access::Read, &name)?;
+        Ok(q.queue)
+    }
+
+    /// A queue answered (today: a consumer link's consume, or a credit
+    /// drain / echo).
+    pub fn on_reply(&mut self, queue: QueueRef, reply: QueueReply, cx: &mut SessCx) -> SessResult {
+        if let QueueReply::Credit {
+            consumer,
+            delivery_count,
+            credit,
+            drain,
+        } = reply
+        {
+            if let Some(l) = self.out_link(consumer.id) {
+                let handle = l.handle;
+                self.write_session_flow(
+                    cx.wbuf,
+                    Some(wire::LinkFlow {
+                        handle,
+                        delivery_count,
+                        link_credit: credit,
+                        drain,
+                        echo: false,
+                    }),
+                );
+            }
+            return Ok(false);
+        }
+        let Some(w) = self.awaiting.take() else {
+            return Ok(false);
+        };
+        debug_assert_eq!(w.queue, queue);
+        let h = w.attach.handle;
+        match reply {
+            QueueReply::Consumed => {
+                wire::write_attach_reply(
+                    cx.wbuf,
+                    self.channel,
+                    &w.attach,
+                    wire::ROLE_SENDER,
+                    true,
+                    0,
+                );
+                *self.link_slot(h) = Some(Link::Out(Box::new(OutLink {
+                    handle: h,
+                    queue: w.queue,
+                    consumer_id: w.consumer_id,
+                    settled: w.settled,
+                })));
+            }
+            other => {
+                let e = match other {
+                    QueueReply::Error(e) => Amqp10Error::from(e),
+                    _ => Amqp10Error::new(cond::NOT_FOUND, "queue deleted"),
+                };
+                wire::write_attach_reply(
+                    cx.wbuf,
+                    self.channel,
+                    &w.attach,
+                    wire::ROLE_SENDER,
+                    false,
+                    0,
+                );
+                wire::write_detach(cx.wbuf, self.channel, h, true, Some(&e));
+            }
+        }
+        Ok(false)
+    }
+
+    fn out_link(&self, consumer_id: u32) -> Option<&OutLink> {
+        self.links.iter().flatten().find_map(|l| match l {
+            Link::Out(o) if o.consumer_id == consumer_id => Some(&**o),
+            _ => None,
+        })
+    }
+
+    /// A message from a queue for one of our links.
+    pub fn deliver(
+        &mut self,
+        consumer: ConsumerRef,
+        queue: QueueRef,
+        seq: u64,
+        redelivered: bool,
+        msg: Message,
+        cx: &mut SessCx,
+    ) {
+        let Some(l) = self.out_link(consumer.id) else {
+            // The link was detached with this delivery on its way: give it
+            // back (a settled one is gone, as in RabbitMQ).
+            cx.ctx.outbox.push(
+                queue.shard,
+                ShardMsg::Settle {
+                    queue,
+                    channel: self.me,
+                    seq,
+                    how: Settle::Requeue,
+                },
+            );
+            return;
+        };
+        if self.remote_incoming_window == 0 || !self.delivering.held.is_empty() {
+            self.delivering.held.push_back(Held {
+                consumer,
+                queue,
+                seq,
+                redelivered,
+                msg,
+            });
+            return;
+        }
+        let (handle, settled) = (l.handle, l.settled);
+        self.send_transfer(
+            handle,
+            settled,
+            consumer.id,
+            queue,
+            seq,
+            redelivered,
+            &msg,
+            cx,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_transfer(
+        &mut self,
+        handle: u32,
+        settled: bool,
+        consumer_id: u32,
+        queue: QueueRef,
+        seq: u64,
+        redelivered: bool,
+        msg: &Message,
+        cx: &mut SessCx,
+    ) {
+        let d = &mut self.delivering;
+        let delivery_id = d.next_delivery_id;
+        d.next_delivery_id = delivery_id.wrapping_add(1);
+        if !settled {
+            if d.unsettled.is_empty() {
+                d.base = delivery_id;
+            }
+            d.unsettled.push_back(Some(Unsettled {
+                queue,
+                seq,
+                consumer_id,
+            }));
+        }
+        d.scratch.clear();
+        let body = mapping::write_for_amqp10(msg, redelivered, &mut d.scratch);
+        let frames = wire::write_transfer(
+            cx.wbuf,
+            self.channel,
+            wire::TransferOut {
+                handle,
+                delivery_id,
+                settled,
+            },
+            &d.scratch,
+            body,
+            cx.info.max_frame_out,
+        );
+        self.next_outgoing_id = self.next_outgoing_id.wrapping_add(frames);
+        self.remote_incoming_window = self.remote_incoming_window.saturating_sub(frames);
+    }
+
+    /// The peer's session window opened: send what waited for it.
+    pub(super) fn send_pending(&mut self, cx: &mut SessCx) {
+        while self.remote_incoming_window > 0 {
+            let Some(h) = self.delivering.held.pop_front() else {
+                return;
+            };
+            match self.out_link(h.consumer.id) {
+                Some(l) => {
+                    let (handle, settled) = (l.handle, l.settled);
+                    self.send_transfer(
+                        handle,
+                        settled,
+                        h.consumer.id,
+                        h.queue,
+                        h.seq,
+                        h.redelivered,
+                        &h.msg,
+                        cx,
+                    );
+                }
+                None => cx.ctx.outbox.push(
+                    h.queue.shard,
+                    ShardMsg::Settle {
+                        queue: h.queue,
+                        channel: self.me,
+                        seq: h.seq,
+                        how: Settle::Requeue,
+                    },
+                ),
+            }
+        }
+    }
+
+    /// The client settles deliveries `first..=last` with an outcome.
+    pub(super) fn disposition(&mut self, d: wire::Disposition, cx: &mut SessCx) -> SessResult {
+        if d.role != wire::ROLE_RECEIVER {
+            // About transfers the client sent: we settle those ourselves.
+            return Ok(false);
+        }
+        let outcome = wire::outcome(&d.state);
+        if !d.settled {
+            // An outcome the client has not settled: we settle it (RabbitMQ
+            // 4 answers with a settled disposition of the same state).
+            match &outcome {
+                None => return Ok(false),
+                Some(o) => {
+                    let last = d.last.unwrap_or(d.first);
+                    wire::write_disposition(
+                        cx.wbuf,
+                        self.channel,
+                        wire::ROLE_SENDER,
+                        d.first,
+                        last,
+                        true,
+                        o,
+                    );
+                }
+            }
+        }
+        let how = match &outcome {
+            None | Some(wire::Outcome::Accepted) => Settle::Ack,
+            Some(wire::Outcome::Released) => Settle::Requeue,
+            Some(wire::Outcome::Rejected(_)) => Settle::Discard,
+            Some(wire::Outcome::Modified {
+                undeliverable_here, ..
+            }) => {
+                if *undeliverable_here {
+                    Settle::Discard
+                } else {
+                    Settle::Requeue
+                }
+            }
+        };
+        let last = d.last.unwrap_or(d.first);
+        let del = &mut self.delivering;
+        let mut id = d.first;
+        loop {
+            let i = id.wrapping_sub(del.base) as usize;
+            if let Some(slot) = del.unsettled.get_mut(i) {
+                if let Some(u) = slot.take() {
+                    cx.ctx.outbox.push(
+                        u.queue.shard,
+                        ShardMsg::Settle {
+                            queue: u.queue,
+                            channel: self.me,
+                            seq: u.seq,
+                            how,
+                        },
+                    );
+                }
+            }
+            if id == last {
+                break;
+            }
+            id = id.wrapping_add(1);
+        }
+        while del.unsettled.front().is_some_and(|u| u.is_none()) {
+            del.unsettled.pop_front();
+            del.base = del.base.wrapping_add(1);
+        }
+        Ok(false)
+    }
+
+    /// A consumer link goes (detach, or an error): cancel the consumer and
+    /// give back what it has not settled.
+    pub(super) fn close_outgoing(&mut self, l: OutLink, cx: &mut SessCx) {
+        let consumer = ConsumerRef {
+            channel: self.me,
+            id: l.consumer_id,
+        };
+        cx.ctx.outbox.push(
+            l.queue.shard,
+            ShardMsg::Request {
+                queue: l.queue,
+                reply_to: None,
+                op: QueueOp::Cancel { consumer },
+            },
+        );
+        for slot in self.delivering.unsettled.iter_mut() {
+            if slot.is_some_and(|u| u.consumer_id == l.consumer_id) {
+                let u = slot.take().expect("checked");
+                cx.ctx.outbox.push(
+                    u.queue.shard,
+                    ShardMsg::Settle {
+                        queue: u.queue,
+                        channel: self.me,
+                        seq: u.seq,
+                        how: Settle::Requeue,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The queue of a consumer link was deleted: detach it.
+    pub fn consumer_cancelled(&mut self, consumer_id: u32, wbuf: &mut Vec<u8>) {
+        let Some(h) = self.out_link(consumer_id).map(|l| l.handle) else {
+            return;
+        };
+        self.links[h as usize] = None;
+        let e = Amqp10Error::new(cond::RESOURCE_DELETED, "");
+        wire::write_detach(wbuf, self.channel, h, true, Some(&e));
+    }
+
+    /// Output drained: every queue a link consumes from may deliver again.
+    pub fn resume_all(&mut self, ctx: &mut crate::core::ShardCtx) {
+        for l in self.links.iter().flatten() {
+            if let Link::Out(o) = l {
+                ctx.outbox
+                    .push(o.queue.shard, ShardMsg::Resume { queue: o.queue });
+            }
+        }
+    }
+}
+
+impl OutLink {
+    /// The client's flow for this link: credit for the queue.
+    pub(super) fn flow(&mut self, f: &wire::Flow, me: ChannelRef, cx: &mut SessCx) {
+        let op = QueueOp::Credit {
+            consumer: ConsumerRef {
+                channel: me,
+                id: self.consumer_id,
+            },
+            delivery_count: f.delivery_count.unwrap_or(0),
+            credit: f.link_credit.unwrap_or(0),
+            drain: f.drain,
+            echo: f.echo,
+        };
+        cx.ctx.outbox.push(
+            self.queue.shard,
+            ShardMsg::Request {
+                queue: self.queue,
+                reply_to: Some(Requester::Channel(me)),
+                op,
+            },
+        );
+    }
+}
