@@ -4,7 +4,8 @@
 //! that crosses a layer the wrong way fails here, naming file and line.
 //!
 //! Layers, bottom up: `net`, `protocol`, `store`, `config` → `core` →
-//! `amqp091` (and future front ends) → `shard` → `admin` → `http`.
+//! the front ends `amqp091` and `amqp10` (side by side, neither imports the
+//! other) → `shard` → `admin` → `http`.
 
 use std::path::{Path, PathBuf};
 
@@ -12,20 +13,41 @@ use std::path::{Path, PathBuf};
 const RULES: &[(&str, &[&str])] = &[
     // `amqp091::` and not `crate::amqp091`: grouped imports and `super::`
     // paths name the module too (`from_amqp091` is a format, not the module).
-    ("core", &["amqp091::", "shard::", "net::", "crate::http"]),
-    ("amqp091", &["shard::", "crate::http"]),
+    (
+        "core",
+        &["amqp091::", "amqp10::", "shard::", "net::", "crate::http"],
+    ),
+    ("amqp091", &["shard::", "crate::http", "crate::amqp10"]),
+    ("amqp10", &["shard::", "crate::http", "amqp091::"]),
     // The HTTP API sits on top of everything: only lib.rs starts it.
     ("shard", &["crate::http"]),
     ("admin", &["crate::http"]),
     (
         "net",
-        &["protocol::", "core::", "amqp091::", "shard::", "store::"],
+        &[
+            "protocol::",
+            "core::",
+            "amqp091::",
+            "crate::amqp10",
+            "shard::",
+            "store::",
+        ],
     ),
     (
         "protocol",
-        &["net::", "core::", "amqp091::", "shard::", "store::"],
+        &[
+            "net::",
+            "core::",
+            "amqp091::",
+            "crate::amqp10",
+            "shard::",
+            "store::",
+        ],
     ),
-    ("store", &["net::", "core::", "amqp091::", "shard::"]),
+    (
+        "store",
+        &["net::", "core::", "amqp091::", "crate::amqp10", "shard::"],
+    ),
     // config sits beside store (it names the store's defaults).
     (
         "config.rs",

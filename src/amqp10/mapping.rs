@@ -17,7 +17,7 @@
 //! | application-properties | headers (typed as RabbitMQ's `to_091`) |
 //! | message-annotations `x-…` (not `x-exchange`, `x-routing-key`) | headers; `x-basic-type` → type |
 //! | one or more data sections | body (joined) |
-//! | amqp-value, amqp-sequence | body = the encoded sections; type `amqp-1.0` |
+//! | amqp-value, amqp-sequence, no body section | body = the encoded sections; type `amqp-1.0` |
 //!
 //! The body of a single data section is a slice of the transfer: never
 //! copied. Going out, a consumer gets `header`, `message-annotations`
@@ -213,11 +213,6 @@ pub fn to_core(exchange: Bytes, key: Bytes, s: &Sections) -> (Message, MessageMe
         p.content_encoding = pr.content_encoding.as_ref().map(|c| c.to_bytes());
         p.timestamp = pr.creation_time.map(|ms| (ms / 1000).max(0) as u64);
         p.app_id = pr.group_id.as_ref().map(|g| g.to_bytes());
-        extra = pr.to.is_some()
-            || pr.subject.is_some()
-            || pr.absolute_expiry_time.is_some()
-            || pr.group_sequence.is_some()
-            || pr.reply_to_group_id.is_some();
     }
     if let Some(ma) = s.message_annotations.as_ref().and_then(|m| m.decode().ok()) {
         for (k, v) in ma.iter() {
@@ -252,8 +247,13 @@ pub fn to_core(exchange: Bytes, key: Bytes, s: &Sections) -> (Message, MessageMe
             }
         }
     }
+    if let Some(pr) = &s.properties {
+        // What 0-9-1 cannot say (to, subject, typed ids, ...) travels as the
+        // encoded 1.0 section, when the 0-9-1 properties would not give it
+        // back the same.
+        extra = properties_from_091(&p) != *pr;
+    }
     if extra {
-        // What 0-9-1 cannot say travels as the encoded 1.0 section.
         let mut raw = Vec::new();
         if let Some(pr) = &s.properties {
             codec::write_properties(&mut raw, pr);
@@ -265,8 +265,9 @@ pub fn to_core(exchange: Bytes, key: Bytes, s: &Sections) -> (Message, MessageMe
     }
     let body = match &s.body {
         codec::Body::Data(d) => d.to_contiguous(),
-        codec::Body::Empty => Bytes::new(),
-        codec::Body::AmqpValue(_) | codec::Body::AmqpSequence(_) => {
+        // No body section (the spec wants one; proton sends none for a
+        // None body): kept as it came, like amqp-value.
+        codec::Body::Empty | codec::Body::AmqpValue(_) | codec::Body::AmqpSequence(_) => {
             p.kind = Some(Bytes::from_static(AMQP10_TYPE));
             body_and_footer(s)
         }
