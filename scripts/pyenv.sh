@@ -5,7 +5,7 @@
 #   "$(scripts/pyenv.sh)" tests/pika/tutorial1_hello.py --pub-port 5672 --sub-port 5672
 set -eu
 cd "$(dirname "$0")/.."
-if ! target/pyenv/bin/python -c 'import pika, proton' >/dev/null 2>&1; then
+if ! target/pyenv/bin/python -c 'import pika, proton, rabbitmq_amqp_python_client' >/dev/null 2>&1; then
     python3 -m venv target/pyenv >&2
     target/pyenv/bin/pip install -q --disable-pip-version-check -r tests/pika/requirements.txt >&2
 fi

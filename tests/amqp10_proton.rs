@@ -1,7 +1,9 @@
-//! AMQP 1.0 with python-qpid-proton (Apache Qpid's C-based client): the
-//! scenarios of `tests/amqp10/proton_scenarios.py`, each against a real
-//! broker on 2 shards. The venv is `common_python`'s (pika declares the
-//! queues over 0-9-1, proton does the rest over 1.0).
+//! AMQP 1.0 with Python clients, each scenario against a real broker on 2
+//! shards: python-qpid-proton (Apache Qpid's C-based client) runs the
+//! scenarios of `tests/amqp10/proton_scenarios.py` (pika declares their
+//! queues over 0-9-1); RabbitMQ's own rabbitmq-amqp-python-client runs
+//! `tests/amqp10/rabbitmq_amqp_client.py`, declaring everything over the
+//! management link pair. The venv is `common_python`'s.
 //!
 //! A scenario by hand: `target/pyenv/bin/python tests/amqp10/proton_scenarios.py --port 5672 helloworld`
 //! (for `anonymous_login`, start warren with `--anonymous-user guest`).
@@ -9,18 +11,35 @@
 mod common_python;
 use common_python::{package_dir, run_script};
 
-fn scenario(name: &str) {
+fn start() -> warren::BrokerHandle {
     let _ = env_logger::builder().is_test(true).try_init();
     let mut config = warren::Config::for_tests(2);
     config.anonymous_user = Some("guest".into());
-    let broker = warren::start(config).expect("broker starts");
-    let script = package_dir()
-        .join("tests")
-        .join("amqp10")
-        .join("proton_scenarios.py");
+    warren::start(config).expect("broker starts")
+}
+
+fn script(name: &str) -> std::path::PathBuf {
+    package_dir().join("tests").join("amqp10").join(name)
+}
+
+fn scenario(name: &str) {
+    let broker = start();
     run_script(
-        &script,
+        &script("proton_scenarios.py"),
         &["--port".into(), broker.port().to_string(), name.into()],
+    );
+    broker.shutdown();
+}
+
+/// RabbitMQ's client library: its version check of our `open`, the
+/// management link pair (declare, bind, queue info, unbind, delete),
+/// publish outcomes (accepted, released), a consumer.
+#[test]
+fn rabbitmq_amqp_python_client() {
+    let broker = start();
+    run_script(
+        &script("rabbitmq_amqp_client.py"),
+        &["--port".into(), broker.port().to_string()],
     );
     broker.shutdown();
 }

@@ -109,7 +109,7 @@ fn uuid_parse(s: &[u8]) -> Option<[u8; 16]> {
 
 /// A 1.0 value as a 0-9-1 field value (RabbitMQ's `to_091`); None for
 /// what 0-9-1 has no type for.
-fn to_091(v: &Value) -> Option<FieldValue> {
+pub(crate) fn to_091(v: &Value) -> Option<FieldValue> {
     Some(match v {
         Value::Null => FieldValue::Void,
         Value::Bool(b) => FieldValue::Bool(*b),
@@ -145,7 +145,7 @@ fn to_091(v: &Value) -> Option<FieldValue> {
 
 /// A 0-9-1 field value as a 1.0 value (RabbitMQ's `from_091`). Arrays and
 /// tables only where `complex` (message annotations).
-fn from_091(v: &FieldValue, complex: bool) -> Option<Value> {
+pub(crate) fn from_091(v: &FieldValue, complex: bool) -> Option<Value> {
     Some(match v {
         FieldValue::Bool(b) => Value::Bool(*b),
         FieldValue::I8(n) => Value::Byte(*n),

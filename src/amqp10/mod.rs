@@ -13,6 +13,7 @@ pub mod address;
 mod conn_info;
 pub mod connection;
 pub mod error;
+pub mod management;
 pub mod mapping;
 pub mod session;
 pub mod wire;

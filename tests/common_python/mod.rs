@@ -79,7 +79,7 @@ fn setup_venv() -> Result<PathBuf, String> {
 
 fn imports_clients(python: &Path) -> bool {
     Command::new(python)
-        .args(["-c", "import pika, proton"])
+        .args(["-c", "import pika, proton, rabbitmq_amqp_python_client"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -158,6 +158,9 @@ impl Session {
     ) -> SessResult {
         self.count_incoming(cx)?;
         let h = t.handle;
+        if let Some(Some(Link::MgmtIn(_))) = self.links.get(h as usize) {
+            return self.management_transfer(t, payload, cx);
+        }
         let sf = self.session_flow();
         let channel = self.channel;
         let Some(Some(Link::In(link))) = self.links.get_mut(h as usize) else {

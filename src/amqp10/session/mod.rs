@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 mod incoming;
 pub use incoming::MAX_MESSAGE_SIZE;
+mod management_link;
 mod outgoing;
 
 pub use incoming::InLink;
@@ -56,6 +57,9 @@ pub type SessResult = Result<bool, SessError>;
 pub enum Link {
     In(Box<InLink>),
     Out(Box<OutLink>),
+    /// The management link pair's halves (`management_link.rs`).
+    MgmtIn(Box<management_link::MgmtIn>),
+    MgmtOut(Box<management_link::MgmtOut>),
 }
 
 pub struct Session {
@@ -87,6 +91,8 @@ pub struct Session {
     next_consumer_id: u32,
     /// A consumer link's attach waits for the queue (see `outgoing.rs`).
     awaiting: Option<outgoing::Awaiting>,
+    /// A management request waits for a queue (`management_link.rs`).
+    mgmt_wait: Option<management_link::MgmtWait>,
     // ---- publishing (incoming.rs) ----
     publish: incoming::Publishing,
     // ---- delivering (outgoing.rs) ----
@@ -110,6 +116,7 @@ impl Session {
             window: Arc::new(ChannelWindow::default()),
             next_consumer_id: 0,
             awaiting: None,
+            mgmt_wait: None,
             publish: incoming::Publishing::default(),
             delivering: outgoing::Delivering::default(),
         };
@@ -168,6 +175,14 @@ impl Session {
                 format!("handle {} is already associated with a link", h),
             )));
         }
+        let management = if a.role == wire::ROLE_RECEIVER {
+            wire::source_address(&a)
+        } else {
+            wire::target_address(&a)
+        };
+        if management.as_deref() == Some(crate::amqp10::management::ADDRESS.as_bytes()) {
+            return self.attach_management(a, cx);
+        }
         if a.role == wire::ROLE_RECEIVER {
             // The client receives: we send from a queue.
             self.attach_outgoing(a, cx)
@@ -214,6 +229,11 @@ impl Session {
                 }
                 Ok(false)
             }
+            Some(Link::MgmtOut(_)) => {
+                self.management_flow(&f, cx);
+                Ok(false)
+            }
+            Some(Link::MgmtIn(_)) => Ok(false),
             None => Err(SessError::Session(Amqp10Error::new(
                 cond::UNATTACHED_HANDLE,
                 format!("Unattached link handle: {}", h),
@@ -267,9 +287,8 @@ impl Session {
         if let Some(e) = d.error.as_ref() {
             log::debug!("client detached link {} with error {:?}", h, e);
         }
-        match link {
-            Link::Out(l) => self.close_outgoing(*l, cx),
-            Link::In(_) => {}
+        if let Link::Out(l) = link {
+            self.close_outgoing(*l, cx);
         }
         // RabbitMQ echoes the client's detach.
         wire::write_detach(cx.wbuf, self.channel, h, d.closed, None);
@@ -301,6 +320,7 @@ impl Session {
         self.delivering.clear();
         self.publish.clear();
         self.awaiting = None;
+        self.mgmt_wait = None;
     }
 
     fn touch(&mut self, q: QueueRef) {

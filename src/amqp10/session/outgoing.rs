@@ -66,6 +66,13 @@ pub struct Delivering {
 }
 
 impl Delivering {
+    /// The next delivery-id (shared by every link of the session).
+    pub fn take_delivery_id(&mut self) -> u32 {
+        let id = self.next_delivery_id;
+        self.next_delivery_id = id.wrapping_add(1);
+        id
+    }
+
     pub fn clear(&mut self) {
         self.unsettled.clear();
         self.held.clear();
@@ -180,6 +187,12 @@ impl Session {
             }
             return Ok(false);
         }
+        if self.management_reply_pending() {
+            let QueueReply::Credit { .. } = reply else {
+                self.management_reply(reply, cx);
+                return Ok(false);
+            };
+        }
         let Some(w) = self.awaiting.take() else {
             return Ok(false);
         };
@@ -288,8 +301,7 @@ impl Session {
         cx: &mut SessCx,
     ) {
         let d = &mut self.delivering;
-        let delivery_id = d.next_delivery_id;
-        d.next_delivery_id = delivery_id.wrapping_add(1);
+        let delivery_id = d.take_delivery_id();
         if !settled {
             if d.unsettled.is_empty() {
                 d.base = delivery_id;
