@@ -17,6 +17,7 @@
 use super::ids::VhostId;
 use super::latency::Histogram;
 use crate::protocol::FieldTable;
+use std::net::{IpAddr, SocketAddr};
 
 /// Message counters of one queue, channel, connection or shard, as
 /// RabbitMQ's `message_stats`.
@@ -402,6 +403,55 @@ pub fn wall_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// RabbitMQ's connection name: `peer -> local`, each `address:port`.
+pub fn connection_name(peer: Option<SocketAddr>, local: Option<SocketAddr>) -> String {
+    format!("{} -> {}", addr_text(peer), addr_text(local))
+}
+
+pub fn addr_text(a: Option<SocketAddr>) -> String {
+    match a {
+        Some(a) => format!("{}:{}", ip_text(a.ip()), a.port()),
+        None => "unknown".into(),
+    }
+}
+
+/// An address as RabbitMQ prints it (`rabbit_misc:ntoab`): IPv4-mapped IPv6
+/// as IPv4, other IPv6 without brackets.
+pub fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => v6.to_string(),
+        },
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+impl super::ShardCtx {
+    /// Why the broker is not reading a connection, if it is not: an alarm
+    /// (a publisher, while the alarm is on), or the shard's ring to a peer
+    /// shard being full (publisher flow control, `flow_blocked`).
+    pub fn publisher_blocked_by(&self, publisher: bool, flow_blocked: bool) -> Option<BlockedBy> {
+        if !publisher {
+            return None;
+        }
+        if self.alarms.active() {
+            return Some(if self.alarms.reason() == super::alarms::LOW_ON_MEMORY {
+                BlockedBy::MemoryAlarm
+            } else {
+                BlockedBy::DiskAlarm
+            });
+        }
+        if flow_blocked {
+            let shard = (0..self.config.shards as u16)
+                .find(|&s| s != self.id && self.outbox.is_congested(s))
+                .unwrap_or(self.id);
+            return Some(BlockedBy::Flow { shard });
+        }
+        None
+    }
 }
 
 #[cfg(test)]

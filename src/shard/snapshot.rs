@@ -2,6 +2,7 @@
 //! when the control path asks (`admin::stats`): the queues it owns, the
 //! sessions it serves, its counters. Nothing here runs per message.
 
+use super::session::Session;
 use super::state::ShardState;
 use crate::core::queue::ttl;
 use crate::core::stats::{self, ShardSnapshot, Want};
@@ -29,8 +30,10 @@ impl ShardState {
             ctx.routing.exchange_stats(&mut out.exchanges);
         }
         for (_, s) in self.conns.iter() {
-            if let Some(conn) = s.amqp091_ref() {
-                conn.snapshot(ctx, want, &mut out);
+            match s {
+                Session::Amqp091(conn) => conn.snapshot(ctx, want, &mut out),
+                Session::Amqp10(conn) => conn.snapshot(ctx, want, &mut out),
+                Session::Sniffing(_) => {}
             }
         }
         out
@@ -42,11 +45,16 @@ impl ShardState {
     pub fn close_connection(&mut self, name: &str, reason: &str) -> bool {
         let (ctx, conns) = (&mut self.ctx, &mut self.conns);
         for (_, s) in conns.iter_mut() {
-            if let Some(conn) = s.amqp091() {
-                if conn.name() == name {
+            match s {
+                Session::Amqp091(conn) if conn.name() == name => {
                     conn.force_close(reason, ctx);
                     return true;
                 }
+                Session::Amqp10(conn) if conn.name() == name => {
+                    conn.force_close(reason, ctx);
+                    return true;
+                }
+                _ => {}
             }
         }
         false

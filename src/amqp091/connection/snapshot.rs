@@ -3,19 +3,15 @@
 //! `ShardState::snapshot`.
 
 use super::{Connection, State};
+use crate::core::stats::{connection_name, ip_text};
 use crate::core::stats::{BlockedBy, ConnSnap, ShardSnapshot, Want};
 use crate::core::ShardCtx;
-use std::net::{IpAddr, SocketAddr};
 
 impl Connection {
     /// The connection's name as RabbitMQ builds it: `peer -> local`, each
     /// `address:port` (IPv4-mapped IPv6 addresses shown as IPv4).
     pub fn name(&self) -> String {
-        format!(
-            "{} -> {}",
-            addr_text(self.info.peer),
-            addr_text(self.info.local)
-        )
+        connection_name(self.info.peer, self.info.local)
     }
 
     /// Adds this connection (and, as asked, its channels and consumers) to
@@ -30,7 +26,7 @@ impl Connection {
             State::Running => "running",
             State::CloseAwaitingConfirms | State::Closing | State::CloseAfterFlush => "closing",
         };
-        let blocked_by = self.blocked_by(ctx);
+        let blocked_by = ctx.publisher_blocked_by(self.info.publisher, self.sock.flow_blocked);
         let state = match (&blocked_by, state) {
             (Some(BlockedBy::Flow { .. }), "running") => "flow",
             (Some(_), "running") => "blocked",
@@ -92,49 +88,5 @@ impl Connection {
             uid: self.info.uid,
             shard: ctx.id,
         });
-    }
-
-    /// Why the broker is not reading this connection, if it is not: an
-    /// alarm (a publisher, while the alarm is on), or the shard's ring to a
-    /// peer shard being full (publisher flow control).
-    fn blocked_by(&self, ctx: &ShardCtx) -> Option<BlockedBy> {
-        if !self.info.publisher {
-            return None;
-        }
-        if ctx.alarms.active() {
-            return Some(
-                if ctx.alarms.reason() == crate::core::alarms::LOW_ON_MEMORY {
-                    BlockedBy::MemoryAlarm
-                } else {
-                    BlockedBy::DiskAlarm
-                },
-            );
-        }
-        if self.sock.flow_blocked {
-            let shard = (0..ctx.config.shards as u16)
-                .find(|&s| s != ctx.id && ctx.outbox.is_congested(s))
-                .unwrap_or(ctx.id);
-            return Some(BlockedBy::Flow { shard });
-        }
-        None
-    }
-}
-
-fn addr_text(a: Option<SocketAddr>) -> String {
-    match a {
-        Some(a) => format!("{}:{}", ip_text(a.ip()), a.port()),
-        None => "unknown".into(),
-    }
-}
-
-/// An address as RabbitMQ prints it (`rabbit_misc:ntoab`): IPv4-mapped IPv6
-/// as IPv4, other IPv6 without brackets.
-fn ip_text(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => v6.to_string(),
-        },
-        IpAddr::V4(v4) => v4.to_string(),
     }
 }

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod open;
+mod snapshot;
 pub use open::SaslInit;
 
 /// How long a client may take from the first byte to `open` (RabbitMQ: 10 s).

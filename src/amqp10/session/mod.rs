@@ -323,6 +323,15 @@ impl Session {
         self.mgmt_wait = None;
     }
 
+    /// Consumer links (the management API's consumer count).
+    pub fn consumer_count(&self) -> usize {
+        self.links
+            .iter()
+            .flatten()
+            .filter(|l| matches!(l, Link::Out(_)))
+            .count()
+    }
+
     fn touch(&mut self, q: QueueRef) {
         if !self.touched.contains(&q) {
             self.touched.push(q);
