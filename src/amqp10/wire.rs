@@ -408,8 +408,34 @@ pub struct TransferOut {
     pub settled: bool,
 }
 
+/// The transfer performative of an outgoing delivery, written field by
+/// field (a `Transfer` value would allocate its delivery-tag): handle,
+/// delivery-id, delivery-tag (the delivery-id's 4 bytes, as RabbitMQ),
+/// message-format 0, settled, more. A continuation frame (`first` false)
+/// carries the handle and `more` only.
+fn put_transfer(out: &mut Vec<u8>, t: TransferOut, first: bool, more: bool) {
+    use crate::protocol::amqp10::encode::{
+        list_begin, list_end, put_bool, put_descriptor, put_uint,
+    };
+    put_descriptor(out, Transfer::DESCRIPTOR_CODE);
+    let at = list_begin(out);
+    put_uint(out, t.handle);
+    if first {
+        put_uint(out, t.delivery_id);
+        out.extend_from_slice(&[codec::code::VBIN8, 4]);
+        out.extend_from_slice(&t.delivery_id.to_be_bytes());
+        put_uint(out, 0);
+        put_bool(out, t.settled);
+    } else {
+        out.extend_from_slice(&[codec::code::NULL; 4]);
+    }
+    put_bool(out, more);
+    list_end(out, at, 6);
+}
+
 /// Writes one delivery whose message is `head` then `body`, in as many
-/// transfer frames as `max_frame` needs; returns how many.
+/// transfer frames as `max_frame` needs; returns how many. Allocates
+/// nothing beyond `out`'s growth.
 pub fn write_transfer(
     out: &mut Vec<u8>,
     channel: u16,
@@ -418,50 +444,22 @@ pub fn write_transfer(
     body: &[u8],
     max_frame: u32,
 ) -> u32 {
-    let tag = t.delivery_id.to_be_bytes();
-    let mut transfer = Transfer {
-        handle: t.handle,
-        delivery_id: Some(t.delivery_id),
-        delivery_tag: Some(Bytes::copy_from_slice(&tag)),
-        message_format: Some(0),
-        settled: Some(t.settled),
-        more: false,
-        rcv_settle_mode: None,
-        state: None,
-        resume: false,
-        aborted: false,
-        batchable: false,
-    };
     let total = head.len() + body.len();
     let max = max_frame as usize;
-    // The common case: one frame (the performative is < 64 bytes).
-    if total + 8 + 64 <= max {
-        let at = out.len();
-        out.extend_from_slice(&[0, 0, 0, 0, 2, 0]);
-        out.extend_from_slice(&channel.to_be_bytes());
-        transfer.encode(out);
-        out.extend_from_slice(head);
-        out.extend_from_slice(body);
-        let size = (out.len() - at) as u32;
-        out[at..at + 4].copy_from_slice(&size.to_be_bytes());
-        return 1;
-    }
     let mut sent = 0usize;
     let mut frames = 0u32;
     loop {
         let at = out.len();
         out.extend_from_slice(&[0, 0, 0, 0, 2, 0]);
         out.extend_from_slice(&channel.to_be_bytes());
-        transfer.more = true;
         let perf_at = out.len();
-        transfer.encode(out);
+        put_transfer(out, t, frames == 0, true);
         let room = max.saturating_sub(out.len() - at).max(1);
         let left = total - sent;
         if left <= room {
             // The last frame: more = false (an encoding of the same length).
             out.truncate(perf_at);
-            transfer.more = false;
-            transfer.encode(out);
+            put_transfer(out, t, frames == 0, false);
         }
         let n = left.min(room);
         copy_range(out, head, body, sent, n);
@@ -472,11 +470,6 @@ pub fn write_transfer(
         if sent >= total {
             return frames;
         }
-        // Continuation frames carry only the handle (2.7.5).
-        transfer.delivery_id = None;
-        transfer.delivery_tag = None;
-        transfer.message_format = None;
-        transfer.settled = None;
     }
 }
 
