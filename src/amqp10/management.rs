@@ -554,3 +554,62 @@ pub fn check_paired(a: &codec::Attach) -> Result<(), Amqp10Error> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_out_of_order_are_sorted() {
+        let mut body = Vec::new();
+        codec::write_amqp_value(&mut body, &Value::Null);
+        let mut props = Vec::new();
+        let p = codec::Properties {
+            to: Some(Str::from("/queues/q")),
+            subject: Some(Str::from("GET")),
+            ..Default::default()
+        };
+        codec::write_properties(&mut props, &p);
+        // The Python client's order: body first.
+        let mut payload = body.clone();
+        payload.extend_from_slice(&props);
+        assert!(codec::Sections::parse(Bytes::from(payload.clone())).is_err());
+        let sorted = in_spec_order(Bytes::from(payload)).unwrap();
+        let s = codec::Sections::parse(sorted).unwrap();
+        let r = Request::parse(&s).unwrap();
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/queues/q"));
+        // In order already: the same bytes.
+        let mut ordered = props.clone();
+        ordered.extend_from_slice(&body);
+        let same = in_spec_order(Bytes::from(ordered.clone())).unwrap();
+        assert_eq!(same.as_ref(), &ordered[..]);
+        assert!(in_spec_order(Bytes::from_static(b"\x00\x53")).is_none());
+    }
+
+    #[test]
+    fn path_segments_are_percent_decoded() {
+        assert_eq!(
+            segments("/queues/a%2Fb/messages"),
+            Some(vec!["queues".into(), "a/b".into(), "messages".into()])
+        );
+        assert_eq!(segments("queues/x"), None);
+        assert_eq!(segments("/queues/%zz"), None);
+    }
+
+    #[test]
+    fn binding_args_hash_is_empty_without_arguments() {
+        assert_eq!(args_hash(&FieldTable::new()), "");
+        let mut t = FieldTable::new();
+        t.insert(
+            "x-match",
+            crate::protocol::table::FieldValue::LongStr(Bytes::from_static(b"all")),
+        );
+        let h = args_hash(&t);
+        assert!(
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert_eq!(h, args_hash(&t.clone()));
+    }
+}
