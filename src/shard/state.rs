@@ -80,11 +80,11 @@ impl ShardState {
             ShardMsg::ConsumerTimeout {
                 channel,
                 timeout_ms,
-            } => {
-                if let Some(conn) = amqp091(conns, channel.conn_slot) {
-                    conn.consumer_timed_out(channel, timeout_ms, ctx);
-                }
-            }
+            } => match conns.get_mut(channel.conn_slot as usize) {
+                Some(Session::Amqp091(conn)) => conn.consumer_timed_out(channel, timeout_ms, ctx),
+                Some(Session::Amqp10(conn)) => conn.consumer_timed_out(channel, timeout_ms, ctx),
+                _ => {}
+            },
             // Listed, not `_`: a new variant must be given a side here.
             msg @ (ShardMsg::Publish { .. }
             | ShardMsg::Request { .. }

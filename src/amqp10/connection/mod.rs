@@ -506,6 +506,29 @@ impl Connection {
         }
     }
 
+    /// A delivery to session `me` stayed unsettled longer than the queue's
+    /// delivery acknowledgement timeout: the session ends (the 0-9-1
+    /// channel is closed with the same words).
+    pub fn consumer_timed_out(&mut self, me: ChannelRef, timeout_ms: u64, ctx: &mut ShardCtx) {
+        if self.session_mut(me).is_none() {
+            return;
+        }
+        log::warn!(
+            "AMQP 1.0 session {}: delivery acknowledgement timed out ({} ms); ending it",
+            me.channel,
+            timeout_ms
+        );
+        let e = Amqp10Error::new(
+            cond::PRECONDITION_FAILED,
+            format!(
+                "delivery acknowledgement on channel {} timed out. Timeout value used: {} ms. \
+                 This timeout value can be configured, see consumers doc guide to learn more",
+                me.channel, timeout_ms
+            ),
+        );
+        self.session_error(me.channel, e, ctx);
+    }
+
     /// Settled outcomes for published messages go out before a flush.
     pub fn flush_outcomes(&mut self, _ctx: &mut ShardCtx) {
         for s in self.sessions.iter_mut().flatten() {
