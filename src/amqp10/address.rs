@@ -3,7 +3,7 @@
 //! | address                              | as a target                       | as a source |
 //! |--------------------------------------|-----------------------------------|-------------|
 //! | `/exchanges/:exchange/:routing-key`  | publish to exchange with that key | —           |
-//! | `/exchanges/:exchange`               | key = each message's `subject`     | —           |
+//! | `/exchanges/:exchange`               | publish to exchange with key `""`  | —           |
 //! | `/queues/:queue`                     | default exchange, key = queue      | consume     |
 //!
 //! A null target (anonymous relay) takes one of the target forms from each
@@ -18,7 +18,8 @@ use bytes::Bytes;
 pub enum TargetAddr {
     /// `/exchanges/:exchange/:routing-key`.
     ExchangeKey { exchange: Bytes, key: Bytes },
-    /// `/exchanges/:exchange`: the routing key is each message's subject.
+    /// `/exchanges/:exchange`: the routing key is empty (v2 addresses never
+    /// use the message's subject).
     Exchange { exchange: Bytes },
     /// `/queues/:queue`: the default exchange, routing key = queue.
     Queue { queue: Bytes },

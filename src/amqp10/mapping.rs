@@ -43,15 +43,6 @@ pub fn to_address(s: &Sections) -> Option<Bytes> {
     s.properties.as_ref()?.to.as_ref().map(|t| t.to_bytes())
 }
 
-/// `properties.subject`: the routing key for a `/exchanges/:exchange` target.
-pub fn subject(s: &Sections) -> Option<Bytes> {
-    s.properties
-        .as_ref()?
-        .subject
-        .as_ref()
-        .map(|t| t.to_bytes())
-}
-
 /// `x-priority` from the link property `rabbitmq:priority`.
 pub fn consumer_arguments(a: &wire::Attach) -> FieldTable {
     let mut t = FieldTable::new();

@@ -285,7 +285,7 @@ impl Session {
             return Ok(None);
         };
         let (exchange, key) = match &link.target {
-            Target::Fixed(t) => fixed_route(t, &sections),
+            Target::Fixed(t) => fixed_route(t),
             Target::Anonymous => {
                 let Some(to) = mapping::to_address(&sections) else {
                     return Ok(Some(wire::Outcome::Rejected(Some(Amqp10Error::new(
@@ -306,7 +306,7 @@ impl Session {
                 if let Err(e) = check_fixed_target(&t, cx) {
                     return Ok(Some(wire::Outcome::Rejected(Some(e))));
                 }
-                fixed_route(&t, &sections)
+                fixed_route(&t)
             }
         };
         let anonymous = matches!(link.target, Target::Anonymous);
@@ -480,13 +480,13 @@ fn top_up(l: &mut InLink, sf: wire::FlowOut, channel: u16, wbuf: &mut Vec<u8>) {
 /// A link must go (detach with this error).
 pub(super) struct LinkFail(pub Amqp10Error);
 
-/// Exchange and routing key for a target.
-fn fixed_route(t: &TargetAddr, s: &wire::Sections) -> (Bytes, Bytes) {
+/// Exchange and routing key for a target. `/exchanges/:exchange` routes
+/// with the empty key: v2 addresses never take the key from the message's
+/// subject (RabbitMQ 4's `parse_target_v2_string0`; only v1 did).
+fn fixed_route(t: &TargetAddr) -> (Bytes, Bytes) {
     match t {
         TargetAddr::ExchangeKey { exchange, key } => (exchange.clone(), key.clone()),
-        TargetAddr::Exchange { exchange } => {
-            (exchange.clone(), mapping::subject(s).unwrap_or_default())
-        }
+        TargetAddr::Exchange { exchange } => (exchange.clone(), Bytes::new()),
         TargetAddr::Queue { queue } => (Bytes::new(), queue.clone()),
     }
 }

@@ -279,10 +279,10 @@ impl Session {
     fn detach(&mut self, d: wire::Detach, cx: &mut SessCx) -> SessResult {
         let h = d.handle;
         let Some(link) = self.links.get_mut(h as usize).and_then(|l| l.take()) else {
-            return Err(SessError::Session(Amqp10Error::new(
-                cond::UNATTACHED_HANDLE,
-                format!("Unattached link handle: {}", h),
-            )));
+            // The peer answering a detach of ours (a refused link, one we
+            // closed with an error) or a handle never attached: RabbitMQ 4
+            // ignores it (no reply, the session goes on).
+            return Ok(false);
         };
         if let Some(e) = d.error.as_ref() {
             log::debug!("client detached link {} with error {:?}", h, e);
