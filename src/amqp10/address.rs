@@ -77,10 +77,21 @@ fn strip(addr: &Bytes, prefix: &[u8]) -> Option<Bytes> {
     addr.starts_with(prefix).then(|| addr.slice(prefix.len()..))
 }
 
+/// The raw bytes a segment may hold (RabbitMQ's `cow_uri:urldecode`):
+/// RFC 3986's unreserved characters, its sub-delims, `:` and `@`. Anything
+/// else (a space, `/`, `?`, `#`, a non-ASCII byte) must be percent-encoded.
+fn allowed(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b)
+}
+
 /// Percent-decodes one segment; a segment without `%` is returned as is.
 pub fn decode(seg: Bytes) -> Result<Bytes, BadAddress> {
     if memchr::memchr(b'%', &seg).is_none() {
-        return Ok(seg);
+        return if seg.iter().all(|&b| allowed(b)) {
+            Ok(seg)
+        } else {
+            Err(BadAddress)
+        };
     }
     let mut out = Vec::with_capacity(seg.len());
     let mut i = 0;
@@ -91,9 +102,11 @@ pub fn decode(seg: Bytes) -> Result<Bytes, BadAddress> {
             let lo = (hex[1] as char).to_digit(16).ok_or(BadAddress)?;
             out.push((hi * 16 + lo) as u8);
             i += 3;
-        } else {
+        } else if allowed(seg[i]) {
             out.push(seg[i]);
             i += 1;
+        } else {
+            return Err(BadAddress);
         }
     }
     if std::str::from_utf8(&out).is_err() {
@@ -107,8 +120,7 @@ pub fn decode(seg: Bytes) -> Result<Bytes, BadAddress> {
 /// `uri_string:quote` keeps them).
 pub fn encode(name: &[u8], out: &mut String) {
     for &b in name {
-        let keep = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b);
-        if keep {
+        if allowed(b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{:02X}", b));
@@ -182,6 +194,9 @@ mod tests {
             "/queues/%zz",
             "/queues/%2",
             "/queues/%FF",
+            "/queues/a b",
+            "/queues/ü",
+            "/queues/a?b",
         ] {
             assert_eq!(t(a), Err(BadAddress), "{}", a);
         }
