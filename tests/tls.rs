@@ -746,3 +746,38 @@ fn pika_over_tls() {
         print!("{}", String::from_utf8_lossy(&out.stdout));
     }
 }
+
+/// AMQP 1.0 over the same TLS listener, logging in with SASL EXTERNAL: the
+/// client certificate's CN (`--tls-cert-login-from common_name`) names the
+/// user (python-qpid-proton, tests/amqp10/tls_external.py).
+#[test]
+fn amqp10_over_tls_with_external() {
+    let Some(python) = pika_python() else {
+        return;
+    };
+    let pki = Pki::new();
+    let b = Broker::start(&pki, Peer::Optional, CertLoginFrom::CommonName);
+    let client = pki.ca.issue("guest", &["client"]);
+    std::fs::write(pki.path("client.pem"), client.cert.pem()).unwrap();
+    std::fs::write(pki.path("client.key"), client.key.serialize_pem()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/amqp10/tls_external.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .args(["--port", &b.tls_port().to_string()])
+        .args(["--plain-port", &b.h().port().to_string()])
+        .arg("--ca")
+        .arg(pki.path("ca.pem"))
+        .arg("--cert")
+        .arg(pki.path("client.pem"))
+        .arg("--key")
+        .arg(pki.path("client.key"))
+        .output()
+        .expect("run tls_external.py");
+    assert!(
+        out.status.success(),
+        "tls_external.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+}
