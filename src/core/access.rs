@@ -142,3 +142,77 @@ impl UserAccess {
         }
     }
 }
+
+/// A connection's place in the definitions, the same for every protocol:
+/// opened against a vhost (permissions and connection limits checked and
+/// counted under one lock), its channels (0-9-1) or sessions (AMQP 1.0)
+/// counted against the user's `max-channels`, its rights rebuilt when they
+/// change.
+pub mod connection {
+    use super::UserAccess;
+    use crate::core::definitions::{Definitions, OpenError};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// Opens `vhost` for `user` and counts the connection (the caller
+    /// releases it with `Defs::connection_closed`); returns the user's
+    /// rights there and their channel counter.
+    pub fn open(
+        defs: &Definitions,
+        user: &str,
+        vhost: &str,
+        max_connections: Option<u64>,
+    ) -> Result<(UserAccess, Arc<AtomicU64>), OpenError> {
+        let mut g = defs.lock();
+        let version = g.auth_version();
+        let access = g.open_connection(user, vhost, max_connections, version)?;
+        Ok((access, g.channel_counter(user)))
+    }
+
+    /// Counts one more channel (or session) of the user against their
+    /// `max-channels`; the refusal is RabbitMQ's text.
+    pub fn take_channel(count: Option<&AtomicU64>, access: &UserAccess) -> Result<(), String> {
+        let Some(count) = count else {
+            return Ok(());
+        };
+        let now = count.fetch_add(1, Ordering::AcqRel) + 1;
+        match access.max_channels {
+            Some(max) if now > max => {
+                count.fetch_sub(1, Ordering::AcqRel);
+                Err(format!(
+                    "number of channels opened for user '{}' has reached the maximum allowed user limit of ({})",
+                    access.user, max
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `n` channels (or sessions) closed.
+    pub fn release_channels(count: Option<&AtomicU64>, n: u64) {
+        if let (Some(count), true) = (count, n > 0) {
+            count.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+
+    /// Users or permissions changed: the connection's rights now. A user
+    /// deleted or without permission on the vhost keeps the connection (as
+    /// RabbitMQ does) but is refused every operation.
+    pub fn refreshed(defs: &Definitions, current: &UserAccess) -> UserAccess {
+        let g = defs.lock();
+        let version = g.auth_version();
+        g.user_access(&current.user, &current.vhost_name, version)
+            .unwrap_or_else(|| {
+                UserAccess::build(
+                    &current.user,
+                    current.vhost,
+                    current.vhost_name.clone(),
+                    Vec::new(),
+                    None,
+                    Vec::new(),
+                    current.max_channels,
+                    version,
+                )
+            })
+    }
+}

@@ -234,17 +234,14 @@ impl Connection {
     /// counted under one lock.
     fn connection_open(&mut self, m: ConnectionOpen, ctx: &mut ShardCtx) -> Result<(), AmqpError> {
         let vhost = String::from_utf8_lossy(&m.virtual_host);
-        let access = {
-            let mut g = ctx.defs.lock();
-            let version = g.auth_version();
-            let access =
-                g.open_connection(&self.info.user, &vhost, ctx.config.max_connections, version);
-            if access.is_ok() {
-                self.info.channel_count = Some(g.channel_counter(&self.info.user));
-            }
-            access
-        };
-        let access = access.map_err(|OpenError::NotAllowed(text)| AmqpError::not_allowed(text))?;
+        let (access, channels) = crate::core::access::connection::open(
+            &ctx.defs,
+            &self.info.user,
+            &vhost,
+            ctx.config.max_connections,
+        )
+        .map_err(|OpenError::NotAllowed(text)| AmqpError::not_allowed(text))?;
+        self.info.channel_count = Some(channels);
         self.info.access = Arc::new(access);
         self.info.counted = true;
         self.send(0, &ConnectionOpenOk::default().into());

@@ -9,6 +9,7 @@
 use super::channel::{ChanCx, Channel, Flow};
 use super::conn_info::{ConnInfo, TlsInfo};
 use super::error::AmqpError;
+use crate::core::access::connection as rights;
 use crate::core::access::UserAccess;
 use crate::core::ids::ChannelRef;
 use crate::core::shard_msg::{QueueOp, ShardMsg};
@@ -23,7 +24,7 @@ mod from_queues;
 pub use from_queues::{deliver_direct_reply, probe_direct_reply};
 mod handshake;
 mod snapshot;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -530,50 +531,16 @@ impl Connection {
     /// Counts a new channel against the user's `max-channels` (across all
     /// their connections), or refuses it as RabbitMQ does (530).
     fn count_channel(&mut self) -> Result<(), AmqpError> {
-        let Some(count) = &self.info.channel_count else {
-            return Ok(());
-        };
-        let now = count.fetch_add(1, Ordering::AcqRel) + 1;
-        match self.info.access.max_channels {
-            Some(max) if now > max => {
-                count.fetch_sub(1, Ordering::AcqRel);
-                Err(AmqpError::not_allowed(format!(
-                    "number of channels opened for user '{}' has reached the maximum allowed user limit of ({})",
-                    self.info.user, max
-                )))
-            }
-            _ => Ok(()),
-        }
+        rights::take_channel(self.info.channel_count.as_deref(), &self.info.access)
+            .map_err(AmqpError::not_allowed)
     }
 
     fn uncount_channels(&mut self, n: u64) {
-        if let (Some(count), true) = (&self.info.channel_count, n > 0) {
-            count.fetch_sub(n, Ordering::AcqRel);
-        }
+        rights::release_channels(self.info.channel_count.as_deref(), n);
     }
 
-    /// Users or permissions changed: rebuild this connection's rights. A user
-    /// deleted or without permission on the vhost now keeps the connection
-    /// (as RabbitMQ does) but is refused every operation.
+    /// Users or permissions changed: rebuild this connection's rights.
     fn refresh_access(&mut self, ctx: &mut ShardCtx) {
-        let g = ctx.defs.lock();
-        let version = g.auth_version();
-        let access = g
-            .user_access(&self.info.user, &self.info.access.vhost_name, version)
-            .unwrap_or_else(|| {
-                let a = &self.info.access;
-                UserAccess::build(
-                    &a.user,
-                    a.vhost,
-                    a.vhost_name.clone(),
-                    Vec::new(),
-                    None,
-                    Vec::new(),
-                    a.max_channels,
-                    version,
-                )
-            });
-        drop(g);
-        self.info.access = Arc::new(access);
+        self.info.access = Arc::new(rights::refreshed(&ctx.defs, &self.info.access));
     }
 }

@@ -12,6 +12,7 @@ use super::conn_info::ConnInfo;
 use super::error::{cond, Amqp10Error};
 use super::session::{SessCx, SessError, Session};
 use super::wire;
+use crate::core::access::connection as rights;
 use crate::core::access::UserAccess;
 use crate::core::ids::{ChannelRef, ConsumerRef, QueueRef};
 use crate::core::message::Message;
@@ -421,10 +422,7 @@ impl Connection {
     // ---- what queues send back ----
 
     fn session_mut(&mut self, me: ChannelRef) -> Option<&mut Session> {
-        match self.sessions.get_mut(me.channel as usize) {
-            Some(Some(s)) if s.me == me && !s.ending => Some(s),
-            _ => None,
-        }
+        live(&mut self.sessions, me)
     }
 
     /// A message for one of our consumer links.
@@ -438,10 +436,7 @@ impl Connection {
         ctx: &mut ShardCtx,
     ) {
         let slot = self.info.slot as usize;
-        let Some(s) = (match self.sessions.get_mut(consumer.channel.channel as usize) {
-            Some(Some(s)) if s.me == consumer.channel && !s.ending => Some(s),
-            _ => None,
-        }) else {
+        let Some(s) = live(&mut self.sessions, consumer.channel) else {
             // The session is gone: the queue learns it (ChannelGone) and
             // requeues everything of it.
             return;
@@ -466,8 +461,8 @@ impl Connection {
         reply: QueueReply,
         ctx: &mut ShardCtx,
     ) {
-        let r = match self.sessions.get_mut(to.channel as usize) {
-            Some(Some(s)) if s.me == to && !s.ending => {
+        let r = match live(&mut self.sessions, to) {
+            Some(s) => {
                 let mut cx = SessCx {
                     ctx,
                     wbuf: &mut self.sock.wbuf,
@@ -475,7 +470,7 @@ impl Connection {
                 };
                 s.on_reply(queue, reply, &mut cx)
             }
-            _ => Ok(false),
+            None => Ok(false),
         };
         if self.waiting == Some(to.channel) {
             self.waiting = None;
@@ -497,12 +492,9 @@ impl Connection {
 
     /// A queue cancelled one of our consumer links (queue deleted).
     pub fn consumer_cancelled(&mut self, consumer: ConsumerRef, ctx: &mut ShardCtx) {
-        let me = consumer.channel;
-        if let Some(Some(s)) = self.sessions.get_mut(me.channel as usize) {
-            if s.me == me && !s.ending {
-                s.consumer_cancelled(consumer.id, &mut self.sock.wbuf);
-                ctx.mark_dirty(self.info.slot as usize);
-            }
+        if let Some(s) = live(&mut self.sessions, consumer.channel) {
+            s.consumer_cancelled(consumer.id, &mut self.sock.wbuf);
+            ctx.mark_dirty(self.info.slot as usize);
         }
     }
 
@@ -624,51 +616,25 @@ impl Connection {
     // ---- tenancy ----
 
     fn count_session(&mut self) -> Result<(), Amqp10Error> {
-        let Some(count) = &self.info.channel_count else {
-            return Ok(());
-        };
-        let now = count.fetch_add(1, Ordering::AcqRel) + 1;
-        match self.info.access.max_channels {
-            Some(max) if now > max => {
-                count.fetch_sub(1, Ordering::AcqRel);
-                Err(Amqp10Error::new(
-                    cond::RESOURCE_LIMIT_EXCEEDED,
-                    format!(
-                        "number of channels opened for user '{}' has reached the maximum allowed user limit of ({})",
-                        self.info.user, max
-                    ),
-                ))
-            }
-            _ => Ok(()),
-        }
+        rights::take_channel(self.info.channel_count.as_deref(), &self.info.access)
+            .map_err(|e| Amqp10Error::new(cond::RESOURCE_LIMIT_EXCEEDED, e))
     }
 
     fn uncount_sessions(&mut self, n: u64) {
-        if let (Some(count), true) = (&self.info.channel_count, n > 0) {
-            count.fetch_sub(n, Ordering::AcqRel);
-        }
+        rights::release_channels(self.info.channel_count.as_deref(), n);
     }
 
     /// Users or permissions changed: rebuild this connection's rights.
     fn refresh_access(&mut self, ctx: &mut ShardCtx) {
-        let g = ctx.defs.lock();
-        let version = g.auth_version();
-        let access = g
-            .user_access(&self.info.user, &self.info.access.vhost_name, version)
-            .unwrap_or_else(|| {
-                let a = &self.info.access;
-                UserAccess::build(
-                    &a.user,
-                    a.vhost,
-                    a.vhost_name.clone(),
-                    Vec::new(),
-                    None,
-                    Vec::new(),
-                    a.max_channels,
-                    version,
-                )
-            });
-        drop(g);
-        self.info.access = Arc::new(access);
+        self.info.access = Arc::new(rights::refreshed(&ctx.defs, &self.info.access));
+    }
+}
+
+/// The session `me` names, if it is still the one (not ended, not a later
+/// session on the same channel).
+fn live(sessions: &mut [Option<Box<Session>>], me: ChannelRef) -> Option<&mut Session> {
+    match sessions.get_mut(me.channel as usize) {
+        Some(Some(s)) if s.me == me && !s.ending => Some(s),
+        _ => None,
     }
 }

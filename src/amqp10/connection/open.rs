@@ -158,18 +158,17 @@ impl Connection {
             Some(h) if h.starts_with("vhost:") => h["vhost:".len()..].to_string(),
             _ => crate::core::vhost::DEFAULT_VHOST.to_string(),
         };
-        let access = {
-            let mut g = ctx.defs.lock();
-            let version = g.auth_version();
-            let access =
-                g.open_connection(&self.info.user, &vhost, ctx.config.max_connections, version);
-            if access.is_ok() {
-                self.info.channel_count = Some(g.channel_counter(&self.info.user));
+        let opened = crate::core::access::connection::open(
+            &ctx.defs,
+            &self.info.user,
+            &vhost,
+            ctx.config.max_connections,
+        );
+        let access = match opened {
+            Ok((a, channels)) => {
+                self.info.channel_count = Some(channels);
+                a
             }
-            access
-        };
-        let access = match access {
-            Ok(a) => a,
             Err(OpenError::NotAllowed(text)) => {
                 // RabbitMQ 4 refuses a vhost it cannot find or the user may
                 // not use with amqp:not-found / amqp:unauthorized-access.
