@@ -8,7 +8,9 @@
 //! A scenario by hand: `target/pyenv/bin/python tests/amqp10/proton_scenarios.py --port 5672 helloworld`
 //! (for `anonymous_login`, start warren with `--anonymous-user guest`).
 
+mod common_durable;
 mod common_python;
+use common_durable::{DataDir, Proc};
 use common_python::{package_dir, run_script};
 
 fn start() -> warren::BrokerHandle {
@@ -77,4 +79,23 @@ fn proton_sasl_anonymous() {
 #[test]
 fn proton_wrong_password_is_refused() {
     scenario("bad_login");
+}
+
+/// Durable messages a 1.0 publisher saw accepted are there after SIGKILL
+/// (the `warren` binary as a child process) and a restart.
+#[test]
+fn proton_durable_messages_survive_kill_9() {
+    let dir = DataDir::new("amqp10-kill");
+    let p = Proc::start(&dir.0);
+    let port = p.port.to_string();
+    let run = |name: &str, port: &str| {
+        run_script(
+            &script("proton_scenarios.py"),
+            &["--port".into(), port.to_string(), name.into()],
+        )
+    };
+    run("durable_publish", &port);
+    p.kill9();
+    let p = Proc::start(&dir.0);
+    run("durable_consume", &p.port.to_string());
 }

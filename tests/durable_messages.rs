@@ -15,8 +15,6 @@ use common_durable::*;
 use common_lapin::*;
 use lapin::{options::*, publisher_confirm::Confirmation, BasicProperties, Channel, Connection};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn persistent() -> BasicProperties {
@@ -182,58 +180,6 @@ async fn purge_and_delete_are_remembered() {
 }
 
 // ---------------------------------------------------------------- the binary
-
-/// The `warren` binary on a free port and `dir`.
-struct Proc {
-    child: Child,
-    port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Proc {
-    fn start(dir: &Path) -> Proc {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_warren"))
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--shards", "2", "--no-pin"])
-            .args(["--http-port", "0", "--prometheus-port", "0"])
-            .args(["--log-level", "warn"])
-            .arg("--data-dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("warren starts");
-        let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "warren did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Proc { child, port }
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Connects (retrying while the broker recovers).
 async fn connect_retry(port: u16) -> Connection {

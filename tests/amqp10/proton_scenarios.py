@@ -311,7 +311,36 @@ def bad_login(port):
     c.close()
 
 
+def durable_publish(port):
+    """50 durable messages, each accepted (fsynced) before the next: the
+    broker is then killed with SIGKILL by the test."""
+    c0 = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
+    c0.channel().queue_declare("kill9", durable=True)
+    c0.close()
+    c = BlockingConnection(url(port), allowed_mechs="PLAIN", timeout=DEADLINE)
+    s = c.create_sender("/queues/kill9")
+    for i in range(50):
+        s.send(Message(body="durable %d" % i, durable=True))  # waits for accepted
+    c.close()
+    print("50 durable messages accepted")
+
+
+def durable_consume(port):
+    """After kill -9 and a restart: all 50, in order, durable."""
+    c = BlockingConnection(url(port), allowed_mechs="PLAIN", timeout=DEADLINE)
+    r = c.create_receiver("/queues/kill9", credit=50)
+    for i in range(50):
+        m = r.receive(timeout=DEADLINE)
+        expect(m.body == "durable %d" % i, "message %d is %r" % (i, m.body))
+        expect(m.durable, "message %d lost durable" % i)
+        r.accept()
+    c.close()
+    print("50 durable messages back after kill -9")
+
+
 SCENARIOS = {
+    "durable_publish": durable_publish,
+    "durable_consume": durable_consume,
     "simple_send_recv": simple_send_recv,
     "helloworld": helloworld,
     "request_response": request_response,

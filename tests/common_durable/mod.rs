@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 use warren::{BrokerHandle, Config};
 
 /// A data directory for one test, removed at the end.
@@ -79,4 +81,57 @@ pub fn start_in(dir: &Path, shards: usize) -> BrokerHandle {
 /// The guest URI of a broker on 127.0.0.1:`port`.
 pub fn uri(port: u16) -> String {
     format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
+}
+
+/// The `warren` binary on a free port and `dir` (a child process, so a
+/// test can SIGKILL it).
+pub struct Proc {
+    child: Child,
+    pub port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Proc {
+    pub fn start(dir: &Path) -> Proc {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--shards", "2", "--no-pin"])
+            .args(["--http-port", "0", "--prometheus-port", "0"])
+            .args(["--log-level", "warn"])
+            .arg("--data-dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("warren starts");
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "warren did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Proc { child, port }
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
