@@ -57,6 +57,9 @@ pub enum ClientError {
         text: String,
         method: String,
     },
+    /// AMQP 1.0: the broker sent close, end or detach (described: what
+    /// ended, the error condition and description).
+    Ended(String),
     /// Anything else unexpected from the broker.
     Protocol(String),
 }
@@ -71,6 +74,7 @@ impl fmt::Display for ClientError {
             ClientError::ChannelClosed { code, text, method } => {
                 write!(f, "channel closed by broker: {code} {text}{method}")
             }
+            ClientError::Ended(s) => f.write_str(s),
             ClientError::Protocol(s) => write!(f, "protocol error: {s}"),
         }
     }
@@ -587,7 +591,7 @@ impl Conn {
 }
 
 /// Connects to the first address of `addr` that answers (10 s each).
-fn connect(addr: &str) -> Result<TcpStream> {
+pub fn connect(addr: &str) -> Result<TcpStream> {
     let mut last = None;
     for a in addr.to_socket_addrs()? {
         match TcpStream::connect_timeout(&a, Duration::from_secs(10)) {
@@ -600,7 +604,8 @@ fn connect(addr: &str) -> Result<TcpStream> {
     })))
 }
 
-fn eof() -> ClientError {
+/// The broker closed the socket (an `UnexpectedEof` I/O error).
+pub fn eof() -> ClientError {
     ClientError::Io(io::Error::new(
         io::ErrorKind::UnexpectedEof,
         "broker closed the socket",

@@ -1,11 +1,15 @@
 //! warren-loadgen: the bundled load generator for AMQP 0-9-1 brokers (warren,
-//! RabbitMQ). It speaks the protocol itself over blocking std TCP, with the
-//! broker's own codec, one thread and one connection per producer/consumer.
+//! RabbitMQ), and for AMQP 1.0 in `throughput10`. It speaks the protocols
+//! itself over blocking std TCP, with the broker's own codecs, one thread and
+//! one connection per producer/consumer.
 //!
 //! Scenarios are subcommands, each in its own module with its own clap `Args`
 //! (flattening [`CommonArgs`]) and a `run(args) -> exit code`:
 //! - `throughput` ([`throughput`]): producers -> `--queues` queues (default
 //!   exchange, or a direct/fanout/topic/headers exchange) -> consumers, msg/s.
+//! - `throughput10` ([`throughput10`]): the same over AMQP 1.0, one sender
+//!   -> one queue -> one receiver, settled or with outcomes and
+//!   dispositions (workers in [`workers10`], connection in [`client10`]).
 //! - `latency` ([`latency`]): one producer at a fixed rate -> one queue -> one
 //!   consumer; end-to-end latency percentiles from the scheduled send time.
 //! - `connections` ([`connections`]): many idle connections; open rate and
@@ -24,6 +28,7 @@
 
 mod churn;
 mod client;
+mod client10;
 mod connections;
 mod fuzz;
 mod fuzz_session;
@@ -31,14 +36,16 @@ mod latency;
 mod report;
 mod stream;
 mod throughput;
+mod throughput10;
 mod uri;
 mod workers;
+mod workers10;
 
 use clap::{Parser, Subcommand};
 
 use uri::AmqpUri;
 
-/// Load generator for AMQP 0-9-1 brokers.
+/// Load generator for AMQP 0-9-1 (and 1.0) brokers.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -51,6 +58,11 @@ enum Command {
     /// Producers publish to one queue as fast as allowed, consumers drain it;
     /// prints msg/s each second and a summary.
     Throughput(throughput::Args),
+    /// One sender publishes to one queue over AMQP 1.0 as fast as link
+    /// credit and session windows allow, one receiver drains it; settled,
+    /// or with outcomes and accepted dispositions. Prints msg/s each second
+    /// and a summary.
+    Throughput10(throughput10::Args),
     /// One producer publishes at a fixed rate, one consumer measures the
     /// end-to-end latency (p50..p99.9, max) from each message's scheduled
     /// send time; prints p50/p99 each second and a summary.
@@ -118,6 +130,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Throughput(args) => throughput::run(args),
+        Command::Throughput10(args) => throughput10::run(args),
         Command::Latency(args) => latency::run(args),
         Command::Connections(args) => connections::run(args),
         Command::Churn(args) => churn::run(args),

@@ -153,6 +153,21 @@ pub fn rate(r: f64) -> String {
     group(r.max(0.0).round() as u64)
 }
 
+/// The median of `v` (the mean of the middle two for an even count); None
+/// if empty.
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    })
+}
+
 /// "off" for 0, else "1,000 <unit>" (an optional limit such as `--confirm`).
 pub fn off_or(n: u64, unit: &str) -> String {
     if n == 0 {
@@ -371,6 +386,14 @@ mod tests {
             o.finish(),
             r#"{"a\"b":"x\ny\u0001","n":-3,"r":1.23,"nan":null,"t":true,"arr":[1,"s"],"i":null,"f":0.5,"s":["x","y\""]}"#
         );
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0]), Some(3.0));
+        assert_eq!(median(vec![5.0, 1.0, 3.0]), Some(3.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
     }
 
     #[test]

@@ -24,6 +24,10 @@
 //! queues and exchange are deleted (a `--queue` is left as it is, so one run
 //! can fill it and a later one drain it).
 //!
+//! Rates are the average over the measured window and the median of its
+//! per-second rates ([`medians`]). [`measure`], [`Sample`] and
+//! [`medians`] also serve `throughput10`.
+//!
 //! Totals count the whole run (warmup included): `received` counts every
 //! delivery on every consumer, `backlog = expected - received` with
 //! `expected = sent * fan-out` (fan-out = 1 for the default exchange, else
@@ -98,12 +102,23 @@ impl Args {
     }
 }
 
-/// One per-second line.
-struct Sample {
-    t: f64,
-    warmup: bool,
-    rates: report::Rates,
-    backlog: i64,
+/// One per-second line (also `throughput10`'s).
+pub struct Sample {
+    pub t: f64,
+    /// The second began in the warmup: not in the medians.
+    pub warmup: bool,
+    pub rates: report::Rates,
+    pub backlog: i64,
+}
+
+/// Medians of the measured per-second publish and deliver rates (warmup
+/// seconds left out); None without a measured second.
+pub fn medians(samples: &[Sample]) -> (Option<f64>, Option<f64>) {
+    let measured = || samples.iter().filter(|s| !s.warmup);
+    (
+        report::median(measured().map(|s| s.rates.publish).collect()),
+        report::median(measured().map(|s| s.rates.deliver).collect()),
+    )
 }
 
 /// Runs the scenario; returns the process exit code.
@@ -180,7 +195,13 @@ pub fn run(args: Args) -> i32 {
     let fanout = topo.fanout();
     let (start_snap, end_snap) = if crew.wait_ready() {
         crew.ctl.release(true);
-        measure(&args, fanout, &crew, &mut samples)
+        let window = Window {
+            warmup: args.warmup,
+            duration: args.duration,
+            confirms: args.confirm > 0,
+            fanout,
+        };
+        measure(&window, &crew, &mut samples)
     } else {
         crew.ctl.release(false);
         let s = crew.snapshot();
@@ -216,19 +237,26 @@ pub fn run(args: Args) -> i32 {
     code
 }
 
+/// What [`measure`] times and prints.
+pub struct Window {
+    /// Seconds not counted in the rates.
+    pub warmup: f64,
+    /// Measured seconds after the warmup.
+    pub duration: f64,
+    /// Print the confirm rate in the per-second lines.
+    pub confirms: bool,
+    /// Queues each message reaches (for the backlog).
+    pub fanout: u64,
+}
+
 /// The timed part: per-second lines until warmup + duration (or an error).
 /// Returns the snapshots at the start and end of the measured window.
-fn measure(
-    args: &Args,
-    fanout: u64,
-    crew: &Crew,
-    samples: &mut Vec<Sample>,
-) -> (Snapshot, Snapshot) {
+pub fn measure(w: &Window, crew: &Crew, samples: &mut Vec<Sample>) -> (Snapshot, Snapshot) {
     let t0 = Instant::now();
-    let warm_end = t0 + Duration::from_secs_f64(args.warmup);
-    let end = warm_end + Duration::from_secs_f64(args.duration);
+    let warm_end = t0 + Duration::from_secs_f64(w.warmup);
+    let end = warm_end + Duration::from_secs_f64(w.duration);
     let mut prev = crew.snapshot();
-    let mut start = (args.warmup == 0.0).then_some(prev);
+    let mut start = (w.warmup == 0.0).then_some(prev);
     let mut tick = 1u64;
     loop {
         let now = Instant::now();
@@ -246,9 +274,9 @@ fn measure(
                 t: s.at.duration_since(t0).as_secs_f64(),
                 warmup: prev.at < warm_end,
                 rates: s.rates_since(&prev),
-                backlog: s.backlog(fanout),
+                backlog: s.backlog(w.fanout),
             };
-            eprintln!("{}", line(&sample, args.confirm > 0));
+            eprintln!("{}", line(&sample, w.confirms));
             samples.push(sample);
             prev = s;
             tick += 1;
@@ -284,6 +312,12 @@ fn line(s: &Sample, confirms: bool) -> String {
         l += " (warmup)";
     }
     l
+}
+
+/// The median of the per-second rates ("812,000 msg/s"), or "-" without a
+/// measured second.
+pub fn median_row(m: Option<f64>) -> String {
+    m.map_or_else(|| "-".into(), |m| format!("{} msg/s", rate(m)))
 }
 
 /// Everything the final report shows.
@@ -380,6 +414,9 @@ impl Report for Summary<'_> {
             ("publish", format!("{} msg/s", rate(m.publish))),
             ("deliver", format!("{} msg/s", rate(m.deliver))),
         ];
+        let (publish_median, deliver_median) = medians(&self.samples);
+        rows.push(("publish median", median_row(publish_median)));
+        rows.push(("deliver median", median_row(deliver_median)));
         if a.confirm > 0 {
             rows.push(("confirm", format!("{} msg/s", rate(m.confirm))));
         }
@@ -450,7 +487,10 @@ impl Report for Summary<'_> {
             .num("duration_s", m.secs, 3)
             .num("publish_rate", m.publish, 1)
             .num("deliver_rate", m.deliver, 1)
-            .num("confirm_rate", m.confirm, 1)
+            .num("confirm_rate", m.confirm, 1);
+        let (publish_median, deliver_median) = medians(&self.samples);
+        o.opt_num("publish_median", publish_median, 1)
+            .opt_num("deliver_median", deliver_median, 1)
             .int("sent", t.published as i64)
             .int("expected", t.expected(fanout) as i64)
             .int("received", t.delivered as i64)

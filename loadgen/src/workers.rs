@@ -559,6 +559,19 @@ impl ConfirmTracker {
         }
     }
 
+    /// Resolves tags `first..=last` at once (an AMQP 1.0 disposition
+    /// range): as one `multiple` if nothing below `first` is open, else one
+    /// by one.
+    pub fn on_range(&mut self, first: u64, last: u64, nack: bool) {
+        if first <= self.upto + 1 {
+            self.on_confirm(last, true, nack);
+        } else {
+            for tag in first..=last {
+                self.on_confirm(tag, false, nack);
+            }
+        }
+    }
+
     /// Handles a method frame payload if it is basic.ack or basic.nack.
     #[inline]
     pub fn on_method(&mut self, payload: &[u8]) -> bool {
@@ -977,6 +990,20 @@ mod tests {
         t.on_confirm(3, false, false); // duplicate, ignored
         t.on_confirm(10, true, true);
         assert_eq!((t.resolved(), t.nacked), (10, 6));
+        assert!(t.above.is_empty());
+    }
+
+    #[test]
+    fn confirm_ranges() {
+        let mut t = ConfirmTracker::default();
+        t.on_range(1, 3, false);
+        assert_eq!(t.resolved(), 3);
+        t.on_range(6, 7, true); // a gap: 4 and 5 stay open
+        assert_eq!((t.resolved(), t.nacked), (5, 2));
+        t.on_range(4, 5, false);
+        assert_eq!((t.resolved(), t.nacked), (7, 2));
+        t.on_range(2, 8, false); // overlaps what is resolved: only 8 is new
+        assert_eq!((t.resolved(), t.nacked), (8, 2));
         assert!(t.above.is_empty());
     }
 
