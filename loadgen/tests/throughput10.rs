@@ -74,7 +74,7 @@ fn multi_frame_unsettled() {
 /// Multi-frame deliveries with a session incoming window smaller than a
 /// message's frames: the broker must stop at the window's end, mid-message.
 #[test]
-#[ignore = "broker bug: a multi-frame delivery is sent whole once the window is above 0 (session/outgoing.rs)"]
+
 fn multi_frame_small_window() {
     run(
         "1",

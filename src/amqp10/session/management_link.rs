@@ -31,8 +31,9 @@ pub struct MgmtOut {
     name: Str,
     delivery_count: u32,
     credit: u32,
-    /// Responses waiting for credit.
-    held: VecDeque<Vec<u8>>,
+    /// Responses waiting for credit or the session window; one may be
+    /// partly sent (its delivery-id and the bytes already out).
+    held: VecDeque<(Vec<u8>, Option<(u32, usize)>)>,
 }
 
 /// A request waiting for a queue's answer.
@@ -193,27 +194,36 @@ impl Session {
             log::debug!("management response without a receiver half: dropped");
             return;
         };
-        out.held.push_back(msg);
+        out.held.push_back((msg, None));
         let h = out.handle;
         self.send_management(h, cx);
     }
 
     /// Sends held responses on the receiver half `h` while it has credit.
-    fn send_management(&mut self, h: u32, cx: &mut SessCx) {
+    pub(super) fn send_management(&mut self, h: u32, cx: &mut SessCx) {
         loop {
             let Some(Some(Link::MgmtOut(out))) = self.links.get_mut(h as usize) else {
                 return;
             };
-            if out.credit == 0 || self.remote_incoming_window == 0 {
+            if self.remote_incoming_window == 0 {
                 return;
             }
-            let Some(msg) = out.held.pop_front() else {
+            let Some((msg, started)) = out.held.pop_front() else {
                 return;
             };
-            out.credit -= 1;
-            out.delivery_count = out.delivery_count.wrapping_add(1);
-            let delivery_id = self.delivering.take_delivery_id();
-            let frames = wire::write_transfer(
+            let (delivery_id, from) = match started {
+                Some(s) => s,
+                None if out.credit == 0 => {
+                    out.held.push_front((msg, None));
+                    return;
+                }
+                None => {
+                    out.credit -= 1;
+                    out.delivery_count = out.delivery_count.wrapping_add(1);
+                    (self.delivering.take_delivery_id(), 0)
+                }
+            };
+            let (frames, next) = wire::write_transfer_part(
                 cx.wbuf,
                 self.channel,
                 wire::TransferOut {
@@ -224,9 +234,17 @@ impl Session {
                 &msg,
                 &[],
                 cx.info.max_frame_out,
+                from,
+                self.remote_incoming_window,
             );
             self.next_outgoing_id = self.next_outgoing_id.wrapping_add(frames);
             self.remote_incoming_window = self.remote_incoming_window.saturating_sub(frames);
+            if next < msg.len() {
+                if let Some(Some(Link::MgmtOut(out))) = self.links.get_mut(h as usize) {
+                    out.held.push_front((msg, Some((delivery_id, next))));
+                }
+                return;
+            }
         }
     }
 

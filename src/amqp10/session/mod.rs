@@ -208,6 +208,12 @@ impl Session {
             .wrapping_sub(self.next_outgoing_id);
         if self.remote_incoming_window > 0 {
             self.send_pending(cx);
+            for i in 0..self.links.len() {
+                if let Some(Link::MgmtOut(o)) = &self.links[i] {
+                    let h = o.handle;
+                    self.send_management(h, cx);
+                }
+            }
         }
         let Some(h) = f.handle else {
             if f.echo {

@@ -44,13 +44,15 @@ struct Unsettled {
     consumer_id: u32,
 }
 
-/// A delivery waiting for the peer's session window.
+/// A delivery waiting for the peer's session window, perhaps partly sent.
 struct Held {
     consumer: ConsumerRef,
     queue: QueueRef,
     seq: u64,
     redelivered: bool,
     msg: Message,
+    /// Its delivery-id and the bytes of it already sent, once it started.
+    started: Option<(u32, usize)>,
 }
 
 /// The session's delivering state.
@@ -251,70 +253,65 @@ impl Session {
         msg: Message,
         cx: &mut SessCx,
     ) {
-        let Some(l) = self.out_link(consumer.id) else {
-            // The link was detached with this delivery on its way: give it
-            // back (a settled one is gone, as in RabbitMQ).
-            cx.ctx.outbox.push(
-                queue.shard,
-                ShardMsg::Settle {
-                    queue,
-                    channel: self.me,
-                    seq,
-                    how: Settle::Requeue,
-                },
-            );
-            return;
-        };
-        if self.remote_incoming_window == 0 || !self.delivering.held.is_empty() {
-            self.delivering.held.push_back(Held {
-                consumer,
-                queue,
-                seq,
-                redelivered,
-                msg,
-            });
-            return;
-        }
-        let (handle, settled) = (l.handle, l.settled);
-        self.send_transfer(
-            handle,
-            settled,
-            consumer.id,
+        let held = Held {
+            consumer,
             queue,
             seq,
             redelivered,
-            &msg,
-            cx,
-        );
+            msg,
+            started: None,
+        };
+        if self.remote_incoming_window == 0 || !self.delivering.held.is_empty() {
+            self.delivering.held.push_back(held);
+            return;
+        }
+        if let Some(rest) = self.send_transfer(held, cx) {
+            self.delivering.held.push_front(rest);
+        }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn send_transfer(
-        &mut self,
-        handle: u32,
-        settled: bool,
-        consumer_id: u32,
-        queue: QueueRef,
-        seq: u64,
-        redelivered: bool,
-        msg: &Message,
-        cx: &mut SessCx,
-    ) {
-        let d = &mut self.delivering;
-        let delivery_id = d.take_delivery_id();
-        if !settled {
-            if d.unsettled.is_empty() {
-                d.base = delivery_id;
+    /// Sends a delivery, or as many of its frames as the peer's session
+    /// window takes; returns what is left of it.
+    fn send_transfer(&mut self, h: Held, cx: &mut SessCx) -> Option<Held> {
+        let Some(l) = self.out_link(h.consumer.id) else {
+            // Its link was detached meanwhile: give it back (a settled one,
+            // or one partly sent, is gone for this client).
+            if h.started.is_none() {
+                cx.ctx.outbox.push(
+                    h.queue.shard,
+                    ShardMsg::Settle {
+                        queue: h.queue,
+                        channel: self.me,
+                        seq: h.seq,
+                        how: Settle::Requeue,
+                    },
+                );
             }
-            d.unsettled.push_back(Some(Unsettled {
-                queue,
-                seq,
-                consumer_id,
-            }));
-        }
+            return None;
+        };
+        let (handle, settled) = (l.handle, l.settled);
+        let d = &mut self.delivering;
+        let (delivery_id, from) = match h.started {
+            Some(s) => s,
+            None => {
+                let id = d.take_delivery_id();
+                if !settled {
+                    if d.unsettled.is_empty() {
+                        d.base = id;
+                    }
+                    d.unsettled.push_back(Some(Unsettled {
+                        queue: h.queue,
+                        seq: h.seq,
+                        consumer_id: h.consumer.id,
+                    }));
+                }
+                (id, 0)
+            }
+        };
         d.scratch.clear();
-        let body = mapping::write_for_amqp10(msg, redelivered, &mut d.scratch);
-        let frames = wire::write_transfer(
+        let body = mapping::write_for_amqp10(&h.msg, h.redelivered, &mut d.scratch);
+        let total = d.scratch.len() + body.len();
+        let (frames, next) = wire::write_transfer_part(
             cx.wbuf,
             self.channel,
             wire::TransferOut {
@@ -325,9 +322,15 @@ impl Session {
             &d.scratch,
             body,
             cx.info.max_frame_out,
+            from,
+            self.remote_incoming_window,
         );
         self.next_outgoing_id = self.next_outgoing_id.wrapping_add(frames);
         self.remote_incoming_window = self.remote_incoming_window.saturating_sub(frames);
+        (next < total).then_some(Held {
+            started: Some((delivery_id, next)),
+            ..h
+        })
     }
 
     /// The peer's session window opened: send what waited for it.
@@ -336,29 +339,9 @@ impl Session {
             let Some(h) = self.delivering.held.pop_front() else {
                 return;
             };
-            match self.out_link(h.consumer.id) {
-                Some(l) => {
-                    let (handle, settled) = (l.handle, l.settled);
-                    self.send_transfer(
-                        handle,
-                        settled,
-                        h.consumer.id,
-                        h.queue,
-                        h.seq,
-                        h.redelivered,
-                        &h.msg,
-                        cx,
-                    );
-                }
-                None => cx.ctx.outbox.push(
-                    h.queue.shard,
-                    ShardMsg::Settle {
-                        queue: h.queue,
-                        channel: self.me,
-                        seq: h.seq,
-                        how: Settle::Requeue,
-                    },
-                ),
+            if let Some(rest) = self.send_transfer(h, cx) {
+                self.delivering.held.push_front(rest);
+                return;
             }
         }
     }
