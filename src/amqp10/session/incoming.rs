@@ -76,6 +76,10 @@ pub struct Publishing {
     /// Outcomes decided and not written yet: (delivery-id, outcome).
     ready: Vec<(u32, wire::Outcome)>,
     route_keys: Vec<Bytes>,
+    /// Where each message's 0-9-1 properties are encoded, then cut out of
+    /// `arena` (`mapping::to_core_in`).
+    scratch: Vec<u8>,
+    arena: BytesMut,
 }
 
 impl Publishing {
@@ -326,7 +330,9 @@ impl Session {
                 )));
             }
         }
-        let (mut msg, meta) = mapping::to_core(exchange, key, &sections);
+        let pb = &mut self.publish;
+        let (mut msg, meta) =
+            mapping::to_core_in(exchange, key, &sections, &mut pb.scratch, &mut pb.arena);
         cx.ctx.msg_sizes.observe(msg.body.len());
         let mut keys = std::mem::take(&mut self.publish.route_keys);
         keys.clear();
