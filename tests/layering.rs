@@ -15,7 +15,14 @@ const RULES: &[(&str, &[&str])] = &[
     // paths name the module too (`from_amqp091` is a format, not the module).
     (
         "core",
-        &["amqp091::", "amqp10::", "shard::", "net::", "crate::http"],
+        &[
+            "amqp091::",
+            "amqp10::",
+            "shard::",
+            "crate::net",
+            "super::net",
+            "crate::http",
+        ],
     ),
     ("amqp091", &["shard::", "crate::http", "crate::amqp10"]),
     ("amqp10", &["shard::", "crate::http", "amqp091::"]),

@@ -361,19 +361,10 @@ pub fn write_for_amqp10<'m>(msg: &'m Message, redelivered: bool, out: &mut Vec<u
     // message-annotations
     {
         let mut ma = codec::begin_map_section(out, codec::descriptor::MESSAGE_ANNOTATIONS);
-        ma.symbol(
-            "x-exchange",
-            &text(&msg.exchange),
-        );
-        ma.symbol(
-            "x-routing-key",
-            &text(&msg.routing_key),
-        );
+        ma.symbol("x-exchange", &text(&msg.exchange));
+        ma.symbol("x-routing-key", &text(&msg.routing_key));
         if let Some(t) = p.kind.as_ref().filter(|_| !raw_body) {
-            ma.symbol(
-                "x-basic-type",
-                &text(t),
-            );
+            ma.symbol("x-basic-type", &text(t));
         }
         if let Some(h) = &p.headers {
             for (k, v) in h.iter() {
