@@ -542,7 +542,7 @@ mod tests {
         let mut calls = 0;
         while from < head.len() + body.len() {
             let (n, next) = write_transfer_part(&mut out, 0, t, &head, &body, 512, from, 2);
-            assert!(n >= 1 && n <= 2);
+            assert!((1..=2).contains(&n));
             from = next;
             calls += 1;
         }

@@ -443,7 +443,7 @@ impl Connection {
         }
         self.channels.clear();
         self.uncount_channels(n);
-        ctx.churn.channel_closed += n as u64;
+        ctx.churn.channel_closed += n;
         if std::mem::take(&mut self.info.counted) {
             let vhost = self.info.access.vhost;
             ctx.defs.lock().connection_closed(&self.info.user, vhost);

@@ -33,8 +33,12 @@ pub struct MgmtOut {
     credit: u32,
     /// Responses waiting for credit or the session window; one may be
     /// partly sent (its delivery-id and the bytes already out).
-    held: VecDeque<(Vec<u8>, Option<(u32, usize)>)>,
+    held: VecDeque<Response>,
 }
+
+/// An encoded response, and once it started, its delivery-id and the bytes
+/// of it already sent.
+type Response = (Vec<u8>, Option<(u32, usize)>);
 
 /// A request waiting for a queue's answer.
 pub(super) struct MgmtWait {

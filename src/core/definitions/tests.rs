@@ -1,6 +1,7 @@
 //! Unit tests of `Definitions`: persistence through the definitions log.
 
 use super::*;
+use crate::protocol::FieldTable;
 use crate::protocol::FieldValue;
 use std::collections::HashSet;
 
