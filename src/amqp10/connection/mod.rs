@@ -461,18 +461,21 @@ impl Connection {
         reply: QueueReply,
         ctx: &mut ShardCtx,
     ) {
-        let r = match live(&mut self.sessions, to) {
+        let (r, still_waiting) = match live(&mut self.sessions, to) {
             Some(s) => {
                 let mut cx = SessCx {
                     ctx,
                     wbuf: &mut self.sock.wbuf,
                     info: &mut self.info,
                 };
-                s.on_reply(queue, reply, &mut cx)
+                let r = s.on_reply(queue, reply, &mut cx);
+                (r, s.is_awaiting())
             }
-            None => Ok(false),
+            None => (Ok(false), false),
         };
-        if self.waiting == Some(to.channel) {
+        // A credit reply may come while the session waits for another
+        // (an attach's consume): input stays paused until that one is in.
+        if self.waiting == Some(to.channel) && !still_waiting {
             self.waiting = None;
         }
         self.after_session(to.channel, r, ctx);

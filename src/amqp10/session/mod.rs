@@ -329,6 +329,11 @@ impl Session {
         self.mgmt_wait = None;
     }
 
+    /// Waiting for a queue's answer to an attach or a management request.
+    pub fn is_awaiting(&self) -> bool {
+        self.awaiting.is_some() || self.mgmt_wait.is_some()
+    }
+
     /// Consumer links (the management API's consumer count).
     pub fn consumer_count(&self) -> usize {
         self.links
