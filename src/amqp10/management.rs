@@ -167,14 +167,21 @@ fn arguments(body: &Value) -> FieldTable {
 }
 
 /// Handles one request (RabbitMQ 4's routes and status codes).
-pub fn handle(req: &Request, ctx: &mut ShardCtx, caller: Caller) -> Outcome {
+/// `exclusive` collects the queues the request declared exclusive (owned
+/// by the connection, deleted when it closes).
+pub fn handle(
+    req: &Request,
+    ctx: &mut ShardCtx,
+    caller: Caller,
+    exclusive: &mut Vec<QueueRef>,
+) -> Outcome {
     let Some(seg) = segments(&req.path) else {
         return error(400, format!("failed to normalize URI '{}'", req.path));
     };
     let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
     match (req.method.as_str(), seg.as_slice()) {
         ("GET", ["queues", q]) => get_queue(ctx, caller, q),
-        ("PUT", ["queues", q]) => declare_queue(ctx, caller, q, &req.body),
+        ("PUT", ["queues", q]) => declare_queue(ctx, caller, q, &req.body, exclusive),
         ("DELETE", ["queues", q]) => match qops::use_queue(ctx, caller, Access::Configure, q) {
             Ok(l) => Outcome::Ask(
                 l.queue,
@@ -236,7 +243,13 @@ fn get_queue(ctx: &mut ShardCtx, caller: Caller, q: &str) -> Outcome {
     )
 }
 
-fn declare_queue(ctx: &mut ShardCtx, caller: Caller, q: &str, body: &Value) -> Outcome {
+fn declare_queue(
+    ctx: &mut ShardCtx,
+    caller: Caller,
+    q: &str,
+    body: &Value,
+    exclusive_queues: &mut Vec<QueueRef>,
+) -> Outcome {
     if q.is_empty() {
         return error(400, "declare queue with empty name not allowed");
     }
@@ -267,7 +280,9 @@ fn declare_queue(ctx: &mut ShardCtx, caller: Caller, q: &str, body: &Value) -> O
             let Some(def) = def else {
                 return error(500, "queue vanished");
             };
-            let _ = (queue, exclusive);
+            if exclusive {
+                exclusive_queues.push(queue);
+            }
             Outcome::Done(201, queue_map(&def, caller.vhost_name(), 0, 0))
         }
         Ok(Declared::Exists { name, queue }) => {

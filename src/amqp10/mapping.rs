@@ -87,6 +87,9 @@ fn uuid_text(u: &[u8; 16]) -> String {
 
 fn uuid_parse(s: &[u8]) -> Option<[u8; 16]> {
     let s = std::str::from_utf8(s.strip_prefix(b"urn:uuid:")?).ok()?;
+    if !s.is_ascii() {
+        return None;
+    }
     let hex: String = s.chars().filter(|&c| c != '-').collect();
     if hex.len() != 32 || s.len() != 36 {
         return None;
@@ -480,6 +483,10 @@ mod tests {
         assert_eq!(t, "urn:uuid:12345678-9abc-def0-0123-456789abcdef");
         assert_eq!(uuid_parse(t.as_bytes()), Some(u));
         assert_eq!(uuid_parse(b"urn:uuid:nope"), None);
+        // 36 bytes, but not hex digits on char boundaries: no panic.
+        let mut tricky = b"urn:uuid:0\xc3\xa9----".to_vec();
+        tricky.extend(std::iter::repeat_n(b'a', 29));
+        assert_eq!(uuid_parse(&tricky), None);
     }
 
     fn fields(pairs: Vec<(&'static str, Value)>) -> Fields {

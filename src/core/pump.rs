@@ -182,7 +182,11 @@ impl ShardCtx {
             .get_mut(queue.slot as usize)
             .filter(|q| q.me == queue)
         else {
-            answer(&mut ctx.outbox, QueueReply::Gone);
+            // A flow for a deleted queue needs no answer (its link is
+            // detached by the ConsumerCancelled already on its way).
+            if !matches!(op, QueueOp::Credit { .. }) {
+                answer(&mut ctx.outbox, QueueReply::Gone);
+            }
             return;
         };
         if let QueueOp::Credit {

@@ -7,7 +7,7 @@ use super::{Link, SessCx, SessError, SessResult, Session};
 use crate::amqp10::error::{cond, Amqp10Error};
 use crate::amqp10::management::{self, Outcome, Request, Then};
 use crate::amqp10::wire;
-use crate::core::ids::Requester;
+use crate::core::ids::{QueueRef, Requester};
 use crate::core::ops::Caller;
 use crate::core::shard_msg::{QueueReply, ShardMsg};
 use crate::protocol::amqp10::{MessageId, Str, Value};
@@ -42,6 +42,8 @@ type Response = (Vec<u8>, Option<(u32, usize)>);
 
 /// A request waiting for a queue's answer.
 pub(super) struct MgmtWait {
+    /// The queue asked (a reply of another is not the answer).
+    queue: QueueRef,
     link: Str,
     id: Option<MessageId>,
     then: Then,
@@ -117,7 +119,21 @@ impl Session {
         l.credit = l.credit.saturating_sub(1);
         l.delivery_count = l.delivery_count.wrapping_add(1);
         let name = l.name.clone();
-        if l.credit <= MGMT_CREDIT / 2 {
+        let waiting = self
+            .links
+            .iter()
+            .flatten()
+            .map(|l| match l {
+                Link::MgmtOut(o) if o.name == name => o.held.len(),
+                _ => 0,
+            })
+            .sum::<usize>();
+        let Some(Some(Link::MgmtIn(l))) = self.links.get_mut(h as usize) else {
+            unreachable!("looked up above");
+        };
+        // More requests only while their responses can go out: a client
+        // that grants no response credit gets no more request credit.
+        if l.credit <= MGMT_CREDIT / 2 && waiting < MGMT_CREDIT as usize {
             l.credit = MGMT_CREDIT;
             let l = MgmtIn {
                 handle: l.handle,
@@ -140,7 +156,8 @@ impl Session {
             conn_uid: cx.info.uid,
             access: &cx.info.access,
         };
-        match management::handle(&req, cx.ctx, caller) {
+        let outcome = management::handle(&req, cx.ctx, caller, &mut cx.info.exclusive_queues);
+        match outcome {
             Outcome::Done(status, body) => {
                 self.respond(&name, req.id, status, &body, cx);
                 Ok(false)
@@ -156,6 +173,7 @@ impl Session {
                     },
                 );
                 self.mgmt_wait = Some(MgmtWait {
+                    queue,
                     link: name,
                     id: req.id,
                     then,
@@ -170,8 +188,13 @@ impl Session {
     }
 
     /// The queue answered a management request: respond.
-    pub(super) fn management_reply(&mut self, reply: QueueReply, cx: &mut SessCx) -> bool {
-        let Some(w) = self.mgmt_wait.take() else {
+    pub(super) fn management_reply(
+        &mut self,
+        queue: QueueRef,
+        reply: QueueReply,
+        cx: &mut SessCx,
+    ) -> bool {
+        let Some(w) = self.mgmt_wait.take_if(|w| w.queue == queue) else {
             return false;
         };
         let (status, body) = management::on_reply(w.then, reply);
@@ -262,12 +285,15 @@ impl Session {
         let end = rcv_count.wrapping_add(f.link_credit.unwrap_or(0));
         let left = end.wrapping_sub(out.delivery_count);
         out.credit = if left <= i32::MAX as u32 { left } else { 0 };
-        if f.drain && out.held.is_empty() {
+        self.send_management(h, cx);
+        let Some(Some(Link::MgmtOut(out))) = self.links.get_mut(h as usize) else {
+            return;
+        };
+        if f.drain {
             out.delivery_count = out.delivery_count.wrapping_add(out.credit);
             out.credit = 0;
         }
         let (dc, credit, drain, echo) = (out.delivery_count, out.credit, f.drain, f.echo);
-        self.send_management(h, cx);
         if echo || drain {
             self.write_session_flow(
                 cx.wbuf,

@@ -203,9 +203,11 @@ impl Session {
         // Session state (2.5.6): the peer's incoming window, counted from
         // its next-incoming-id (the first flow may not have one yet).
         let their_next_in = f.next_incoming_id.unwrap_or(0);
-        self.remote_incoming_window = their_next_in
+        let window = their_next_in
             .wrapping_add(f.incoming_window)
             .wrapping_sub(self.next_outgoing_id);
+        // Serial numbers: a "negative" window (a stale flow) is none.
+        self.remote_incoming_window = if window <= i32::MAX as u32 { window } else { 0 };
         if self.remote_incoming_window > 0 {
             self.send_pending(cx);
             for i in 0..self.links.len() {

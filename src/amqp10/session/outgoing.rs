@@ -63,21 +63,40 @@ pub struct Delivering {
     base: u32,
     unsettled: VecDeque<Option<Unsettled>>,
     held: VecDeque<Held>,
+    /// Link flows (drain, echo answers) waiting behind `held` transfers.
+    flows: Vec<wire::LinkFlow>,
     /// Reused buffer for the sections before the body.
     scratch: Vec<u8>,
 }
 
 impl Delivering {
-    /// The next delivery-id (shared by every link of the session).
+    /// The next delivery-id (shared by every link of the session) for a
+    /// delivery sent settled: it takes a placeholder slot while others wait
+    /// to be settled, so `unsettled[i]` stays delivery-id `base + i`.
     pub fn take_delivery_id(&mut self) -> u32 {
         let id = self.next_delivery_id;
         self.next_delivery_id = id.wrapping_add(1);
+        if !self.unsettled.is_empty() {
+            self.unsettled.push_back(None);
+        }
+        id
+    }
+
+    /// The next delivery-id for a delivery the client must settle.
+    fn take_unsettled_id(&mut self, u: Unsettled) -> u32 {
+        let id = self.next_delivery_id;
+        self.next_delivery_id = id.wrapping_add(1);
+        if self.unsettled.is_empty() {
+            self.base = id;
+        }
+        self.unsettled.push_back(Some(u));
         id
     }
 
     pub fn clear(&mut self) {
         self.unsettled.clear();
         self.held.clear();
+        self.flows.clear();
     }
 }
 
@@ -175,30 +194,39 @@ impl Session {
         } = reply
         {
             if let Some(l) = self.out_link(consumer.id) {
-                let handle = l.handle;
-                self.write_session_flow(
-                    cx.wbuf,
-                    Some(wire::LinkFlow {
-                        handle,
-                        delivery_count,
-                        link_credit: credit,
-                        drain,
-                        echo: false,
-                    }),
-                );
+                let flow = wire::LinkFlow {
+                    handle: l.handle,
+                    delivery_count,
+                    link_credit: credit,
+                    drain,
+                    echo: false,
+                };
+                // After the transfers it accounts for: behind any that wait
+                // for the session window.
+                if self
+                    .delivering
+                    .held
+                    .iter()
+                    .any(|h| h.consumer.id == consumer.id)
+                {
+                    self.delivering.flows.push(flow);
+                } else {
+                    self.write_session_flow(cx.wbuf, Some(flow));
+                }
             }
             return Ok(false);
         }
         if self.management_reply_pending() {
             let QueueReply::Credit { .. } = reply else {
-                self.management_reply(reply, cx);
+                self.management_reply(queue, reply, cx);
                 return Ok(false);
             };
         }
-        let Some(w) = self.awaiting.take() else {
+        // Only the answer the attach waits for (a stale reply of another
+        // queue is not it).
+        let Some(w) = self.awaiting.take_if(|w| w.queue == queue) else {
             return Ok(false);
         };
-        debug_assert_eq!(w.queue, queue);
         let h = w.attach.handle;
         match reply {
             QueueReply::Consumed => {
@@ -293,19 +321,14 @@ impl Session {
         let d = &mut self.delivering;
         let (delivery_id, from) = match h.started {
             Some(s) => s,
+            None if settled => (d.take_delivery_id(), 0),
             None => {
-                let id = d.take_delivery_id();
-                if !settled {
-                    if d.unsettled.is_empty() {
-                        d.base = id;
-                    }
-                    d.unsettled.push_back(Some(Unsettled {
-                        queue: h.queue,
-                        seq: h.seq,
-                        consumer_id: h.consumer.id,
-                    }));
-                }
-                (id, 0)
+                let u = Unsettled {
+                    queue: h.queue,
+                    seq: h.seq,
+                    consumer_id: h.consumer.id,
+                };
+                (d.take_unsettled_id(u), 0)
             }
         };
         d.scratch.clear();
@@ -337,11 +360,16 @@ impl Session {
     pub(super) fn send_pending(&mut self, cx: &mut SessCx) {
         while self.remote_incoming_window > 0 {
             let Some(h) = self.delivering.held.pop_front() else {
-                return;
+                break;
             };
             if let Some(rest) = self.send_transfer(h, cx) {
                 self.delivering.held.push_front(rest);
                 return;
+            }
+        }
+        if self.delivering.held.is_empty() && !self.delivering.flows.is_empty() {
+            for f in std::mem::take(&mut self.delivering.flows) {
+                self.write_session_flow(cx.wbuf, Some(f));
             }
         }
     }
@@ -388,9 +416,19 @@ impl Session {
         };
         let last = d.last.unwrap_or(d.first);
         let del = &mut self.delivering;
-        let mut id = d.first;
-        loop {
-            let i = id.wrapping_sub(del.base) as usize;
+        // Only the ids we have: a range like 0..=u32::MAX costs what is
+        // unsettled, not four billion steps.
+        let (from, to) = (d.first.wrapping_sub(del.base), last.wrapping_sub(del.base));
+        let len = del.unsettled.len() as u32;
+        let span = if from <= to && from < len {
+            from as usize..=(to.min(len.saturating_sub(1))) as usize
+        } else {
+            #[allow(clippy::reversed_empty_ranges)]
+            {
+                1..=0
+            }
+        };
+        for i in span {
             if let Some(slot) = del.unsettled.get_mut(i) {
                 if let Some(u) = slot.take() {
                     cx.ctx.outbox.push(
@@ -404,10 +442,6 @@ impl Session {
                     );
                 }
             }
-            if id == last {
-                break;
-            }
-            id = id.wrapping_add(1);
         }
         while del.unsettled.front().is_some_and(|u| u.is_none()) {
             del.unsettled.pop_front();
@@ -453,6 +487,12 @@ impl Session {
             return;
         };
         self.links[h as usize] = None;
+        // The queue is gone with what it had delivered: nothing to settle.
+        for slot in self.delivering.unsettled.iter_mut() {
+            if slot.is_some_and(|u| u.consumer_id == consumer_id) {
+                *slot = None;
+            }
+        }
         let e = Amqp10Error::new(cond::RESOURCE_DELETED, "");
         wire::write_detach(wbuf, self.channel, h, true, Some(&e));
     }
@@ -489,5 +529,38 @@ impl OutLink {
                 op,
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(seq: u64) -> Unsettled {
+        Unsettled {
+            queue: QueueRef {
+                shard: 0,
+                slot: 0,
+                gen: 1,
+            },
+            seq,
+            consumer_id: 1,
+        }
+    }
+
+    /// Settled deliveries and management responses between unsettled ones
+    /// keep a slot each, so `unsettled[i]` is always delivery-id `base + i`.
+    #[test]
+    fn delivery_ids_stay_aligned_with_their_slots() {
+        let mut d = Delivering::default();
+        assert_eq!(d.take_delivery_id(), 0); // settled, nothing waits: no slot
+        assert_eq!(d.take_unsettled_id(u(10)), 1);
+        assert_eq!(d.take_delivery_id(), 2); // settled: a placeholder
+        assert_eq!(d.take_unsettled_id(u(11)), 3);
+        assert_eq!(d.base, 1);
+        for (id, seq) in [(1u32, Some(10)), (2, None), (3, Some(11))] {
+            let slot = d.unsettled[id.wrapping_sub(d.base) as usize];
+            assert_eq!(slot.map(|s| s.seq), seq, "id {id}");
+        }
     }
 }

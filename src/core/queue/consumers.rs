@@ -277,8 +277,11 @@ fn ready(c: &Consumer, out: &Outbox) -> Ready {
     if out.is_congested(c.r.channel.shard) {
         return Ready::Congested;
     }
-    if c.credit.is_some_and(|k| k.credit == 0) {
-        return Ready::No;
+    match c.credit {
+        // Link credit is all the pacing a credit consumer has (no
+        // channel-wide window).
+        Some(k) => return if k.credit == 0 { Ready::No } else { Ready::Yes },
+        None => {}
     }
     if c.no_ack {
         return Ready::Yes;

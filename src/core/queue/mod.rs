@@ -596,9 +596,12 @@ impl Queue {
                 };
                 (QueueReply::Cancelled, after)
             }
-            QueueOp::Credit { .. } => {
-                unreachable!("ShardCtx::run_request sends credit to Queue::credit")
-            }
+            // `ShardCtx::run_request` hands credit to `Queue::credit`, which
+            // may deliver; here there is no outbox to deliver through.
+            QueueOp::Credit { .. } => (
+                QueueReply::Error(CoreError::internal("credit outside the message pump")),
+                After::Nothing,
+            ),
             QueueOp::Get { no_ack } => {
                 self.touch();
                 let channel = reply_to.map(|Requester::Channel(c)| c);
