@@ -277,11 +277,10 @@ fn ready(c: &Consumer, out: &Outbox) -> Ready {
     if out.is_congested(c.r.channel.shard) {
         return Ready::Congested;
     }
-    match c.credit {
-        // Link credit is all the pacing a credit consumer has (no
-        // channel-wide window).
-        Some(k) => return if k.credit == 0 { Ready::No } else { Ready::Yes },
-        None => {}
+    // Link credit is all the pacing a credit consumer has (no channel-wide
+    // window).
+    if let Some(k) = c.credit {
+        return if k.credit == 0 { Ready::No } else { Ready::Yes };
     }
     if c.no_ack {
         return Ready::Yes;
