@@ -451,20 +451,7 @@ impl Report for Summary<'_> {
         let m = &self.measured;
         let t = &self.total;
         let fanout = self.topo.fanout();
-        let samples: Vec<String> = self
-            .samples
-            .iter()
-            .map(|s| {
-                JsonObject::new()
-                    .num("t", s.t, 3)
-                    .bool("warmup", s.warmup)
-                    .num("publish_rate", s.rates.publish, 1)
-                    .num("deliver_rate", s.rates.deliver, 1)
-                    .num("confirm_rate", s.rates.confirm, 1)
-                    .int("backlog", s.backlog)
-                    .finish()
-            })
-            .collect();
+        let samples = samples_json(&self.samples);
         let mut o = JsonObject::new();
         o.str("scenario", "throughput")
             .str("uri", &self.uri.to_string())
@@ -503,4 +490,22 @@ impl Report for Summary<'_> {
             .raw("samples", &report::json_array(&samples));
         self.json_tail(&mut o)
     }
+}
+
+/// The per-second samples of a run as JSON objects (the `samples` array of
+/// `--json`), for both throughput scenarios.
+pub(crate) fn samples_json(samples: &[Sample]) -> Vec<String> {
+    samples
+        .iter()
+        .map(|s| {
+            JsonObject::new()
+                .num("t", s.t, 3)
+                .bool("warmup", s.warmup)
+                .num("publish_rate", s.rates.publish, 1)
+                .num("deliver_rate", s.rates.deliver, 1)
+                .num("confirm_rate", s.rates.confirm, 1)
+                .int("backlog", s.backlog)
+                .finish()
+        })
+        .collect()
 }

@@ -23,7 +23,7 @@
 //! broker/connection error or if nothing was delivered, 2 on bad arguments.
 
 use crate::report::{self, group, group_i, rate, CpuTime, JsonObject, Report, Snapshot};
-use crate::throughput::{measure, median_row, medians, Sample, Window};
+use crate::throughput::{measure, median_row, medians, samples_json, Sample, Window};
 use crate::uri::AmqpUri;
 use crate::workers::{Crew, ExchangeType, Topology};
 use crate::workers10::{self, ReceiverCfg, ReceiverStats, SenderCfg, SenderStats};
@@ -309,20 +309,7 @@ impl Report for Summary<'_> {
         let t = &self.total;
         let (s, r) = (&self.sender, &self.receiver);
         let (publish_median, deliver_median) = medians(&self.samples);
-        let samples: Vec<String> = self
-            .samples
-            .iter()
-            .map(|s| {
-                JsonObject::new()
-                    .num("t", s.t, 3)
-                    .bool("warmup", s.warmup)
-                    .num("publish_rate", s.rates.publish, 1)
-                    .num("deliver_rate", s.rates.deliver, 1)
-                    .num("confirm_rate", s.rates.confirm, 1)
-                    .int("backlog", s.backlog)
-                    .finish()
-            })
-            .collect();
+        let samples = samples_json(&self.samples);
         let mut o = JsonObject::new();
         o.str("scenario", "throughput10")
             .str("uri", &self.uri.to_string())
