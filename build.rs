@@ -431,7 +431,11 @@ fn gen_methods(methods: &[Meth]) -> String {
         "    /// Decodes a method frame payload (class-id, method-id, arguments).\n\
          /// Strings are slices of `payload`; trailing bytes are ignored.\n\
          pub fn decode(payload: Bytes) -> Result<Method, DecodeError> {\n\
-         \x20       let mut r = Reader::new(payload);\n\
+         \x20       Method::decode_from(&mut Reader::new(payload))\n\
+         \x20   }\n\n\
+         \x20   /// [`Method::decode`] from a reader the caller keeps (a failed\n\
+         \x20   /// decode can then quote the payload: `Reader::into_inner`).\n\
+         \x20   pub fn decode_from(r: &mut Reader) -> Result<Method, DecodeError> {\n\
          \x20       let class_id = r.u16()?;\n\
          \x20       let method_id = r.u16()?;\n\
          \x20       Ok(match (class_id, method_id) {\n",
@@ -439,7 +443,7 @@ fn gen_methods(methods: &[Meth]) -> String {
     for m in methods {
         let _ = writeln!(
             s,
-            "            ({}, {}) => Method::{n}({n}::decode_args(&mut r)?),",
+            "            ({}, {}) => Method::{n}({n}::decode_args(r)?),",
             m.class_id,
             m.method_id,
             n = m.rust_name

@@ -81,6 +81,11 @@ impl Reader {
         self.pos
     }
 
+    /// The whole input, read or not (to quote it in an error).
+    pub fn into_inner(self) -> Bytes {
+        self.buf
+    }
+
     /// The unread rest of the input (a slice, no copy).
     pub fn rest(&self) -> Bytes {
         self.buf.slice(self.pos..)

@@ -202,20 +202,36 @@ impl Connection {
     fn frame(&mut self, kind: u8, channel: u16, payload: Bytes, ctx: &mut ShardCtx) {
         match kind {
             c::FRAME_METHOD => {
-                let method = match Method::decode(payload) {
+                let mut r = crate::protocol::reader::Reader::new(payload);
+                let method = match Method::decode_from(&mut r) {
                     Ok(m) => m,
-                    Err(e) => {
-                        let err = match e {
-                            crate::protocol::DecodeError::UnknownMethod {
-                                class_id,
-                                method_id,
-                            } => AmqpError::command_invalid(format!(
-                                "unknown method class {} method {}",
-                                class_id, method_id
-                            )),
-                            other => AmqpError::syntax_error(other),
-                        };
+                    Err(crate::protocol::DecodeError::UnknownMethod {
+                        class_id,
+                        method_id,
+                    }) => {
+                        let err = AmqpError::command_invalid(format!(
+                            "unknown method class {} method {}",
+                            class_id, method_id
+                        ));
                         return self.connection_error(err, 0, 0, ctx);
+                    }
+                    Err(_) => {
+                        // RabbitMQ: 501 `cannot decode <<args>>`, for the
+                        // method named by the frame's ids.
+                        let raw = r.into_inner();
+                        let (class, method) = match raw.get(..4) {
+                            Some(ids) => (
+                                u16::from_be_bytes([ids[0], ids[1]]),
+                                u16::from_be_bytes([ids[2], ids[3]]),
+                            ),
+                            None => (0, 0),
+                        };
+                        let args = raw.get(4..).unwrap_or(&[]);
+                        let err = AmqpError::frame_error(format!(
+                            "cannot decode {}",
+                            erlang_binary(args)
+                        ));
+                        return self.connection_error(err, class, method, ctx);
                     }
                 };
                 if self.state == State::Closing {
@@ -543,4 +559,23 @@ impl Connection {
     fn refresh_access(&mut self, ctx: &mut ShardCtx) {
         self.info.access = Arc::new(rights::refreshed(&ctx.defs, &self.info.access));
     }
+}
+
+/// Bytes as Erlang's `~w` prints a binary (`<<0,0,200,97>>`), as RabbitMQ
+/// quotes an undecodable method; long ones are cut (a reply text holds 255
+/// bytes).
+fn erlang_binary(b: &[u8]) -> String {
+    let mut s = String::from("<<");
+    for (i, x) in b.iter().enumerate() {
+        if s.len() > 230 {
+            s.push_str("...");
+            break;
+        }
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&x.to_string());
+    }
+    s.push_str(">>");
+    s
 }
