@@ -522,30 +522,7 @@ impl Conn {
     /// Writes all of `data`, retrying through write timeouts for at most
     /// [`CALL_TIMEOUT`] (the broker not reading that long is an error).
     pub fn write_all(&mut self, data: &[u8]) -> Result<()> {
-        let mut off = 0;
-        let deadline = Instant::now() + CALL_TIMEOUT;
-        while off < data.len() {
-            match self.stream.write(&data[off..]) {
-                Ok(0) => return Err(eof()),
-                Ok(n) => off += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if Instant::now() > deadline {
-                        return Err(ClientError::Protocol(format!(
-                            "broker did not read for {}s",
-                            CALL_TIMEOUT.as_secs()
-                        )));
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+        write_all_within(&mut self.stream, data)
     }
 
     /// Closes the connection politely: sends connection.close and reads until
@@ -647,4 +624,34 @@ fn client_properties(name: &str) -> FieldTable {
     t.insert("connection_name", s(name));
     t.insert("capabilities", FieldValue::Table(caps));
     t
+}
+
+/// Writes all of `data` to `stream`, retrying through write timeouts for at
+/// most [`CALL_TIMEOUT`] (the broker not reading that long is an error).
+/// Both protocols' clients write with it.
+pub fn write_all_within(stream: &mut Stream, data: &[u8]) -> Result<()> {
+    let mut off = 0;
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    while off < data.len() {
+        match stream.write(&data[off..]) {
+            Ok(0) => return Err(eof()),
+            Ok(n) => off += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if Instant::now() > deadline {
+                    return Err(ClientError::Protocol(format!(
+                        "broker did not read for {}s",
+                        CALL_TIMEOUT.as_secs()
+                    )));
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }

@@ -16,7 +16,7 @@
 //! read and write timeout ([`IO_TICK`]) so that loops blocked on the
 //! network still notice a stop flag.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -461,29 +461,7 @@ impl Conn10 {
     /// Writes all of `data`, retrying through write timeouts for at most
     /// [`CALL_TIMEOUT`].
     pub fn write_all(&mut self, data: &[u8]) -> Result<()> {
-        let mut off = 0;
-        let deadline = Instant::now() + CALL_TIMEOUT;
-        while off < data.len() {
-            match self.stream.write(&data[off..]) {
-                Ok(0) => return Err(client::eof()),
-                Ok(n) => off += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if Instant::now() > deadline {
-                        return Err(ClientError::Protocol(format!(
-                            "broker did not read for {}s",
-                            CALL_TIMEOUT.as_secs()
-                        )));
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        client::write_all_within(&mut self.stream, data)?;
         self.wrote();
         Ok(())
     }
