@@ -4,7 +4,7 @@
 //! The core's message carries AMQP 0-9-1 basic properties (what every
 //! queue feature reads: persistence, priority, TTL, headers for the
 //! headers exchange, CC/BCC, dead-lettering). A 1.0 message becomes one
-//! on the publisher's shard (`to_core`) and a 1.0 consumer gets it back
+//! on the publisher's shard (`to_core_in`) and a 1.0 consumer gets it back
 //! (`write_for_amqp10`); a 0-9-1 consumer reads it as it is.
 //!
 //! | AMQP 1.0 | core (0-9-1 properties) |
@@ -201,6 +201,8 @@ pub fn to_core_in(
     finish(exchange, key, body, properties)
 }
 
+/// [`to_core_in`] with properties of their own (tests).
+#[cfg(test)]
 pub fn to_core(exchange: Bytes, key: Bytes, s: &Sections) -> (Message, MessageMeta) {
     let (p, body) = properties_of(s);
     finish(exchange, key, body, p.to_bytes())
