@@ -124,7 +124,16 @@ impl Socket {
     }
 
     /// Reads what the kernel has (bounded), appending to `rbuf`.
-    pub fn fill(&mut self) -> io::Result<ReadOutcome> {
+    ///
+    /// `stop_short`: a read that returns less than it asked for ends the
+    /// fill as `Drained`, without the read that would say `WouldBlock`
+    /// (one syscall less per wake-up at low load). TCP returns a short read
+    /// only when its receive queue is empty, or at a FIN: anything that
+    /// arrives later raises a new edge-triggered event. The caller passes
+    /// `false` when that does not hold: the event already reported the
+    /// peer's FIN (`is_read_closed`, and no new edge will come for it), or
+    /// the read is not answering an event at all (a retried read).
+    pub fn fill(&mut self, stop_short: bool) -> io::Result<ReadOutcome> {
         if self.tls.is_some() {
             return self.fill_tls();
         }
@@ -146,6 +155,7 @@ impl Socket {
                 self.rbuf.reserve(READ_CHUNK);
             }
             let spare = self.rbuf.spare_capacity_mut();
+            let asked = spare.len();
             // SAFETY: read(2) writes at most `spare.len()` bytes into the spare
             // capacity (no reference to uninitialised bytes is formed); `len` grows
             // by exactly the number of bytes the kernel reports written.
@@ -169,6 +179,9 @@ impl Socket {
                     total += n;
                     self.io.recv_oct += n as u64;
                     self.io.recv_cnt += 1;
+                    if stop_short && n < asked {
+                        return Ok(ReadOutcome::Drained);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Drained),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -216,7 +216,10 @@ impl Loop {
                             .get(slot)
                             .is_some_and(|c| c.sock_ref().read_again);
                         if (ev.is_readable() || ev.is_read_closed() || ev.is_error()) && !listed {
-                            self.read(slot);
+                            // A short read ends it, unless the FIN is already
+                            // in (no new edge would come to finish the read).
+                            let stop_short = !ev.is_read_closed() && !ev.is_error();
+                            self.read(slot, stop_short);
                         }
                         if ev.is_writable() {
                             self.state.ctx.mark_dirty(slot);
@@ -236,7 +239,7 @@ impl Loop {
                 }
             }
             for &slot in &retry {
-                self.read(slot);
+                self.read(slot, false);
             }
             retry.clear();
             if self.retry_read.is_empty() {
@@ -353,7 +356,9 @@ impl Loop {
         }
     }
 
-    fn read(&mut self, slot: usize) {
+    /// Reads connection `slot` and runs its input; `stop_short` as in
+    /// `Socket::fill`.
+    fn read(&mut self, slot: usize, stop_short: bool) {
         let Some(conn) = self.state.conns.get_mut(slot) else {
             return;
         };
@@ -381,7 +386,7 @@ impl Loop {
             }
             return;
         }
-        let outcome = conn.sock().fill();
+        let outcome = conn.sock().fill(stop_short);
         conn.on_input(&mut self.state.ctx);
         if conn.sock().needs_flush() {
             // TLS handshake records (or an alert) to send, with no `wbuf`
