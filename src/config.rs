@@ -42,6 +42,10 @@ pub struct Config {
     /// Before sleeping in epoll_wait, a shard keeps polling (without blocking)
     /// this long for new input: lower latency at light load for CPU time.
     pub busy_poll: std::time::Duration,
+    /// A publishing connection whose publishes all go to queues of one other
+    /// shard moves to that shard while it publishes at most this many
+    /// messages per second (`--follow-max-rate`; 0: connections never move).
+    pub follow_max_rate: u32,
     /// Memory alarm threshold as a fraction of physical memory (RabbitMQ's
     /// vm_memory_high_watermark); `memory_limit` overrides it.
     pub memory_high_watermark: f64,
@@ -124,6 +128,10 @@ pub const DEFAULT_QUEUE_MAX_IN_MEMORY: usize = 20_000;
 pub const DEFAULT_CONSUMER_TIMEOUT: u64 = 30 * 60 * 1000;
 /// Default `--queue-max-in-memory-bytes` (bodies).
 pub const DEFAULT_QUEUE_MAX_IN_MEMORY_BYTES: u64 = 32 << 20;
+/// `--follow-max-rate` default, msg/s: well below what one shard moves
+/// (millions), well above the rates at which a second wake-up per message
+/// dominates the cost (tuning.md, "Low load").
+pub const DEFAULT_FOLLOW_MAX_RATE: u32 = 20_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -146,6 +154,7 @@ impl Default for Config {
             max_connections: None,
             definitions: None,
             busy_poll: std::time::Duration::ZERO,
+            follow_max_rate: DEFAULT_FOLLOW_MAX_RATE,
             memory_high_watermark: 0.4,
             memory_limit: None,
             // RabbitMQ's default disk_free_limit.

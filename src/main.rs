@@ -46,6 +46,14 @@ struct Args {
     /// (0: sleep at once). Trades CPU for latency at light load.
     #[arg(long, env = "WARREN_BUSY_POLL_US", default_value_t = 0)]
     busy_poll_us: u64,
+    /// A connection whose publishes all go to queues of one other shard
+    /// moves to that shard (one thread wakes per message instead of two)
+    /// while it publishes at most this many messages per second; faster
+    /// publishers stay, to keep their parsing on a core of their own
+    /// (0: connections never move). Connections on a --shard-port-base port
+    /// never move.
+    #[arg(long, env = "WARREN_FOLLOW_MAX_RATE", default_value_t = warren::config::DEFAULT_FOLLOW_MAX_RATE)]
+    follow_max_rate: u32,
     /// Memory alarm: publishers are blocked while the broker's RSS is above
     /// this fraction of physical memory (RabbitMQ's vm_memory_high_watermark).
     #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK", default_value_t = 0.4)]
@@ -196,6 +204,7 @@ fn main() {
     config.http_bind = args.http_bind;
     config.prometheus_port = (args.prometheus_port != 0).then_some(args.prometheus_port);
     config.busy_poll = std::time::Duration::from_micros(args.busy_poll_us.min(1_000_000));
+    config.follow_max_rate = args.follow_max_rate;
     if let Err(e) = warren::store::ensure_data_dir(&config.data_dir) {
         eprintln!(
             "warren: cannot create data dir {}: {}",

@@ -4,6 +4,7 @@
 //! them (the connection drives the channels, never the reverse).
 
 use crate::core::access::UserAccess;
+use crate::core::follow::Follow;
 use crate::core::ids::QueueRef;
 use crate::protocol::FieldTable;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -54,6 +55,9 @@ pub struct ConnInfo {
     /// The client's and our end of the socket, read once at accept.
     pub peer: Option<std::net::SocketAddr>,
     pub local: Option<std::net::SocketAddr>,
+    /// Where its publishes go: asks to move to its queue's shard
+    /// (`core::follow`).
+    pub follow: Follow,
 }
 
 /// What a TLS connection's handshake settled (management's `ssl_protocol`,

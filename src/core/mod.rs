@@ -16,6 +16,7 @@ pub mod definitions;
 pub mod definitions_json;
 pub mod error;
 pub mod exchange;
+pub mod follow;
 pub mod ids;
 pub mod latency;
 pub mod message;
@@ -41,6 +42,10 @@ use queue::{After, Queue};
 use routing::Routing;
 use slab::Slab;
 use std::sync::Arc;
+
+/// A shard's timer period: `ShardCtx::tick_queues`, the sessions' timers
+/// and the store's tick run this often (`shard::event_loop`).
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Everything of a shard except its connections. Channels get `&mut ShardCtx`
 /// while their connection is borrowed separately.
@@ -74,6 +79,10 @@ pub struct ShardCtx {
     /// Connections whose reading was parked (input buffer full while waiting
     /// for a queue) and should be read again.
     pub reread: Vec<usize>,
+    /// Sessions asking to move to another shard (slot, shard): publishing
+    /// connections following their queue (`follow`). The shard layer moves
+    /// those that can go (`Loop::move_sessions`).
+    pub moves: Vec<(usize, u16)>,
     /// Reused by every publish to collect destination queues.
     pub route_scratch: Vec<QueueRef>,
     pub rng: names::Rng,
@@ -115,6 +124,7 @@ impl ShardCtx {
             dirty: Vec::new(),
             dirty_flag: Vec::new(),
             reread: Vec::new(),
+            moves: Vec::new(),
             route_scratch: Vec::with_capacity(16),
             rng: names::Rng::new(id as u64),
             churn: stats::Churn::default(),

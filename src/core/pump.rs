@@ -3,7 +3,7 @@
 //! The shard's pump (`ShardState::handle`, above the core) sends everything
 //! else to the session it names.
 
-use super::ids::{QueueRef, Requester};
+use super::ids::{ChannelRef, QueueRef, Requester};
 use super::outbox::Outbox;
 use super::persist;
 use super::queue::After;
@@ -145,9 +145,27 @@ impl ShardCtx {
             | ShardMsg::Confirm { .. }
             | ShardMsg::DirectReply { .. }
             | ShardMsg::ReplyProbe { .. }
-            | ShardMsg::ConsumerTimeout { .. } => {
+            | ShardMsg::ConsumerTimeout { .. }
+            | ShardMsg::Adopt(_) => {
                 unreachable!("a session message reached the queue pump")
             }
+        }
+    }
+
+    /// A channel moved here from another shard (`core::follow`): queue
+    /// `queue` of this shard addresses its consumers and unacked deliveries
+    /// to `to` instead of `from`.
+    pub fn rehome_channel(&mut self, queue: QueueRef, from: ChannelRef, to: ChannelRef) {
+        let Some(q) = self
+            .queues
+            .get_mut(queue.slot as usize)
+            .filter(|q| q.me == queue)
+        else {
+            return;
+        };
+        q.rehome_channel(from, to, &mut self.outbox);
+        if q.has_followup() {
+            self.after_queue_op(queue);
         }
     }
 
@@ -184,8 +202,11 @@ impl ShardCtx {
         else {
             // A flow for a deleted queue needs no answer (its link is
             // detached by the ConsumerCancelled already on its way).
-            if !matches!(op, QueueOp::Credit { .. }) {
-                answer(&mut ctx.outbox, QueueReply::Gone);
+            // A gone queue holds no consumer: held.
+            match op {
+                QueueOp::Credit { .. } => {}
+                QueueOp::Hold { .. } => answer(&mut ctx.outbox, QueueReply::Held),
+                _ => answer(&mut ctx.outbox, QueueReply::Gone),
             }
             return;
         };

@@ -107,7 +107,17 @@ pub enum ShardMsg {
         channel: ChannelRef,
         timeout_ms: u64,
     },
+
+    // ---- to the shard layer ----
+    /// A session moving to this shard (a publishing connection following
+    /// its queue, `core::follow`). It travels in the ring behind every
+    /// message it sent before it left, so they are handled first.
+    Adopt(Adoptee),
 }
+
+/// A session in transit between shards. Sessions belong to the shard layer,
+/// above the core: the core carries one without knowing what it is.
+pub struct Adoptee(pub Box<dyn std::any::Any + Send>);
 
 /// Identifies one publish of a channel in confirm mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +143,16 @@ pub enum QueueOp {
     },
     Get {
         no_ack: bool,
+    },
+    /// The connection of `channel` is moving to another shard
+    /// (`core::follow`): deliver nothing more to the channel's consumers,
+    /// and answer `Held` (behind every delivery already sent).
+    Hold {
+        channel: ChannelRef,
+    },
+    /// The move did not happen: the channel's consumers go on. No answer.
+    Release {
+        channel: ChannelRef,
     },
     /// An AMQP 1.0 `flow` for a credit-paced consumer: the receiver's view
     /// of the link (`delivery_count` as it last saw it, `credit` it grants
@@ -186,6 +206,9 @@ pub enum QueueReply {
         msg: Message,
     },
     GetEmpty,
+    /// `QueueOp::Hold` is in effect (also the answer for a queue that is gone:
+    /// nothing to hold).
+    Held,
     /// The link state after a `QueueOp::Credit` (drained or echoed): sent
     /// after the deliveries it made, so the link's `flow` follows them.
     Credit {

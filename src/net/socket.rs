@@ -63,6 +63,9 @@ pub struct Socket {
     /// Not read because the shard's outgoing rings are congested (publisher
     /// flow control); listed in the event loop's `flow_blocked`.
     pub flow_blocked: bool,
+    /// Accepted on a shard's own port (`--shard-port-base`): the client
+    /// chose this shard, and the connection never moves to another.
+    pub stay: bool,
     /// When input last arrived (heartbeats, idle buffer release).
     pub last_read: Instant,
     /// When output was last written.
@@ -97,6 +100,7 @@ impl Socket {
             dead: false,
             read_again: false,
             flow_blocked: false,
+            stay: false,
             last_read: Instant::now(),
             last_write: Instant::now(),
             io: IoCounters::default(),

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::core::alarms::Alarms;
 use crate::core::definitions::Definitions;
 use crate::core::persist::ShardStore;
+use crate::core::shard_msg::{Adoptee, ShardMsg};
 use crate::core::ShardCtx;
 use crate::net::accept::{AcceptGuard, AfterError};
 use crate::net::{ReadOutcome, Socket};
@@ -28,8 +29,7 @@ use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Timer resolution: heartbeats and timeouts are checked this often.
-const TICK: Duration = Duration::from_millis(200);
+use crate::core::TICK;
 /// Stop reading from a connection whose unsent output exceeds this (a consumer
 /// that does not read); resume when it drains.
 const WRITE_HIGH_WATER: usize = 16 * 1024 * 1024;
@@ -38,6 +38,9 @@ const WRITE_HIGH_WATER: usize = 16 * 1024 * 1024;
 const RING_BATCH: usize = 4096;
 /// Messages handled per `pump` call before the loop turns to its sockets again.
 const PUMP_BUDGET: usize = 64 * 1024;
+/// A shard working more than this per mille of its time takes no moving
+/// connections (`Loop::move_sessions`).
+const FOLLOW_MAX_LOAD: u32 = 500;
 
 fn listener_token(i: usize) -> Token {
     Token(usize::MAX - 2 - i)
@@ -62,6 +65,10 @@ struct Loop {
     flow_blocked: Vec<usize>,
     /// The reserve descriptor and back-off for accept failures (EMFILE).
     accept_guard: AcceptGuard,
+    /// `listeners[own_listener]` is the shard's own port: its connections stay.
+    own_listener: Option<usize>,
+    /// Time spent outside `poll` since the last tick (the shard's load).
+    busy: Duration,
     stop: Arc<AtomicBool>,
 }
 
@@ -152,6 +159,8 @@ pub fn run(setup: ShardSetup) {
         flush_list: Vec::new(),
         flow_blocked: Vec::new(),
         accept_guard: AcceptGuard::new(),
+        own_listener: sl.own,
+        busy: Duration::ZERO,
         stop,
     };
     lp.run();
@@ -161,6 +170,8 @@ impl Loop {
     fn run(&mut self) {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
+        let mut last_tick = Instant::now();
+        let mut woke = Instant::now();
         let me = self.id as usize;
         let busy_poll = self.state.ctx.config.busy_poll;
         while !self.stop.load(Ordering::Acquire) {
@@ -184,6 +195,7 @@ impl Loop {
                     timeout = Duration::ZERO;
                 }
             }
+            self.busy += woke.elapsed();
             let polled = if skip_poll {
                 Ok(())
             } else {
@@ -198,6 +210,7 @@ impl Loop {
             // The coarse clock of this iteration (`core::latency`), also
             // the time the tick below is due against.
             let now = Instant::now();
+            woke = now;
             crate::core::latency::set_clock(now);
             for ev in events.iter() {
                 match ev.token() {
@@ -249,9 +262,12 @@ impl Loop {
             self.pump();
             if now >= next_tick {
                 next_tick = now + TICK;
+                self.note_load(now.duration_since(last_tick));
+                last_tick = now;
                 self.tick(now);
                 self.pump();
             }
+            self.move_sessions();
             // Group commit: this iteration's store writes go out in one write
             // per segment and one fsync request; durable confirms are released.
             self.state.ctx.end_store_iteration();
@@ -316,7 +332,7 @@ impl Loop {
                         log::warn!("cannot register connection: {}", e);
                         continue;
                     }
-                    let sock = match &self.tls {
+                    let mut sock = match &self.tls {
                         Some(tls) if i >= self.tls_from => {
                             match Socket::new_tls(stream, tls.clone()) {
                                 Ok(s) => s,
@@ -328,6 +344,7 @@ impl Loop {
                         }
                         _ => Socket::new(stream),
                     };
+                    sock.stay = self.own_listener == Some(i);
                     let uid = self.state.ctx.next_conn_uid();
                     self.state
                         .conns
@@ -417,8 +434,16 @@ impl Loop {
         }
     }
 
-    /// Handles ring messages and the shard's own messages until none is left.
+    /// Handles ring messages and the shard's own messages until none is
+    /// left; then registers the sessions that moved here.
     fn pump(&mut self) {
+        self.pump_messages();
+        if !self.state.adopted.is_empty() {
+            self.register_adopted();
+        }
+    }
+
+    fn pump_messages(&mut self) {
         let me = self.id as usize;
         // Bounded: under steady cross-shard traffic the rings never empty, and
         // the loop must still get back to sockets, flushes and timers. What is
@@ -450,6 +475,100 @@ impl Loop {
             }
             budget -= did;
         }
+    }
+
+    /// Publishes the share of `period` this shard spent working.
+    fn note_load(&mut self, period: Duration) {
+        let busy = std::mem::take(&mut self.busy);
+        let per_mille = (busy.as_micros() * 1000 / period.as_micros().max(1)).min(1000) as u32;
+        self.links.loads[self.id as usize].store(per_mille, Ordering::Relaxed);
+    }
+
+    /// Moves the sessions that asked to (`ShardCtx::moves`: publishers
+    /// following their queue, `core::follow`) and can: into the ring to
+    /// their new shard, behind everything they sent before. A shard busier
+    /// than `FOLLOW_MAX_LOAD` takes no newcomers.
+    fn move_sessions(&mut self) {
+        if self.state.ctx.moves.is_empty() {
+            return;
+        }
+        let mut moves = std::mem::take(&mut self.state.ctx.moves);
+        for &(slot, to) in &moves {
+            let Some(Session::Amqp091(conn)) = self.state.conns.get_mut(slot) else {
+                continue;
+            };
+            let sock = &conn.sock;
+            let busy = to == self.id
+                || to as usize >= self.links.loads.len()
+                || self.links.loads[to as usize].load(Ordering::Relaxed) > FOLLOW_MAX_LOAD;
+            if busy
+                || sock.dead
+                || sock.read_again
+                || sock.flow_blocked
+                || sock.stay
+                || !conn.can_move()
+            {
+                // Its queues let its consumers go on; it asks again at a
+                // later tick.
+                conn.cancel_move(&mut self.state.ctx);
+                continue;
+            }
+            let mut session = self.state.conns.remove(slot);
+            let _ = self
+                .links
+                .poll
+                .registry()
+                .deregister(&mut session.sock().stream);
+            log::debug!(
+                "shard {}: connection in slot {} moves to shard {}",
+                self.id,
+                slot,
+                to
+            );
+            self.state
+                .ctx
+                .outbox
+                .push(to, ShardMsg::Adopt(Adoptee(Box::new(session))));
+        }
+        moves.clear();
+        self.state.ctx.moves = moves;
+    }
+
+    /// Sessions that moved here: their sockets join this shard's poll, and
+    /// what they hold (input read on the old shard, output not yet written)
+    /// is processed as if it had just arrived.
+    fn register_adopted(&mut self) {
+        let adopted = std::mem::take(&mut self.state.adopted);
+        for &slot in &adopted {
+            let Some(session) = self.state.conns.get_mut(slot) else {
+                continue;
+            };
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            let sock = session.sock();
+            sock.read_again = false;
+            sock.flow_blocked = false;
+            if let Err(e) =
+                self.links
+                    .poll
+                    .registry()
+                    .register(&mut sock.stream, Token(slot), interest)
+            {
+                log::warn!(
+                    "shard {}: cannot register a moved connection: {}",
+                    self.id,
+                    e
+                );
+                session.teardown(&mut self.state.ctx);
+                session.sock().dead = true;
+                self.state.ctx.mark_dirty(slot);
+                continue;
+            }
+            self.list_read_again(slot);
+            self.state.ctx.mark_dirty(slot);
+        }
+        let mut adopted = adopted;
+        adopted.clear();
+        self.state.adopted = adopted;
     }
 
     fn rings_nonempty(&self) -> bool {

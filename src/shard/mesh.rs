@@ -9,7 +9,7 @@ use super::ring::{ring, Consumer, Producer};
 use crate::core::shard_msg::ShardMsg;
 use mio::{Poll, Token, Waker};
 use std::io;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::Arc;
 
 /// Ring capacity per ordered pair of shards (entries).
@@ -29,6 +29,10 @@ pub struct Links {
     pub wakers: Vec<Arc<Waker>>,
     /// Every shard's "I may sleep" flag, indexed by shard.
     pub parked: Vec<Arc<AtomicBool>>,
+    /// Every shard's load: the per mille of its last tick's time it spent
+    /// outside `poll` (working), indexed by shard. Read where sessions
+    /// decide to move (`Loop::move_sessions`).
+    pub loads: Vec<Arc<AtomicU32>>,
 }
 
 pub struct Mesh {
@@ -37,6 +41,7 @@ pub struct Mesh {
     from: Vec<Vec<Option<Consumer<ShardMsg>>>>,
     pub wakers: Vec<Arc<Waker>>,
     parked: Vec<Arc<AtomicBool>>,
+    loads: Vec<Arc<AtomicU32>>,
 }
 
 impl Mesh {
@@ -62,12 +67,14 @@ impl Mesh {
             }
         }
         let parked = (0..n).map(|_| Arc::new(AtomicBool::new(false))).collect();
+        let loads = (0..n).map(|_| Arc::new(AtomicU32::new(0))).collect();
         Ok(Mesh {
             polls,
             to,
             from,
             wakers,
             parked,
+            loads,
         })
     }
 
@@ -79,6 +86,7 @@ impl Mesh {
             from: std::mem::take(&mut self.from[i]),
             wakers: self.wakers.clone(),
             parked: self.parked.clone(),
+            loads: self.loads.clone(),
         }
     }
 }

@@ -140,6 +140,9 @@ pub struct ShardListeners {
     pub tls_listeners: Vec<std::net::TcpListener>,
     /// The TLS server configuration, one for the whole broker.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `listeners[own]` is the shard's own port (`--shard-port-base`): its
+    /// connections never move to another shard.
+    pub own: Option<usize>,
 }
 
 /// Binds `port` on every address for every shard (SO_REUSEPORT), pushing
@@ -204,6 +207,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
             listeners: Vec::new(),
             tls_listeners: Vec::new(),
             tls: None,
+            own: None,
         })
         .collect();
     let port = bind_shared(&config.bind, config.port, &mut per_shard, |sl| {
@@ -237,6 +241,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
             let l =
                 crate::net::bind_reuseport(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p))?;
             shard_ports.push(l.local_addr()?.port());
+            sl.own = Some(sl.listeners.len());
             sl.listeners.push(l);
         }
     }

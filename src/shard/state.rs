@@ -12,6 +12,9 @@ use slab::Slab;
 pub struct ShardState {
     pub ctx: ShardCtx,
     pub conns: Slab<Session>,
+    /// Slots of sessions that moved here during this pump, for the event
+    /// loop to register with its poll (`Loop::register_adopted`).
+    pub adopted: Vec<usize>,
 }
 
 impl ShardState {
@@ -19,6 +22,7 @@ impl ShardState {
         ShardState {
             ctx,
             conns: Slab::new(),
+            adopted: Vec::new(),
         }
     }
 
@@ -84,6 +88,18 @@ impl ShardState {
                 Some(Session::Amqp091(conn)) => conn.consumer_timed_out(channel, timeout_ms, ctx),
                 Some(Session::Amqp10(conn)) => conn.consumer_timed_out(channel, timeout_ms, ctx),
                 _ => {}
+            },
+            ShardMsg::Adopt(a) => match a.0.downcast::<Session>() {
+                Ok(session) => {
+                    let mut session = *session;
+                    let slot = conns.vacant_key();
+                    if let Session::Amqp091(conn) = &mut session {
+                        conn.moved_in(slot as u32, ctx);
+                    }
+                    conns.insert(session);
+                    self.adopted.push(slot);
+                }
+                Err(_) => log::error!("shard {}: adopted something not a session", ctx.id),
             },
             // Listed, not `_`: a new variant must be given a side here.
             msg @ (ShardMsg::Publish { .. }

@@ -289,6 +289,30 @@ impl Channel {
         }
     }
 
+    /// Expects nothing from another shard but deliveries from the queues
+    /// it touched (which a move holds, `connection::moving`): no reply
+    /// consumer, no publish waiting for its confirm, no request waiting for
+    /// its answer, no transaction, not closing. Only a connection whose
+    /// channels all are may move to another shard (`Connection::can_move`).
+    pub fn is_portable(&self) -> bool {
+        !self.closing
+            && self.reply_consumer.is_none()
+            && self.unconfirmed.is_empty()
+            && self.awaiting.is_none()
+            && self.tx.is_none()
+    }
+
+    /// The connection moved to another shard: the channel's new address.
+    pub fn moved(&mut self, me: ChannelRef) {
+        self.me = me;
+    }
+
+    /// The queues that may hold this channel's consumers or unacked
+    /// deliveries.
+    pub fn touched(&self) -> &[QueueRef] {
+        &self.touched
+    }
+
     fn touch(&mut self, q: QueueRef) {
         if !self.touched.contains(&q) {
             self.touched.push(q);

@@ -252,6 +252,7 @@ impl Channel {
                 channel: self.me,
                 seq,
             });
+        cx.info.follow.note(ctx.id, &ctx.route_scratch);
         if !ctx.route_scratch.is_empty() {
             let queues = ops_publish::enqueue(ctx, msg, meta, confirm);
             if let Some(seq) = seq {

@@ -57,6 +57,7 @@ impl Connection {
         ctx: &mut ShardCtx,
     ) {
         let slot = self.info.slot as usize;
+        self.info.follow.delivered();
         let Some(chan) = (match self.channels.get_mut(consumer.channel.channel as usize) {
             Some(Some(c)) if c.me == consumer.channel && !c.closing => Some(c),
             _ => None,
@@ -94,6 +95,11 @@ impl Connection {
         reply: QueueReply,
         ctx: &mut ShardCtx,
     ) {
+        if let QueueReply::Held = reply {
+            // The connection's own request, not the channel's (`moving.rs`).
+            self.held(ctx);
+            return;
+        }
         if self.waiting != Some(to.channel) || self.channel_for(to).is_none() {
             return;
         }

@@ -11,6 +11,7 @@ use super::conn_info::{ConnInfo, TlsInfo};
 use super::error::AmqpError;
 use crate::core::access::connection as rights;
 use crate::core::access::UserAccess;
+use crate::core::follow::Follow;
 use crate::core::ids::ChannelRef;
 use crate::core::shard_msg::{QueueOp, ShardMsg};
 use crate::core::ShardCtx;
@@ -23,6 +24,7 @@ use bytes::Bytes;
 mod from_queues;
 pub use from_queues::{deliver_direct_reply, probe_direct_reply};
 mod handshake;
+mod moving;
 mod snapshot;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -73,6 +75,9 @@ pub struct Connection {
     waiting: Option<u16>,
     /// Everything is sent; waiting for the peer to close.
     lingering: bool,
+    /// A move to another shard under way: its queues are holding its
+    /// consumers (`moving.rs`).
+    moving: Option<moving::Moving>,
 }
 
 impl Connection {
@@ -114,12 +119,14 @@ impl Connection {
                 auth_mechanism: "",
                 peer,
                 local,
+                follow: Follow::default(),
             },
             state: State::ProtocolHeader,
             channels: Vec::new(),
             deadline: Some(accepted + HANDSHAKE_TIMEOUT),
             waiting: None,
             lingering: false,
+            moving: None,
         }
     }
 
@@ -515,6 +522,9 @@ impl Connection {
             && now.duration_since(self.sock.last_write) > IDLE_RELEASE
         {
             self.sock.release_idle_buffers();
+        }
+        if self.state == State::Running {
+            self.ask_to_follow(ctx);
         }
         if self.state != State::Running || self.info.heartbeat == 0 {
             return;

@@ -36,6 +36,9 @@ pub(super) struct Consumer {
     /// Credit-paced (AMQP 1.0 link): `credit` left, and the link's
     /// delivery-count (deliveries sent plus credit drained, wrapping).
     pub credit: Option<Credit>,
+    /// Its connection is moving to another shard (`Consumers::hold`): no
+    /// message until it arrives.
+    pub held: bool,
 }
 
 /// A credit-paced consumer's link state (`ConsumeMode::Credit`).
@@ -94,6 +97,8 @@ pub(super) struct Consumers {
     active: Option<ConsumerRef>,
     /// An exclusive consumer holds the queue.
     pub exclusive: bool,
+    /// Channels whose consumers are held (`hold`), also those they add.
+    held: Vec<ChannelRef>,
 }
 
 /// `x-priority` of a basic.consume: any integer type (RabbitMQ's
@@ -133,7 +138,8 @@ impl Consumers {
     }
 
     /// Adds a consumer after those of its priority or higher.
-    pub fn add(&mut self, c: Consumer) {
+    pub fn add(&mut self, mut c: Consumer) {
+        c.held = self.held.contains(&c.r.channel);
         let at = self
             .list
             .iter()
@@ -170,7 +176,48 @@ impl Consumers {
     }
 
     pub fn remove_channel(&mut self, ch: ChannelRef) -> bool {
+        self.held.retain(|h| *h != ch);
         self.remove_where(|c| c.r.channel == ch)
+    }
+
+    /// Channel `ch`'s connection is moving to another shard
+    /// (`core::follow`): none of its consumers, present or added meanwhile,
+    /// gets a message until `release` or `rehome`.
+    pub fn hold(&mut self, ch: ChannelRef) {
+        if !self.held.contains(&ch) {
+            self.held.push(ch);
+        }
+        self.set_held(ch, true);
+    }
+
+    /// The move did not happen: channel `ch`'s consumers go on.
+    pub fn release(&mut self, ch: ChannelRef) {
+        self.held.retain(|h| *h != ch);
+        self.set_held(ch, false);
+    }
+
+    /// Channel `from` arrived on its new shard as `to`: its consumers are
+    /// addressed there, and go on.
+    pub fn rehome(&mut self, from: ChannelRef, to: ChannelRef) {
+        self.release(from);
+        for c in &mut self.list {
+            if c.r.channel == from {
+                c.r.channel = to;
+            }
+        }
+        if let Some(a) = &mut self.active {
+            if a.channel == from {
+                a.channel = to;
+            }
+        }
+    }
+
+    fn set_held(&mut self, ch: ChannelRef, held: bool) {
+        for c in &mut self.list {
+            if c.r.channel == ch {
+                c.held = held;
+            }
+        }
     }
 
     fn changed(&mut self) {
@@ -270,8 +317,9 @@ enum Ready {
 #[inline]
 fn ready(c: &Consumer, out: &Outbox) -> Ready {
     // Flow control: a consumer whose connection cannot keep up, or whose
-    // shard already has a full batch in flight, waits.
-    if c.output_full.load(Ordering::Relaxed) {
+    // shard already has a full batch in flight, waits; so does one whose
+    // connection is moving.
+    if c.held || c.output_full.load(Ordering::Relaxed) {
         return Ready::No;
     }
     if out.is_congested(c.r.channel.shard) {
@@ -316,6 +364,7 @@ mod tests {
             output_full: Arc::new(AtomicBool::new(false)),
             priority,
             credit: None,
+            held: false,
         }
     }
 

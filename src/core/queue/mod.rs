@@ -478,6 +478,22 @@ impl Queue {
         self.dispatch(out);
     }
 
+    /// Channel `from` moved to another shard (`core::follow`) and is `to`
+    /// now: its consumers and unacked deliveries are addressed there, and
+    /// its held consumers go on.
+    pub fn rehome_channel(&mut self, from: ChannelRef, to: ChannelRef, out: &mut Outbox) {
+        self.consumers.rehome(from, to);
+        for u in self.unacked.values_mut() {
+            if u.channel == from {
+                u.channel = to;
+                if let Some(c) = &mut u.consumer {
+                    c.channel = to;
+                }
+            }
+        }
+        self.dispatch(out);
+    }
+
     /// A channel closed: forget its consumers, requeue what it had not acked.
     pub fn channel_gone(&mut self, channel: ChannelRef, out: &mut Outbox) -> After {
         if self.consumers.remove_channel(channel) && self.consumers.is_empty() {
@@ -602,6 +618,14 @@ impl Queue {
                 QueueReply::Error(CoreError::internal("credit outside the message pump")),
                 After::Nothing,
             ),
+            QueueOp::Hold { channel } => {
+                self.consumers.hold(channel);
+                (QueueReply::Held, After::Nothing)
+            }
+            QueueOp::Release { channel } => {
+                self.consumers.release(channel);
+                (QueueReply::Held, After::Nothing)
+            }
             QueueOp::Get { no_ack } => {
                 self.touch();
                 let channel = reply_to.map(|Requester::Channel(c)| c);
@@ -652,6 +676,7 @@ impl Queue {
                     delivery_count,
                 }),
             },
+            held: false,
         });
         (QueueReply::Consumed, After::Nothing)
     }
