@@ -141,12 +141,14 @@ impl Follow {
     /// At the shard's tick: the shard this connection should move to, if
     /// it published and was delivered at most `max_per_tick` messages since
     /// the last tick.
-    pub fn wants(&mut self, max_per_tick: u32, consumes: Consumes) -> Option<u16> {
+    /// `consumes` is asked only for a connection that may move (not for an
+    /// idle one: the tick visits every connection).
+    pub fn wants(&mut self, max_per_tick: u32, consumes: impl FnOnce() -> Consumes) -> Option<u16> {
         let n = std::mem::take(&mut self.this_tick);
-        if n > max_per_tick || !self.active {
+        if n > max_per_tick || !self.active || self.target == MIXED {
             return None;
         }
-        match consumes {
+        match consumes() {
             Consumes::Nothing => {
                 (self.target < MIXED && self.streak >= MIN_STREAK).then_some(self.target)
             }
@@ -179,9 +181,9 @@ mod tests {
         for _ in 0..MIN_STREAK - 1 {
             f.note(0, &[q(1)]);
         }
-        assert_eq!(f.wants(100, Consumes::Nothing), None);
+        assert_eq!(f.wants(100, || Consumes::Nothing), None);
         f.note(0, &[q(1)]);
-        assert_eq!(f.wants(100, Consumes::Nothing), Some(1));
+        assert_eq!(f.wants(100, || Consumes::Nothing), Some(1));
     }
 
     #[test]
@@ -190,10 +192,10 @@ mod tests {
         for _ in 0..50 {
             f.note(0, &[q(1)]);
         }
-        assert_eq!(f.wants(10, Consumes::Nothing), None);
+        assert_eq!(f.wants(10, || Consumes::Nothing), None);
         // A quieter tick later: moves.
         f.note(0, &[q(1)]);
-        assert_eq!(f.wants(10, Consumes::Nothing), Some(1));
+        assert_eq!(f.wants(10, || Consumes::Nothing), Some(1));
     }
 
     #[test]
@@ -203,11 +205,11 @@ mod tests {
             f.note(0, &[q(1)]);
         }
         f.note(0, &[q(0)]);
-        assert_eq!(f.wants(100, Consumes::Nothing), None);
+        assert_eq!(f.wants(100, || Consumes::Nothing), None);
         for _ in 0..MIN_STREAK {
             f.note(0, &[q(1)]);
         }
-        assert_eq!(f.wants(100, Consumes::Nothing), Some(1));
+        assert_eq!(f.wants(100, || Consumes::Nothing), Some(1));
     }
 
     #[test]
@@ -217,34 +219,34 @@ mod tests {
         for _ in 0..100 {
             f.note(0, &[q(1)]);
         }
-        assert_eq!(f.wants(1000, Consumes::Nothing), None);
+        assert_eq!(f.wants(1000, || Consumes::Nothing), None);
         let mut g = Follow::default();
         for _ in 0..100 {
             g.note(0, &[q(1), q(2)]);
         }
-        assert_eq!(g.wants(1000, Consumes::Nothing), None);
+        assert_eq!(g.wants(1000, || Consumes::Nothing), None);
         g.moved();
         for _ in 0..MIN_STREAK {
             g.note(1, &[q(2)]);
         }
-        assert_eq!(g.wants(1000, Consumes::Nothing), Some(2));
+        assert_eq!(g.wants(1000, || Consumes::Nothing), Some(2));
     }
 
     #[test]
     fn a_consumer_follows_its_queues_shard() {
         let mut f = Follow::default();
         // Idle since it arrived: stays.
-        assert_eq!(f.wants(100, Consumes::From(1)), None);
+        assert_eq!(f.wants(100, || Consumes::From(1)), None);
         f.delivered();
-        assert_eq!(f.wants(100, Consumes::From(1)), Some(1));
+        assert_eq!(f.wants(100, || Consumes::From(1)), Some(1));
         // Publishing locally keeps it movable; publishing to another shard not.
         f.note(0, &[q(0)]);
-        assert_eq!(f.wants(100, Consumes::From(1)), Some(1));
+        assert_eq!(f.wants(100, || Consumes::From(1)), Some(1));
         f.note(0, &[q(1)]);
-        assert_eq!(f.wants(100, Consumes::From(1)), Some(1));
+        assert_eq!(f.wants(100, || Consumes::From(1)), Some(1));
         f.note(0, &[q(2)]);
-        assert_eq!(f.wants(100, Consumes::From(1)), None);
-        assert_eq!(f.wants(100, Consumes::Nothing), None);
+        assert_eq!(f.wants(100, || Consumes::From(1)), None);
+        assert_eq!(f.wants(100, || Consumes::Nothing), None);
     }
 
     #[test]
@@ -262,6 +264,6 @@ mod tests {
             f.note(0, &[q(1)]);
             f.note(0, &[]);
         }
-        assert_eq!(f.wants(100, Consumes::Nothing), Some(1));
+        assert_eq!(f.wants(100, || Consumes::Nothing), Some(1));
     }
 }

@@ -51,11 +51,14 @@ impl Connection {
             return;
         }
         let per_tick = (rate as u64 * TICK.as_millis() as u64 / 1000) as u32;
-        let consumes = Consumes::of(
-            ctx.id,
-            self.channels.iter().flatten().flat_map(|c| c.touched()),
-        );
-        let Some(to) = self.info.follow.wants(per_tick, consumes) else {
+        let mut consumes = Consumes::Nothing;
+        let here = ctx.id;
+        let channels = &self.channels;
+        let wants = self.info.follow.wants(per_tick, || {
+            consumes = Consumes::of(here, channels.iter().flatten().flat_map(|c| c.touched()));
+            consumes
+        });
+        let Some(to) = wants else {
             return;
         };
         if consumes == Consumes::Nothing {
