@@ -378,6 +378,7 @@ impl Admin {
                         channel,
                         seq,
                         how,
+                        count: 1,
                     });
                 }
             }

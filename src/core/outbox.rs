@@ -34,6 +34,45 @@ fn weight(msg: &ShardMsg) -> usize {
     }
 }
 
+/// Extends `last` by `next` if `next` continues its run; true if it did.
+#[inline]
+fn merge(last: &mut ShardMsg, next: &ShardMsg) -> bool {
+    match (last, next) {
+        (
+            ShardMsg::Confirm { tag, ok, count },
+            ShardMsg::Confirm {
+                tag: t,
+                ok: o,
+                count: 1,
+            },
+        ) if t.channel == tag.channel && o == ok && t.seq.get() == tag.seq.get() + 1 => {
+            tag.seq = t.seq;
+            *count += 1;
+            true
+        }
+        (
+            ShardMsg::Settle {
+                queue,
+                channel,
+                seq,
+                how,
+                count,
+            },
+            ShardMsg::Settle {
+                queue: q,
+                channel: c,
+                seq: s,
+                how: h,
+                count: 1,
+            },
+        ) if q == queue && c == channel && h == how && *s == *seq + *count as u64 => {
+            *count += 1;
+            true
+        }
+        _ => false,
+    }
+}
+
 impl Outbox {
     pub fn new(me: u16, shards: usize) -> Outbox {
         Outbox {
@@ -44,10 +83,20 @@ impl Outbox {
         }
     }
 
+    /// Queues `msg` for `shard`. A confirm or a settle that continues the
+    /// run of the last message queued for that shard (same channel, next
+    /// sequence number, same outcome) is merged into it: an ack of many
+    /// deliveries, or a batch of confirms, costs one entry.
     #[inline]
     pub fn push(&mut self, shard: u16, msg: ShardMsg) {
+        let to = &mut self.to[shard as usize];
+        if let Some(last) = to.back_mut() {
+            if merge(last, &msg) {
+                return;
+            }
+        }
         self.bytes[shard as usize] += weight(&msg);
-        self.to[shard as usize].push_back(msg);
+        to.push_back(msg);
     }
 
     /// Next message for `shard`, oldest first.

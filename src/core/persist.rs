@@ -311,6 +311,7 @@ impl ShardStore {
                 ShardMsg::Confirm {
                     tag: h.tag,
                     ok: false,
+                    count: 1,
                 },
             );
         }
@@ -414,6 +415,7 @@ impl ShardStore {
                 ShardMsg::Confirm {
                     tag: h.tag,
                     ok: true,
+                    count: 1,
                 },
             );
         }

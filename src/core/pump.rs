@@ -38,8 +38,14 @@ impl ShardCtx {
                             ctx.after_queue_op(queue);
                         }
                         if let Some(tag) = confirm {
-                            ctx.outbox
-                                .push(tag.channel.shard, ShardMsg::Confirm { tag, ok: false });
+                            ctx.outbox.push(
+                                tag.channel.shard,
+                                ShardMsg::Confirm {
+                                    tag,
+                                    ok: false,
+                                    count: 1,
+                                },
+                            );
                         }
                         return;
                     }
@@ -75,9 +81,14 @@ impl ShardCtx {
                 if let Some(tag) = confirm {
                     match ctx.store.as_mut() {
                         Some(store) if stored => store.hold_confirm(tag, queue),
-                        _ => ctx
-                            .outbox
-                            .push(tag.channel.shard, ShardMsg::Confirm { tag, ok: true }),
+                        _ => ctx.outbox.push(
+                            tag.channel.shard,
+                            ShardMsg::Confirm {
+                                tag,
+                                ok: true,
+                                count: 1,
+                            },
+                        ),
                     }
                 }
             }
@@ -97,13 +108,14 @@ impl ShardCtx {
                 channel,
                 seq,
                 how,
+                count,
             } => {
                 if let Some(q) = ctx
                     .queues
                     .get_mut(queue.slot as usize)
                     .filter(|q| q.me == queue)
                 {
-                    q.settle(channel, seq, how, &mut ctx.outbox);
+                    q.settle(channel, seq, count, how, &mut ctx.outbox);
                     if q.has_followup() {
                         ctx.after_queue_op(queue);
                     }

@@ -60,12 +60,15 @@ pub enum ShardMsg {
         reply_to: Option<Requester>,
         op: QueueOp,
     },
-    /// ack / nack / reject of one delivery.
+    /// ack / nack / reject of `count` deliveries with consecutive queue
+    /// sequence numbers from `seq` (one when sent; `Outbox::push` merges a
+    /// run, so an ack of many costs the ring one entry).
     Settle {
         queue: QueueRef,
         channel: ChannelRef,
         seq: u64,
         how: Settle,
+        count: u32,
     },
     /// A channel closed: drop its consumers, requeue its unacked messages.
     ChannelGone {
@@ -92,9 +95,15 @@ pub enum ShardMsg {
     },
     /// The queue cancelled a consumer (queue deleted): a broker-sent basic.cancel.
     ConsumerCancelled { consumer: ConsumerRef },
-    /// A queue accepted (`ok`) or refused (`x-overflow` reject-publish) a
-    /// message published in confirm mode: basic.ack or basic.nack.
-    Confirm { tag: ConfirmTag, ok: bool },
+    /// A queue accepted (`ok`) or refused (`x-overflow` reject-publish)
+    /// messages published in confirm mode: basic.ack or basic.nack. `count`
+    /// publishes with consecutive sequence numbers up to `tag.seq` (one
+    /// when sent; `Outbox::push` merges a run).
+    Confirm {
+        tag: ConfirmTag,
+        ok: bool,
+        count: u32,
+    },
     /// A direct reply (published to `amq.rabbitmq.reply-to.<token>`) for the
     /// reply consumer of `to.channel` (`direct_reply.rs`).
     DirectReply { to: ReplyAddress, msg: Message },

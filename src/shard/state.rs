@@ -61,11 +61,13 @@ impl ShardState {
                 Some(Session::Amqp10(conn)) => conn.on_reply(to, queue, reply, ctx),
                 _ => {}
             },
-            ShardMsg::Confirm { tag, ok } => match conns.get_mut(tag.channel.conn_slot as usize) {
-                Some(Session::Amqp091(conn)) => conn.confirm(tag, ok, ctx),
-                Some(Session::Amqp10(conn)) => conn.confirm(tag, ok, ctx),
-                _ => {}
-            },
+            ShardMsg::Confirm { tag, ok, count } => {
+                match conns.get_mut(tag.channel.conn_slot as usize) {
+                    Some(Session::Amqp091(conn)) => conn.confirm(tag, ok, count, ctx),
+                    Some(Session::Amqp10(conn)) => conn.confirm(tag, ok, count, ctx),
+                    _ => {}
+                }
+            }
             ShardMsg::DirectReply { to, msg } => {
                 let conn = amqp091(conns, to.channel.conn_slot);
                 connection::deliver_direct_reply(conn, to, msg, ctx)

@@ -225,6 +225,7 @@ impl Channel {
                 channel: self.me,
                 seq: u.seq,
                 how,
+                count: 1,
             },
         );
     }

@@ -167,6 +167,7 @@ impl Channel {
                     channel: self.me,
                     seq,
                     how: Settle::Requeue,
+                    count: 1,
                 },
             );
             return;

@@ -170,11 +170,15 @@ impl Connection {
         ctx.mark_dirty(self.info.slot as usize);
     }
 
-    /// A queue accepted a message this connection published in confirm mode.
-    pub fn confirm(&mut self, tag: ConfirmTag, ok: bool, ctx: &mut ShardCtx) {
+    /// A queue accepted `count` messages this connection published in
+    /// confirm mode, up to `tag.seq`.
+    pub fn confirm(&mut self, tag: ConfirmTag, ok: bool, count: u32, ctx: &mut ShardCtx) {
         let slot = self.info.slot as usize;
         if let Some(chan) = self.channel_for(tag.channel) {
-            chan.on_confirm(tag.seq.get(), ok);
+            let last = tag.seq.get();
+            for seq in last + 1 - count as u64..=last {
+                chan.on_confirm(seq, ok);
+            }
             // The ack goes out at flush time, one frame for the whole batch.
             ctx.mark_dirty(slot);
         }

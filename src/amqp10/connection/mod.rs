@@ -485,10 +485,14 @@ impl Connection {
         ctx.mark_dirty(self.info.slot as usize);
     }
 
-    /// A queue holds (or refused) a published message.
-    pub fn confirm(&mut self, tag: ConfirmTag, ok: bool, ctx: &mut ShardCtx) {
+    /// A queue holds (or refused) `count` published messages, up to
+    /// `tag.seq`.
+    pub fn confirm(&mut self, tag: ConfirmTag, ok: bool, count: u32, ctx: &mut ShardCtx) {
         if let Some(s) = self.session_mut(tag.channel) {
-            s.confirm(tag.seq.get(), ok);
+            let last = tag.seq.get();
+            for seq in last + 1 - count as u64..=last {
+                s.confirm(seq, ok);
+            }
             ctx.mark_dirty(self.info.slot as usize);
         }
     }

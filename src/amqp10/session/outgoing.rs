@@ -312,6 +312,7 @@ impl Session {
                         channel: self.me,
                         seq: h.seq,
                         how: Settle::Requeue,
+                        count: 1,
                     },
                 );
             }
@@ -438,6 +439,7 @@ impl Session {
                             channel: self.me,
                             seq: u.seq,
                             how,
+                            count: 1,
                         },
                     );
                 }
@@ -475,6 +477,7 @@ impl Session {
                         channel: self.me,
                         seq: u.seq,
                         how: Settle::Requeue,
+                        count: 1,
                     },
                 );
             }

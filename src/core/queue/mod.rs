@@ -444,10 +444,25 @@ impl Queue {
         }
     }
 
-    /// ack / nack / reject of one delivery. Unknown sequence numbers are ignored:
-    /// the channel validated the tag, so this can only be a message the queue
-    /// already requeued because the channel went away.
-    pub fn settle(&mut self, channel: ChannelRef, seq: u64, how: Settle, out: &mut Outbox) {
+    /// ack / nack / reject of `count` deliveries from `seq` on. Unknown
+    /// sequence numbers are ignored: the channel validated the tag, so this
+    /// can only be a message the queue already requeued because the channel
+    /// went away.
+    pub fn settle(
+        &mut self,
+        channel: ChannelRef,
+        seq: u64,
+        count: u32,
+        how: Settle,
+        out: &mut Outbox,
+    ) {
+        for s in seq..seq + count as u64 {
+            self.settle_one(channel, s, how);
+        }
+        self.dispatch(out);
+    }
+
+    fn settle_one(&mut self, channel: ChannelRef, seq: u64, how: Settle) {
         let Some(u) = self.unacked.remove(&seq) else {
             return;
         };
@@ -475,7 +490,6 @@ impl Queue {
                 }
             }
         }
-        self.dispatch(out);
     }
 
     /// Channel `from` moved to another shard (`core::follow`) and is `to`
