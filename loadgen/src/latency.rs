@@ -146,7 +146,7 @@ impl Shared {
     }
 }
 
-fn histogram() -> Histogram<u64> {
+pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_NS, 3).expect("valid histogram bounds")
 }
 
@@ -168,7 +168,7 @@ fn due(start_ns: u64, rate: u64, now_ns: u64) -> u64 {
 
 /// Writes the header of a latency body: scheduled time, sequence, run tag.
 #[inline]
-fn stamp(body: &mut [u8], scheduled_ns: u64, seq: u64, tag: u32) {
+pub fn stamp(body: &mut [u8], scheduled_ns: u64, seq: u64, tag: u32) {
     body[..8].copy_from_slice(&scheduled_ns.to_be_bytes());
     body[8..12].copy_from_slice(&(seq as u32).to_be_bytes());
     body[12..16].copy_from_slice(&tag.to_be_bytes());
@@ -176,7 +176,7 @@ fn stamp(body: &mut [u8], scheduled_ns: u64, seq: u64, tag: u32) {
 
 /// The scheduled time in a latency body, if it is one of this run's.
 #[inline]
-fn read_stamp(body: &[u8], tag: u32) -> Option<u64> {
+pub fn read_stamp(body: &[u8], tag: u32) -> Option<u64> {
     let h = body.get(..16)?;
     if h[12..16] != tag.to_be_bytes() {
         return None;
@@ -186,7 +186,7 @@ fn read_stamp(body: &[u8], tag: u32) -> Option<u64> {
 
 /// Lets the producer's sleeps end within ~1 us of the deadline (the default
 /// timer slack of 50 us would delay every send by that much).
-fn tight_timer_slack() {
+pub fn tight_timer_slack() {
     // SAFETY: PR_SET_TIMERSLACK takes one integer and affects this thread only.
     unsafe {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0);
