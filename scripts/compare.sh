@@ -62,11 +62,14 @@
 # service starts it with 1024 (832 sockets). If beam.smp's limit
 # (/proc/PID/limits, "Max open files") is too low, RabbitMQ's m runs are
 # skipped and its cells say "failed". To raise it, restart RabbitMQ from a
-# shell with a higher limit, as root:
+# shell with a higher limit, as root (at most the hard limit, `ulimit -Hn`):
 #     rabbitmqctl stop
-#     ulimit -n 65536 && rabbitmq-server -detached
-# (or with systemd: LimitNOFILE=65536 in the unit, or `ulimit -n 65536` in
-# /etc/default/rabbitmq-server, then restart the service).
+#     cd /var/lib/rabbitmq && setsid setpriv --reuid=rabbitmq --regid=rabbitmq \
+#         --init-groups env HOME=/var/lib/rabbitmq \
+#         sh -c 'ulimit -n 20000; exec /usr/lib/rabbitmq/bin/rabbitmq-server -detached'
+# (as the rabbitmq user directly: /usr/sbin/rabbitmq-server, run as root,
+# switches user with su, which set the soft limit back to 1024 on the
+# Debian test machine; with systemd, LimitNOFILE= in the unit does it).
 
 set -euo pipefail
 
