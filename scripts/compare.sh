@@ -10,14 +10,21 @@
 # results dir; at the end a table of medians is printed with the machine and
 # the exact loadgen commands. If RabbitMQ is not reachable, warren runs alone.
 #
-# Scenarios (1 producer, 16 B bodies):
+# Scenarios (1 producer, 16 B bodies, except m):
 #   a  1 queue, 1 consumer, no-ack, unlimited rate         -> deliveries/s
 #   c  as a, manual acks (prefetch 1000, ack every 100,
 #      multiple) + confirms (1000 outstanding)             -> deliveries/s
 #   d  as c, persistent messages, durable queue            -> deliveries/s
 #   f  fanout to 4 queues, 4 consumers, no-ack             -> deliveries/s (all queues)
-#   g  latency at a fixed 10,000 msg/s, no-ack             -> p99, p50 (us)
+#   g  latency at a fixed 10,000 msg/s, no-ack             -> p50, p99 (us), broker
+#                                                             CPU (% of a core, us/msg)
 #   h  broker RSS per idle connection, 1,000 connections   -> KiB per connection
+#   l  as g at 1,000 msg/s                                 -> as g
+#   m  many connections (warren-loadgen fleet): 10,000
+#      publisher connections x 1 msg/s with confirms,
+#      1,000 consumer connections on 1,000 queues (manual
+#      acks, prefetch 100)                                 -> p50, p99 (us), broker
+#                                                             CPU, RSS (MiB, KiB/conn)
 # Default: all of them.
 #
 # Options (each with an environment fallback):
@@ -29,17 +36,40 @@
 #   --rabbit-uri U    RABBIT_URI     default amqp://guest:guest@127.0.0.1:5672/%2f
 #   --results DIR     RESULTS_DIR    default target/compare/<timestamp>
 #   --warren-only     WARREN_ONLY=1  do not use RabbitMQ
-#   --no-build        NO_BUILD=1     use the binaries in target/release as they are
+#   --no-build        NO_BUILD=1     use the binaries in $CARGO_TARGET_DIR/release
+#                                    (default target/release) as they are
+#   CARGO_TARGET_DIR  where cargo builds and the binaries are (default target)
 #   WARREN_ARGS      extra warren flags, e.g. "--shards 1" or "--no-pin"
 #                    (warren pins its shard threads to cores by default)
 #   LOADGEN_TASKSET  prefix for every loadgen command, e.g. "taskset -c 1"
-#   RABBIT_RESTART_CMD  run before each RabbitMQ run of scenario h, e.g.
-#                    "service rabbitmq-server restart" (warren is always
-#                    restarted before each h run: a fresh allocator)
+#   RABBIT_RESTART_CMD  run before each RabbitMQ run of scenarios h and m,
+#                    e.g. "service rabbitmq-server restart" (warren is always
+#                    restarted before each h and m run: a fresh allocator)
+#   FLEET_CONNECTIONS, FLEET_CONSUMERS  scenario m's publisher and consumer
+#                    connections (default 10000 and 1000)
 #
-# Scenario h needs the broker's pid: warren's is known; for RabbitMQ it is the
+# Scenarios g, h, l and m need the broker's pid (memory, and CPU from
+# /proc/PID/task/*/schedstat): warren's is known; for RabbitMQ it is the
 # beam.smp process, found with `rabbitmqctl status` (OS PID) or pgrep, and only
-# when RABBIT_URI points at this machine (else its cells say "failed").
+# when RABBIT_URI points at this machine (else h's cells say "failed" and g,
+# l and m show no CPU or memory figures).
+#
+# Scenario m needs 11,000 connections, so a file descriptor each, on both
+# sides. The script raises its own soft limit (and so the loadgen's and
+# warren's) to the hard limit; the loadgen warns if that is too low. RabbitMQ
+# keeps the limit it was started with and takes sockets up to about 90% of it
+# (`rabbitmqctl status`: "Sockets: ..., limit: ..."); the Debian package's
+# service starts it with 1024 (832 sockets). If beam.smp's limit
+# (/proc/PID/limits, "Max open files") is too low, RabbitMQ's m runs are
+# skipped and its cells say "failed". To raise it, restart RabbitMQ from a
+# shell with a higher limit, as root (at most the hard limit, `ulimit -Hn`):
+#     rabbitmqctl stop
+#     cd /var/lib/rabbitmq && setsid setpriv --reuid=rabbitmq --regid=rabbitmq \
+#         --init-groups env HOME=/var/lib/rabbitmq \
+#         sh -c 'ulimit -n 20000; exec /usr/lib/rabbitmq/bin/rabbitmq-server -detached'
+# (as the rabbitmq user directly: /usr/sbin/rabbitmq-server, run as root,
+# switches user with su, which set the soft limit back to 1024 on the
+# Debian test machine; with systemd, LimitNOFILE= in the unit does it).
 
 set -euo pipefail
 
@@ -57,7 +87,9 @@ WARREN_ONLY=${WARREN_ONLY:-0}
 NO_BUILD=${NO_BUILD:-0}
 WARREN_ARGS=${WARREN_ARGS:-}
 LOADGEN_TASKSET=${LOADGEN_TASKSET:-}
-ALL_SCENARIOS="a c d f g h"
+FLEET_CONNECTIONS=${FLEET_CONNECTIONS:-10000}
+FLEET_CONSUMERS=${FLEET_CONSUMERS:-1000}
+ALL_SCENARIOS="a c d f g h l m"
 
 usage() {
     sed -n '2,/^$/s/^# \{0,1\}//p' "$0"
@@ -98,6 +130,9 @@ if [ ${#SCENARIOS[@]} -eq 0 ]; then
 fi
 case "$RUNS" in '' | *[!0-9]* | 0) die "--runs must be a positive integer" ;; esac
 case "$PORT" in '' | *[!0-9]*) die "--port must be a number" ;; esac
+for v in FLEET_CONNECTIONS FLEET_CONSUMERS; do
+    case "${!v}" in '' | *[!0-9]*) die "$v must be a number" ;; esac
+done
 
 command -v python3 >/dev/null || die "python3 is needed to read the JSON results"
 
@@ -109,14 +144,18 @@ for a in "${WARREN_EXTRA[@]}"; do
     case "$a" in --shards | --shards=*) SHARD_FLAG=() ;; esac
 done
 
+# Where cargo puts the binaries (CARGO_TARGET_DIR, relative to the root).
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
+
 if [ -z "$RESULTS_DIR" ]; then
-    RESULTS_DIR=target/compare/$(date +%Y%m%d-%H%M%S)
+    RESULTS_DIR=$TARGET_DIR/compare/$(date +%Y%m%d-%H%M%S)
 fi
 mkdir -p "$RESULTS_DIR"
 RESULTS_DIR=$(cd "$RESULTS_DIR" && pwd)
 
-WARREN_BIN=$ROOT/target/release/warren
-LOADGEN_BIN=$ROOT/target/release/warren-loadgen
+WARREN_BIN=$TARGET_DIR/release/warren
+LOADGEN_BIN=$TARGET_DIR/release/warren-loadgen
 WARREN_URI="amqp://guest:guest@127.0.0.1:$PORT/%2f"
 
 if [ "$NO_BUILD" != 1 ]; then
@@ -126,6 +165,13 @@ fi
 for bin in "$WARREN_BIN" "$LOADGEN_BIN"; do
     [ -x "$bin" ] || die "missing $bin (build it, or drop --no-build)"
 done
+
+# Many connections (scenario m): a file descriptor each, for warren and the
+# loadgen (which raises its own soft limit too).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# Scenario m's connections, and the file descriptors a broker needs for them.
+FLEET_TOTAL=$((FLEET_CONNECTIONS + FLEET_CONSUMERS))
+FLEET_FDS=$(((FLEET_TOTAL + 10) * 10 / 9 + 100))
 
 # --- warren ----------------------------------------------------------------
 
@@ -236,13 +282,32 @@ scenario_args() {
         f) printf '%s\n' throughput --exchange-type fanout --queues 4 --consumers 4 --no-ack \
             "${timing[@]}" ;;
         g) printf '%s\n' latency --rate 10000 --no-ack "${timing[@]}" ;;
-        h)
-            printf '%s\n' connections --connections 1000 --hold 1
+        h) printf '%s\n' connections --connections 1000 --hold 1 ;;
+        l) printf '%s\n' latency --rate 1000 --no-ack "${timing[@]}" ;;
+        m) printf '%s\n' fleet --connections "$FLEET_CONNECTIONS" --rate-per-conn 1 \
+            --consumers "$FLEET_CONSUMERS" "${timing[@]}" ;;
+    esac
+    # The broker's pid: its memory (h, m) and CPU (g, l, m).
+    case "$1" in
+        g | h | l | m)
             local pid=$WARREN_PID
             [ "$2" = rabbit ] && pid=$RABBIT_PID
             if [ -n "$pid" ]; then printf '%s\n' --pid "$pid"; fi
             ;;
     esac
+}
+
+# Why RabbitMQ cannot run scenario $1 (empty: it can): scenario m needs
+# more file descriptors than the beam.smp process may have.
+rabbit_skip_reason() {
+    [ "$1" = m ] || return 0
+    [ -n "$RABBIT_PID" ] && [ -r "/proc/$RABBIT_PID/limits" ] || return 0
+    local soft
+    soft=$(awk '/^Max open files/ { print $4 }' "/proc/$RABBIT_PID/limits")
+    case "$soft" in '' | *[!0-9]*) return 0 ;; esac
+    if [ "$soft" -lt "$FLEET_FDS" ]; then
+        echo "beam.smp (pid $RABBIT_PID) may open $soft files, $FLEET_TOTAL connections need about $FLEET_FDS: restart RabbitMQ with a higher limit (see the top of scripts/compare.sh)"
+    fi
 }
 
 # scenario TAB json key TAB label TAB better (higher|lower)
@@ -252,21 +317,38 @@ c	deliver_rate	deliver msg/s	higher
 c	confirm_rate	confirm msg/s	higher
 d	deliver_rate	deliver msg/s	higher
 f	deliver_rate	deliveries/s (4 queues)	higher
-g	p99_us	p99 latency us	lower
 g	p50_us	p50 latency us	lower
+g	p99_us	p99 latency us	lower
+g	broker_cpu_pct	broker CPU % of a core	lower
+g	broker_cpu_us_per_msg	broker CPU us/msg	lower
 h	rss_per_conn_kb	RSS KiB per connection	lower
 h	open_rate	connections opened/s	higher
+l	p50_us	p50 latency us	lower
+l	p99_us	p99 latency us	lower
+l	broker_cpu_pct	broker CPU % of a core	lower
+l	broker_cpu_us_per_msg	broker CPU us/msg	lower
+m	p50_us	p50 latency us	lower
+m	p99_us	p99 latency us	lower
+m	confirm_p99_us	p99 confirm latency us	lower
+m	broker_cpu_pct	broker CPU % of a core	lower
+m	broker_cpu_us_per_msg	broker CPU us/msg	lower
+m	rss_end_mib	broker RSS MiB (end)	lower
+m	rss_per_conn_kb	RSS KiB per connection	lower
+m	open_rate	connections opened/s	higher
 EOF
-cat >"$RESULTS_DIR/titles.tsv" <<'EOF'
+cat >"$RESULTS_DIR/titles.tsv" <<EOF
 a	1 queue, 1 consumer, no-ack
 c	manual acks + confirms 1000
 d	as c, persistent + durable
 f	fanout 4 queues, 4 consumers
 g	latency at 10,000 msg/s
 h	1,000 idle connections
+l	latency at 1,000 msg/s
+m	fleet: $FLEET_CONNECTIONS publishers x 1 msg/s + $FLEET_CONSUMERS consumers
 EOF
 
 : >"$RESULTS_DIR/commands.txt"
+: >"$RESULTS_DIR/notes.txt"
 run_one() { # scenario broker run
     local s=$1 b=$2 r=$3 uri=$WARREN_URI
     [ "$b" = rabbit ] && uri=$RABBIT_URI
@@ -275,11 +357,27 @@ run_one() { # scenario broker run
     local cmd=("${TASKSET[@]}" "$LOADGEN_BIN" "${args[@]}" --uri "$uri" --json)
     local out=$RESULTS_DIR/$s-$b-$r.json
     printf '%s %s %s\t%s\n' "$s" "$b" "$r" "${cmd[*]}" >>"$RESULTS_DIR/commands.txt"
+    if [ "$b" = rabbit ]; then
+        local skip
+        skip=$(rabbit_skip_reason "$s")
+        if [ -n "$skip" ]; then
+            echo "== [$s] $b run $r/$RUNS: skipped: $skip" >&2
+            echo '{"ok":false,"skipped":true}' >"$out"
+            echo "skipped: $skip" >"$RESULTS_DIR/$s-$b-$r.log"
+            grep -qF "[$s] $b: $skip" "$RESULTS_DIR/notes.txt" ||
+                echo "[$s] $b: $skip" >>"$RESULTS_DIR/notes.txt"
+            return 0
+        fi
+    fi
     echo "== [$s] $b run $r/$RUNS: ${cmd[*]}" >&2
-    # Generous limit: duration + warmup + setup, drain and teardown.
+    # Generous limit: duration + warmup + setup, drain and teardown (m:
+    # opening and closing 11,000 connections, declaring and deleting 1,000
+    # queues, and the retries of a broker that takes connections slowly).
+    local extra=120
+    [ "$s" = m ] && extra=600
     local limit
-    limit=$(python3 -c 'import sys; print(int(float(sys.argv[1]) + float(sys.argv[2]) + 120))' \
-        "$DURATION" "$WARMUP")
+    limit=$(python3 -c 'import sys; print(int(float(sys.argv[1]) + float(sys.argv[2]) + int(sys.argv[3])))' \
+        "$DURATION" "$WARMUP" "$extra")
     local rc=0
     timeout "$limit" "${cmd[@]}" >"$out" 2>"$RESULTS_DIR/$s-$b-$r.log" || rc=$?
     if [ "$rc" -ne 0 ]; then
@@ -287,6 +385,7 @@ run_one() { # scenario broker run
         why=$(grep -m1 -i 'error' "$RESULTS_DIR/$s-$b-$r.log" || tail -1 "$RESULTS_DIR/$s-$b-$r.log")
         [ "$rc" -eq 124 ] && why="timed out after $limit s"
         echo "   failed (exit $rc): ${why:-no output}" >&2
+        echo "[$s] $b run $r failed (exit $rc): ${why:-no output}" >>"$RESULTS_DIR/notes.txt"
     fi
     if ! kill -0 "$WARREN_PID" 2>/dev/null; then
         echo "compare.sh: warren died; see $RESULTS_DIR/warren.log" >&2
@@ -294,9 +393,9 @@ run_one() { # scenario broker run
     fi
 }
 
-# Scenario h measures how much the broker's RSS grows: memory freed by
+# Scenarios h and m measure how much the broker's RSS grows: memory freed by
 # earlier runs and kept by its allocator would be reused and hide the growth,
-# so warren is restarted before each h run. RabbitMQ (a system service) is
+# so warren is restarted before each h and m run. RabbitMQ (a system service) is
 # restarted only if RABBIT_RESTART_CMD is set (e.g. "service rabbitmq-server
 # restart"); otherwise its later runs may show less growth than its first.
 RABBIT_RESTART_CMD=${RABBIT_RESTART_CMD:-}
@@ -318,7 +417,7 @@ fresh_broker() { # broker
 for s in "${SCENARIOS[@]}"; do
     for r in $(seq "$RUNS"); do
         for b in "${BROKERS[@]}"; do
-            if [ "$s" = h ]; then
+            if [ "$s" = h ] || [ "$s" = m ]; then
                 fresh_broker "$b"
             fi
             run_one "$s" "$b" "$r"
@@ -359,13 +458,20 @@ def load(s, b, r):
     except (OSError, ValueError):
         return None
 
+def get(j, key):
+    """The value of `key`; `x_mib` is derived from `x_kb`."""
+    if key not in j and key.endswith("_mib"):
+        kb = j.get(key[:-4] + "_kb")
+        return kb / 1024 if isinstance(kb, (int, float)) and not isinstance(kb, bool) else None
+    return j.get(key)
+
 def values(s, b, key):
     out = []
     for r in range(1, runs + 1):
         j = load(s, b, r)
         if j is None or j.get("ok") is not True:
             continue
-        v = j.get(key)
+        v = get(j, key)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             out.append(float(v))
     return out
@@ -380,7 +486,10 @@ def cell(s, b, key):
         return "not run", None
     vs = values(s, b, key)
     if not vs:
-        return "failed", None
+        # Runs that succeeded but have no such figure (e.g. no --pid for a
+        # remote RabbitMQ) are "-", not failures.
+        ok = [j for j in (load(s, b, r) for r in range(1, runs + 1)) if j and j.get("ok") is True]
+        return ("-" if ok else "failed"), None
     m = statistics.median(vs)
     text = fmt(m)
     if len(vs) < runs:
@@ -409,10 +518,13 @@ for s in scenarios:
             vs = []
             for i in range(1, runs + 1):
                 j = load(s, b, i)
-                v = None if j is None else j.get(key)
+                v = None if j is None else get(j, key)
                 ok = j is not None and j.get("ok") is True
-                vs.append(fmt(float(v)) if ok and isinstance(v, (int, float)) else "failed")
-            per_run.append(f"  {s} {key:<16} {b:<6} {', '.join(vs)}")
+                if not ok:
+                    vs.append("failed")
+                else:
+                    vs.append(fmt(float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else "-")
+            per_run.append(f"  {s} {key:<22} {b:<6} {', '.join(vs)}")
 
 widths = [max(len(row[i]) for row in table) for i in range(5)]
 for n, row in enumerate(table):
@@ -425,6 +537,12 @@ print("(above 1 = warren faster); latency and memory = how many times lower (or 
 print()
 print("per run:")
 print("\n".join(per_run))
+with open(os.path.join(results, "notes.txt")) as f:
+    notes = f.read().strip()
+if notes:
+    print()
+    print("notes:")
+    print("\n".join("  " + l for l in notes.splitlines()))
 EOF
     echo
     echo "loadgen commands (run r = 1..$RUNS, alternating warren, rabbit):"

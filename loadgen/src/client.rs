@@ -604,7 +604,7 @@ fn culprit(class_id: u16, method_id: u16) -> String {
 
 /// client-properties of connection.start-ok: product, version and the
 /// capabilities RabbitMQ clients announce.
-fn client_properties(name: &str) -> FieldTable {
+pub fn client_properties(name: &str) -> FieldTable {
     let s = |v: &str| FieldValue::LongStr(Bytes::copy_from_slice(v.as_bytes()));
     let mut caps = FieldTable::new();
     for cap in [

@@ -80,7 +80,7 @@ extern "C" fn on_sigint(_: libc::c_int) {
 }
 
 /// Makes the first Ctrl-C set a flag instead of killing the process.
-fn catch_sigint() {
+pub fn catch_sigint() {
     // SAFETY: installs a handler that only stores an atomic and resets itself.
     unsafe {
         libc::signal(
@@ -90,7 +90,7 @@ fn catch_sigint() {
     }
 }
 
-fn interrupted() -> bool {
+pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
 }
 

@@ -29,6 +29,17 @@
 //! `--json`): p50, p90, p99, p99.9, max and mean in microseconds, the
 //! producer's send lag (p50, p99, max), sent, received, target and achieved
 //! rate, the loadgen's own CPU time.
+//!
+//! Broker CPU (`--pid PID`, for RabbitMQ the beam.smp process): the
+//! scheduler statistics of every thread of PID ([`SchedStat`]: nanoseconds
+//! on CPU and times scheduled in, from `/proc/PID/task/*/schedstat`, which
+//! unlike the utime/stime clock ticks are exact) are read when the warmup
+//! ends and when the producer has sent its last message (before the drain),
+//! and reported as `broker_cpu_pct` (percent of one core over that window),
+//! `broker_cpu_us_per_msg` and `broker_wakeups_per_msg` (per message sent in
+//! the window); null without `--pid`. At a fixed rate this is what a message
+//! costs the broker when it is not busy: wake-ups and system calls dominate.
+//!
 //! Exit status: 0 on success, 1 on a broker/connection error or if no
 //! measured message arrived, 2 on bad arguments.
 
@@ -39,7 +50,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::client::IO_TICK;
-use crate::report::{self, group, off_or, rate, CpuTime, JsonObject, Report, Snapshot};
+use crate::report::{
+    self, group, off_or, rate, BrokerCpu, CpuTime, JsonObject, Report, SchedStat, Snapshot,
+};
 use crate::uri::AmqpUri;
 use crate::workers::{
     self, encode_publish, filler, Ack, ConsumerCfg, Crew, Deliveries, ExchangeType, Publisher,
@@ -97,6 +110,11 @@ pub struct Args {
     /// an existing --queue is used as it is and left).
     #[arg(long)]
     pub queue: Option<String>,
+    /// The broker's process id (for RabbitMQ: the beam.smp process): report
+    /// its CPU use over the measured window, from
+    /// /proc/PID/task/*/schedstat.
+    #[arg(long)]
+    pub pid: Option<u32>,
 }
 
 impl Args {
@@ -128,7 +146,7 @@ impl Shared {
     }
 }
 
-fn histogram() -> Histogram<u64> {
+pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_NS, 3).expect("valid histogram bounds")
 }
 
@@ -150,7 +168,7 @@ fn due(start_ns: u64, rate: u64, now_ns: u64) -> u64 {
 
 /// Writes the header of a latency body: scheduled time, sequence, run tag.
 #[inline]
-fn stamp(body: &mut [u8], scheduled_ns: u64, seq: u64, tag: u32) {
+pub fn stamp(body: &mut [u8], scheduled_ns: u64, seq: u64, tag: u32) {
     body[..8].copy_from_slice(&scheduled_ns.to_be_bytes());
     body[8..12].copy_from_slice(&(seq as u32).to_be_bytes());
     body[12..16].copy_from_slice(&tag.to_be_bytes());
@@ -158,7 +176,7 @@ fn stamp(body: &mut [u8], scheduled_ns: u64, seq: u64, tag: u32) {
 
 /// The scheduled time in a latency body, if it is one of this run's.
 #[inline]
-fn read_stamp(body: &[u8], tag: u32) -> Option<u64> {
+pub fn read_stamp(body: &[u8], tag: u32) -> Option<u64> {
     let h = body.get(..16)?;
     if h[12..16] != tag.to_be_bytes() {
         return None;
@@ -168,7 +186,7 @@ fn read_stamp(body: &[u8], tag: u32) -> Option<u64> {
 
 /// Lets the producer's sleeps end within ~1 us of the deadline (the default
 /// timer slack of 50 us would delay every send by that much).
-fn tight_timer_slack() {
+pub fn tight_timer_slack() {
     // SAFETY: PR_SET_TIMERSLACK takes one integer and affects this thread only.
     unsafe {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0);
@@ -310,6 +328,12 @@ pub fn run(args: Args) -> i32 {
     ) else {
         return 2;
     };
+    if let Some(pid) = args.pid {
+        if let Err(e) = SchedStat::read(pid) {
+            eprintln!("warren-loadgen: --pid: {e}");
+            return 2;
+        }
+    }
     let topo = Topology::new(args.queue.as_deref(), 1, ExchangeType::Default, false);
     let queue = topo.queues[0].clone();
     let Ok(admin) = topo.open_admin(&uri) else {
@@ -352,13 +376,14 @@ pub fn run(args: Args) -> i32 {
     };
 
     let mut samples = Vec::new();
+    let mut window = Window::default();
     if crew.wait_ready() {
         let start = sh.now_ns();
         sh.start_ns.store(start, Ordering::Relaxed);
         let warm = start + (args.warmup * 1e9) as u64;
         sh.warm_ns.store(warm, Ordering::Relaxed);
         crew.ctl.release(true);
-        measure(&args, &sh, &crew, &mut samples);
+        measure(&args, &sh, &crew, &mut samples, &mut window);
     } else {
         crew.ctl.release(false);
     }
@@ -373,6 +398,10 @@ pub fn run(args: Args) -> i32 {
     let cpu = CpuTime::now();
 
     let mut errors = crew.ctl.errors();
+    let broker_cpu = window.broker_cpu();
+    if let Some(e) = window.error {
+        errors.push(e);
+    }
     let (queue_left, teardown_errors) = topo.teardown(&uri, Some(admin));
     errors.extend(teardown_errors);
 
@@ -397,6 +426,7 @@ pub fn run(args: Args) -> i32 {
         foreign,
         queue_left,
         cpu,
+        broker_cpu,
         samples,
         errors: &errors,
     };
@@ -415,23 +445,61 @@ pub fn run(args: Args) -> i32 {
     code
 }
 
+/// The broker's scheduler statistics at the start and the end of the
+/// measured window (`--pid`), with the messages sent by then.
+#[derive(Default)]
+struct Window {
+    start: Option<(SchedStat, u64)>,
+    end: Option<(SchedStat, u64)>,
+    /// Why a reading failed (the broker exited?).
+    error: Option<String>,
+}
+
+impl Window {
+    /// Reads the broker's statistics (if `--pid`) with `sent` messages sent.
+    fn read(&mut self, pid: Option<u32>, sent: u64) -> Option<(SchedStat, u64)> {
+        match SchedStat::read(pid?) {
+            Ok(st) => Some((st, sent)),
+            Err(e) => {
+                self.error.get_or_insert(format!("--pid: {e}"));
+                None
+            }
+        }
+    }
+
+    fn broker_cpu(&self) -> Option<BrokerCpu> {
+        let ((a, sent_a), (b, sent_b)) = (self.start.as_ref()?, self.end.as_ref()?);
+        Some(b.since(a, sent_b - sent_a))
+    }
+}
+
 /// The timed part: a line per second while the producer runs and the
-/// consumer catches up (at most `--drain` s after the producer is done).
-fn measure(args: &Args, sh: &Shared, crew: &Crew, samples: &mut Vec<Sample>) {
+/// consumer catches up (at most `--drain` s after the producer is done);
+/// the broker's CPU readings (`--pid`) when the warmup ends and when the
+/// producer is done.
+fn measure(args: &Args, sh: &Shared, crew: &Crew, samples: &mut Vec<Sample>, window: &mut Window) {
     let t0 = Instant::now();
     let warm_end = t0 + Duration::from_secs_f64(args.warmup);
     let mut prev = crew.snapshot();
     let mut spare = histogram();
     let mut tick = 1u64;
     let mut drain_until: Option<Instant> = None;
+    let mut warm_read = false;
     loop {
         let now = Instant::now();
         let s = crew.snapshot();
         if crew.ctl.stopped() {
             return;
         }
+        if !warm_read && now >= warm_end {
+            warm_read = true;
+            window.start = window.read(args.pid, s.published);
+        }
         if drain_until.is_none() && sh.done_ns.load(Ordering::Relaxed) != 0 {
             drain_until = Some(now + Duration::from_secs_f64(args.drain));
+            // The producer stopped after `s` was taken: count all it sent.
+            let sent = crew.snapshot().published;
+            window.end = window.read(args.pid, sent);
         }
         let finished = drain_until.is_some_and(|until| s.delivered >= s.published || now >= until);
         let next_tick = t0 + Duration::from_secs(tick);
@@ -460,7 +528,11 @@ fn measure(args: &Args, sh: &Shared, crew: &Crew, samples: &mut Vec<Sample>) {
         if now >= next_tick {
             continue;
         }
-        let nap = next_tick
+        let mut until = next_tick;
+        if !warm_read {
+            until = until.min(warm_end);
+        }
+        let nap = until
             .saturating_duration_since(now)
             .min(Duration::from_millis(20));
         std::thread::sleep(nap);
@@ -513,6 +585,8 @@ struct Summary<'a> {
     foreign: u64,
     queue_left: Option<u64>,
     cpu: CpuTime,
+    /// The broker's CPU over the measured window (`--pid`).
+    broker_cpu: Option<BrokerCpu>,
     samples: Vec<Sample>,
     errors: &'a [String],
 }
@@ -602,6 +676,9 @@ impl Report for Summary<'_> {
                 ),
             ));
         }
+        if let (Some(pid), Some(c)) = (a.pid, &self.broker_cpu) {
+            rows.push(("broker cpu", format!("{} (pid {pid})", c.describe())));
+        }
         rows.push(("loadgen cpu", self.cpu.to_string()));
         report::table("latency", rows)
     }
@@ -655,6 +732,8 @@ impl Report for Summary<'_> {
             .num("send_lag_p99_us", us(self.lag.value_at_quantile(0.99)), 1)
             .num("send_lag_max_us", us(self.lag.max()), 1)
             .opt_int("queue_left", self.queue_left.map(|q| q as i64))
+            .opt_int("pid", a.pid.map(i64::from))
+            .broker_cpu(self.broker_cpu.as_ref())
             .cpu(&self.cpu)
             .raw("samples", &report::json_array(&samples));
         self.json_tail(&mut o)

@@ -1,7 +1,8 @@
 //! warren-loadgen: the bundled load generator for AMQP 0-9-1 brokers (warren,
 //! RabbitMQ), and for AMQP 1.0 in `throughput10`. It speaks the protocols
 //! itself over blocking std TCP, with the broker's own codecs, one thread and
-//! one connection per producer/consumer.
+//! one connection per producer/consumer (`fleet` alone runs non-blocking
+//! sockets in a few event loops).
 //!
 //! Scenarios are subcommands, each in its own module with its own clap `Args`
 //! (flattening [`CommonArgs`]) and a `run(args) -> exit code`:
@@ -14,6 +15,10 @@
 //!   consumer; end-to-end latency percentiles from the scheduled send time.
 //! - `connections` ([`connections`]): many idle connections; open rate and
 //!   the broker's memory per connection.
+//! - `fleet` ([`fleet`]): many publisher connections at a low rate each
+//!   (confirms) and many consumer connections, on a few event-loop threads
+//!   (mio) instead of a thread per connection; latency, and the broker's
+//!   CPU and memory per connection.
 //! - `churn` ([`churn`]): connection, channel, queue and binding create +
 //!   destroy rates.
 //! - `fuzz` ([`fuzz`]): mutated sessions against a live broker while a
@@ -30,6 +35,7 @@ mod churn;
 mod client;
 mod client10;
 mod connections;
+mod fleet;
 mod fuzz;
 mod fuzz_session;
 mod latency;
@@ -70,6 +76,11 @@ enum Command {
     /// Opens many idle connections (with channels), holds them and reports
     /// the open rate and, with --pid, the broker's RSS growth per connection.
     Connections(connections::Args),
+    /// Many publisher connections at a low rate each (confirms) and many
+    /// consumer connections, served by a few event-loop threads; end-to-end
+    /// and confirm latency, and with --pid the broker's CPU and memory per
+    /// connection.
+    Fleet(fleet::Args),
     /// Creates and destroys connections, channels, queues and bindings as
     /// fast as possible, one phase after the other; prints the rates.
     Churn(churn::Args),
@@ -133,6 +144,7 @@ fn main() {
         Command::Throughput10(args) => throughput10::run(args),
         Command::Latency(args) => latency::run(args),
         Command::Connections(args) => connections::run(args),
+        Command::Fleet(args) => fleet::run(args),
         Command::Churn(args) => churn::run(args),
         Command::Fuzz(args) => fuzz::run(args),
     };

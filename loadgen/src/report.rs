@@ -1,8 +1,10 @@
 //! Shared by every scenario: per-worker counters, the process's CPU time,
+//! the broker's CPU time from its scheduler statistics ([`SchedStat`]),
 //! number formatting for the human-readable output, a tiny hand-written
 //! JSON object writer for `--json`, and the final [`Report`] (table or JSON
 //! on stdout, errors on stderr, exit status).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -123,6 +125,116 @@ impl CpuTime {
 impl std::fmt::Display for CpuTime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:.2} s user + {:.2} s sys", self.user, self.sys)
+    }
+}
+
+/// The scheduler statistics of a process (the broker, `--pid`), per
+/// thread, from `/proc/PID/task/*/schedstat`: field 1 is the time the
+/// thread spent on a CPU in nanoseconds, field 3 the number of times it was
+/// scheduled in (its timeslices). Unlike utime/stime in `/proc/PID/stat`,
+/// which are sampled in clock ticks (10 ms at HZ=100, and only for the
+/// thread a tick happens to hit), the run time is the scheduler's own
+/// nanosecond accounting: precise over a window of a few seconds, however
+/// short the broker's bursts of work are.
+///
+/// Two readings make a [`BrokerCpu`] (see [`SchedStat::since`]). Threads
+/// are matched by id: a thread started in between counts from zero, one
+/// that exited in between is lost (its last figures are unknown).
+#[derive(Clone, Debug)]
+pub struct SchedStat {
+    pub at: Instant,
+    /// Thread id -> (ns on CPU, times scheduled in).
+    threads: HashMap<u32, (u64, u64)>,
+}
+
+impl SchedStat {
+    /// Reads every thread of process `pid`.
+    pub fn read(pid: u32) -> Result<SchedStat, String> {
+        let dir = format!("/proc/{pid}/task");
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot read {dir}: {e}"))?;
+        let at = Instant::now();
+        let mut threads = HashMap::new();
+        for entry in entries.flatten() {
+            let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            // A thread may exit between the listing and the read.
+            let Ok(text) = std::fs::read_to_string(entry.path().join("schedstat")) else {
+                continue;
+            };
+            if let Some(v) = parse_schedstat(&text) {
+                threads.insert(tid, v);
+            }
+        }
+        if threads.is_empty() {
+            return Err(format!(
+                "no readable {dir}/*/schedstat (kernel without CONFIG_SCHED_INFO?)"
+            ));
+        }
+        Ok(SchedStat { at, threads })
+    }
+
+    /// The broker's CPU use from `earlier` to `self`, while `msgs` messages
+    /// went through it.
+    pub fn since(&self, earlier: &SchedStat, msgs: u64) -> BrokerCpu {
+        let (mut cpu_ns, mut slices) = (0u64, 0u64);
+        for (tid, &(c, n)) in &self.threads {
+            let (c0, n0) = earlier.threads.get(tid).copied().unwrap_or((0, 0));
+            cpu_ns += c.saturating_sub(c0);
+            slices += n.saturating_sub(n0);
+        }
+        let secs = self.at.duration_since(earlier.at).as_secs_f64();
+        let per_msg = |v: f64| (msgs > 0).then(|| v / msgs as f64);
+        BrokerCpu {
+            secs,
+            cpu_pct: if secs > 0.0 {
+                cpu_ns as f64 / 1e9 / secs * 100.0
+            } else {
+                0.0
+            },
+            us_per_msg: per_msg(cpu_ns as f64 / 1e3),
+            wakeups_per_msg: per_msg(slices as f64),
+            msgs,
+        }
+    }
+}
+
+/// Fields 1 and 3 of a schedstat line: "run_ns wait_ns timeslices".
+fn parse_schedstat(text: &str) -> Option<(u64, u64)> {
+    let mut f = text.split_ascii_whitespace();
+    let run = f.next()?.parse().ok()?;
+    let slices = f.nth(1)?.parse().ok()?;
+    Some((run, slices))
+}
+
+/// The broker's CPU use over a measured window (two [`SchedStat`]s).
+#[derive(Clone, Copy, Debug)]
+pub struct BrokerCpu {
+    /// Length of the window.
+    pub secs: f64,
+    /// CPU time over the window in percent of one core (200 = two cores busy).
+    pub cpu_pct: f64,
+    /// CPU microseconds per message of the window (None without messages).
+    pub us_per_msg: Option<f64>,
+    /// Times a broker thread was scheduled in, per message.
+    pub wakeups_per_msg: Option<f64>,
+    /// Messages the figures are divided by.
+    pub msgs: u64,
+}
+
+impl BrokerCpu {
+    /// "37.5% of a core over 10.0 s; 12.30 us and 1.05 wakeups per message
+    /// (100,000)".
+    pub fn describe(&self) -> String {
+        let mut s = format!("{:.1}% of a core over {:.1} s", self.cpu_pct, self.secs);
+        if let (Some(us), Some(w)) = (self.us_per_msg, self.wakeups_per_msg) {
+            let _ = write!(
+                s,
+                "; {us:.2} us and {w:.2} wakeups per message ({})",
+                group(self.msgs)
+            );
+        }
+        s
     }
 }
 
@@ -281,6 +393,19 @@ impl JsonObject {
             .num("cpu_s", cpu.total(), 3)
     }
 
+    /// The broker's CPU over the measured window (`--pid`):
+    /// `broker_cpu_pct`, `broker_cpu_us_per_msg`, `broker_wakeups_per_msg`
+    /// (null without a reading).
+    pub fn broker_cpu(&mut self, c: Option<&BrokerCpu>) -> &mut Self {
+        self.opt_num("broker_cpu_pct", c.map(|c| c.cpu_pct), 2)
+            .opt_num("broker_cpu_us_per_msg", c.and_then(|c| c.us_per_msg), 3)
+            .opt_num(
+                "broker_wakeups_per_msg",
+                c.and_then(|c| c.wakeups_per_msg),
+                3,
+            )
+    }
+
     pub fn finish(&mut self) -> String {
         let mut s = std::mem::take(&mut self.buf);
         s.push('}');
@@ -401,6 +526,25 @@ mod tests {
         let cpu = CpuTime::now();
         assert!(cpu.user >= 0.0 && cpu.sys >= 0.0);
         assert_eq!(cpu.total(), cpu.user + cpu.sys);
+    }
+
+    #[test]
+    fn schedstat() {
+        assert_eq!(parse_schedstat("153508 1273409 2\n"), Some((153508, 2)));
+        assert_eq!(parse_schedstat("1 2"), None);
+        let a = SchedStat::read(std::process::id()).unwrap();
+        // Burn a little CPU so that the window has some.
+        let t = Instant::now();
+        let mut x = 0u64;
+        while t.elapsed().as_millis() < 20 {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let b = SchedStat::read(std::process::id()).unwrap();
+        let c = b.since(&a, 10);
+        assert!(c.cpu_pct > 0.0, "{c:?}");
+        assert!(c.us_per_msg.unwrap() > 0.0, "{c:?}");
+        assert!(b.since(&a, 0).us_per_msg.is_none());
+        assert!(SchedStat::read(u32::MAX).is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Smoke tests: run the built `warren-loadgen` scenarios (`throughput`,
-//! `throughput` through a fanout exchange, `latency`) for about two seconds
-//! each against an in-process broker and check their JSON summaries; and a
-//! consumer that must count deliveries which arrived with its consume-ok.
+//! `throughput` through a fanout exchange, `latency` with the broker's CPU)
+//! for about two seconds each against an in-process broker and check their
+//! JSON summaries; and a consumer that must count deliveries which arrived
+//! with its consume-ok.
 
 mod common;
 
@@ -116,6 +117,8 @@ fn consumer_counts_deliveries_that_came_with_consume_ok() {
 
 #[test]
 fn latency_against_in_process_broker() {
+    // The broker runs in this process: its CPU is ours.
+    let pid = std::process::id().to_string();
     let json = run_loadgen(&[
         "latency",
         "--rate",
@@ -124,6 +127,8 @@ fn latency_against_in_process_broker() {
         "2",
         "--warmup",
         "0.5",
+        "--pid",
+        &pid,
     ]);
     assert!(json.contains("\"scenario\":\"latency\""), "{json}");
     let sent = json_int(&json, "sent");
@@ -146,4 +151,15 @@ fn latency_against_in_process_broker() {
     );
     let mean = json_num(&json, "mean_us");
     assert!(mean > 0.0 && mean <= max, "{json}");
+    // Broker CPU over the measured window (--pid): the broker moved ~4,000
+    // messages in ~2 s, so it was on a CPU for some of it.
+    assert_eq!(
+        json_int(&json, "pid"),
+        pid.parse::<i64>().unwrap(),
+        "{json}"
+    );
+    let cpu = json_num(&json, "broker_cpu_pct");
+    assert!(cpu > 0.0 && cpu < 100.0 * 64.0, "{json}");
+    assert!(json_num(&json, "broker_cpu_us_per_msg") > 0.0, "{json}");
+    assert!(json_num(&json, "broker_wakeups_per_msg") > 0.0, "{json}");
 }
