@@ -310,7 +310,11 @@ rabbit_skip_reason() {
     fi
 }
 
-# scenario TAB json key TAB label TAB better (higher|lower)
+# scenario TAB json key TAB label TAB better (higher|lower) [TAB "also failed"]
+# "also failed": when no run succeeded, the figure of the failed runs that
+# have it is still shown, marked "(run failed)": a broker that fell behind in
+# m (every message must arrive) still had its memory and CPU measured; its
+# latencies, of the messages that did arrive, are not shown.
 cat >"$RESULTS_DIR/metrics.tsv" <<'EOF'
 a	deliver_rate	deliver msg/s	higher
 c	deliver_rate	deliver msg/s	higher
@@ -330,11 +334,11 @@ l	broker_cpu_us_per_msg	broker CPU us/msg	lower
 m	p50_us	p50 latency us	lower
 m	p99_us	p99 latency us	lower
 m	confirm_p99_us	p99 confirm latency us	lower
-m	broker_cpu_pct	broker CPU % of a core	lower
+m	broker_cpu_pct	broker CPU % of a core	lower	also failed
 m	broker_cpu_us_per_msg	broker CPU us/msg	lower
-m	rss_end_mib	broker RSS MiB (end)	lower
-m	rss_per_conn_kb	RSS KiB per connection	lower
-m	open_rate	connections opened/s	higher
+m	rss_end_mib	broker RSS MiB (end)	lower	also failed
+m	rss_per_conn_kb	RSS KiB per connection	lower	also failed
+m	open_rate	connections opened/s	higher	also failed
 EOF
 cat >"$RESULTS_DIR/titles.tsv" <<EOF
 a	1 queue, 1 consumer, no-ack
@@ -481,7 +485,19 @@ def fmt(v):
         return f"{v:,.0f}"
     return f"{v:,.1f}" if v >= 10 else f"{v:,.2f}"
 
-def cell(s, b, key):
+def failed_values(s, b, key):
+    """`key` of the runs that failed but measured it (not skipped)."""
+    out = []
+    for r in range(1, runs + 1):
+        j = load(s, b, r)
+        if j is None or j.get("ok") is True or j.get("skipped"):
+            continue
+        v = get(j, key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(float(v))
+    return out
+
+def cell(s, b, key, also_failed):
     if b not in brokers:
         return "not run", None
     vs = values(s, b, key)
@@ -489,7 +505,13 @@ def cell(s, b, key):
         # Runs that succeeded but have no such figure (e.g. no --pid for a
         # remote RabbitMQ) are "-", not failures.
         ok = [j for j in (load(s, b, r) for r in range(1, runs + 1)) if j and j.get("ok") is True]
-        return ("-" if ok else "failed"), None
+        if ok:
+            return "-", None
+        fv = failed_values(s, b, key) if also_failed else []
+        if fv:
+            m = statistics.median(fv)
+            return f"{fmt(m)} (run failed)", m
+        return "failed", None
     m = statistics.median(vs)
     text = fmt(m)
     if len(vs) < runs:
@@ -508,11 +530,12 @@ def ratio(w, r, better):
 table = [("scenario", "metric", "warren", "rabbit", "warren vs rabbit")]
 per_run = []
 for s in scenarios:
-    for ms, key, label, better in metrics:
+    for ms, key, label, better, *flags in metrics:
         if ms != s:
             continue
-        wt, w = cell(s, "warren", key)
-        rt, r = cell(s, "rabbit", key)
+        also_failed = "also failed" in flags
+        wt, w = cell(s, "warren", key, also_failed)
+        rt, r = cell(s, "rabbit", key, also_failed)
         table.append((f"{s}: {titles.get(s, '')}", label, wt, rt, ratio(w, r, better)))
         for b in brokers:
             vs = []
@@ -521,7 +544,8 @@ for s in scenarios:
                 v = None if j is None else get(j, key)
                 ok = j is not None and j.get("ok") is True
                 if not ok:
-                    vs.append("failed")
+                    failed_v = isinstance(v, (int, float)) and not isinstance(v, bool) and also_failed
+                    vs.append(f"failed ({fmt(float(v))})" if failed_v and not j.get("skipped") else "failed")
                 else:
                     vs.append(fmt(float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else "-")
             per_run.append(f"  {s} {key:<22} {b:<6} {', '.join(vs)}")
@@ -532,7 +556,8 @@ for n, row in enumerate(table):
     if n == 0:
         print("  ".join("-" * w for w in widths))
 print()
-print("medians of the runs that succeeded; warren vs rabbit: throughput = warren/rabbit")
+print("medians of the runs that succeeded (\"run failed\": of runs that failed, see the notes);")
+print("warren vs rabbit: throughput = warren/rabbit")
 print("(above 1 = warren faster); latency and memory = how many times lower (or higher) warren's is")
 print()
 print("per run:")
