@@ -42,6 +42,13 @@ use super::ids::QueueRef;
 /// Consecutive publishes to the target shard before a move is asked for.
 pub const MIN_STREAK: u32 = 8;
 
+/// Moves a shard starts per tick (`ShardCtx::move_budget`). A move costs
+/// the old shard some microseconds (a poll deregistration, the hold round
+/// trips of a consumer), so 10,000 connections that become ready together
+/// move over some seconds instead of stalling one iteration for tens of
+/// milliseconds.
+pub const MOVES_PER_TICK: u32 = 32;
+
 /// No remote publish seen yet.
 const NONE: u16 = u16::MAX;
 /// Remote publishes went to more than one shard: never moves.

@@ -83,6 +83,10 @@ pub struct ShardCtx {
     /// connections following their queue (`follow`). The shard layer moves
     /// those that can go (`Loop::move_sessions`).
     pub moves: Vec<(usize, u16)>,
+    /// Moves this shard's sessions may still start this tick
+    /// (`follow::MOVES_PER_TICK`): thousands of connections that all want
+    /// to move at once go a few at a time, not in one long iteration.
+    pub move_budget: u32,
     /// Reused by every publish to collect destination queues.
     pub route_scratch: Vec<QueueRef>,
     pub rng: names::Rng,
@@ -125,6 +129,7 @@ impl ShardCtx {
             dirty_flag: Vec::new(),
             reread: Vec::new(),
             moves: Vec::new(),
+            move_budget: follow::MOVES_PER_TICK,
             route_scratch: Vec::with_capacity(16),
             rng: names::Rng::new(id as u64),
             churn: stats::Churn::default(),

@@ -42,6 +42,13 @@ const PUMP_BUDGET: usize = 64 * 1024;
 /// connections (`Loop::move_sessions`).
 const FOLLOW_MAX_LOAD: u32 = 500;
 
+/// How many slices the connections' timers are cut into (`tick_slice`):
+/// one per 1,024 connection slots, at most 8 (a slice every 25 ms). A shard
+/// with few connections wakes only for the tick.
+fn conn_tick_slices(slots: usize) -> usize {
+    (slots / 1024).clamp(1, 8)
+}
+
 fn listener_token(i: usize) -> Token {
     Token(usize::MAX - 2 - i)
 }
@@ -170,12 +177,17 @@ impl Loop {
     fn run(&mut self) {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
+        // The connections' timers run in slices between ticks (`tick_slice`).
+        let mut next_slice = Instant::now() + TICK;
+        let mut slice = 0usize;
         let mut last_tick = Instant::now();
         let mut woke = Instant::now();
         let me = self.id as usize;
         let busy_poll = self.state.ctx.config.busy_poll;
         while !self.stop.load(Ordering::Acquire) {
-            let mut timeout = next_tick.saturating_duration_since(Instant::now());
+            let mut timeout = next_tick
+                .min(next_slice)
+                .saturating_duration_since(Instant::now());
             let mut skip_poll = false;
             if !self.retry_read.is_empty()
                 || !self.state.ctx.reread.is_empty()
@@ -265,6 +277,13 @@ impl Loop {
                 self.note_load(now.duration_since(last_tick));
                 last_tick = now;
                 self.tick(now);
+                self.pump();
+            }
+            if now >= next_slice {
+                let slices = conn_tick_slices(self.state.conns.capacity());
+                slice = (slice + 1) % slices;
+                next_slice = now + TICK / slices as u32;
+                self.tick_slice(now, slice, slices);
                 self.pump();
             }
             self.move_sessions();
@@ -657,20 +676,27 @@ impl Loop {
         ctx.routing.sync(&ctx.defs);
         // Message TTL, x-expires and delivery acknowledgement timeouts.
         ctx.tick_queues(now);
-        for (_, conn) in self.state.conns.iter_mut() {
+        ctx.move_budget = crate::core::follow::MOVES_PER_TICK;
+    }
+
+    /// The sessions' timers (heartbeats, handshake and close timeouts, idle
+    /// buffers, `ask_to_follow`) for the connection slots `slice`,
+    /// `slice + slices`, ...: each connection once per `TICK`, spread over
+    /// the tick so that 10,000 connections do not stall one iteration for
+    /// milliseconds (a message arriving meanwhile would wait that long).
+    fn tick_slice(&mut self, now: Instant, slice: usize, slices: usize) {
+        let ctx = &mut self.state.ctx;
+        let end = self.state.conns.capacity();
+        for slot in (slice..end).step_by(slices) {
+            let Some(conn) = self.state.conns.get_mut(slot) else {
+                continue;
+            };
             if !conn.sock().dead {
                 conn.tick(now, ctx);
             }
-        }
-        let dead: Vec<usize> = self
-            .state
-            .conns
-            .iter()
-            .filter(|(_, c)| c.sock_ref().dead)
-            .map(|(k, _)| k)
-            .collect();
-        for slot in dead {
-            self.state.ctx.mark_dirty(slot);
+            if conn.sock().dead {
+                ctx.mark_dirty(slot);
+            }
         }
     }
 

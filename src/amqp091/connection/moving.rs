@@ -47,7 +47,7 @@ impl Connection {
     /// move to its queues' shard.
     pub(super) fn ask_to_follow(&mut self, ctx: &mut ShardCtx) {
         let rate = ctx.config.follow_max_rate;
-        if rate == 0 || self.sock.stay || self.moving.is_some() {
+        if rate == 0 || self.sock.stay || self.moving.is_some() || ctx.move_budget == 0 {
             return;
         }
         let per_tick = (rate as u64 * TICK.as_millis() as u64 / 1000) as u32;
@@ -61,6 +61,7 @@ impl Connection {
         let Some(to) = wants else {
             return;
         };
+        ctx.move_budget -= 1;
         if consumes == Consumes::Nothing {
             ctx.moves.push((self.info.slot as usize, to));
             return;
