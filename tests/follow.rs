@@ -73,17 +73,7 @@ async fn a_publisher_moves_to_its_queues_shard_and_loses_nothing() {
         let hch = channel(&home).await;
         let q = uniq("follow-pub");
         declare(&hch, &q).await;
-        let mut cons = within(hch.basic_consume(
-            &q,
-            "c",
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            Default::default(),
-        ))
-        .await
-        .unwrap();
+        let mut cons = consume(&hch, &q, true).await;
 
         let name = uniq("publisher");
         let p = connect_on_shard0(&b, &name).await;
@@ -145,17 +135,7 @@ async fn consumer_moves(no_ack: bool) {
     within(cch.basic_qos(20, BasicQosOptions::default()))
         .await
         .unwrap();
-    let mut cons = within(cch.basic_consume(
-        &q,
-        "c",
-        BasicConsumeOptions {
-            no_ack,
-            ..Default::default()
-        },
-        Default::default(),
-    ))
-    .await
-    .unwrap();
+    let mut cons = consume(&cch, &q, no_ack).await;
 
     // Publisher on shard 1 (stays): a steady trickle, in order, until the
     // consumer has seen 500 deliveries after its move.
