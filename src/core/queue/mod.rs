@@ -26,6 +26,7 @@ pub mod dead_letter;
 pub mod features;
 mod limits;
 mod ready;
+mod settle;
 pub mod timeouts;
 pub mod ttl;
 
@@ -35,7 +36,7 @@ use super::ids::{ChannelRef, ConsumerRef, QueueRef, Requester, VhostId};
 use super::latency::{self, Arrivals, Histogram};
 use super::message::{Message, MessageMeta};
 use super::outbox::Outbox;
-use super::shard_msg::{ConsumeMode, ConsumeSpec, QueueOp, QueueReply, Settle, ShardMsg};
+use super::shard_msg::{ConsumeMode, ConsumeSpec, QueueOp, QueueReply, ShardMsg};
 use super::stats::{MsgStats, QueueSnap};
 use super::vhost::resource;
 use crate::protocol::FieldTable;
@@ -442,98 +443,6 @@ impl Queue {
                 },
             );
         }
-    }
-
-    /// ack / nack / reject of `count` deliveries from `seq` on. Unknown
-    /// sequence numbers are ignored: the channel validated the tag, so this
-    /// can only be a message the queue already requeued because the channel
-    /// went away.
-    pub fn settle(
-        &mut self,
-        channel: ChannelRef,
-        seq: u64,
-        count: u32,
-        how: Settle,
-        out: &mut Outbox,
-    ) {
-        for s in seq..seq + count as u64 {
-            self.settle_one(channel, s, how);
-        }
-        self.dispatch(out);
-    }
-
-    fn settle_one(&mut self, channel: ChannelRef, seq: u64, how: Settle) {
-        let Some(u) = self.unacked.remove(&seq) else {
-            return;
-        };
-        if u.channel != channel {
-            self.unacked.insert(seq, u);
-            return;
-        }
-        self.unacked_bytes -= u.msg.body.len() as u64;
-        if let Some(cr) = u.consumer {
-            self.consumers.settled(cr);
-        }
-        match how {
-            Settle::Requeue => {
-                self.requeue(seq, u);
-                self.after_requeue();
-            }
-            Settle::Ack => {
-                self.stats.ack += 1;
-                self.forget(seq, u.loc);
-            }
-            Settle::Discard => {
-                self.forget(seq, u.loc);
-                if self.features.dead_letter.is_some() {
-                    self.dead.push((u.msg, Reason::Rejected));
-                }
-            }
-        }
-    }
-
-    /// Channel `from` moved to another shard (`core::follow`) and is `to`
-    /// now: its consumers and unacked deliveries are addressed there, and
-    /// its held consumers go on.
-    pub fn rehome_channel(&mut self, from: ChannelRef, to: ChannelRef, out: &mut Outbox) {
-        self.consumers.rehome(from, to);
-        for u in self.unacked.values_mut() {
-            if u.channel == from {
-                u.channel = to;
-                if let Some(c) = &mut u.consumer {
-                    c.channel = to;
-                }
-            }
-        }
-        self.dispatch(out);
-    }
-
-    /// A channel closed: forget its consumers, requeue what it had not acked.
-    pub fn channel_gone(&mut self, channel: ChannelRef, out: &mut Outbox) -> After {
-        if self.consumers.remove_channel(channel) && self.consumers.is_empty() {
-            self.touch();
-        }
-        let mut seqs: Vec<u64> = self
-            .unacked
-            .iter()
-            .filter(|(_, u)| u.channel == channel)
-            .map(|(s, _)| *s)
-            .collect();
-        seqs.sort_unstable();
-        for &seq in &seqs {
-            if let Some(u) = self.unacked.remove(&seq) {
-                self.unacked_bytes -= u.msg.body.len() as u64;
-                self.requeue(seq, u);
-            }
-        }
-        if !seqs.is_empty() {
-            self.after_requeue();
-        }
-        if self.auto_delete_due() {
-            return After::Delete;
-        }
-        self.dispatch(out);
-        After::Nothing
     }
 
     fn auto_delete_due(&self) -> bool {

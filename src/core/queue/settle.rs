@@ -1,0 +1,104 @@
+//! What a consumer's channel sends back to a queue: settles (ack, nack,
+//! reject; `ShardMsg::Settle`, a run of them merged into one), its going
+//! away (`ShardMsg::ChannelGone`), and its moving to another shard with its
+//! connection (`core::follow`: `ShardCtx::rehome_channel`).
+
+use super::dead_letter::Reason;
+use super::{After, Queue};
+use crate::core::ids::ChannelRef;
+use crate::core::outbox::Outbox;
+use crate::core::shard_msg::Settle;
+
+impl Queue {
+    /// ack / nack / reject of `count` deliveries from `seq` on. Unknown
+    /// sequence numbers are ignored: the channel validated the tag, so this
+    /// can only be a message the queue already requeued because the channel
+    /// went away.
+    pub fn settle(
+        &mut self,
+        channel: ChannelRef,
+        seq: u64,
+        count: u32,
+        how: Settle,
+        out: &mut Outbox,
+    ) {
+        for s in seq..seq + count as u64 {
+            self.settle_one(channel, s, how);
+        }
+        self.dispatch(out);
+    }
+
+    fn settle_one(&mut self, channel: ChannelRef, seq: u64, how: Settle) {
+        let Some(u) = self.unacked.remove(&seq) else {
+            return;
+        };
+        if u.channel != channel {
+            self.unacked.insert(seq, u);
+            return;
+        }
+        self.unacked_bytes -= u.msg.body.len() as u64;
+        if let Some(cr) = u.consumer {
+            self.consumers.settled(cr);
+        }
+        match how {
+            Settle::Requeue => {
+                self.requeue(seq, u);
+                self.after_requeue();
+            }
+            Settle::Ack => {
+                self.stats.ack += 1;
+                self.forget(seq, u.loc);
+            }
+            Settle::Discard => {
+                self.forget(seq, u.loc);
+                if self.features.dead_letter.is_some() {
+                    self.dead.push((u.msg, Reason::Rejected));
+                }
+            }
+        }
+    }
+
+    /// Channel `from` moved to another shard (`core::follow`) and is `to`
+    /// now: its consumers and unacked deliveries are addressed there, and
+    /// its held consumers go on.
+    pub fn rehome_channel(&mut self, from: ChannelRef, to: ChannelRef, out: &mut Outbox) {
+        self.consumers.rehome(from, to);
+        for u in self.unacked.values_mut() {
+            if u.channel == from {
+                u.channel = to;
+                if let Some(c) = &mut u.consumer {
+                    c.channel = to;
+                }
+            }
+        }
+        self.dispatch(out);
+    }
+
+    /// A channel closed: forget its consumers, requeue what it had not acked.
+    pub fn channel_gone(&mut self, channel: ChannelRef, out: &mut Outbox) -> After {
+        if self.consumers.remove_channel(channel) && self.consumers.is_empty() {
+            self.touch();
+        }
+        let mut seqs: Vec<u64> = self
+            .unacked
+            .iter()
+            .filter(|(_, u)| u.channel == channel)
+            .map(|(s, _)| *s)
+            .collect();
+        seqs.sort_unstable();
+        for &seq in &seqs {
+            if let Some(u) = self.unacked.remove(&seq) {
+                self.unacked_bytes -= u.msg.body.len() as u64;
+                self.requeue(seq, u);
+            }
+        }
+        if !seqs.is_empty() {
+            self.after_requeue();
+        }
+        if self.auto_delete_due() {
+            return After::Delete;
+        }
+        self.dispatch(out);
+        After::Nothing
+    }
+}
