@@ -61,6 +61,20 @@ async fn connect_on_shard0(b: &TestBroker, name: &str) -> Connection {
     unreachable!()
 }
 
+/// Publishes `body` to queue `q` on a confirm channel; true if acked.
+async fn publish_acked(ch: &lapin::Channel, q: &str, body: &[u8]) -> bool {
+    let pc = within(ch.basic_publish(
+        "",
+        q,
+        BasicPublishOptions::default(),
+        body,
+        BasicProperties::default(),
+    ))
+    .await
+    .expect("basic.publish");
+    within(pc).await.expect("confirm").is_ack()
+}
+
 fn body(i: u32) -> Vec<u8> {
     format!("m{i:05}").into_bytes()
 }
@@ -82,16 +96,10 @@ async fn a_publisher_moves_to_its_queues_shard_and_loses_nothing() {
         let mut moved_at = None;
         let mut i = 0u32;
         while i < 4000 {
-            let pc = within(pch.basic_publish(
-                "",
-                &q,
-                BasicPublishOptions::default(),
-                &body(i),
-                BasicProperties::default(),
-            ))
-            .await
-            .unwrap();
-            assert!(within(pc).await.unwrap().is_ack(), "publish {i} nacked");
+            assert!(
+                publish_acked(&pch, &q, &body(i)).await,
+                "publish {i} nacked"
+            );
             i += 1;
             if i % 50 == 0 {
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -145,15 +153,7 @@ async fn consumer_moves(no_ack: bool) {
         tokio::spawn(async move {
             let mut i = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 200_000 {
-                within(hch.basic_publish(
-                    "",
-                    &q,
-                    BasicPublishOptions::default(),
-                    &body(i),
-                    BasicProperties::default(),
-                ))
-                .await
-                .unwrap();
+                publish(&hch, "", &q, &body(i)).await;
                 i += 1;
                 if i % 20 == 0 {
                     tokio::time::sleep(Duration::from_millis(3)).await;
@@ -189,16 +189,7 @@ async fn consumer_moves(no_ack: bool) {
     // Every ack reached the queue (readdressed on the way): nothing left.
     assert_eq!(message_count(&hch, &q).await, 0);
     // After the move, deliveries and acks still flow.
-    let pc = within(hch.basic_publish(
-        "",
-        &q,
-        BasicPublishOptions::default(),
-        b"after",
-        BasicProperties::default(),
-    ))
-    .await
-    .unwrap();
-    assert!(within(pc).await.unwrap().is_ack());
+    assert!(publish_acked(&hch, &q, b"after").await);
     let d = recv(&mut cons).await;
     assert_eq!(d.data, b"after");
     if !no_ack {
@@ -253,16 +244,7 @@ async fn a_connection_with_queues_on_both_shards_stays() {
         let pch = confirm_channel(&p).await;
         for i in 0..400u32 {
             for q in [&q1, &q1, &q0] {
-                let pc = within(pch.basic_publish(
-                    "",
-                    q,
-                    BasicPublishOptions::default(),
-                    &body(i),
-                    BasicProperties::default(),
-                ))
-                .await
-                .unwrap();
-                assert!(within(pc).await.unwrap().is_ack());
+                assert!(publish_acked(&pch, q, &body(i)).await);
             }
             if i % 50 == 0 {
                 tokio::time::sleep(Duration::from_millis(30)).await;
@@ -304,17 +286,10 @@ async fn follow_max_rate_zero_keeps_connections_where_they_are() {
         }
         let on0 = || control.ask(0, |s| s.conns.len()).unwrap();
         let before = on0();
+        assert!(before > 0, "no connection landed on shard 0");
         for i in 0..600u32 {
             for (_, ch) in &conns {
-                within(ch.basic_publish(
-                    "",
-                    &q,
-                    BasicPublishOptions::default(),
-                    &body(i),
-                    BasicProperties::default(),
-                ))
-                .await
-                .unwrap();
+                publish(ch, "", &q, &body(i)).await;
             }
             if i % 100 == 0 {
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -20,7 +20,7 @@ use crate::core::alarms::Alarms;
 use crate::core::definitions::Definitions;
 use crate::core::persist::ShardStore;
 use crate::core::shard_msg::{Adoptee, ShardMsg};
-use crate::core::ShardCtx;
+use crate::core::{ShardCtx, TICK};
 use crate::net::accept::{AcceptGuard, AfterError};
 use crate::net::{ReadOutcome, Socket};
 use mio::net::TcpListener;
@@ -29,7 +29,6 @@ use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::core::TICK;
 /// Stop reading from a connection whose unsent output exceeds this (a consumer
 /// that does not read); resume when it drains.
 const WRITE_HIGH_WATER: usize = 16 * 1024 * 1024;
@@ -520,13 +519,8 @@ impl Loop {
             let busy = to == self.id
                 || to as usize >= self.links.loads.len()
                 || self.links.loads[to as usize].load(Ordering::Relaxed) > FOLLOW_MAX_LOAD;
-            if busy
-                || sock.dead
-                || sock.read_again
-                || sock.flow_blocked
-                || sock.stay
-                || !conn.can_move()
-            {
+            // (Connections on a shard's own port never ask: `ask_to_follow`.)
+            if busy || sock.dead || sock.read_again || sock.flow_blocked || !conn.can_move() {
                 // Its queues let its consumers go on; it asks again at a
                 // later tick.
                 conn.cancel_move(&mut self.state.ctx);
