@@ -83,7 +83,7 @@ impl Admin {
                     Bytes::from_static(&[0, 0]),
                     Bytes::from_static(b"test_message"),
                 );
-                let meta = MessageMeta::from_amqp091(&msg.properties);
+                let meta = MessageMeta::from_amqp091(msg.properties());
                 ctx.handle_queue_msg(ShardMsg::Publish {
                     queue,
                     msg,

@@ -299,10 +299,10 @@ impl Admin {
                 let ctx = &mut s.ctx;
                 let mut msg = msg;
                 let (vhost, vname) = (access.vhost, access.vhost_name.clone());
-                let name = String::from_utf8_lossy(&msg.exchange).into_owned();
+                let name = String::from_utf8_lossy(msg.exchange()).into_owned();
                 access.check_exchange(Access::Write, &name)?;
                 ctx.routing.sync(&ctx.defs);
-                let x = ctx.routing.exchange(vhost, &msg.exchange);
+                let x = ctx.routing.exchange(vhost, msg.exchange());
                 let (found, topic) = (
                     x.map(|x| x.internal),
                     x.is_some_and(|x| x.kind == ExchangeKind::Topic),
@@ -321,20 +321,20 @@ impl Admin {
                         access.check_topic(
                             Access::Write,
                             &name,
-                            &String::from_utf8_lossy(&msg.routing_key),
+                            &String::from_utf8_lossy(msg.routing_key()),
                         )?;
                     }
                 }
                 exists()?;
-                let meta = MessageMeta::from_amqp091(&msg.properties);
-                check_user_id(&msg.properties, &user)?;
+                let meta = MessageMeta::from_amqp091(msg.properties());
+                check_user_id(msg.properties(), &user)?;
                 msg.check_expiration(meta)?;
                 let mut keys = Vec::new();
                 match publish::route(ctx, vhost, &mut msg, &mut keys) {
                     Ok(()) => {}
                     Err(Unroutable::Header(e)) => return Err(e.into()),
                     Err(Unroutable::Exchange(e)) => {
-                        return Err(e.to_error(&vname, msg.exchange.as_ref()))
+                        return Err(e.to_error(&vname, msg.exchange().as_ref()))
                     }
                 }
                 Ok((msg, meta, ctx.route_scratch.clone()))

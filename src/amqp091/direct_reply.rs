@@ -125,7 +125,7 @@ pub fn forward_replies(
     msg: &Message,
     extra_keys: &[Bytes],
 ) {
-    let keys = std::iter::once(&msg.routing_key).chain(extra_keys);
+    let keys = std::iter::once(msg.routing_key()).chain(extra_keys.iter().map(|k| &k[..]));
     for key in keys {
         if !key.starts_with(REPLY_PREFIX) {
             continue;

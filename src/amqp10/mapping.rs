@@ -338,7 +338,7 @@ fn body_and_footer(s: &Sections) -> Bytes {
 /// content, or the encoded body sections of a message that came in over
 /// 1.0 with one).
 pub fn write_for_amqp10<'m>(msg: &'m Message, redelivered: bool, out: &mut Vec<u8>) -> &'m [u8] {
-    let p = BasicProperties::decode(msg.properties.clone()).unwrap_or_default();
+    let p = BasicProperties::decode(msg.properties_bytes()).unwrap_or_default();
     let raw_body = p.kind.as_deref() == Some(AMQP10_TYPE);
     // header
     let ttl = p
@@ -366,8 +366,8 @@ pub fn write_for_amqp10<'m>(msg: &'m Message, redelivered: bool, out: &mut Vec<u
     // message-annotations
     {
         let mut ma = codec::begin_map_section(out, codec::descriptor::MESSAGE_ANNOTATIONS);
-        ma.symbol("x-exchange", &text(&msg.exchange));
-        ma.symbol("x-routing-key", &text(&msg.routing_key));
+        ma.symbol("x-exchange", &text(&msg.exchange_bytes()));
+        ma.symbol("x-routing-key", &text(&msg.routing_key_bytes()));
         if let Some(t) = p.kind.as_ref().filter(|_| !raw_body) {
             ma.symbol("x-basic-type", &text(t));
         }
@@ -423,18 +423,18 @@ pub fn write_for_amqp10<'m>(msg: &'m Message, redelivered: bool, out: &mut Vec<u
         }
     }
     if raw_body {
-        return &msg.body;
+        return msg.body();
     }
     // data section header; the body follows it
     out.extend_from_slice(&[codec::code::DESCRIBED, 0x53, codec::descriptor::DATA as u8]);
-    let n = msg.body.len();
+    let n = msg.body().len();
     if n <= u8::MAX as usize {
         out.extend_from_slice(&[0xa0, n as u8]);
     } else {
         out.push(0xb0);
         out.extend_from_slice(&(n as u32).to_be_bytes());
     }
-    &msg.body
+    msg.body()
 }
 
 fn properties_from_091(p: &BasicProperties) -> codec::Properties {
@@ -546,8 +546,8 @@ mod tests {
             &s,
         );
         assert!(meta.persistent());
-        assert_eq!(msg.body.as_ref(), b"hello");
-        let p = BasicProperties::decode(msg.properties.clone()).unwrap();
+        assert_eq!(msg.body().as_ref(), b"hello");
+        let p = BasicProperties::decode(msg.properties_bytes()).unwrap();
         assert_eq!(p.delivery_mode, Some(2));
         assert_eq!(p.priority, Some(7));
         assert_eq!(p.expiration.as_deref(), Some(&b"88000"[..]));
@@ -600,7 +600,7 @@ mod tests {
         codec::write_amqp_value(&mut payload, &Value::String(Str::from("hi there")));
         let s = Sections::parse(Bytes::from(payload)).unwrap();
         let (msg, _) = to_core(Bytes::new(), Bytes::from_static(b"q"), &s);
-        let p = BasicProperties::decode(msg.properties.clone()).unwrap();
+        let p = BasicProperties::decode(msg.properties_bytes()).unwrap();
         assert_eq!(p.kind.as_deref(), Some(AMQP10_TYPE));
         let mut out = Vec::new();
         let body = write_for_amqp10(&msg, true, &mut out).to_vec();

@@ -19,7 +19,7 @@
 //! and are served first by the queue (`Queue::requeued`).
 
 use super::latency;
-use super::message::Message;
+use super::message::{Layout, Message};
 use crate::store::page_file::{PageFile, PagedMessage};
 use crate::store::segments::Location;
 use std::collections::VecDeque;
@@ -136,7 +136,7 @@ impl Backlog {
     /// Adds a message at the tail (sequence numbers only grow).
     #[inline]
     pub fn push_back(&mut self, s: Stored) {
-        let n = s.msg.body.len() as u64;
+        let n = s.msg.body().len() as u64;
         self.bytes += n;
         if !self.overflow.is_empty() {
             self.push_overflow(s);
@@ -168,12 +168,12 @@ impl Backlog {
     /// in memory (see `COMPACT_WASTE`); remembers where `m`'s ends.
     #[inline]
     fn arrived_sparse(&mut self, m: &Message) -> bool {
-        let start = m.body.as_ptr() as usize;
-        let prev = std::mem::replace(&mut self.last_end, start + m.body.len());
-        let own = m.exchange.len() + m.routing_key.len() + m.properties.len() + FRAMING;
+        let start = m.body().as_ptr() as usize;
+        let prev = std::mem::replace(&mut self.last_end, start + m.body().len());
+        let own = m.exchange().len() + m.routing_key().len() + m.properties().len() + FRAMING;
         // Before the previous one (another buffer): a huge gap.
         let waste = start.wrapping_sub(prev).saturating_sub(own);
-        waste > COMPACT_WASTE.max(m.body.len())
+        waste > COMPACT_WASTE.max(m.body().len())
     }
 
     #[inline]
@@ -233,10 +233,10 @@ impl Backlog {
             seq: s.seq,
             redelivered: s.redelivered,
             loc: s.loc,
-            exchange: &s.msg.exchange,
-            routing_key: &s.msg.routing_key,
-            properties: &s.msg.properties,
-            body: &s.msg.body,
+            exchange: s.msg.exchange(),
+            routing_key: s.msg.routing_key(),
+            properties: s.msg.properties(),
+            body: s.msg.body(),
         };
         match page.push(&paged) {
             Ok(()) => None,
@@ -255,7 +255,7 @@ impl Backlog {
             self.refill();
         }
         let s = self.mem.pop_front()?;
-        let n = s.msg.body.len() as u64;
+        let n = s.msg.body().len() as u64;
         self.mem_bytes -= n;
         self.bytes -= n;
         Some(s)
@@ -277,7 +277,7 @@ impl Backlog {
         if self.paged() == 0 && self.mem.is_empty() && !self.overflow.is_empty() {
             // What waited behind the page file is next.
             std::mem::swap(&mut self.mem, &mut self.overflow);
-            self.mem_bytes = self.mem.iter().map(|s| s.msg.body.len() as u64).sum();
+            self.mem_bytes = self.mem.iter().map(|s| s.msg.body().len() as u64).sum();
         }
     }
 
@@ -294,7 +294,7 @@ impl Backlog {
         while n < REFILL_MESSAGES && read_bytes < REFILL_BYTES {
             match page.pop() {
                 Ok(Some(m)) => {
-                    let len = m.body.len() as u64;
+                    let len = m.body().len() as u64;
                     read_bytes += len;
                     n += 1;
                     self.mem_bytes += len;
@@ -302,7 +302,14 @@ impl Backlog {
                         seq: m.seq,
                         redelivered: m.redelivered,
                         loc: m.loc,
-                        msg: Message::from_amqp091(m.exchange, m.routing_key, m.properties, m.body),
+                        msg: Message::in_buffer(
+                            m.parts,
+                            Layout::Packed,
+                            m.exchange_len,
+                            m.routing_key_len,
+                            m.properties_len,
+                        )
+                        .expect("page records hold short strings"),
                     });
                 }
                 Ok(None) => break,

@@ -385,12 +385,21 @@ impl ShardCtx {
                     Some((
                         m.seq,
                         m.location,
-                        message::Message::from_amqp091(
-                            s.exchange,
-                            s.routing_key,
-                            s.properties,
-                            s.body,
-                        ),
+                        message::Message::in_buffer(
+                            s.parts.clone(),
+                            message::Layout::Packed,
+                            s.exchange.len(),
+                            s.routing_key.len(),
+                            s.properties.len(),
+                        )
+                        .unwrap_or_else(|| {
+                            message::Message::new(
+                                &s.exchange,
+                                &s.routing_key,
+                                &s.properties,
+                                &s.body,
+                            )
+                        }),
                         s.expires_at,
                     ))
                 }));

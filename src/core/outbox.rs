@@ -29,7 +29,7 @@ pub const CONGESTION_BYTES: usize = 16 * 1024 * 1024;
 #[inline]
 fn weight(msg: &ShardMsg) -> usize {
     match msg {
-        ShardMsg::Deliver { msg, .. } | ShardMsg::Publish { msg, .. } => msg.body.len(),
+        ShardMsg::Deliver { msg, .. } | ShardMsg::Publish { msg, .. } => msg.body().len(),
         _ => 0,
     }
 }

@@ -57,10 +57,10 @@ impl ShardCtx {
                             Some(store.append(&persist::Publish {
                                 queue_id: q.props.store_id,
                                 seq: q.next_seq(),
-                                exchange: &msg.exchange,
-                                routing_key: &msg.routing_key,
-                                properties: &msg.properties,
-                                body: &msg.body,
+                                exchange: msg.exchange(),
+                                routing_key: msg.routing_key(),
+                                properties: msg.properties(),
+                                body: msg.body(),
                                 expires_at: q.stored_expiry(meta),
                             }))
                         }

@@ -277,7 +277,7 @@ impl Routing {
         exchange: &[u8],
         routing_key: &[u8],
         extra: &[Bytes],
-        properties: &Bytes,
+        properties: &[u8],
         out: &mut Vec<QueueRef>,
     ) -> Result<(), RouteError> {
         self.route_from(vhost, exchange, routing_key, extra, properties, out, false)
@@ -291,7 +291,7 @@ impl Routing {
         vhost: VhostId,
         exchange: &[u8],
         routing_key: &[u8],
-        properties: &Bytes,
+        properties: &[u8],
         out: &mut Vec<QueueRef>,
     ) -> Result<(), RouteError> {
         self.route_from(vhost, exchange, routing_key, &[], properties, out, true)
@@ -305,7 +305,7 @@ impl Routing {
         exchange: &[u8],
         routing_key: &[u8],
         extra: &[Bytes],
-        properties: &Bytes,
+        properties: &[u8],
         out: &mut Vec<QueueRef>,
         allow_internal: bool,
     ) -> Result<(), RouteError> {

@@ -18,6 +18,7 @@
 //! `BCC` leaves every field of the meta as it was (the headers stay present).
 
 use super::error::CoreError;
+use super::message::Message;
 use crate::protocol::properties::{raw_has_headers, raw_property, PROP_HEADERS};
 use bytes::Bytes;
 use std::ops::Range;
@@ -53,9 +54,17 @@ impl From<BadHeaderType> for CoreError {
 /// where the `BCC` entry is, if there is one. Malformed headers end the scan
 /// quietly: the properties are passed on byte-exact, as always.
 pub fn header_routes(
-    props: &Bytes,
+    msg: &Message,
     keys: &mut Vec<Bytes>,
 ) -> Result<Option<BccEntry>, BadHeaderType> {
+    if !raw_has_headers(msg.properties()) {
+        return Ok(None);
+    }
+    props_routes(&msg.properties_bytes(), keys)
+}
+
+/// [`header_routes`] over raw properties.
+fn props_routes(props: &Bytes, keys: &mut Vec<Bytes>) -> Result<Option<BccEntry>, BadHeaderType> {
     if !raw_has_headers(props) {
         return Ok(None);
     }
@@ -127,7 +136,7 @@ fn array_strings(props: &Bytes, base: usize, entry: &Range<usize>, keys: &mut Ve
 
 /// `props` without the `BCC` header: one new buffer, the rest byte-exact. An
 /// emptied headers table stays (empty), as RabbitMQ leaves it.
-pub fn strip_bcc(props: &Bytes, bcc: &BccEntry) -> Bytes {
+pub fn strip_bcc(props: &[u8], bcc: &BccEntry) -> Bytes {
     let BccEntry {
         table_len_at,
         entry,
@@ -206,7 +215,7 @@ mod tests {
 
     fn routes(p: &Bytes) -> (Vec<String>, Option<BccEntry>) {
         let mut keys = Vec::new();
-        let bcc = header_routes(p, &mut keys).unwrap();
+        let bcc = props_routes(p, &mut keys).unwrap();
         let keys = keys
             .iter()
             .map(|k| String::from_utf8(k.to_vec()).unwrap())
@@ -244,7 +253,7 @@ mod tests {
         assert!(bcc.is_some());
         // Keys are slices of the properties, not copies.
         let mut raw = Vec::new();
-        header_routes(&p, &mut raw).unwrap();
+        props_routes(&p, &mut raw).unwrap();
         assert!(p.as_ptr_range().contains(&raw[0].as_ptr()));
     }
 
@@ -288,7 +297,7 @@ mod tests {
                 .into_iter()
                 .collect(),
         ));
-        let e = header_routes(&p, &mut keys).unwrap_err();
+        let e = props_routes(&p, &mut keys).unwrap_err();
         assert_eq!(
             e,
             BadHeaderType {
@@ -301,7 +310,7 @@ mod tests {
             "PRECONDITION_FAILED - invalid message: {unacceptable_type_in_header,\"CC\",signedint}"
         );
         let p = props(Some([("BCC", s("x"))].into_iter().collect()));
-        let e = header_routes(&p, &mut keys).unwrap_err();
+        let e = props_routes(&p, &mut keys).unwrap_err();
         assert_eq!((e.header, e.type_name), ("BCC", "longstr"));
     }
 
@@ -314,11 +323,11 @@ mod tests {
         ));
         for cut in 0..p.len() {
             let mut keys = Vec::new();
-            let _ = header_routes(&p.slice(..cut), &mut keys);
+            let _ = props_routes(&p.slice(..cut), &mut keys);
         }
         let mut bad = p.to_vec();
         let at = bad.len() - 3;
         bad[at] = 0xff; // corrupt a length byte somewhere in the table
-        let _ = header_routes(&Bytes::from(bad), &mut Vec::new());
+        let _ = props_routes(&Bytes::from(bad), &mut Vec::new());
     }
 }

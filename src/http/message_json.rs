@@ -74,8 +74,8 @@ pub(crate) fn properties_from_json(v: &Value) -> Result<Bytes, Refused> {
 
 /// A message's properties as a get shows them: the set ones only, `headers`
 /// as a JSON table; none at all is `[]` (an empty Erlang proplist).
-pub(crate) fn properties_to_json(raw: &Bytes) -> Value {
-    let Ok(p) = BasicProperties::decode(raw.clone()) else {
+pub(crate) fn properties_to_json(raw: &[u8]) -> Value {
+    let Ok(p) = BasicProperties::decode(Bytes::copy_from_slice(raw)) else {
         return json!([]);
     };
     let mut m = Map::new();

@@ -496,14 +496,14 @@ pub(crate) async fn get_messages(
         let out: Vec<Value> = got
             .iter()
             .map(|g| {
-                let (payload, encoding) = payload_to_json(&g.msg.body, auto, truncate);
+                let (payload, encoding) = payload_to_json(g.msg.body(), auto, truncate);
                 json!({
-                    "payload_bytes": g.msg.body.len(),
+                    "payload_bytes": g.msg.body().len(),
                     "redelivered": g.redelivered,
-                    "exchange": String::from_utf8_lossy(&g.msg.exchange),
-                    "routing_key": String::from_utf8_lossy(&g.msg.routing_key),
+                    "exchange": String::from_utf8_lossy(g.msg.exchange()),
+                    "routing_key": String::from_utf8_lossy(g.msg.routing_key()),
                     "message_count": g.message_count,
-                    "properties": properties_to_json(&g.msg.properties),
+                    "properties": properties_to_json(g.msg.properties()),
                     "payload": payload,
                     "payload_encoding": encoding,
                 })

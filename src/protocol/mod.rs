@@ -11,6 +11,7 @@ pub mod constants;
 pub mod frame;
 pub mod methods;
 pub mod properties;
+pub mod publish_span;
 pub mod reader;
 pub mod table;
 

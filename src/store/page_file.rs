@@ -11,8 +11,9 @@
 //!
 //! Record (little-endian, no checksum — the file never outlives the process):
 //! `u32 len` (of what follows), `u64 seq`, `u8 flags` (1 redelivered, 2 has a
-//! store location), [`u64 segment, u32 offset, u32 len`], `u8 n, exchange`,
-//! `u8 n, routing key`, `u32 n, properties`, `u32 n, body`.
+//! store location), [`u64 segment, u32 offset, u32 len`], the lengths `u8`
+//! exchange, `u8` routing key, `u32` properties, `u32` body, then the four
+//! parts back to back (read back as one slice: `core::message::Layout::Packed`).
 
 use super::segments::Location;
 use bytes::{Bytes, BytesMut};
@@ -38,15 +39,35 @@ pub struct PagedMessage<'a> {
     pub body: &'a [u8],
 }
 
-/// A message read back (its fields share one allocation).
+/// A message read back: exchange, routing key, properties and body back to
+/// back in `parts` (a slice of the read block, shared with its neighbours).
 pub struct ReadMessage {
     pub seq: u64,
     pub redelivered: bool,
     pub loc: Option<Location>,
-    pub exchange: Bytes,
-    pub routing_key: Bytes,
-    pub properties: Bytes,
-    pub body: Bytes,
+    pub parts: Bytes,
+    pub exchange_len: usize,
+    pub routing_key_len: usize,
+    pub properties_len: usize,
+}
+
+impl ReadMessage {
+    pub fn exchange(&self) -> &[u8] {
+        &self.parts[..self.exchange_len]
+    }
+
+    pub fn routing_key(&self) -> &[u8] {
+        &self.parts[self.exchange_len..self.exchange_len + self.routing_key_len]
+    }
+
+    pub fn properties(&self) -> &[u8] {
+        let at = self.exchange_len + self.routing_key_len;
+        &self.parts[at..at + self.properties_len]
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.parts[self.exchange_len + self.routing_key_len + self.properties_len..]
+    }
 }
 
 struct Chunk {
@@ -170,13 +191,12 @@ impl PageFile {
             b.extend_from_slice(&loc.len.to_le_bytes());
         }
         b.push(m.exchange.len() as u8);
-        b.extend_from_slice(m.exchange);
         b.push(m.routing_key.len() as u8);
-        b.extend_from_slice(m.routing_key);
         b.extend_from_slice(&(m.properties.len() as u32).to_le_bytes());
-        b.extend_from_slice(m.properties);
         b.extend_from_slice(&(m.body.len() as u32).to_le_bytes());
-        b.extend_from_slice(m.body);
+        for part in [m.exchange, m.routing_key, m.properties, m.body] {
+            b.extend_from_slice(part);
+        }
         let len = (b.len() - start - 4) as u32;
         b[start..start + 4].copy_from_slice(&len.to_le_bytes());
         self.len += 1;
@@ -228,7 +248,7 @@ impl PageFile {
             self.read_off += 4 + len as u64;
             let m = decode(rec)?;
             self.len -= 1;
-            self.bytes -= m.body.len() as u64;
+            self.bytes -= m.body().len() as u64;
             if m.loc.is_some() {
                 self.stored -= 1;
             }
@@ -320,22 +340,22 @@ fn decode(rec: Bytes) -> io::Result<ReadMessage> {
     } else {
         None
     };
-    let n = rec[take(&mut pos, 1)?][0] as usize;
-    let exchange = rec.slice(take(&mut pos, n)?);
-    let n = rec[take(&mut pos, 1)?][0] as usize;
-    let routing_key = rec.slice(take(&mut pos, n)?);
-    let n = u32::from_le_bytes(rec[take(&mut pos, 4)?].try_into().unwrap()) as usize;
-    let properties = rec.slice(take(&mut pos, n)?);
-    let n = u32::from_le_bytes(rec[take(&mut pos, 4)?].try_into().unwrap()) as usize;
-    let body = rec.slice(take(&mut pos, n)?);
+    let exchange_len = rec[take(&mut pos, 1)?][0] as usize;
+    let routing_key_len = rec[take(&mut pos, 1)?][0] as usize;
+    let properties_len = u32::from_le_bytes(rec[take(&mut pos, 4)?].try_into().unwrap()) as usize;
+    let body_len = u32::from_le_bytes(rec[take(&mut pos, 4)?].try_into().unwrap()) as usize;
+    let parts = rec.slice(take(
+        &mut pos,
+        exchange_len + routing_key_len + properties_len + body_len,
+    )?);
     Ok(ReadMessage {
         seq,
         redelivered: flags & FLAG_REDELIVERED != 0,
         loc,
-        exchange,
-        routing_key,
-        properties,
-        body,
+        parts,
+        exchange_len,
+        routing_key_len,
+        properties_len,
     })
 }
 
@@ -382,11 +402,11 @@ mod tests {
         assert_eq!(locs, (next_read..=1000).filter(|s| s % 2 == 0).count());
         while let Some(m) = p.pop().unwrap() {
             assert_eq!(m.seq, next_read);
-            assert_eq!(m.body.len(), (m.seq as usize * 13) % 10_000);
+            assert_eq!(m.body().len(), (m.seq as usize * 13) % 10_000);
             assert_eq!(m.redelivered, m.seq % 3 == 0);
             assert_eq!(m.loc.is_some(), m.seq % 2 == 0);
-            assert_eq!(&m.exchange[..], b"ex");
-            assert_eq!(&m.routing_key[..], b"rk");
+            assert_eq!(&m.exchange()[..], b"ex");
+            assert_eq!(&m.routing_key()[..], b"rk");
             next_read += 1;
         }
         assert_eq!(next_read, 1001);

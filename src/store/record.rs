@@ -437,6 +437,8 @@ pub struct StoredMessage {
     pub routing_key: Bytes,
     pub properties: Bytes,
     pub body: Bytes,
+    /// The four parts together (they lie back to back in a record).
+    pub parts: Bytes,
     /// See `Publish::expires_at`.
     pub expires_at: u64,
 }
@@ -450,6 +452,12 @@ impl StoredMessage {
         }
         match record {
             Record::Publish(p) => Ok(StoredMessage {
+                parts: {
+                    let start = p.exchange.as_ptr() as usize - frame.as_ptr() as usize;
+                    let len =
+                        p.exchange.len() + p.routing_key.len() + p.properties.len() + p.body.len();
+                    frame.slice(start..start + len)
+                },
                 queue_id: p.queue_id,
                 seq: p.seq,
                 exchange: frame.slice_ref(p.exchange),

@@ -81,7 +81,7 @@ impl Channel {
             id,
             nowait: m.nowait,
         };
-        self.request(cx, q.queue, QueueOp::Consume(spec), then)
+        self.request(cx, q.queue, QueueOp::Consume(Box::new(spec)), then)
     }
 
     pub(super) fn basic_cancel(&mut self, m: BasicCancel, cx: &mut ChanCx) -> ChanResult {

@@ -111,7 +111,7 @@ impl Channel {
     /// A request's `reply_to = amq.rabbitmq.reply-to` becomes this channel's
     /// reply address. Called for publishes whose properties have reply_to.
     pub(super) fn rewrite_reply_to(&self, msg: &mut Message) -> Result<(), AmqpError> {
-        let props = &msg.properties;
+        let props = msg.properties();
         let Some(value) = raw_property(props, PROP_REPLY_TO) else {
             return Ok(());
         };
@@ -137,7 +137,7 @@ impl Channel {
         out.extend_from_slice(&address);
         out.extend_from_slice(&props[end..]);
         // Only reply_to changes: the message's meta stays as decoded.
-        msg.properties = Bytes::from(out);
+        *msg = msg.with_properties(&out);
         Ok(())
     }
 
@@ -160,8 +160,8 @@ impl Channel {
             &rc.tag,
             self.next_tag,
             false,
-            &msg.exchange,
-            &msg.routing_key,
+            msg.exchange(),
+            msg.routing_key(),
         );
         write_content(cx.wbuf, self.me.channel, msg, cx.info.frame_max);
     }

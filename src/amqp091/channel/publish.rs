@@ -2,9 +2,11 @@
 //! routing it on this shard, handing it to the queues' shards; publisher confirms
 //! and transactions.
 //!
-//! The hot path: a one-frame body is a `Bytes` slice of the read buffer, routing
-//! fills a reused Vec, each destination queue gets a clone of four `Bytes`
-//! handles and the `Copy` `MessageMeta` (decoded once, in `publish_ready`). No allocation, no lock (one atomic load in `Routing::sync`).
+//! The hot path: the message is one `Bytes` over the frames it came in
+//! (`Connection::publish_whole`, taken from `ConnInfo::framed`), routing
+//! fills a reused Vec, each destination queue gets a clone of that one handle
+//! and the `Copy` `MessageMeta` (decoded once, in `publish_ready`). No
+//! allocation, no lock (one atomic load in `Routing::sync`).
 
 use super::{ChanCx, ChanResult, Channel, Flow};
 use crate::amqp091::direct_reply;
@@ -63,6 +65,11 @@ impl Channel {
         cx.info.publisher = true;
         self.content = Content::Header { publish: m };
         Ok(Flow::Continue)
+    }
+
+    /// No publish is waiting for its content frames.
+    pub fn content_idle(&self) -> bool {
+        matches!(self.content, Content::Idle)
     }
 
     /// A content header or body frame for this channel.
@@ -162,15 +169,29 @@ impl Channel {
         cx: &mut ChanCx,
     ) -> ChanResult {
         self.check_publish_access(&p.exchange, &p.routing_key, cx)?;
-        let mut msg = Message::from_amqp091(p.exchange, p.routing_key, properties, body);
+        // The frames cut from the read buffer as one (`Connection::process`)
+        // hold this message; any other way it came, it is copied into a
+        // buffer of its own.
+        let mut msg = match cx.info.framed.take() {
+            Some(m)
+                if m.exchange().len() == p.exchange.len()
+                    && m.routing_key().len() == p.routing_key.len()
+                    && m.properties().len() == properties.len()
+                    && m.body_len() == body.len() =>
+            {
+                m
+            }
+            _ => Message::new(&p.exchange, &p.routing_key, &properties, &body),
+        };
+        drop((properties, body));
         // The one decode of the properties the core needs; it travels to the
         // queues beside the message (the reply_to rewrite below leaves every
         // field of it as it is).
-        let meta = MessageMeta::from_amqp091(&msg.properties);
+        let meta = MessageMeta::from_amqp091(msg.properties());
         self.check_publish(&mut msg, meta, cx)?;
         self.stats.publish += 1;
         self.stats.received_confirm += self.confirm as u64;
-        cx.ctx.msg_sizes.observe(msg.body.len());
+        cx.ctx.msg_sizes.observe(msg.body().len());
         if self.tx.is_some() {
             // Fail now on an unknown exchange or bad CC/BCC headers, as
             // RabbitMQ does, but route at commit.
@@ -179,20 +200,21 @@ impl Channel {
             let vhost = cx.info.access.vhost;
             check_exchange(
                 ctx.routing
-                    .exchange(vhost, &msg.exchange)
+                    .exchange(vhost, msg.exchange())
                     .map(|x| x.internal),
                 &cx.info.access.vhost_name,
-                &msg.exchange,
+                msg.exchange(),
             )?;
             let mut keys = std::mem::take(&mut self.route_keys);
             keys.clear();
-            let bcc = sender_selected::header_routes(&msg.properties, &mut keys);
-            if let (Ok(bcc), true) = (&bcc, msg.exchange.is_empty()) {
+            let bcc = sender_selected::header_routes(&msg, &mut keys);
+            if let (Ok(bcc), true) = (&bcc, msg.exchange().is_empty()) {
                 // RabbitMQ hands direct replies over while routing, before the
                 // transaction holds the message: they go out now, not at commit.
                 let mut reply = msg.clone();
                 if let Some(bcc) = bcc {
-                    reply.properties = sender_selected::strip_bcc(&reply.properties, bcc);
+                    reply =
+                        reply.with_properties(&sender_selected::strip_bcc(reply.properties(), bcc));
                 }
                 direct_reply::forward_replies(&mut ctx.outbox, ctx.config.shards, &reply, &keys);
             }
@@ -229,19 +251,19 @@ impl Channel {
         let routed = match routed {
             Err(Unroutable::Header(e)) => {
                 self.route_keys = keys;
-                return Err(self.exchange_error(&msg.exchange, cx).unwrap_or(e.into()));
+                return Err(self.exchange_error(msg.exchange(), cx).unwrap_or(e.into()));
             }
             Err(Unroutable::Exchange(e)) => Err(e),
             Ok(()) => Ok(()),
         };
         let ctx = &mut *cx.ctx;
-        if replies && routed.is_ok() && msg.exchange.is_empty() {
+        if replies && routed.is_ok() && msg.exchange().is_empty() {
             direct_reply::forward_replies(&mut ctx.outbox, ctx.config.shards, &msg, &keys);
         }
         keys.clear();
         self.route_keys = keys;
         if let Err(e) = routed {
-            return Err(route_error(e, &cx.info.access.vhost_name, &msg.exchange));
+            return Err(route_error(e, &cx.info.access.vhost_name, msg.exchange()));
         }
         // In confirm mode the message's sequence number; the queues confirm it
         // once they hold it, and basic.ack goes out when all of them did.
@@ -269,8 +291,8 @@ impl Channel {
             let ret = BasicReturn {
                 reply_code: c::NO_ROUTE,
                 reply_text: Bytes::from_static(b"NO_ROUTE"),
-                exchange: msg.exchange.clone(),
-                routing_key: msg.routing_key.clone(),
+                exchange: msg.exchange_bytes(),
+                routing_key: msg.routing_key_bytes(),
             };
             write_method(cx.wbuf, self.me.channel, &ret.into());
             write_content(cx.wbuf, self.me.channel, &msg, cx.info.frame_max);
@@ -491,8 +513,8 @@ fn route_error(e: RouteError, vhost: &str, exchange: &[u8]) -> AmqpError {
 
 /// Content header and body frames of a message (deliver, get-ok, return).
 pub(super) fn write_content(wbuf: &mut Vec<u8>, channel: u16, msg: &Message, frame_max: u32) {
-    write_content_header(wbuf, channel, 60, msg.body.len() as u64, &msg.properties);
-    write_body(wbuf, channel, &msg.body, frame_max);
+    write_content_header(wbuf, channel, 60, msg.body().len() as u64, msg.properties());
+    write_body(wbuf, channel, msg.body(), frame_max);
 }
 
 /// Used by replies.rs for get-ok.

@@ -30,7 +30,7 @@ impl Channel {
         meta: MessageMeta,
         cx: &mut ChanCx,
     ) -> Result<(), AmqpError> {
-        let Some((flags, _)) = split_flags(&msg.properties) else {
+        let Some((flags, _)) = split_flags(msg.properties()) else {
             return Ok(());
         };
         if flags & (flag(PROP_REPLY_TO) | flag(PROP_USER_ID) | flag(PROP_EXPIRATION)) == 0 {
@@ -38,9 +38,9 @@ impl Channel {
         }
         let checked = self
             .rewrite_reply_to(msg)
-            .and_then(|()| check_user_id(&msg.properties, &cx.info.user).map_err(AmqpError::from))
+            .and_then(|()| check_user_id(msg.properties(), &cx.info.user).map_err(AmqpError::from))
             .and_then(|()| msg.check_expiration(meta).map_err(AmqpError::from));
-        checked.map_err(|e| self.exchange_error(&msg.exchange, cx).unwrap_or(e))
+        checked.map_err(|e| self.exchange_error(msg.exchange(), cx).unwrap_or(e))
     }
 
     /// The error a publish to `exchange` gets before any property check: it

@@ -130,8 +130,8 @@ impl Channel {
                 let ok = BasicGetOk {
                     delivery_tag: tag,
                     redelivered,
-                    exchange: msg.exchange.clone(),
-                    routing_key: msg.routing_key.clone(),
+                    exchange: msg.exchange_bytes(),
+                    routing_key: msg.routing_key_bytes(),
                     message_count: messages,
                 };
                 write_method_and_content(
@@ -192,8 +192,8 @@ impl Channel {
             &c.tag,
             tag,
             redelivered,
-            &msg.exchange,
-            &msg.routing_key,
+            msg.exchange(),
+            msg.routing_key(),
         );
         write_content(cx.wbuf, self.me.channel, msg, cx.info.frame_max);
     }

@@ -224,7 +224,9 @@ impl Connection {
         };
         self.info.heartbeat = m.heartbeat;
         let largest_frame = self.info.frame_max + FRAME_SIZE_FUDGE;
-        self.sock.set_max_buffered(largest_frame as usize);
+        // Room for a whole publish besides its largest frame (`publish_span`).
+        self.sock
+            .set_max_buffered(largest_frame as usize + 64 * 1024);
         self.state = State::Open;
         Ok(())
     }

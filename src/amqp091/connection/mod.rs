@@ -13,12 +13,14 @@ use crate::core::access::connection as rights;
 use crate::core::access::UserAccess;
 use crate::core::follow::Follow;
 use crate::core::ids::ChannelRef;
+use crate::core::message::{Layout, Message};
 use crate::core::shard_msg::{QueueOp, ShardMsg};
 use crate::core::ShardCtx;
 use crate::net::Socket;
 use crate::protocol::constants as c;
 use crate::protocol::methods::*;
-use crate::protocol::{check_frame, write_heartbeat, write_method, Method};
+use crate::protocol::publish_span::{publish_span, PublishSpan, WholePublish, EXCHANGE_AT};
+use crate::protocol::{check_frame, write_heartbeat, write_method, FrameHead, Method};
 use bytes::Bytes;
 
 mod from_queues;
@@ -104,6 +106,7 @@ impl Connection {
                 heartbeat: 0,
                 user: String::new(),
                 access: Arc::new(UserAccess::nobody()),
+                framed: None,
                 counted: false,
                 channel_count: None,
                 cancel_notify: false,
@@ -185,15 +188,14 @@ impl Connection {
             };
             match check_frame(&self.sock.rbuf, max) {
                 Ok(None) => break,
-                Ok(Some(head)) => {
-                    // Cut the payload out directly (no slice of a frame
-                    // `Bytes`): two reference-count updates fewer per frame.
-                    let mut frame = self.sock.rbuf.split_to(head.total_len());
-                    frame.truncate(frame.len() - 1);
-                    bytes::Buf::advance(&mut frame, 7);
-                    let payload = frame.freeze();
-                    self.frame(head.kind, head.channel, payload, ctx);
+                Ok(Some(head)) if head.kind == c::FRAME_METHOD && self.state == State::Running => {
+                    match publish_span(&self.sock.rbuf, head, max) {
+                        PublishSpan::Whole(w) => self.publish_whole(head.channel, w, ctx),
+                        PublishSpan::Partial if self.may_wait_for(head.channel) => break,
+                        _ => self.next_frame(head, ctx),
+                    }
                 }
+                Ok(Some(head)) => self.next_frame(head, ctx),
                 Err(e) => {
                     self.sock.rbuf.clear();
                     self.connection_error(AmqpError::frame_error(e), 0, 0, ctx);
@@ -204,6 +206,66 @@ impl Connection {
         if !self.sock.wbuf.is_empty() {
             ctx.mark_dirty(self.info.slot as usize);
         }
+    }
+
+    /// Cuts the whole frame `head` from the read buffer and handles it.
+    #[inline]
+    fn next_frame(&mut self, head: FrameHead, ctx: &mut ShardCtx) {
+        // Cut the payload out directly (no slice of a frame `Bytes`): two
+        // reference-count updates fewer per frame.
+        let mut frame = self.sock.rbuf.split_to(head.total_len());
+        frame.truncate(frame.len() - 1);
+        bytes::Buf::advance(&mut frame, 7);
+        let payload = frame.freeze();
+        self.frame(head.kind, head.channel, payload, ctx);
+    }
+
+    /// A basic.publish with its header and body frames, all buffered: cut
+    /// from the read buffer as one, so the message is one buffer over them
+    /// (`Layout::Wire`, taken by `publish_ready`). The three frames are then
+    /// handled as ever, from slices of it.
+    fn publish_whole(&mut self, ch: u16, w: WholePublish, ctx: &mut ShardCtx) {
+        let all = self.sock.rbuf.split_to(w.len).freeze();
+        self.info.framed = Message::in_buffer(
+            all.slice(EXCHANGE_AT..w.end),
+            Layout::Wire,
+            w.exchange_len,
+            w.routing_key_len,
+            w.properties_len,
+        );
+        self.frame(c::FRAME_METHOD, ch, all.slice(7..w.header_at - 1), ctx);
+        if self.going_on() {
+            self.frame(
+                c::FRAME_HEADER,
+                ch,
+                all.slice(w.header_at + 7..w.body_at - 1),
+                ctx,
+            );
+        }
+        if w.body_at < w.len && self.going_on() {
+            self.frame(c::FRAME_BODY, ch, all.slice(w.body_at + 7..w.end), ctx);
+        }
+        self.info.framed = None;
+    }
+
+    /// Whether frames after the one just handled are handled too (the loop
+    /// condition of `process`).
+    fn going_on(&self) -> bool {
+        !self.sock.dead
+            && self.waiting.is_none()
+            && !matches!(
+                self.state,
+                State::CloseAfterFlush | State::CloseAwaitingConfirms
+            )
+    }
+
+    /// Whether `process` may leave a publish's first frames buffered until
+    /// the rest arrive: the buffer has room for them, and the channel is open
+    /// and expects a method. Otherwise the method frame gets its answer (an
+    /// error) now, as it would alone.
+    fn may_wait_for(&self, ch: u16) -> bool {
+        !self.sock.input_full()
+            && matches!(self.channels.get(ch as usize), Some(Some(c)) if !c.closing && c.content_idle())
     }
 
     fn frame(&mut self, kind: u8, channel: u16, payload: Bytes, ctx: &mut ShardCtx) {

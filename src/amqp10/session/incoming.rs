@@ -333,7 +333,7 @@ impl Session {
         let pb = &mut self.publish;
         let (mut msg, meta) =
             mapping::to_core_in(exchange, key, &sections, &mut pb.scratch, &mut pb.arena);
-        cx.ctx.msg_sizes.observe(msg.body.len());
+        cx.ctx.msg_sizes.observe(msg.body().len());
         let mut keys = std::mem::take(&mut self.publish.route_keys);
         keys.clear();
         let vhost = cx.info.access.vhost;
@@ -349,7 +349,7 @@ impl Session {
                 )))))
             }
             Err(Unroutable::Exchange(e)) => {
-                let err = Amqp10Error::from(e.to_error(&cx.info.access.vhost_name, &msg.exchange));
+                let err = Amqp10Error::from(e.to_error(&cx.info.access.vhost_name, msg.exchange()));
                 if anonymous {
                     return Ok(Some(wire::Outcome::Rejected(Some(err))));
                 }

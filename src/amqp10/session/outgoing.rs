@@ -131,7 +131,7 @@ impl Session {
                     ShardMsg::Request {
                         queue: q,
                         reply_to: Some(Requester::Channel(self.me)),
-                        op: QueueOp::Consume(spec),
+                        op: QueueOp::Consume(Box::new(spec)),
                     },
                 );
                 self.awaiting = Some(Awaiting {

@@ -50,17 +50,17 @@ impl Message {
         if !meta.ttl_invalid() {
             return Ok(());
         }
-        invalid_expiration(&self.properties)
+        invalid_expiration(&self.properties())
     }
 }
 
 /// The `headers` table of raw properties, decoded (allocates), None when the
 /// message has none or the properties do not decode.
-pub fn headers(raw: &Bytes) -> Option<FieldTable> {
+pub fn headers(raw: &[u8]) -> Option<FieldTable> {
     if !raw_has_headers(raw) {
         return None;
     }
-    BasicProperties::decode(raw.clone())
+    BasicProperties::decode(Bytes::copy_from_slice(raw))
         .ok()
         .and_then(|p| p.headers)
 }
@@ -221,15 +221,15 @@ mod tests {
             b"315360000001",
         ] {
             let m = msg(e);
-            let meta = MessageMeta::from_amqp091(&m.properties);
+            let meta = MessageMeta::from_amqp091(m.properties());
             assert_eq!(
                 m.check_expiration(meta).map_err(|e| e.to_string()),
-                check_expiration(&m.properties).map_err(|e| e.to_string())
+                check_expiration(m.properties()).map_err(|e| e.to_string())
             );
             assert_eq!(meta.ttl(), parse_expiration(e).ok());
         }
         let m = msg(b"x");
-        let meta = MessageMeta::from_amqp091(&m.properties);
+        let meta = MessageMeta::from_amqp091(m.properties());
         assert_eq!(
             m.check_expiration(meta).unwrap_err().to_string(),
             "PRECONDITION_FAILED - invalid expiration 'x': no_integer"

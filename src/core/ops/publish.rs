@@ -42,20 +42,20 @@ pub fn route(
     msg: &mut Message,
     keys: &mut Vec<Bytes>,
 ) -> Result<(), Unroutable> {
-    let bcc = sender_selected::header_routes(&msg.properties, keys).map_err(Unroutable::Header)?;
+    let bcc = sender_selected::header_routes(msg, keys).map_err(Unroutable::Header)?;
     ctx.routing.sync(&ctx.defs);
     ctx.route_scratch.clear();
     let routed = ctx.routing.route_keys(
         vhost,
-        &msg.exchange,
-        &msg.routing_key,
+        msg.exchange(),
+        msg.routing_key(),
         keys,
-        &msg.properties,
+        msg.properties(),
         &mut ctx.route_scratch,
     );
     if let Some(bcc) = bcc {
         // Nobody may see BCC: not the queues, not a direct reply.
-        msg.properties = sender_selected::strip_bcc(&msg.properties, &bcc);
+        *msg = msg.with_properties(&sender_selected::strip_bcc(msg.properties(), &bcc));
     }
     routed.map_err(Unroutable::Exchange)
 }
@@ -63,7 +63,7 @@ pub fn route(
 /// Hands `msg` to every queue [`route`] left in `ctx.route_scratch`: one
 /// `ShardMsg::Publish` for each, through the outbox (the queue's shard
 /// handles it, `ShardCtx::handle_queue_msg`). Every destination but the
-/// last gets a clone (four reference counts, no bytes). Returns how many
+/// last gets a clone (one reference count, no bytes). Returns how many
 /// queues it went to.
 #[inline]
 pub fn enqueue(
@@ -101,7 +101,7 @@ pub fn enqueue(
 
 /// A `user_id` property must name the authenticated user
 /// (`rabbit_channel:check_user_id_header`; warren has no impersonator tag).
-pub fn check_user_id(properties: &Bytes, user: &str) -> CoreResult<()> {
+pub fn check_user_id(properties: &[u8], user: &str) -> CoreResult<()> {
     match raw_user_id(properties) {
         Some(claimed) if claimed != user.as_bytes() => Err(CoreError::precondition(format!(
             "user_id property set to '{}' but authenticated user was '{}'",

@@ -135,7 +135,7 @@ impl Death {
 /// The message's routing keys as RabbitMQ records them: its routing key, then
 /// the `CC` header's (BCC never reaches a queue).
 pub fn routing_keys(msg: &Message, headers: Option<&FieldTable>) -> Vec<Bytes> {
-    let mut keys = vec![msg.routing_key.clone()];
+    let mut keys = vec![msg.routing_key_bytes()];
     if let Some(FieldValue::Array(cc)) = headers.and_then(|h| h.get("CC")) {
         keys.extend(cc.iter().filter_map(|v| v.as_bytes().cloned()));
     }
@@ -194,7 +194,7 @@ pub fn dead_letter_properties(
     queue: &str,
     now_secs: u64,
 ) -> (Bytes, Vec<Death>) {
-    let mut p = BasicProperties::decode(msg.properties.clone()).unwrap_or_default();
+    let mut p = BasicProperties::decode(msg.properties_bytes()).unwrap_or_default();
     let headers = p.headers.take().unwrap_or_default();
     let mut history = deaths(Some(&headers));
     let first = history.is_empty();
@@ -206,7 +206,7 @@ pub fn dead_letter_properties(
             reason: reason.as_str(),
             count: 1,
             time: now_secs,
-            exchange: msg.exchange.clone(),
+            exchange: msg.exchange_bytes(),
             routing_keys: routing_keys(msg, Some(&headers)),
             original_expiration: p.expiration.as_ref().map(normalised_expiration),
         },
@@ -223,11 +223,11 @@ pub fn dead_letter_properties(
     if first {
         set("x-first-death-reason", &reason_b);
         set("x-first-death-queue", &queue_b);
-        set("x-first-death-exchange", &msg.exchange);
+        set("x-first-death-exchange", &msg.exchange_bytes());
     }
     set("x-last-death-reason", &reason_b);
     set("x-last-death-queue", &queue_b);
-    set("x-last-death-exchange", &msg.exchange);
+    set("x-last-death-exchange", &msg.exchange_bytes());
     entries.push((
         Bytes::from_static(b"x-death"),
         FieldValue::Array(history.iter().map(Death::to_value).collect()),
@@ -266,7 +266,7 @@ pub fn publish(
         let keys = match &target.routing_key {
             Some(k) => vec![k.clone()],
             None => {
-                let h = props091::headers(&msg.properties);
+                let h = props091::headers(msg.properties());
                 routing_keys(&msg, h.as_ref())
             }
         };
@@ -310,7 +310,7 @@ pub fn publish(
             target.exchange.clone(),
             keys[0].clone(),
             properties,
-            msg.body,
+            msg.body(),
         );
         for &q in &dests {
             out.push(
@@ -475,16 +475,9 @@ mod tests {
     fn second_death_keeps_first_death_headers_and_merges() {
         let m = msg(BasicProperties::default());
         let (raw, _) = dead_letter_properties(&m, Reason::Rejected, "q1", 10);
-        let m2 = Message {
-            exchange: Bytes::from_static(b"dlx"),
-            properties: raw,
-            ..m.clone()
-        };
+        let m2 = Message::new(b"dlx", m.routing_key(), &raw, m.body());
         let (raw, hist) = dead_letter_properties(&m2, Reason::Expired, "q2", 20);
-        let m3 = Message {
-            properties: raw,
-            ..m2.clone()
-        };
+        let m3 = m2.with_properties(&raw);
         let (raw, hist3) = dead_letter_properties(&m3, Reason::Rejected, "q1", 30);
         assert_eq!(hist.len(), 2);
         let h = BasicProperties::decode(raw).unwrap().headers.unwrap();

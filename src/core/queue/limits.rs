@@ -33,7 +33,7 @@ impl Queue {
         f.max_length
             .is_some_and(|m| self.ready.len() as u64 + 1 > m)
             || f.max_bytes
-                .is_some_and(|m| self.ready.bytes() + msg.body.len() as u64 > m)
+                .is_some_and(|m| self.ready.bytes() + msg.body().len() as u64 > m)
     }
 
     /// A refused publish: dropped, or dead-lettered (`reject-publish-dlx`).

@@ -245,7 +245,7 @@ impl Queue {
             if seq < self.next_seq {
                 continue; // a duplicate (the list is in seq order): keep the first
             }
-            let meta = MessageMeta::from_amqp091(&msg.properties);
+            let meta = MessageMeta::from_amqp091(msg.properties());
             self.recover_expiry(seq, meta, expires_at);
             let level = self.level_of(meta);
             self.ready.push_back(
@@ -341,7 +341,7 @@ impl Queue {
         // The level again: only a priority queue decodes the priority back
         // (the meta stayed with the publish; requeues are the rare path).
         let level = if self.ready.is_priority() {
-            self.level_of(MessageMeta::from_amqp091(&u.msg.properties))
+            self.level_of(MessageMeta::from_amqp091(&u.msg.properties()))
         } else {
             0
         };
@@ -416,7 +416,7 @@ impl Queue {
             if !c.no_ack {
                 c.unacked += 1;
                 self.stats.deliver += 1;
-                self.unacked_bytes += s.msg.body.len() as u64;
+                self.unacked_bytes += s.msg.body().len() as u64;
                 self.unacked.insert(
                     s.seq,
                     Unacked {
@@ -523,7 +523,7 @@ impl Queue {
                     After::Delete,
                 )
             }
-            QueueOp::Consume(spec) => self.consume(spec),
+            QueueOp::Consume(spec) => self.consume(*spec),
             QueueOp::Cancel { consumer } => {
                 if self.consumers.remove(consumer) && self.consumers.is_empty() {
                     self.touch();
@@ -650,7 +650,7 @@ impl Queue {
         match (no_ack, channel) {
             (false, Some(ch)) => {
                 self.stats.get += 1;
-                self.unacked_bytes += s.msg.body.len() as u64;
+                self.unacked_bytes += s.msg.body().len() as u64;
                 self.unacked.insert(
                     s.seq,
                     Unacked {

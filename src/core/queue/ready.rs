@@ -60,7 +60,7 @@ impl Ready {
 
     /// A delivered message comes back to its place.
     pub fn requeue(&mut self, level: usize, s: Stored) {
-        self.requeued_bytes += s.msg.body.len() as u64;
+        self.requeued_bytes += s.msg.body().len() as u64;
         self.levels[level].requeued.insert(s.seq, s);
     }
 
@@ -69,7 +69,7 @@ impl Ready {
     pub fn pop_front(&mut self) -> Option<Stored> {
         for l in self.levels.iter_mut().rev() {
             if let Some((_, s)) = l.requeued.pop_first() {
-                self.requeued_bytes -= s.msg.body.len() as u64;
+                self.requeued_bytes -= s.msg.body().len() as u64;
                 return Some(s);
             }
             if let Some(s) = l.backlog.pop_front() {
@@ -165,18 +165,12 @@ impl Level {
 mod tests {
     use super::*;
     use crate::core::message::Message;
-    use bytes::Bytes;
 
     fn stored(seq: u64, body: &'static str) -> Stored {
         Stored {
             seq,
             redelivered: false,
-            msg: Message {
-                exchange: Bytes::new(),
-                routing_key: Bytes::new(),
-                properties: Bytes::new(),
-                body: Bytes::from_static(body.as_bytes()),
-            },
+            msg: Message::new(b"", b"", b"", body.as_bytes()),
             loc: None,
         }
     }

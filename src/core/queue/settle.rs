@@ -36,7 +36,7 @@ impl Queue {
             self.unacked.insert(seq, u);
             return;
         }
-        self.unacked_bytes -= u.msg.body.len() as u64;
+        self.unacked_bytes -= u.msg.body().len() as u64;
         if let Some(cr) = u.consumer {
             self.consumers.settled(cr);
         }
@@ -88,7 +88,7 @@ impl Queue {
         seqs.sort_unstable();
         for &seq in &seqs {
             if let Some(u) = self.unacked.remove(&seq) {
-                self.unacked_bytes -= u.msg.body.len() as u64;
+                self.unacked_bytes -= u.msg.body().len() as u64;
                 self.requeue(seq, u);
             }
         }
