@@ -20,6 +20,7 @@ pub mod follow;
 pub mod ids;
 pub mod latency;
 pub mod message;
+pub mod name_map;
 pub mod names;
 pub mod ops;
 pub mod outbox;

@@ -17,12 +17,12 @@ use super::error::CoreError;
 use super::exchange::{Dest, ExchangeImpl, ExchangeKind};
 use super::ids::{QueueRef, VhostId};
 use super::message::props091;
+use super::name_map::NameMap;
 use super::stats::{ExchangeSnap, ExchangeStats};
 use super::vhost::resource;
 use crate::protocol::FieldTable;
 use bytes::Bytes;
 use slab::Slab;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// One exchange in the routing copy.
@@ -56,8 +56,8 @@ pub struct LocalVhost {
     pub name: Arc<str>,
     /// The default exchange's counters (it has no `LocalExchange`).
     pub default_stats: ExchangeStats,
-    by_name: HashMap<String, usize>,
-    queues: HashMap<String, LocalQueue>,
+    by_name: NameMap<usize>,
+    queues: NameMap<LocalQueue>,
 }
 
 /// The routing copy.
@@ -151,8 +151,8 @@ impl Routing {
                 self.vhosts[i] = Some(LocalVhost {
                     name,
                     default_stats: ExchangeStats::default(),
-                    by_name: HashMap::new(),
-                    queues: HashMap::new(),
+                    by_name: NameMap::default(),
+                    queues: NameMap::default(),
                 });
             }
             DefEvent::VhostRemoved { vhost } => {
@@ -182,12 +182,20 @@ impl Routing {
                     warned_missing_ae: false,
                     stats: ExchangeStats::default(),
                 });
-                if let Some(old) = self.vhost_mut(vhost).unwrap().by_name.insert(name, idx) {
+                if let Some(old) = self
+                    .vhost_mut(vhost)
+                    .unwrap()
+                    .by_name
+                    .insert(name.as_bytes().into(), idx)
+                {
                     self.exchanges.remove(old);
                 }
             }
             DefEvent::ExchangeRemoved { vhost, name } => {
-                if let Some(idx) = self.vhost_mut(vhost).and_then(|v| v.by_name.remove(&name)) {
+                if let Some(idx) = self
+                    .vhost_mut(vhost)
+                    .and_then(|v| v.by_name.remove(name.as_bytes()))
+                {
                     self.exchanges.remove(idx);
                 }
             }
@@ -199,7 +207,7 @@ impl Routing {
             } => {
                 if let Some(v) = self.vhost_mut(vhost) {
                     v.queues.insert(
-                        name,
+                        name.as_bytes().into(),
                         LocalQueue {
                             queue,
                             exclusive_owner,
@@ -209,7 +217,7 @@ impl Routing {
             }
             DefEvent::QueueRemoved { vhost, name } => {
                 if let Some(v) = self.vhost_mut(vhost) {
-                    v.queues.remove(&name);
+                    v.queues.remove(name.as_bytes());
                 }
             }
             DefEvent::BindingAdded(b) | DefEvent::BindingRemoved(b) if b.source.is_empty() => {
@@ -236,14 +244,14 @@ impl Routing {
     }
 
     fn exchange_idx(&self, vhost: VhostId, name: &str) -> Option<usize> {
-        self.vhost(vhost)?.by_name.get(name).copied()
+        self.vhost(vhost)?.by_name.get(name.as_bytes()).copied()
     }
 
     fn dest(&self, vhost: VhostId, d: &BindingDest) -> Option<Dest> {
         let v = self.vhost(vhost)?;
         match d {
-            BindingDest::Queue(n) => v.queues.get(n).map(|q| Dest::Queue(q.queue)),
-            BindingDest::Exchange(n) => v.by_name.get(n).map(|&i| Dest::Exchange(i)),
+            BindingDest::Queue(n) => v.queues.get(n.as_bytes()).map(|q| Dest::Queue(q.queue)),
+            BindingDest::Exchange(n) => v.by_name.get(n.as_bytes()).map(|&i| Dest::Exchange(i)),
         }
     }
 
@@ -254,13 +262,13 @@ impl Routing {
 
     /// Looks a queue up by name in this shard's copy.
     pub fn queue(&self, vhost: VhostId, name: &str) -> Option<LocalQueue> {
-        self.vhost(vhost)?.queues.get(name).copied()
+        self.vhost(vhost)?.queues.get(name.as_bytes()).copied()
     }
 
     /// Looks an exchange up by name.
     pub fn exchange(&self, vhost: VhostId, name: &[u8]) -> Option<&LocalExchange> {
-        let name = std::str::from_utf8(name).ok()?;
-        self.exchange_idx(vhost, name).map(|i| &self.exchanges[i])
+        let &i = self.vhost(vhost)?.by_name.get(name)?;
+        Some(&self.exchanges[i])
     }
 
     /// Routes one message published to `exchange` with `routing_key` and the
@@ -309,7 +317,7 @@ impl Routing {
         out: &mut Vec<QueueRef>,
         allow_internal: bool,
     ) -> Result<(), RouteError> {
-        let name = std::str::from_utf8(exchange).map_err(|_| RouteError::NoExchange)?;
+        let name = exchange;
         let keys = || std::iter::once(routing_key).chain(extra.iter().map(|k| &k[..]));
         let before = out.len();
         let v = self
@@ -321,7 +329,7 @@ impl Routing {
             v.default_stats.publish_in += 1;
             // Default exchange: each routing key names a queue.
             for key in keys() {
-                if let Some(lq) = std::str::from_utf8(key).ok().and_then(|q| v.queues.get(q)) {
+                if let Some(lq) = v.queues.get(key) {
                     out.push(lq.queue);
                 }
             }
@@ -363,7 +371,7 @@ impl Routing {
                 if let Some(ae) = &ex.alternate {
                     let ae_idx = self.vhosts[vhost.0 as usize]
                         .as_ref()
-                        .and_then(|v| v.by_name.get(ae.as_str()));
+                        .and_then(|v| v.by_name.get(ae.as_bytes()));
                     match ae_idx {
                         Some(&i) => self.pending.push(i),
                         None if !ex.warned_missing_ae => {

@@ -1,14 +1,14 @@
 //! Direct exchange: a message goes to the bindings whose key equals its routing key.
 
 use super::{remove_one, Dest, ExchangeType};
+use crate::core::name_map::NameMap;
 use crate::protocol::FieldTable;
-use std::collections::HashMap;
 
 #[derive(Default)]
 pub struct Direct {
     /// Key → destinations, one entry per binding (a multiset, since bindings that
     /// differ only in arguments are distinct).
-    by_key: HashMap<Box<[u8]>, Vec<Dest>>,
+    by_key: NameMap<Vec<Dest>>,
 }
 
 impl ExchangeType for Direct {
