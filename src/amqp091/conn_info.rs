@@ -22,11 +22,6 @@ pub struct ConnInfo {
     /// What the user may do in the connection's vhost (from connection.open;
     /// rebuilt when permissions change, `Connection::tick`).
     pub access: Arc<UserAccess>,
-    /// The message of the basic.publish being handled, when its method,
-    /// header and body frames were cut from the read buffer as one
-    /// (`Connection::process`): `publish_ready` takes it instead of copying
-    /// the parts into a buffer of their own.
-    pub framed: Option<crate::core::message::Message>,
     /// The connection is counted in the definitions' live counts (limits).
     pub counted: bool,
     /// The user's channel count across connections (max-channels).

@@ -181,8 +181,22 @@ pub fn raw_timestamp(raw: &[u8]) -> Option<u64> {
 /// Checks that raw flags + list would decode (`BasicProperties::decode` is
 /// `Ok`), without allocating: tables are walked, not built.
 pub fn validate(raw: &Bytes) -> Result<(), DecodeError> {
+    validate_in(raw, 0..raw.len())
+}
+
+/// [`validate`] for the properties at `range` of `buf` (a content header
+/// inside a larger buffer). Properties without flags cost no reference count.
+pub fn validate_in(buf: &Bytes, range: std::ops::Range<usize>) -> Result<(), DecodeError> {
+    let raw = buf
+        .get(range.clone())
+        .ok_or(DecodeError::BadContentHeader)?;
     let (flags, start) = split_flags(raw).ok_or(DecodeError::BadContentHeader)?;
-    let mut r = Reader::new(raw.slice(start..));
+    if flags == 0 {
+        // Nothing to walk (bytes after an empty list are ignored, as
+        // `BasicProperties::decode` ignores them).
+        return Ok(());
+    }
+    let mut r = Reader::new(buf.slice(range.start + start..range.end));
     for (i, t) in PROPERTY_TYPES.iter().enumerate() {
         if flags & flag(i) == 0 {
             continue;

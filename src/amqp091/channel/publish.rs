@@ -2,11 +2,13 @@
 //! routing it on this shard, handing it to the queues' shards; publisher confirms
 //! and transactions.
 //!
-//! The hot path: the message is one `Bytes` over the frames it came in
-//! (`Connection::publish_whole`, taken from `ConnInfo::framed`), routing
-//! fills a reused Vec, each destination queue gets a clone of that one handle
-//! and the `Copy` `MessageMeta` (decoded once, in `publish_ready`). No
-//! allocation, no lock (one atomic load in `Routing::sync`).
+//! The hot path, `publish_framed`: the message is one `Bytes` over the frames
+//! it came in (`Connection::publish_whole`), routing fills a reused Vec, each
+//! destination queue gets a clone of that one handle and the `Copy`
+//! `MessageMeta` (decoded once, in `publish_message`). No allocation, no lock
+//! (one atomic load in `Routing::sync`). Frames that did not arrive together
+//! go through `basic_publish`, `content` and `publish_ready`, which copies
+//! the parts into one buffer.
 
 use super::{ChanCx, ChanResult, Channel, Flow};
 use crate::amqp091::direct_reply;
@@ -18,11 +20,13 @@ use crate::core::sender_selected;
 use crate::core::shard_msg::ConfirmTag;
 use crate::protocol::constants as c;
 use crate::protocol::methods::*;
+use crate::protocol::properties::{validate_in, BASIC_CLASS_ID};
 use crate::protocol::{
-    parse_content_header, write_body, write_content_header, write_method, Method,
+    parse_content_header, write_body, write_content_header, write_method, DecodeError, Method,
 };
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
+use std::ops::Range;
 
 /// RabbitMQ's default max_message_size (128 MiB).
 const MAX_MESSAGE_SIZE: u64 = 128 * 1024 * 1024;
@@ -50,6 +54,44 @@ pub(super) enum Body {
     Many(BytesMut),
 }
 
+/// basic.publish's own checks: `immediate` is refused, as by RabbitMQ.
+fn publish_allowed(immediate: bool, cx: &mut ChanCx) -> Result<(), AmqpError> {
+    if immediate {
+        return Err(AmqpError::not_implemented("immediate=true"));
+    }
+    cx.info.publisher = true;
+    Ok(())
+}
+
+/// A content header's checks, in the order a publish meets them: it decodes
+/// (properties included), is for class 60, and announces a body within
+/// RabbitMQ's max_message_size. Returns the body size.
+/// The header's payload is `buf[range]`.
+fn check_content_header(buf: &Bytes, range: Range<usize>) -> Result<u64, AmqpError> {
+    let payload = &buf[range.clone()];
+    let Some(fixed) = payload.get(..12).filter(|_| payload.len() >= 14) else {
+        return Err(AmqpError::syntax_error(DecodeError::BadContentHeader));
+    };
+    let class_id = u16::from_be_bytes([fixed[0], fixed[1]]);
+    let body_size = u64::from_be_bytes(fixed[4..12].try_into().expect("8 bytes"));
+    if class_id == BASIC_CLASS_ID {
+        validate_in(buf, range.start + 12..range.end).map_err(AmqpError::syntax_error)?;
+    }
+    if class_id != BASIC_CLASS_ID {
+        return Err(AmqpError::unexpected_frame(format!(
+            "expected content header for class 60, got one for class {}",
+            class_id
+        )));
+    }
+    if body_size > MAX_MESSAGE_SIZE {
+        return Err(AmqpError::precondition(format!(
+            "message size {} is larger than configured max size {}",
+            body_size, MAX_MESSAGE_SIZE
+        )));
+    }
+    Ok(body_size)
+}
+
 /// An open transaction: publishes and settlements held until commit.
 #[derive(Default)]
 pub(super) struct Tx {
@@ -59,12 +101,29 @@ pub(super) struct Tx {
 
 impl Channel {
     pub(super) fn basic_publish(&mut self, m: BasicPublish, cx: &mut ChanCx) -> ChanResult {
-        if m.immediate {
-            return Err(AmqpError::not_implemented("immediate=true"));
-        }
-        cx.info.publisher = true;
+        publish_allowed(m.immediate, cx)?;
         self.content = Content::Header { publish: m };
         Ok(Flow::Continue)
+    }
+
+    /// A whole publish, its method, header and body frames read together
+    /// (`Connection::publish_whole`): what `basic_publish`, `content` and
+    /// `publish_ready` do with them one by one, without cutting the frames
+    /// apart. `msg` is the one buffer over them; `bits` the method's
+    /// mandatory/immediate octet, `frames[header]` the content header's
+    /// payload.
+    pub fn publish_framed(
+        &mut self,
+        bits: u8,
+        frames: &Bytes,
+        header: Range<usize>,
+        msg: Message,
+        cx: &mut ChanCx,
+    ) -> ChanResult {
+        debug_assert!(self.content_idle());
+        publish_allowed(bits & 2 != 0, cx)?;
+        check_content_header(frames, header)?;
+        self.publish_message(msg, bits & 1 != 0, cx)
     }
 
     /// No publish is waiting for its content frames.
@@ -76,19 +135,8 @@ impl Channel {
     pub fn content(&mut self, kind: u8, payload: Bytes, cx: &mut ChanCx) -> ChanResult {
         match (std::mem::replace(&mut self.content, Content::Idle), kind) {
             (Content::Header { publish }, c::FRAME_HEADER) => {
+                check_content_header(&payload, 0..payload.len())?;
                 let h = parse_content_header(payload).map_err(AmqpError::syntax_error)?;
-                if h.class_id != 60 {
-                    return Err(AmqpError::unexpected_frame(format!(
-                        "expected content header for class 60, got one for class {}",
-                        h.class_id
-                    )));
-                }
-                if h.body_size > MAX_MESSAGE_SIZE {
-                    return Err(AmqpError::precondition(format!(
-                        "message size {} is larger than configured max size {}",
-                        h.body_size, MAX_MESSAGE_SIZE
-                    )));
-                }
                 if h.body_size == 0 {
                     return self.publish_ready(publish, h.properties, Bytes::new(), cx);
                 }
@@ -168,22 +216,21 @@ impl Channel {
         body: Bytes,
         cx: &mut ChanCx,
     ) -> ChanResult {
-        self.check_publish_access(&p.exchange, &p.routing_key, cx)?;
-        // The frames cut from the read buffer as one (`Connection::process`)
-        // hold this message; any other way it came, it is copied into a
-        // buffer of its own.
-        let mut msg = match cx.info.framed.take() {
-            Some(m)
-                if m.exchange().len() == p.exchange.len()
-                    && m.routing_key().len() == p.routing_key.len()
-                    && m.properties().len() == properties.len()
-                    && m.body_len() == body.len() =>
-            {
-                m
-            }
-            _ => Message::new(&p.exchange, &p.routing_key, &properties, &body),
-        };
-        drop((properties, body));
+        // Frames that did not come together (`publish_framed` takes those
+        // that did): the parts are copied into a buffer of their own.
+        let msg = Message::new(&p.exchange, &p.routing_key, &properties, &body);
+        self.publish_message(msg, p.mandatory, cx)
+    }
+
+    /// A published message, assembled: checks, then routing (or the
+    /// transaction).
+    fn publish_message(
+        &mut self,
+        mut msg: Message,
+        mandatory: bool,
+        cx: &mut ChanCx,
+    ) -> ChanResult {
+        self.check_publish_access(msg.exchange(), msg.routing_key(), cx)?;
         // The one decode of the properties the core needs; it travels to the
         // queues beside the message (the reply_to rewrite below leaves every
         // field of it as it is).
@@ -225,10 +272,10 @@ impl Channel {
                 .as_mut()
                 .unwrap()
                 .publishes
-                .push((msg, meta, p.mandatory));
+                .push((msg, meta, mandatory));
             return Ok(Flow::Continue);
         }
-        self.route_and_enqueue(msg, meta, p.mandatory, true, cx)?;
+        self.route_and_enqueue(msg, meta, mandatory, true, cx)?;
         Ok(Flow::Continue)
     }
 

@@ -106,7 +106,6 @@ impl Connection {
                 heartbeat: 0,
                 user: String::new(),
                 access: Arc::new(UserAccess::nobody()),
-                framed: None,
                 counted: false,
                 channel_count: None,
                 cancel_notify: false,
@@ -222,17 +221,35 @@ impl Connection {
 
     /// A basic.publish with its header and body frames, all buffered: cut
     /// from the read buffer as one, so the message is one buffer over them
-    /// (`Layout::Wire`, taken by `publish_ready`). The three frames are then
-    /// handled as ever, from slices of it.
+    /// (`Layout::Wire`), handed to the channel whole
+    /// (`Channel::publish_framed`): no frame is cut apart, no method decoded
+    /// into `Bytes`.
     fn publish_whole(&mut self, ch: u16, w: WholePublish, ctx: &mut ShardCtx) {
         let all = self.sock.rbuf.split_to(w.len).freeze();
-        self.info.framed = Message::in_buffer(
-            all.slice(EXCHANGE_AT..w.end),
-            Layout::Wire,
-            w.exchange_len,
-            w.routing_key_len,
-            w.properties_len,
-        );
+        if let Some(Some(chan)) = self.channels.get_mut(ch as usize) {
+            if !chan.closing && chan.content_idle() {
+                let msg = Message::in_buffer(
+                    all.slice(EXCHANGE_AT..w.end),
+                    Layout::Wire,
+                    w.exchange_len,
+                    w.routing_key_len,
+                    w.properties_len,
+                );
+                if let Some(msg) = msg {
+                    let bits = all[EXCHANGE_AT + w.exchange_len + 1 + w.routing_key_len];
+                    let header = w.header_at + 7..w.body_at - 1;
+                    let mut cx = ChanCx {
+                        ctx,
+                        wbuf: &mut self.sock.wbuf,
+                        info: &mut self.info,
+                    };
+                    let r = chan.publish_framed(bits, &all, header, msg, &mut cx);
+                    return self.after_channel(ch, r, 60, 40, ctx);
+                }
+            }
+        }
+        // Not a channel that takes a publish now: the frames one by one,
+        // for the errors they get alone.
         self.frame(c::FRAME_METHOD, ch, all.slice(7..w.header_at - 1), ctx);
         if self.going_on() {
             self.frame(
@@ -245,7 +262,6 @@ impl Connection {
         if w.body_at < w.len && self.going_on() {
             self.frame(c::FRAME_BODY, ch, all.slice(w.body_at + 7..w.end), ctx);
         }
-        self.info.framed = None;
     }
 
     /// Whether frames after the one just handled are handled too (the loop
