@@ -35,67 +35,20 @@
 //! visited set, dedup set) is owned by the trie and keeps its capacity between
 //! calls, so routing does not allocate once warmed up.
 
+use crate::core::name_map::FxHasher;
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash};
 
 /// "No node" marker for the `*` and `#` child slots.
 const NIL: u32 = u32::MAX;
 /// The root is always node 0 and is never freed.
 const ROOT: u32 = 0;
 
-/// A small, fast, non-cryptographic hasher (the FxHash mix used by rustc) for
-/// the scratch sets, whose keys are node ids, word indices and destination
-/// handles chosen by the broker, not by clients. The literal-children maps use
-/// the std SipHash instead, because their keys are words sent by clients and
-/// must not be open to hash flooding.
-#[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
-
-impl FxHasher {
-    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(Self::SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().unwrap()));
-        }
-        for &b in chunks.remainder() {
-            self.add(b as u64);
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(i as u64)
-    }
-    #[inline]
-    fn write_u16(&mut self, i: u16) {
-        self.add(i as u64)
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(i as u64)
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i)
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64)
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
+/// The scratch sets hash with FxHash (`core::name_map`): their keys are node
+/// ids, word indices and destination handles chosen by the broker, not by
+/// clients. The literal-children maps use the std SipHash instead, because
+/// their keys are words sent by clients and must not be open to hash
+/// flooding.
 type FxBuild = BuildHasherDefault<FxHasher>;
 
 /// One trie node.
