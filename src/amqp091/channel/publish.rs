@@ -63,10 +63,10 @@ fn publish_allowed(immediate: bool, cx: &mut ChanCx) -> Result<(), AmqpError> {
     Ok(())
 }
 
-/// A content header's checks, in the order a publish meets them: it decodes
-/// (properties included), is for class 60, and announces a body within
-/// RabbitMQ's max_message_size. Returns the body size.
-/// The header's payload is `buf[range]`.
+/// The checks of a content header (its payload is `buf[range]`), in the
+/// order a publish meets them: its fixed fields are there, it is for class
+/// 60, its properties decode, and it announces a body within RabbitMQ's
+/// max_message_size. Returns the body size.
 fn check_content_header(buf: &Bytes, range: Range<usize>) -> Result<u64, AmqpError> {
     let payload = &buf[range.clone()];
     let Some(fixed) = payload.get(..12).filter(|_| payload.len() >= 14) else {
@@ -74,15 +74,13 @@ fn check_content_header(buf: &Bytes, range: Range<usize>) -> Result<u64, AmqpErr
     };
     let class_id = u16::from_be_bytes([fixed[0], fixed[1]]);
     let body_size = u64::from_be_bytes(fixed[4..12].try_into().expect("8 bytes"));
-    if class_id == BASIC_CLASS_ID {
-        validate_in(buf, range.start + 12..range.end).map_err(AmqpError::syntax_error)?;
-    }
     if class_id != BASIC_CLASS_ID {
         return Err(AmqpError::unexpected_frame(format!(
             "expected content header for class 60, got one for class {}",
             class_id
         )));
     }
+    validate_in(buf, range.start + 12..range.end).map_err(AmqpError::syntax_error)?;
     if body_size > MAX_MESSAGE_SIZE {
         return Err(AmqpError::precondition(format!(
             "message size {} is larger than configured max size {}",
