@@ -96,7 +96,7 @@ use warren::protocol::{check_frame, write_method, Method, PROTOCOL_HEADER};
 
 use crate::client::{client_properties, method_id, CHANNEL};
 use crate::connections::{catch_sigint, interrupted, raise_nofile_limit, vm_rss_kb};
-use crate::latency::{histogram, read_stamp, stamp, tight_timer_slack, MIN_SIZE};
+use crate::latency::{histogram, read_stamp, stamp, tight_timer_slack, MIN_SIZE, PERCENTILES};
 use crate::report::{self, group, rate, BrokerCpu, CpuTime, JsonObject, Report, SchedStat};
 use crate::uri::AmqpUri;
 use crate::workers::{
@@ -1877,14 +1877,6 @@ impl Summary<'_> {
     }
 }
 
-/// (label, JSON key, quantile) of the reported end-to-end percentiles.
-const PERCENTILES: [(&str, &str, f64); 4] = [
-    ("p50", "p50_us", 0.5),
-    ("p90", "p90_us", 0.9),
-    ("p99", "p99_us", 0.99),
-    ("p99.9", "p999_us", 0.999),
-];
-
 impl Report for Summary<'_> {
     fn ok(&self) -> bool {
         // Measured messages arrived (were confirmed, for a fleet without
@@ -1980,29 +1972,21 @@ impl Report for Summary<'_> {
             }
             rows.push(("max", format!("{:.1} us", h.max() as f64 / 1e3)));
         }
-        let c = &self.hists.confirm;
-        if !c.is_empty() {
-            rows.push((
-                "confirm",
-                format!(
-                    "p50 {:.1} us, p99 {:.1} us, max {:.1} us",
-                    Self::pct(c, 0.5),
-                    Self::pct(c, 0.99),
-                    c.max() as f64 / 1e3
-                ),
-            ));
-        }
-        let l = &self.hists.lag;
-        if !l.is_empty() {
-            rows.push((
-                "send lag",
-                format!(
-                    "p50 {:.1} us, p99 {:.1} us, max {:.1} us (part of the latency)",
-                    Self::pct(l, 0.5),
-                    Self::pct(l, 0.99),
-                    l.max() as f64 / 1e3
-                ),
-            ));
+        for (label, h, note) in [
+            ("confirm", &self.hists.confirm, ""),
+            ("send lag", &self.hists.lag, " (part of the latency)"),
+        ] {
+            if !h.is_empty() {
+                rows.push((
+                    label,
+                    format!(
+                        "p50 {:.1} us, p99 {:.1} us, max {:.1} us{note}",
+                        Self::pct(h, 0.5),
+                        Self::pct(h, 0.99),
+                        h.max() as f64 / 1e3
+                    ),
+                ));
+            }
         }
         if let Some(pid) = a.pid {
             rows.push(("broker pid", pid.to_string()));

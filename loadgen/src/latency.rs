@@ -591,8 +591,9 @@ struct Summary<'a> {
     errors: &'a [String],
 }
 
-/// (label, JSON key, quantile) of the reported percentiles.
-const PERCENTILES: [(&str, &str, f64); 4] = [
+/// (label, JSON key, quantile) of the reported percentiles (also the
+/// fleet's, `fleet.rs`).
+pub(crate) const PERCENTILES: [(&str, &str, f64); 4] = [
     ("p50", "p50_us", 0.5),
     ("p90", "p90_us", 0.9),
     ("p99", "p99_us", 0.99),
