@@ -21,9 +21,7 @@ use crate::core::shard_msg::ConfirmTag;
 use crate::protocol::constants as c;
 use crate::protocol::methods::*;
 use crate::protocol::properties::{validate_in, BASIC_CLASS_ID};
-use crate::protocol::{
-    parse_content_header, write_body, write_content_header, write_method, DecodeError, Method,
-};
+use crate::protocol::{write_body, write_content_header, write_method, DecodeError, Method};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -133,15 +131,17 @@ impl Channel {
     pub fn content(&mut self, kind: u8, payload: Bytes, cx: &mut ChanCx) -> ChanResult {
         match (std::mem::replace(&mut self.content, Content::Idle), kind) {
             (Content::Header { publish }, c::FRAME_HEADER) => {
-                check_content_header(&payload, 0..payload.len())?;
-                let h = parse_content_header(payload).map_err(AmqpError::syntax_error)?;
-                if h.body_size == 0 {
-                    return self.publish_ready(publish, h.properties, Bytes::new(), cx);
+                // Checked (properties included) once; the properties are the
+                // rest of the payload.
+                let size = check_content_header(&payload, 0..payload.len())?;
+                let properties = payload.slice(12..);
+                if size == 0 {
+                    return self.publish_ready(publish, properties, Bytes::new(), cx);
                 }
                 self.content = Content::Body {
                     publish,
-                    properties: h.properties,
-                    size: h.body_size,
+                    properties,
+                    size,
                     body: Body::Empty,
                 };
                 Ok(Flow::Continue)
