@@ -164,6 +164,13 @@ impl Follow {
         }
     }
 
+    /// Publishes and deliveries since the last `wants`. With none, `wants`
+    /// answers as it did last time: what it looks at changes only with the
+    /// connection's traffic and its client's consumes.
+    pub fn traffic(&self) -> u32 {
+        self.this_tick
+    }
+
     /// The connection moved: watch afresh from its new shard.
     pub fn moved(&mut self) {
         *self = Follow::default();

@@ -11,7 +11,7 @@ use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Read buffer chunk: how much room we make before each `read`.
 const READ_CHUNK: usize = 64 * 1024;
@@ -270,6 +270,19 @@ impl Socket {
         if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
             self.wbuf = Vec::new();
         }
+    }
+
+    /// At a session's tick: gives back the buffers once the socket has been
+    /// quiet both ways for `idle`. Returns when to look again, if it still
+    /// holds a buffer that could be given back then (`shard::due`).
+    pub fn release_if_idle(&mut self, now: Instant, idle: Duration) -> Option<Instant> {
+        let quiet_since = self.last_read.max(self.last_write);
+        if now.duration_since(quiet_since) > idle {
+            self.release_idle_buffers();
+        }
+        let releasable = (self.rbuf.is_empty() && self.rbuf.capacity() > 0)
+            || (self.wbuf.is_empty() && self.wbuf.capacity() > 0);
+        releasable.then(|| quiet_since + idle + Duration::from_millis(1))
     }
 
     /// Bytes encoded but not yet handed to the kernel.

@@ -12,6 +12,7 @@
 
 use super::control::Inbox;
 use super::mesh::{Links, WAKER_TOKEN};
+use super::due::DueTable;
 use super::session::Session;
 use super::state::ShardState;
 use super::ShardListeners;
@@ -42,10 +43,11 @@ const PUMP_BUDGET: usize = 64 * 1024;
 const FOLLOW_MAX_LOAD: u32 = 500;
 
 /// How many slices the connections' timers are cut into (`tick_slice`):
-/// one per 1,024 connection slots, at most 8 (a slice every 25 ms). A shard
-/// with few connections wakes only for the tick.
-fn conn_tick_slices(slots: usize) -> usize {
-    (slots / 1024).clamp(1, 8)
+/// one per 1,024 connections, at most 8 (a slice every 25 ms). A shard
+/// with few connections wakes only for the tick (also one whose slab still
+/// has room for the many that left).
+fn conn_tick_slices(connections: usize) -> usize {
+    (connections / 1024).clamp(1, 8)
 }
 
 fn listener_token(i: usize) -> Token {
@@ -75,6 +77,8 @@ struct Loop {
     own_listener: Option<usize>,
     /// Time spent outside `poll` since the last tick (the shard's load).
     busy: Duration,
+    /// When each connection's timers are next due (`tick_slice`).
+    due: DueTable,
     stop: Arc<AtomicBool>,
 }
 
@@ -167,6 +171,7 @@ pub fn run(setup: ShardSetup) {
         accept_guard: AcceptGuard::new(),
         own_listener: sl.own,
         busy: Duration::ZERO,
+        due: DueTable::new(Instant::now()),
         stop,
     };
     lp.run();
@@ -279,7 +284,7 @@ impl Loop {
                 self.pump();
             }
             if now >= next_slice {
-                let slices = conn_tick_slices(self.state.conns.capacity());
+                let slices = conn_tick_slices(self.state.conns.len());
                 slice = (slice + 1) % slices;
                 next_slice = now + TICK / slices as u32;
                 self.tick_slice(now, slice, slices);
@@ -367,6 +372,7 @@ impl Loop {
                     self.state
                         .conns
                         .insert(Session::accepted(sock, slot as u32, uid));
+                    self.due.touch(slot);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -397,6 +403,7 @@ impl Loop {
         let Some(conn) = self.state.conns.get_mut(slot) else {
             return;
         };
+        self.due.touch(slot);
         if conn.sock().dead {
             return;
         }
@@ -526,6 +533,7 @@ impl Loop {
                 conn.cancel_move(&mut self.state.ctx);
                 continue;
             }
+            self.due.vacate(slot);
             let mut session = self.state.conns.remove(slot);
             let _ = self
                 .links
@@ -678,19 +686,26 @@ impl Loop {
     /// `slice + slices`, ...: each connection once per `TICK`, spread over
     /// the tick so that 10,000 connections do not stall one iteration for
     /// milliseconds (a message arriving meanwhile would wait that long).
+    /// A connection whose timers are not due is not touched (`shard::due`).
     fn tick_slice(&mut self, now: Instant, slice: usize, slices: usize) {
         let ctx = &mut self.state.ctx;
+        self.due.auth_changed(ctx.defs.auth_version());
         let end = self.state.conns.capacity();
         for slot in (slice..end).step_by(slices) {
+            if !self.due.is_due(slot, now) {
+                continue;
+            }
             let Some(conn) = self.state.conns.get_mut(slot) else {
                 continue;
             };
+            let mut next = Some(now);
             if !conn.sock().dead {
-                conn.tick(now, ctx);
+                next = conn.tick(now, ctx);
             }
             if conn.sock().dead {
                 ctx.mark_dirty(slot);
             }
+            self.due.set(slot, now, next);
         }
     }
 
@@ -702,6 +717,7 @@ impl Loop {
             let Some(conn) = self.state.conns.get_mut(slot) else {
                 continue;
             };
+            self.due.touch(slot);
             let mut drop_it = conn.sock().dead;
             if drop_it {
                 // Last words (a close-ok to a client that half-closed): best effort.
@@ -735,6 +751,7 @@ impl Loop {
                 }
             }
             if drop_it {
+                self.due.vacate(slot);
                 let mut conn = self.state.conns.remove(slot);
                 conn.teardown(&mut self.state.ctx);
                 if !matches!(conn, Session::Sniffing(_)) {

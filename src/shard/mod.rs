@@ -6,6 +6,7 @@
 //! pinned thread per shard running [`event_loop::run`].
 
 pub mod control;
+pub mod due;
 pub mod event_loop;
 pub mod mesh;
 pub mod ring;

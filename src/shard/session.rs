@@ -169,16 +169,21 @@ impl Session {
         }
     }
 
-    /// Timers: handshake timeout, heartbeats, close timeouts.
-    pub fn tick(&mut self, now: Instant, ctx: &mut ShardCtx) {
+    /// Timers: handshake timeout, heartbeats, close timeouts. Returns when
+    /// they are next due if nothing happens to the session meanwhile
+    /// (`Some(now)`: at the next visit; `None`: no timer runs;
+    /// `shard::due`).
+    pub fn tick(&mut self, now: Instant, ctx: &mut ShardCtx) -> Option<Instant> {
         match self {
             Session::Amqp091(c) => c.tick(now, ctx),
             Session::Amqp10(c) => c.tick(now, ctx),
             Session::Sniffing(s) => {
-                if now >= s.accepted + HANDSHAKE_TIMEOUT {
+                let due = s.accepted + HANDSHAKE_TIMEOUT;
+                if now >= due {
                     log::debug!("handshake timeout");
                     self.sock().dead = true;
                 }
+                Some(due)
             }
         }
     }

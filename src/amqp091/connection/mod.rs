@@ -573,8 +573,11 @@ impl Connection {
 
     // ---- timers ----
 
-    /// Called a few times a second: heartbeats, handshake and close timeouts.
-    pub fn tick(&mut self, now: Instant, ctx: &mut ShardCtx) {
+    /// Called a few times a second: heartbeats, handshake and close timeouts,
+    /// idle buffers, following its queues. Returns when it is next due if
+    /// nothing happens to the connection meanwhile (`Some(now)`: at the next
+    /// visit; `None`: no timer runs; `shard::due`).
+    pub fn tick(&mut self, now: Instant, ctx: &mut ShardCtx) -> Option<Instant> {
         if let Some(d) = self.deadline {
             if now >= d {
                 if self.lingering {
@@ -590,22 +593,22 @@ impl Connection {
                     self.teardown(ctx);
                     self.sock.dead = true;
                 }
-                return;
+                return Some(now);
             }
         }
         if self.info.counted && ctx.defs.auth_version() != self.info.access.version {
             self.refresh_access(ctx);
         }
-        if now.duration_since(self.sock.last_read) > IDLE_RELEASE
-            && now.duration_since(self.sock.last_write) > IDLE_RELEASE
-        {
-            self.sock.release_idle_buffers();
+        let release = self.sock.release_if_idle(now, IDLE_RELEASE);
+        if self.state != State::Running {
+            // Opening or closing: a few round trips, watched every visit.
+            return Some(now);
         }
-        if self.state == State::Running {
-            self.ask_to_follow(ctx);
+        if !self.ask_to_follow(ctx) {
+            return Some(now);
         }
-        if self.state != State::Running || self.info.heartbeat == 0 {
-            return;
+        if self.info.heartbeat == 0 {
+            return release;
         }
         let hb = Duration::from_secs(self.info.heartbeat as u64);
         // While its output backs up we stop reading the client (event loop), so
@@ -618,12 +621,20 @@ impl Connection {
             );
             self.teardown(ctx);
             self.sock.dead = true;
-            return;
+            return Some(now);
         }
         if now.duration_since(self.sock.last_write) >= hb / 2 && self.sock.wbuf.is_empty() {
             write_heartbeat(&mut self.sock.wbuf);
             ctx.mark_dirty(self.info.slot as usize);
         }
+        if !reading || !self.sock.wbuf.is_empty() {
+            // Output under way: the flush makes it due again.
+            return Some(now);
+        }
+        let silence = self.sock.last_read + hb * 2 + Duration::from_millis(1);
+        let beat = self.sock.last_write + hb / 2;
+        let due = silence.min(beat);
+        Some(release.map_or(due, |r| r.min(due)))
     }
 
     fn send(&mut self, channel: u16, m: &Method) {

@@ -45,11 +45,18 @@ pub(super) struct Moving {
 impl Connection {
     /// At the tick: if its traffic calls for it, starts the connection's
     /// move to its queues' shard.
-    pub(super) fn ask_to_follow(&mut self, ctx: &mut ShardCtx) {
+    ///
+    /// Returns whether it is settled: it will not ask until it has traffic
+    /// again (or its client consumes), so its next tick may wait.
+    pub(super) fn ask_to_follow(&mut self, ctx: &mut ShardCtx) -> bool {
         let rate = ctx.config.follow_max_rate;
-        if rate == 0 || self.sock.stay || self.moving.is_some() || ctx.move_budget == 0 {
-            return;
+        if rate == 0 || self.sock.stay {
+            return true;
         }
+        if self.moving.is_some() || ctx.move_budget == 0 {
+            return false;
+        }
+        let quiet = self.info.follow.traffic() == 0;
         let per_tick = (rate as u64 * TICK.as_millis() as u64 / 1000) as u32;
         let mut consumes = Consumes::Nothing;
         let here = ctx.id;
@@ -59,15 +66,15 @@ impl Connection {
             consumes
         });
         let Some(to) = wants else {
-            return;
+            return quiet;
         };
         ctx.move_budget -= 1;
         if consumes == Consumes::Nothing {
             ctx.moves.push((self.info.slot as usize, to));
-            return;
+            return false;
         }
         if !self.can_move_now() {
-            return;
+            return false;
         }
         let held: Vec<(ChannelRef, QueueRef)> = self
             .channels
@@ -90,6 +97,7 @@ impl Connection {
             pending: held.len(),
             held,
         });
+        false
     }
 
     /// A queue holds the connection's consumers; once all do, asks to move.

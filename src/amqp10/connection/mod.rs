@@ -562,8 +562,10 @@ impl Connection {
     // ---- timers ----
 
     /// Called a few times a second: handshake and close time-outs, idle
-    /// time-outs both ways.
-    pub fn tick(&mut self, now: Instant, ctx: &mut ShardCtx) {
+    /// time-outs both ways, idle buffers. Returns when it is next due if
+    /// nothing happens to the connection meanwhile (`Some(now)`: at the
+    /// next visit; `None`: no timer runs; `shard::due`).
+    pub fn tick(&mut self, now: Instant, ctx: &mut ShardCtx) -> Option<Instant> {
         if let Some(d) = self.deadline {
             if now >= d {
                 if self.lingering {
@@ -577,47 +579,55 @@ impl Connection {
                     self.teardown(ctx);
                     self.sock.dead = true;
                 }
-                return;
+                return Some(now);
             }
         }
         if self.info.counted && ctx.defs.auth_version() != self.info.access.version {
             self.refresh_access(ctx);
         }
-        if now.duration_since(self.sock.last_read) > IDLE_RELEASE
-            && now.duration_since(self.sock.last_write) > IDLE_RELEASE
-        {
-            self.sock.release_idle_buffers();
-        }
+        let release = self.sock.release_if_idle(now, IDLE_RELEASE);
         if self.state != State::Running {
-            return;
+            // Opening or closing: a few round trips, watched every visit.
+            return Some(now);
         }
         // Our idle time-out: the peer must send something (a frame or an
         // empty frame) within it.
-        let ours = ctx.config.heartbeat as u64 * 1000;
+        let ours = Duration::from_millis(ctx.config.heartbeat as u64 * 1000);
         let reading = self.sock.pending_output() <= OUTPUT_HIGH_WATER && !self.sock.flow_blocked;
-        if ours != 0
-            && reading
-            && now.duration_since(self.sock.last_read) > Duration::from_millis(ours * 2)
-        {
+        if !ours.is_zero() && reading && now.duration_since(self.sock.last_read) > ours * 2 {
             log::info!(
                 "closing AMQP 1.0 connection: no frame from the client within the idle time-out ({} ms)",
-                ours
+                ours.as_millis()
             );
             let e = Amqp10Error::new(
                 cond::RESOURCE_LIMIT_EXCEEDED,
                 "no frame received from client within idle timeout threshold",
             );
             self.connection_error(e, ctx);
-            return;
+            return Some(now);
         }
-        let theirs = self.info.peer_idle_timeout as u64;
-        if theirs != 0
-            && now.duration_since(self.sock.last_write) >= Duration::from_millis(theirs / 2)
+        let theirs = Duration::from_millis(self.info.peer_idle_timeout as u64);
+        if !theirs.is_zero()
+            && now.duration_since(self.sock.last_write) >= theirs / 2
             && self.sock.wbuf.is_empty()
         {
             wire::write_empty_frame(&mut self.sock.wbuf);
             ctx.mark_dirty(self.info.slot as usize);
         }
+        if !reading || !self.sock.wbuf.is_empty() {
+            // Output under way: the flush makes it due again.
+            return Some(now);
+        }
+        let mut due = release;
+        if !ours.is_zero() {
+            let silence = self.sock.last_read + ours * 2 + Duration::from_millis(1);
+            due = Some(due.map_or(silence, |d| d.min(silence)));
+        }
+        if !theirs.is_zero() {
+            let beat = self.sock.last_write + theirs / 2;
+            due = Some(due.map_or(beat, |d| d.min(beat)));
+        }
+        due
     }
 
     // ---- tenancy ----
