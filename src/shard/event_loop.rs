@@ -11,8 +11,8 @@
 //!    syscall per connection per iteration).
 
 use super::control::Inbox;
-use super::mesh::{Links, WAKER_TOKEN};
 use super::due::DueTable;
+use super::mesh::{Links, WAKER_TOKEN};
 use super::session::Session;
 use super::state::ShardState;
 use super::ShardListeners;
