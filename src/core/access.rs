@@ -3,7 +3,8 @@
 //! `check_topic_access`. A connection gets a [`UserAccess`] at
 //! `connection.open` and a fresh one when the definitions' auth version
 //! moves (a permission change reaches open channels within a tick), so no
-//! check takes a lock.
+//! check takes a lock. The connections of one user in one vhost share one
+//! (`Defs::shared_access`): compiled patterns cost kilobytes.
 
 use super::auth::permissions::{
     resource_name, Access, CompiledPermission, CompiledTopicPermission, Permission,
@@ -162,7 +163,7 @@ pub mod connection {
         user: &str,
         vhost: &str,
         max_connections: Option<u64>,
-    ) -> Result<(UserAccess, Arc<AtomicU64>), OpenError> {
+    ) -> Result<(Arc<UserAccess>, Arc<AtomicU64>), OpenError> {
         let mut g = defs.lock();
         let version = g.auth_version();
         let access = g.open_connection(user, vhost, max_connections, version)?;
@@ -198,12 +199,12 @@ pub mod connection {
     /// Users or permissions changed: the connection's rights now. A user
     /// deleted or without permission on the vhost keeps the connection (as
     /// RabbitMQ does) but is refused every operation.
-    pub fn refreshed(defs: &Definitions, current: &UserAccess) -> UserAccess {
-        let g = defs.lock();
+    pub fn refreshed(defs: &Definitions, current: &UserAccess) -> Arc<UserAccess> {
+        let mut g = defs.lock();
         let version = g.auth_version();
-        g.user_access(&current.user, &current.vhost_name, version)
+        g.shared_access(&current.user, &current.vhost_name, version)
             .unwrap_or_else(|| {
-                UserAccess::build(
+                Arc::new(UserAccess::build(
                     &current.user,
                     current.vhost,
                     current.vhost_name.clone(),
@@ -212,7 +213,7 @@ pub mod connection {
                     Vec::new(),
                     current.max_channels,
                     version,
-                )
+                ))
             })
     }
 }

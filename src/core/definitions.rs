@@ -22,6 +22,7 @@
 //! Recovered queues get a `QueueRef` on their home shard, which creates the
 //! empty `Queue` objects before it serves anyone (`ShardCtx::recover_queues`).
 
+use super::access::UserAccess;
 use super::error::{CoreError, CoreResult};
 use super::exchange::ExchangeKind;
 use super::ids::{QueueRef, VhostId};
@@ -82,6 +83,11 @@ pub struct Defs {
     pub live: LiveCounts,
     /// Users or permissions changed under this lock: `auth_version` moves.
     auth_changed: bool,
+    /// Compiled rights per (user, vhost), shared by that user's connections
+    /// (`Defs::shared_access`): a permission's three regular expressions
+    /// cost ~10 KiB compiled, too much to hold once per connection. Emptied
+    /// whenever users, permissions or vhosts change.
+    access_cache: HashMap<(String, String), Arc<UserAccess>>,
 }
 
 struct Persist {
@@ -335,6 +341,7 @@ impl Defs {
             initialized: false,
             live: LiveCounts::default(),
             auth_changed: false,
+            access_cache: HashMap::new(),
             log: Vec::new(),
             log_base: 0,
             cursors: vec![0; shards],

@@ -11,7 +11,6 @@ use crate::protocol::constants as c;
 use crate::protocol::methods::*;
 use crate::protocol::{FieldTable, FieldValue, Method, FRAME_SIZE_FUDGE, PROTOCOL_HEADER};
 use bytes::Bytes;
-use std::sync::Arc;
 use std::time::Instant;
 
 impl Connection {
@@ -244,7 +243,7 @@ impl Connection {
         )
         .map_err(|OpenError::NotAllowed(text)| AmqpError::not_allowed(text))?;
         self.info.channel_count = Some(channels);
-        self.info.access = Arc::new(access);
+        self.info.access = access;
         self.info.counted = true;
         self.send(0, &ConnectionOpenOk::default().into());
         self.state = State::Running;

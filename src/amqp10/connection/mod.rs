@@ -643,7 +643,7 @@ impl Connection {
 
     /// Users or permissions changed: rebuild this connection's rights.
     fn refresh_access(&mut self, ctx: &mut ShardCtx) {
-        self.info.access = Arc::new(rights::refreshed(&ctx.defs, &self.info.access));
+        self.info.access = rights::refreshed(&ctx.defs, &self.info.access);
     }
 }
 

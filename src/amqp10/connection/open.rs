@@ -7,7 +7,6 @@ use crate::amqp10::wire::{self, SaslCode};
 use crate::config::CertLoginFrom;
 use crate::core::definitions::OpenError;
 use crate::core::ShardCtx;
-use std::sync::Arc;
 
 /// What a SASL exchange needs from `sasl-init`.
 pub struct SaslInit {
@@ -188,7 +187,7 @@ impl Connection {
                 return self.connection_error(Amqp10Error::new(condition, text), ctx);
             }
         };
-        self.info.access = Arc::new(access);
+        self.info.access = access;
         self.info.counted = true;
         let largest = self.info.max_frame_in.max(HANDSHAKE_FRAME_MAX);
         self.sock.set_max_buffered(largest as usize);

@@ -254,3 +254,35 @@ fn in_memory_definitions_write_nothing() {
     assert!(g.commit().is_ok());
     assert!(g.persist.is_none());
 }
+
+#[test]
+fn connections_of_one_user_share_their_rights_until_a_change() {
+    use crate::core::auth::permissions::{Access, Permission};
+    let defs = Definitions::new(1);
+    {
+        let mut g = defs.lock();
+        g.bootstrap("guest", "guest").unwrap();
+    }
+    let v = defs.auth_version();
+    let mut g = defs.lock();
+    let a = g.shared_access("guest", "/", v).unwrap();
+    let b = g.shared_access("guest", "/", v).unwrap();
+    assert!(Arc::ptr_eq(&a, &b), "one compiled copy per user and vhost");
+    assert!(a.allows(Access::Write, "q"));
+    g.set_permissions(
+        "guest",
+        "/",
+        Permission {
+            configure: ".*".into(),
+            write: "^only$".into(),
+            read: ".*".into(),
+        },
+    )
+    .unwrap();
+    let v2 = g.auth_version();
+    assert_ne!(v, v2);
+    let c = g.shared_access("guest", "/", v2).unwrap();
+    assert!(!Arc::ptr_eq(&a, &c));
+    assert!(!c.allows(Access::Write, "q"));
+    assert!(c.allows(Access::Write, "only"));
+}

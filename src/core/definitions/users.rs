@@ -71,7 +71,38 @@ impl Defs {
         for r in records {
             self.record(|| r);
         }
+        self.rights_changed();
+    }
+
+    /// Users, permissions or vhosts changed: connections rebuild their
+    /// rights (`auth_version` moves when the lock is released), from
+    /// scratch.
+    pub(super) fn rights_changed(&mut self) {
         self.auth_changed = true;
+        self.access_cache.clear();
+    }
+
+    /// `user_access`, built once per (user, vhost) and auth version and
+    /// shared by the connections that ask for it.
+    pub fn shared_access(
+        &mut self,
+        user: &str,
+        vhost: &str,
+        version: u64,
+    ) -> Option<Arc<UserAccess>> {
+        if let Some(a) = self
+            .access_cache
+            .get(&(user.to_string(), vhost.to_string()))
+        {
+            if a.version == version {
+                return Some(a.clone());
+            }
+        }
+        let a = Arc::new(self.user_access(user, vhost, version)?);
+        self.access_cache.retain(|_, old| old.version == version);
+        self.access_cache
+            .insert((user.to_string(), vhost.to_string()), a.clone());
+        Some(a)
     }
 
     /// Creates or replaces a user.
@@ -216,7 +247,7 @@ impl Defs {
         vhost: &str,
         max_connections: Option<u64>,
         version: u64,
-    ) -> Result<UserAccess, OpenError> {
+    ) -> Result<Arc<UserAccess>, OpenError> {
         let refused = |why: String| {
             OpenError::NotAllowed(format!(
                 "access to vhost '{}' refused for user '{}'{}",
@@ -255,7 +286,7 @@ impl Defs {
                 )));
             }
         }
-        let access = match self.user_access(user, vhost, version) {
+        let access = match self.shared_access(user, vhost, version) {
             Some(a) if a.may_open() => a,
             _ => return Err(refused(String::new())),
         };

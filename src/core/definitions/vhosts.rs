@@ -203,7 +203,7 @@ impl Defs {
         self.record(|| Record::VhostDelete { name: name.clone() });
         self.vhosts.remove(&id);
         self.vhost_ids.remove(&name);
-        self.auth_changed = true;
+        self.rights_changed();
         self.push(DefEvent::VhostRemoved { vhost: id });
     }
 
