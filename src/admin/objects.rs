@@ -179,8 +179,7 @@ impl Admin {
         let version = self.defs.auth_version();
         self.defs
             .lock()
-            .user_access(user, vhost, version)
-            .map(Arc::new)
+            .shared_access(user, vhost, version)
             .ok_or_else(|| CoreError::NotFound("vhost_not_found".into()))
     }
 
