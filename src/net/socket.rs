@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 const READ_CHUNK: usize = 64 * 1024;
 /// Read buffer of a connection that has none (new, or idle and released).
 const FIRST_READ_CHUNK: usize = 4 * 1024;
+/// A connection that neither read nor wrote for this long gives its buffers
+/// back (`Socket::release_if_idle`).
+const IDLE_RELEASE: Duration = Duration::from_secs(1);
 /// Default cap on unprocessed input: no more is read until it is processed (the
 /// connection waits on a queue, or used its per-iteration frame budget). Kept
 /// small so that making room (`reserve`) never copies much unprocessed data.
@@ -91,7 +94,7 @@ impl Socket {
         Socket {
             stream,
             // Buffers are allocated by the first read / write, and given back
-            // by `release_idle_buffers` while the connection is idle.
+            // by `release_if_idle` while the connection is idle.
             rbuf: BytesMut::new(),
             wbuf: Vec::new(),
             wpos: 0,
@@ -260,29 +263,24 @@ impl Socket {
         self.max_buffered = frame_size.max(DEFAULT_MAX_BUFFERED);
     }
 
-    /// Gives back the (empty) buffers of an idle connection, so that thousands
-    /// of idle connections cost a few KiB each, not two 64 KiB buffers.
-    /// Called from the timer tick, never on the hot path.
-    pub fn release_idle_buffers(&mut self) {
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+    /// At a session's tick: gives back the (empty) buffers once the socket
+    /// has been quiet both ways for `IDLE_RELEASE`, so that thousands of idle
+    /// connections cost a few KiB each, not two 64 KiB buffers. Returns when
+    /// to look again, if it still holds a buffer that could be given back
+    /// then (`shard::due`). Never on the hot path.
+    pub fn release_if_idle(&mut self, now: Instant) -> Option<Instant> {
+        let quiet_since = self.last_read.max(self.last_write);
+        let idle = now.duration_since(quiet_since) > IDLE_RELEASE;
+        let spare_r = self.rbuf.is_empty() && self.rbuf.capacity() > 0;
+        let spare_w = self.wbuf.is_empty() && self.wbuf.capacity() > 0;
+        if idle && spare_r {
             self.rbuf = BytesMut::new();
         }
-        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+        if idle && spare_w {
             self.wbuf = Vec::new();
         }
-    }
-
-    /// At a session's tick: gives back the buffers once the socket has been
-    /// quiet both ways for `idle`. Returns when to look again, if it still
-    /// holds a buffer that could be given back then (`shard::due`).
-    pub fn release_if_idle(&mut self, now: Instant, idle: Duration) -> Option<Instant> {
-        let quiet_since = self.last_read.max(self.last_write);
-        if now.duration_since(quiet_since) > idle {
-            self.release_idle_buffers();
-        }
-        let releasable = (self.rbuf.is_empty() && self.rbuf.capacity() > 0)
-            || (self.wbuf.is_empty() && self.wbuf.capacity() > 0);
-        releasable.then(|| quiet_since + idle + Duration::from_millis(1))
+        (!idle && (spare_r || spare_w))
+            .then(|| quiet_since + IDLE_RELEASE + Duration::from_millis(1))
     }
 
     /// Bytes encoded but not yet handed to the kernel.

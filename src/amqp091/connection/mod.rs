@@ -57,9 +57,6 @@ enum State {
     CloseAfterFlush,
 }
 
-/// A connection that neither read nor wrote for this long gives its buffers
-/// back (`Socket::release_idle_buffers`).
-const IDLE_RELEASE: Duration = Duration::from_secs(1);
 /// Unsent output above which queues stop delivering to this connection.
 pub const OUTPUT_HIGH_WATER: usize = 4 * 1024 * 1024;
 /// ... and below which they resume.
@@ -599,7 +596,7 @@ impl Connection {
         if self.info.counted && ctx.defs.auth_version() != self.info.access.version {
             self.refresh_access(ctx);
         }
-        let release = self.sock.release_if_idle(now, IDLE_RELEASE);
+        let release = self.sock.release_if_idle(now);
         if self.state != State::Running {
             // Opening or closing: a few round trips, watched every visit.
             return Some(now);

@@ -37,8 +37,6 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 const HANDSHAKE_FRAME_MAX: u32 = 8192;
 /// The smallest max-frame-size AMQP 1.0 allows (2.7.1).
 pub const MIN_MAX_FRAME_SIZE: u32 = 512;
-/// A connection idle this long gives its buffers back.
-const IDLE_RELEASE: Duration = Duration::from_secs(1);
 /// Unsent output above which queues stop delivering to this connection.
 pub const OUTPUT_HIGH_WATER: usize = 4 * 1024 * 1024;
 /// ... and below which they resume.
@@ -585,7 +583,7 @@ impl Connection {
         if self.info.counted && ctx.defs.auth_version() != self.info.access.version {
             self.refresh_access(ctx);
         }
-        let release = self.sock.release_if_idle(now, IDLE_RELEASE);
+        let release = self.sock.release_if_idle(now);
         if self.state != State::Running {
             // Opening or closing: a few round trips, watched every visit.
             return Some(now);
