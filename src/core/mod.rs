@@ -32,6 +32,7 @@ pub mod routing;
 pub mod sender_selected;
 pub mod shard_msg;
 pub mod stats;
+pub mod stream;
 pub mod tenancy;
 pub mod vhost;
 
@@ -102,6 +103,11 @@ pub struct ShardCtx {
     store_faulted: bool,
     /// Body sizes of the messages published on this shard (Prometheus).
     pub msg_sizes: stats::MsgSizes,
+    /// Streams with messages appended this iteration, written at its end
+    /// (`write_streams`).
+    pub streams_to_write: Vec<QueueRef>,
+    /// Reused for the files a stream wrote (handed to the store's syncer).
+    stream_files: Vec<Arc<std::fs::File>>,
 }
 
 impl ShardCtx {
@@ -138,6 +144,53 @@ impl ShardCtx {
             released_scratch: Vec::new(),
             store_faulted: false,
             msg_sizes: stats::MsgSizes::default(),
+            streams_to_write: Vec::new(),
+            stream_files: Vec::new(),
+        }
+    }
+
+    /// A new queue of this shard (declared or recovered); a stream's log is
+    /// opened (created) here, in `<data_dir>/streams/`.
+    pub fn new_queue(&self, me: QueueRef, props: queue::QueueProps) -> Result<Queue, error::CoreError> {
+        let stream = queue_args::is_stream(&props.arguments);
+        let dir = stream::stream_dir(&self.config.data_dir, props.store_id);
+        let mut q = Queue::new(me, props, self.paging.clone(), self.config.consumer_timeout);
+        if stream {
+            let s = stream::Stream::open(&dir, &q.props.arguments).map_err(|e| {
+                log::error!("cannot open stream {}: {e}", dir.display());
+                error::CoreError::internal(format!("cannot open the stream's log: {e}"))
+            })?;
+            q.stream = Some(Box::new(s));
+        }
+        Ok(q)
+    }
+
+    /// Writes the chunk stream `q` has been building (`Stream::write_chunk`)
+    /// and delivers it to the stream's consumers. The files written are
+    /// synced with the store's next batch; a failed write nacks the held
+    /// confirms, as a failed store write does.
+    pub fn write_stream(&mut self, q: QueueRef) {
+        let Some(queue) = self.queues.get_mut(q.slot as usize).filter(|x| x.me == q) else {
+            return;
+        };
+        let Some(s) = queue.stream.as_mut() else {
+            return;
+        };
+        s.listed = false;
+        let now = stats::wall_ms();
+        let written = s.write_chunk(now, &mut self.stream_files);
+        match written {
+            Ok(()) => queue.dispatch(&mut self.outbox),
+            Err(e) => {
+                log::error!("stream '{}': write failed: {e}", queue.props.name);
+                if let Some(store) = self.store.as_mut() {
+                    store.external_write_failed(&format!("stream write failed: {e}"), &mut self.outbox);
+                }
+            }
+        }
+        match self.store.as_mut() {
+            Some(store) => store.also_sync(&mut self.stream_files),
+            None => self.stream_files.clear(),
         }
     }
 
@@ -157,31 +210,25 @@ impl ShardCtx {
             return;
         }
         assert!(self.queues.is_empty(), "queues recovered into a used shard");
-        self.queues = recovered
-            .into_iter()
-            .zip(names)
-            .map(|(d, vhost_name)| {
-                let props = queue::QueueProps {
-                    vhost: d.vhost,
-                    vhost_name,
-                    name: d.name,
-                    durable: d.durable,
-                    auto_delete: d.auto_delete,
-                    exclusive_owner: None,
-                    arguments: d.args,
-                    store_id: d.store_id,
-                };
-                (
-                    d.queue.slot as usize,
-                    Queue::new(
-                        d.queue,
-                        props,
-                        self.paging.clone(),
-                        self.config.consumer_timeout,
-                    ),
-                )
-            })
-            .collect();
+        let mut queues = Vec::with_capacity(recovered.len());
+        for (d, vhost_name) in recovered.into_iter().zip(names) {
+            let props = queue::QueueProps {
+                vhost: d.vhost,
+                vhost_name,
+                name: d.name,
+                durable: d.durable,
+                auto_delete: d.auto_delete,
+                exclusive_owner: None,
+                arguments: d.args,
+                store_id: d.store_id,
+            };
+            let name = props.name.clone();
+            match self.new_queue(d.queue, props) {
+                Ok(q) => queues.push((d.queue.slot as usize, q)),
+                Err(e) => log::error!("queue '{name}' not recovered: {e}"),
+            }
+        }
+        self.queues = queues.into_iter().collect();
     }
 
     pub fn next_queue_gen(&mut self) -> u32 {
@@ -233,6 +280,14 @@ impl ShardCtx {
     /// released: `ShardStore::end_iteration`); the released confirms' hold
     /// times go into their queues' histograms.
     pub fn end_store_iteration(&mut self) {
+        if !self.streams_to_write.is_empty() {
+            let streams = std::mem::take(&mut self.streams_to_write);
+            for &q in &streams {
+                self.write_stream(q);
+            }
+            self.streams_to_write = streams;
+            self.streams_to_write.clear();
+        }
         let Some(store) = self.store.as_mut() else {
             return;
         };
@@ -281,6 +336,9 @@ impl ShardCtx {
         let mut queue = self.queues.remove(q.slot as usize);
         self.churn.queue_deleted += 1;
         queue.cancel_all(&mut self.outbox);
+        if let Some(s) = queue.stream.take() {
+            s.destroy();
+        }
         if let Some(store) = self.store.as_mut() {
             let id = queue.props.store_id;
             if id != 0 {
@@ -340,12 +398,23 @@ impl ShardCtx {
         let now = queue::ttl::ms_since_base(now);
         let mut expired = Vec::new();
         let mut followup = Vec::new();
+        let wall = stats::wall_ms();
         for (_, q) in self.queues.iter_mut() {
+            if let Some(s) = q.stream.as_mut() {
+                s.tick(wall, &mut self.stream_files);
+                // A consumer left behind by retention goes on at the head.
+                q.dispatch(&mut self.outbox);
+                continue;
+            }
             if q.tick(now, &mut self.outbox) == After::Delete {
                 expired.push(q.me);
             } else if q.has_followup() {
                 followup.push(q.me);
             }
+        }
+        match self.store.as_mut() {
+            Some(store) => store.also_sync(&mut self.stream_files),
+            None => self.stream_files.clear(),
         }
         for q in followup {
             self.after_queue_op(q);

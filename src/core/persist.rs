@@ -165,6 +165,23 @@ impl ShardStore {
         self.log.append_publish(p)
     }
 
+    /// `files` were written outside the log (streams, `core::stream`): the
+    /// batch being appended is durable only once they are synced too.
+    pub fn also_sync(&mut self, files: &mut Vec<std::sync::Arc<std::fs::File>>) {
+        if !files.is_empty() {
+            self.dirty = true;
+            self.log.also_sync(files);
+        }
+    }
+
+    /// A write outside the log failed (a stream's chunk): the current
+    /// batch's confirms are nacked, as for a failed log write.
+    pub fn external_write_failed(&mut self, error: &str, out: &mut super::outbox::Outbox) {
+        self.failed(error);
+        self.nack_after(self.requested, out);
+        self.batch += 1;
+    }
+
     /// The message at `loc` is gone for good (acked, rejected, dropped).
     #[inline]
     pub fn ack(&mut self, queue_id: u64, seq: u64, loc: Location) {

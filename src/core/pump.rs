@@ -31,6 +31,33 @@ impl ShardCtx {
                     .get_mut(queue.slot as usize)
                     .filter(|q| q.me == queue)
                 {
+                    if let Some(st) = q.stream.as_mut() {
+                        // A stream keeps every message on disk: the confirm
+                        // waits for the chunk's fsync (`end_store_iteration`).
+                        let full = st.append(&msg);
+                        q.stats.publish += 1;
+                        if !st.listed {
+                            st.listed = true;
+                            ctx.streams_to_write.push(queue);
+                        }
+                        if let Some(tag) = confirm {
+                            match ctx.store.as_mut() {
+                                Some(store) => store.hold_confirm(tag, queue),
+                                None => ctx.outbox.push(
+                                    tag.channel.shard,
+                                    ShardMsg::Confirm {
+                                        tag,
+                                        ok: true,
+                                        count: 1,
+                                    },
+                                ),
+                            }
+                        }
+                        if full {
+                            ctx.write_stream(queue);
+                        }
+                        return;
+                    }
                     if q.refuses(&msg) {
                         // x-overflow reject-publish(-dlx): nacked, not stored.
                         q.refuse(msg);

@@ -38,6 +38,14 @@ enum Rule {
     /// `check_bool_arg`.
     Bool,
     QueueType,
+    /// `check_max_age_arg`: a longstr `check_max_age` accepts.
+    MaxAge,
+    /// `check_initial_cluster_size_arg`: a positive integer.
+    InitialClusterSize,
+    /// `check_queue_leader_locator_arg`.
+    LeaderLocator,
+    /// `check_filter_size_arg`: 16..=255.
+    FilterSize,
 }
 
 /// RabbitMQ's `declare_args()`, the validators that apply to classic queues,
@@ -56,6 +64,46 @@ const RULES: &[(&str, Rule)] = &[
     ("x-single-active-consumer", Rule::Bool),
     ("x-consumer-timeout", Rule::NonNegInt),
     ("x-queue-type", Rule::QueueType),
+];
+
+/// Every argument RabbitMQ 3.13's `declare_args()` knows, in its order, with
+/// the check a stream makes of it: a stream refuses the others ("… of
+/// queue type rabbit_stream_queue"), after checking the values of its own.
+const DECLARE_ORDER: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-dead-letter-strategy",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-version",
+    "x-single-active-consumer",
+    "x-queue-type",
+    "x-quorum-initial-group-size",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+    "x-initial-cluster-size",
+    "x-queue-leader-locator",
+    "x-stream-filter-size-bytes",
+    "x-delivery-limit",
+];
+
+/// `rabbit_stream_queue:capabilities()`'s `queue_arguments`, with their
+/// checks, in `declare_args()` order.
+const STREAM_RULES: &[(&str, Rule)] = &[
+    ("x-max-length-bytes", Rule::NonNegInt),
+    ("x-queue-type", Rule::QueueType),
+    ("x-max-age", Rule::MaxAge),
+    ("x-stream-max-segment-size-bytes", Rule::NonNegInt),
+    ("x-initial-cluster-size", Rule::InitialClusterSize),
+    ("x-queue-leader-locator", Rule::LeaderLocator),
+    ("x-stream-filter-size-bytes", Rule::FilterSize),
 ];
 
 /// Arguments of the other queue types, refused on a classic queue.
@@ -96,6 +144,22 @@ pub fn validate(vhost: &str, queue: &str, args: &FieldTable) -> Result<(), CoreE
     if let Some(v) = args.get("x-queue-type") {
         check(Rule::QueueType, v, args).map_err(|d| invalid("x-queue-type", d))?;
     }
+    if is_stream(args) {
+        for &(key, rule) in STREAM_RULES {
+            let Some(v) = args.get(key) else { continue };
+            check(rule, v, args).map_err(|d| invalid(key, d))?;
+        }
+        for key in DECLARE_ORDER {
+            if args.get(key).is_some() && !STREAM_RULES.iter().any(|(k, _)| k == key) {
+                return Err(CoreError::precondition(format!(
+                    "invalid arg '{}' for {} of queue type rabbit_stream_queue",
+                    key,
+                    resource(vhost, "queue", queue)
+                )));
+            }
+        }
+        return Ok(());
+    }
     for &(key, rule) in RULES {
         let Some(v) = args.get(key) else { continue };
         check(rule, v, args).map_err(|d| invalid(key, d))?;
@@ -116,6 +180,11 @@ pub fn validate(vhost: &str, queue: &str, args: &FieldTable) -> Result<(), CoreE
         }
     }
     Ok(())
+}
+
+/// A stream (`x-queue-type=stream`, `core::stream`).
+pub fn is_stream(args: &FieldTable) -> bool {
+    args.get("x-queue-type").and_then(FieldValue::as_str) == Some("stream")
 }
 
 /// The queue type module RabbitMQ names in its errors, for the types that
@@ -151,7 +220,7 @@ pub fn check_type_properties(
     exclusive: bool,
     auto_delete: bool,
 ) -> Result<(), CoreError> {
-    if replicated_type(args) != Some("rabbit_quorum_queue") {
+    if replicated_type(args).is_none() {
         return Ok(());
     }
     // RabbitMQ makes an exclusive queue non-durable.
@@ -254,9 +323,28 @@ fn check(rule: Rule, v: &FieldValue, args: &FieldTable) -> Result<(), String> {
             FieldValue::Bool(_) => Ok(()),
             _ => Err(unacceptable(v)),
         },
-        Rule::QueueType => one_of(v, &["classic", "quorum"], |s| {
+        Rule::QueueType => one_of(v, &["classic", "quorum", "stream"], |s| {
             format!("\"unsupported queue type '{}'\"", s)
         }),
+        Rule::MaxAge => match v {
+            FieldValue::LongStr(b) => super::stream::args::parse_max_age(&String::from_utf8_lossy(b))
+                .map(|_| ())
+                .map_err(str::to_string),
+            _ => Err(unacceptable(v)),
+        },
+        Rule::InitialClusterSize => match non_neg(v)? {
+            0 => Err("{value_zero,0}".to_string()),
+            _ => Ok(()),
+        },
+        Rule::LeaderLocator => one_of(
+            v,
+            &["client-local", "balanced", "random", "least-leaders"],
+            |s| format!("\"unsupported queue locator '{}'\"", s),
+        ),
+        Rule::FilterSize => match int(v)? {
+            16..=255 => Ok(()),
+            n => Err(format!("{{value_out_of_range,{}}}", n)),
+        },
     }
 }
 

@@ -54,6 +54,50 @@ fn flag(index: usize) -> u16 {
     1 << (15 - index)
 }
 
+/// Writes the properties `raw` to `out` with `entry` (one encoded field
+/// table entry: name short string, type octet, value) added at the end of
+/// the headers table, which is created if absent; the other properties are
+/// copied byte for byte. A key already in the table is not removed: the
+/// entry is last, and clients that read a table into a map keep the last
+/// value. Returns false, having written nothing, if `raw` is malformed.
+pub fn put_with_header_entry(raw: &[u8], entry: &[u8], out: &mut impl bytes::BufMut) -> bool {
+    let Some((flags, list)) = split_flags(raw) else {
+        return false;
+    };
+    if list != 2 {
+        return false; // a continuation word: rewrite nothing
+    }
+    // content-type and content-encoding come before the headers.
+    let mut pos = list;
+    for (i, t) in PROPERTY_TYPES.iter().enumerate().take(PROP_HEADERS) {
+        if flags & flag(i) != 0 {
+            match value_span(raw, pos, *t) {
+                Some((_, end)) => pos = end,
+                None => return false,
+            }
+        }
+    }
+    let headers = flags & flag(PROP_HEADERS) != 0;
+    let (table, rest) = if headers {
+        match value_span(raw, pos, PropType::Table) {
+            Some((start, end)) => (&raw[start..end], end),
+            None => return false,
+        }
+    } else {
+        (&[][..], pos)
+    };
+    let Ok(len) = u32::try_from(table.len() + entry.len()) else {
+        return false;
+    };
+    out.put_u16(u16::from_be_bytes([raw[0], raw[1]]) | flag(PROP_HEADERS));
+    out.put_slice(&raw[2..pos]);
+    out.put_u32(len);
+    out.put_slice(table);
+    out.put_slice(entry);
+    out.put_slice(&raw[rest..]);
+    true
+}
+
 /// Bytes taken on the wire by the value at `pos` of type `t`, and where its
 /// content starts (after any length prefix). `None` if out of bounds.
 fn value_span(raw: &[u8], pos: usize, t: PropType) -> Option<(usize, usize)> {

@@ -12,6 +12,7 @@ pub mod record;
 pub(crate) mod recover;
 pub mod segments;
 pub mod shard_count;
+pub mod stream_log;
 pub mod syncer;
 
 use std::io;

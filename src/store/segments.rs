@@ -331,6 +331,12 @@ impl SegmentLog {
         Syncer::start(self.shared.clone(), mode, wake)
     }
 
+    /// `files`, written outside the log (streams), are synced by the next
+    /// round of this log's syncer (`Syncer::request`).
+    pub fn also_sync(&self, files: &mut Vec<std::sync::Arc<File>>) {
+        self.shared.also_sync(files);
+    }
+
     /// Appends a publish; returns where it is (valid at once: `read` serves
     /// unflushed records from the buffer).
     pub fn append_publish(&mut self, p: &Publish<'_>) -> Location {

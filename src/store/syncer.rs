@@ -71,6 +71,9 @@ struct SyncState {
     rotated: Vec<Arc<File>>,
     /// A segment file was created since the last sync round.
     dir_dirty: bool,
+    /// Other files written for this shard since the last round (streams'
+    /// segments and indexes, their directories): synced by the next one.
+    extra: Vec<Arc<File>>,
 }
 
 impl SyncShared {
@@ -82,6 +85,7 @@ impl SyncShared {
                 current: None,
                 rotated: Vec::new(),
                 dir_dirty: false,
+                extra: Vec::new(),
             }),
             cond: Condvar::new(),
             round: Mutex::new(()),
@@ -113,6 +117,14 @@ impl SyncShared {
         s.dir_dirty = true;
     }
 
+    /// `files` were written (outside the log) and are synced by the next
+    /// round, with the log.
+    pub(crate) fn also_sync(&self, files: &mut Vec<Arc<File>>) {
+        if !files.is_empty() {
+            self.lock().extra.append(files);
+        }
+    }
+
     /// Everything up to log position `pos` has been written to the files.
     pub(crate) fn set_flushed(&self, pos: u64) {
         self.flushed.store(pos, Ordering::Release);
@@ -132,15 +144,22 @@ impl SyncShared {
         // Read the position before looking at the files: every file written
         // before the position was stored was registered before it, too.
         let pos = self.flushed.load(Ordering::Acquire);
-        if pos <= self.durable.load(Ordering::Acquire) {
-            return Ok(());
-        }
+        let log_dirty = pos > self.durable.load(Ordering::Acquire);
         let (mut files, dir_dirty) = {
             let mut s = self.lock();
-            let mut files = std::mem::take(&mut s.rotated);
-            files.extend(s.current.clone());
-            (files, std::mem::take(&mut s.dir_dirty))
+            let mut files = Vec::new();
+            let mut dir_dirty = false;
+            if log_dirty {
+                files = std::mem::take(&mut s.rotated);
+                files.extend(s.current.clone());
+                dir_dirty = std::mem::take(&mut s.dir_dirty);
+            }
+            files.append(&mut s.extra);
+            (files, dir_dirty)
         };
+        if files.is_empty() && !dir_dirty {
+            return Ok(());
+        }
         let mut result = super::fault::check(&self.path, super::fault::Op::Sync);
         for f in files.drain(..) {
             if result.is_err() {

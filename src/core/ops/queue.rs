@@ -11,7 +11,7 @@ use crate::core::auth::permissions::Access;
 use crate::core::definitions::{Binding, BindingDest, QueueDef};
 use crate::core::error::{CoreError, CoreResult};
 use crate::core::ids::QueueRef;
-use crate::core::queue::{Queue, QueueProps};
+use crate::core::queue::QueueProps;
 use crate::core::queue_args;
 use crate::core::routing::LocalQueue;
 use crate::core::ShardCtx;
@@ -133,12 +133,8 @@ pub fn queue_declare(ctx: &mut ShardCtx, caller: Caller, q: QueueSpec) -> CoreRe
         arguments: q.arguments.clone(),
         store_id,
     };
-    ctx.queues.insert(Queue::new(
-        me,
-        props,
-        ctx.paging.clone(),
-        ctx.config.consumer_timeout,
-    ));
+    let queue = ctx.new_queue(me, props)?;
+    ctx.queues.insert(queue);
     g.add_queue(QueueDef {
         vhost,
         name: name.clone(),

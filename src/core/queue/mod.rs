@@ -38,6 +38,7 @@ use super::message::{Message, MessageMeta};
 use super::outbox::Outbox;
 use super::shard_msg::{ConsumeMode, ConsumeSpec, QueueOp, QueueReply, ShardMsg};
 use super::stats::{MsgStats, QueueSnap};
+use super::stream::{Dispatched, Stream};
 use super::vhost::resource;
 use crate::protocol::FieldTable;
 use crate::store::segments::Location;
@@ -140,6 +141,9 @@ pub struct Queue {
     /// `stats` activity (messages in + out + acks) at the last tick, and the
     /// queue clock since when it has not moved (0: it moved at the last tick).
     idle: (u64, u64),
+    /// A stream (`x-queue-type=stream`) keeps its messages here, not in
+    /// `ready` (`core::stream`); the shard opens it (`ShardCtx::new_queue`).
+    pub stream: Option<Box<Stream>>,
 }
 
 /// What the owning shard must do after a queue operation.
@@ -185,6 +189,7 @@ impl Queue {
             arrivals: Arrivals::default(),
             time_in_queue: Histogram::default(),
             confirm_latency: Histogram::default(),
+            stream: None,
         }
     }
 
@@ -262,7 +267,10 @@ impl Queue {
     }
 
     pub fn message_count(&self) -> u32 {
-        self.ready.len() as u32
+        match &self.stream {
+            Some(s) => s.messages().min(u32::MAX as u64) as u32,
+            None => self.ready.len() as u32,
+        }
     }
 
     pub fn unacked_count(&self) -> u32 {
@@ -270,7 +278,10 @@ impl Queue {
     }
 
     pub fn consumer_count(&self) -> u32 {
-        self.consumers.len() as u32
+        match &self.stream {
+            Some(s) => s.consumer_count() as u32,
+            None => self.consumers.len() as u32,
+        }
     }
 
     /// The priority level of a message (0 without `x-max-priority`).
@@ -377,6 +388,13 @@ impl Queue {
     /// Hands messages to consumers with room in their prefetch windows
     /// (`consumers.rs` picks which).
     pub fn dispatch(&mut self, out: &mut Outbox) {
+        if let Some(s) = self.stream.as_mut() {
+            if s.dispatch(self.me, out, &mut self.stats) == Dispatched::Congested && !self.stalled {
+                self.stalled = true;
+                out.stalled.push(self.me);
+            }
+            return;
+        }
         if self.consumers.is_empty() {
             return;
         }
@@ -473,6 +491,9 @@ impl Queue {
     /// caller sends the reply and then calls `dispatch`, so a consume-ok reaches
     /// the client before the consumer's first delivery.
     pub fn request(&mut self, op: QueueOp, reply_to: Option<Requester>) -> (QueueReply, After) {
+        if self.stream.is_some() {
+            return self.stream_request(op);
+        }
         match op {
             QueueOp::Status => {
                 self.touch();
@@ -555,6 +576,61 @@ impl Queue {
                 (self.get(no_ack, channel), After::Nothing)
             }
         }
+    }
+
+    /// `request` for a stream: what a stream does differently
+    /// (`rabbit_stream_queue`): no basic.get, no purge, consumers at offsets.
+    fn stream_request(&mut self, op: QueueOp) -> (QueueReply, After) {
+        let s = self.stream.as_mut().expect("a stream");
+        let q = || resource(&self.props.vhost_name, "queue", &self.props.name);
+        let reply = match op {
+            QueueOp::Status => QueueReply::Status {
+                messages: s.messages().min(u32::MAX as u64) as u32,
+                consumers: s.consumer_count() as u32,
+            },
+            QueueOp::Purge => QueueReply::from(CoreError::NotImplemented(format!(
+                "queue.purge not supported by stream queues {}",
+                q()
+            ))),
+            QueueOp::Get { .. } => QueueReply::from(CoreError::NotImplemented(format!(
+                "basic.get not supported by stream queues {}",
+                q()
+            ))),
+            QueueOp::Delete { if_unused, .. } => {
+                if if_unused && s.consumer_count() > 0 {
+                    QueueReply::from(CoreError::precondition(format!("{} in use", q())))
+                } else {
+                    let messages = s.messages().min(u32::MAX as u64) as u32;
+                    return (QueueReply::Deleted { messages }, After::Delete);
+                }
+            }
+            QueueOp::Consume(spec) => {
+                let now = super::stats::wall_ms();
+                match s.consume(&spec, &self.props.vhost_name, &self.props.name, now) {
+                    Ok(()) => {
+                        self.had_consumer = true;
+                        QueueReply::Consumed
+                    }
+                    Err(e) => QueueReply::from(e),
+                }
+            }
+            QueueOp::Cancel { consumer } => {
+                s.cancel(consumer);
+                QueueReply::Cancelled
+            }
+            QueueOp::Credit { .. } => {
+                QueueReply::Error(CoreError::internal("credit outside the message pump"))
+            }
+            QueueOp::Hold { channel } => {
+                s.hold(channel, true);
+                QueueReply::Held
+            }
+            QueueOp::Release { channel } => {
+                s.hold(channel, false);
+                QueueReply::Held
+            }
+        };
+        (reply, After::Nothing)
     }
 
     fn consume(&mut self, spec: ConsumeSpec) -> (QueueReply, After) {
@@ -690,7 +766,7 @@ impl Queue {
     /// The management API's view of the queue (`core::stats`). `now`:
     /// `ttl::now_ms()`, `wall`: `stats::wall_ms()`, read once per snapshot.
     pub fn snapshot(&self, shard: u16, now: u64, wall: u64) -> QueueSnap {
-        let consumers = self.consumers.len() as u32;
+        let consumers = self.consumer_count();
         let active_consumers = if self.features.single_active {
             consumers.min(1)
         } else {
@@ -703,9 +779,12 @@ impl Queue {
             auto_delete: self.props.auto_delete,
             exclusive_owner: self.props.exclusive_owner,
             arguments: self.props.arguments.clone(),
-            messages_ready: self.ready.len() as u64,
-            messages_unacked: self.unacked.len() as u64,
-            bytes_ready: self.ready.bytes(),
+            messages_ready: self.stream.as_ref().map_or(self.ready.len() as u64, |s| s.messages()),
+            messages_unacked: self
+                .stream
+                .as_ref()
+                .map_or(self.unacked.len() as u64, |s| s.unacked() as u64),
+            bytes_ready: self.stream.as_ref().map_or(self.ready.bytes(), |s| s.bytes()),
             bytes_unacked: self.unacked_bytes,
             messages_paged_out: self.ready.paged() as u64,
             consumers,
@@ -733,6 +812,11 @@ impl Queue {
 
     /// The queue is being deleted: tell consumers (broker-sent basic.cancel).
     pub fn cancel_all(&mut self, out: &mut Outbox) {
+        if let Some(s) = self.stream.as_mut() {
+            for r in s.drain_consumers() {
+                out.push(r.channel.shard, ShardMsg::ConsumerCancelled { consumer: r });
+            }
+        }
         for c in self.consumers.drain() {
             out.push(
                 c.r.channel.shard,

@@ -22,6 +22,16 @@ impl Queue {
         how: Settle,
         out: &mut Outbox,
     ) {
+        if let Some(st) = self.stream.as_mut() {
+            // A stream removes nothing: every settle returns credit
+            // (RabbitMQ 3.13; 3.10 closed the channel on nack and reject).
+            let known = st.settle(channel, seq, count);
+            if how == Settle::Ack {
+                self.stats.ack += known;
+            }
+            self.dispatch(out);
+            return;
+        }
         for s in seq..seq + count as u64 {
             self.settle_one(channel, s, how);
         }
@@ -62,6 +72,11 @@ impl Queue {
     /// now: its consumers and unacked deliveries are addressed there, and
     /// its held consumers go on.
     pub fn rehome_channel(&mut self, from: ChannelRef, to: ChannelRef, out: &mut Outbox) {
+        if let Some(s) = self.stream.as_mut() {
+            s.rehome(from, to);
+            self.dispatch(out);
+            return;
+        }
         self.consumers.rehome(from, to);
         for u in self.unacked.values_mut() {
             if u.channel == from {
@@ -76,6 +91,11 @@ impl Queue {
 
     /// A channel closed: forget its consumers, requeue what it had not acked.
     pub fn channel_gone(&mut self, channel: ChannelRef, out: &mut Outbox) -> After {
+        if let Some(s) = self.stream.as_mut() {
+            s.channel_gone(channel);
+            self.dispatch(out);
+            return After::Nothing;
+        }
         if self.consumers.remove_channel(channel) && self.consumers.is_empty() {
             self.touch();
         }
