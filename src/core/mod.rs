@@ -151,7 +151,11 @@ impl ShardCtx {
 
     /// A new queue of this shard (declared or recovered); a stream's log is
     /// opened (created) here, in `<data_dir>/streams/`.
-    pub fn new_queue(&self, me: QueueRef, props: queue::QueueProps) -> Result<Queue, error::CoreError> {
+    pub fn new_queue(
+        &self,
+        me: QueueRef,
+        props: queue::QueueProps,
+    ) -> Result<Queue, error::CoreError> {
         let stream = queue_args::is_stream(&props.arguments);
         let dir = stream::stream_dir(&self.config.data_dir, props.store_id);
         let mut q = Queue::new(me, props, self.paging.clone(), self.config.consumer_timeout);
@@ -184,7 +188,10 @@ impl ShardCtx {
             Err(e) => {
                 log::error!("stream '{}': write failed: {e}", queue.props.name);
                 if let Some(store) = self.store.as_mut() {
-                    store.external_write_failed(&format!("stream write failed: {e}"), &mut self.outbox);
+                    store.external_write_failed(
+                        &format!("stream write failed: {e}"),
+                        &mut self.outbox,
+                    );
                 }
             }
         }

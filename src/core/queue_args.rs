@@ -327,9 +327,11 @@ fn check(rule: Rule, v: &FieldValue, args: &FieldTable) -> Result<(), String> {
             format!("\"unsupported queue type '{}'\"", s)
         }),
         Rule::MaxAge => match v {
-            FieldValue::LongStr(b) => super::stream::args::parse_max_age(&String::from_utf8_lossy(b))
-                .map(|_| ())
-                .map_err(str::to_string),
+            FieldValue::LongStr(b) => {
+                super::stream::args::parse_max_age(&String::from_utf8_lossy(b))
+                    .map(|_| ())
+                    .map_err(str::to_string)
+            }
             _ => Err(unacceptable(v)),
         },
         Rule::InitialClusterSize => match non_neg(v)? {

@@ -372,7 +372,10 @@ impl StreamLog {
                 break;
             }
             body.resize((len - CHUNK_HEADER as u64) as usize, 0);
-            if s.seg.read_exact_at(&mut body, pos + CHUNK_HEADER as u64).is_err() {
+            if s.seg
+                .read_exact_at(&mut body, pos + CHUNK_HEADER as u64)
+                .is_err()
+            {
                 break;
             }
             let mut h = crc32fast::Hasher::new();
@@ -566,8 +569,9 @@ impl StreamLog {
         }
         let mut header = [0u8; CHUNK_HEADER];
         s.seg.read_exact_at(&mut header, pos)?;
-        let (first, ts, count, len) = parse_header(&header)
-            .ok_or_else(|| io::Error::other(format!("no chunk at {pos} in segment {}", s.first_offset)))?;
+        let (first, ts, count, len) = parse_header(&header).ok_or_else(|| {
+            io::Error::other(format!("no chunk at {pos} in segment {}", s.first_offset))
+        })?;
         let mut buf = BytesMut::zeroed(len as usize);
         s.seg.read_exact_at(&mut buf, pos)?;
         Ok(Some(Chunk {
@@ -645,7 +649,11 @@ impl StreamLog {
     /// The first chunk written at or after `ts` (ms since the epoch), or
     /// `end`.
     pub fn seek_timestamp(&self, ts: u64) -> io::Result<ChunkPos> {
-        let Some(s) = self.segments.iter().find(|s| s.chunks > 0 && s.last_ts >= ts) else {
+        let Some(s) = self
+            .segments
+            .iter()
+            .find(|s| s.chunks > 0 && s.last_ts >= ts)
+        else {
             return Ok(self.end());
         };
         let (mut lo, mut hi) = (0u64, s.chunks - 1);

@@ -53,7 +53,11 @@ fn segments_roll_and_retention_keeps_the_current_one() {
     for i in 0..10u64 {
         log.append(chunk(i, 1000 + i, &[&body])).unwrap();
     }
-    assert_eq!(log.segment_count(), 10, "one chunk per segment at 200 octets");
+    assert_eq!(
+        log.segment_count(),
+        10,
+        "one chunk per segment at 200 octets"
+    );
     // Reading walks across segments.
     let mut at = log.start();
     let mut n = 0;
@@ -93,10 +97,17 @@ fn recovery_cuts_a_torn_chunk() {
     assert_eq!(log.last_chunk().unwrap().1, 0);
     // Appending goes on from there.
     let c = log.append(chunk(1, 3, &[b"again"])).unwrap();
-    assert_eq!(bodies(&log.read(c.at).unwrap().unwrap()), vec![b"again".to_vec()]);
+    assert_eq!(
+        bodies(&log.read(c.at).unwrap().unwrap()),
+        vec![b"again".to_vec()]
+    );
     // A flipped bit is found by the CRC.
     drop(log);
-    let f = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, c.at.pos + 50).unwrap();
     f.write_all_at(&[b[0] ^ 1], c.at.pos + 50).unwrap();

@@ -779,12 +779,18 @@ impl Queue {
             auto_delete: self.props.auto_delete,
             exclusive_owner: self.props.exclusive_owner,
             arguments: self.props.arguments.clone(),
-            messages_ready: self.stream.as_ref().map_or(self.ready.len() as u64, |s| s.messages()),
+            messages_ready: self
+                .stream
+                .as_ref()
+                .map_or(self.ready.len() as u64, |s| s.messages()),
             messages_unacked: self
                 .stream
                 .as_ref()
                 .map_or(self.unacked.len() as u64, |s| s.unacked() as u64),
-            bytes_ready: self.stream.as_ref().map_or(self.ready.bytes(), |s| s.bytes()),
+            bytes_ready: self
+                .stream
+                .as_ref()
+                .map_or(self.ready.bytes(), |s| s.bytes()),
             bytes_unacked: self.unacked_bytes,
             messages_paged_out: self.ready.paged() as u64,
             consumers,

@@ -53,9 +53,7 @@ pub fn parse_max_age(s: &str) -> Result<u64, &'static str> {
         "s" => 1,
         _ => return Err("invalid_max_age"),
     };
-    value
-        .checked_mul(secs * 1000)
-        .ok_or("invalid_max_age")
+    value.checked_mul(secs * 1000).ok_or("invalid_max_age")
 }
 
 /// Where a new consumer starts (`x-stream-offset`).
@@ -139,7 +137,10 @@ mod tests {
         assert_eq!(p(FieldValue::I8(3)), Ok(OffsetSpec::Offset(3)));
         assert_eq!(p(FieldValue::I64(-5)), Ok(OffsetSpec::Offset(0)));
         assert_eq!(p(FieldValue::Timestamp(7)), Ok(OffsetSpec::Timestamp(7000)));
-        assert_eq!(p(s("1h")), Ok(OffsetSpec::Timestamp(10_000_000 - 3_600_000)));
+        assert_eq!(
+            p(s("1h")),
+            Ok(OffsetSpec::Timestamp(10_000_000 - 3_600_000))
+        );
         assert!(p(s("bogus")).is_err());
         assert!(p(FieldValue::Bool(true)).is_err());
     }

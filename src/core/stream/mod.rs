@@ -190,7 +190,9 @@ impl Stream {
         if self.args.max_bytes == 0 && self.args.max_age_ms == 0 {
             return;
         }
-        let n = self.log.retain(self.args.max_bytes, self.args.max_age_ms, now_ms);
+        let n = self
+            .log
+            .retain(self.args.max_bytes, self.args.max_age_ms, now_ms);
         if n > 0 {
             log::debug!(
                 "stream {}: retention deleted {n} segment(s); first offset now {}",
