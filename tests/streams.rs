@@ -163,6 +163,33 @@ async fn declare_checks_match_rabbitmq() {
             ),
             (
                 durable(),
+                stream_args(&[("x-max-age", s("0D"))]),
+                "invalid arg 'x-max-age' for queue '{q}' in vhost '/': invalid_max_age".into(),
+            ),
+            (
+                durable(),
+                stream_args(&[(
+                    "x-stream-max-segment-size-bytes",
+                    AMQPValue::LongLongInt(3_000_000_001),
+                )]),
+                "Exceeded max value for x-stream-max-segment-size-bytes".into(),
+            ),
+            (
+                durable(),
+                stream_args(&[("x-stream-filter-size-bytes", AMQPValue::LongInt(8))]),
+                "Invalid value for  x-stream-filter-size-bytes".into(),
+            ),
+            (
+                // Arguments are checked before properties.
+                QueueDeclareOptions {
+                    exclusive: true,
+                    ..Default::default()
+                },
+                stream_args(&[("x-max-length", AMQPValue::LongInt(1))]),
+                "invalid arg 'x-max-length' for queue '{q}' in vhost '/' of queue type rabbit_stream_queue".into(),
+            ),
+            (
+                durable(),
                 stream_args(&[("x-max-length-bytes", AMQPValue::LongInt(-1))]),
                 "invalid arg 'x-max-length-bytes' for queue '{q}' in vhost '/': {value_negative,-1}"
                     .into(),
@@ -259,10 +286,12 @@ async fn consume_get_and_purge_refusals() {
 
         let conn = connect(&b.uri()).await;
         let ch = channel(&conn).await;
-        within(ch.basic_qos(10, BasicQosOptions { global: true }))
+        // Per consumer, then global (RabbitMQ forgets a global limit when a
+        // per-consumer one follows it; warren keeps it).
+        within(ch.basic_qos(10, BasicQosOptions::default()))
             .await
             .unwrap();
-        within(ch.basic_qos(10, BasicQosOptions::default()))
+        within(ch.basic_qos(10, BasicQosOptions { global: true }))
             .await
             .unwrap();
         let r = within(ch.basic_consume(&q, "", Default::default(), FieldTable::default())).await;
@@ -276,6 +305,34 @@ async fn consume_get_and_purge_refusals() {
             matches!(amqp_error(r.as_ref().unwrap_err()), Some((540, _))),
             "purge: {r:?}"
         );
+        let ch = channel(&setup).await;
+        within(ch.basic_qos(10, BasicQosOptions::default())).await.unwrap();
+        let r = within(ch.basic_consume(
+            &q,
+            "",
+            Default::default(),
+            table(&[("x-priority", AMQPValue::LongInt(1))]),
+        ))
+        .await;
+        let text = format!(
+            "PRECONDITION_FAILED - invalid arg 'x-priority' for {} of queue type rabbit_stream_queue",
+            res(&q)
+        );
+        assert_channel_error(&setup, r.map(|_| ()), 406, &text).await;
+        let ch = channel(&setup).await;
+        within(ch.basic_qos(10, BasicQosOptions::default())).await.unwrap();
+        let r = within(ch.basic_consume(
+            &q,
+            "",
+            Default::default(),
+            table(&[("x-stream-offset", s("10x"))]),
+        ))
+        .await;
+        let text = format!(
+            "PRECONDITION_FAILED - invalid arg 'x-stream-offset' for {}: {{invalid_stream_offset_arg,{{longstr,<<\"10x\">>}}}}",
+            res(&q)
+        );
+        assert_channel_error(&setup, r.map(|_| ()), 406, &text).await;
         // None of that harmed the stream.
         publish_n(&setup, &q, "ok", 3).await;
         let (_ch, mut c) = stream_consumer(&setup, &q, 10, Some(s("first"))).await;

@@ -44,8 +44,6 @@ enum Rule {
     InitialClusterSize,
     /// `check_queue_leader_locator_arg`.
     LeaderLocator,
-    /// `check_filter_size_arg`: 16..=255.
-    FilterSize,
 }
 
 /// RabbitMQ's `declare_args()`, the validators that apply to classic queues,
@@ -66,17 +64,16 @@ const RULES: &[(&str, Rule)] = &[
     ("x-queue-type", Rule::QueueType),
 ];
 
-/// Every argument RabbitMQ 3.13's `declare_args()` knows, in its order, with
-/// the check a stream makes of it: a stream refuses the others ("… of
-/// queue type rabbit_stream_queue"), after checking the values of its own.
-const DECLARE_ORDER: &[&str] = &[
+/// The arguments of classic and quorum queues that a stream refuses ("…
+/// of queue type rabbit_stream_queue"), the first in the client's table
+/// order, after checking the values of its own (`STREAM_RULES`).
+const NOT_FOR_STREAMS: &[&str] = &[
     "x-expires",
     "x-message-ttl",
     "x-dead-letter-exchange",
     "x-dead-letter-routing-key",
     "x-dead-letter-strategy",
     "x-max-length",
-    "x-max-length-bytes",
     "x-max-in-memory-length",
     "x-max-in-memory-bytes",
     "x-max-priority",
@@ -84,18 +81,14 @@ const DECLARE_ORDER: &[&str] = &[
     "x-queue-mode",
     "x-queue-version",
     "x-single-active-consumer",
-    "x-queue-type",
+    "x-queue-master-locator",
     "x-quorum-initial-group-size",
-    "x-max-age",
-    "x-stream-max-segment-size-bytes",
-    "x-initial-cluster-size",
-    "x-queue-leader-locator",
-    "x-stream-filter-size-bytes",
     "x-delivery-limit",
 ];
 
 /// `rabbit_stream_queue:capabilities()`'s `queue_arguments`, with their
-/// checks, in `declare_args()` order.
+/// checks, in `declare_args()` order. `x-stream-filter-size-bytes` is
+/// checked later, with the properties (`check_type_properties`).
 const STREAM_RULES: &[(&str, Rule)] = &[
     ("x-max-length-bytes", Rule::NonNegInt),
     ("x-queue-type", Rule::QueueType),
@@ -103,8 +96,10 @@ const STREAM_RULES: &[(&str, Rule)] = &[
     ("x-stream-max-segment-size-bytes", Rule::NonNegInt),
     ("x-initial-cluster-size", Rule::InitialClusterSize),
     ("x-queue-leader-locator", Rule::LeaderLocator),
-    ("x-stream-filter-size-bytes", Rule::FilterSize),
 ];
+
+/// `rabbit_stream_queue`'s `check_max_segment_size_bytes` limit.
+const MAX_SEGMENT_SIZE: i64 = 3_000_000_000;
 
 /// Arguments of the other queue types, refused on a classic queue.
 const OTHER_TYPES_ARGS: &[&str] = &[
@@ -149,8 +144,8 @@ pub fn validate(vhost: &str, queue: &str, args: &FieldTable) -> Result<(), CoreE
             let Some(v) = args.get(key) else { continue };
             check(rule, v, args).map_err(|d| invalid(key, d))?;
         }
-        for key in DECLARE_ORDER {
-            if args.get(key).is_some() && !STREAM_RULES.iter().any(|(k, _)| k == key) {
+        for (k, _) in args.iter() {
+            if let Some(key) = NOT_FOR_STREAMS.iter().find(|a| a.as_bytes() == &k[..]) {
                 return Err(CoreError::precondition(format!(
                     "invalid arg '{}' for {} of queue type rabbit_stream_queue",
                     key,
@@ -231,13 +226,41 @@ pub fn check_type_properties(
     } else if !durable {
         "non-durable"
     } else {
-        return Ok(());
+        return check_stream_sizes(args);
     };
     Err(CoreError::precondition(format!(
         "invalid property '{}' for {}",
         property,
         resource(vhost, "queue", queue)
     )))
+}
+
+/// `rabbit_stream_queue:declare`'s checks after the properties (3.13): the
+/// segment size limit, then the filter size (no type check: RabbitMQ
+/// compares any term with 16 and 255, so a string fails).
+fn check_stream_sizes(args: &FieldTable) -> Result<(), CoreError> {
+    if !is_stream(args) {
+        return Ok(());
+    }
+    if let Some(n) = args
+        .get("x-stream-max-segment-size-bytes")
+        .and_then(FieldValue::as_i64)
+    {
+        if n > MAX_SEGMENT_SIZE {
+            return Err(CoreError::precondition(
+                "Exceeded max value for x-stream-max-segment-size-bytes",
+            ));
+        }
+    }
+    if let Some(v) = args.get("x-stream-filter-size-bytes") {
+        if !matches!(v.as_i64(), Some(16..=255)) {
+            // Two spaces, as RabbitMQ 3.13 writes it.
+            return Err(CoreError::precondition(
+                "Invalid value for  x-stream-filter-size-bytes",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `{unacceptable_type,T}`.
@@ -343,10 +366,6 @@ fn check(rule: Rule, v: &FieldValue, args: &FieldTable) -> Result<(), String> {
             &["client-local", "balanced", "random", "least-leaders"],
             |s| format!("\"unsupported queue locator '{}'\"", s),
         ),
-        Rule::FilterSize => match int(v)? {
-            16..=255 => Ok(()),
-            n => Err(format!("{{value_out_of_range,{}}}", n)),
-        },
     }
 }
 

@@ -196,6 +196,10 @@ pub struct ConsumeSpec {
     /// The connection's "too much unsent output" flag (flow control).
     pub output_full: Arc<std::sync::atomic::AtomicBool>,
     pub arguments: FieldTable,
+    /// The consumer's name as its client knows it (0-9-1 consumer tag,
+    /// 1.0 link name): streams show it with the consumer's offset and
+    /// key offset tracking by it.
+    pub tag: bytes::Bytes,
 }
 
 /// Answers to `QueueOp`s.

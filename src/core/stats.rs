@@ -216,6 +216,30 @@ pub struct QueueSnap {
     pub time_in_queue: Histogram,
     /// Enqueue → publisher confirm, µs.
     pub confirm_latency: Histogram,
+    /// A stream's log and readers (`core::stream`).
+    pub stream: Option<Box<StreamSnap>>,
+}
+
+/// A stream's state for the management API.
+#[derive(Clone, Debug, Default)]
+pub struct StreamSnap {
+    /// The first offset kept.
+    pub first_offset: u64,
+    /// The offset the next message gets.
+    pub next_offset: u64,
+    pub segments: u64,
+    /// Octets of chunks held in memory for readers.
+    pub cached_bytes: u64,
+    /// Each consumer: tag, the offset it reads next, and how far that is
+    /// behind the end (`offset_lag`).
+    pub readers: Vec<ReaderSnap>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReaderSnap {
+    pub tag: String,
+    pub offset: u64,
+    pub offset_lag: u64,
 }
 
 /// Why a connection is not being read (RabbitMQ's `state: blocked` /

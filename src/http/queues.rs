@@ -128,7 +128,14 @@ fn queue_json(qi: &QueueInfo, node: &str, shape: Shape, rates: Option<&RateView>
     put("auto_delete", json!(s.auto_delete));
     put("exclusive", json!(s.exclusive_owner.is_some()));
     put("arguments", Value::Object(table_to_json(&s.arguments)));
-    put("type", json!("classic"));
+    put(
+        "type",
+        json!(if s.stream.is_some() {
+            "stream"
+        } else {
+            "classic"
+        }),
+    );
     put("state", json!("running"));
     put("node", json!(node));
     let (ready, unacked) = (s.messages_ready, s.messages_unacked);
@@ -170,6 +177,23 @@ fn queue_json(qi: &QueueInfo, node: &str, shape: Shape, rates: Option<&RateView>
     put("message_bytes_ram", json!(bytes_ram + s.bytes_unacked));
     put("message_bytes_persistent", json!(0));
     put("message_bytes_paged_out", json!(s.bytes_ready - bytes_ram));
+    if let Some(st) = &s.stream {
+        // RabbitMQ's stream queue items, and warren's per-reader offsets.
+        put("first_offset", json!(st.first_offset));
+        put("committed_offset", json!(st.next_offset.checked_sub(1)));
+        put("segments", json!(st.segments));
+        put("stream_cached_bytes", json!(st.cached_bytes));
+        let readers: Vec<Value> = st
+            .readers
+            .iter()
+            .map(|r| json!({"consumer_tag": r.tag, "offset": r.offset, "offset_lag": r.offset_lag}))
+            .collect();
+        put("stream_readers", json!(readers));
+        put(
+            "max_offset_lag",
+            json!(st.readers.iter().map(|r| r.offset_lag).max().unwrap_or(0)),
+        );
+    }
     put("reductions", json!(0));
     put("reductions_details", rate(0.0));
     put("effective_policy_definition", json!({}));

@@ -74,6 +74,7 @@ impl Channel {
             window: self.window.clone(),
             output_full: cx.info.output_full.clone(),
             arguments: m.arguments,
+            tag: tag.clone(),
         };
         let then = Awaiting::Consume {
             name,

@@ -124,6 +124,7 @@ impl Session {
                     window: self.window.clone(),
                     output_full: cx.info.output_full.clone(),
                     arguments: mapping::consumer_arguments(&a),
+                    tag: a.name.to_bytes(),
                 };
                 self.touch(q);
                 cx.ctx.outbox.push(

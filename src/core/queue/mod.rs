@@ -596,14 +596,9 @@ impl Queue {
                 "basic.get not supported by stream queues {}",
                 q()
             ))),
-            QueueOp::Delete { if_unused, .. } => {
-                if if_unused && s.consumer_count() > 0 {
-                    QueueReply::from(CoreError::precondition(format!("{} in use", q())))
-                } else {
-                    let messages = s.messages().min(u32::MAX as u64) as u32;
-                    return (QueueReply::Deleted { messages }, After::Delete);
-                }
-            }
+            // RabbitMQ deletes a stream whatever if-unused and if-empty say,
+            // and reports 0 messages.
+            QueueOp::Delete { .. } => return (QueueReply::Deleted { messages: 0 }, After::Delete),
             QueueOp::Consume(spec) => {
                 let now = super::stats::wall_ms();
                 match s.consume(&spec, &self.props.vhost_name, &self.props.name, now) {
@@ -802,6 +797,7 @@ impl Queue {
             shard,
             time_in_queue: self.time_in_queue,
             confirm_latency: self.confirm_latency,
+            stream: self.stream.as_ref().map(|s| Box::new(s.snapshot())),
         }
     }
 

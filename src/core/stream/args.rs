@@ -44,6 +44,9 @@ pub fn parse_max_age(s: &str) -> Result<u64, &'static str> {
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
     let (value, unit) = s.split_at(digits);
     let value: u64 = value.parse().map_err(|_| "invalid_max_age")?;
+    if value == 0 {
+        return Err("invalid_max_age");
+    }
     let secs: u64 = match unit {
         "Y" => 365 * 86_400,
         "M" => 30 * 86_400,
@@ -89,14 +92,14 @@ impl OffsetSpec {
                     let s = String::from_utf8_lossy(other);
                     match parse_max_age(&s) {
                         Ok(ms) => Ok(OffsetSpec::Timestamp(now_ms.saturating_sub(ms))),
-                        Err(_) => Err(format!("<<\"{s}\">>")),
+                        Err(_) => Err(format!("{{longstr,<<\"{s}\">>}}")),
                     }
                 }
             },
             FieldValue::Timestamp(secs) => Ok(OffsetSpec::Timestamp(secs.saturating_mul(1000))),
             v => match v.as_i64() {
                 Some(n) => Ok(OffsetSpec::Offset(n.max(0) as u64)),
-                None => Err(format!("{v:?}")),
+                None => Err(format!("{{{},{v:?}}}", v.type_name())),
             },
         }
     }
@@ -123,6 +126,9 @@ mod tests {
         assert!(parse_max_age("10x").is_err());
         assert!(parse_max_age("10").is_err());
         assert!(parse_max_age("").is_err());
+        assert!(parse_max_age("0D").is_err());
+        assert!(parse_max_age("7d").is_err());
+        assert!(parse_max_age("1h30m").is_err());
         assert!(parse_max_age("99999999999999999999Y").is_err());
     }
 

@@ -26,7 +26,7 @@ use super::ids::{ChannelRef, ConsumerRef, QueueRef};
 use super::message::Message;
 use super::outbox::Outbox;
 use super::shard_msg::{ConsumeMode, ConsumeSpec, ShardMsg};
-use super::stats::MsgStats;
+use super::stats::{MsgStats, ReaderSnap, StreamSnap};
 use super::vhost::resource;
 use crate::protocol::properties::put_with_header_entry;
 use crate::store::stream_log::{ChunkBuilder, StreamLog, MAX_CHUNK_BYTES};
@@ -50,6 +50,8 @@ const RETENTION_EVERY_MS: u64 = 1000;
 
 struct StreamConsumer {
     r: ConsumerRef,
+    /// Its consumer tag (management API).
+    tag: bytes::Bytes,
     /// basic.qos prefetch: deliveries not yet acknowledged, at most.
     prefetch: u32,
     /// Delivery sequence numbers not yet acknowledged, in delivery order.
@@ -243,8 +245,19 @@ impl Stream {
                 "{q} does not support global qos"
             )));
         }
+        if spec.arguments.get("x-priority").is_some() {
+            return Err(CoreError::precondition(format!(
+                "invalid arg 'x-priority' for {q} of queue type rabbit_stream_queue"
+            )));
+        }
+        // RabbitMQ 3.13 crashes the channel (541) on the forms that are not
+        // even interval-shaped (`bogus`, a bool); they get the 406 here.
         let spec_offset = OffsetSpec::parse(spec.arguments.get("x-stream-offset"), now_ms)
-            .map_err(|v| CoreError::precondition(format!("{{invalid_offset_arg,{v}}}")))?;
+            .map_err(|v| {
+                CoreError::precondition(format!(
+                    "invalid arg 'x-stream-offset' for {q}: {{invalid_stream_offset_arg,{v}}}"
+                ))
+            })?;
         let io = |e: io::Error| CoreError::internal(format!("stream {q}: {e}"));
         let cursor = match spec_offset {
             OffsetSpec::First => Cursor::at(self.log.start(), 0),
@@ -258,6 +271,7 @@ impl Stream {
         };
         self.consumers.push(StreamConsumer {
             r: spec.consumer,
+            tag: spec.tag.clone(),
             prefetch,
             unacked: VecDeque::new(),
             cursor,
@@ -360,6 +374,26 @@ impl Stream {
             }
         }
         result
+    }
+
+    /// The management API's view.
+    pub fn snapshot(&self) -> StreamSnap {
+        let next = self.log.next_offset();
+        StreamSnap {
+            first_offset: self.log.first_offset(),
+            next_offset: next,
+            segments: self.log.segment_count() as u64,
+            cached_bytes: self.cache.bytes() as u64,
+            readers: self
+                .consumers
+                .iter()
+                .map(|c| ReaderSnap {
+                    tag: String::from_utf8_lossy(&c.tag).into_owned(),
+                    offset: c.cursor.offset,
+                    offset_lag: next.saturating_sub(c.cursor.offset),
+                })
+                .collect(),
+        }
     }
 
     /// Every consumer (queue deletion: they are cancelled).
