@@ -578,6 +578,7 @@ mod tests {
             shard: 0,
             time_in_queue: Default::default(),
             confirm_latency: Default::default(),
+            stream: None,
         }
     }
 
