@@ -684,3 +684,130 @@ fn pika_streams_script() {
         ],
     );
 }
+
+async fn publish_with_filter(ch: &Channel, q: &str, body: &str, value: Option<&str>) {
+    let mut props = BasicProperties::default();
+    if let Some(v) = value {
+        props = props.with_headers(table(&[("x-stream-filter-value", s(v))]));
+    }
+    let c = within(ch.basic_publish("", q, Default::default(), body.as_bytes(), props))
+        .await
+        .unwrap();
+    assert!(within(c).await.unwrap().is_ack());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_deliver_only_matching_messages() {
+    deadline(60, async {
+        let b = start_broker(1);
+        if b.is_external() {
+            return; // RabbitMQ leaves per-message filtering to 0-9-1 clients
+        }
+        let conn = connect(&b.uri()).await;
+        let q = uniq("st-filter");
+        declare_stream(&channel(&conn).await, &q, &[]).await;
+        let ch = confirm_channel(&conn).await;
+        for i in 0..30 {
+            let v = ["a", "b", "-"][i % 3];
+            publish_with_filter(&ch, &q, &format!("{v}{i}"), (v != "-").then_some(v)).await;
+        }
+        let bodies = |got: Vec<(i64, String)>| got.into_iter().map(|(_, b)| b).collect::<Vec<_>>();
+        let consume = |filter: AMQPValue, unfiltered: bool| {
+            let conn = &conn;
+            let q = q.clone();
+            async move {
+                let ch = channel(conn).await;
+                within(ch.basic_qos(100, BasicQosOptions::default()))
+                    .await
+                    .unwrap();
+                let args = table(&[
+                    ("x-stream-offset", s("first")),
+                    ("x-stream-filter", filter),
+                    ("x-stream-match-unfiltered", AMQPValue::Boolean(unfiltered)),
+                ]);
+                let c = within(ch.basic_consume(&q, "", Default::default(), args))
+                    .await
+                    .unwrap();
+                (ch, c)
+            }
+        };
+        let (_c1, mut a) = consume(s("a"), false).await;
+        let got = bodies(take(&mut a, 10).await);
+        assert!(got.iter().all(|b| b.starts_with('a')), "{got:?}");
+        recv_none(&mut a, 200).await;
+        let both = AMQPValue::FieldArray(vec![s("a"), s("b")].into());
+        let (_c2, mut ab) = consume(both, false).await;
+        let got = bodies(take(&mut ab, 20).await);
+        assert!(got.iter().all(|b| !b.starts_with('-')), "{got:?}");
+        recv_none(&mut ab, 200).await;
+        let (_c3, mut au) = consume(s("a"), true).await;
+        let got = bodies(take(&mut au, 20).await);
+        assert!(got.iter().all(|b| !b.starts_with('b')), "{got:?}");
+        recv_none(&mut au, 200).await;
+    })
+    .await;
+}
+
+/// A tracked consumer (tag `tag`, automatic offset tracking) on `conn`:
+/// reads `n` messages from where it stands, acking them; returns their
+/// offsets.
+async fn tracked_read(conn: &Connection, q: &str, tag: &str, n: usize, first: bool) -> Vec<i64> {
+    let ch = channel(conn).await;
+    within(ch.basic_qos(100, BasicQosOptions::default()))
+        .await
+        .unwrap();
+    let mut args = table(&[(
+        "x-stream-automatic-offset-tracking",
+        AMQPValue::Boolean(true),
+    )]);
+    if first {
+        args.insert("x-stream-offset".into(), s("first"));
+    }
+    let mut c = within(ch.basic_consume(q, tag, Default::default(), args))
+        .await
+        .unwrap();
+    let got = take(&mut c, n).await.into_iter().map(|(o, _)| o).collect();
+    within(ch.close(200, "OK")).await.unwrap();
+    got
+}
+
+#[test]
+fn tracked_offsets_resume_after_reconnect_and_restart() {
+    if std::env::var("WARREN_TEST_EXTERNAL_URI").is_ok() {
+        return; // LavinMQ's feature, not RabbitMQ's
+    }
+    let dir = common_durable::DataDir::new("streams-tracking");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let q = uniq("st-track");
+    let p = common_durable::Proc::start(&dir.0);
+    rt.block_on(deadline(60, async {
+        let conn = connect(&common_durable::uri(p.port)).await;
+        declare_stream(&channel(&conn).await, &q, &[]).await;
+        publish_n(&conn, &q, "m", 20).await;
+        assert_eq!(
+            tracked_read(&conn, &q, "reader", 4, true).await,
+            vec![0, 1, 2, 3]
+        );
+        // The same tag again, no x-stream-offset: after the last ack.
+        assert_eq!(
+            tracked_read(&conn, &q, "reader", 3, false).await,
+            vec![4, 5, 6]
+        );
+        // Another tag has its own offset.
+        assert_eq!(tracked_read(&conn, &q, "other", 1, true).await, vec![0]);
+    }));
+    p.kill9();
+    let p = common_durable::Proc::start(&dir.0);
+    rt.block_on(deadline(60, async {
+        let conn = connect(&common_durable::uri(p.port)).await;
+        assert_eq!(
+            tracked_read(&conn, &q, "reader", 2, false).await,
+            vec![7, 8]
+        );
+        assert_eq!(tracked_read(&conn, &q, "other", 1, false).await, vec![1]);
+    }));
+}

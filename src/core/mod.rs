@@ -183,6 +183,9 @@ impl ShardCtx {
         s.listed = false;
         let now = stats::wall_ms();
         let written = s.write_chunk(now, &mut self.stream_files);
+        if let Err(e) = s.write_offsets(&mut self.stream_files) {
+            log::error!("stream '{}': offsets not written: {e}", queue.props.name);
+        }
         match written {
             Ok(()) => queue.dispatch(&mut self.outbox),
             Err(e) => {

@@ -143,6 +143,13 @@ impl ShardCtx {
                     .filter(|q| q.me == queue)
                 {
                     q.settle(channel, seq, count, how, &mut ctx.outbox);
+                    if let Some(st) = q.stream.as_mut() {
+                        // Tracked offsets moved: written at the iteration's end.
+                        if st.offsets_dirty() && !st.listed {
+                            st.listed = true;
+                            ctx.streams_to_write.push(queue);
+                        }
+                    }
                     if q.has_followup() {
                         ctx.after_queue_op(queue);
                     }

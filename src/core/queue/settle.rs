@@ -25,7 +25,7 @@ impl Queue {
         if let Some(st) = self.stream.as_mut() {
             // A stream removes nothing: every settle returns credit
             // (RabbitMQ 3.13; 3.10 closed the channel on nack and reject).
-            let known = st.settle(channel, seq, count);
+            let known = st.settle(channel, seq, count, how == Settle::Ack);
             if how == Settle::Ack {
                 self.stats.ack += known;
             }

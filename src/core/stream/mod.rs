@@ -19,7 +19,9 @@
 //! the new chunk from the `ChunkCache`, as slices of its buffer.
 
 pub mod args;
+pub mod filter;
 pub mod reader;
+pub mod tracking;
 
 use super::error::CoreError;
 use super::ids::{ChannelRef, ConsumerRef, QueueRef};
@@ -50,12 +52,17 @@ const RETENTION_EVERY_MS: u64 = 1000;
 
 struct StreamConsumer {
     r: ConsumerRef,
-    /// Its consumer tag (management API).
+    /// Its consumer tag (management API, offset tracking).
     tag: bytes::Bytes,
     /// basic.qos prefetch: deliveries not yet acknowledged, at most.
     prefetch: u32,
-    /// Delivery sequence numbers not yet acknowledged, in delivery order.
-    unacked: VecDeque<u64>,
+    /// Deliveries not yet acknowledged, in delivery order: (sequence
+    /// number, offset).
+    unacked: VecDeque<(u64, u64)>,
+    /// `x-stream-filter`: only these messages are delivered.
+    filter: Option<filter::Filter>,
+    /// Its acks move its tracked offset (`tracking`).
+    tracked: bool,
     cursor: Cursor,
     /// The connection's "too much unsent output" flag.
     output_full: Arc<AtomicBool>,
@@ -85,14 +92,19 @@ pub struct Stream {
     next_seq: u64,
     /// When retention was last looked at (ms since the epoch).
     retention_at: u64,
+    /// Consumers' stored offsets (`tracking`).
+    offsets: tracking::Offsets,
 }
 
 impl Stream {
     /// Opens (or creates) the stream's log in `dir`.
     pub fn open(dir: &Path, arguments: &crate::protocol::FieldTable) -> io::Result<Stream> {
         let args = StreamArgs::parse(arguments);
+        let log = StreamLog::open(dir, args.segment_size)?;
+        let offsets = tracking::Offsets::open(dir)?;
         Ok(Stream {
-            log: StreamLog::open(dir, args.segment_size)?,
+            offsets,
+            log,
             args,
             building: ChunkBuilder::new(),
             listed: false,
@@ -185,6 +197,17 @@ impl Stream {
         Ok(())
     }
 
+    /// Writes the tracked offsets that moved (`tracking`); the file goes to
+    /// `files` for the syncer.
+    pub fn write_offsets(&mut self, files: &mut Vec<Arc<File>>) -> io::Result<()> {
+        self.offsets.flush(files)
+    }
+
+    /// Tracked offsets changed since they were last written.
+    pub fn offsets_dirty(&self) -> bool {
+        self.offsets.is_dirty()
+    }
+
     /// Deletes segments past the retention limits; the stream's files
     /// changed go to `files`.
     fn retain(&mut self, now_ms: u64) {
@@ -258,6 +281,13 @@ impl Stream {
                     "invalid arg 'x-stream-offset' for {q}: {{invalid_stream_offset_arg,{v}}}"
                 ))
             })?;
+        let filter = filter::Filter::parse(&spec.arguments);
+        let tracked = tracking::is_tracked(&spec.tag, &spec.arguments);
+        let explicit = spec.arguments.get("x-stream-offset").is_some();
+        let spec_offset = match self.offsets.get(&spec.tag) {
+            Some(next) if tracked && !explicit => OffsetSpec::Offset(next),
+            _ => spec_offset,
+        };
         let io = |e: io::Error| CoreError::internal(format!("stream {q}: {e}"));
         let cursor = match spec_offset {
             OffsetSpec::First => Cursor::at(self.log.start(), 0),
@@ -277,6 +307,8 @@ impl Stream {
             cursor,
             output_full: spec.output_full.clone(),
             held: false,
+            filter,
+            tracked,
         });
         Ok(())
     }
@@ -314,20 +346,23 @@ impl Stream {
     /// ack, nack or reject of `count` deliveries from `seq` on: all only
     /// return credit (RabbitMQ 3.13: a stream removes nothing). Returns how
     /// many were known.
-    pub fn settle(&mut self, channel: ChannelRef, seq: u64, count: u32) -> u64 {
+    pub fn settle(&mut self, channel: ChannelRef, seq: u64, count: u32, ack: bool) -> u64 {
         let mut known = 0;
         for s in seq..seq + count as u64 {
             for c in self.consumers.iter_mut().filter(|c| c.r.channel == channel) {
-                if c.unacked.front() == Some(&s) {
-                    c.unacked.pop_front();
-                    known += 1;
-                    break;
+                let i = match c.unacked.front() {
+                    Some(&(f, _)) if f == s => 0,
+                    _ => match c.unacked.binary_search_by_key(&s, |&(q, _)| q) {
+                        Ok(i) => i,
+                        Err(_) => continue,
+                    },
+                };
+                let (_, offset) = c.unacked.remove(i).expect("found");
+                if ack && c.tracked {
+                    self.offsets.acked(&c.tag, offset);
                 }
-                if let Ok(i) = c.unacked.binary_search(&s) {
-                    c.unacked.remove(i);
-                    known += 1;
-                    break;
-                }
+                known += 1;
+                break;
             }
         }
         known
@@ -357,9 +392,14 @@ impl Stream {
                         break;
                     }
                 };
+                if let Some(f) = &c.filter {
+                    if !f.matches(read.msg.properties()) {
+                        continue;
+                    }
+                }
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                c.unacked.push_back(seq);
+                c.unacked.push_back((seq, read.offset));
                 stats.deliver += 1;
                 out.push(
                     c.r.channel.shard,
