@@ -52,7 +52,7 @@ impl Filter {
                 _ => None,
             });
         match value {
-            Some(v) => self.values.iter().any(|f| *f == v),
+            Some(v) => self.values.contains(&v),
             None => self.match_unfiltered,
         }
     }
