@@ -47,6 +47,16 @@ fn rabbitmq_amqp_python_client() {
 }
 
 #[test]
+fn streams_with_rabbitmq_amqp_python_client() {
+    let broker = start();
+    run_script(
+        &script("streams_amqp10.py"),
+        &["--port".into(), broker.port().to_string()],
+    );
+    broker.shutdown();
+}
+
+#[test]
 fn proton_simple_send_and_receive() {
     scenario("simple_send_recv");
 }

@@ -335,6 +335,17 @@ impl Conn {
     /// it is first declared passively, and an existing queue is used as it
     /// is (whatever its flags); only a missing one is created.
     pub fn declare_queue(&mut self, name: &str, durable: bool, use_existing: bool) -> Result<()> {
+        self.declare_queue_with(name, durable, use_existing, FieldTable::new())
+    }
+
+    /// `declare_queue` with arguments (`x-queue-type=stream` …).
+    pub fn declare_queue_with(
+        &mut self,
+        name: &str,
+        durable: bool,
+        use_existing: bool,
+        arguments: FieldTable,
+    ) -> Result<()> {
         if use_existing {
             match self.queue_len(name) {
                 Ok(_) => return Ok(()),
@@ -345,6 +356,7 @@ impl Conn {
         let q = QueueDeclare {
             queue: Bytes::copy_from_slice(name.as_bytes()),
             durable,
+            arguments,
             ..Default::default()
         };
         match self.call(CHANNEL, q.into())? {

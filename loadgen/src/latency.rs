@@ -355,6 +355,7 @@ pub fn run(args: Args) -> i32 {
         let cfg = ConsumerCfg {
             queue: queue.clone(),
             ack: args.ack(),
+            arguments: Default::default(),
         };
         crew.spawn("consumer".into(), 0, move |w| {
             let mut rec = Recorder {

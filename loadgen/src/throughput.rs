@@ -40,6 +40,7 @@ use crate::report::{self, group, group_i, off_or, rate, CpuTime, JsonObject, Rep
 use crate::uri::AmqpUri;
 use crate::workers::{self, Ack, ConsumerCfg, Crew, ExchangeType, ProducerCfg, Topology};
 use crate::CommonArgs;
+use warren::protocol::{FieldTable, FieldValue};
 
 /// Flags of `throughput`.
 #[derive(clap::Args, Debug, Clone)]
@@ -94,11 +95,35 @@ pub struct Args {
     /// Cap in msg/s per producer (0 = unlimited).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    /// Streams: the queues are declared `x-queue-type=stream` (durable),
+    /// and consumers read them from `--stream-offset` with manual acks
+    /// (a stream needs a prefetch). Fill a stream with `--queue S
+    /// --consumers 0`, then replay it with `--queue S --producers 0
+    /// --consumers N`: a stream keeps what it was given.
+    #[arg(long)]
+    pub stream: bool,
+    /// Where stream consumers start (`x-stream-offset`): first, last, next,
+    /// or an offset.
+    #[arg(long, default_value = "first")]
+    pub stream_offset: String,
 }
 
 impl Args {
     fn ack(&self) -> Ack {
         Ack::new(self.no_ack, self.ack_every, self.prefetch)
+    }
+
+    /// basic.consume arguments: `x-stream-offset` for `--stream`.
+    fn consume_arguments(&self) -> FieldTable {
+        let mut t = FieldTable::new();
+        if self.stream {
+            let v = match self.stream_offset.parse::<i64>() {
+                Ok(n) => FieldValue::I64(n),
+                Err(_) => FieldValue::LongStr(bytes::Bytes::from(self.stream_offset.clone())),
+            };
+            t.insert("x-stream-offset", v);
+        }
+        t
     }
 }
 
@@ -129,12 +154,19 @@ pub fn run(args: Args) -> i32 {
     ) else {
         return 2;
     };
-    let topo = Topology::new(
+    if args.stream && (args.no_ack || args.prefetch == 0) {
+        eprintln!("warren-loadgen: --stream needs manual acks and a --prefetch > 0");
+        return 2;
+    }
+    let mut topo = Topology::new(
         args.queue.as_deref(),
         args.queues as usize,
         args.exchange_type,
         args.durable,
     );
+    if args.stream {
+        topo = topo.streams();
+    }
     let n_queues = topo.queues.len();
     if topo.kind == ExchangeType::Default && args.producers < n_queues {
         eprintln!(
@@ -168,6 +200,7 @@ pub fn run(args: Args) -> i32 {
             let cfg = ConsumerCfg {
                 queue: topo.consumer_queue(i).to_string(),
                 ack: args.ack(),
+                arguments: args.consume_arguments(),
             };
             crew.spawn(format!("consumer-{i}"), i, move |w| {
                 workers::consumer(w, i, &cfg, &mut ())
@@ -403,7 +436,18 @@ impl Report for Summary<'_> {
                     }
                 ),
             ),
-            ("durable", if a.durable { "yes" } else { "no" }.to_string()),
+            (
+                "durable",
+                if a.durable || a.stream { "yes" } else { "no" }.to_string(),
+            ),
+            (
+                "stream",
+                if a.stream {
+                    format!("yes, consumers from {}", a.stream_offset)
+                } else {
+                    "no".to_string()
+                },
+            ),
             ("ack", a.ack().describe()),
             ("confirms", off_or(a.confirm, "outstanding max")),
             ("rate cap", off_or(a.rate, "msg/s per producer")),
@@ -462,7 +506,9 @@ impl Report for Summary<'_> {
             .str("exchange", &self.topo.exchange)
             .int("fanout", fanout as i64)
             .bool("persistent", a.persistent)
-            .bool("durable", a.durable)
+            .bool("durable", a.durable || a.stream)
+            .bool("stream", a.stream)
+            .str("stream_offset", &a.stream_offset)
             .int("producers", a.producers as i64)
             .int("consumers", a.consumers as i64)
             .int("size", a.size as i64);

@@ -203,6 +203,8 @@ pub struct Topology {
     /// "" for the default exchange.
     pub exchange: String,
     pub durable: bool,
+    /// Queues are streams (`x-queue-type=stream`; always durable).
+    pub stream: bool,
 }
 
 impl Topology {
@@ -224,7 +226,15 @@ impl Topology {
             kind,
             exchange,
             durable,
+            stream: false,
         }
+    }
+
+    /// The queues are declared as streams (durable).
+    pub fn streams(mut self) -> Topology {
+        self.stream = true;
+        self.durable = true;
+        self
     }
 
     /// Declares the exchange, the queues and the bindings.
@@ -235,8 +245,15 @@ impl Topology {
                 .map_err(|e| format!("declaring exchange {:?}: {e}", self.exchange))?;
         }
         for q in &self.queues {
+            let mut args = FieldTable::new();
+            if self.stream {
+                args.insert(
+                    "x-queue-type",
+                    FieldValue::LongStr(Bytes::from_static(b"stream")),
+                );
+            }
             admin
-                .declare_queue(q, self.durable, !self.own_queues)
+                .declare_queue_with(q, self.durable, !self.own_queues, args)
                 .map_err(|e| format!("declaring queue {q:?}: {e}"))?;
             if !self.exchange.is_empty() {
                 let (key, args) = (self.kind.binding_key(), self.kind.binding_arguments());
@@ -480,6 +497,8 @@ pub struct ProducerCfg {
 pub struct ConsumerCfg {
     pub queue: String,
     pub ack: Ack,
+    /// basic.consume arguments (`x-stream-offset` …).
+    pub arguments: FieldTable,
 }
 
 /// How a consumer acknowledges (`--no-ack`, `--ack-every`, `--prefetch`).
@@ -895,6 +914,7 @@ pub fn consumer<D: Deliveries>(
         queue: Bytes::copy_from_slice(cfg.queue.as_bytes()),
         consumer_tag: Bytes::from(format!("warren-loadgen-{idx}")),
         no_ack: cfg.ack.no_ack,
+        arguments: cfg.arguments.clone(),
         ..Default::default()
     };
     match conn.call(CHANNEL, consume.into())? {

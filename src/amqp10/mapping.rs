@@ -46,6 +46,57 @@ pub fn to_address(s: &Sections) -> Option<Bytes> {
 /// `x-priority` from the link property `rabbitmq:priority`.
 pub fn consumer_arguments(a: &wire::Attach) -> FieldTable {
     let mut t = FieldTable::new();
+    // RabbitMQ 4's stream filters on the source, by key or descriptor.
+    if let Some(filters) = a.source.as_ref().and_then(|s| s.filter.as_ref()) {
+        for (k, v) in filters.iter() {
+            let (descriptor, inner) = match v {
+                Value::Described(d) => (d.0.as_str(), &d.1),
+                other => (None, other),
+            };
+            let name = descriptor.or(k.as_str()).unwrap_or("");
+            match name {
+                "rabbitmq:stream-offset-spec" => {
+                    let spec = match inner {
+                        Value::String(s) => Some(FieldValue::LongStr(s.to_bytes())),
+                        Value::Symbol(s) => Some(FieldValue::LongStr(Bytes::copy_from_slice(
+                            s.as_str().as_bytes(),
+                        ))),
+                        Value::Timestamp(ms) => {
+                            Some(FieldValue::Timestamp((*ms).max(0) as u64 / 1000))
+                        }
+                        v => v.as_i64().map(FieldValue::I64),
+                    };
+                    if let Some(spec) = spec {
+                        t.insert("x-stream-offset", spec);
+                    }
+                }
+                "rabbitmq:stream-filter" => {
+                    let one = |v: &Value| match v {
+                        Value::String(s) => Some(FieldValue::LongStr(s.to_bytes())),
+                        Value::Symbol(s) => Some(FieldValue::LongStr(Bytes::copy_from_slice(
+                            s.as_str().as_bytes(),
+                        ))),
+                        _ => None,
+                    };
+                    let value = match inner {
+                        Value::List(items) | Value::Array(items) => {
+                            Some(FieldValue::Array(items.iter().filter_map(one).collect()))
+                        }
+                        v => one(v),
+                    };
+                    if let Some(value) = value {
+                        t.insert("x-stream-filter", value);
+                    }
+                }
+                "rabbitmq:stream-match-unfiltered" => {
+                    if let Value::Bool(b) = inner {
+                        t.insert("x-stream-match-unfiltered", FieldValue::Bool(*b));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
     if let Some(p) = a
         .properties
         .as_ref()

@@ -393,6 +393,22 @@ impl FieldTable {
     }
 }
 
+/// The value under `key` in an encoded table's entries (`body`: no length
+/// prefix), decoded alone: the entries before it are skipped, so a scalar
+/// or string found allocates nothing (strings are slices of `body`). None
+/// if absent or malformed.
+pub fn table_lookup(body: Bytes, key: &[u8]) -> Option<FieldValue> {
+    let mut r = Reader::new(body);
+    while r.remaining() > 0 {
+        let k = r.shortstr().ok()?;
+        if &k[..] == key {
+            return FieldValue::decode(&mut r, 0).ok();
+        }
+        skip_value(&mut r, 0).ok()?;
+    }
+    None
+}
+
 impl From<Vec<(Bytes, FieldValue)>> for FieldTable {
     fn from(v: Vec<(Bytes, FieldValue)>) -> Self {
         FieldTable(v)
@@ -460,6 +476,25 @@ mod tests {
         assert_eq!(again, bytes, "re-encoding is byte-exact");
         assert_eq!(t.encoded_len(), bytes.len());
         t
+    }
+
+    #[test]
+    fn table_lookup_finds_one_value() {
+        let t: FieldTable = [
+            ("a", FieldValue::Array(vec![FieldValue::I8(1)])),
+            ("k", FieldValue::LongStr(Bytes::from_static(b"v"))),
+        ]
+        .into_iter()
+        .collect();
+        let mut out = Vec::new();
+        t.encode(&mut out);
+        let body = Bytes::from(out).slice(4..);
+        assert_eq!(
+            table_lookup(body.clone(), b"k"),
+            Some(FieldValue::LongStr(Bytes::from_static(b"v")))
+        );
+        assert_eq!(table_lookup(body.clone(), b"x"), None);
+        assert_eq!(table_lookup(body.slice(..5), b"k"), None);
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub(super) struct Consumer {
 
 /// A credit-paced consumer's link state (`ConsumeMode::Credit`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Credit {
+pub struct Credit {
     pub credit: u32,
     pub delivery_count: u32,
 }

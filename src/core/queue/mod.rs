@@ -42,6 +42,7 @@ use super::stream::{Dispatched, Stream};
 use super::vhost::resource;
 use crate::protocol::FieldTable;
 use crate::store::segments::Location;
+pub use consumers::Credit;
 use consumers::{Consumer, Consumers, Pick};
 use dead_letter::Reason;
 use features::QueueFeatures;
@@ -687,6 +688,19 @@ impl Queue {
         drain: bool,
         out: &mut Outbox,
     ) -> Option<QueueReply> {
+        if self.stream.is_some() {
+            let s = self.stream.as_mut().expect("a stream");
+            s.grant(r, delivery_count, credit)?;
+            self.dispatch(out);
+            let s = self.stream.as_mut().expect("a stream");
+            let k = s.credit_after(r, drain)?;
+            return Some(QueueReply::Credit {
+                consumer: r,
+                delivery_count: k.delivery_count,
+                credit: k.credit,
+                drain,
+            });
+        }
         self.consumers
             .find_mut(r)?
             .credit

@@ -27,6 +27,7 @@ use super::error::CoreError;
 use super::ids::{ChannelRef, ConsumerRef, QueueRef};
 use super::message::Message;
 use super::outbox::Outbox;
+use super::queue::Credit;
 use super::shard_msg::{ConsumeMode, ConsumeSpec, ShardMsg};
 use super::stats::{MsgStats, ReaderSnap, StreamSnap};
 use super::vhost::resource;
@@ -63,6 +64,10 @@ struct StreamConsumer {
     filter: Option<filter::Filter>,
     /// Its acks move its tracked offset (`tracking`).
     tracked: bool,
+    /// An AMQP 1.0 link: paced by link credit, not a prefetch.
+    credit: Option<Credit>,
+    /// Settled deliveries (1.0 `snd-settle-mode settled`): nothing to ack.
+    no_ack: bool,
     cursor: Cursor,
     /// The connection's "too much unsent output" flag.
     output_full: Arc<AtomicBool>,
@@ -94,6 +99,10 @@ pub struct Stream {
     retention_at: u64,
     /// Consumers' stored offsets (`tracking`).
     offsets: tracking::Offsets,
+    /// The filter of the chunk being built (`filter`).
+    bloom: filter::Bloom,
+    /// Reused for a sealed chunk's filter area.
+    filter_area: Vec<u8>,
 }
 
 impl Stream {
@@ -102,8 +111,14 @@ impl Stream {
         let args = StreamArgs::parse(arguments);
         let log = StreamLog::open(dir, args.segment_size)?;
         let offsets = tracking::Offsets::open(dir)?;
+        let bloom_bytes = arguments
+            .get("x-stream-filter-size-bytes")
+            .and_then(crate::protocol::FieldValue::as_i64)
+            .map_or(filter::DEFAULT_BLOOM_BYTES, |n| n.clamp(16, 255) as usize);
         Ok(Stream {
             offsets,
+            bloom: filter::Bloom::new(bloom_bytes),
+            filter_area: Vec::new(),
             log,
             args,
             building: ChunkBuilder::new(),
@@ -159,6 +174,12 @@ impl Stream {
     pub fn append(&mut self, msg: &Message) -> bool {
         let offset = self.next_offset();
         let props = msg.properties();
+        if crate::protocol::properties::raw_has_headers(props) {
+            let v = filter::value_of(&msg.properties_bytes());
+            self.bloom.add(v.as_deref());
+        } else {
+            self.bloom.add(None);
+        }
         self.building.push(
             msg.exchange(),
             msg.routing_key(),
@@ -186,7 +207,8 @@ impl Stream {
             return Ok(());
         }
         let first = self.log.next_offset();
-        let bytes = self.building.seal(first, now_ms, &[]);
+        self.bloom.take(&mut self.filter_area);
+        let bytes = self.building.seal(first, now_ms, &self.filter_area);
         let segments = self.log.segment_count();
         let chunk = self.log.append(bytes)?;
         self.cache.insert(chunk);
@@ -245,25 +267,31 @@ impl Stream {
         now_ms: u64,
     ) -> Result<(), CoreError> {
         let q = resource(vhost, "queue", name);
-        let prefetch = match spec.mode {
-            ConsumeMode::Prefetch(n) => n,
-            ConsumeMode::Credit { .. } => {
-                return Err(CoreError::NotImplemented(format!(
-                    "consuming from stream {q} over AMQP 1.0 is not supported yet"
-                )))
-            }
+        let (prefetch, credit) = match spec.mode {
+            ConsumeMode::Prefetch(n) => (n, None),
+            // AMQP 1.0 (RabbitMQ 4): link credit paces, settled is allowed.
+            ConsumeMode::Credit {
+                credit,
+                delivery_count,
+            } => (
+                0,
+                Some(Credit {
+                    credit,
+                    delivery_count,
+                }),
+            ),
         };
-        if prefetch == 0 {
+        if credit.is_none() && prefetch == 0 {
             return Err(CoreError::precondition(format!(
                 "consumer prefetch count is not set for '{q}'"
             )));
         }
-        if spec.no_ack {
+        if credit.is_none() && spec.no_ack {
             return Err(CoreError::NotImplemented(format!(
                 "automatic acknowledgement not supported by stream queues {q}"
             )));
         }
-        if spec.window.limit.load(Ordering::Relaxed) != 0 {
+        if credit.is_none() && spec.window.limit.load(Ordering::Relaxed) != 0 {
             return Err(CoreError::NotImplemented(format!(
                 "{q} does not support global qos"
             )));
@@ -309,8 +337,29 @@ impl Stream {
             held: false,
             filter,
             tracked,
+            credit,
+            no_ack: spec.no_ack,
         });
         Ok(())
+    }
+
+    /// A link's `flow`: the credit it grants (None: not a credit-paced
+    /// consumer of this stream).
+    pub fn grant(&mut self, r: ConsumerRef, delivery_count: u32, credit: u32) -> Option<()> {
+        let c = self.consumers.iter_mut().find(|c| c.r == r)?;
+        c.credit.as_mut()?.grant(delivery_count, credit);
+        Some(())
+    }
+
+    /// The link's credit after delivering what it allowed; with `drain`,
+    /// what is left is spent.
+    pub fn credit_after(&mut self, r: ConsumerRef, drain: bool) -> Option<Credit> {
+        let c = self.consumers.iter_mut().find(|c| c.r == r)?;
+        let k = c.credit.as_mut()?;
+        if drain {
+            k.drain();
+        }
+        Some(*k)
     }
 
     /// basic.cancel; true if `r` was a consumer.
@@ -372,15 +421,19 @@ impl Stream {
     pub fn dispatch(&mut self, me: QueueRef, out: &mut Outbox, stats: &mut MsgStats) -> Dispatched {
         let mut result = Dispatched::Done;
         for c in &mut self.consumers {
-            while !c.held
-                && c.unacked.len() < c.prefetch as usize
-                && !c.output_full.load(Ordering::Relaxed)
-            {
+            loop {
+                let room = match &c.credit {
+                    Some(k) => k.credit > 0,
+                    None => c.unacked.len() < c.prefetch as usize,
+                };
+                if c.held || !room || c.output_full.load(Ordering::Relaxed) {
+                    break;
+                }
                 if out.is_congested(c.r.channel.shard) {
                     result = Dispatched::Congested;
                     break;
                 }
-                let read = match c.cursor.next(&self.log, &mut self.cache) {
+                let read = match c.cursor.next(&self.log, &mut self.cache, c.filter.as_ref()) {
                     Ok(Some(read)) => read,
                     Ok(None) => break,
                     Err(e) => {
@@ -393,14 +446,25 @@ impl Stream {
                     }
                 };
                 if let Some(f) = &c.filter {
-                    if !f.matches(read.msg.properties()) {
+                    if !f.matches(&read.msg.properties_bytes()) {
                         continue;
                     }
                 }
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                c.unacked.push_back((seq, read.offset));
-                stats.deliver += 1;
+                if let Some(k) = c.credit.as_mut() {
+                    k.spend();
+                }
+                if !c.no_ack {
+                    c.unacked.push_back((seq, read.offset));
+                } else if c.tracked {
+                    self.offsets.acked(&c.tag, read.offset);
+                }
+                if c.no_ack {
+                    stats.deliver_no_ack += 1;
+                } else {
+                    stats.deliver += 1;
+                }
                 out.push(
                     c.r.channel.shard,
                     ShardMsg::Deliver {

@@ -4,6 +4,7 @@
 //! once and every message they get is a slice of one shared buffer.
 
 use super::super::message::{Layout, Message};
+use super::filter::Filter;
 use crate::store::stream_log::{Chunk, ChunkPos, StreamLog};
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -81,7 +82,14 @@ impl Cursor {
 
     /// The next message, reading chunks as needed; None at the end of the
     /// log. A cursor left behind by retention goes on at the log's head.
-    pub fn next(&mut self, log: &StreamLog, cache: &mut ChunkCache) -> io::Result<Option<Read>> {
+    /// With a `filter`, chunks that cannot hold a matching message are
+    /// skipped whole (their bloom filter says so).
+    pub fn next(
+        &mut self,
+        log: &StreamLog,
+        cache: &mut ChunkCache,
+        filter: Option<&Filter>,
+    ) -> io::Result<Option<Read>> {
         loop {
             if let Some(c) = &self.chunk {
                 match c.record_at(self.rec) {
@@ -124,9 +132,14 @@ impl Cursor {
                     None => return Ok(None),
                 },
             };
-            self.next = chunk.at;
             self.offset = chunk.first_offset;
             self.rec = 0;
+            if filter.is_some_and(|f| !f.may_match(chunk.filter())) {
+                self.next = StreamLog::after(&chunk);
+                self.offset += chunk.count as u64;
+                continue;
+            }
+            self.next = chunk.at;
             self.chunk = Some(chunk);
         }
     }

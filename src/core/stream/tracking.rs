@@ -21,6 +21,13 @@ use std::sync::Arc;
 
 use crate::protocol::{FieldTable, FieldValue};
 
+/// Tags kept per stream: clients that make up a new consumer tag for every
+/// consumer (pika does) would otherwise grow the table forever. Past it,
+/// the tag acked least recently is forgotten.
+pub const MAX_TAGS: usize = 10_000;
+/// The offset a forgotten tag's record carries.
+const FORGOTTEN: u64 = u64::MAX;
+
 /// The file is rewritten once it is this many times larger than its live
 /// records.
 const COMPACT_FACTOR: u64 = 8;
@@ -43,8 +50,10 @@ pub struct Offsets {
     path: PathBuf,
     file: Arc<File>,
     len: u64,
-    /// Next offset to read, per consumer tag.
-    next: HashMap<Bytes, u64>,
+    /// Next offset to read, per consumer tag, and when it last moved
+    /// (`clock`).
+    next: HashMap<Bytes, (u64, u64)>,
+    clock: u64,
     /// Tags whose offset moved since `flush`.
     dirty: Vec<Bytes>,
 }
@@ -78,34 +87,60 @@ impl Offsets {
                 }
                 let tag = Bytes::copy_from_slice(&buf[p + 5..p + 5 + n]);
                 let off = u64::from_be_bytes(buf[p + 5 + n..end].try_into().expect("8"));
-                next.insert(tag, off);
+                if off == FORGOTTEN {
+                    next.remove(&tag);
+                } else {
+                    next.insert(tag, (off, p as u64));
+                }
                 p = end;
             }
         }
         let (file, len) = rewrite(&path, &next)?;
+        let clock = next.values().map(|&(_, at)| at).max().unwrap_or(0) + 1;
         Ok(Offsets {
             path,
             file,
             len,
             next,
+            clock,
             dirty: Vec::new(),
         })
     }
 
     /// The next offset stored for `tag`.
     pub fn get(&self, tag: &[u8]) -> Option<u64> {
-        self.next.get(tag).copied()
+        self.next.get(tag).map(|&(o, _)| o)
     }
 
     /// `tag` acknowledged the message at `offset`: it resumes after it (an
     /// ack of an older message, out of order, moves nothing back).
     pub fn acked(&mut self, tag: &Bytes, offset: u64) {
-        let e = self.next.entry(tag.clone()).or_insert(0);
-        if offset + 1 > *e {
-            *e = offset + 1;
+        self.clock += 1;
+        if !self.next.contains_key(tag) && self.next.len() >= MAX_TAGS {
+            self.forget_oldest();
+        }
+        let e = self.next.entry(tag.clone()).or_insert((0, 0));
+        if offset + 1 > e.0 {
+            *e = (offset + 1, self.clock);
             if !self.dirty.contains(tag) {
                 self.dirty.push(tag.clone());
             }
+        }
+    }
+
+    /// Drops the tag acked least recently (a record says so).
+    fn forget_oldest(&mut self) {
+        let Some(old) = self
+            .next
+            .iter()
+            .min_by_key(|(_, &(_, at))| at)
+            .map(|(t, _)| t.clone())
+        else {
+            return;
+        };
+        self.next.remove(&old);
+        if !self.dirty.contains(&old) {
+            self.dirty.push(old);
         }
     }
 
@@ -120,7 +155,8 @@ impl Offsets {
         }
         let mut out = Vec::new();
         for tag in &self.dirty {
-            record(tag, self.next[tag], &mut out);
+            let off = self.next.get(tag).map_or(FORGOTTEN, |&(o, _)| o);
+            record(tag, off, &mut out);
         }
         self.file.write_all_at(&out, self.len)?;
         self.dirty.clear();
@@ -137,11 +173,14 @@ impl Offsets {
 }
 
 /// Writes every offset to a new file, synced, and renames it over `path`.
-fn rewrite(path: &Path, next: &HashMap<Bytes, u64>) -> io::Result<(Arc<File>, u64)> {
+fn rewrite(path: &Path, next: &HashMap<Bytes, (u64, u64)>) -> io::Result<(Arc<File>, u64)> {
     let tmp = path.with_extension("tmp");
+    // Oldest first, so that a reopen sees the same order of acks.
+    let mut all: Vec<_> = next.iter().collect();
+    all.sort_by_key(|(_, &(_, at))| at);
     let mut out = Vec::new();
-    for (tag, off) in next {
-        record(tag, *off, &mut out);
+    for (tag, &(off, _)) in all {
+        record(tag, off, &mut out);
     }
     let f = OpenOptions::new()
         .read(true)
@@ -189,6 +228,30 @@ mod tests {
         assert_eq!(
             (o.get(b"a"), o.get(b"bee"), o.get(b"c")),
             (Some(8), Some(10), None)
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_least_recent_tag_is_forgotten_past_the_limit() {
+        let dir = std::env::temp_dir().join(format!("warren-offsets-max-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut o = Offsets::open(&dir).unwrap();
+        let tag = |i: usize| Bytes::from(format!("t{i}"));
+        for i in 0..MAX_TAGS {
+            o.acked(&tag(i), 1);
+        }
+        o.acked(&tag(0), 2); // t0 is fresh again: t1 is the oldest
+        o.acked(&tag(MAX_TAGS), 1);
+        assert_eq!(o.get(b"t1"), None);
+        assert_eq!(o.get(b"t0"), Some(3));
+        o.flush(&mut Vec::new()).unwrap();
+        drop(o);
+        let o = Offsets::open(&dir).unwrap();
+        assert_eq!(
+            (o.get(b"t1"), o.get(b"t0"), o.next.len()),
+            (None, Some(3), MAX_TAGS)
         );
         let _ = fs::remove_dir_all(&dir);
     }
