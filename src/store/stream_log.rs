@@ -28,7 +28,9 @@
 //!   not synced, and nothing synced is confirmed twice.
 //!
 //! Writes are `pwrite`s on the caller's thread; the files written since
-//! the last look (`take_written`) are handed to the shard's syncer, which
+//! the last look (`take_written`: the current segment after each chunk,
+//! an index only when its segment is full or was rebuilt, since recovery
+//! rebuilds the current one's) are handed to the shard's syncer, which
 //! `fdatasync`s them with the shard's message store (group commit).
 
 use super::fault;
@@ -241,8 +243,12 @@ struct Segment {
     chunks: u64,
     seg: Arc<File>,
     idx: Arc<File>,
-    /// Written since `take_written` last looked.
+    /// Its segment file was written since `take_written` last looked.
     written: bool,
+    /// Its index needs a sync: it was rewritten (recovery), or the segment
+    /// is full (rolled). The index of the segment being written is not
+    /// synced with every chunk: recovery rebuilds it from the segment.
+    index_written: bool,
 }
 
 /// A stream's log (see the module doc).
@@ -324,6 +330,7 @@ impl StreamLog {
             seg: Arc::new(seg),
             idx: Arc::new(idx),
             written: false,
+            index_written: false,
         };
         let idx_len = s.idx.metadata()?.len();
         if scan || idx_len % INDEX_ENTRY != 0 {
@@ -331,13 +338,20 @@ impl StreamLog {
             return Ok(s);
         }
         s.chunks = idx_len / INDEX_ENTRY;
-        if s.chunks > 0 {
-            let e = read_entry(&s.idx, 0)?;
-            s.first_ts = e.timestamp;
-            let e = read_entry(&s.idx, s.chunks - 1)?;
-            s.last_ts = e.timestamp;
-            s.next_offset = e.first_offset + e.count as u64;
-            s.size = s.size.min(e.pos + e.len);
+        if s.chunks == 0 {
+            // A full segment has chunks: an empty index was never synced.
+            self.scan_segment(&mut s)?;
+            return Ok(s);
+        }
+        let e = read_entry(&s.idx, 0)?;
+        s.first_ts = e.timestamp;
+        let e = read_entry(&s.idx, s.chunks - 1)?;
+        s.last_ts = e.timestamp;
+        s.next_offset = e.first_offset + e.count as u64;
+        if e.pos + e.len != s.size {
+            // The index does not end where the segment does (a crash right
+            // after the segment filled up, before its index was synced).
+            self.scan_segment(&mut s)?;
         }
         Ok(s)
     }
@@ -355,6 +369,8 @@ impl StreamLog {
             s.seg.write_all_at(SEGMENT_MAGIC, 0)?;
             s.idx.set_len(0)?;
             s.size = SEG_HEADER;
+            s.written = true;
+            s.index_written = true;
             return Ok(());
         }
         let mut pos = SEG_HEADER;
@@ -407,6 +423,7 @@ impl StreamLog {
         s.idx.write_all_at(&entries, 0)?;
         s.size = pos;
         s.written = true;
+        s.index_written = true;
         Ok(())
     }
 
@@ -428,6 +445,7 @@ impl StreamLog {
             seg: Arc::new(seg),
             idx: Arc::new(idx),
             written: true,
+            index_written: true,
         });
         self.dir_dirty = true;
         Ok(())
@@ -491,6 +509,9 @@ impl StreamLog {
         let cur = self.segments.back().expect("a segment");
         if cur.chunks > 0 && cur.size + len > self.segment_size {
             self.new_segment(first)?;
+            // The full segment's index is final: synced with this batch.
+            let n = self.segments.len();
+            self.segments[n - 2].index_written = true;
         }
         fault::check(&self.dir, fault::Op::Write)?;
         let s = self.segments.back_mut().expect("a segment");
@@ -525,10 +546,13 @@ impl StreamLog {
     /// The files written since the last call (for the syncer), and the
     /// directory if a segment was created.
     pub fn take_written(&mut self, into: &mut Vec<Arc<File>>) {
-        for s in self.segments.iter_mut().filter(|s| s.written) {
-            s.written = false;
-            into.push(s.seg.clone());
-            into.push(s.idx.clone());
+        for s in self.segments.iter_mut() {
+            if std::mem::take(&mut s.written) {
+                into.push(s.seg.clone());
+            }
+            if std::mem::take(&mut s.index_written) {
+                into.push(s.idx.clone());
+            }
         }
         if std::mem::take(&mut self.dir_dirty) {
             into.push(self.dir_file.clone());

@@ -127,7 +127,33 @@ fn written_files_are_handed_out_once() {
     assert!(files.is_empty());
     log.append(chunk(0, 1, &[b"x"])).unwrap();
     log.take_written(&mut files);
-    assert_eq!(files.len(), 2);
+    assert_eq!(
+        files.len(),
+        1,
+        "the segment; its index is rebuilt at recovery"
+    );
+}
+
+#[test]
+fn an_unsynced_index_of_a_full_segment_is_rebuilt() {
+    let d = test_dir("stream-idx");
+    let mut log = StreamLog::open(d.path(), 200).unwrap();
+    for i in 0..3u64 {
+        log.append(chunk(i, 10 + i, &[&[1u8; 100]])).unwrap();
+    }
+    drop(log);
+    // The first segment's index lost its entry (never synced).
+    let idx = seg_path(d.path(), 0, "idx");
+    OpenOptions::new()
+        .write(true)
+        .open(&idx)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let log = StreamLog::open(d.path(), 200).unwrap();
+    assert_eq!((log.first_offset(), log.next_offset()), (0, 3));
+    assert_eq!(log.seek_offset(0).unwrap(), log.start());
+    assert_eq!(log.first_timestamp(), 10);
 }
 
 #[test]
