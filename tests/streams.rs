@@ -10,6 +10,7 @@
 //! skip).
 
 mod common_durable;
+mod common_http;
 mod common_lapin;
 mod common_python;
 mod util;
@@ -828,4 +829,78 @@ fn tracked_offsets_resume_after_reconnect_and_restart() {
         );
         assert_eq!(tracked_read(&conn, &q, "other", 1, false).await, vec![1]);
     }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn management_api_and_prometheus_show_streams() {
+    deadline(60, async {
+        let b = start_broker(1);
+        let Some(h) = b.handle() else { return };
+        let api = common_http::Api::new(h.http_port().expect("HTTP API"));
+        let prom = common_http::Api::new(h.prometheus_port().expect("Prometheus")).as_user(None);
+        let conn = connect(&b.uri()).await;
+        let q = uniq("st-mgmt");
+        declare_stream(&channel(&conn).await, &q, &[]).await;
+        publish_n(&conn, &q, "m", 30).await;
+        // A consumer 10 messages in, holding its prefetch (no acks).
+        let ch = channel(&conn).await;
+        within(ch.basic_qos(10, BasicQosOptions::default()))
+            .await
+            .unwrap();
+        let mut c = within(ch.basic_consume(
+            &q,
+            "mgmt-reader",
+            Default::default(),
+            table(&[("x-stream-offset", s("first"))]),
+        ))
+        .await
+        .unwrap();
+        for _ in 0..10 {
+            recv(&mut c).await;
+        }
+        let path = format!("/api/queues/%2f/{q}");
+        let mut j = serde_json::Value::Null;
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            j = api.get_json(&path);
+            if j["stream_readers"][0]["offset"] == 10 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(j["type"], "stream", "{j}");
+        assert_eq!(j["messages"], 30);
+        assert_eq!(j["messages_ready"], 30);
+        assert_eq!(j["consumers"], 1);
+        assert_eq!(j["first_offset"], 0);
+        assert_eq!(j["committed_offset"], 29);
+        assert_eq!(j["segments"], 1);
+        assert!(j["message_bytes"].as_u64().unwrap() > 30 * 16, "{j}");
+        assert_eq!(j["stream_readers"][0]["consumer_tag"], "mgmt-reader");
+        assert_eq!(j["stream_readers"][0]["offset"], 10);
+        assert_eq!(j["stream_readers"][0]["offset_lag"], 20);
+        assert_eq!(j["max_offset_lag"], 20);
+        let list = api.get_json("/api/queues");
+        let row = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == q.as_str())
+            .expect("the stream is listed");
+        assert_eq!(row["type"], "stream");
+        let text = prom.get("/metrics/per-object").body;
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name) && l.contains(&format!("queue=\"{q}\"")))
+                .unwrap_or_else(|| panic!("no {name} for {q} in\n{text}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(line("rabbitmq_queue_messages_ready{"), "30");
+        assert_eq!(line("rabbitmq_stream_segments{"), "1");
+        assert_eq!(line("rabbitmq_stream_consumer_max_offset_lag{"), "20");
+    })
+    .await;
 }

@@ -159,6 +159,36 @@ pub(super) fn render(
             "Messages paged out to disk",
             |q| q.messages_paged_out,
         );
+        // Streams (RabbitMQ 3.13's `rabbitmq_stream_segments`, and the
+        // readers' lag, which RabbitMQ reports for its stream protocol).
+        let streams = Objects {
+            items: q
+                .items
+                .iter()
+                .filter(|(s, _)| s.stream.is_some())
+                .map(|(s, l)| (*s, l.clone()))
+                .collect(),
+            per_object,
+        };
+        if !streams.items.is_empty() {
+            streams.metric(
+                out,
+                "stream_segments",
+                "gauge",
+                "Segment files of a stream",
+                |q| q.stream.as_deref().map_or(0, |s| s.segments),
+            );
+            streams.metric(
+                out,
+                "stream_consumer_max_offset_lag",
+                "gauge",
+                "Messages the furthest-behind consumer of a stream has yet to read",
+                |q| {
+                    let readers = q.stream.as_deref().map_or(&[][..], |s| &s.readers[..]);
+                    readers.iter().map(|r| r.offset_lag).max().unwrap_or(0)
+                },
+            );
+        }
     }
     if per_object
         || wanted("channel_metrics")

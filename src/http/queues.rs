@@ -179,6 +179,10 @@ fn queue_json(qi: &QueueInfo, node: &str, shape: Shape, rates: Option<&RateView>
     put("message_bytes_paged_out", json!(s.bytes_ready - bytes_ram));
     if let Some(st) = &s.stream {
         // RabbitMQ's stream queue items, and warren's per-reader offsets.
+        put("members", json!([node]));
+        put("online", json!([node]));
+        put("leader", json!(node));
+        put("readers", json!({ node: st.readers.len() }));
         put("first_offset", json!(st.first_offset));
         put("committed_offset", json!(st.next_offset.checked_sub(1)));
         put("segments", json!(st.segments));

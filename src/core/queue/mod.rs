@@ -792,10 +792,13 @@ impl Queue {
                 .stream
                 .as_ref()
                 .map_or(self.ready.len() as u64, |s| s.messages()),
-            messages_unacked: self
-                .stream
-                .as_ref()
-                .map_or(self.unacked.len() as u64, |s| s.unacked() as u64),
+            // A stream's deliveries are not messages it holds: RabbitMQ
+            // shows its messages as all ready and none unacknowledged.
+            messages_unacked: if self.stream.is_some() {
+                0
+            } else {
+                self.unacked.len() as u64
+            },
             bytes_ready: self
                 .stream
                 .as_ref()

@@ -135,10 +135,6 @@ impl Stream {
         self.log.next_offset() + self.building.count as u64
     }
 
-    pub fn first_offset(&self) -> u64 {
-        self.log.first_offset()
-    }
-
     /// Messages kept (written; the chunk being built not counted).
     pub fn messages(&self) -> u64 {
         self.log.next_offset() - self.log.first_offset()
@@ -149,22 +145,8 @@ impl Stream {
         self.log.size()
     }
 
-    /// Octets of chunks held in memory for readers.
-    pub fn cached_bytes(&self) -> u64 {
-        self.cache.bytes() as u64
-    }
-
-    pub fn segments(&self) -> usize {
-        self.log.segment_count()
-    }
-
     pub fn consumer_count(&self) -> usize {
         self.consumers.len()
-    }
-
-    /// Deliveries not yet acknowledged, over all consumers.
-    pub fn unacked(&self) -> usize {
-        self.consumers.iter().map(|c| c.unacked.len()).sum()
     }
 
     /// Appends a message to the chunk being built, with its offset in the
