@@ -653,7 +653,12 @@ fn survives_restart_and_kill9() {
         publish_n(&conn, &q, "m", 1000).await;
     });
     p.kill9();
+    // A stream directory no definition names (its queue was deleted by a
+    // broker that died before the files went): removed at boot.
+    let orphan = dir.0.join("streams").join("00000000000000ff");
+    std::fs::create_dir_all(&orphan).unwrap();
     let p = common_durable::Proc::start(&dir.0);
+    assert!(!orphan.exists(), "the orphan stream directory is gone");
     rt.block_on(deadline(60, async {
         let conn = connect(&common_durable::uri(p.port)).await;
         assert_eq!(message_count(&channel(&conn).await, &q).await, 1000);

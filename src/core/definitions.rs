@@ -412,6 +412,17 @@ impl Defs {
         id
     }
 
+    /// The store ids of the recovered streams (before the shards take
+    /// their queues): the stream directories to keep at boot.
+    pub fn recovered_streams(&self) -> std::collections::HashSet<u64> {
+        self.recovered
+            .iter()
+            .flatten()
+            .filter(|d| super::queue_args::is_stream(&d.args))
+            .map(|d| d.store_id)
+            .collect()
+    }
+
     /// The recovered queues `shard` must create (once, at its start).
     pub fn take_recovered(&mut self, shard: usize) -> Vec<QueueDef> {
         self.recovered

@@ -268,6 +268,8 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
     defs.lock()
         .bootstrap(&config.default_user, &config.default_pass)
         .map_err(|e| io::Error::other(e.to_string()))?;
+    let streams = defs.lock().recovered_streams();
+    crate::core::stream::remove_orphans(&config.data_dir, &streams);
     let alarms = Arc::new(Alarms::new(
         config.memory_limit_bytes(),
         config.disk_free_limit,

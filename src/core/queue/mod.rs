@@ -810,7 +810,11 @@ impl Queue {
             idle_since: (self.idle.1 != 0 && consumers == 0)
                 .then(|| wall.saturating_sub(now.saturating_sub(self.idle.1))),
             stats: self.stats,
-            memory: self.memory(),
+            memory: self.memory()
+                + self
+                    .stream
+                    .as_ref()
+                    .map_or(0, |s| s.snapshot_cached_bytes()),
             shard,
             time_in_queue: self.time_in_queue,
             confirm_latency: self.confirm_latency,

@@ -48,6 +48,28 @@ pub fn stream_dir(data_dir: &Path, store_id: u64) -> PathBuf {
     data_dir.join("streams").join(format!("{store_id:016x}"))
 }
 
+/// Boot: deletes the stream directories of no stream in the definitions
+/// (a stream deleted by a broker that stopped before its files were gone).
+pub fn remove_orphans(data_dir: &Path, keep: &std::collections::HashSet<u64>) {
+    let Ok(dirs) = std::fs::read_dir(data_dir.join("streams")) else {
+        return;
+    };
+    for d in dirs.flatten() {
+        let name = d.file_name();
+        let id = u64::from_str_radix(&name.to_string_lossy(), 16).ok();
+        if id.is_some_and(|id| keep.contains(&id)) {
+            continue;
+        }
+        log::warn!(
+            "deleting {}: no stream in the definitions has it",
+            d.path().display()
+        );
+        if let Err(e) = std::fs::remove_dir_all(d.path()) {
+            log::warn!("cannot delete {}: {e}", d.path().display());
+        }
+    }
+}
+
 /// How often retention is looked at besides when a segment fills (ms).
 const RETENTION_EVERY_MS: u64 = 1000;
 
@@ -145,6 +167,11 @@ impl Stream {
         self.log.size()
     }
 
+    /// Octets of chunks held in memory for readers.
+    pub fn snapshot_cached_bytes(&self) -> u64 {
+        self.cache.bytes() as u64
+    }
+
     pub fn consumer_count(&self) -> usize {
         self.consumers.len()
     }
@@ -193,7 +220,10 @@ impl Stream {
         let bytes = self.building.seal(first, now_ms, &self.filter_area);
         let segments = self.log.segment_count();
         let chunk = self.log.append(bytes)?;
-        self.cache.insert(chunk);
+        // Kept for live readers; a stream nobody reads keeps nothing.
+        if !self.consumers.is_empty() {
+            self.cache.insert(chunk);
+        }
         if self.log.segment_count() != segments {
             self.retain(now_ms);
         }
@@ -348,6 +378,7 @@ impl Stream {
     pub fn cancel(&mut self, r: ConsumerRef) -> bool {
         let before = self.consumers.len();
         self.consumers.retain(|c| c.r != r);
+        self.after_consumers_left();
         self.consumers.len() != before
     }
 
@@ -355,7 +386,15 @@ impl Stream {
     pub fn channel_gone(&mut self, channel: ChannelRef) -> bool {
         let before = self.consumers.len();
         self.consumers.retain(|c| c.r.channel != channel);
+        self.after_consumers_left();
         self.consumers.len() != before
+    }
+
+    /// Without readers the cache goes: an idle stream holds no chunks.
+    fn after_consumers_left(&mut self) {
+        if self.consumers.is_empty() {
+            self.cache.clear();
+        }
     }
 
     /// The channel moved to another shard with its connection.

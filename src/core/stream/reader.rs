@@ -40,6 +40,11 @@ impl ChunkCache {
         self.chunks.get(&at).cloned()
     }
 
+    /// Drops every chunk.
+    pub fn clear(&mut self) {
+        *self = ChunkCache::default();
+    }
+
     /// Octets held (the stream's memory figure).
     pub fn bytes(&self) -> usize {
         self.bytes
