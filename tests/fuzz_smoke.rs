@@ -138,7 +138,9 @@ smoke_tests!(
     segment_scan,
     amqp10_frame,
     amqp10_value,
-    amqp10_message
+    amqp10_message,
+    stream_scan,
+    stream_offsets
 );
 
 /// Writes the seeds for cargo-fuzz (see the module doc).

@@ -19,6 +19,7 @@
 
 pub mod mutate;
 pub mod seeds;
+pub mod stream_targets;
 pub mod targets;
 
 /// A fuzz target: bytes in, panic on a bug.
@@ -37,6 +38,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("amqp10_frame", targets::amqp10_frame),
     ("amqp10_value", targets::amqp10_value),
     ("amqp10_message", targets::amqp10_message),
+    ("stream_scan", stream_targets::stream_scan),
+    ("stream_offsets", stream_targets::stream_offsets),
 ];
 
 /// The target called `name`.

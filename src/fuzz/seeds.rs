@@ -33,6 +33,8 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
         "amqp10_frame" => amqp10_frames(),
         "amqp10_value" => amqp10_values(),
         "amqp10_message" => amqp10_messages(),
+        "stream_scan" => stream_files(),
+        "stream_offsets" => stream_offsets(),
         _ => Vec::new(),
     }
 }
@@ -453,6 +455,65 @@ fn segment_files() -> Vec<Vec<u8>> {
         .map(<[u8]>::to_vec)
         .unwrap_or_default();
     vec![image, first]
+}
+
+/// A stream's segments written by `StreamLog` (small segments, so
+/// several; chunks with records and filters), concatenated in order:
+/// `stream_scan` cuts them apart again.
+fn stream_files() -> Vec<Vec<u8>> {
+    use crate::store::stream_log::{ChunkBuilder, StreamLog};
+    let dir = scratch("stream");
+    let written = (|| -> std::io::Result<Vec<u8>> {
+        let mut log = StreamLog::open(&dir, 300)?;
+        let mut offset = 0;
+        for i in 0..6u64 {
+            let mut b = ChunkBuilder::new();
+            for j in 0..=i % 3 {
+                b.push(
+                    b"ex",
+                    b"key",
+                    |o| o.extend_from_slice(&[0x20, 0, 0, 0, 0, 0]),
+                    &[b'm'; 30],
+                );
+                let _ = j;
+            }
+            let n = b.count as u64;
+            let filter: &[u8] = if i % 2 == 0 { &[1; 17] } else { &[] };
+            log.append(b.seal(offset, 1_700_000_000_000 + i, filter))?;
+            offset += n;
+        }
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        names.sort();
+        let mut image = Vec::new();
+        for n in names {
+            image.extend(std::fs::read(n)?);
+        }
+        Ok(image)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    vec![written.expect("stream seed")]
+}
+
+/// A stream's offsets file written by `Offsets`.
+fn stream_offsets() -> Vec<Vec<u8>> {
+    use crate::core::stream::tracking::Offsets;
+    let dir = scratch("offsets");
+    let _ = std::fs::create_dir_all(&dir);
+    let written = (|| -> std::io::Result<Vec<u8>> {
+        let mut o = Offsets::open(&dir)?;
+        for (i, tag) in ["reader", "amq.ctag-x", "other"].iter().enumerate() {
+            o.acked(&Bytes::from_static(tag.as_bytes()), i as u64 * 7);
+        }
+        o.flush(&mut Vec::new())?;
+        o.acked(&Bytes::from_static(b"reader"), 99);
+        o.flush(&mut Vec::new())?;
+        std::fs::read(dir.join("offsets"))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    vec![written.expect("offsets seed")]
 }
 
 /// A client's side of a whole AMQP 1.0 session: SASL PLAIN, open, begin,

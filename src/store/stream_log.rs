@@ -305,6 +305,21 @@ impl StreamLog {
         let n = firsts.len();
         for (i, first) in firsts.into_iter().enumerate() {
             let seg = log.open_segment(first, i + 1 == n)?;
+            if let Some(prev) = log.segments.back() {
+                if seg.first_offset < prev.next_offset {
+                    // Offsets the previous segment already has: damage, not
+                    // something this log wrote. Set aside, never read.
+                    let path = seg_path(&log.dir, first, "seg");
+                    log::error!(
+                        "stream {}: segment {} overlaps the one before (which ends at {}); renamed to .bad",
+                        log.dir.display(),
+                        first,
+                        prev.next_offset
+                    );
+                    fs::rename(&path, path.with_extension("seg.bad"))?;
+                    continue;
+                }
+            }
             log.segments.push_back(seg);
         }
         if log.segments.is_empty() {
@@ -347,8 +362,10 @@ impl StreamLog {
         s.first_ts = e.timestamp;
         let e = read_entry(&s.idx, s.chunks - 1)?;
         s.last_ts = e.timestamp;
-        s.next_offset = e.first_offset + e.count as u64;
-        if e.pos + e.len != s.size {
+        s.next_offset = e.first_offset.saturating_add(e.count as u64);
+        if e.pos.checked_add(e.len) != Some(s.size)
+            || e.first_offset.checked_add(e.count as u64).is_none()
+        {
             // The index does not end where the segment does (a crash right
             // after the segment filled up, before its index was synced).
             self.scan_segment(&mut s)?;
@@ -384,7 +401,10 @@ impl StreamLog {
             let Some((first, ts, count, len)) = parse_header(&header) else {
                 break;
             };
-            if pos + len > file_len || first != s.next_offset {
+            if pos + len > file_len
+                || first != s.next_offset
+                || first.checked_add(count as u64).is_none()
+            {
                 break;
             }
             body.resize((len - CHUNK_HEADER as u64) as usize, 0);

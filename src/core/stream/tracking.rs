@@ -107,6 +107,14 @@ impl Offsets {
         })
     }
 
+    /// Every tag and its next offset (fuzzing and tests).
+    pub fn entries(&self) -> Vec<(Bytes, u64)> {
+        self.next
+            .iter()
+            .map(|(t, &(o, _))| (t.clone(), o))
+            .collect()
+    }
+
     /// The next offset stored for `tag`.
     pub fn get(&self, tag: &[u8]) -> Option<u64> {
         self.next.get(tag).map(|&(o, _)| o)
