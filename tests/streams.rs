@@ -131,8 +131,26 @@ async fn declare_checks_match_rabbitmq() {
             ],
         )
         .await;
-        let r = within(ch.queue_declare(&q, durable(), stream_args(&[]))).await;
-        assert!(r.is_err(), "redeclare with other arguments is refused");
+        // A redeclaration compares the stream's own arguments, and only them.
+        let same = [
+            ("x-max-length-bytes", AMQPValue::LongLongInt(1_000_000)),
+            ("x-max-age", s("7D")),
+            ("x-stream-max-segment-size-bytes", AMQPValue::LongLongInt(100_000)),
+            ("x-initial-cluster-size", AMQPValue::LongInt(1)),
+            ("x-queue-leader-locator", s("client-local")),
+        ];
+        let mut with_ttl = same.to_vec();
+        with_ttl.push(("x-message-ttl", AMQPValue::LongInt(5)));
+        within(ch.queue_declare(&q, durable(), stream_args(&with_ttl)))
+            .await
+            .expect("a TTL given again is ignored, as RabbitMQ does");
+        let mut other_age = same.to_vec();
+        other_age[1] = ("x-max-age", s("2h"));
+        let r = within(ch.queue_declare(&q, durable(), stream_args(&other_age))).await;
+        let text = format!(
+            "PRECONDITION_FAILED - inequivalent arg 'x-max-age' for queue '{q}' in vhost '/': received '2h' but current is '7D'"
+        );
+        assert_channel_error(&conn, r.map(|_| ()), 406, &text).await;
         let refused: Vec<(QueueDeclareOptions, FieldTable, String)> = vec![
             (
                 QueueDeclareOptions::default(),

@@ -22,6 +22,18 @@ const EQUIVALENCE_ARGS: &[&str] = &[
     "x-single-active-consumer",
 ];
 
+/// A stream's: `rabbit_stream_queue`'s queue arguments (RabbitMQ compares
+/// the arguments of the existing queue's type, so a stream ignores a TTL
+/// given again, and not its retention).
+const STREAM_EQUIVALENCE_ARGS: &[&str] = &[
+    "x-max-length-bytes",
+    "x-queue-type",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+    "x-initial-cluster-size",
+    "x-queue-leader-locator",
+];
+
 /// RabbitMQ's "inequivalent arg" 406 for a flag or type.
 pub fn inequivalent(
     vhost: &str,
@@ -70,14 +82,12 @@ pub fn check_queue_equivalent(
             b(q.auto_delete),
         ));
     }
-    check_args(
-        vhost,
-        "queue",
-        &q.name,
-        EQUIVALENCE_ARGS,
-        arguments,
-        &q.args,
-    )
+    let keys = if crate::core::queue_args::is_stream(&q.args) {
+        STREAM_EQUIVALENCE_ARGS
+    } else {
+        EQUIVALENCE_ARGS
+    };
+    check_args(vhost, "queue", &q.name, keys, arguments, &q.args)
 }
 
 /// The arguments `keys` of a redeclaration (`new`) against the existing

@@ -82,7 +82,13 @@ pub fn queue_declare(ctx: &mut ShardCtx, caller: Caller, q: QueueSpec) -> CoreRe
     let (vhost, vname) = (caller.vhost(), caller.vhost_name());
     caller.access.check_queue(Access::Configure, &name)?;
     let owner = q.exclusive.then_some(caller.conn_uid);
-    queue_args::validate(vname, &name, &q.arguments)?;
+    // A stream's arguments are checked only when it is created: RabbitMQ
+    // compares a redeclaration with the stream's own arguments alone (a
+    // TTL given again is ignored).
+    let stream = queue_args::is_stream(&q.arguments);
+    if !stream {
+        queue_args::validate(vname, &name, &q.arguments)?;
+    }
     let defs = ctx.defs.clone();
     let mut g = defs.lock();
     if let Some(existing) = g.vh(vhost)?.queues.get(&name) {
@@ -93,6 +99,9 @@ pub fn queue_declare(ctx: &mut ShardCtx, caller: Caller, q: QueueSpec) -> CoreRe
         let queue = existing.queue;
         ctx.churn.queue_declared += 1;
         return Ok(Declared::Exists { name, queue });
+    }
+    if stream {
+        queue_args::validate(vname, &name, &q.arguments)?;
     }
     g.check_queue_limit(vhost, &name)?;
     if let Some(dlx) = q
