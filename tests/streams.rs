@@ -318,8 +318,8 @@ async fn consume_get_and_purge_refusals() {
 
         let conn = connect(&b.uri()).await;
         let ch = channel(&conn).await;
-        // Per consumer, then global (RabbitMQ forgets a global limit when a
-        // per-consumer one follows it; warren keeps it).
+        // Per consumer, then global. (The other way round is no global
+        // limit: a per-consumer basic.qos lifts it, in RabbitMQ and here.)
         within(ch.basic_qos(10, BasicQosOptions::default()))
             .await
             .unwrap();
@@ -331,6 +331,16 @@ async fn consume_get_and_purge_refusals() {
         assert_connection_error(&conn, r.map(|_| ()), 540, &text).await;
 
         let conn = connect(&b.uri()).await;
+        let ch = channel(&conn).await;
+        within(ch.basic_qos(10, BasicQosOptions { global: true }))
+            .await
+            .unwrap();
+        within(ch.basic_qos(10, BasicQosOptions::default()))
+            .await
+            .unwrap();
+        within(ch.basic_consume(&q, "", Default::default(), FieldTable::default()))
+            .await
+            .expect("global, then per consumer: no global limit left");
         let ch = channel(&conn).await;
         let r = within(ch.queue_purge(&q, Default::default())).await;
         assert!(

@@ -364,7 +364,7 @@ fn check(rule: Rule, v: &FieldValue, args: &FieldTable) -> Result<(), String> {
         Rule::LeaderLocator => one_of(
             v,
             &["client-local", "balanced", "random", "least-leaders"],
-            |s| format!("\"unsupported queue locator '{}'\"", s),
+            |_| "invalid_queue_locator_arg".to_string(),
         ),
     }
 }

@@ -25,6 +25,12 @@ impl Channel {
             }
         } else {
             self.consumer_prefetch = count;
+            // RabbitMQ (3.8+) lifts the channel-wide limit on a per-consumer
+            // basic.qos (`rabbit_limiter:unlimit_prefetch`): a global limit
+            // holds only when set after the per-consumer one.
+            if self.window.limit.swap(0, Ordering::AcqRel) != 0 {
+                self.resume_window_queues(cx);
+            }
         }
         self.send(cx, BasicQosOk {}.into());
         Ok(Flow::Continue)
