@@ -452,6 +452,25 @@ mod tests {
     }
 
     #[test]
+    fn stream_arguments() {
+        let stream = |k: &str, v: FieldValue| {
+            let mut t = t("x-queue-type", s("stream"));
+            t.insert(k, v);
+            t
+        };
+        assert!(err(&stream("x-queue-leader-locator", s("bogus")))
+            .ends_with(": invalid_queue_locator_arg"));
+        assert!(err(&stream("x-max-age", FieldValue::I32(3600)))
+            .ends_with(": {unacceptable_type,signedint}"));
+        assert!(err(&stream("x-initial-cluster-size", FieldValue::I32(0)))
+            .ends_with(": {value_zero,0}"));
+        assert!(err(&stream("x-max-priority", FieldValue::I32(1)))
+            .ends_with("of queue type rabbit_stream_queue"));
+        assert!(validate("/", "q", &stream("x-foo", FieldValue::Void)).is_ok());
+        assert!(validate("/", "q", &stream("x-max-age", s("12h"))).is_ok());
+    }
+
+    #[test]
     fn first_error_in_rabbitmq_order() {
         let mut a = FieldTable::new();
         a.insert("x-max-length", FieldValue::I32(-1));
