@@ -421,6 +421,20 @@ fn segment_records() -> Vec<Vec<u8>> {
     vec![all]
 }
 
+/// The `.seg` files of `dir`, concatenated in name order.
+fn seg_image(dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    names.sort();
+    let mut image = Vec::new();
+    for n in names {
+        image.extend(std::fs::read(n)?);
+    }
+    Ok(image)
+}
+
 /// Segment files written by `SegmentLog` (small segments, so several),
 /// concatenated in number order: `segment_scan` cuts them apart again.
 fn segment_files() -> Vec<Vec<u8>> {
@@ -437,16 +451,7 @@ fn segment_files() -> Vec<Vec<u8>> {
         log.append_ack(2, 3, locs[2]);
         log.append_queue_gone(1, 4, [locs[1], locs[3]]);
         log.flush()?;
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-            .collect();
-        names.sort();
-        let mut image = Vec::new();
-        for n in names {
-            image.extend(std::fs::read(n)?);
-        }
-        Ok(image)
+        seg_image(&dir)
     })();
     let _ = std::fs::remove_dir_all(&dir);
     let image = written.expect("segment seed");
@@ -468,30 +473,20 @@ fn stream_files() -> Vec<Vec<u8>> {
         let mut offset = 0;
         for i in 0..6u64 {
             let mut b = ChunkBuilder::new();
-            for j in 0..=i % 3 {
+            for _ in 0..=i % 3 {
                 b.push(
                     b"ex",
                     b"key",
                     |o| o.extend_from_slice(&[0x20, 0, 0, 0, 0, 0]),
                     &[b'm'; 30],
                 );
-                let _ = j;
             }
             let n = b.count as u64;
             let filter: &[u8] = if i % 2 == 0 { &[1; 17] } else { &[] };
             log.append(b.seal(offset, 1_700_000_000_000 + i, filter))?;
             offset += n;
         }
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-            .collect();
-        names.sort();
-        let mut image = Vec::new();
-        for n in names {
-            image.extend(std::fs::read(n)?);
-        }
-        Ok(image)
+        seg_image(&dir)
     })();
     let _ = std::fs::remove_dir_all(&dir);
     vec![written.expect("stream seed")]

@@ -308,10 +308,13 @@ impl Stream {
                 "{q} does not support global qos"
             )));
         }
-        if spec.arguments.get("x-priority").is_some() {
-            return Err(CoreError::precondition(format!(
-                "invalid arg 'x-priority' for {q} of queue type rabbit_stream_queue"
-            )));
+        // The consumer arguments RabbitMQ knows but a stream does not take.
+        for arg in ["x-priority", "x-cancel-on-ha-failover"] {
+            if spec.arguments.get(arg).is_some() {
+                return Err(CoreError::precondition(format!(
+                    "invalid arg '{arg}' for {q} of queue type rabbit_stream_queue"
+                )));
+            }
         }
         // RabbitMQ 3.13 crashes the channel (541) on the forms that are not
         // even interval-shaped (`bogus`, a bool); they get the 406 here.
