@@ -540,3 +540,86 @@ async fn a_declare_that_cannot_be_made_durable_fails_on_its_channel() {
     })
     .await;
 }
+
+/// Every message of stream `q`, from its first offset, by message id.
+async fn stream_ids(ch: &Channel, q: &str) -> Vec<u64> {
+    within(ch.basic_qos(1000, BasicQosOptions::default()))
+        .await
+        .expect("basic.qos");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-stream-offset".into(),
+        lapin::types::AMQPValue::LongString("first".into()),
+    );
+    let mut c = within(ch.basic_consume(q, "", BasicConsumeOptions::default(), args))
+        .await
+        .expect("basic.consume");
+    let mut ids = Vec::new();
+    while let Some(d) = recv_one(&mut c, Duration::from_millis(500)).await {
+        let id = d.properties.message_id().as_ref().expect("message_id");
+        ids.push(id.as_str().parse().expect("numeric id"));
+        within(d.ack(BasicAckOptions::default()))
+            .await
+            .expect("ack");
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_write_errors_nack_and_writes_resume() {
+    let data = DataDir::new("stream-write-fault");
+    deadline(90, async {
+        let b = start_faulty(&data.0);
+        let conn = connect(&uri(b.port())).await;
+        let ch = confirm_channel(&conn).await;
+        let q = "stream-written";
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            lapin::types::AMQPValue::LongString("stream".into()),
+        );
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        within(ch.queue_declare(q, durable, args))
+            .await
+            .expect("queue.declare");
+        let body = vec![b's'; 256];
+        let mut out = Outcome::default();
+        // Three chunk writes fail with EDQUOT: their messages are nacked,
+        // never acked; then the stream takes writes again.
+        fault::inject(&data.0.join("streams"), Op::Write, 3, libc::EDQUOT);
+        let (_, rest) = publish_batch(&ch, q, 0, 50, &body, Duration::from_secs(2), &mut out).await;
+        let h = &b;
+        eventually_within(
+            Duration::from_secs(5),
+            "the disk alarm clears",
+            async || !h.alarms().disk_alarm(),
+        )
+        .await;
+        let (_, rest) = await_confirms(rest, Duration::from_secs(10), &mut out).await;
+        assert!(rest.is_empty(), "every publish answered");
+        assert!(!out.nacked.is_empty(), "the failed writes were nacked");
+        let (n, _) = publish_batch(&ch, q, 50, 50, &body, Duration::from_secs(10), &mut out).await;
+        assert_eq!(n, 50);
+        assert!(out.acked.contains(&99));
+        let _ = conn.close(200, "bye").await;
+        b.shutdown();
+
+        // After a restart the stream holds every acked message once, in
+        // order, and none that was nacked (their chunk was never written).
+        let b = start_faulty(&data.0);
+        let conn = connect(&uri(b.port())).await;
+        let ids = stream_ids(&channel(&conn).await, q).await;
+        let _ = conn.close(200, "bye").await;
+        b.shutdown();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "in order, once: {ids:?}"
+        );
+        assert_all_there(&out, &ids);
+        assert!(ids.iter().all(|id| !out.nacked.contains(id)), "{ids:?}");
+    })
+    .await;
+}
