@@ -1,5 +1,7 @@
 //! The `warren` broker binary: parses flags (each with an environment fallback)
-//! and runs the broker until killed.
+//! and runs the broker until SIGTERM or SIGINT, which shut it down
+//! gracefully (`BrokerHandle::shutdown_gracefully`); a second signal stops it
+//! at once (the stores are crash-safe).
 
 use clap::Parser;
 use std::net::IpAddr;
@@ -150,9 +152,37 @@ struct Args {
     /// --http-bind addresses (0: no Prometheus endpoint).
     #[arg(long, env = "WARREN_PROMETHEUS_PORT", default_value_t = 15692)]
     prometheus_port: u16,
+    /// On SIGTERM/SIGINT, at most this many seconds for messages in flight to
+    /// reach the disk, their confirms to go out and clients to take the
+    /// connection.close (320 CONNECTION_FORCED - broker shutdown).
+    #[arg(long, env = "WARREN_SHUTDOWN_TIMEOUT", default_value_t = 10)]
+    shutdown_timeout: u64,
+}
+
+/// Blocks SIGTERM and SIGINT in this thread and every thread it starts
+/// (before any is started), so that `wait_signal` takes them.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain libc calls on a sigset_t of our own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits for one of the blocked signals; returns its number.
+fn wait_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig = 0;
+    // SAFETY: `set` is a valid sigset_t, `sig` a valid out pointer.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
 }
 
 fn main() {
+    let signals = block_signals();
     let args = Args::parse();
     env_logger::Builder::new()
         .parse_filters(&args.log_level)
@@ -213,11 +243,23 @@ fn main() {
         );
         std::process::exit(1);
     }
-    match warren::start(config) {
-        Ok(handle) => handle.join(),
+    let handle = match warren::start(config) {
+        Ok(handle) => handle,
         Err(e) => {
             eprintln!("warren: {}", e);
             std::process::exit(1);
         }
-    }
+    };
+    let sig = wait_signal(&signals);
+    log::info!(
+        "signal {sig}: shutting down (at most {} s; a second signal stops at once)",
+        args.shutdown_timeout
+    );
+    std::thread::spawn(move || {
+        let sig = wait_signal(&signals);
+        log::warn!("signal {sig}: stopping now");
+        std::process::exit(1);
+    });
+    handle.shutdown_gracefully(std::time::Duration::from_secs(args.shutdown_timeout));
+    log::info!("stopped");
 }

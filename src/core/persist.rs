@@ -211,6 +211,11 @@ impl ShardStore {
         });
     }
 
+    /// Nothing appended unwritten and no confirm waiting for an fsync.
+    pub fn is_idle(&self) -> bool {
+        !self.dirty && self.held.is_empty()
+    }
+
     /// The confirms released since the last call, with their hold times.
     pub fn take_released(&mut self, into: &mut Vec<(QueueRef, u64)>) {
         into.append(&mut self.released);

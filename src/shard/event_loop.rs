@@ -32,6 +32,9 @@ use std::time::{Duration, Instant};
 
 /// Stop reading from a connection whose unsent output exceeds this (a consumer
 /// that does not read); resume when it drains.
+#[path = "drain.rs"]
+mod drain;
+
 const WRITE_HIGH_WATER: usize = 16 * 1024 * 1024;
 /// Messages taken from one incoming ring per pass, so one busy peer cannot
 /// starve the sockets.
@@ -80,6 +83,9 @@ struct Loop {
     /// When each connection's timers are next due (`tick_slice`).
     due: DueTable,
     stop: Arc<AtomicBool>,
+    /// A graceful shutdown was asked for (`drain`).
+    drain: Arc<AtomicBool>,
+    draining: Option<drain::Draining>,
 }
 
 /// What `shard::start` hands each shard's thread.
@@ -93,6 +99,7 @@ pub struct ShardSetup {
     /// Work from threads that are not shards.
     pub control: Inbox,
     pub stop: Arc<AtomicBool>,
+    pub drain: Arc<AtomicBool>,
 }
 
 /// Runs one shard until `stop` is set.
@@ -106,6 +113,7 @@ pub fn run(setup: ShardSetup) {
         links,
         control,
         stop,
+        drain,
     } = setup;
     let mut listeners = Vec::new();
     let tls_from = sl.listeners.len();
@@ -173,6 +181,8 @@ pub fn run(setup: ShardSetup) {
         busy: Duration::ZERO,
         due: DueTable::new(Instant::now()),
         stop,
+        drain,
+        draining: None,
     };
     lp.run();
 }
@@ -300,6 +310,9 @@ impl Loop {
             // (a Resume in the local outbox makes the next poll non-blocking).
             self.state.ctx.outbox.resume_stalled();
             self.flush();
+            if self.drain.load(Ordering::Acquire) && self.drain_step(Instant::now()) {
+                break;
+            }
         }
         // Shutdown: what the store buffered is written and synced; sockets
         // close as the state drops.
@@ -400,11 +413,12 @@ impl Loop {
     /// Reads connection `slot` and runs its input; `stop_short` as in
     /// `Socket::fill`.
     fn read(&mut self, slot: usize, stop_short: bool) {
+        let paused = self.reads_paused();
         let Some(conn) = self.state.conns.get_mut(slot) else {
             return;
         };
         self.due.touch(slot);
-        if conn.sock().dead {
+        if conn.sock().dead || paused {
             return;
         }
         if conn.sock().pending_output() > WRITE_HIGH_WATER {

@@ -30,6 +30,8 @@ pub struct BrokerHandle {
     tls_port: Option<u16>,
     shard_ports: Vec<u16>,
     stop: Arc<AtomicBool>,
+    /// A graceful shutdown is under way (`shutdown_gracefully`).
+    drain: Arc<AtomicBool>,
     wakers: Vec<Arc<mio::Waker>>,
     control: control::Control,
     admin: crate::admin::Admin,
@@ -107,6 +109,26 @@ impl BrokerHandle {
             prometheus_port,
             stop,
         });
+    }
+
+    /// Graceful shutdown (SIGTERM): every shard stops accepting, lets the
+    /// messages in flight reach the disk and their confirms go out, then
+    /// closes its clients with 320 `CONNECTION_FORCED - broker shutdown`
+    /// (`event_loop`'s `drain`). After `wait` the shards are stopped
+    /// whatever is left; the stores are synced either way.
+    pub fn shutdown_gracefully(mut self, wait: std::time::Duration) {
+        if let Some(h) = self.http.take() {
+            (h.stop)();
+        }
+        self.drain.store(true, Ordering::Release);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+        let until = std::time::Instant::now() + wait;
+        while self.threads.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.shutdown();
     }
 
     /// Stops every shard and waits for the threads.
@@ -277,6 +299,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
     ));
     defs.set_alarms(alarms.clone());
     let stop = Arc::new(AtomicBool::new(false));
+    let drain = Arc::new(AtomicBool::new(false));
     let mut mesh = mesh::Mesh::new(shards)?;
     let wakers = mesh.wakers.clone();
     let (control, inboxes) = control::channels(wakers.clone());
@@ -307,6 +330,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         let defs = defs.clone();
         let alarms = alarms.clone();
         let stop = stop.clone();
+        let drain = drain.clone();
         let core = if cores.is_empty() {
             None
         } else {
@@ -327,6 +351,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
                     links,
                     control: inbox,
                     stop,
+                    drain,
                 });
             })?;
         threads.push(t);
@@ -341,6 +366,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         tls_port,
         shard_ports,
         stop,
+        drain,
         wakers,
         control,
         admin,
