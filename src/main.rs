@@ -246,7 +246,17 @@ fn main() {
     let handle = match warren::start(config) {
         Ok(handle) => handle,
         Err(e) => {
-            eprintln!("warren: {}", e);
+            // One line, what went wrong and what to do; never a backtrace.
+            let hint = match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    " (another broker or program listens there: stop it, or choose another port)"
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    " (the user warren runs as needs write access there)"
+                }
+                _ => "",
+            };
+            eprintln!("warren: {e}{hint}");
             std::process::exit(1);
         }
     };

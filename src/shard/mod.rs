@@ -222,6 +222,7 @@ fn bind_shared(
 pub fn start(config: Config) -> io::Result<BrokerHandle> {
     // A data directory keeps the shard count it was written with: durable
     // queues and their messages' stores are placed by it.
+    crate::store::format::check(&config.data_dir)?;
     let shards = crate::store::shard_count::pin(&config.data_dir, config.shards.max(1))?;
     let mut config = config;
     config.shards = shards;

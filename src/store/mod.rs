@@ -6,6 +6,7 @@
 pub mod defs_log;
 pub mod defs_record;
 pub mod fault;
+pub mod format;
 pub mod location;
 pub mod page_file;
 pub mod record;
