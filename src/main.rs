@@ -3,7 +3,9 @@
 //! gracefully (`BrokerHandle::shutdown_gracefully`); a second signal stops it
 //! at once (the stores are crash-safe).
 
-use clap::Parser;
+mod config_file;
+
+use clap::{CommandFactory, Parser};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -11,6 +13,18 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
+    /// Configuration file (TOML; every flag is a key, with _ for -). Default:
+    /// /etc/warren/warren.toml when it exists. Flags and environment
+    /// variables override it.
+    #[arg(long, env = "WARREN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Check the configuration (flags, environment, file), print the
+    /// effective settings and where each comes from, and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Print a configuration file with every key at its default, and exit.
+    #[arg(long)]
+    example_config: bool,
     /// AMQP port.
     #[arg(long, env = "WARREN_PORT", default_value_t = 5672)]
     port: u16,
@@ -183,7 +197,42 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
 
 fn main() {
     let signals = block_signals();
-    let args = Args::parse();
+    let parsed = match config_file::parse::<Args>(std::env::args_os().collect()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            std::process::exit(2);
+        }
+    };
+    if parsed.args.example_config {
+        print!("{}", config_file::example(&Args::command()));
+        return;
+    }
+    if parsed.args.check_config {
+        match &parsed.file {
+            Some(f) => println!("# configuration file: {}", f.display()),
+            None => println!("# no configuration file"),
+        }
+        for (key, value) in &parsed.values {
+            let source = parsed.sources.get(key).copied();
+            let shown = if value.is_empty() {
+                "(not set)".to_string()
+            } else {
+                config_file::toml_value(value)
+            };
+            println!(
+                "{key} = {shown}  # {}",
+                match source {
+                    Some(config_file::Source::Flag) => "flag",
+                    Some(config_file::Source::Environment) => "environment",
+                    Some(config_file::Source::File) => "file",
+                    _ => "default",
+                }
+            );
+        }
+    }
+    let check_only = parsed.args.check_config;
+    let args = parsed.args;
     env_logger::Builder::new()
         .parse_filters(&args.log_level)
         .format_timestamp_millis()
@@ -235,6 +284,23 @@ fn main() {
     config.prometheus_port = (args.prometheus_port != 0).then_some(args.prometheus_port);
     config.busy_poll = std::time::Duration::from_micros(args.busy_poll_us.min(1_000_000));
     config.follow_max_rate = args.follow_max_rate;
+    if check_only {
+        // The files the settings name must be readable, too.
+        if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+            let files = warren::net::tls::TlsFiles {
+                cert,
+                key,
+                ca: config.tls_ca.as_deref(),
+                fail_if_no_peer_cert: config.tls_fail_if_no_peer_cert,
+            };
+            if let Err(e) = warren::net::tls::server_config(&files) {
+                eprintln!("warren: {e}");
+                std::process::exit(1);
+            }
+        }
+        println!("# configuration ok");
+        return;
+    }
     if let Err(e) = warren::store::ensure_data_dir(&config.data_dir) {
         eprintln!(
             "warren: cannot create data dir {}: {}",

@@ -326,6 +326,8 @@ struct Proc {
 impl Proc {
     fn start(dir: &Path) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+            // Never the machine's /etc/warren/warren.toml.
+            .env("WARREN_CONFIG", "/dev/null")
             .args([
                 "--port",
                 "0",

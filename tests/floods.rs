@@ -125,6 +125,7 @@ impl Proc {
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
+        cmd.env("WARREN_CONFIG", "/dev/null"); // never /etc/warren/warren.toml
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--shards", "2", "--no-pin", "--heartbeat", "0"])
             .args(["--http-port", "0", "--prometheus-port", "0"])

@@ -5,10 +5,11 @@
 
 mod common_durable;
 mod common_lapin;
+mod common_raw;
 use common_durable::{uri, DataDir, Proc};
 use common_lapin::*;
 
-use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+use lapin::options::QueueDeclareOptions;
 use lapin::BasicProperties;
 use std::time::{Duration, Instant};
 
@@ -76,30 +77,21 @@ fn sigterm_closes_clients_with_320_and_exits_0() {
 #[test]
 fn a_second_signal_stops_at_once() {
     let dir = DataDir::new("shutdown-twice");
-    let rt = runtime();
     let mut p = Proc::start(&dir.0);
-    let port = p.port;
-    // A consumer that holds its deliveries: a shutdown has work to wait for.
-    let _conn = rt.block_on(async {
-        let conn = connect(&uri(port)).await;
-        let ch = channel(&conn).await;
-        within(ch.queue_declare("sd2", Default::default(), Default::default()))
-            .await
-            .unwrap();
-        let _c = within(ch.basic_consume(
-            "sd2",
-            "",
-            BasicConsumeOptions::default(),
-            Default::default(),
-        ))
-        .await
-        .unwrap();
-        conn
-    });
+    // A client that opens a connection and then stops reading: the
+    // shutdown waits for its close-ok (up to its bound).
+    let mut raw = common_raw::Raw::connect(p.port);
+    raw.handshake(131072, 0);
     p.signal(libc::SIGTERM);
+    // Signals of one kind do not queue: the second must come after the
+    // first was taken, while the shutdown waits.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(p.wait_exit(Duration::ZERO).is_none(), "still shutting down");
+    let t0 = Instant::now();
     p.signal(libc::SIGTERM);
     let status = p
         .wait_exit(Duration::from_secs(5))
         .expect("warren exits at once");
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     assert_eq!(status.code(), Some(1), "{status:?}");
 }

@@ -11,6 +11,8 @@ use std::process::Command;
 /// Runs warren with `args` on `dir`; its exit code and stderr.
 fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        // Never the machine's /etc/warren/warren.toml.
+        .env("WARREN_CONFIG", "/dev/null")
         .args([
             "--http-port",
             "0",

@@ -127,6 +127,7 @@ impl Proc {
     fn start(dir: &Path, definitions: Option<&Path>) -> Proc {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
+        cmd.env("WARREN_CONFIG", "/dev/null"); // never /etc/warren/warren.toml
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args([
                 "--shards",

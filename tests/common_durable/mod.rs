@@ -102,6 +102,8 @@ impl Proc {
     pub fn start(dir: &Path) -> Proc {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_warren"))
+            // Never the machine's /etc/warren/warren.toml.
+            .env("WARREN_CONFIG", "/dev/null")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--shards", "2", "--no-pin"])
             .args(["--http-port", "0", "--prometheus-port", "0"])
