@@ -4,6 +4,7 @@
 //! at once (the stores are crash-safe).
 
 mod config_file;
+mod logging;
 
 use clap::{CommandFactory, Parser};
 use std::net::IpAddr;
@@ -45,6 +46,14 @@ struct Args {
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, env = "WARREN_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// Log lines as text or as one JSON object each (time, level, shard,
+    /// thread, target, message).
+    #[arg(long, env = "WARREN_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: logging::Format,
+    /// Log to this file (appended to; reopened on SIGHUP, for logrotate)
+    /// instead of stderr.
+    #[arg(long, env = "WARREN_LOG_FILE")]
+    log_file: Option<PathBuf>,
     /// Also listen on 127.0.0.1:(BASE + i) for each shard i, so clients can pick
     /// their shard (testing, pinning).
     #[arg(long, env = "WARREN_SHARD_PORT_BASE")]
@@ -182,6 +191,7 @@ fn block_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
@@ -233,10 +243,17 @@ fn main() {
     }
     let check_only = parsed.args.check_config;
     let args = parsed.args;
-    env_logger::Builder::new()
-        .parse_filters(&args.log_level)
-        .format_timestamp_millis()
-        .init();
+    let log_file = if check_only {
+        None
+    } else {
+        match logging::init(&args.log_level, args.log_format, args.log_file.as_deref()) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("warren: {e}");
+                std::process::exit(1);
+            }
+        }
+    };
     let mut config = warren::Config::default();
     config.port = args.port;
     config.bind = args.bind;
@@ -326,13 +343,26 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let sig = wait_signal(&signals);
+    // SIGHUP reopens the log file (logrotate); SIGTERM and SIGINT stop.
+    let next_stop = move || loop {
+        let sig = wait_signal(&signals);
+        if sig != libc::SIGHUP {
+            return sig;
+        }
+        if let Some(f) = &log_file {
+            match f.reopen() {
+                Ok(()) => log::info!("SIGHUP: log file reopened"),
+                Err(e) => log::error!("SIGHUP: cannot reopen the log file: {e}"),
+            }
+        }
+    };
+    let sig = next_stop();
     log::info!(
         "signal {sig}: shutting down (at most {} s; a second signal stops at once)",
         args.shutdown_timeout
     );
     std::thread::spawn(move || {
-        let sig = wait_signal(&signals);
+        let sig = next_stop();
         log::warn!("signal {sig}: stopping now");
         std::process::exit(1);
     });

@@ -58,6 +58,9 @@ pub struct ConnInfo {
     /// Where its publishes go: asks to move to its queue's shard
     /// (`core::follow`).
     pub follow: Follow,
+    /// Why it closes, for the log line (`core::conn_log::closed`); None
+    /// when the socket just went away.
+    pub close_reason: Option<Box<str>>,
 }
 
 /// What a TLS connection's handshake settled (management's `ssl_protocol`,

@@ -43,4 +43,6 @@ pub struct ConnInfo {
     pub container_id: String,
     pub peer: Option<std::net::SocketAddr>,
     pub local: Option<std::net::SocketAddr>,
+    /// Why it closes, for the log line (`core::conn_log::closed`).
+    pub close_reason: Option<Box<str>>,
 }

@@ -12,6 +12,7 @@ pub mod access;
 pub mod alarms;
 pub mod auth;
 pub mod backlog;
+pub mod conn_log;
 pub mod definitions;
 pub mod definitions_json;
 pub mod error;

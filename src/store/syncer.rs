@@ -26,6 +26,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// A sync round this long is logged (a disk this slow holds every confirm).
+const SLOW_SYNC: Duration = Duration::from_secs(1);
+
 /// When the syncer runs `fdatasync`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsyncMode {
@@ -161,6 +164,7 @@ impl SyncShared {
             return Ok(());
         }
         let mut result = super::fault::check(&self.path, super::fault::Op::Sync);
+        let started = Instant::now();
         for f in files.drain(..) {
             if result.is_err() {
                 break;
@@ -177,6 +181,14 @@ impl SyncShared {
             log::error!("message store: fdatasync failed: {e}; unconfirmed messages are nacked");
             self.failures.fetch_add(1, Ordering::AcqRel);
             return Err(e);
+        }
+        let took = started.elapsed();
+        if took >= SLOW_SYNC {
+            log::warn!(
+                "message store {}: slow fdatasync: {} ms (confirms wait for it)",
+                self.path.display(),
+                took.as_millis()
+            );
         }
         self.durable.fetch_max(pos, Ordering::AcqRel);
         self.syncs.fetch_add(1, Ordering::Relaxed);

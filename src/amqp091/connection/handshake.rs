@@ -96,7 +96,15 @@ impl Connection {
             (State::StartOk, Method::ConnectionStartOk(m)) => self.connection_start_ok(m, ctx),
             (State::TuneOk, Method::ConnectionTuneOk(m)) => self.connection_tune_ok(m, ctx),
             (State::Open, Method::ConnectionOpen(m)) => self.connection_open(m, ctx),
-            (_, Method::ConnectionClose(_)) => {
+            (_, Method::ConnectionClose(m)) => {
+                self.info.close_reason = Some(
+                    format!(
+                        "client closed it ({} {})",
+                        m.reply_code,
+                        String::from_utf8_lossy(&m.reply_text)
+                    )
+                    .into(),
+                );
                 if self.channels.iter().flatten().any(|c| c.awaits_confirms()) {
                     self.state = State::CloseAwaitingConfirms;
                     self.deadline = Some(Instant::now() + CLOSE_TIMEOUT);
@@ -245,6 +253,19 @@ impl Connection {
         self.info.channel_count = Some(channels);
         self.info.access = access;
         self.info.counted = true;
+        let client = self
+            .info
+            .client_properties
+            .get("connection_name")
+            .and_then(|v| v.as_str());
+        crate::core::conn_log::opened(
+            "AMQP 0-9-1",
+            self.info.peer,
+            self.info.local,
+            client,
+            &self.info.user,
+            &self.info.access.vhost_name,
+        );
         self.send(0, &ConnectionOpenOk::default().into());
         self.state = State::Running;
         self.deadline = None;

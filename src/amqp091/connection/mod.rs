@@ -119,6 +119,7 @@ impl Connection {
                 peer,
                 local,
                 follow: Follow::default(),
+                close_reason: None,
             },
             state: State::ProtocolHeader,
             channels: Vec::new(),
@@ -511,6 +512,7 @@ impl Connection {
         if matches!(self.state, State::Closing | State::CloseAfterFlush) {
             return;
         }
+        self.info.close_reason = Some(e.text.clone().into());
         self.teardown(ctx);
         let close = ConnectionClose {
             reply_code: e.code,
@@ -545,6 +547,15 @@ impl Connection {
         if std::mem::take(&mut self.info.counted) {
             let vhost = self.info.access.vhost;
             ctx.defs.lock().connection_closed(&self.info.user, vhost);
+            let i = &self.info;
+            crate::core::conn_log::closed(
+                "AMQP 0-9-1",
+                i.peer,
+                i.local,
+                &i.user,
+                &i.access.vhost_name,
+                i.close_reason.as_deref(),
+            );
         }
         // Exclusive queues live on this shard (declared here): delete them now, so
         // they are gone before our close-ok reaches the client.

@@ -100,6 +100,7 @@ impl Connection {
                 connected_at: crate::core::stats::wall_ms(),
                 auth_mechanism: "",
                 container_id: String::new(),
+                close_reason: None,
                 peer,
                 local,
             },
@@ -232,6 +233,7 @@ impl Connection {
                 if let Some(e) = c.error.as_ref() {
                     log::debug!("client closed connection with error {:?}", e);
                 }
+                self.info.close_reason = Some("client closed it".into());
                 self.teardown(ctx);
                 wire::write_close(&mut self.sock.wbuf, None);
                 self.state = State::CloseAfterFlush;
@@ -356,6 +358,7 @@ impl Connection {
         if matches!(self.state, State::Closing | State::CloseAfterFlush) {
             return;
         }
+        self.info.close_reason = Some(format!("{} {}", e.condition, e.description).into());
         self.teardown(ctx);
         if matches!(
             self.state,
@@ -396,6 +399,15 @@ impl Connection {
         if std::mem::take(&mut self.info.counted) {
             let vhost = self.info.access.vhost;
             ctx.defs.lock().connection_closed(&self.info.user, vhost);
+            let i = &self.info;
+            crate::core::conn_log::closed(
+                "AMQP 1.0",
+                i.peer,
+                i.local,
+                &i.user,
+                &i.access.vhost_name,
+                i.close_reason.as_deref(),
+            );
         }
         for q in self.info.exclusive_queues.drain(..) {
             if q.shard == ctx.id {

@@ -189,6 +189,14 @@ impl Connection {
         };
         self.info.access = access;
         self.info.counted = true;
+        crate::core::conn_log::opened(
+            "AMQP 1.0",
+            self.info.peer,
+            self.info.local,
+            Some(&self.info.container_id),
+            &self.info.user,
+            &self.info.access.vhost_name,
+        );
         let largest = self.info.max_frame_in.max(HANDSHAKE_FRAME_MAX);
         self.sock.set_max_buffered(largest as usize);
         write_server_open(&mut self.sock.wbuf, ctx);
