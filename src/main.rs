@@ -197,6 +197,26 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
+/// Tells systemd (a `Type=notify` unit: `$NOTIFY_SOCKET`) how the service
+/// is: `READY=1` once it listens, `STOPPING=1` when it shuts down. Nothing
+/// without the variable.
+fn sd_notify(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let addr = match path.strip_prefix('@') {
+        Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
+        None => SocketAddr::from_pathname(&path),
+    };
+    let sent = addr.and_then(|a| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &a));
+    if let Err(e) = sent {
+        log::warn!("cannot notify systemd ({path}): {e}");
+    }
+}
+
 /// Waits for one of the blocked signals; returns its number.
 fn wait_signal(set: &libc::sigset_t) -> i32 {
     let mut sig = 0;
@@ -343,6 +363,7 @@ fn main() {
             std::process::exit(1);
         }
     };
+    sd_notify("READY=1");
     // SIGHUP reopens the log file (logrotate); SIGTERM and SIGINT stop.
     let next_stop = move || loop {
         let sig = wait_signal(&signals);
@@ -357,6 +378,7 @@ fn main() {
         }
     };
     let sig = next_stop();
+    sd_notify("STOPPING=1");
     log::info!(
         "signal {sig}: shutting down (at most {} s; a second signal stops at once)",
         args.shutdown_timeout

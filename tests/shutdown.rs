@@ -95,3 +95,51 @@ fn a_second_signal_stops_at_once() {
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     assert_eq!(status.code(), Some(1), "{status:?}");
 }
+
+#[test]
+fn tells_systemd_it_is_ready_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = DataDir::new("sd-notify");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let sock_path = dir.0.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .env("WARREN_CONFIG", "/dev/null")
+        .env("NOTIFY_SOCKET", &sock_path)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--no-pin",
+        ])
+        .args([
+            "--http-port",
+            "0",
+            "--prometheus-port",
+            "0",
+            "--log-level",
+            "warn",
+        ])
+        .arg("--data-dir")
+        .arg(dir.0.join("data"))
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = sock.recv(&mut buf).expect("READY=1 within 20 s");
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means listening.
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("it listens when it says so");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let n = sock.recv(&mut buf).expect("STOPPING=1");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert!(child.wait().unwrap().success());
+}

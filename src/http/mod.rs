@@ -414,7 +414,7 @@ fn bind_all(
 ) -> io::Result<(Vec<TcpListener>, u16)> {
     let mut listeners = Vec::new();
     for ip in addrs {
-        let l = match TcpListener::bind(SocketAddr::new(*ip, port)) {
+        let l = match crate::net::listener::bind_one(SocketAddr::new(*ip, port)) {
             Ok(l) => l,
             // As for AMQP: a machine without that address (no IPv6) still
             // serves the others.

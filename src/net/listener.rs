@@ -32,6 +32,16 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// A blocking listener on `addr` (no SO_REUSEPORT: one per address), IPv6
+/// only for an IPv6 address, so `0.0.0.0` and `::` can both be bound: the
+/// HTTP servers' listeners.
+pub fn bind_one(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = tcp_socket(addr)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 /// Fails if something already listens on `addr`. SO_REUSEPORT would otherwise let
 /// a second broker bind the same port and silently take a share of the clients;
 /// a probe bound without it gets EADDRINUSE instead.
