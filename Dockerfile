@@ -13,8 +13,9 @@ RUN cargo build --release --locked -p warren -p warren-loadgen \
     && strip target/release/warren target/release/warrenctl target/release/warren-loadgen
 
 FROM debian:bookworm-slim
-RUN groupadd --system warren \
-    && useradd --system --gid warren --home-dir /var/lib/warren --no-create-home \
+# A fixed uid/gid (999), so that a volume's owner is the same in every image.
+RUN groupadd --system --gid 999 warren \
+    && useradd --system --uid 999 --gid warren --home-dir /var/lib/warren --no-create-home \
         --shell /usr/sbin/nologin warren \
     && mkdir -p /var/lib/warren /etc/warren \
     && chown warren:warren /var/lib/warren
@@ -25,7 +26,7 @@ COPY packaging/warren.toml /usr/share/doc/warren/warren.toml.example
 ENV WARREN_BIND=0.0.0.0,:: \
     WARREN_DATA_DIR=/var/lib/warren \
     WARREN_NO_PIN=true
-USER warren
+USER 999:999
 VOLUME /var/lib/warren
 EXPOSE 5672 5671 15672 15692
 # A TCP probe of the AMQP port (the HTTP API would need a user's password).
