@@ -143,3 +143,80 @@ fn tells_systemd_it_is_ready_and_stopping() {
     assert_eq!(&buf[..n], b"STOPPING=1");
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn a_clean_shutdown_is_marked_and_streams_come_back_from_their_indexes() {
+    use lapin::options::{BasicAckOptions, BasicQosOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+    let dir = DataDir::new("clean-marker");
+    let rt = runtime();
+    let mut p = Proc::start(&dir.0);
+    let publish = |port: u16, prefix: &'static str, n: usize| {
+        rt.block_on(async move {
+            let conn = connect(&uri(port)).await;
+            let ch = confirm_channel(&conn).await;
+            let mut args = FieldTable::default();
+            args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("stream".into()),
+            );
+            let durable = QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            within(ch.queue_declare("clean-s", durable, args))
+                .await
+                .unwrap();
+            for i in 0..n {
+                let body = format!("{prefix}{i}");
+                let c = within(ch.basic_publish(
+                    "",
+                    "clean-s",
+                    Default::default(),
+                    body.as_bytes(),
+                    BasicProperties::default(),
+                ))
+                .await
+                .unwrap();
+                assert!(within(c).await.unwrap().is_ack());
+            }
+        })
+    };
+    publish(p.port, "a", 100);
+    p.signal(libc::SIGTERM);
+    assert!(p.wait_exit(Duration::from_secs(20)).unwrap().success());
+    let marker = dir.0.join("clean-shutdown");
+    assert!(marker.exists(), "a clean shutdown leaves its marker");
+    let p = Proc::start(&dir.0);
+    assert!(!marker.exists(), "the next start takes it");
+    publish(p.port, "b", 10);
+    rt.block_on(async {
+        let conn = connect(&uri(p.port)).await;
+        let ch = channel(&conn).await;
+        within(ch.basic_qos(500, BasicQosOptions::default()))
+            .await
+            .unwrap();
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-stream-offset".into(),
+            AMQPValue::LongString("first".into()),
+        );
+        let mut c = within(ch.basic_consume("clean-s", "", Default::default(), args))
+            .await
+            .unwrap();
+        let mut bodies = Vec::new();
+        for _ in 0..110 {
+            let d = recv(&mut c).await;
+            bodies.push(String::from_utf8_lossy(&d.data).into_owned());
+            within(d.ack(BasicAckOptions::default())).await.unwrap();
+        }
+        let want: Vec<String> = (0..100)
+            .map(|i| format!("a{i}"))
+            .chain((0..10).map(|i| format!("b{i}")))
+            .collect();
+        assert_eq!(bodies, want);
+    });
+    // A kill leaves no marker.
+    p.kill9();
+    assert!(!marker.exists());
+}

@@ -109,6 +109,9 @@ pub struct ShardCtx {
     pub streams_to_write: Vec<QueueRef>,
     /// Reused for the files a stream wrote (handed to the store's syncer).
     stream_files: Vec<Arc<std::fs::File>>,
+    /// The last run shut down cleanly (`store::clean`): recovery may trust
+    /// what it synced.
+    pub clean_start: bool,
 }
 
 impl ShardCtx {
@@ -147,6 +150,23 @@ impl ShardCtx {
             msg_sizes: stats::MsgSizes::default(),
             streams_to_write: Vec::new(),
             stream_files: Vec::new(),
+            clean_start: false,
+        }
+    }
+
+    /// Shutdown: every stream's files synced, indexes included, so that a
+    /// clean start trusts them (`store::clean`).
+    pub fn sync_streams(&mut self) {
+        let pending = std::mem::take(&mut self.streams_to_write);
+        for q in pending {
+            self.write_stream(q);
+        }
+        for (_, q) in self.queues.iter() {
+            if let Some(s) = &q.stream {
+                if let Err(e) = s.sync_all() {
+                    log::error!("stream '{}': not synced at shutdown: {e}", q.props.name);
+                }
+            }
         }
     }
 
@@ -161,10 +181,11 @@ impl ShardCtx {
         let dir = stream::stream_dir(&self.config.data_dir, props.store_id);
         let mut q = Queue::new(me, props, self.paging.clone(), self.config.consumer_timeout);
         if stream {
-            let s = stream::Stream::open(&dir, &q.props.arguments).map_err(|e| {
-                log::error!("cannot open stream {}: {e}", dir.display());
-                error::CoreError::internal(format!("cannot open the stream's log: {e}"))
-            })?;
+            let s =
+                stream::Stream::open(&dir, &q.props.arguments, self.clean_start).map_err(|e| {
+                    log::error!("cannot open stream {}: {e}", dir.display());
+                    error::CoreError::internal(format!("cannot open the stream's log: {e}"))
+                })?;
             q.stream = Some(Box::new(s));
         }
         Ok(q)

@@ -100,6 +100,8 @@ pub struct ShardSetup {
     pub control: Inbox,
     pub stop: Arc<AtomicBool>,
     pub drain: Arc<AtomicBool>,
+    /// The last run ended cleanly (`store::clean`).
+    pub clean_start: bool,
 }
 
 /// Runs one shard until `stop` is set.
@@ -114,6 +116,7 @@ pub fn run(setup: ShardSetup) {
         control,
         stop,
         drain,
+        clean_start,
     } = setup;
     let mut listeners = Vec::new();
     let tls_from = sl.listeners.len();
@@ -131,6 +134,7 @@ pub fn run(setup: ShardSetup) {
         listeners.push(l);
     }
     let mut ctx = ShardCtx::new(id, config, defs, alarms);
+    ctx.clean_start = clean_start;
     // Page files of a previous run are scratch: gone.
     let paging_dir = crate::core::persist::paging_dir(&ctx.config.data_dir, id);
     let _ = std::fs::remove_dir_all(&paging_dir);
@@ -316,6 +320,7 @@ impl Loop {
         }
         // Shutdown: what the store buffered is written and synced; sockets
         // close as the state drops.
+        self.state.ctx.sync_streams();
         if let Some(store) = self.state.ctx.store.as_mut() {
             if let Err(e) = store.log.flush().and_then(|_| store.log.sync()) {
                 log::error!(

@@ -32,6 +32,8 @@ pub struct BrokerHandle {
     stop: Arc<AtomicBool>,
     /// A graceful shutdown is under way (`shutdown_gracefully`).
     drain: Arc<AtomicBool>,
+    /// Where the clean-shutdown marker goes (`store::clean`).
+    data_dir: std::path::PathBuf,
     wakers: Vec<Arc<mio::Waker>>,
     control: control::Control,
     admin: crate::admin::Admin,
@@ -128,11 +130,22 @@ impl BrokerHandle {
         while self.threads.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < until {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        self.shutdown();
+        let data_dir = self.data_dir.clone();
+        if self.stop_and_join() {
+            // Every shard synced its stores as its loop ended.
+            if let Err(e) = crate::store::clean::write(&data_dir) {
+                log::warn!("cannot write the clean-shutdown marker: {e}");
+            }
+        }
     }
 
     /// Stops every shard and waits for the threads.
-    pub fn shutdown(mut self) {
+    pub fn shutdown(self) {
+        self.stop_and_join();
+    }
+
+    /// `shutdown`; true if every shard thread ended normally.
+    fn stop_and_join(mut self) -> bool {
         if let Some(h) = self.http.take() {
             (h.stop)();
         }
@@ -140,12 +153,14 @@ impl BrokerHandle {
         for w in &self.wakers {
             let _ = w.wake();
         }
+        let mut all_ok = true;
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            all_ok &= t.join().is_ok();
         }
         if let Some(dir) = self.temp_data_dir.take() {
             let _ = std::fs::remove_dir_all(dir);
         }
+        all_ok
     }
 
     /// Blocks until the shard threads end (they end only on shutdown).
@@ -291,6 +306,10 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
     defs.lock()
         .bootstrap(&config.default_user, &config.default_pass)
         .map_err(|e| io::Error::other(e.to_string()))?;
+    let clean_start = crate::store::clean::take(&config.data_dir);
+    if clean_start {
+        log::info!("the last run shut down cleanly: its streams' indexes are trusted");
+    }
     let streams = defs.lock().recovered_streams();
     crate::core::stream::remove_orphans(&config.data_dir, &streams);
     let alarms = Arc::new(Alarms::new(
@@ -332,6 +351,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         let alarms = alarms.clone();
         let stop = stop.clone();
         let drain = drain.clone();
+        let clean_start = clean_start;
         let core = if cores.is_empty() {
             None
         } else {
@@ -353,6 +373,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
                     control: inbox,
                     stop,
                     drain,
+                    clean_start,
                 });
             })?;
         threads.push(t);
@@ -368,6 +389,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         shard_ports,
         stop,
         drain,
+        data_dir: config.data_dir.clone(),
         wakers,
         control,
         admin,

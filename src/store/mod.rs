@@ -3,6 +3,7 @@
 //! (`page_file`, scratch), the pinned shard count (`shard_count`) and
 //! test-only fault injection (`fault`).
 
+pub mod clean;
 pub mod defs_log;
 pub mod defs_record;
 pub mod fault;

@@ -280,6 +280,14 @@ impl StreamLog {
     /// Opens the stream in `dir` (created if missing), recovering what is
     /// there; `segment_size` 0 means `DEFAULT_SEGMENT_SIZE`.
     pub fn open(dir: &Path, segment_size: u64) -> io::Result<StreamLog> {
+        StreamLog::open_with(dir, segment_size, false)
+    }
+
+    /// `open`; with `clean` (the broker shut down cleanly and synced every
+    /// index, `sync_all`), the last segment's index is trusted like the
+    /// others' (checked against the segment's length) instead of the
+    /// segment being read through.
+    pub fn open_with(dir: &Path, segment_size: u64, clean: bool) -> io::Result<StreamLog> {
         fs::create_dir_all(dir)?;
         let mut firsts: Vec<u64> = Vec::new();
         for entry in fs::read_dir(dir)? {
@@ -304,7 +312,7 @@ impl StreamLog {
         };
         let n = firsts.len();
         for (i, first) in firsts.into_iter().enumerate() {
-            let seg = log.open_segment(first, i + 1 == n)?;
+            let seg = log.open_segment(first, i + 1 == n && !clean)?;
             if let Some(prev) = log.segments.back() {
                 if seg.first_offset < prev.next_offset {
                     // Offsets the previous segment already has: damage, not
@@ -376,6 +384,11 @@ impl StreamLog {
     /// Walks a segment's chunks, checking each; cuts the file after the last
     /// good one and rewrites the index.
     fn scan_segment(&self, s: &mut Segment) -> io::Result<()> {
+        // From scratch: whatever an index said is not trusted here.
+        s.next_offset = s.first_offset;
+        s.chunks = 0;
+        s.first_ts = 0;
+        s.last_ts = 0;
         let file_len = s.seg.metadata()?.len();
         let mut magic = [0u8; 8];
         if file_len < SEG_HEADER
@@ -745,6 +758,16 @@ impl StreamLog {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Syncs every file of the log, indexes included (a clean shutdown:
+    /// the next `open_with(.., clean)` trusts them).
+    pub fn sync_all(&self) -> io::Result<()> {
+        for s in &self.segments {
+            s.seg.sync_data()?;
+            s.idx.sync_data()?;
+        }
+        self.dir_file.sync_all()
     }
 
     /// Deletes the stream's files (the queue was deleted).

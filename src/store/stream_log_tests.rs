@@ -180,3 +180,24 @@ fn record_at_refuses_bad_lengths() {
     };
     assert!(c.record_at(0).is_none());
 }
+
+#[test]
+fn a_clean_open_trusts_the_last_index_but_checks_its_length() {
+    let d = test_dir("stream-clean");
+    let mut log = StreamLog::open(d.path(), 0).unwrap();
+    log.append(chunk(0, 1, &[b"a"])).unwrap();
+    let c = log.append(chunk(1, 2, &[b"b", b"c"])).unwrap();
+    log.sync_all().unwrap();
+    drop(log);
+    let log = StreamLog::open_with(d.path(), 0, true).unwrap();
+    assert_eq!((log.next_offset(), log.last_chunk()), (3, Some((c.at, 1))));
+    drop(log);
+    // A chunk written after the index (no clean shutdown since): the
+    // lengths disagree, so the segment is read through after all.
+    let path = seg_path(d.path(), 0, "seg");
+    let f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all_at(&chunk(3, 3, &[b"d"]), c.at.pos + c.len())
+        .unwrap();
+    let log = StreamLog::open_with(d.path(), 0, true).unwrap();
+    assert_eq!(log.next_offset(), 4);
+}

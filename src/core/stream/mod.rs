@@ -129,9 +129,14 @@ pub struct Stream {
 
 impl Stream {
     /// Opens (or creates) the stream's log in `dir`.
-    pub fn open(dir: &Path, arguments: &crate::protocol::FieldTable) -> io::Result<Stream> {
+    /// `clean`: the last run shut down cleanly (`store::clean`).
+    pub fn open(
+        dir: &Path,
+        arguments: &crate::protocol::FieldTable,
+        clean: bool,
+    ) -> io::Result<Stream> {
         let args = StreamArgs::parse(arguments);
-        let log = StreamLog::open(dir, args.segment_size)?;
+        let log = StreamLog::open_with(dir, args.segment_size, clean)?;
         let offsets = tracking::Offsets::open(dir)?;
         let bloom_bytes = arguments
             .get("x-stream-filter-size-bytes")
@@ -527,6 +532,11 @@ impl Stream {
     /// Every consumer (queue deletion: they are cancelled).
     pub fn drain_consumers(&mut self) -> impl Iterator<Item = ConsumerRef> + '_ {
         self.consumers.drain(..).map(|c| c.r)
+    }
+
+    /// Syncs all the stream's files (shutdown).
+    pub fn sync_all(&self) -> io::Result<()> {
+        self.log.sync_all()
     }
 
     /// Deletes the stream's files (the queue was deleted).
