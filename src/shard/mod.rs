@@ -351,7 +351,6 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         let alarms = alarms.clone();
         let stop = stop.clone();
         let drain = drain.clone();
-        let clean_start = clean_start;
         let core = if cores.is_empty() {
             None
         } else {
