@@ -5,6 +5,7 @@
 
 mod common_durable;
 mod common_lapin;
+mod common_python;
 mod common_raw;
 use common_durable::{uri, DataDir, Proc};
 use common_lapin::*;
@@ -219,4 +220,24 @@ fn a_clean_shutdown_is_marked_and_streams_come_back_from_their_indexes() {
     // A kill leaves no marker.
     p.kill9();
     assert!(!marker.exists());
+}
+
+#[test]
+fn pika_sees_the_320() {
+    let dir = DataDir::new("shutdown-pika");
+    let mut p = Proc::start(&dir.0);
+    let port = p.port.to_string();
+    let pid = p.pid().to_string();
+    common_python::run_script(
+        &common_python::package_dir().join("tests/pika/shutdown_320.py"),
+        &[
+            "--pub-port".into(),
+            port.clone(),
+            "--sub-port".into(),
+            port,
+            "--pid".into(),
+            pid,
+        ],
+    );
+    assert!(p.wait_exit(Duration::from_secs(20)).unwrap().success());
 }

@@ -125,6 +125,11 @@ impl Proc {
         Proc { child, port }
     }
 
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends signal `sig` (`libc::SIGTERM` …) to the broker.
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.
