@@ -5,50 +5,18 @@
 
 mod common_durable;
 mod common_lapin;
-use common_durable::{uri, DataDir};
-use std::process::{Child, Command};
+use common_durable::{free_port, uri, DataDir};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start(dir: &std::path::Path, port: u16, log: &std::path::Path, format: &str) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .env("WARREN_CONFIG", "/dev/null")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--no-pin",
-        ])
-        .args([
-            "--http-port",
-            "0",
-            "--prometheus-port",
-            "0",
-            "--log-format",
-            format,
-        ])
+    let child = common_durable::warren_command(port, dir)
+        .args(["--log-format", format])
         .arg("--log-file")
         .arg(log)
-        .arg("--data-dir")
-        .arg(dir)
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "warren did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common_durable::wait_listening(port);
     child
 }
 

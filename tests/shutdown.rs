@@ -106,31 +106,10 @@ fn tells_systemd_it_is_ready_and_stopping() {
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
-        .env("WARREN_CONFIG", "/dev/null")
+    let port = common_durable::free_port();
+    let mut child = common_durable::warren_command(port, &dir.0.join("data"))
         .env("NOTIFY_SOCKET", &sock_path)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--no-pin",
-        ])
-        .args([
-            "--http-port",
-            "0",
-            "--prometheus-port",
-            "0",
-            "--log-level",
-            "warn",
-        ])
-        .arg("--data-dir")
-        .arg(dir.0.join("data"))
+        .args(["--log-level", "warn"])
         .spawn()
         .unwrap();
     let mut buf = [0u8; 64];

@@ -83,6 +83,37 @@ pub fn uri(port: u16) -> String {
     format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
 }
 
+/// The `warren` binary as the tests run it, on `port` and `dir`: loopback
+/// only, no pinning, no HTTP servers, and never the machine's
+/// /etc/warren/warren.toml.
+pub fn warren_command(port: u16, dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_warren"));
+    c.env("WARREN_CONFIG", "/dev/null")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--no-pin",
+        ])
+        .args(["--http-port", "0", "--prometheus-port", "0"])
+        .arg("--data-dir")
+        .arg(dir);
+    c
+}
+
+/// Waits until something listens on 127.0.0.1:`port` (panics after 20 s).
+pub fn wait_listening(port: u16) {
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "warren did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The `warren` binary on a free port and `dir` (a child process, so a
 /// test can SIGKILL it).
 pub struct Proc {
@@ -90,7 +121,7 @@ pub struct Proc {
     pub port: u16,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -101,27 +132,13 @@ fn free_port() -> u16 {
 impl Proc {
     pub fn start(dir: &Path) -> Proc {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_warren"))
-            // Never the machine's /etc/warren/warren.toml.
-            .env("WARREN_CONFIG", "/dev/null")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--shards", "2", "--no-pin"])
-            .args(["--http-port", "0", "--prometheus-port", "0"])
-            .args(["--log-level", "warn"])
-            .arg("--data-dir")
-            .arg(dir)
+        let child = warren_command(port, dir)
+            .args(["--shards", "2", "--log-level", "warn"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("warren starts");
-        let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "warren did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_listening(port);
         Proc { child, port }
     }
 
