@@ -14,6 +14,7 @@ pub mod record;
 pub(crate) mod recover;
 pub mod segments;
 pub mod shard_count;
+pub mod stream_chunk;
 pub mod stream_log;
 pub mod syncer;
 

@@ -1,5 +1,6 @@
 use super::*;
 use crate::store::segments::test_dir;
+use bytes::BufMut;
 
 fn chunk(first: u64, ts: u64, bodies: &[&[u8]]) -> Bytes {
     let mut b = ChunkBuilder::new();
