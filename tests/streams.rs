@@ -538,6 +538,15 @@ async fn acks_nacks_and_rejects_only_return_credit() {
     .await;
 }
 
+/// A runtime for the tests that drive a `warren` process between awaits.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Files of the stream's segments under `data_dir`.
 fn segment_files(data_dir: &std::path::Path) -> usize {
     let Ok(streams) = std::fs::read_dir(data_dir.join("streams")) else {
@@ -668,11 +677,7 @@ fn survives_restart_and_kill9() {
         return;
     }
     let dir = common_durable::DataDir::new("streams");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let q = uniq("st-durable");
     let p = common_durable::Proc::start(&dir.0);
     rt.block_on(async {
@@ -829,11 +834,7 @@ fn tracked_offsets_resume_after_reconnect_and_restart() {
         return; // LavinMQ's feature, not RabbitMQ's
     }
     let dir = common_durable::DataDir::new("streams-tracking");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let q = uniq("st-track");
     let p = common_durable::Proc::start(&dir.0);
     rt.block_on(deadline(60, async {

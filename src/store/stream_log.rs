@@ -348,14 +348,6 @@ impl StreamLog {
         self.last_chunk
     }
 
-    /// Timestamp of the oldest chunk kept (0: none).
-    pub fn first_timestamp(&self) -> u64 {
-        self.segments
-            .iter()
-            .find(|s| s.chunks > 0)
-            .map_or(0, |s| s.first_ts)
-    }
-
     /// Writes a sealed chunk (`ChunkBuilder::seal`) at the end, starting a
     /// new segment first if it would not fit. On an error nothing is
     /// counted as written (the next write goes to the same place).

@@ -154,7 +154,11 @@ fn an_unsynced_index_of_a_full_segment_is_rebuilt() {
     let log = StreamLog::open(d.path(), 200).unwrap();
     assert_eq!((log.first_offset(), log.next_offset()), (0, 3));
     assert_eq!(log.seek_offset(0).unwrap(), log.start());
-    assert_eq!(log.first_timestamp(), 10);
+    assert_eq!(
+        log.seek_timestamp(10).unwrap(),
+        log.start(),
+        "its timestamps too"
+    );
 }
 
 #[test]
