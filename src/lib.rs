@@ -4,6 +4,8 @@
 //! # Layout (modules in the order data flows)
 //! - [`net`]: listeners (one SO_REUSEPORT socket per shard) and socket buffers.
 //! - [`protocol`]: frames, field tables, the method codec generated from the spec.
+//! - [`client`]: a small blocking AMQP 0-9-1 client on that codec (the
+//!   shovels and the load generator use it).
 //! - [`shard`]: the per-core event loop, the SPSC rings between shards, timers,
 //!   the sessions a shard serves and the control path into it.
 //! - [`amqp091`]: the AMQP 0-9-1 front end (connections, channels).
@@ -13,7 +15,7 @@
 //! - [`admin`]: users, vhosts, permissions, limits, definitions, for tools.
 //! - [`http`]: the management HTTP API (RabbitMQ's), on its own thread.
 //!
-//! Layers, bottom up: `net`, `protocol`, `store`, `config` → `core` →
+//! Layers, bottom up: `net`, `protocol`, `client`, `store`, `config` → `core` →
 //! `amqp091` → `shard` → `admin` → `http`; nothing imports a layer above it
 //! (`tests/layering.rs`).
 //!
@@ -22,6 +24,7 @@
 pub mod admin;
 pub mod amqp091;
 pub mod amqp10;
+pub mod client;
 pub mod config;
 pub mod core;
 pub mod fuzz;

@@ -55,6 +55,20 @@ const RULES: &[(&str, &[&str])] = &[
         "store",
         &["net::", "core::", "amqp091::", "crate::amqp10", "shard::"],
     ),
+    // The AMQP client (loadgen, shovels) is a bottom layer beside protocol.
+    (
+        "client",
+        &[
+            "net::",
+            "core::",
+            "amqp091::",
+            "crate::amqp10",
+            "shard::",
+            "store::",
+            "crate::admin",
+            "crate::http",
+        ],
+    ),
     // config sits beside store (it names the store's defaults).
     (
         "config.rs",

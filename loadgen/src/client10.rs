@@ -109,7 +109,7 @@ impl Conn10 {
         tcp.set_read_timeout(Some(IO_TICK))?;
         tcp.set_write_timeout(Some(IO_TICK))?;
         let stream = if uri.tls {
-            Stream::tls(tcp, &uri.host)?
+            Stream::tls(tcp, &uri.host, uri.query_param("cacertfile"))?
         } else {
             Stream::Plain(tcp)
         };

@@ -4,8 +4,11 @@
 //! user, password and vhost are percent-decoded (`%2f` is the default vhost
 //! `/`), a missing port is 5672, missing credentials are guest/guest, a
 //! missing path is vhost `/` and an empty path (`amqp://h/`) is vhost `""`.
-//! IPv6 hosts are written in brackets (`amqp://[::1]:5672`). Query strings
-//! (`?heartbeat=...`) are ignored.
+//! IPv6 hosts are written in brackets (`amqp://[::1]:5672`). Query
+//! parameters (`?heartbeat=5&cacertfile=/etc/ca.pem`) are kept, decoded, in
+//! [`AmqpUri::query`]. A URI with no host (`amqp://`, `amqp:///vhost`) is
+//! what RabbitMQ calls a direct connection: [`AmqpUri::direct`] (the broker
+//! itself; its `host` reads `localhost`).
 
 use std::fmt;
 
@@ -17,8 +20,12 @@ pub struct AmqpUri {
     pub user: String,
     pub password: String,
     pub vhost: String,
-    /// `amqps://`: TLS (see `client::tls`).
+    /// `amqps://`: TLS (see `client::stream`).
     pub tls: bool,
+    /// No host was given: a connection to this broker (shovels).
+    pub direct: bool,
+    /// Query parameters, decoded, in order.
+    pub query: Vec<(String, String)>,
 }
 
 impl AmqpUri {
@@ -30,7 +37,10 @@ impl AmqpUri {
             Some((scheme, _)) => return Err(format!("unsupported scheme {scheme:?}")),
             None => return Err(format!("not an amqp:// URI: {s:?}")),
         };
-        let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, parse_query(q)?),
+            None => (rest, Vec::new()),
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], Some(&rest[i + 1..])),
             None => (rest, None),
@@ -69,6 +79,7 @@ impl AmqpUri {
             None | Some("") => 5672,
             Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
         };
+        let direct = host.is_empty();
         let host = if host.is_empty() {
             "localhost".to_string()
         } else {
@@ -85,7 +96,17 @@ impl AmqpUri {
             password,
             vhost,
             tls,
+            direct,
+            query,
         })
+    }
+
+    /// The value of query parameter `key`, if given.
+    pub fn query_param(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// `host:port` for `TcpStream::connect` (brackets around IPv6 literals).
@@ -105,6 +126,17 @@ impl fmt::Display for AmqpUri {
         let scheme = if self.tls { "amqps" } else { "amqp" };
         write!(f, "{}://{}@{}/{}", scheme, self.user, self.addr(), vhost)
     }
+}
+
+/// `a=1&b=2` → pairs, percent-decoded (`+` stays `+`).
+fn parse_query(q: &str) -> Result<Vec<(String, String)>, String> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Ok((decode(k)?, decode(v)?))
+        })
+        .collect()
 }
 
 /// Percent-decoding (`%2f` -> `/`); `+` is left alone, as in a URI path.
@@ -149,6 +181,8 @@ mod tests {
                 password: "guest".into(),
                 vhost: "/".into(),
                 tls: false,
+                direct: false,
+                query: vec![],
             }
         );
         assert_eq!(u.addr(), "127.0.0.1:5672");
@@ -163,7 +197,17 @@ mod tests {
             (5672, "/", "guest")
         );
         assert_eq!(p("amqp://h/").vhost, "");
-        assert_eq!(p("amqp://h:5680/%2Fprod?heartbeat=5").vhost, "/prod");
+        let u = p("amqp://h:5680/%2Fprod?heartbeat=5&cacertfile=%2Fca.pem");
+        assert_eq!(u.vhost, "/prod");
+        assert_eq!(u.query_param("heartbeat"), Some("5"));
+        assert_eq!(u.query_param("cacertfile"), Some("/ca.pem"));
+        assert!(!u.direct);
+        let u = p("amqp://");
+        assert!(u.direct);
+        assert_eq!((u.host.as_str(), u.vhost.as_str()), ("localhost", "/"));
+        let u = p("amqp:///other");
+        assert!(u.direct);
+        assert_eq!(u.vhost, "other");
         let u = p("amqp://us%40er:p%3Ass@h:1/v");
         assert_eq!((u.user.as_str(), u.password.as_str()), ("us@er", "p:ss"));
         let u = p("amqp://[::1]:5680/%2f");

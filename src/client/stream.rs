@@ -1,5 +1,8 @@
 //! The client socket, plain TCP or TLS (`amqps://`: rustls with the ring
-//! provider, trusting the CAs of `--tls-ca`, which a TLS URI needs).
+//! provider). The CAs trusted are, first found: the URI's `cacertfile`
+//! query parameter (as RabbitMQ's shovel URIs give it), the process-wide
+//! ones (`set_tls_ca`, the loadgen's `--tls-ca`), the system bundle
+//! (`/etc/ssl/certs/ca-certificates.crt`).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -12,8 +15,17 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 /// The TLS client configuration, set once from `--tls-ca` (`set_tls_ca`).
 static TLS: OnceLock<Arc<ClientConfig>> = OnceLock::new();
 
-/// Builds the TLS client configuration trusting the CAs in `path` (PEM).
+/// Debian's bundle of the system's trusted CAs.
+const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Makes the CAs in `path` (PEM) the process-wide default.
 pub fn set_tls_ca(path: &Path) -> Result<(), String> {
+    let _ = TLS.set(tls_config(path)?);
+    Ok(())
+}
+
+/// A TLS client configuration trusting the CAs in `path` (PEM).
+pub fn tls_config(path: &Path) -> Result<Arc<ClientConfig>, String> {
     let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut io::BufReader::new(f)) {
@@ -28,8 +40,7 @@ pub fn set_tls_ca(path: &Path) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let _ = TLS.set(Arc::new(config));
-    Ok(())
+    Ok(Arc::new(config))
 }
 
 /// A connected socket.
@@ -39,11 +50,17 @@ pub enum Stream {
 }
 
 impl Stream {
-    /// TLS over `tcp` to `host` (handshake done when the first bytes flow).
-    pub fn tls(tcp: TcpStream, host: &str) -> io::Result<Stream> {
-        let config = TLS.get().cloned().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "amqps:// needs --tls-ca")
-        })?;
+    /// TLS over `tcp` to `host` (handshake done when the first bytes flow),
+    /// trusting the CAs of `cacertfile` if given, else the defaults (above).
+    pub fn tls(tcp: TcpStream, host: &str, cacertfile: Option<&str>) -> io::Result<Stream> {
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+        let config = match (cacertfile, TLS.get()) {
+            (Some(path), _) => tls_config(Path::new(path)).map_err(invalid)?,
+            (None, Some(c)) => c.clone(),
+            (None, None) => tls_config(Path::new(SYSTEM_CAS)).map_err(|e| {
+                invalid(format!("amqps:// needs trusted CAs (cacertfile=...): {e}"))
+            })?,
+        };
         let name = rustls::pki_types::ServerName::try_from(host.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;

@@ -1,7 +1,9 @@
 //! A minimal blocking AMQP 0-9-1 client connection over std TCP, built on the
-//! broker's own codec (`warren::protocol`).
+//! broker's own codec (`crate::protocol`), shared by the load generator
+//! (`loadgen/`) and the shovels (`crate::shovel`).
 //!
-//! It is made for load generation, not for general use: one thread owns one
+//! It is made for a few long-lived connections with hot loops, not as a
+//! general client library: one thread owns one
 //! [`Conn`]; setup (handshake, declares, consume) goes through the synchronous
 //! [`Conn::call`], while the hot loops of the scenarios read big chunks with
 //! [`Conn::fill`] / [`Conn::poll`], walk the frames in place with
@@ -17,14 +19,17 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use warren::protocol::constants::{self, FRAME_HEARTBEAT, FRAME_METHOD};
-use warren::protocol::methods::*;
-use warren::protocol::{
+use crate::protocol::constants::{self, FRAME_HEARTBEAT, FRAME_METHOD};
+use crate::protocol::methods::*;
+use crate::protocol::{
     check_frame, write_method, FieldTable, FieldValue, Method, PROTOCOL_HEADER,
 };
 
-use crate::stream::Stream;
-use crate::uri::AmqpUri;
+pub mod stream;
+pub mod uri;
+
+use stream::Stream;
+use uri::AmqpUri;
 
 /// Read/write timeout of the socket: how often a blocked loop looks at its flags.
 pub const IO_TICK: Duration = Duration::from_millis(100);
@@ -139,12 +144,17 @@ impl Conn {
     /// Connects, runs the handshake (PLAIN, heartbeats off) and opens channel 1.
     /// `name` becomes the `connection_name` client property.
     pub fn open(uri: &AmqpUri, name: &str) -> Result<Conn> {
+        Conn::open_with(uri, client_properties(name))
+    }
+
+    /// [`Conn::open`] with the client-properties given in full.
+    pub fn open_with(uri: &AmqpUri, client_properties: FieldTable) -> Result<Conn> {
         let tcp = connect(&uri.addr())?;
         tcp.set_nodelay(true)?;
         tcp.set_read_timeout(Some(IO_TICK))?;
         tcp.set_write_timeout(Some(IO_TICK))?;
         let stream = if uri.tls {
-            Stream::tls(tcp, &uri.host)?
+            Stream::tls(tcp, &uri.host, uri.query_param("cacertfile"))?
         } else {
             Stream::Plain(tcp)
         };
@@ -182,7 +192,7 @@ impl Conn {
         c.send(
             0,
             &ConnectionStartOk {
-                client_properties: client_properties(name),
+                client_properties,
                 mechanism: Bytes::from_static(b"PLAIN"),
                 response: Bytes::from(response),
                 locale: Bytes::from_static(b"en_US"),
@@ -299,8 +309,8 @@ impl Conn {
             }
             Method::ConnectionBlocked(b) => {
                 if !self.blocked {
-                    eprintln!(
-                        "warren-loadgen: connection blocked by broker: {}",
+                    log::warn!(
+                        "connection blocked by broker: {}",
                         String::from_utf8_lossy(&b.reason)
                     );
                 }
@@ -608,7 +618,7 @@ pub fn unexpected(m: &Method, wanted: &str) -> ClientError {
 
 /// " (in basic.publish)" for a close that names a method, else "".
 fn culprit(class_id: u16, method_id: u16) -> String {
-    match warren::protocol::methods::method_name(class_id, method_id) {
+    match crate::protocol::methods::method_name(class_id, method_id) {
         Some(n) => format!(" (in {n})"),
         None => String::new(),
     }
@@ -617,6 +627,11 @@ fn culprit(class_id: u16, method_id: u16) -> String {
 /// client-properties of connection.start-ok: product, version and the
 /// capabilities RabbitMQ clients announce.
 pub fn client_properties(name: &str) -> FieldTable {
+    client_properties_of("warren-loadgen", name)
+}
+
+/// [`client_properties`] with another `product`.
+pub fn client_properties_of(product: &str, name: &str) -> FieldTable {
     let s = |v: &str| FieldValue::LongStr(Bytes::copy_from_slice(v.as_bytes()));
     let mut caps = FieldTable::new();
     for cap in [
@@ -630,7 +645,7 @@ pub fn client_properties(name: &str) -> FieldTable {
         caps.insert(cap, FieldValue::Bool(true));
     }
     let mut t = FieldTable::new();
-    t.insert("product", s("warren-loadgen"));
+    t.insert("product", s(product));
     t.insert("version", s(env!("CARGO_PKG_VERSION")));
     t.insert("platform", s("Rust"));
     t.insert("connection_name", s(name));
