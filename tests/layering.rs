@@ -59,7 +59,8 @@ const RULES: &[(&str, &[&str])] = &[
     (
         "client",
         &[
-            "net::",
+            "crate::net",
+            "super::net",
             "core::",
             "amqp091::",
             "crate::amqp10",
