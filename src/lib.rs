@@ -13,10 +13,12 @@
 //!   exchanges, routing, queues, consumers, and the operations front ends call.
 //! - [`store`]: on-disk state (data directory).
 //! - [`admin`]: users, vhosts, permissions, limits, definitions, for tools.
+//! - [`shovel`]: dynamic shovels (moving messages in from another broker),
+//!   on their own threads, as clients of both ends.
 //! - [`http`]: the management HTTP API (RabbitMQ's), on its own thread.
 //!
 //! Layers, bottom up: `net`, `protocol`, `client`, `store`, `config` → `core` →
-//! `amqp091` → `shard` → `admin` → `http`; nothing imports a layer above it
+//! `amqp091` → `shard` → `admin` → `shovel` → `http`; nothing imports a layer above it
 //! (`tests/layering.rs`).
 //!
 //! See ARCHITECTURE.md for threads, rings and the path of a message.
@@ -32,6 +34,7 @@ pub mod http;
 pub mod net;
 pub mod protocol;
 pub mod shard;
+pub mod shovel;
 pub mod store;
 
 pub use config::Config;
@@ -41,8 +44,26 @@ pub use shard::BrokerHandle;
 /// API and the Prometheus endpoint on top of them when `config.http_port`
 /// or `config.prometheus_port` is set.
 pub fn start(config: Config) -> std::io::Result<BrokerHandle> {
+    let loopback = config
+        .bind
+        .iter()
+        .copied()
+        .find(|a| a.is_loopback() || a.is_unspecified())
+        .map(|a| match a {
+            std::net::IpAddr::V4(_) => std::net::IpAddr::from([127, 0, 0, 1]),
+            std::net::IpAddr::V6(_) => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        });
     let mut handle = shard::start(config)?;
-    match http::start(handle.admin()) {
+    // Direct `amqp://` shovel URIs connect to this listener; a broker that
+    // listens on no loopback address gets them refused (`connect` fails).
+    let local = std::net::SocketAddr::new(
+        loopback.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+        handle.port(),
+    );
+    let shovels = shovel::Shovels::start(handle.admin(), local, config::node_name());
+    let s = shovels.clone();
+    handle.attach_shovels(Box::new(move || s.stop()));
+    match http::start(handle.admin(), shovels) {
         Ok(Some(server)) => {
             let ports = (server.port(), server.prometheus_port());
             handle.attach_http(ports.0, ports.1, Box::new(move || server.stop()));

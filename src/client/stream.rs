@@ -94,6 +94,82 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// The socket's file descriptor (for poll(2)).
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Stream::Plain(s) => s.as_raw_fd(),
+            Stream::Tls(t) => t.sock.as_raw_fd(),
+        }
+    }
+
+    /// One write that does not wait; WouldBlock: the socket is full. With
+    /// TLS the plaintext taken may wait in rustls for the socket:
+    /// [`Stream::wants_write`] says so, and [`Stream::flush_nonblocking`]
+    /// pushes it.
+    pub fn write_nonblocking(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => send_dontwait(s, buf),
+            Stream::Tls(t) => {
+                self_flush_tls(t)?;
+                let n = t.conn.writer().write(buf)?;
+                match self_flush_tls(t) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                    Ok(()) => {}
+                }
+                if n == 0 && !buf.is_empty() {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    /// TLS records are waiting for the socket.
+    pub fn wants_write(&self) -> bool {
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(t) => t.conn.wants_write(),
+        }
+    }
+
+    /// Pushes waiting TLS records without waiting (WouldBlock: some left).
+    pub fn flush_nonblocking(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(_) => Ok(()),
+            Stream::Tls(t) => self_flush_tls(t),
+        }
+    }
+}
+
+/// Writes rustls's waiting records with send(MSG_DONTWAIT).
+fn self_flush_tls(t: &mut StreamOwned<ClientConnection, TcpStream>) -> io::Result<()> {
+    let StreamOwned { conn, sock } = t;
+    while conn.wants_write() {
+        conn.write_tls(&mut DontWait(sock))?;
+    }
+    Ok(())
+}
+
+/// send(MSG_DONTWAIT | MSG_NOSIGNAL) on a blocking socket.
+fn send_dontwait(s: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid readable buffer of `buf.len()` bytes.
+    let n = unsafe {
+        libc::send(
+            s.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// recv(MSG_DONTWAIT) on a blocking socket.
 fn recv_dontwait(s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is a valid writable buffer of `buf.len()` bytes.
@@ -117,6 +193,16 @@ struct DontWait<'a>(&'a TcpStream);
 impl Read for DontWait<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         recv_dontwait(self.0, buf)
+    }
+}
+
+impl Write for DontWait<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        send_dontwait(self.0, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

@@ -170,6 +170,14 @@ pub mod connection {
         Ok((access, g.channel_counter(user)))
     }
 
+    /// Opens `vhost` for the broker's own connection
+    /// (`core::auth::internal`): full rights, counted as user `none`.
+    pub fn open_internal(defs: &Definitions, vhost: &str) -> Result<Arc<UserAccess>, OpenError> {
+        let mut g = defs.lock();
+        let version = g.auth_version();
+        g.open_internal_connection(vhost, version)
+    }
+
     /// Counts one more channel (or session) of the user against their
     /// `max-channels`; the refusal is RabbitMQ's text.
     pub fn take_channel(count: Option<&AtomicU64>, access: &UserAccess) -> Result<(), String> {

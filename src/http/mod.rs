@@ -46,6 +46,7 @@ mod prometheus_objects;
 mod prometheus_text;
 mod queues;
 mod scope;
+mod shovels;
 mod stats_json;
 mod ui;
 mod users;
@@ -53,6 +54,7 @@ mod vhosts;
 
 use crate::admin::stats::{Sampler, SAMPLE_INTERVAL};
 use crate::admin::Admin;
+use crate::shovel::Shovels;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -99,6 +101,8 @@ impl HttpServer {
 pub(crate) struct Api {
     pub admin: Admin,
     pub node: Arc<str>,
+    /// The shovels' status and restart (`/api/shovels`).
+    pub shovels: Shovels,
     /// Message rates (`admin::stats::Sampler`), sampled by a task of this
     /// server's runtime every `SAMPLE_INTERVAL`.
     pub rates: Arc<Sampler>,
@@ -216,6 +220,16 @@ fn router(api: Api) -> Router {
         .route(
             "/api/user-limits/{user}/{name}",
             axum::routing::put(users::limit_put).delete(users::limit_delete),
+        )
+        .route("/api/shovels", get(shovels::list))
+        .route("/api/shovels/{vhost}", get(shovels::list_vhost))
+        .route(
+            "/api/shovels/vhost/{vhost}/{name}",
+            get(shovels::get_one).delete(shovels::delete),
+        )
+        .route(
+            "/api/shovels/vhost/{vhost}/{name}/restart",
+            axum::routing::delete(shovels::restart),
         )
         .route("/api/vhosts", get(vhosts::list))
         .route(
@@ -451,7 +465,7 @@ fn bind_all(
 /// endpoint (`prometheus_port`), whichever are set: binds on the caller's
 /// thread (bind errors and the real ports are known on return), then
 /// serves both on one thread of its own. `Ok(None)`: both are disabled.
-pub fn start(admin: Admin) -> io::Result<Option<HttpServer>> {
+pub fn start(admin: Admin, shovels: Shovels) -> io::Result<Option<HttpServer>> {
     let config = admin.config();
     if config.http_port.is_none() && config.prometheus_port.is_none() {
         return Ok(None);
@@ -483,6 +497,7 @@ pub fn start(admin: Admin) -> io::Result<Option<HttpServer>> {
     let api = Api {
         admin: admin.clone(),
         node: crate::config::node_name().into(),
+        shovels,
         rates: Arc::new(Sampler::new(admin.clone())),
         http_port: port.unwrap_or(0),
         prometheus_port,

@@ -44,6 +44,8 @@ pub struct BrokerHandle {
     /// how to stop them (`http::start`, attached by `warren::start`; this
     /// layer does not know the server).
     http: Option<AttachedHttp>,
+    /// Stops the shovels (`warren::start`), before anything else.
+    shovels_stop: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// The server `warren::start` runs on top of the shards (`attach_http`).
@@ -100,6 +102,12 @@ impl BrokerHandle {
     /// Attaches a server that runs on top of the broker (its API and
     /// Prometheus ports): `stop` ends it (and waits for its threads) on
     /// `shutdown`, before the shards stop.
+    /// Hands the handle the shovels' stop (`warren::start`): they stop
+    /// first, closing their connections while the shards still serve them.
+    pub fn attach_shovels(&mut self, stop: Box<dyn FnOnce() + Send>) {
+        self.shovels_stop = Some(stop);
+    }
+
     pub fn attach_http(
         &mut self,
         port: Option<u16>,
@@ -119,6 +127,9 @@ impl BrokerHandle {
     /// (`event_loop`'s `drain`). After `wait` the shards are stopped
     /// whatever is left; the stores are synced either way.
     pub fn shutdown_gracefully(mut self, wait: std::time::Duration) {
+        if let Some(stop) = self.shovels_stop.take() {
+            stop();
+        }
         if let Some(h) = self.http.take() {
             (h.stop)();
         }
@@ -146,6 +157,9 @@ impl BrokerHandle {
 
     /// `shutdown`; true if every shard thread ended normally.
     fn stop_and_join(mut self) -> bool {
+        if let Some(stop) = self.shovels_stop.take() {
+            stop();
+        }
         if let Some(h) = self.http.take() {
             (h.stop)();
         }
@@ -395,6 +409,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         threads,
         temp_data_dir: config.temporary_data_dir.then(|| config.data_dir.clone()),
         http: None,
+        shovels_stop: None,
     })
 }
 

@@ -148,7 +148,13 @@ impl Connection {
                 )))
             }
         };
-        let ok = creds.as_ref().is_some_and(|(u, p)| {
+        let internal = mechanism == "PLAIN"
+            && creds
+                .as_ref()
+                .is_some_and(|(u, p)| crate::core::auth::internal::is_internal(u, p))
+            && self.peer_is_loopback();
+        let ok = internal
+            || creds.as_ref().is_some_and(|(u, p)| {
             let g = ctx.defs.lock();
             if mechanism == "EXTERNAL" {
                 // The certificate is the credential: the user must exist.
@@ -179,6 +185,7 @@ impl Connection {
             )));
         }
         self.info.user = user;
+        self.info.internal = internal;
         self.info.auth_mechanism = match mechanism.as_str() {
             "PLAIN" => "PLAIN",
             "AMQPLAIN" => "AMQPLAIN",
@@ -243,14 +250,21 @@ impl Connection {
     /// counted under one lock.
     fn connection_open(&mut self, m: ConnectionOpen, ctx: &mut ShardCtx) -> Result<(), AmqpError> {
         let vhost = String::from_utf8_lossy(&m.virtual_host);
-        let (access, channels) = crate::core::access::connection::open(
-            &ctx.defs,
-            &self.info.user,
-            &vhost,
-            ctx.config.max_connections,
-        )
-        .map_err(|OpenError::NotAllowed(text)| AmqpError::not_allowed(text))?;
-        self.info.channel_count = Some(channels);
+        let (access, channels) = if self.info.internal {
+            let access = crate::core::access::connection::open_internal(&ctx.defs, &vhost);
+            (access, None)
+        } else {
+            let (a, c) = crate::core::access::connection::open(
+                &ctx.defs,
+                &self.info.user,
+                &vhost,
+                ctx.config.max_connections,
+            )
+            .map_err(|OpenError::NotAllowed(text)| AmqpError::not_allowed(text))?;
+            (Ok(a), Some(c))
+        };
+        let access = access.map_err(|OpenError::NotAllowed(text)| AmqpError::not_allowed(text))?;
+        self.info.channel_count = channels;
         self.info.access = access;
         self.info.counted = true;
         let client = self

@@ -105,6 +105,7 @@ impl Connection {
                 access: Arc::new(UserAccess::nobody()),
                 counted: false,
                 channel_count: None,
+                internal: false,
                 cancel_notify: false,
                 publisher: false,
                 blocked_notify: false,
@@ -604,7 +605,10 @@ impl Connection {
                 return Some(now);
             }
         }
-        if self.info.counted && ctx.defs.auth_version() != self.info.access.version {
+        if self.info.counted
+            && !self.info.internal
+            && ctx.defs.auth_version() != self.info.access.version
+        {
             self.refresh_access(ctx);
         }
         let release = self.sock.release_if_idle(now);

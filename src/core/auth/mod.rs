@@ -3,5 +3,6 @@
 //! ([`permissions`]). Pure data and functions; the front ends and the
 //! definitions decide where users and permissions live.
 
+pub mod internal;
 pub mod password;
 pub mod permissions;

@@ -296,6 +296,34 @@ impl Defs {
         Ok(access)
     }
 
+    /// `connection.open` of the broker's own connection
+    /// (`core::auth::internal`): the vhost must exist; no limit applies and
+    /// the rights are full. Counted under its user (`none`), released with
+    /// `connection_closed` as any other.
+    pub fn open_internal_connection(
+        &mut self,
+        vhost: &str,
+        version: u64,
+    ) -> Result<Arc<UserAccess>, OpenError> {
+        let Some(id) = self.vhost_id(vhost).filter(|id| !self.vhosts[id].deleting) else {
+            return Err(OpenError::NotAllowed(format!("vhost {} not found", vhost)));
+        };
+        let mut access = UserAccess::full(
+            crate::core::auth::internal::USER,
+            id,
+            self.vhosts[&id].name.clone(),
+        );
+        access.version = version;
+        self.live.total += 1;
+        *self.live.by_vhost.entry(id).or_default() += 1;
+        *self
+            .live
+            .by_user
+            .entry(crate::core::auth::internal::USER.to_string())
+            .or_default() += 1;
+        Ok(Arc::new(access))
+    }
+
     /// A connection counted by `open_connection` is gone.
     pub fn connection_closed(&mut self, user: &str, vhost: VhostId) {
         self.live.total = self.live.total.saturating_sub(1);

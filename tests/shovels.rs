@@ -1,0 +1,465 @@
+//! Dynamic shovels with warren at both ends: a shovel defined through the
+//! HTTP API (`PUT /api/parameters/shovel/{vhost}/{name}`) moves a source
+//! queue's backlog and then its live traffic, with every property, header
+//! and body intact; deleting it stops it; a destination killed with
+//! SIGKILL mid-way loses nothing confirmed and the rest follows once it is
+//! back (the shovel is a durable definition and resumes); a bad URI or a
+//! missing source queue shows in the status with a reason while the shovel
+//! keeps retrying; `src-delete-after` removes the shovel when done.
+//!
+//! RabbitMQ's behaviour: docs/shovels-rabbitmq.md.
+
+mod common_durable;
+mod common_http;
+mod common_lapin;
+use common_http::Api;
+use common_lapin::*;
+
+use lapin::options::{BasicAckOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use warren::{BrokerHandle, Config};
+
+fn broker() -> (BrokerHandle, Api) {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let b = warren::start(Config::for_tests(2)).expect("broker starts");
+    let api = Api::new(b.http_port().expect("the HTTP API runs in tests"));
+    (b, api)
+}
+
+fn uri(port: u16) -> String {
+    format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Polls `f` every 20 ms until it gives Some, for at most `secs`.
+fn poll<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(secs), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn put_shovel(api: &Api, name: &str, value: Value) {
+    let a = api.put(
+        &format!("/api/parameters/shovel/%2f/{name}"),
+        &json!({ "value": value }).to_string(),
+    );
+    assert!(a.status == 201 || a.status == 204, "PUT shovel: {} {}", a.status, a.body);
+}
+
+/// The status entry of shovel `name`, if listed.
+fn status(api: &Api, name: &str) -> Option<Value> {
+    api.get_json("/api/shovels/%2f")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .cloned()
+}
+
+fn wait_state(api: &Api, name: &str, state: &str) -> Value {
+    poll(&format!("shovel {name} {state}"), 30, || {
+        status(api, name).filter(|s| s["state"] == state)
+    })
+}
+
+/// Messages in a queue (ready + unacked), by a passive declare.
+async fn count(ch: &Channel, q: &str) -> u32 {
+    ch.queue_declare(
+        q,
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap()
+    .message_count()
+}
+
+async fn declare(ch: &Channel, q: &str) {
+    ch.queue_declare(
+        q,
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+}
+
+/// Publishes bodies `from..to` ("m<i>") to queue `q`, persistent, confirmed.
+async fn publish_range(ch: &Channel, q: &str, from: u32, to: u32) {
+    for i in from..to {
+        ch.basic_publish(
+            "",
+            q,
+            BasicPublishOptions::default(),
+            format!("m{i}").as_bytes(),
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap();
+    }
+    ch.wait_for_confirms().await.unwrap();
+}
+
+/// Every property and a headers table of every common type.
+fn rich_properties() -> BasicProperties {
+    let mut h = FieldTable::default();
+    h.insert("s".into(), AMQPValue::LongString("text".into()));
+    h.insert("i".into(), AMQPValue::LongInt(-7));
+    h.insert("l".into(), AMQPValue::LongLongInt(1 << 40));
+    h.insert("b".into(), AMQPValue::Boolean(true));
+    h.insert("d".into(), AMQPValue::Double(2.5));
+    h.insert(
+        "a".into(),
+        AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::LongString("x".into())])),
+    );
+    let mut inner = FieldTable::default();
+    inner.insert("k".into(), AMQPValue::ShortInt(3));
+    h.insert("t".into(), AMQPValue::FieldTable(inner));
+    BasicProperties::default()
+        .with_content_type(ShortString::from("application/json"))
+        .with_content_encoding(ShortString::from("gzip"))
+        .with_headers(h)
+        .with_delivery_mode(2)
+        .with_priority(3)
+        .with_correlation_id(ShortString::from("corr"))
+        .with_reply_to(ShortString::from("replies"))
+        .with_expiration(ShortString::from("600000"))
+        .with_message_id(ShortString::from("mid-1"))
+        .with_timestamp(1_700_000_000)
+        .with_kind(ShortString::from("kind"))
+        .with_user_id(ShortString::from("guest"))
+        .with_app_id(ShortString::from("app"))
+        .with_cluster_id(ShortString::from("cluster"))
+}
+
+#[test]
+fn backlog_then_live_traffic_moves_with_properties_intact() {
+    let (src_b, _src_api) = broker();
+    let (dst_b, api) = broker();
+    rt().block_on(async {
+        let sc = connect(&uri(src_b.port())).await;
+        let sch = channel(&sc).await;
+        sch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+        declare(&sch, "src").await;
+        // One message with everything set, and a 200 KB body (several
+        // frames), then a backlog.
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        sch.basic_publish("", "src", BasicPublishOptions::default(), &body, rich_properties())
+            .await
+            .unwrap();
+        publish_range(&sch, "src", 0, 5000).await;
+
+        put_shovel(
+            &api,
+            "s1",
+            json!({
+                "src-uri": uri(src_b.port()),
+                "src-queue": "src",
+                "dest-uri": "amqp://",
+                "dest-queue": "dst",
+            }),
+        );
+        let s = wait_state(&api, "s1", "running");
+        assert_eq!(s["src_uri"], format!("amqp://127.0.0.1:{}/%2f", src_b.port()), "{s}");
+        assert_eq!(s["dest_uri"], "amqp://");
+        assert_eq!((s["src_queue"].as_str(), s["dest_queue"].as_str()), (Some("src"), Some("dst")));
+        assert_eq!(s["type"], "dynamic");
+
+        let dc = connect(&uri(dst_b.port())).await;
+        let dch = channel(&dc).await;
+        eventually("the backlog arrives", async || count(&dch, "dst").await == 5001).await;
+        // Live traffic follows.
+        publish_range(&sch, "src", 5000, 6000).await;
+        eventually("live traffic arrives", async || count(&dch, "dst").await == 6001).await;
+        eventually("the source is drained and acked", async || count(&sch, "src").await == 0).await;
+        let s = poll("forwarded 6001", 10, || {
+            status(&api, "s1").filter(|s| s["forwarded"] == 6001)
+        });
+        assert_eq!(s["pending"], 0);
+
+        // In order, byte for byte.
+        let first = dch
+            .basic_get("dst", lapin::options::BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+            .expect("a message");
+        assert_eq!(first.delivery.data, body);
+        assert_eq!(first.delivery.properties, rich_properties());
+        assert!(!first.delivery.redelivered);
+        for i in 0..6000 {
+            let m = dch
+                .basic_get("dst", lapin::options::BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+                .expect("a message");
+            assert_eq!(m.delivery.data, format!("m{i}").as_bytes());
+            assert_eq!(m.delivery.properties.delivery_mode(), &Some(2));
+            assert!(m.delivery.properties.headers().is_none());
+        }
+    });
+    dst_b.shutdown();
+    src_b.shutdown();
+}
+
+#[test]
+fn forward_headers_and_exchange_destination() {
+    let (b, api) = broker();
+    rt().block_on(async {
+        let c = connect(&uri(b.port())).await;
+        let ch = channel(&c).await;
+        declare(&ch, "fh-src").await;
+        declare(&ch, "fh-dst").await;
+        ch.queue_bind("fh-dst", "amq.direct", "rk", Default::default(), FieldTable::default())
+            .await
+            .unwrap();
+        put_shovel(
+            &api,
+            "fh",
+            json!({
+                "src-uri": "amqp://",
+                "src-queue": "fh-src",
+                "dest-uri": "amqp://",
+                "dest-exchange": "amq.direct",
+                "dest-exchange-key": "rk",
+                "dest-add-forward-headers": true,
+                "dest-add-timestamp-header": true,
+                "ack-mode": "on-publish",
+            }),
+        );
+        wait_state(&api, "fh", "running");
+        ch.basic_publish("", "fh-src", BasicPublishOptions::default(), b"hi", BasicProperties::default())
+            .await
+            .unwrap();
+        let m = poll_for("the forwarded message", async || {
+            ch.basic_get("fh-dst", lapin::options::BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+        })
+        .await;
+        let h = m.delivery.properties.headers().clone().expect("headers");
+        let AMQPValue::FieldArray(list) = &h.inner()["x-shovelled"] else {
+            panic!("x-shovelled: {h:?}")
+        };
+        let AMQPValue::FieldTable(t) = &list.as_slice()[0] else {
+            panic!("{list:?}")
+        };
+        let get = |k: &str| match t.inner().get(k) {
+            Some(AMQPValue::LongString(s)) => s.to_string(),
+            other => panic!("{k}: {other:?}"),
+        };
+        assert_eq!(get("shovel-name"), "fh");
+        assert_eq!(get("shovel-type"), "dynamic");
+        assert_eq!(get("shovel-vhost"), "/");
+        assert_eq!(get("src-queue"), "fh-src");
+        assert_eq!(get("dest-exchange"), "amq.direct");
+        assert_eq!(get("dest-exchange-key"), "rk");
+        assert_eq!(get("src-uri"), "amqp://");
+        assert!(matches!(h.inner().get("x-shovelled-timestamp"), Some(AMQPValue::LongLongInt(t)) if *t > 1_700_000_000));
+    });
+    b.shutdown();
+}
+
+#[test]
+fn delete_stops_the_shovel() {
+    let (b, api) = broker();
+    rt().block_on(async {
+        let c = connect(&uri(b.port())).await;
+        let ch = channel(&c).await;
+        ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+        declare(&ch, "del-src").await;
+        put_shovel(
+            &api,
+            "del",
+            json!({"src-uri": "amqp://", "src-queue": "del-src", "dest-uri": "amqp://", "dest-queue": "del-dst"}),
+        );
+        wait_state(&api, "del", "running");
+        publish_range(&ch, "del-src", 0, 10).await;
+        eventually("moved", async || count(&ch, "del-dst").await == 10).await;
+
+        let a = api.delete("/api/shovels/vhost/%2f/del");
+        assert_eq!(a.status, 204, "{}", a.body);
+        poll("the status entry goes", 10, || status(&api, "del").is_none().then_some(()));
+        assert_eq!(api.get("/api/parameters/shovel/%2f/del").status, 404);
+        // Its connections are closed: nothing consumes the source any more.
+        poll("the shovel's connections close", 10, || {
+            let conns = api.get_json("/api/connections");
+            let named = conns.as_array().unwrap().iter().any(|c| {
+                c["client_properties"]["connection_name"] == "Shovel del"
+            });
+            (!named).then_some(())
+        });
+        publish_range(&ch, "del-src", 10, 15).await;
+        assert_eq!(count(&ch, "del-src").await, 5);
+        assert_eq!(count(&ch, "del-dst").await, 10);
+        assert_eq!(api.delete("/api/shovels/vhost/%2f/del").status, 404);
+    });
+    b.shutdown();
+}
+
+#[test]
+fn bad_uri_and_missing_source_queue_show_a_reason_and_are_retried() {
+    let (b, api) = broker();
+    let dead = common_durable::free_port();
+    put_shovel(
+        &api,
+        "bad-uri",
+        json!({"src-uri": format!("amqp://guest:guest@127.0.0.1:{dead}"), "src-queue": "q",
+               "dest-uri": "amqp://", "dest-queue": "q", "reconnect-delay": 1}),
+    );
+    let s = wait_state(&api, "bad-uri", "terminated");
+    let reason = s["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("failed to connect to the source"), "{reason}");
+    assert!(!reason.contains("guest:guest"), "credentials leak: {reason}");
+    // Retried: it goes through `starting` again, with a new timestamp.
+    let t0 = s["timestamp"].clone();
+    poll("a retry", 15, || {
+        status(&api, "bad-uri").filter(|s| s["timestamp"] != t0)
+    });
+
+    put_shovel(
+        &api,
+        "later",
+        json!({"src-uri": "amqp://", "src-queue": "not-yet", "dest-uri": "amqp://",
+               "dest-queue": "later-dst", "reconnect-delay": 1}),
+    );
+    let s = wait_state(&api, "later", "terminated");
+    let reason = s["reason"].as_str().unwrap();
+    assert!(reason.contains("NOT_FOUND - no queue 'not-yet' in vhost '/'"), "{reason}");
+    rt().block_on(async {
+        let c = connect(&uri(b.port())).await;
+        let ch = channel(&c).await;
+        declare(&ch, "not-yet").await;
+        ch.basic_publish("", "not-yet", BasicPublishOptions::default(), b"x", BasicProperties::default())
+            .await
+            .unwrap();
+        wait_state(&api, "later", "running");
+        eventually("the message moves once the queue exists", async || {
+            count(&ch, "later-dst").await == 1
+        })
+        .await;
+    });
+    b.shutdown();
+}
+
+#[test]
+fn delete_after_queue_length_moves_the_backlog_and_removes_itself() {
+    let (b, api) = broker();
+    rt().block_on(async {
+        let c = connect(&uri(b.port())).await;
+        let ch = channel(&c).await;
+        ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+        declare(&ch, "da-src").await;
+        publish_range(&ch, "da-src", 0, 100).await;
+        put_shovel(
+            &api,
+            "da",
+            json!({"src-uri": "amqp://", "src-queue": "da-src", "dest-uri": "amqp://",
+                   "dest-queue": "da-dst", "src-delete-after": "queue-length"}),
+        );
+        poll("the shovel deletes its parameter", 20, || {
+            (api.get("/api/parameters/shovel/%2f/da").status == 404).then_some(())
+        });
+        assert_eq!(count(&ch, "da-dst").await, 100);
+        // Published after: stays.
+        publish_range(&ch, "da-src", 100, 101).await;
+        assert_eq!(count(&ch, "da-src").await, 1);
+    });
+    b.shutdown();
+}
+
+/// The destination (which runs the shovel: `dest-uri amqp://`) is killed
+/// with SIGKILL while messages flow. After its restart the shovel, a
+/// durable definition, resumes: every message is at the destination, the
+/// ones confirmed before the kill exactly once, and at most the
+/// unconfirmed window (the prefetch) twice.
+#[test]
+fn kill9_of_the_destination_loses_nothing() {
+    const N: u32 = 30_000;
+    let (src_b, _) = broker();
+    let dir = common_durable::DataDir::new("shovel-kill9");
+    let http = common_durable::free_port();
+    let start = |port: u16| {
+        let child = common_durable::warren_command(port, &dir.0)
+            .args(["--shards", "2", "--log-level", "warn", "--http-port", &http.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("warren starts");
+        common_durable::wait_listening(port);
+        child
+    };
+    let port = common_durable::free_port();
+    let mut child = start(port);
+    let api = Api::new(http);
+    poll("the HTTP API", 20, || (api.get("/api/overview").status == 200).then_some(()));
+    rt().block_on(async {
+        let sc = connect(&uri(src_b.port())).await;
+        let sch = channel(&sc).await;
+        sch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+        declare(&sch, "k-src").await;
+        publish_range(&sch, "k-src", 0, N).await;
+        put_shovel(
+            &api,
+            "k",
+            json!({"src-uri": uri(src_b.port()), "src-queue": "k-src", "dest-uri": "amqp://",
+                   "dest-queue": "k-dst", "reconnect-delay": 1, "src-prefetch-count": 500}),
+        );
+        {
+            let dc = connect(&uri(port)).await;
+            let dch = channel(&dc).await;
+            eventually("part of it moved", async || count(&dch, "k-dst").await >= N / 4).await;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let in_flight = count(&sch, "k-src").await;
+        assert!(in_flight > 0, "all moved before the kill: make N larger");
+
+        let mut child = start(port);
+        let dc = connect(&uri(port)).await;
+        let dch = channel(&dc).await;
+        eventually_within("the rest follows", 60, async || count(&sch, "k-src").await == 0).await;
+        let total = count(&dch, "k-dst").await;
+        let mut seen = vec![0u32; N as usize];
+        for _ in 0..total {
+            let m = dch
+                .basic_get("k-dst", lapin::options::BasicGetOptions { no_ack: false })
+                .await
+                .unwrap()
+                .expect("a message");
+            let i: usize = std::str::from_utf8(&m.delivery.data[1..]).unwrap().parse().unwrap();
+            seen[i] += 1;
+            m.ack(BasicAckOptions::default()).await.unwrap();
+        }
+        let missing = seen.iter().filter(|&&n| n == 0).count();
+        let twice = seen.iter().filter(|&&n| n == 2).count();
+        let more = seen.iter().filter(|&&n| n > 2).count();
+        println!("kill -9 of the destination: {N} messages, {missing} missing, {twice} twice");
+        assert_eq!(missing, 0);
+        assert_eq!(more, 0);
+        assert!(twice <= 500, "{twice} duplicates: more than the unconfirmed window");
+        let _ = child.kill();
+        let _ = child.wait();
+    });
+    src_b.shutdown();
+}
