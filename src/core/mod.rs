@@ -32,6 +32,7 @@ pub mod queue_args;
 pub mod routing;
 pub mod sender_selected;
 pub mod shard_msg;
+pub mod shovel_def;
 pub mod stats;
 pub mod stream;
 pub mod tenancy;
