@@ -24,7 +24,6 @@
 //! - **I/O**: non-blocking reads and writes on both sockets, one poll(2)
 //!   when neither has work: no syscall per message.
 
-use super::status::Cell;
 use super::worker::{Exit, RunCtx};
 use crate::client::{method_id, ClientError, Conn, CHANNEL};
 use crate::core::shovel_def::{AckMode, Dest, ShovelDef, Source};
@@ -123,19 +122,17 @@ impl<'a> Forwarder<'a> {
         }
     }
 
-    fn cell(&self) -> &Cell {
-        &self.ctx.cell
-    }
-
     /// Runs until stopped, done or failed.
     pub fn run(&mut self, src: &mut Conn, dst: &mut Conn) -> Exit {
         match self.run_inner(src, dst) {
             Ok(exit) => exit,
-            Err(e) => Exit::Failed(describe(&e)),
+            Err((side, e)) => Exit::Failed(format!("{side}: {}", describe(&e))),
         }
     }
 
-    fn run_inner(&mut self, src: &mut Conn, dst: &mut Conn) -> Result<Exit, ClientError> {
+    fn run_inner(&mut self, src: &mut Conn, dst: &mut Conn) -> Result<Exit, (&'static str, ClientError)> {
+        let s = |e| ("source", e);
+        let d = |e| ("destination", e);
         let mut stopping: Option<Instant> = None;
         loop {
             if stopping.is_none() && self.ctx.stop.load(Ordering::Acquire) {
@@ -147,39 +144,46 @@ impl<'a> Forwarder<'a> {
                     return Ok(Exit::Stopped);
                 }
             }
-            let mut busy = false;
-            if dst.poll()? {
-                busy = true;
-                self.on_dest_frames(dst)?;
-            }
+            // Frames may wait in a read buffer (left by the setup calls):
+            // handle them whether or not this read brought more.
+            let mut busy = dst.poll().map_err(d)?;
+            busy |= self.on_dest_frames(dst).map_err(d)?;
             let paused = stopping.is_some()
                 || dst.blocked
                 || self.dst_out.len() - self.dst_sent > OUT_HIGH;
-            self.cell().set_blocked(dst.blocked);
-            if !paused && src.poll()? {
-                busy = true;
-                self.on_source_frames(src, dst)?;
+            self.ctx.cell.set_blocked(dst.blocked);
+            if !paused {
+                busy |= src.poll().map_err(s)?;
+                busy |= self.on_source_frames(src, dst).map_err(s)?;
             }
             self.end_batch();
-            flush(dst, &mut self.dst_out, &mut self.dst_sent)?;
-            flush(src, &mut self.src_out, &mut self.src_sent)?;
+            flush(dst, &mut self.dst_out, &mut self.dst_sent).map_err(d)?;
+            flush(src, &mut self.src_out, &mut self.src_sent).map_err(s)?;
             if self.remaining == Some(0) {
                 self.flush_all(src, dst)?;
                 return Ok(Exit::Done);
             }
             if !busy {
-                wait(src, dst, !paused, self.src_sent < self.src_out.len(), self.dst_sent < self.dst_out.len());
+                let src_out = self.src_sent < self.src_out.len();
+                let dst_out = self.dst_sent < self.dst_out.len();
+                wait(src, dst, !paused, src_out, dst_out);
             }
         }
     }
 
     /// Writes everything still unsent (blocking up to the client's limits).
-    fn flush_all(&mut self, src: &mut Conn, dst: &mut Conn) -> Result<(), ClientError> {
+    fn flush_all(
+        &mut self,
+        src: &mut Conn,
+        dst: &mut Conn,
+    ) -> Result<(), (&'static str, ClientError)> {
         self.end_batch();
-        dst.write_all(&self.dst_out[self.dst_sent..])?;
+        dst.write_all(&self.dst_out[self.dst_sent..])
+            .map_err(|e| ("destination", e))?;
         self.dst_out.clear();
         self.dst_sent = 0;
-        src.write_all(&self.src_out[self.src_sent..])?;
+        src.write_all(&self.src_out[self.src_sent..])
+            .map_err(|e| ("source", e))?;
         self.src_out.clear();
         self.src_sent = 0;
         Ok(())
@@ -198,9 +202,12 @@ impl<'a> Forwarder<'a> {
         self.ctx.cell.set_remaining(self.remaining);
     }
 
-    /// Confirms, flow and errors from the destination.
-    fn on_dest_frames(&mut self, dst: &mut Conn) -> Result<(), ClientError> {
+    /// Confirms, flow and errors from the destination. True if there were
+    /// frames.
+    fn on_dest_frames(&mut self, dst: &mut Conn) -> Result<bool, ClientError> {
+        let mut any = false;
         while let Some(f) = dst.next_frame()? {
+            any = true;
             if f.kind != FRAME_METHOD {
                 continue;
             }
@@ -220,7 +227,7 @@ impl<'a> Forwarder<'a> {
                 }
             }
         }
-        Ok(())
+        Ok(any)
     }
 
     /// A destination ack or nack of sequence `seq` (and below if
@@ -270,13 +277,16 @@ impl<'a> Forwarder<'a> {
         }
     }
 
-    /// Deliveries from the source, published to the destination.
-    fn on_source_frames(&mut self, src: &mut Conn, dst: &Conn) -> Result<(), ClientError> {
+    /// Deliveries from the source, published to the destination. True if
+    /// there were frames.
+    fn on_source_frames(&mut self, src: &mut Conn, dst: &Conn) -> Result<bool, ClientError> {
+        let mut any = false;
         let body_max = match dst.frame_max {
             0 => usize::MAX,
             n => (n as usize).saturating_sub(8).max(1),
         };
         while let Some(f) = src.next_frame()? {
+            any = true;
             match f.kind {
                 FRAME_HEARTBEAT => continue,
                 FRAME_METHOD => {
@@ -341,7 +351,7 @@ impl<'a> Forwarder<'a> {
                 _ => {}
             }
         }
-        Ok(())
+        Ok(any)
     }
 
     /// Writes basic.publish and the content header of delivery `tag`, and
