@@ -21,7 +21,8 @@ pub struct Parameter {
 
 impl Defs {
     /// Creates or replaces a parameter: true if it was created. The vhost
-    /// must exist (`NotFound`). Logged; the caller commits.
+    /// must exist (`NotFound`). Logged; the caller commits. Setting the
+    /// value it already has changes nothing (RabbitMQ notifies no one then).
     pub fn set_parameter(
         &mut self,
         vhost: &str,
@@ -31,6 +32,9 @@ impl Defs {
     ) -> CoreResult<bool> {
         if self.vhost_id(vhost).is_none() {
             return Err(CoreError::NotFound(format!("no vhost '{}'", vhost)));
+        }
+        if self.parameter(vhost, component, name) == Some(&value) {
+            return Ok(false);
         }
         self.record(|| Record::ParameterSet {
             vhost: vhost.to_string(),
