@@ -380,3 +380,24 @@ fn deleting_a_vhost_clears_its_parameters_durably() {
     let left: Vec<String> = g.parameters().into_iter().map(|p| p.vhost).collect();
     assert_eq!(left, ["/"]);
 }
+
+#[test]
+fn setting_the_same_value_again_changes_nothing() {
+    use serde_json::json;
+    let defs = Definitions::new(1);
+    assert!(defs
+        .lock()
+        .set_parameter("/", "shovel", "s", json!({"a": 1}))
+        .unwrap());
+    let v = defs.parameters_version();
+    assert!(!defs
+        .lock()
+        .set_parameter("/", "shovel", "s", json!({"a": 1}))
+        .unwrap());
+    assert_eq!(defs.parameters_version(), v);
+    assert!(!defs
+        .lock()
+        .set_parameter("/", "shovel", "s", json!({"a": 2}))
+        .unwrap());
+    assert_eq!(defs.parameters_version(), v + 1);
+}
