@@ -2,11 +2,14 @@
 //! `warrenctl export_definitions`) and import (`--definitions` at boot,
 //! `POST /api/definitions`, `warrenctl import_definitions`), in RabbitMQ's
 //! order: users, vhosts, permissions, topic permissions, queues, exchanges,
-//! bindings. Sections warren does not have (policies, parameters, global
-//! parameters) are logged and skipped. An object that cannot be imported
-//! (an unknown exchange type, a binding to a missing queue) is skipped with
-//! a warning, as far as RabbitMQ would import the rest; a user or permission
-//! that is malformed fails the whole import.
+//! bindings, then runtime parameters. Sections warren does not have
+//! (policies, global parameters) are logged and skipped, and so are the
+//! parameters of components it does not run (federation, …). An object
+//! that cannot be imported (an unknown exchange type, a binding to a
+//! missing queue) is skipped with a warning, as far as RabbitMQ would
+//! import the rest; a user or permission that is malformed, or a parameter
+//! that fails its validation, fails the whole import (the latter with
+//! RabbitMQ's reason, `rabbit_definitions:add_parameter`).
 
 use super::{Admin, AdminError, AdminResult, PasswordSpec};
 use crate::core::auth::permissions::{Permission, TopicPermission};
@@ -156,6 +159,14 @@ impl Admin {
                 read: p.read.clone(),
             });
         }
+        for p in g.parameters() {
+            f.parameters.push(serde_json::json!({
+                "vhost": p.vhost,
+                "component": p.component,
+                "name": p.name,
+                "value": p.value,
+            }));
+        }
         for ((user, vhost, _), p) in &g.tenancy.topic_permissions {
             f.topic_permissions.push(TopicPermissionJson {
                 user: user.clone(),
@@ -199,6 +210,7 @@ impl Admin {
             }
         }
         self.import_exchanges_and_bindings(file, &mut report)?;
+        self.import_parameters(file, &mut report)?;
         Ok(report)
     }
 
@@ -206,7 +218,6 @@ impl Admin {
     fn import_tenancy(&self, f: &DefinitionsFile, report: &mut ImportReport) -> AdminResult<()> {
         for (section, n) in [
             ("policies", f.policies.len()),
-            ("parameters", f.parameters.len()),
             ("global_parameters", f.global_parameters.len()),
         ] {
             if n > 0 {
@@ -317,6 +328,37 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// The runtime parameters, validated as RabbitMQ's import does (no
+    /// acting user: a shovel's direct URIs are not checked against one).
+    /// The first refused one fails the import with RabbitMQ's reason,
+    /// HTML-escaped, and ` (vhost/component/name)`.
+    fn import_parameters(&self, f: &DefinitionsFile, report: &mut ImportReport) -> AdminResult<()> {
+        use crate::core::parameters::{escape_html_tags, COMPONENTS, NO_USER};
+        for p in &f.parameters {
+            let field = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("");
+            let (vhost, component, name) = (field("vhost"), field("component"), field("name"));
+            if !COMPONENTS.contains(&component) {
+                report.warn(format!(
+                    "parameter '{}' of component '{}' in vhost '{}' skipped (not supported)",
+                    name, component, vhost
+                ));
+                continue;
+            }
+            let value = p.get("value").cloned().unwrap_or(Value::Null);
+            if let Err(e) = self.set_parameter(NO_USER, vhost, component, name, value) {
+                let reason = match e {
+                    AdminError::NotFound(_) => format!("no vhost '{}'", vhost),
+                    other => other.reason().to_string(),
+                };
+                let text = format!("{} ({}/{}/{})", reason, vhost, component, name);
+                return Err(AdminError::BadRequest(escape_html_tags(&text)));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A binding of a definitions file, checked like queue.bind / exchange.bind.
 fn add_binding(g: &mut Defs, b: &BindingJson) -> Result<(), String> {
     let vhost: VhostId = g.vhost_id(&b.vhost).ok_or("no such vhost")?;
@@ -397,6 +439,7 @@ impl Admin {
             g.commit()?;
         }
         self.import_exchanges_and_bindings(file, &mut report)?;
+        self.import_parameters(file, &mut report)?;
         Ok(report)
     }
 }

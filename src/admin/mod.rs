@@ -1,7 +1,7 @@
 //! The broker's administration operations, for every tool that is not a
 //! client connection: the HTTP API, `warrenctl` through it, and the
-//! definitions file loaded at boot. Users, vhosts, permissions and limits
-//! are changes to the definitions (under their lock, logged before the call
+//! definitions file loaded at boot. Users, vhosts, permissions, limits and
+//! runtime parameters (`parameters.rs`) are changes to the definitions (under their lock, logged before the call
 //! returns); what touches live state (closing a vhost's connections,
 //! deleting its queues, declaring queues) goes to the shards through the
 //! control path (`shard::control`), so no shard ever waits for this code.
@@ -13,6 +13,7 @@ mod aliveness;
 mod exchanges;
 mod import;
 pub mod objects;
+mod parameters;
 pub mod stats;
 
 use crate::config::Config;

@@ -35,12 +35,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 mod boot;
+mod parameters;
 mod replay;
 mod users;
 mod vhosts;
 
 mod types;
 
+pub use parameters::Parameter;
 pub use types::{Binding, BindingDest, DefEvent, ExchangeDef, QueueDef};
 pub use users::{LiveCounts, OpenError};
 pub use vhosts::{VhostDefs, VhostLimits, VhostMeta};
@@ -54,6 +56,8 @@ pub struct Definitions {
     /// Moves when users, permissions or vhosts change: connections rebuild
     /// their `UserAccess` on their next tick.
     auth_version: AtomicU64,
+    /// Moves on every change of the runtime parameters (`parameters.rs`).
+    parameters_version: AtomicU64,
     log_fault: LogFault,
 }
 
@@ -83,6 +87,11 @@ pub struct Defs {
     pub live: LiveCounts,
     /// Users or permissions changed under this lock: `auth_version` moves.
     auth_changed: bool,
+    /// Vhost runtime parameters by (vhost, component, name)
+    /// (`parameters.rs`).
+    parameters: std::collections::BTreeMap<(String, String, String), serde_json::Value>,
+    /// Parameters changed under this lock: `parameters_version` moves.
+    parameters_changed: bool,
     /// Compiled rights per (user, vhost), shared by that user's connections
     /// (`Defs::shared_access`): a permission's three regular expressions
     /// cost ~22 KiB compiled (heaptrack), too much to hold once per
@@ -193,6 +202,9 @@ impl Definitions {
             }
         }
         defs.tenancy.replay(replayed.tenancy);
+        defs.parameters = replayed.parameters;
+        defs.parameters
+            .retain(|(vhost, _, _), _| defs.vhost_ids.contains_key(vhost));
         let live = defs.live_records();
         if n_records > 2 * live.len() + COMPACT_SLACK {
             log.rewrite(&live)?;
@@ -209,12 +221,13 @@ impl Definitions {
             nb += v.bindings.len();
         }
         log::info!(
-            "recovered {} vhost(s), {} user(s), {} durable exchange(s), {} queue(s), {} binding(s) from {} record(s) in {:?}",
+            "recovered {} vhost(s), {} user(s), {} durable exchange(s), {} queue(s), {} binding(s), {} parameter(s) from {} record(s) in {:?}",
             defs.vhosts.len(),
             defs.tenancy.users.len(),
             nx,
             nq,
             nb,
+            defs.parameters.len(),
             n_records,
             started.elapsed()
         );
@@ -233,6 +246,7 @@ impl Definitions {
             state: Mutex::new(defs),
             version: AtomicU64::new(version),
             auth_version: AtomicU64::new(1),
+            parameters_version: AtomicU64::new(1),
             log_fault: LogFault::default(),
         }
     }
@@ -267,6 +281,7 @@ impl Definitions {
             guard: self.state.lock().unwrap_or_else(|e| e.into_inner()),
             version: &self.version,
             auth_version: &self.auth_version,
+            parameters_version: &self.parameters_version,
             log_fault: &self.log_fault,
         }
     }
@@ -276,6 +291,14 @@ impl Definitions {
     pub fn auth_version(&self) -> u64 {
         self.auth_version.load(Ordering::Acquire)
     }
+
+    /// Moves on every change of the runtime parameters (set, clear, the
+    /// deletion of a vhost that had some, import): a supervisor polls it
+    /// without the lock and re-reads `Defs::parameters` only when it moved.
+    #[inline]
+    pub fn parameters_version(&self) -> u64 {
+        self.parameters_version.load(Ordering::Acquire)
+    }
 }
 
 /// Lock guard that publishes the new version when dropped, i.e. after the change
@@ -284,6 +307,7 @@ pub struct DefsGuard<'a> {
     guard: MutexGuard<'a, Defs>,
     version: &'a AtomicU64,
     auth_version: &'a AtomicU64,
+    parameters_version: &'a AtomicU64,
     log_fault: &'a LogFault,
 }
 
@@ -328,6 +352,9 @@ impl Drop for DefsGuard<'_> {
         if std::mem::take(&mut self.guard.auth_changed) {
             self.auth_version.fetch_add(1, Ordering::AcqRel);
         }
+        if std::mem::take(&mut self.guard.parameters_changed) {
+            self.parameters_version.fetch_add(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -342,6 +369,8 @@ impl Defs {
             live: LiveCounts::default(),
             auth_changed: false,
             access_cache: HashMap::new(),
+            parameters: Default::default(),
+            parameters_changed: false,
             log: Vec::new(),
             log_base: 0,
             cursors: vec![0; shards],
@@ -496,6 +525,7 @@ impl Defs {
             }
         }
         self.tenancy.live_records(&mut out);
+        self.parameter_records(&mut out);
         out
     }
 

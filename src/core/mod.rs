@@ -25,6 +25,7 @@ pub mod name_map;
 pub mod names;
 pub mod ops;
 pub mod outbox;
+pub mod parameters;
 pub mod persist;
 mod pump;
 pub mod queue;

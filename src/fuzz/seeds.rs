@@ -317,6 +317,12 @@ fn defs_records() -> Vec<Record> {
             read: ".*".into(),
         },
         Record::Initialized,
+        Record::ParameterSet {
+            vhost: "/".into(),
+            component: "shovel".into(),
+            name: "s1".into(),
+            value: r#"{"dest-uri":"amqp://","src-queue":"q1","src-uri":"amqp://"}"#.into(),
+        },
         Record::NextQueueId(42),
         Record::ExchangeDeclare {
             vhost: "/".into(),

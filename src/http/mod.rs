@@ -15,6 +15,7 @@
 //! - `users.rs`: `/api/whoami`, `/api/users…`, `/api/user-limits…`.
 //! - `vhosts.rs`: `/api/vhosts…`, `/api/vhost-limits…`, `/api/definitions`.
 //! - `permissions.rs`: `/api/permissions…`, `/api/topic-permissions…`.
+//! - `parameters.rs`: `/api/parameters…` (vhost runtime parameters).
 //! - `queues.rs`, `exchanges.rs`, `bindings.rs`: `/api/queues…`,
 //!   `/api/exchanges…`, `/api/bindings…` (with `objects.rs`, what they
 //!   share, `message_json.rs`, messages as JSON, and `binding_key.rs`,
@@ -40,6 +41,7 @@ mod listing;
 mod message_json;
 mod objects;
 mod overview;
+mod parameters;
 mod permissions;
 mod prometheus;
 mod prometheus_objects;
@@ -267,6 +269,21 @@ fn router(api: Api) -> Router {
         .route(
             "/api/definitions",
             get(vhosts::definitions_get).post(vhosts::definitions_post),
+        )
+        .route("/api/parameters", get(parameters::list))
+        .route(
+            "/api/parameters/{component}",
+            get(parameters::list_component),
+        )
+        .route(
+            "/api/parameters/{component}/{vhost}",
+            get(parameters::list_component_vhost),
+        )
+        .route(
+            "/api/parameters/{component}/{vhost}/{name}",
+            get(parameters::get_one)
+                .put(parameters::put)
+                .delete(parameters::delete),
         )
         // queues, exchanges, bindings
         .route("/api/queues", get(queues::list))

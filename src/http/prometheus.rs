@@ -124,6 +124,7 @@ fn collect(api: &Api, endpoint: &Endpoint) -> ScrapeData {
         node: api.node.to_string(),
         cluster: api.node.to_string(),
         snaps: a.snapshot(want),
+        shovels: api.shovels.status(None),
         vhosts: a.vhost_names(),
         figures: NodeFigures {
             fd_used,

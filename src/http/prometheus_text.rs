@@ -46,6 +46,8 @@ pub(crate) struct ScrapeData {
     pub snaps: Vec<ShardSnapshot>,
     pub vhosts: HashMap<VhostId, Arc<str>>,
     pub figures: NodeFigures,
+    /// The shovels' status (`rabbitmq_shovel_dynamic`, `warren_shovel_*`).
+    pub shovels: Vec<crate::shovel::status::Status>,
 }
 
 /// Which endpoint is scraped.
@@ -191,6 +193,7 @@ pub(crate) fn render(d: &ScrapeData, endpoint: &Endpoint) -> String {
         totals(&mut out, d);
         global(&mut out, d);
         message_sizes(&mut out, d);
+        shovels(&mut out, d);
     }
     // Identity is always there (dashboards join every query on it),
     // always with the `rabbitmq_` prefix.
@@ -198,6 +201,46 @@ pub(crate) fn render(d: &ScrapeData, endpoint: &Endpoint) -> String {
     build_info(&mut out);
     identity_info(&mut out, d, endpoint_name);
     out.s
+}
+
+/// RabbitMQ 4's `rabbitmq_shovel_dynamic{status}` (the number of shovels
+/// per state; `rabbitmq_shovel_prometheus`), and warren's own per-shovel
+/// figures (RabbitMQ has none): messages moved and awaiting confirmation.
+fn shovels(out: &mut Out, d: &ScrapeData) {
+    let prefix = out.prefix;
+    out.prefix = "rabbitmq_";
+    out.family("shovel_dynamic", "gauge", "Current number of dynamic shovels");
+    let mut by_state: std::collections::BTreeMap<&str, u64> = Default::default();
+    for s in &d.shovels {
+        let state = match (&s.state, s.blocked) {
+            (crate::shovel::status::State::Running, true) => "blocked",
+            (st, _) => st.name(),
+        };
+        *by_state.entry(state).or_default() += 1;
+    }
+    for (state, n) in by_state {
+        out.sample("shovel_dynamic", &labels(&[("status", state)]), n);
+    }
+    out.prefix = "warren_";
+    out.family(
+        "shovel_messages_forwarded_total",
+        "counter",
+        "Messages a shovel moved (confirmed by the destination with on-confirm)",
+    );
+    for s in &d.shovels {
+        let l = labels(&[("vhost", &s.vhost), ("shovel", &s.name)]);
+        out.sample("shovel_messages_forwarded_total", &l, s.forwarded);
+    }
+    out.family(
+        "shovel_messages_pending",
+        "gauge",
+        "Messages a shovel published and the destination has not confirmed yet",
+    );
+    for s in &d.shovels {
+        let l = labels(&[("vhost", &s.vhost), ("shovel", &s.name)]);
+        out.sample("shovel_messages_pending", &l, s.pending);
+    }
+    out.prefix = prefix;
 }
 
 fn alarms(out: &mut Out, f: &NodeFigures) {
@@ -589,6 +632,7 @@ mod tests {
             ..ShardSnapshot::default()
         };
         ScrapeData {
+            shovels: Vec::new(),
             node: "warren@host".into(),
             cluster: "warren@host".into(),
             snaps: vec![snap],

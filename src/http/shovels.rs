@@ -159,7 +159,7 @@ pub(crate) async fn delete(
 ) -> Response {
     api.call(c, Level::Management, move |a, user| {
         check_vhost(a, user, &vhost)?;
-        a.clear_parameter(&user.name, &vhost, "shovel", &name)?;
+        a.clear_parameter(&vhost, "shovel", &name)?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await

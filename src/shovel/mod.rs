@@ -158,7 +158,7 @@ fn supervise(inner: &Inner) {
         for (vhost, name) in done {
             // src-delete-after reached: the shovel clears its own
             // parameter, as RabbitMQ does (acting user rmq-shovel).
-            if let Err(e) = inner.admin.clear_parameter("rmq-shovel", &vhost, "shovel", &name) {
+            if let Err(e) = inner.admin.clear_parameter(&vhost, "shovel", &name) {
                 log::warn!("shovel '{name}' in vhost '{vhost}': could not delete its definition: {e}");
             }
             inner.entries.lock().unwrap().remove(&(vhost, name));
@@ -270,28 +270,5 @@ fn stop_worker(e: &mut Entry) {
     if let Some(w) = e.worker.take() {
         w.stop.store(true, Ordering::Release);
         let _ = w.thread.join();
-    }
-}
-
-// TEMP: replaced by the admin's parameter calls at the merge of branch params.
-struct TmpParam {
-    vhost: String,
-    name: String,
-    value: Value,
-}
-trait AdminParams {
-    fn parameters_version(&self) -> u64;
-    fn list_parameters(&self, c: Option<&str>, v: Option<&str>) -> Vec<TmpParam>;
-    fn clear_parameter(&self, u: &str, v: &str, c: &str, n: &str) -> Result<(), String>;
-}
-impl AdminParams for Admin {
-    fn parameters_version(&self) -> u64 {
-        0
-    }
-    fn list_parameters(&self, _c: Option<&str>, _v: Option<&str>) -> Vec<TmpParam> {
-        Vec::new()
-    }
-    fn clear_parameter(&self, _u: &str, _v: &str, _c: &str, _n: &str) -> Result<(), String> {
-        Ok(())
     }
 }

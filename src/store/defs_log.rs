@@ -315,6 +315,17 @@ mod tests {
                 vhost: "v".into(),
             },
             Record::UserDelete { name: "u".into() },
+            Record::ParameterSet {
+                vhost: "v".into(),
+                component: "shovel".into(),
+                name: "s ü".into(),
+                value: r#"{"src-uri":"amqp://","src-queue":"q"}"#.into(),
+            },
+            Record::ParameterClear {
+                vhost: "v".into(),
+                component: "shovel".into(),
+                name: "s ü".into(),
+            },
             Record::VhostDelete { name: "v".into() },
             Record::Initialized,
         ]

@@ -23,6 +23,8 @@
 //! | 26 | topic permission set | user, vhost, exchange, write, read |
 //! | 27 | topic permission clear | user, vhost, exchange |
 //! | 28 | initialized | (none): the defaults of a fresh data dir were created |
+//! | 29 | parameter set | vhost, component, name, value (JSON text, compact) |
+//! | 30 | parameter clear | vhost, component, name |
 //!
 //! This module knows nothing of the broker: `core::definitions` turns its
 //! changes into [`Record`]s and replays them at boot. A "put" record holds the
@@ -57,6 +59,8 @@ const T_PERMISSION_CLEAR: u8 = 25;
 const T_TOPIC_PERMISSION_SET: u8 = 26;
 const T_TOPIC_PERMISSION_CLEAR: u8 = 27;
 const T_INITIALIZED: u8 = 28;
+const T_PARAMETER_SET: u8 = 29;
+const T_PARAMETER_CLEAR: u8 = 30;
 
 const F_DURABLE: u8 = 1;
 const F_AUTO_DELETE: u8 = 2;
@@ -170,6 +174,20 @@ pub enum Record {
     /// The defaults of a fresh data directory (vhost `/`, the default user
     /// and its permissions) were created: never again, even if deleted.
     Initialized,
+    /// A vhost runtime parameter (RabbitMQ's `rabbit_runtime_parameters`:
+    /// a shovel, …) was created or replaced.
+    ParameterSet {
+        vhost: String,
+        component: String,
+        name: String,
+        /// The value as JSON text (serde_json's compact form).
+        value: String,
+    },
+    ParameterClear {
+        vhost: String,
+        component: String,
+        name: String,
+    },
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -347,6 +365,27 @@ impl Record {
                 }
             }
             Record::Initialized => put_u8(out, T_INITIALIZED),
+            Record::ParameterSet {
+                vhost,
+                component,
+                name,
+                value,
+            } => {
+                put_u8(out, T_PARAMETER_SET);
+                for s in [vhost, component, name, value] {
+                    put_str(out, s);
+                }
+            }
+            Record::ParameterClear {
+                vhost,
+                component,
+                name,
+            } => {
+                put_u8(out, T_PARAMETER_CLEAR);
+                for s in [vhost, component, name] {
+                    put_str(out, s);
+                }
+            }
         }
     }
 
@@ -473,6 +512,17 @@ impl Record {
                 exchange: string(&mut r)?,
             },
             T_INITIALIZED => Record::Initialized,
+            T_PARAMETER_SET => Record::ParameterSet {
+                vhost: string(&mut r)?,
+                component: string(&mut r)?,
+                name: string(&mut r)?,
+                value: string(&mut r)?,
+            },
+            T_PARAMETER_CLEAR => Record::ParameterClear {
+                vhost: string(&mut r)?,
+                component: string(&mut r)?,
+                name: string(&mut r)?,
+            },
             t => return Err(DecodeError::UnknownFieldType(t)),
         };
         if r.remaining() != 0 {

@@ -1,6 +1,7 @@
 //! `warrenctl`: rabbitmqctl's commands (same names, same argument order,
 //! same default columns) over warren's management HTTP API (src/http/):
 //! users, vhosts, permissions, limits and definitions (`admin_cmds.rs`);
+//! set_parameter, clear_parameter, list_parameters (`params_cmds.rs`);
 //! list_queues, list_exchanges, list_bindings, list_connections,
 //! list_channels, list_consumers, purge_queue, delete_queue,
 //! close_connection, status (`inspect.rs`, printed by `table.rs`). Exit code 0 on success; otherwise the server's
@@ -10,6 +11,7 @@
 mod admin_cmds;
 mod client;
 mod inspect;
+mod params_cmds;
 mod table;
 
 use clap::{Parser, Subcommand};
@@ -81,6 +83,8 @@ enum Command {
     Admin(admin_cmds::AdminCommand),
     #[command(flatten)]
     Inspect(inspect::InspectCommand),
+    #[command(flatten)]
+    Params(params_cmds::ParamsCommand),
 }
 
 fn main() -> ExitCode {
@@ -104,6 +108,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Admin(cmd) => admin_cmds::run(&c, cmd, &say),
         Command::Inspect(cmd) => inspect::run(&c, cmd, &cli.output(), &say),
+        Command::Params(cmd) => params_cmds::run(&c, cmd, &cli.output(), &say),
     }
 }
 

@@ -80,6 +80,9 @@ pub(super) struct Replay {
     pub(super) initialized: bool,
     /// User and permission records, in log order (`Tenancy::replay`).
     pub(super) tenancy: Vec<Record>,
+    /// Runtime parameters by (vhost, component, name); those of a vhost
+    /// that does not exist at the end are dropped by `Definitions::open`.
+    pub(super) parameters: BTreeMap<(String, String, String), serde_json::Value>,
 }
 
 impl Replay {
@@ -89,6 +92,7 @@ impl Replay {
             next_store_id: 1,
             initialized: false,
             tenancy: Vec::new(),
+            parameters: BTreeMap::new(),
         };
         for rec in records {
             r.apply(rec);
@@ -198,7 +202,33 @@ impl Replay {
             }
             Record::VhostDelete { name } => {
                 self.vhosts.remove(&name);
+                self.parameters.retain(|(vhost, _, _), _| *vhost != name);
                 self.tenancy.push(Record::VhostDelete { name });
+            }
+            Record::ParameterSet {
+                vhost,
+                component,
+                name,
+                value,
+            } => match serde_json::from_str(&value) {
+                Ok(v) => {
+                    self.parameters.insert((vhost, component, name), v);
+                }
+                Err(e) => log::warn!(
+                    "definitions log: parameter '{}' of component '{}' in vhost '{}' skipped: \
+                     its value is not JSON ({})",
+                    name,
+                    component,
+                    vhost,
+                    e
+                ),
+            },
+            Record::ParameterClear {
+                vhost,
+                component,
+                name,
+            } => {
+                self.parameters.remove(&(vhost, component, name));
             }
             Record::Initialized => self.initialized = true,
             rec @ (Record::UserPut { .. }

@@ -286,3 +286,118 @@ fn connections_of_one_user_share_their_rights_until_a_change() {
     assert!(!c.allows(Access::Write, "q"));
     assert!(c.allows(Access::Write, "only"));
 }
+
+#[test]
+fn parameters_are_set_replaced_cleared_and_come_back() {
+    use serde_json::json;
+    let tmp = crate::store::segments::test_dir("params");
+    let dir = tmp.path().to_path_buf();
+    {
+        let defs = open(&dir, 1);
+        let v0 = defs.parameters_version();
+        let mut g = defs.lock();
+        g.put_vhost("vh", VhostMeta::default()).unwrap();
+        assert!(g
+            .set_parameter("vh", "shovel", "b", json!({"n": 1}))
+            .unwrap());
+        assert!(!g
+            .set_parameter("vh", "shovel", "b", json!({"n": 2}))
+            .unwrap());
+        assert!(g
+            .set_parameter("/", "shovel", "z", json!([1, "x"]))
+            .unwrap());
+        assert!(g.set_parameter("vh", "other", "a", json!("s")).unwrap());
+        assert!(g.set_parameter("/", "shovel", "gone", json!(null)).unwrap());
+        g.clear_parameter("/", "shovel", "gone").unwrap();
+        assert!(matches!(
+            g.clear_parameter("/", "shovel", "gone"),
+            Err(CoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            g.set_parameter("nope", "shovel", "x", json!({})),
+            Err(CoreError::NotFound(_))
+        ));
+        g.commit().unwrap();
+        drop(g);
+        assert!(defs.parameters_version() > v0);
+        let v1 = defs.parameters_version();
+        drop(defs.lock());
+        assert_eq!(defs.parameters_version(), v1, "a lock alone moves nothing");
+    }
+    let defs = open(&dir, 1);
+    let g = defs.lock();
+    let got: Vec<(String, String, String, serde_json::Value)> = g
+        .parameters()
+        .into_iter()
+        .map(|p| (p.vhost, p.component, p.name, p.value))
+        .collect();
+    let t = |v: &str, c: &str, n: &str, x| (v.to_string(), c.to_string(), n.to_string(), x);
+    assert_eq!(
+        got,
+        [
+            t("/", "shovel", "z", json!([1, "x"])),
+            t("vh", "other", "a", json!("s")),
+            t("vh", "shovel", "b", json!({"n": 2})),
+        ]
+    );
+    assert_eq!(g.parameter("vh", "shovel", "b"), Some(&json!({"n": 2})));
+    // Compaction keeps them.
+    let live = g.live_records();
+    let kept = live
+        .iter()
+        .filter(|r| matches!(r, Record::ParameterSet { .. }))
+        .count();
+    assert_eq!(kept, 3);
+}
+
+#[test]
+fn deleting_a_vhost_clears_its_parameters_durably() {
+    use serde_json::json;
+    let tmp = crate::store::segments::test_dir("params-vh");
+    let dir = tmp.path().to_path_buf();
+    {
+        let defs = open(&dir, 1);
+        let mut g = defs.lock();
+        let (id, _) = g.put_vhost("vh", VhostMeta::default()).unwrap();
+        g.set_parameter("vh", "shovel", "s", json!({})).unwrap();
+        g.set_parameter("/", "shovel", "s", json!({})).unwrap();
+        g.commit().unwrap();
+        drop(g);
+        let v = defs.parameters_version();
+        let mut g = defs.lock();
+        g.remove_vhost(id);
+        g.commit().unwrap();
+        assert_eq!(g.parameters().len(), 1);
+        drop(g);
+        assert!(defs.parameters_version() > v);
+        // A new namesake starts without them.
+        let mut g = defs.lock();
+        g.put_vhost("vh", VhostMeta::default()).unwrap();
+        g.commit().unwrap();
+    }
+    let defs = open(&dir, 1);
+    let g = defs.lock();
+    let left: Vec<String> = g.parameters().into_iter().map(|p| p.vhost).collect();
+    assert_eq!(left, ["/"]);
+}
+
+#[test]
+fn setting_the_same_value_again_changes_nothing() {
+    use serde_json::json;
+    let defs = Definitions::new(1);
+    assert!(defs
+        .lock()
+        .set_parameter("/", "shovel", "s", json!({"a": 1}))
+        .unwrap());
+    let v = defs.parameters_version();
+    assert!(!defs
+        .lock()
+        .set_parameter("/", "shovel", "s", json!({"a": 1}))
+        .unwrap());
+    assert_eq!(defs.parameters_version(), v);
+    assert!(!defs
+        .lock()
+        .set_parameter("/", "shovel", "s", json!({"a": 2}))
+        .unwrap());
+    assert_eq!(defs.parameters_version(), v + 1);
+}

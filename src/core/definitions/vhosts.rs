@@ -175,9 +175,9 @@ impl Defs {
         Ok(id)
     }
 
-    /// Removes a vhost with everything still in it, and the permissions on
-    /// it. Its connections are closed and its queues' runtime state deleted
-    /// by their shards before this is called.
+    /// Removes a vhost with everything still in it, the permissions and
+    /// the runtime parameters on it. Its connections are closed and its
+    /// queues' runtime state deleted by their shards before this is called.
     pub fn remove_vhost(&mut self, id: VhostId) {
         let Some(v) = self.vhosts.get(&id) else {
             return;
@@ -200,6 +200,7 @@ impl Defs {
             self.remove_exchange(id, &x);
         }
         self.tenancy.forget_vhost(&name);
+        self.clear_vhost_parameters(&name);
         self.record(|| Record::VhostDelete { name: name.clone() });
         self.vhosts.remove(&id);
         self.vhost_ids.remove(&name);
