@@ -15,7 +15,9 @@ mod common_lapin;
 use common_http::Api;
 use common_lapin::*;
 
-use lapin::options::{BasicAckOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicAckOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
 use serde_json::{json, Value};
@@ -48,7 +50,10 @@ fn poll<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
         if let Some(v) = f() {
             return v;
         }
-        assert!(t0.elapsed() < Duration::from_secs(secs), "timed out: {what}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "timed out: {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -58,7 +63,12 @@ fn put_shovel(api: &Api, name: &str, value: Value) {
         &format!("/api/parameters/shovel/%2f/{name}"),
         &json!({ "value": value }).to_string(),
     );
-    assert!(a.status == 201 || a.status == 204, "PUT shovel: {} {}", a.status, a.body);
+    assert!(
+        a.status == 201 || a.status == 204,
+        "PUT shovel: {} {}",
+        a.status,
+        a.body
+    );
 }
 
 /// The status entry of shovel `name`, if listed.
@@ -147,7 +157,7 @@ fn rich_properties() -> BasicProperties {
         .with_expiration(ShortString::from("600000"))
         .with_message_id(ShortString::from("mid-1"))
         .with_timestamp(1_700_000_000)
-        .with_kind(ShortString::from("kind"))
+        .with_type(ShortString::from("kind"))
         .with_user_id(ShortString::from("guest"))
         .with_app_id(ShortString::from("app"))
         .with_cluster_id(ShortString::from("cluster"))
@@ -160,14 +170,22 @@ fn backlog_then_live_traffic_moves_with_properties_intact() {
     rt().block_on(async {
         let sc = connect(&uri(src_b.port())).await;
         let sch = channel(&sc).await;
-        sch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+        sch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
         declare(&sch, "src").await;
         // One message with everything set, and a 200 KB body (several
         // frames), then a backlog.
         let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        sch.basic_publish("", "src", BasicPublishOptions::default(), &body, rich_properties())
-            .await
-            .unwrap();
+        sch.basic_publish(
+            "",
+            "src",
+            BasicPublishOptions::default(),
+            &body,
+            rich_properties(),
+        )
+        .await
+        .unwrap();
         publish_range(&sch, "src", 0, 5000).await;
 
         put_shovel(
@@ -181,18 +199,34 @@ fn backlog_then_live_traffic_moves_with_properties_intact() {
             }),
         );
         let s = wait_state(&api, "s1", "running");
-        assert_eq!(s["src_uri"], format!("amqp://127.0.0.1:{}/%2f", src_b.port()), "{s}");
+        assert_eq!(
+            s["src_uri"],
+            format!("amqp://127.0.0.1:{}/%2f", src_b.port()),
+            "{s}"
+        );
         assert_eq!(s["dest_uri"], "amqp://");
-        assert_eq!((s["src_queue"].as_str(), s["dest_queue"].as_str()), (Some("src"), Some("dst")));
+        assert_eq!(
+            (s["src_queue"].as_str(), s["dest_queue"].as_str()),
+            (Some("src"), Some("dst"))
+        );
         assert_eq!(s["type"], "dynamic");
 
         let dc = connect(&uri(dst_b.port())).await;
         let dch = channel(&dc).await;
-        eventually("the backlog arrives", async || count(&dch, "dst").await == 5001).await;
+        eventually("the backlog arrives", async || {
+            count(&dch, "dst").await == 5001
+        })
+        .await;
         // Live traffic follows.
         publish_range(&sch, "src", 5000, 6000).await;
-        eventually("live traffic arrives", async || count(&dch, "dst").await == 6001).await;
-        eventually("the source is drained and acked", async || count(&sch, "src").await == 0).await;
+        eventually("live traffic arrives", async || {
+            count(&dch, "dst").await == 6001
+        })
+        .await;
+        eventually("the source is drained and acked", async || {
+            count(&sch, "src").await == 0
+        })
+        .await;
         let s = poll("forwarded 6001", 10, || {
             status(&api, "s1").filter(|s| s["forwarded"] == 6001)
         });
@@ -329,8 +363,14 @@ fn bad_uri_and_missing_source_queue_show_a_reason_and_are_retried() {
     );
     let s = wait_state(&api, "bad-uri", "terminated");
     let reason = s["reason"].as_str().unwrap().to_string();
-    assert!(reason.contains("failed to connect to the source"), "{reason}");
-    assert!(!reason.contains("guest:guest"), "credentials leak: {reason}");
+    assert!(
+        reason.contains("failed to connect to the source"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("guest:guest"),
+        "credentials leak: {reason}"
+    );
     // Retried: it goes through `starting` again, with a new timestamp.
     let t0 = s["timestamp"].clone();
     poll("a retry", 15, || {
@@ -345,14 +385,23 @@ fn bad_uri_and_missing_source_queue_show_a_reason_and_are_retried() {
     );
     let s = wait_state(&api, "later", "terminated");
     let reason = s["reason"].as_str().unwrap();
-    assert!(reason.contains("NOT_FOUND - no queue 'not-yet' in vhost '/'"), "{reason}");
+    assert!(
+        reason.contains("NOT_FOUND - no queue 'not-yet' in vhost '/'"),
+        "{reason}"
+    );
     rt().block_on(async {
         let c = connect(&uri(b.port())).await;
         let ch = channel(&c).await;
         declare(&ch, "not-yet").await;
-        ch.basic_publish("", "not-yet", BasicPublishOptions::default(), b"x", BasicProperties::default())
-            .await
-            .unwrap();
+        ch.basic_publish(
+            "",
+            "not-yet",
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
         wait_state(&api, "later", "running");
         eventually("the message moves once the queue exists", async || {
             count(&ch, "later-dst").await == 1
@@ -368,7 +417,9 @@ fn delete_after_queue_length_moves_the_backlog_and_removes_itself() {
     rt().block_on(async {
         let c = connect(&uri(b.port())).await;
         let ch = channel(&c).await;
-        ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
         declare(&ch, "da-src").await;
         publish_range(&ch, "da-src", 0, 100).await;
         put_shovel(
@@ -400,23 +451,35 @@ fn kill9_of_the_destination_loses_nothing() {
     let dir = common_durable::DataDir::new("shovel-kill9");
     let http = common_durable::free_port();
     let start = |port: u16| {
-        let child = common_durable::warren_command(port, &dir.0)
-            .args(["--shards", "2", "--log-level", "warn", "--http-port", &http.to_string()])
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+            .env("WARREN_CONFIG", "/dev/null")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--no-pin",
+            ])
+            .args(["--http-port", &http.to_string(), "--prometheus-port", "0"])
+            .args(["--shards", "2", "--log-level", "warn", "--data-dir"])
+            .arg(&dir.0)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("warren starts");
         common_durable::wait_listening(port);
+        common_durable::wait_listening(http);
         child
     };
     let port = common_durable::free_port();
     let mut child = start(port);
     let api = Api::new(http);
-    poll("the HTTP API", 20, || (api.get("/api/overview").status == 200).then_some(()));
     rt().block_on(async {
         let sc = connect(&uri(src_b.port())).await;
         let sch = channel(&sc).await;
-        sch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+        sch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
         declare(&sch, "k-src").await;
         publish_range(&sch, "k-src", 0, N).await;
         put_shovel(
@@ -428,7 +491,10 @@ fn kill9_of_the_destination_loses_nothing() {
         {
             let dc = connect(&uri(port)).await;
             let dch = channel(&dc).await;
-            eventually("part of it moved", async || count(&dch, "k-dst").await >= N / 4).await;
+            eventually("part of it moved", async || {
+                count(&dch, "k-dst").await >= N / 4
+            })
+            .await;
         }
         child.kill().unwrap();
         child.wait().unwrap();
@@ -438,7 +504,10 @@ fn kill9_of_the_destination_loses_nothing() {
         let mut child = start(port);
         let dc = connect(&uri(port)).await;
         let dch = channel(&dc).await;
-        eventually_within("the rest follows", 60, async || count(&sch, "k-src").await == 0).await;
+        eventually_within(Duration::from_secs(60), "the rest follows", async || {
+            count(&sch, "k-src").await == 0
+        })
+        .await;
         let total = count(&dch, "k-dst").await;
         let mut seen = vec![0u32; N as usize];
         for _ in 0..total {
@@ -447,7 +516,10 @@ fn kill9_of_the_destination_loses_nothing() {
                 .await
                 .unwrap()
                 .expect("a message");
-            let i: usize = std::str::from_utf8(&m.delivery.data[1..]).unwrap().parse().unwrap();
+            let i: usize = std::str::from_utf8(&m.delivery.data[1..])
+                .unwrap()
+                .parse()
+                .unwrap();
             seen[i] += 1;
             m.ack(BasicAckOptions::default()).await.unwrap();
         }
@@ -457,7 +529,10 @@ fn kill9_of_the_destination_loses_nothing() {
         println!("kill -9 of the destination: {N} messages, {missing} missing, {twice} twice");
         assert_eq!(missing, 0);
         assert_eq!(more, 0);
-        assert!(twice <= 500, "{twice} duplicates: more than the unconfirmed window");
+        assert!(
+            twice <= 500,
+            "{twice} duplicates: more than the unconfirmed window"
+        );
         let _ = child.kill();
         let _ = child.wait();
     });

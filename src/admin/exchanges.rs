@@ -327,7 +327,7 @@ impl Admin {
                 }
                 exists()?;
                 let meta = MessageMeta::from_amqp091(msg.properties());
-                check_user_id(msg.properties(), &user)?;
+                check_user_id(msg.properties(), &user, &access.tags)?;
                 msg.check_expiration(meta)?;
                 let mut keys = Vec::new();
                 match publish::route(ctx, vhost, &mut msg, &mut keys) {

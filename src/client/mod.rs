@@ -18,12 +18,10 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use crate::protocol::constants::{self, FRAME_HEARTBEAT, FRAME_METHOD};
 use crate::protocol::methods::*;
-use crate::protocol::{
-    check_frame, write_method, FieldTable, FieldValue, Method, PROTOCOL_HEADER,
-};
+use crate::protocol::{check_frame, write_method, FieldTable, FieldValue, Method, PROTOCOL_HEADER};
+use bytes::Bytes;
 
 pub mod stream;
 pub mod uri;

@@ -209,7 +209,11 @@ pub(crate) fn render(d: &ScrapeData, endpoint: &Endpoint) -> String {
 fn shovels(out: &mut Out, d: &ScrapeData) {
     let prefix = out.prefix;
     out.prefix = "rabbitmq_";
-    out.family("shovel_dynamic", "gauge", "Current number of dynamic shovels");
+    out.family(
+        "shovel_dynamic",
+        "gauge",
+        "Current number of dynamic shovels",
+    );
     let mut by_state: std::collections::BTreeMap<&str, u64> = Default::default();
     for s in &d.shovels {
         let state = match (&s.state, s.blocked) {

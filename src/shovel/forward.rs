@@ -95,9 +95,7 @@ impl<'a> Forwarder<'a> {
             || def.add_timestamp_header
             || !def.publish_properties.is_empty())
         .then(|| Rewrite {
-            shovelled: def
-                .add_forward_headers
-                .then(|| shovelled_entry(def, ctx)),
+            shovelled: def.add_forward_headers.then(|| shovelled_entry(def, ctx)),
             timestamp: def.add_timestamp_header,
             overrides: def.publish_properties.clone(),
         });
@@ -130,7 +128,11 @@ impl<'a> Forwarder<'a> {
         }
     }
 
-    fn run_inner(&mut self, src: &mut Conn, dst: &mut Conn) -> Result<Exit, (&'static str, ClientError)> {
+    fn run_inner(
+        &mut self,
+        src: &mut Conn,
+        dst: &mut Conn,
+    ) -> Result<Exit, (&'static str, ClientError)> {
         let s = |e| ("source", e);
         let d = |e| ("destination", e);
         let mut stopping: Option<Instant> = None;
@@ -148,9 +150,8 @@ impl<'a> Forwarder<'a> {
             // handle them whether or not this read brought more.
             let mut busy = dst.poll().map_err(d)?;
             busy |= self.on_dest_frames(dst).map_err(d)?;
-            let paused = stopping.is_some()
-                || dst.blocked
-                || self.dst_out.len() - self.dst_sent > OUT_HIGH;
+            let paused =
+                stopping.is_some() || dst.blocked || self.dst_out.len() - self.dst_sent > OUT_HIGH;
             self.ctx.cell.set_blocked(dst.blocked);
             if !paused {
                 busy |= src.poll().map_err(s)?;
@@ -328,7 +329,10 @@ impl<'a> Forwarder<'a> {
                     self.expect = if size == 0 {
                         Expect::Method
                     } else {
-                        Expect::Body { left: size, forward }
+                        Expect::Body {
+                            left: size,
+                            forward,
+                        }
                     };
                 }
                 FRAME_BODY => {

@@ -159,7 +159,9 @@ fn supervise(inner: &Inner) {
             // src-delete-after reached: the shovel clears its own
             // parameter, as RabbitMQ does (acting user rmq-shovel).
             if let Err(e) = inner.admin.clear_parameter(&vhost, "shovel", &name) {
-                log::warn!("shovel '{name}' in vhost '{vhost}': could not delete its definition: {e}");
+                log::warn!(
+                    "shovel '{name}' in vhost '{vhost}': could not delete its definition: {e}"
+                );
             }
             inner.entries.lock().unwrap().remove(&(vhost, name));
         }
@@ -204,7 +206,9 @@ fn sync_definitions(inner: &Inner) {
         };
         match def {
             Ok(_) => spawn(inner, &key, &mut e),
-            Err(errors) => e.cell.terminated(&format!("invalid definition: {}", errors.join("; "))),
+            Err(errors) => e
+                .cell
+                .terminated(&format!("invalid definition: {}", errors.join("; "))),
         }
         entries.insert(key, e);
     }
@@ -230,8 +234,13 @@ fn spawn(inner: &Inner, key: &Key, e: &mut Entry) {
     match thread {
         Ok(thread) => e.worker = Some(Worker { stop, thread }),
         Err(err) => {
-            e.cell.terminated(&format!("could not start a thread: {err}"));
-            e.restart_at = e.def.as_ref().and_then(|d| d.reconnect_delay).map(|d| Instant::now() + d);
+            e.cell
+                .terminated(&format!("could not start a thread: {err}"));
+            e.restart_at = e
+                .def
+                .as_ref()
+                .and_then(|d| d.reconnect_delay)
+                .map(|d| Instant::now() + d);
         }
     }
 }
@@ -250,11 +259,20 @@ fn reap(key: &Key, e: &mut Entry, done: &mut Vec<Key>) {
     match exit {
         Exit::Stopped => {}
         Exit::Done => {
-            log::info!("shovel '{}' in vhost '{}' has moved what it had to", key.1, key.0);
+            log::info!(
+                "shovel '{}' in vhost '{}' has moved what it had to",
+                key.1,
+                key.0
+            );
             done.push(key.clone());
         }
         Exit::Failed(reason) => {
-            log::warn!("shovel '{}' in vhost '{}' stopped: {}", key.1, key.0, reason);
+            log::warn!(
+                "shovel '{}' in vhost '{}' stopped: {}",
+                key.1,
+                key.0,
+                reason
+            );
             e.cell.terminated(&reason);
             e.restart_at = e
                 .def

@@ -145,7 +145,8 @@ impl Cell {
     }
 
     pub fn set_remaining(&self, n: Option<u64>) {
-        self.remaining.store(n.unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.remaining
+            .store(n.unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     pub fn set_blocked(&self, blocked: bool) {

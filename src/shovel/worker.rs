@@ -72,11 +72,7 @@ pub fn run(def: &ShovelDef, ctx: &RunCtx) -> Exit {
         return Exit::Done;
     }
     ctx.cell.running(src_uri, dest_uri);
-    log::info!(
-        "shovel '{}' in vhost '{}' is running",
-        ctx.name,
-        ctx.vhost
-    );
+    log::info!("shovel '{}' in vhost '{}' is running", ctx.name, ctx.vhost);
     let mut f = Forwarder::new(def, ctx, remaining);
     let exit = f.run(&mut src, &mut dst);
     if !matches!(exit, Exit::Failed(_)) {
@@ -97,20 +93,22 @@ fn connect(uris: &[String], which: &str, ctx: &RunCtx) -> Result<(Conn, String),
     for i in 0..uris.len() {
         let raw = &uris[(start + i) % uris.len()];
         let shown = strip_credentials(raw);
-        let r = AmqpUri::parse(raw).map_err(ClientError::Protocol).and_then(|mut u| {
-            if u.direct {
-                u.host = ctx.local.ip().to_string();
-                u.port = ctx.local.port();
-                u.user = internal::USER.to_string();
-                u.password = internal::secret().to_string();
-                u.tls = false;
-            }
-            let props = crate::client::client_properties_of(
-                "warren shovel",
-                &format!("Shovel {}", ctx.name),
-            );
-            Conn::open_with(&u, props)
-        });
+        let r = AmqpUri::parse(raw)
+            .map_err(ClientError::Protocol)
+            .and_then(|mut u| {
+                if u.direct {
+                    u.host = ctx.local.ip().to_string();
+                    u.port = ctx.local.port();
+                    u.user = internal::USER.to_string();
+                    u.password = internal::secret().to_string();
+                    u.tls = false;
+                }
+                let props = crate::client::client_properties_of(
+                    "warren shovel",
+                    &format!("Shovel {}", ctx.name),
+                );
+                Conn::open_with(&u, props)
+            });
         match r {
             Ok(c) => return Ok((c, shown)),
             Err(e) => {

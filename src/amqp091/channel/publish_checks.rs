@@ -38,7 +38,10 @@ impl Channel {
         }
         let checked = self
             .rewrite_reply_to(msg)
-            .and_then(|()| check_user_id(msg.properties(), &cx.info.user).map_err(AmqpError::from))
+            .and_then(|()| {
+                check_user_id(msg.properties(), &cx.info.user, &cx.info.access.tags)
+                    .map_err(AmqpError::from)
+            })
             .and_then(|()| msg.check_expiration(meta).map_err(AmqpError::from));
         checked.map_err(|e| self.exchange_error(msg.exchange(), cx).unwrap_or(e))
     }

@@ -155,14 +155,14 @@ impl Connection {
             && self.peer_is_loopback();
         let ok = internal
             || creds.as_ref().is_some_and(|(u, p)| {
-            let g = ctx.defs.lock();
-            if mechanism == "EXTERNAL" {
-                // The certificate is the credential: the user must exist.
-                g.tenancy.users.contains_key(u)
-            } else {
-                g.authenticate(u, p).is_some()
-            }
-        });
+                let g = ctx.defs.lock();
+                if mechanism == "EXTERNAL" {
+                    // The certificate is the credential: the user must exist.
+                    g.tenancy.users.contains_key(u)
+                } else {
+                    g.authenticate(u, p).is_some()
+                }
+            });
         if !ok {
             log::info!(
                 "login refused for user '{}' using {}",

@@ -99,15 +99,19 @@ pub fn enqueue(
     n
 }
 
-/// A `user_id` property must name the authenticated user
-/// (`rabbit_channel:check_user_id_header`; warren has no impersonator tag).
-pub fn check_user_id(properties: &[u8], user: &str) -> CoreResult<()> {
+/// A `user_id` property must name the authenticated user, unless that user
+/// has the tag `impersonator` (`rabbit_channel:check_user_id_header`).
+pub fn check_user_id(properties: &[u8], user: &str, tags: &[String]) -> CoreResult<()> {
     match raw_user_id(properties) {
-        Some(claimed) if claimed != user.as_bytes() => Err(CoreError::precondition(format!(
-            "user_id property set to '{}' but authenticated user was '{}'",
-            String::from_utf8_lossy(claimed),
-            user
-        ))),
+        Some(claimed)
+            if claimed != user.as_bytes() && !tags.iter().any(|t| t == "impersonator") =>
+        {
+            Err(CoreError::precondition(format!(
+                "user_id property set to '{}' but authenticated user was '{}'",
+                String::from_utf8_lossy(claimed),
+                user
+            )))
+        }
         _ => Ok(()),
     }
 }
