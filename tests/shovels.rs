@@ -538,3 +538,50 @@ fn kill9_of_the_destination_loses_nothing() {
     });
     src_b.shutdown();
 }
+
+#[test]
+fn warrenctl_shovel_commands() {
+    let (b, api) = broker();
+    let port = b.http_port().unwrap().to_string();
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_warrenctl"))
+            .args(["--port", &port, "-q"])
+            .args(args)
+            .env_remove("WARREN_USER")
+            .env_remove("WARREN_PASS")
+            .output()
+            .expect("warrenctl runs");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    rt().block_on(async {
+        let c = connect(&uri(b.port())).await;
+        let ch = channel(&c).await;
+        declare(&ch, "ctl-src").await;
+    });
+    ctl(&[
+        "set_parameter",
+        "shovel",
+        "ctl",
+        r#"{"src-uri": "amqp://", "src-queue": "ctl-src", "dest-uri": "amqp://", "dest-queue": "ctl-dst"}"#,
+    ]);
+    let running = wait_state(&api, "ctl", "running");
+    let out = ctl(&["shovel_status"]);
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some("name\tvhost\ttype\tstate\tsource\tdestination\ttermination_reason\tlast_changed\tforwarded")
+    );
+    let row: Vec<&str> = lines.next().expect("a row").split('\t').collect();
+    assert_eq!(&row[..6], &["ctl", "/", "dynamic", "running", "amqp://", "amqp://"]);
+    // restart: starting again (a new timestamp), then running.
+    std::thread::sleep(Duration::from_millis(1100)); // the timestamp has seconds
+    ctl(&["restart_shovel", "ctl"]);
+    poll("restarted", 20, || {
+        status(&api, "ctl").filter(|s| s["state"] == "running" && s["timestamp"] != running["timestamp"])
+    });
+    ctl(&["delete_shovel", "ctl"]);
+    poll("deleted", 10, || status(&api, "ctl").is_none().then_some(()));
+    assert_eq!(ctl(&["shovel_status"]).lines().count(), 1);
+    b.shutdown();
+}

@@ -2,6 +2,7 @@
 //! same default columns) over warren's management HTTP API (src/http/):
 //! users, vhosts, permissions, limits and definitions (`admin_cmds.rs`);
 //! set_parameter, clear_parameter, list_parameters (`params_cmds.rs`);
+//! shovel_status, delete_shovel, restart_shovel (`shovel_cmds.rs`);
 //! list_queues, list_exchanges, list_bindings, list_connections,
 //! list_channels, list_consumers, purge_queue, delete_queue,
 //! close_connection, status (`inspect.rs`, printed by `table.rs`). Exit code 0 on success; otherwise the server's
@@ -12,6 +13,7 @@ mod admin_cmds;
 mod client;
 mod inspect;
 mod params_cmds;
+mod shovel_cmds;
 mod table;
 
 use clap::{Parser, Subcommand};
@@ -85,6 +87,8 @@ enum Command {
     Inspect(inspect::InspectCommand),
     #[command(flatten)]
     Params(params_cmds::ParamsCommand),
+    #[command(flatten)]
+    Shovel(shovel_cmds::ShovelCommand),
 }
 
 fn main() -> ExitCode {
@@ -109,6 +113,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Admin(cmd) => admin_cmds::run(&c, cmd, &say),
         Command::Inspect(cmd) => inspect::run(&c, cmd, &cli.output(), &say),
         Command::Params(cmd) => params_cmds::run(&c, cmd, &cli.output(), &say),
+        Command::Shovel(cmd) => shovel_cmds::run(&c, cmd, &cli.output(), &say),
     }
 }
 
