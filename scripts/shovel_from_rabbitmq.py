@@ -13,7 +13,11 @@ Steps (each printed as it goes):
      unacknowledged on either side); delete the shovel;
   4. the same backlog in RabbitMQ's `mig-src2`, moved by RabbitMQ's own
      shovel (on RabbitMQ, amqp:// to amqp://) into `mig-dst2`: the figure
-     next to warren's.
+     next to warren's;
+  5. the same backlog in warren's `w-src`, moved by warren's shovel into
+     `w-dst` (both ends warren): the shovel's own speed, without
+     RabbitMQ's delivery rate as the ceiling.
+PREFETCH (1000) sets src-prefetch-count of all three.
 Exit status 0 only if every count matched.
 """
 
@@ -38,6 +42,7 @@ WARREN_PORT = int(os.environ.get("WARREN_PORT", "5690"))
 WARREN_HTTP = int(os.environ.get("WARREN_HTTP_PORT", "15690"))
 MESSAGES = int(os.environ.get("MESSAGES", "1000000"))
 SIZE = int(os.environ.get("SIZE", "100"))
+PREFETCH = int(os.environ.get("PREFETCH", "1000"))
 RABBIT_URI = f"amqp://guest:guest@{RABBIT_HOST}:{RABBIT_PORT}/%2f"
 WARREN_URI = f"amqp://guest:guest@127.0.0.1:{WARREN_PORT}/%2f"
 
@@ -65,13 +70,18 @@ def http(port, method, path, body=None):
 
 
 def count(host, port, queue):
-    """(ready, consumers) by a passive declare."""
+    """Messages ready in `queue` (passive declare); 0 if it does not exist."""
     c = pika.BlockingConnection(pika.ConnectionParameters(host=host, port=port))
     try:
         ok = c.channel().queue_declare(queue, passive=True)
         return ok.method.message_count
+    except pika.exceptions.ChannelClosedByBroker as e:
+        if e.reply_code == 404:
+            return 0
+        raise
     finally:
-        c.close()
+        if c.is_open:
+            c.close()
 
 
 def queue_json(port, queue):
@@ -99,7 +109,7 @@ def fill(queue, n):
              "--queue", queue, "--durable", "--persistent", "--consumers", "0",
              "--confirm", "1000", "--size", str(SIZE), "--duration", str(secs),
              "--warmup", "0"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # exit 1: "nothing was delivered"
         have = count(RABBIT_HOST, RABBIT_PORT, queue)
         say(f"   {queue}: {have} messages")
     return have
@@ -135,7 +145,8 @@ def main():
         t0 = time.monotonic()
         st, body = http(WARREN_HTTP, "PUT", "/api/parameters/shovel/%2f/migrate", {"value": {
             "src-uri": RABBIT_URI, "src-queue": "mig-src",
-            "dest-uri": "amqp://", "dest-queue": "mig-dst", "ack-mode": "on-confirm"}})
+            "dest-uri": "amqp://", "dest-queue": "mig-dst", "ack-mode": "on-confirm",
+            "src-prefetch-count": PREFETCH}})
         assert st in (201, 204), (st, body)
         secs = time_until(
             "the move",
@@ -167,7 +178,8 @@ def main():
         t0 = time.monotonic()
         st, body = http(RABBIT_HTTP, "PUT", "/api/parameters/shovel/%2f/self", {"value": {
             "src-uri": "amqp://", "src-queue": "mig-src2",
-            "dest-uri": "amqp://", "dest-queue": "mig-dst2", "ack-mode": "on-confirm"}})
+            "dest-uri": "amqp://", "dest-queue": "mig-dst2", "ack-mode": "on-confirm",
+            "src-prefetch-count": PREFETCH}})
         assert st in (201, 204), (st, body)
         time_until(
             "RabbitMQ's move",
@@ -177,9 +189,38 @@ def main():
         http(RABBIT_HTTP, "DELETE", "/api/shovels/vhost/%2f/self")
         rabbit_rate = n2 / secs2
         say(f"   moved {n2} in {secs2:.2f} s: {rabbit_rate:,.0f} msg/s")
+        say("5. warren's shovel inside warren: w-src -> w-dst (the same backlog)")
+        subprocess.run(
+            [os.path.join(BIN, "warren-loadgen"), "throughput", "--uri", WARREN_URI,
+             "--queue", "w-src", "--durable", "--persistent", "--consumers", "0",
+             "--confirm", "1000", "--size", str(SIZE), "--duration", "1", "--warmup", "0"],
+            check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while count("127.0.0.1", WARREN_PORT, "w-src") < n:
+            subprocess.run(
+                [os.path.join(BIN, "warren-loadgen"), "throughput", "--uri", WARREN_URI,
+                 "--queue", "w-src", "--durable", "--persistent", "--consumers", "0",
+                 "--confirm", "1000", "--size", str(SIZE), "--duration", "2",
+                 "--warmup", "0"],
+                check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        n3 = count("127.0.0.1", WARREN_PORT, "w-src")
+        t0 = time.monotonic()
+        st, body = http(WARREN_HTTP, "PUT", "/api/parameters/shovel/%2f/self", {"value": {
+            "src-uri": "amqp://", "src-queue": "w-src",
+            "dest-uri": "amqp://", "dest-queue": "w-dst", "ack-mode": "on-confirm",
+            "src-prefetch-count": PREFETCH}})
+        assert st in (201, 204), (st, body)
+        time_until(
+            "warren's move",
+            lambda: count("127.0.0.1", WARREN_PORT, "w-dst") >= n3
+            and count("127.0.0.1", WARREN_PORT, "w-src") == 0, 3600)
+        secs3 = time.monotonic() - t0
+        http(WARREN_HTTP, "DELETE", "/api/shovels/vhost/%2f/self")
+        self_rate = n3 / secs3
+        say(f"   moved {n3} in {secs3:.2f} s: {self_rate:,.0f} msg/s")
         say("")
         say(f"RESULT warren shovel (RabbitMQ -> warren): {n} msgs, {secs:.2f} s, {warren_rate:,.0f} msg/s")
         say(f"RESULT RabbitMQ shovel (RabbitMQ -> RabbitMQ): {n2} msgs, {secs2:.2f} s, {rabbit_rate:,.0f} msg/s")
+        say(f"RESULT warren shovel (warren -> warren): {n3} msgs, {secs3:.2f} s, {self_rate:,.0f} msg/s")
         for q in ("mig-src", "mig-src2", "mig-dst2"):
             delete_queue(RABBIT_HOST, RABBIT_PORT, q)
     finally:
