@@ -5,7 +5,8 @@
 //!
 //! Layers, bottom up: `net`, `protocol`, `store`, `config` → `core` →
 //! the front ends `amqp091` and `amqp10` (side by side, neither imports the
-//! other) → `shard` → `admin` → `http`.
+//! other) → `shard` → `admin` → `shovel` → `http`; `client` sits beside
+//! `protocol`.
 
 use std::path::{Path, PathBuf};
 
@@ -28,7 +29,12 @@ const RULES: &[(&str, &[&str])] = &[
     ("amqp10", &["shard::", "crate::http", "amqp091::"]),
     // The HTTP API sits on top of everything: only lib.rs starts it.
     ("shard", &["crate::http"]),
-    ("admin", &["crate::http"]),
+    ("admin", &["crate::http", "crate::shovel"]),
+    // Shovels are clients of the broker, above admin, below http.
+    (
+        "shovel",
+        &["crate::http", "shard::", "amqp091::", "crate::amqp10"],
+    ),
     (
         "net",
         &[

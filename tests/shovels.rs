@@ -551,7 +551,11 @@ fn warrenctl_shovel_commands() {
             .env_remove("WARREN_PASS")
             .output()
             .expect("warrenctl runs");
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     rt().block_on(async {
@@ -573,15 +577,81 @@ fn warrenctl_shovel_commands() {
         Some("name\tvhost\ttype\tstate\tsource\tdestination\ttermination_reason\tlast_changed\tforwarded")
     );
     let row: Vec<&str> = lines.next().expect("a row").split('\t').collect();
-    assert_eq!(&row[..6], &["ctl", "/", "dynamic", "running", "amqp://", "amqp://"]);
+    assert_eq!(
+        &row[..6],
+        &["ctl", "/", "dynamic", "running", "amqp://", "amqp://"]
+    );
     // restart: starting again (a new timestamp), then running.
     std::thread::sleep(Duration::from_millis(1100)); // the timestamp has seconds
     ctl(&["restart_shovel", "ctl"]);
     poll("restarted", 20, || {
-        status(&api, "ctl").filter(|s| s["state"] == "running" && s["timestamp"] != running["timestamp"])
+        status(&api, "ctl")
+            .filter(|s| s["state"] == "running" && s["timestamp"] != running["timestamp"])
     });
     ctl(&["delete_shovel", "ctl"]);
-    poll("deleted", 10, || status(&api, "ctl").is_none().then_some(()));
+    poll("deleted", 10, || {
+        status(&api, "ctl").is_none().then_some(())
+    });
     assert_eq!(ctl(&["shovel_status"]).lines().count(), 1);
     b.shutdown();
+}
+
+/// A destination that blocks (memory alarm) slows the shovel to a stop:
+/// the shovel shows `blocked`, what it holds stays within the prefetch, the
+/// rest waits in the source queue; everything follows once the alarm
+/// clears.
+#[test]
+fn a_blocked_destination_holds_the_shovel_back() {
+    let (src_b, _) = broker();
+    let (dst_b, api) = broker();
+    rt().block_on(async {
+        let sc = connect(&uri(src_b.port())).await;
+        let sch = channel(&sc).await;
+        sch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        declare(&sch, "fl-src").await;
+        put_shovel(
+            &api,
+            "fl",
+            json!({"src-uri": uri(src_b.port()), "src-queue": "fl-src", "dest-uri": "amqp://",
+                   "dest-queue": "fl-dst", "src-prefetch-count": 100}),
+        );
+        wait_state(&api, "fl", "running");
+        let dc = connect(&uri(dst_b.port())).await;
+        let dch = channel(&dc).await;
+        publish_range(&sch, "fl-src", 0, 10).await;
+        eventually("the first ten move", async || {
+            count(&dch, "fl-dst").await == 10
+        })
+        .await;
+
+        dst_b.alarms().set_memory_limit(1);
+        publish_range(&sch, "fl-src", 10, 5010).await;
+        wait_state(&api, "fl", "blocked");
+        // Held back: besides what moved before the block took effect, at
+        // most the prefetch is out of the source queue.
+        let moved = count(&dch, "fl-dst").await - 10;
+        let ready = count(&sch, "fl-src").await;
+        assert!(moved < 1000, "{moved} moved while blocked");
+        assert!(
+            ready + moved >= 4900,
+            "only {ready} left in the source, {moved} moved"
+        );
+        let s = status(&api, "fl").unwrap();
+        assert!(s["pending"].as_u64().unwrap() <= 100, "{s}");
+
+        dst_b.alarms().set_memory_limit(u64::MAX);
+        wait_state(&api, "fl", "running");
+        eventually("the rest follows", async || {
+            count(&dch, "fl-dst").await == 5010
+        })
+        .await;
+        eventually("the source is drained", async || {
+            count(&sch, "fl-src").await == 0
+        })
+        .await;
+    });
+    dst_b.shutdown();
+    src_b.shutdown();
 }

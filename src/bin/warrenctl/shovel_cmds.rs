@@ -68,7 +68,10 @@ pub fn run(
             c.delete(&path(vhost, name))
         }
         ShovelCommand::RestartShovel { vhost, name } => {
-            say(format!("Restarting dynamic shovel {} in vhost {}", name, vhost));
+            say(format!(
+                "Restarting dynamic shovel {} in vhost {}",
+                name, vhost
+            ));
             c.delete(&format!("{}/restart", path(vhost, name)))
         }
     }
