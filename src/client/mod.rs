@@ -131,6 +131,10 @@ pub struct Conn {
     end: usize,
     /// Negotiated frame_max (0 = unlimited).
     pub frame_max: u32,
+    /// Negotiated heartbeat interval in seconds (0 = off): the URI's
+    /// `heartbeat` query parameter against the broker's, as RabbitMQ's
+    /// clients negotiate it. The caller sends and watches heartbeats.
+    pub heartbeat: u16,
     /// The broker's connection.start server-properties.
     pub server_properties: FieldTable,
     /// Set by connection.blocked, cleared by connection.unblocked.
@@ -139,7 +143,8 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects, runs the handshake (PLAIN, heartbeats off) and opens channel 1.
+    /// Connects, runs the handshake (PLAIN; heartbeats only if the URI asks
+    /// for them, `?heartbeat=N`) and opens channel 1.
     /// `name` becomes the `connection_name` client property.
     pub fn open(uri: &AmqpUri, name: &str) -> Result<Conn> {
         Conn::open_with(uri, client_properties(name))
@@ -162,6 +167,7 @@ impl Conn {
             start: 0,
             end: 0,
             frame_max: 0,
+            heartbeat: 0,
             server_properties: FieldTable::new(),
             blocked: false,
             out: Vec::with_capacity(512),
@@ -209,12 +215,23 @@ impl Conn {
             Err(e) => return Err(e),
         };
         c.frame_max = tune.frame_max;
+        let wanted: u16 = uri
+            .query_param("heartbeat")
+            .and_then(|h| h.parse().ok())
+            .unwrap_or(0);
+        // As amqp_client negotiates, except that no `heartbeat` (0) turns
+        // them off: the loadgen's loops do not send them.
+        c.heartbeat = match (wanted, tune.heartbeat) {
+            (0, _) => 0,
+            (w, 0) => w,
+            (w, server) => w.min(server),
+        };
         c.send(
             0,
             &ConnectionTuneOk {
                 channel_max: tune.channel_max,
                 frame_max: tune.frame_max,
-                heartbeat: 0,
+                heartbeat: c.heartbeat,
             }
             .into(),
         )?;

@@ -136,6 +136,8 @@ impl<'a> Forwarder<'a> {
         let s = |e| ("source", e);
         let d = |e| ("destination", e);
         let mut stopping: Option<Instant> = None;
+        let mut src_hb = Heartbeat::new(src.heartbeat);
+        let mut dst_hb = Heartbeat::new(dst.heartbeat);
         loop {
             if stopping.is_none() && self.ctx.stop.load(Ordering::Acquire) {
                 stopping = Some(Instant::now() + DRAIN);
@@ -148,16 +150,24 @@ impl<'a> Forwarder<'a> {
             }
             // Frames may wait in a read buffer (left by the setup calls):
             // handle them whether or not this read brought more.
-            let mut busy = dst.poll().map_err(d)?;
-            busy |= self.on_dest_frames(dst).map_err(d)?;
+            let now = Instant::now();
+            let got = dst.poll().map_err(d)?;
+            dst_hb.received(got, now).map_err(d)?;
+            let mut busy = got | self.on_dest_frames(dst).map_err(d)?;
             let paused =
                 stopping.is_some() || dst.blocked || self.dst_out.len() - self.dst_sent > OUT_HIGH;
             self.ctx.cell.set_blocked(dst.blocked);
-            if !paused {
-                busy |= src.poll().map_err(s)?;
-                busy |= self.on_source_frames(src, dst).map_err(s)?;
+            if paused {
+                // Not read: its heartbeats wait in the socket.
+                src_hb.received(true, now).map_err(s)?;
+            } else {
+                let got = src.poll().map_err(s)?;
+                src_hb.received(got, now).map_err(s)?;
+                busy |= got | self.on_source_frames(src, dst).map_err(s)?;
             }
             self.end_batch();
+            dst_hb.send_if_due(&mut self.dst_out, now);
+            src_hb.send_if_due(&mut self.src_out, now);
             flush(dst, &mut self.dst_out, &mut self.dst_sent).map_err(d)?;
             flush(src, &mut self.src_out, &mut self.src_sent).map_err(s)?;
             if self.remaining == Some(0) {
@@ -493,6 +503,52 @@ fn shovelled_entry(def: &ShovelDef, ctx: &RunCtx) -> FieldTable {
         t.insert("dest-queue", s(q));
     }
     t
+}
+
+/// Heartbeats of one connection (`Conn::heartbeat` seconds, 0: off): one
+/// is sent when nothing was written for half the interval (a heartbeat
+/// frame when the output is empty, else the output itself counts), and
+/// the peer is given up ("heartbeat timeout", RabbitMQ's reason) when
+/// nothing came for two intervals.
+struct Heartbeat {
+    every: Option<Duration>,
+    last_recv: Instant,
+    last_sent: Instant,
+}
+
+impl Heartbeat {
+    fn new(secs: u16) -> Heartbeat {
+        let now = Instant::now();
+        Heartbeat {
+            every: (secs > 0).then(|| Duration::from_secs(secs.into())),
+            last_recv: now,
+            last_sent: now,
+        }
+    }
+
+    fn received(&mut self, got: bool, now: Instant) -> Result<(), ClientError> {
+        let Some(every) = self.every else {
+            return Ok(());
+        };
+        if got {
+            self.last_recv = now;
+        } else if now.duration_since(self.last_recv) > every * 2 {
+            return Err(ClientError::Protocol("heartbeat timeout".into()));
+        }
+        Ok(())
+    }
+
+    fn send_if_due(&mut self, out: &mut Vec<u8>, now: Instant) {
+        let Some(every) = self.every else {
+            return;
+        };
+        if !out.is_empty() {
+            self.last_sent = now;
+        } else if now.duration_since(self.last_sent) >= every / 2 {
+            out.extend_from_slice(&[FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, 0xCE]);
+            self.last_sent = now;
+        }
+    }
 }
 
 /// The fields of basic.deliver the loop needs (borrowed from the frame).

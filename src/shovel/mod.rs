@@ -167,8 +167,20 @@ fn supervise(inner: &Inner) {
         }
         std::thread::sleep(TICK);
     }
-    let mut entries = inner.entries.lock().unwrap();
-    for e in entries.values_mut() {
+    let entries = std::mem::take(&mut *inner.entries.lock().unwrap());
+    let mut all: Vec<Entry> = entries.into_values().collect();
+    stop_all(&mut all);
+}
+
+/// Stops the workers of `entries` together (all flags first, then the
+/// joins).
+fn stop_all(entries: &mut [Entry]) {
+    for e in entries.iter() {
+        if let Some(w) = &e.worker {
+            w.stop.store(true, Ordering::Release);
+        }
+    }
+    for e in entries.iter_mut() {
         stop_worker(e);
     }
 }
@@ -182,13 +194,17 @@ fn sync_definitions(inner: &Inner) {
         .map(|p| ((p.vhost, p.name), p.value))
         .collect();
     let mut entries = inner.entries.lock().unwrap();
-    entries.retain(|key, e| {
-        let keep = params.get(key) == Some(&e.value);
-        if !keep {
-            stop_worker(e);
-        }
-        keep
-    });
+    let gone: Vec<Key> = entries
+        .iter()
+        .filter(|(key, e)| params.get(*key) != Some(&e.value))
+        .map(|(key, _)| key.clone())
+        .collect();
+    let mut stopped: Vec<Entry> = gone.iter().filter_map(|k| entries.remove(k)).collect();
+    // Stopping a worker takes up to a few seconds (it waits for its
+    // confirms): not under the lock the API reads the status with.
+    drop(entries);
+    stop_all(&mut stopped);
+    let mut entries = inner.entries.lock().unwrap();
     for (key, value) in params {
         if entries.contains_key(&key) {
             continue;

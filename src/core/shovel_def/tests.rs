@@ -392,7 +392,7 @@ fn parsed_definition() {
         ))
         .prefetch
     };
-    assert_eq!(prefetch(json!(-1)), 1);
+    assert_eq!(prefetch(json!(-1)), 0);
     assert_eq!(prefetch(json!(100000)), 65535);
     assert_eq!(prefetch(json!(10.9)), 10);
     let d = ok(base(
