@@ -655,3 +655,31 @@ fn a_blocked_destination_holds_the_shovel_back() {
     dst_b.shutdown();
     src_b.shutdown();
 }
+
+/// A source that stops answering without closing its socket (SIGSTOP, as a
+/// partition looks) is given up after two heartbeat intervals, and the
+/// shovel is running again once it answers.
+#[test]
+fn a_silent_source_is_noticed_by_heartbeats() {
+    let (b, api) = broker();
+    let dir = common_durable::DataDir::new("shovel-heartbeat");
+    let src = common_durable::Proc::start(&dir.0);
+    rt().block_on(async {
+        let c = connect(&uri(src.port)).await;
+        declare(&channel(&c).await, "hb-src").await;
+        c.close(200, "bye").await.unwrap();
+    });
+    put_shovel(
+        &api,
+        "hb",
+        json!({"src-uri": format!("{}?heartbeat=1", uri(src.port)), "src-queue": "hb-src",
+               "dest-uri": "amqp://", "dest-queue": "hb-dst", "reconnect-delay": 1}),
+    );
+    wait_state(&api, "hb", "running");
+    src.signal(libc::SIGSTOP);
+    let s = wait_state(&api, "hb", "terminated");
+    src.signal(libc::SIGCONT);
+    assert!(s["reason"].as_str().unwrap().contains("heartbeat timeout"), "{s}");
+    wait_state(&api, "hb", "running");
+    b.shutdown();
+}

@@ -112,6 +112,10 @@ fn connect(uris: &[String], which: &str, ctx: &RunCtx) -> Result<(Conn, String),
                     u.user = internal::USER.to_string();
                     u.password = internal::secret().to_string();
                     u.tls = false;
+                } else if u.query_param("heartbeat").is_none() {
+                    // amqp_client's default: a peer that vanishes without
+                    // a reset (a partition) is noticed within 20 s.
+                    u.query.push(("heartbeat".into(), DEFAULT_HEARTBEAT.into()));
                 }
                 let props = crate::client::client_properties_of(
                     "warren shovel",
