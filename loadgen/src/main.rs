@@ -34,8 +34,7 @@
 mod churn;
 // The AMQP 0-9-1 client, its socket and URIs live in the library (the
 // shovels use them too); `crate::client` … keep naming them.
-use warren::client::{self, stream, uri};
-mod client10;
+use warren::client::{self, amqp10 as client10, stream, uri};
 mod connections;
 mod fleet;
 mod fuzz;

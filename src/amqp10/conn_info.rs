@@ -25,6 +25,9 @@ pub struct ConnInfo {
     pub access: Arc<UserAccess>,
     /// The connection is counted in the definitions' live counts (limits).
     pub counted: bool,
+    /// The broker's own connection (a shovel's direct `amqp://`,
+    /// `core::auth::internal`): full rights, never refreshed from a user's.
+    pub internal: bool,
     /// The user's channel count across connections (sessions count as
     /// channels for `max-channels`, as in RabbitMQ 4).
     pub channel_count: Option<Arc<AtomicU64>>,

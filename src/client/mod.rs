@@ -23,6 +23,7 @@ use crate::protocol::methods::*;
 use crate::protocol::{check_frame, write_method, FieldTable, FieldValue, Method, PROTOCOL_HEADER};
 use bytes::Bytes;
 
+pub mod amqp10;
 pub mod stream;
 pub mod uri;
 

@@ -82,7 +82,7 @@ pub struct Forwarder<'a> {
 }
 
 /// The property rewrite of `dest-add-forward-headers` & co.
-struct Rewrite {
+pub(super) struct Rewrite {
     /// The `x-shovelled` entry to prepend, if forward headers are on.
     shovelled: Option<FieldTable>,
     timestamp: bool,
@@ -91,14 +91,7 @@ struct Rewrite {
 
 impl<'a> Forwarder<'a> {
     pub fn new(def: &'a ShovelDef, ctx: &'a RunCtx, remaining: Option<u64>) -> Forwarder<'a> {
-        let rewrite = (def.add_forward_headers
-            || def.add_timestamp_header
-            || !def.publish_properties.is_empty())
-        .then(|| Rewrite {
-            shovelled: def.add_forward_headers.then(|| shovelled_entry(def, ctx)),
-            timestamp: def.add_timestamp_header,
-            overrides: def.publish_properties.clone(),
-        });
+        let rewrite = Rewrite::of(def, ctx);
         Forwarder {
             ctx,
             ack_mode: def.ack_mode,
@@ -382,27 +375,15 @@ impl<'a> Forwarder<'a> {
             (None, None) => &self.routing_key,
         };
         let out = &mut self.dst_out;
-        let at = begin(out, FRAME_METHOD);
-        out.extend_from_slice(&[0, 60, 0, 40, 0, 0]);
-        out.push(exchange.len().min(255) as u8);
-        out.extend_from_slice(&exchange[..exchange.len().min(255)]);
-        out.push(key.len().min(255) as u8);
-        out.extend_from_slice(&key[..key.len().min(255)]);
-        out.push(0);
-        end(out, at);
-        let at = begin(out, FRAME_HEADER);
-        out.extend_from_slice(&[0, 60, 0, 0]);
-        out.extend_from_slice(&size.to_be_bytes());
         match &self.rewrite {
-            None => out.extend_from_slice(props),
+            None => put_publish(out, exchange, key, props, size),
             Some(r) => {
                 let mut p = BasicProperties::decode(Bytes::copy_from_slice(props))
                     .map_err(|e| ClientError::Protocol(format!("bad properties: {e}")))?;
                 r.apply(&mut p);
-                p.encode(out);
+                put_publish(out, exchange, key, &p.to_bytes(), size);
             }
         }
-        end(out, at);
         match self.ack_mode {
             AckMode::OnConfirm => self.pending.push_back(Some(tag)),
             AckMode::OnPublish => {
@@ -427,7 +408,17 @@ impl<'a> Forwarder<'a> {
 }
 
 impl Rewrite {
-    fn apply(&self, p: &mut BasicProperties) {
+    /// The rewrite `def` asks for, if any.
+    pub(super) fn of(def: &ShovelDef, ctx: &RunCtx) -> Option<Rewrite> {
+        (def.add_forward_headers || def.add_timestamp_header || !def.publish_properties.is_empty())
+            .then(|| Rewrite {
+                shovelled: def.add_forward_headers.then(|| shovelled_entry(def, ctx)),
+                timestamp: def.add_timestamp_header,
+                overrides: def.publish_properties.clone(),
+            })
+    }
+
+    pub(super) fn apply(&self, p: &mut BasicProperties) {
         if self.shovelled.is_some() || self.timestamp {
             let mut headers = p.headers.take().unwrap_or_default();
             if let Some(entry) = &self.shovelled {
@@ -510,14 +501,14 @@ fn shovelled_entry(def: &ShovelDef, ctx: &RunCtx) -> FieldTable {
 /// frame when the output is empty, else the output itself counts), and
 /// the peer is given up ("heartbeat timeout", RabbitMQ's reason) when
 /// nothing came for two intervals.
-struct Heartbeat {
+pub(super) struct Heartbeat {
     every: Option<Duration>,
     last_recv: Instant,
     last_sent: Instant,
 }
 
 impl Heartbeat {
-    fn new(secs: u16) -> Heartbeat {
+    pub(super) fn new(secs: u16) -> Heartbeat {
         let now = Instant::now();
         Heartbeat {
             every: (secs > 0).then(|| Duration::from_secs(secs.into())),
@@ -526,7 +517,7 @@ impl Heartbeat {
         }
     }
 
-    fn received(&mut self, got: bool, now: Instant) -> Result<(), ClientError> {
+    pub(super) fn received(&mut self, got: bool, now: Instant) -> Result<(), ClientError> {
         let Some(every) = self.every else {
             return Ok(());
         };
@@ -538,7 +529,7 @@ impl Heartbeat {
         Ok(())
     }
 
-    fn send_if_due(&mut self, out: &mut Vec<u8>, now: Instant) {
+    pub(super) fn send_if_due(&mut self, out: &mut Vec<u8>, now: Instant) {
         let Some(every) = self.every else {
             return;
         };
@@ -552,15 +543,15 @@ impl Heartbeat {
 }
 
 /// The fields of basic.deliver the loop needs (borrowed from the frame).
-struct Deliver<'b> {
-    tag: u64,
-    exchange: &'b [u8],
-    routing_key: &'b [u8],
+pub(super) struct Deliver<'b> {
+    pub tag: u64,
+    pub exchange: &'b [u8],
+    pub routing_key: &'b [u8],
 }
 
 /// basic.deliver's arguments: consumer-tag, delivery-tag, redelivered,
 /// exchange, routing-key.
-fn parse_deliver(a: &[u8]) -> Option<Deliver<'_>> {
+pub(super) fn parse_deliver(a: &[u8]) -> Option<Deliver<'_>> {
     let ctag_len = *a.first()? as usize;
     let mut i = 1 + ctag_len;
     let tag = u64::from_be_bytes(a.get(i..i + 8)?.try_into().ok()?);
@@ -587,7 +578,7 @@ fn ack_fields(a: &[u8]) -> Option<(u64, bool)> {
 
 /// Appends basic.ack (method 80) or basic.nack (120, requeue) on the
 /// channel.
-fn put_ack(out: &mut Vec<u8>, method: u8, tag: u64, multiple: bool, requeue: bool) {
+pub(super) fn put_ack(out: &mut Vec<u8>, method: u8, tag: u64, multiple: bool, requeue: bool) {
     let at = begin(out, FRAME_METHOD);
     out.extend_from_slice(&[0, 60, 0, method]);
     out.extend_from_slice(&tag.to_be_bytes());
@@ -609,7 +600,25 @@ fn end(out: &mut Vec<u8>, at: usize) {
     out.push(0xCE);
 }
 
-fn put_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
+/// Appends basic.publish (`exchange`, `key`) and the content header with
+/// the raw property list `props` for a body of `size` bytes.
+pub(super) fn put_publish(out: &mut Vec<u8>, exchange: &[u8], key: &[u8], props: &[u8], size: u64) {
+    let at = begin(out, FRAME_METHOD);
+    out.extend_from_slice(&[0, 60, 0, 40, 0, 0]);
+    out.push(exchange.len().min(255) as u8);
+    out.extend_from_slice(&exchange[..exchange.len().min(255)]);
+    out.push(key.len().min(255) as u8);
+    out.extend_from_slice(&key[..key.len().min(255)]);
+    out.push(0);
+    end(out, at);
+    let at = begin(out, FRAME_HEADER);
+    out.extend_from_slice(&[0, 60, 0, 0]);
+    out.extend_from_slice(&size.to_be_bytes());
+    out.extend_from_slice(props);
+    end(out, at);
+}
+
+pub(super) fn put_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
     let at = begin(out, kind);
     out.extend_from_slice(payload);
     end(out, at);
@@ -617,8 +626,17 @@ fn put_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
 
 /// Writes what the socket takes now; the rest waits for the next round.
 fn flush(c: &mut Conn, out: &mut Vec<u8>, sent: &mut usize) -> Result<(), ClientError> {
+    flush_stream(&mut c.stream, out, sent)
+}
+
+/// [`flush`] on any client socket.
+pub(super) fn flush_stream(
+    stream: &mut crate::client::stream::Stream,
+    out: &mut Vec<u8>,
+    sent: &mut usize,
+) -> Result<(), ClientError> {
     while *sent < out.len() {
-        match c.stream.write_nonblocking(&out[*sent..]) {
+        match stream.write_nonblocking(&out[*sent..]) {
             Ok(0) => return Err(crate::client::eof()),
             Ok(n) => *sent += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -629,7 +647,7 @@ fn flush(c: &mut Conn, out: &mut Vec<u8>, sent: &mut usize) -> Result<(), Client
     if *sent == out.len() {
         out.clear();
         *sent = 0;
-        match c.stream.flush_nonblocking() {
+        match stream.flush_nonblocking() {
             Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e.into()),
             _ => {}
         }
@@ -643,18 +661,25 @@ fn flush(c: &mut Conn, out: &mut Vec<u8>, sent: &mut usize) -> Result<(), Client
 /// Waits (at most 100 ms, so the stop flag is seen) until a socket can be
 /// read, or written where output waits.
 fn wait(src: &Conn, dst: &Conn, read_src: bool, src_out: bool, dst_out: bool) {
+    let src_out = src_out || src.stream.wants_write();
+    let dst_out = dst_out || dst.stream.wants_write();
+    wait_fds(src.stream.fd(), dst.stream.fd(), read_src, src_out, dst_out);
+}
+
+/// [`wait`] on two file descriptors.
+pub(super) fn wait_fds(src: i32, dst: i32, read_src: bool, src_out: bool, dst_out: bool) {
     let ev = |read: bool, write: bool| {
         (if read { libc::POLLIN } else { 0 }) | (if write { libc::POLLOUT } else { 0 })
     };
     let mut fds = [
         libc::pollfd {
-            fd: src.stream.fd(),
-            events: ev(read_src, src_out || src.stream.wants_write()),
+            fd: src,
+            events: ev(read_src, src_out),
             revents: 0,
         },
         libc::pollfd {
-            fd: dst.stream.fd(),
-            events: ev(true, dst_out || dst.stream.wants_write()),
+            fd: dst,
+            events: ev(true, dst_out),
             revents: 0,
         },
     ];
@@ -663,7 +688,7 @@ fn wait(src: &Conn, dst: &Conn, read_src: bool, src_out: bool, dst_out: bool) {
 }
 
 /// A failure as the status shows it.
-fn describe(e: &ClientError) -> String {
+pub(super) fn describe(e: &ClientError) -> String {
     match e {
         ClientError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => "socket closed".into(),
         other => other.to_string(),

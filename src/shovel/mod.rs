@@ -21,6 +21,7 @@
 //! the status through [`Shovels`].
 
 mod forward;
+mod forward10;
 pub mod status;
 mod worker;
 

@@ -9,7 +9,9 @@
 //! source message to its queue: that is what makes a crash lose nothing.
 
 use super::forward::Forwarder;
+use super::forward10::{End, Forwarder10, Link10, HANDLE};
 use super::status::Cell;
+use crate::client::amqp10::{Conn10, LinkFlow};
 use crate::client::uri::AmqpUri;
 use crate::client::{unexpected, ClientError, Conn, CHANNEL};
 use crate::core::auth::internal;
@@ -17,11 +19,19 @@ use crate::core::shovel_def::{
     strip_credentials, AckMode, DeleteAfter, Protocol, ShovelDef, Source,
 };
 use crate::protocol::methods::*;
+use crate::protocol::amqp10::{
+    role, Attach, ReceiverSettleMode, SenderSettleMode, Source as Source10, Str, Target,
+    TargetOrCoordinator,
+};
 use crate::protocol::{FieldTable, Method};
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// Our AMQP 1.0 max-frame-size and session incoming window (frames).
+const MAX_FRAME_10: u32 = 131_072;
+const INCOMING_WINDOW_10: u32 = 8192;
 
 /// Heartbeat interval (s) of network connections whose URI names none.
 const DEFAULT_HEARTBEAT: &str = "10";
@@ -53,19 +63,15 @@ pub struct RunCtx {
 /// Runs the shovel once (see the module comment).
 pub fn run(def: &ShovelDef, ctx: &RunCtx) -> Exit {
     ctx.cell.starting();
-    if def.src_protocol == Protocol::Amqp10 || def.dest_protocol == Protocol::Amqp10 {
-        // Accepted as RabbitMQ accepts it, so that definitions import; not
-        // run yet.
-        return Exit::Failed("AMQP 1.0 shovel endpoints are not supported yet".into());
-    }
-    let (mut src, src_uri) = match connect(&def.src_uris, "source", ctx) {
+    let (mut src, src_uri) = match connect(&def.src_uris, def.src_protocol, "source", ctx) {
         Ok(c) => c,
         Err(e) => return Exit::Failed(e),
     };
     if ctx.stop.load(Ordering::Acquire) {
         return Exit::Stopped;
     }
-    let (mut dst, dest_uri) = match connect(&def.dest_uris, "destination", ctx) {
+    let (mut dst, dest_uri) = match connect(&def.dest_uris, def.dest_protocol, "destination", ctx)
+    {
         Ok(c) => c,
         Err(e) => return Exit::Failed(e),
     };
@@ -78,23 +84,43 @@ pub fn run(def: &ShovelDef, ctx: &RunCtx) -> Exit {
     };
     ctx.cell.set_remaining(remaining);
     if remaining == Some(0) {
-        close(src, dst);
+        src.close();
+        dst.close();
         return Exit::Done;
     }
     ctx.cell.running(src_uri, dest_uri);
     log::info!("shovel '{}' in vhost '{}' is running", ctx.name, ctx.vhost);
-    let mut f = Forwarder::new(def, ctx, remaining);
-    let exit = f.run(&mut src, &mut dst);
-    if !matches!(exit, Exit::Failed(_)) {
-        close(src, dst);
-    }
+    let exit = match (src, dst) {
+        // Both 0-9-1: frames pass as they are (forward.rs).
+        (End::A091(mut s), End::A091(mut d)) => {
+            let exit = Forwarder::new(def, ctx, remaining).run(&mut s, &mut d);
+            if !matches!(exit, Exit::Failed(_)) {
+                End::A091(d).close();
+                End::A091(s).close();
+            }
+            exit
+        }
+        (mut s, mut d) => {
+            let exit = Forwarder10::new(def, ctx, remaining).run(&mut s, &mut d);
+            if !matches!(exit, Exit::Failed(_)) {
+                d.close();
+                s.close();
+            }
+            exit
+        }
+    };
     exit
 }
 
 /// Connects to the first of `uris` that answers, starting at a random one
 /// (RabbitMQ picks at random and falls back on the others). Returns the
 /// connection and the URI without credentials.
-fn connect(uris: &[String], which: &str, ctx: &RunCtx) -> Result<(Conn, String), String> {
+fn connect(
+    uris: &[String],
+    protocol: Protocol,
+    which: &str,
+    ctx: &RunCtx,
+) -> Result<(End, String), String> {
     if uris.is_empty() {
         return Err(format!("{which}: failed_to_connect_using_provided_uris"));
     }
@@ -115,13 +141,26 @@ fn connect(uris: &[String], which: &str, ctx: &RunCtx) -> Result<(Conn, String),
                 } else if u.query_param("heartbeat").is_none() {
                     // amqp_client's default: a peer that vanishes without
                     // a reset (a partition) is noticed within 20 s.
-                    u.query.push(("heartbeat".into(), DEFAULT_HEARTBEAT.into()));
+                    u.query
+                        .push(("heartbeat".into(), DEFAULT_HEARTBEAT.into()));
                 }
-                let props = crate::client::client_properties_of(
-                    "warren shovel",
-                    &format!("Shovel {}", ctx.name),
-                );
-                Conn::open_with(&u, props)
+                let name = format!("Shovel {}", ctx.name);
+                match protocol {
+                    Protocol::Amqp091 => {
+                        let props = crate::client::client_properties_of("warren shovel", &name);
+                        Conn::open_with(&u, props).map(End::A091)
+                    }
+                    Protocol::Amqp10 => {
+                        Conn10::open(&u, &name, MAX_FRAME_10, INCOMING_WINDOW_10).map(|conn| {
+                            End::A10(Link10 {
+                                conn,
+                                window: 0,
+                                credit: 0,
+                                delivery_count: 0,
+                            })
+                        })
+                    }
+                }
             });
         match r {
             Ok(c) => return Ok((c, shown)),
@@ -151,7 +190,17 @@ fn random_index(n: usize) -> usize {
 
 /// The destination queue, declared (durable, `dest-queue-args`) if it does
 /// not exist, as RabbitMQ does; confirms selected for `on-confirm`.
-fn init_dest(dst: &mut Conn, def: &ShovelDef) -> Result<(), ClientError> {
+fn init_dest(dst: &mut End, def: &ShovelDef) -> Result<(), ClientError> {
+    let dst = match dst {
+        End::A091(c) => c,
+        End::A10(l) => {
+            // A sender link to `dest-address`; its credit comes in a flow
+            // the loop reads.
+            let address = def.dest.address.clone().unwrap_or_default();
+            l.conn.attach(attach10(role::SENDER, &address, def))?;
+            return Ok(());
+        }
+    };
     if let Some(q) = &def.dest.queue {
         dst.declare_queue_with(q, true, true, def.dest.queue_args.clone())?;
     }
@@ -173,7 +222,36 @@ fn init_dest(dst: &mut Conn, def: &ShovelDef) -> Result<(), ClientError> {
 /// declares it instead; warren does not create queues on a broker it
 /// migrates from, where a mistyped name would leave an empty durable queue
 /// behind while the real one is never drained.
-fn init_source(src: &mut Conn, def: &ShovelDef) -> Result<Option<u64>, ClientError> {
+fn init_source(src: &mut End, def: &ShovelDef) -> Result<Option<u64>, ClientError> {
+    let src = match src {
+        End::A091(c) => c,
+        End::A10(l) => {
+            let Source::Address(address) = &def.source else {
+                return Err(ClientError::Protocol("an AMQP 1.0 source needs src-address".into()));
+            };
+            let reply = l.conn.attach(attach10(role::RECEIVER, address, def))?;
+            l.delivery_count = reply.initial_delivery_count.unwrap_or(0);
+            l.window = match def.prefetch {
+                0 => 1000,
+                n => n as u32,
+            };
+            l.credit = l.window;
+            l.conn.queue_flow(Some(LinkFlow {
+                handle: HANDLE,
+                delivery_count: l.delivery_count,
+                link_credit: l.window,
+            }));
+            l.conn.flush()?;
+            return match def.delete_after {
+                DeleteAfter::Never => Ok(None),
+                DeleteAfter::Count(n) => Ok(Some(n)),
+                // RabbitMQ's 1.0 shovel has no queue length to read either.
+                DeleteAfter::QueueLength => Err(ClientError::Protocol(
+                    "src-delete-after queue-length needs an AMQP 0-9-1 source".into(),
+                )),
+            };
+        }
+    };
     let (queue, length) = match &def.source {
         Source::Queue { name, .. } => {
             let n = src.queue_len(name)?;
@@ -194,7 +272,11 @@ fn init_source(src: &mut Conn, def: &ShovelDef) -> Result<Option<u64>, ClientErr
             src.bind_queue(&q, name, key, FieldTable::new())?;
             (q, 0)
         }
-        Source::Address(_) => unreachable!("AMQP 1.0 sources are refused in run()"),
+        Source::Address(_) => {
+            return Err(ClientError::Protocol(
+                "src-address is for an AMQP 1.0 source".into(),
+            ))
+        }
     };
     let no_ack = def.ack_mode == AckMode::NoAck;
     if !no_ack {
@@ -234,10 +316,42 @@ fn init_source(src: &mut Conn, def: &ShovelDef) -> Result<Option<u64>, ClientErr
     Ok(remaining)
 }
 
-/// Closes both connections politely (late frames are not interesting:
-/// what was not acknowledged goes back to the source queue).
-fn close(src: Conn, dst: Conn) {
-    let t = std::time::Duration::from_secs(2);
-    dst.close(t, |_, _| {});
-    src.close(t, |_, _| {});
+/// The shovel's link attach (handle [`HANDLE`]): a sender to a target
+/// address or a receiver from a source address; deliveries settled by the
+/// sender with `no-ack`, else unsettled, settled by the receiver first.
+fn attach10(ours: bool, address: &str, def: &ShovelDef) -> Attach {
+    let addr = Some(Str::from(address));
+    let (source, target) = if ours == role::SENDER {
+        (
+            Source10::default(),
+            Target {
+                address: addr,
+                ..Target::default()
+            },
+        )
+    } else {
+        (
+            Source10 {
+                address: addr,
+                ..Source10::default()
+            },
+            Target::default(),
+        )
+    };
+    let settled = ours == role::RECEIVER && def.ack_mode == AckMode::NoAck;
+    Attach {
+        name: Str::from(if ours == role::SENDER { "shovel-dest" } else { "shovel-src" }),
+        handle: HANDLE,
+        role: ours,
+        snd_settle_mode: if settled {
+            SenderSettleMode::Settled
+        } else {
+            SenderSettleMode::Unsettled
+        },
+        rcv_settle_mode: ReceiverSettleMode::First,
+        source: Some(source),
+        target: Some(TargetOrCoordinator::Target(target)),
+        initial_delivery_count: (ours == role::SENDER).then_some(0),
+        ..Attach::default()
+    }
 }

@@ -93,6 +93,7 @@ impl Connection {
                 user: String::new(),
                 access: Arc::new(UserAccess::nobody()),
                 counted: false,
+                internal: false,
                 channel_count: None,
                 publisher: false,
                 exclusive_queues: Vec::new(),
@@ -592,7 +593,10 @@ impl Connection {
                 return Some(now);
             }
         }
-        if self.info.counted && ctx.defs.auth_version() != self.info.access.version {
+        if self.info.counted
+            && !self.info.internal
+            && ctx.defs.auth_version() != self.info.access.version
+        {
             self.refresh_access(ctx);
         }
         let release = self.sock.release_if_idle(now);

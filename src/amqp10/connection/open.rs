@@ -74,6 +74,16 @@ impl Connection {
         let resp = init.initial_response.unwrap_or_default();
         let creds: Option<(String, &'static str)> = match mech.as_str() {
             "PLAIN" => parse_plain(&resp).and_then(|(u, p)| {
+                let loopback = self.info.peer.is_some_and(|a| match a.ip() {
+                    std::net::IpAddr::V4(ip) => ip.is_loopback(),
+                    std::net::IpAddr::V6(ip) => {
+                        ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+                    }
+                });
+                if loopback && crate::core::auth::internal::is_internal(&u, &p) {
+                    self.info.internal = true;
+                    return Some((u, "PLAIN"));
+                }
                 let ok = ctx.defs.lock().authenticate(&u, &p).is_some();
                 ok.then_some((u, "PLAIN"))
             }),
@@ -157,12 +167,19 @@ impl Connection {
             Some(h) if h.starts_with("vhost:") => h["vhost:".len()..].to_string(),
             _ => crate::core::vhost::DEFAULT_VHOST.to_string(),
         };
-        let opened = crate::core::access::connection::open(
-            &ctx.defs,
-            &self.info.user,
-            &vhost,
-            ctx.config.max_connections,
-        );
+        let opened = if self.info.internal {
+            crate::core::access::connection::open_internal(&ctx.defs, &vhost).map(|a| {
+                let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+                (a, counter)
+            })
+        } else {
+            crate::core::access::connection::open(
+                &ctx.defs,
+                &self.info.user,
+                &vhost,
+                ctx.config.max_connections,
+            )
+        };
         let access = match opened {
             Ok((a, channels)) => {
                 self.info.channel_count = Some(channels);

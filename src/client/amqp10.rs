@@ -1,5 +1,6 @@
 //! A minimal blocking AMQP 1.0 client connection over std TCP, built on the
-//! broker's own codec (`warren::protocol::amqp10`), for `throughput10`.
+//! broker's own codec (`crate::protocol::amqp10`), for the loadgen's
+//! `throughput10` and the shovels' AMQP 1.0 endpoints.
 //!
 //! One thread owns one [`Conn10`]: the SASL PLAIN exchange, `open` (vhost
 //! as `hostname = "vhost:NAME"`, as RabbitMQ 4 wants it), one session on
@@ -12,7 +13,7 @@
 //! [`Conn10::flush`]; the sender writes its pre-encoded batches straight
 //! to [`Conn10::stream`].
 //!
-//! As with the 0-9-1 [`Conn`](crate::client::Conn), the socket has a short
+//! As with the 0-9-1 [`Conn`](super::Conn), the socket has a short
 //! read and write timeout ([`IO_TICK`]) so that loops blocked on the
 //! network still notice a stop flag.
 
@@ -20,15 +21,16 @@ use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use warren::protocol::amqp10::{
+use crate::protocol::amqp10::{
     check_frame, read_frame, role, write_frame, write_heartbeat, write_sasl_frame, Attach, Begin,
     Close, Error, Flow, Frame, FrameBody, Open, Performative, SaslCode, SaslFrame, SaslInit, Str,
     Symbol, AMQP_HEADER, SASL_HEADER,
 };
 
-use crate::client::{self, ClientError, Result, CALL_TIMEOUT, IO_TICK};
-use crate::stream::Stream;
-use crate::uri::AmqpUri;
+use super::stream::Stream;
+use super::uri::AmqpUri;
+use super::{ClientError, Result, CALL_TIMEOUT, IO_TICK};
+use crate::client;
 
 /// The channel of the connection's one session.
 pub const CHANNEL: u16 = 0;
