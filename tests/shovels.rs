@@ -679,7 +679,107 @@ fn a_silent_source_is_noticed_by_heartbeats() {
     src.signal(libc::SIGSTOP);
     let s = wait_state(&api, "hb", "terminated");
     src.signal(libc::SIGCONT);
-    assert!(s["reason"].as_str().unwrap().contains("heartbeat timeout"), "{s}");
+    assert!(
+        s["reason"].as_str().unwrap().contains("heartbeat timeout"),
+        "{s}"
+    );
     wait_state(&api, "hb", "running");
+    b.shutdown();
+}
+
+/// AMQP 1.0 at either end (`src-protocol`/`dest-protocol` `amqp10`,
+/// RabbitMQ 4 addresses): 0-9-1 → 1.0, 1.0 → 0-9-1 and 1.0 → 1.0, over the
+/// network and direct, with on-confirm. The message keeps its body,
+/// content type, message id and headers (through warren's 1.0 mapping).
+#[test]
+fn amqp10_at_either_end() {
+    let (b, api) = broker();
+    rt().block_on(async {
+        let c = connect(&uri(b.port())).await;
+        let ch = channel(&c).await;
+        ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+        for q in ["x10-a", "x10-b", "x10-c", "x10-d"] {
+            declare(&ch, q).await;
+        }
+        // a (0-9-1) -> b (1.0 dest), b (1.0 src) -> c (0-9-1), c -> d both 1.0.
+        put_shovel(
+            &api,
+            "to10",
+            json!({"src-uri": uri(b.port()), "src-queue": "x10-a",
+                   "dest-protocol": "amqp10", "dest-uri": "amqp://", "dest-address": "/queues/x10-b"}),
+        );
+        put_shovel(
+            &api,
+            "from10",
+            json!({"src-protocol": "amqp10", "src-uri": uri(b.port()), "src-address": "/queues/x10-b",
+                   "dest-uri": "amqp://", "dest-queue": "x10-c"}),
+        );
+        put_shovel(
+            &api,
+            "both10",
+            json!({"src-protocol": "amqp10", "src-uri": "amqp://", "src-address": "/queues/x10-c",
+                   "dest-protocol": "amqp10", "dest-uri": "amqp://", "dest-address": "/queues/x10-d",
+                   "src-prefetch-count": 10}),
+        );
+        for n in ["to10", "from10", "both10"] {
+            wait_state(&api, n, "running");
+        }
+        let mut h = FieldTable::default();
+        h.insert("k".into(), AMQPValue::LongString("v".into()));
+        for i in 0..300u32 {
+            ch.basic_publish(
+                "",
+                "x10-a",
+                BasicPublishOptions::default(),
+                format!("m{i}").as_bytes(),
+                BasicProperties::default()
+                    .with_content_type(ShortString::from("text/plain"))
+                    .with_message_id(ShortString::from(format!("id{i}")))
+                    .with_headers(h.clone())
+                    .with_delivery_mode(2),
+            )
+            .await
+            .unwrap();
+        }
+        ch.wait_for_confirms().await.unwrap();
+        eventually("all reach the last queue", async || count(&ch, "x10-d").await == 300).await;
+        for q in ["x10-a", "x10-b", "x10-c"] {
+            eventually("the others are drained", async || count(&ch, q).await == 0).await;
+        }
+        for i in 0..300u32 {
+            let m = ch
+                .basic_get("x10-d", lapin::options::BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+                .expect("a message");
+            assert_eq!(m.delivery.data, format!("m{i}").as_bytes());
+            let p = &m.delivery.properties;
+            assert_eq!(p.content_type().as_ref().map(|s| s.as_str()), Some("text/plain"));
+            assert_eq!(p.message_id().as_ref().map(|s| s.to_string()), Some(format!("id{i}")));
+            assert_eq!(p.delivery_mode(), &Some(2));
+            let hv = p.headers().as_ref().and_then(|h| h.inner().get("k").cloned());
+            assert_eq!(hv, Some(AMQPValue::LongString("v".into())), "{p:?}");
+        }
+        for n in ["to10", "from10", "both10"] {
+            let s = poll("forwarded 300", 10, || status(&api, n).filter(|s| s["forwarded"] == 300));
+            assert_eq!(s["pending"], 0);
+        }
+        // A body of several frames at every hop (131072-byte frames).
+        let big: Vec<u8> = (0..400_000u32).map(|i| (i % 253) as u8).collect();
+        ch.basic_publish("", "x10-a", BasicPublishOptions::default(), &big, BasicProperties::default())
+            .await
+            .unwrap();
+        let m = poll_for("the big message", async || {
+            ch.basic_get("x10-d", lapin::options::BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+        })
+        .await;
+        assert!(m.delivery.data == big, "the big body changed");
+        let s = status(&api, "both10").unwrap();
+        assert_eq!((s["src_protocol"].as_str(), s["dest_protocol"].as_str()), (Some("amqp10"), Some("amqp10")));
+        assert_eq!(s["src_address"], "/queues/x10-c");
+        assert_eq!(s["dest_address"], "/queues/x10-d");
+    });
     b.shutdown();
 }

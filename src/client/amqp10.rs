@@ -20,12 +20,12 @@
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use crate::protocol::amqp10::{
     check_frame, read_frame, role, write_frame, write_heartbeat, write_sasl_frame, Attach, Begin,
     Close, Error, Flow, Frame, FrameBody, Open, Performative, SaslCode, SaslFrame, SaslInit, Str,
     Symbol, AMQP_HEADER, SASL_HEADER,
 };
+use bytes::{Bytes, BytesMut};
 
 use super::stream::Stream;
 use super::uri::AmqpUri;

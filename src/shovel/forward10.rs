@@ -174,7 +174,11 @@ impl<'a> Forwarder10<'a> {
         }
     }
 
-    fn run_inner(&mut self, src: &mut End, dst: &mut End) -> Result<Exit, (&'static str, ClientError)> {
+    fn run_inner(
+        &mut self,
+        src: &mut End,
+        dst: &mut End,
+    ) -> Result<Exit, (&'static str, ClientError)> {
         let s = |e| ("source", e);
         let d = |e| ("destination", e);
         let mut stopping: Option<Instant> = None;
@@ -196,7 +200,10 @@ impl<'a> Forwarder10<'a> {
             let mut busy = got | self.on_dest_frames(dst).map_err(d)?;
             let (blocked, no_room) = match &*dst {
                 End::A091(c) => (c.blocked, false),
-                End::A10(l) => (false, l.credit == 0 || l.conn.session.remote_incoming_window == 0),
+                End::A10(l) => (
+                    false,
+                    l.credit == 0 || l.conn.session.remote_incoming_window == 0,
+                ),
             };
             self.ctx.cell.set_blocked(blocked);
             let paused = stopping.is_some()
@@ -228,12 +235,22 @@ impl<'a> Forwarder10<'a> {
                 return Ok(Exit::Done);
             }
             if !busy {
-                wait(src, dst, !paused, self.src_sent < self.src_out.len(), self.dst_sent < self.dst_out.len());
+                wait(
+                    src,
+                    dst,
+                    !paused,
+                    self.src_sent < self.src_out.len(),
+                    self.dst_sent < self.dst_out.len(),
+                );
             }
         }
     }
 
-    fn flush_all(&mut self, src: &mut End, dst: &mut End) -> Result<(), (&'static str, ClientError)> {
+    fn flush_all(
+        &mut self,
+        src: &mut End,
+        dst: &mut End,
+    ) -> Result<(), (&'static str, ClientError)> {
         self.end_batch(src);
         crate::client::write_all_within(dst.stream(), &self.dst_out[self.dst_sent..])
             .map_err(|e| ("destination", e))?;
@@ -309,7 +326,9 @@ impl<'a> Forwarder10<'a> {
                 self.src_out.append(&mut l.conn.out);
             }
         }
-        self.ctx.cell.add_forwarded(std::mem::take(&mut self.forwarded));
+        self.ctx
+            .cell
+            .add_forwarded(std::mem::take(&mut self.forwarded));
         self.ctx.cell.set_pending(self.pending.len() as u64);
         self.ctx.cell.set_remaining(self.remaining);
     }
@@ -353,7 +372,9 @@ impl<'a> Forwarder10<'a> {
                 while let Some(f) = l.conn.next_frame()? {
                     any = true;
                     match &f.body {
-                        Some(FrameBody::Amqp(Performative::Flow(fl))) if fl.handle == Some(HANDLE) => {
+                        Some(FrameBody::Amqp(Performative::Flow(fl)))
+                            if fl.handle == Some(HANDLE) =>
+                        {
                             let granted = fl.link_credit.unwrap_or(0);
                             let left = fl
                                 .delivery_count
@@ -362,7 +383,9 @@ impl<'a> Forwarder10<'a> {
                                 .wrapping_sub(l.delivery_count);
                             l.credit = if left > granted { 0 } else { left };
                         }
-                        Some(FrameBody::Amqp(Performative::Disposition(dp))) if dp.role == role::RECEIVER => {
+                        Some(FrameBody::Amqp(Performative::Disposition(dp)))
+                            if dp.role == role::RECEIVER =>
+                        {
                             let ok = matches!(dp.state, Some(DeliveryState::Accepted(_)));
                             let last = dp.last.unwrap_or(dp.first);
                             let mut id = dp.first;
@@ -445,7 +468,14 @@ impl<'a> Forwarder10<'a> {
                             g.props = Bytes::copy_from_slice(&p[12..]);
                             if g.left == 0 {
                                 let g = self.gathering.take().unwrap();
-                                self.forward(g.tag, g.exchange, g.key, g.props, g.body.freeze(), dst)?;
+                                self.forward(
+                                    g.tag,
+                                    g.exchange,
+                                    g.key,
+                                    g.props,
+                                    g.body.freeze(),
+                                    dst,
+                                )?;
                             }
                         }
                         FRAME_BODY => {
@@ -456,7 +486,14 @@ impl<'a> Forwarder10<'a> {
                             g.left = g.left.saturating_sub(p.len() as u64);
                             if g.left == 0 {
                                 let g = self.gathering.take().unwrap();
-                                self.forward(g.tag, g.exchange, g.key, g.props, g.body.freeze(), dst)?;
+                                self.forward(
+                                    g.tag,
+                                    g.exchange,
+                                    g.key,
+                                    g.props,
+                                    g.body.freeze(),
+                                    dst,
+                                )?;
                             }
                         }
                         _ => {}
@@ -467,8 +504,12 @@ impl<'a> Forwarder10<'a> {
                 while let Some(f) = l.conn.next_frame()? {
                     any = true;
                     let (t, payload) = match &f.body {
-                        Some(FrameBody::Amqp(Performative::Transfer(t))) => (t.clone(), f.payload.clone()),
-                        Some(FrameBody::Amqp(Performative::Flow(_) | Performative::Disposition(_))) => continue,
+                        Some(FrameBody::Amqp(Performative::Transfer(t))) => {
+                            (t.clone(), f.payload.clone())
+                        }
+                        Some(FrameBody::Amqp(
+                            Performative::Flow(_) | Performative::Disposition(_),
+                        )) => continue,
                         _ => {
                             l.conn.control(&f)?;
                             continue;
@@ -502,7 +543,12 @@ impl<'a> Forwarder10<'a> {
     }
 
     /// A 1.0 transfer: the whole message once its last frame is in.
-    fn gather10(&mut self, l: &mut Link10, t: &Transfer, payload: Bytes) -> Result<Option<(u32, Bytes)>, ClientError> {
+    fn gather10(
+        &mut self,
+        l: &mut Link10,
+        t: &Transfer,
+        payload: Bytes,
+    ) -> Result<Option<(u32, Bytes)>, ClientError> {
         if let Some(mut p) = self.partial.take() {
             if t.aborted {
                 return Ok(None);
@@ -569,7 +615,13 @@ impl<'a> Forwarder10<'a> {
         let settled = self.ack_mode != AckMode::OnConfirm;
         match dst {
             End::A091(c) => {
-                super::forward::put_publish(&mut self.dst_out, &exchange, &key, &props, body.len() as u64);
+                super::forward::put_publish(
+                    &mut self.dst_out,
+                    &exchange,
+                    &key,
+                    &props,
+                    body.len() as u64,
+                );
                 let max = match c.frame_max {
                     0 => usize::MAX,
                     n => (n as usize).saturating_sub(8).max(1),
@@ -599,8 +651,10 @@ impl<'a> Forwarder10<'a> {
                     t.more = rest.len() > room;
                     let n = rest.len().min(room);
                     write_transfer(&mut self.dst_out, CH10, &t, &rest[..n]);
-                    l.conn.session.next_outgoing_id = l.conn.session.next_outgoing_id.wrapping_add(1);
-                    l.conn.session.remote_incoming_window = l.conn.session.remote_incoming_window.saturating_sub(1);
+                    l.conn.session.next_outgoing_id =
+                        l.conn.session.next_outgoing_id.wrapping_add(1);
+                    l.conn.session.remote_incoming_window =
+                        l.conn.session.remote_incoming_window.saturating_sub(1);
                     rest = &rest[n..];
                     if rest.is_empty() {
                         break;
@@ -643,4 +697,3 @@ fn flush(end: &mut End, out: &mut Vec<u8>, sent: &mut usize) -> Result<(), Clien
 fn wait(src: &End, dst: &End, read_src: bool, src_out: bool, dst_out: bool) {
     super::forward::wait_fds(src.fd(), dst.fd(), read_src, src_out, dst_out);
 }
-

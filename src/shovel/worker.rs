@@ -18,11 +18,11 @@ use crate::core::auth::internal;
 use crate::core::shovel_def::{
     strip_credentials, AckMode, DeleteAfter, Protocol, ShovelDef, Source,
 };
-use crate::protocol::methods::*;
 use crate::protocol::amqp10::{
     role, Attach, ReceiverSettleMode, SenderSettleMode, Source as Source10, Str, Target,
     TargetOrCoordinator,
 };
+use crate::protocol::methods::*;
 use crate::protocol::{FieldTable, Method};
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -70,8 +70,7 @@ pub fn run(def: &ShovelDef, ctx: &RunCtx) -> Exit {
     if ctx.stop.load(Ordering::Acquire) {
         return Exit::Stopped;
     }
-    let (mut dst, dest_uri) = match connect(&def.dest_uris, def.dest_protocol, "destination", ctx)
-    {
+    let (mut dst, dest_uri) = match connect(&def.dest_uris, def.dest_protocol, "destination", ctx) {
         Ok(c) => c,
         Err(e) => return Exit::Failed(e),
     };
@@ -141,8 +140,7 @@ fn connect(
                 } else if u.query_param("heartbeat").is_none() {
                     // amqp_client's default: a peer that vanishes without
                     // a reset (a partition) is noticed within 20 s.
-                    u.query
-                        .push(("heartbeat".into(), DEFAULT_HEARTBEAT.into()));
+                    u.query.push(("heartbeat".into(), DEFAULT_HEARTBEAT.into()));
                 }
                 let name = format!("Shovel {}", ctx.name);
                 match protocol {
@@ -150,16 +148,15 @@ fn connect(
                         let props = crate::client::client_properties_of("warren shovel", &name);
                         Conn::open_with(&u, props).map(End::A091)
                     }
-                    Protocol::Amqp10 => {
-                        Conn10::open(&u, &name, MAX_FRAME_10, INCOMING_WINDOW_10).map(|conn| {
+                    Protocol::Amqp10 => Conn10::open(&u, &name, MAX_FRAME_10, INCOMING_WINDOW_10)
+                        .map(|conn| {
                             End::A10(Link10 {
                                 conn,
                                 window: 0,
                                 credit: 0,
                                 delivery_count: 0,
                             })
-                        })
-                    }
+                        }),
                 }
             });
         match r {
@@ -227,7 +224,9 @@ fn init_source(src: &mut End, def: &ShovelDef) -> Result<Option<u64>, ClientErro
         End::A091(c) => c,
         End::A10(l) => {
             let Source::Address(address) = &def.source else {
-                return Err(ClientError::Protocol("an AMQP 1.0 source needs src-address".into()));
+                return Err(ClientError::Protocol(
+                    "an AMQP 1.0 source needs src-address".into(),
+                ));
             };
             let reply = l.conn.attach(attach10(role::RECEIVER, address, def))?;
             l.delivery_count = reply.initial_delivery_count.unwrap_or(0);
@@ -340,7 +339,11 @@ fn attach10(ours: bool, address: &str, def: &ShovelDef) -> Attach {
     };
     let settled = ours == role::RECEIVER && def.ack_mode == AckMode::NoAck;
     Attach {
-        name: Str::from(if ours == role::SENDER { "shovel-dest" } else { "shovel-src" }),
+        name: Str::from(if ours == role::SENDER {
+            "shovel-dest"
+        } else {
+            "shovel-src"
+        }),
         handle: HANDLE,
         role: ours,
         snd_settle_mode: if settled {
