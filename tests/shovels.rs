@@ -102,6 +102,13 @@ async fn count(ch: &Channel, q: &str) -> u32 {
     .message_count()
 }
 
+/// basic.get with auto-ack.
+async fn get(ch: &Channel, q: &str) -> Option<lapin::message::BasicGetMessage> {
+    ch.basic_get(q, lapin::options::BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+}
+
 async fn declare(ch: &Channel, q: &str) {
     ch.queue_declare(
         q,
@@ -233,20 +240,12 @@ fn backlog_then_live_traffic_moves_with_properties_intact() {
         assert_eq!(s["pending"], 0);
 
         // In order, byte for byte.
-        let first = dch
-            .basic_get("dst", lapin::options::BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-            .expect("a message");
+        let first = get(&dch, "dst").await.expect("a message");
         assert_eq!(first.delivery.data, body);
         assert_eq!(first.delivery.properties, rich_properties());
         assert!(!first.delivery.redelivered);
         for i in 0..6000 {
-            let m = dch
-                .basic_get("dst", lapin::options::BasicGetOptions { no_ack: true })
-                .await
-                .unwrap()
-                .expect("a message");
+            let m = get(&dch, "dst").await.expect("a message");
             assert_eq!(m.delivery.data, format!("m{i}").as_bytes());
             assert_eq!(m.delivery.properties.delivery_mode(), &Some(2));
             assert!(m.delivery.properties.headers().is_none());
@@ -286,9 +285,7 @@ fn forward_headers_and_exchange_destination() {
             .await
             .unwrap();
         let m = poll_for("the forwarded message", async || {
-            ch.basic_get("fh-dst", lapin::options::BasicGetOptions { no_ack: true })
-                .await
-                .unwrap()
+            get(&ch, "fh-dst").await
         })
         .await;
         let h = m.delivery.properties.headers().clone().expect("headers");
@@ -451,18 +448,8 @@ fn kill9_of_the_destination_loses_nothing() {
     let dir = common_durable::DataDir::new("shovel-kill9");
     let http = common_durable::free_port();
     let start = |port: u16| {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
-            .env("WARREN_CONFIG", "/dev/null")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--no-pin",
-            ])
-            .args(["--http-port", &http.to_string(), "--prometheus-port", "0"])
-            .args(["--shards", "2", "--log-level", "warn", "--data-dir"])
-            .arg(&dir.0)
+        let child = common_durable::warren_command_http(port, http, &dir.0)
+            .args(["--shards", "2", "--log-level", "warn"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -488,6 +475,7 @@ fn kill9_of_the_destination_loses_nothing() {
             json!({"src-uri": uri(src_b.port()), "src-queue": "k-src", "dest-uri": "amqp://",
                    "dest-queue": "k-dst", "reconnect-delay": 1, "src-prefetch-count": 500}),
         );
+        wait_state(&api, "k", "running");
         {
             let dc = connect(&uri(port)).await;
             let dch = channel(&dc).await;
@@ -666,7 +654,9 @@ fn a_silent_source_is_noticed_by_heartbeats() {
     let src = common_durable::Proc::start(&dir.0);
     rt().block_on(async {
         let c = connect(&uri(src.port)).await;
-        declare(&channel(&c).await, "hb-src").await;
+        let ch = channel(&c).await;
+        declare(&ch, "hb-src").await;
+        ch.close(200, "bye").await.unwrap();
         c.close(200, "bye").await.unwrap();
     });
     put_shovel(
@@ -747,11 +737,7 @@ fn amqp10_at_either_end() {
             eventually("the others are drained", async || count(&ch, q).await == 0).await;
         }
         for i in 0..300u32 {
-            let m = ch
-                .basic_get("x10-d", lapin::options::BasicGetOptions { no_ack: true })
-                .await
-                .unwrap()
-                .expect("a message");
+            let m = get(&ch, "x10-d").await.expect("a message");
             assert_eq!(m.delivery.data, format!("m{i}").as_bytes());
             let p = &m.delivery.properties;
             assert_eq!(p.content_type().as_ref().map(|s| s.as_str()), Some("text/plain"));
@@ -770,9 +756,7 @@ fn amqp10_at_either_end() {
             .await
             .unwrap();
         let m = poll_for("the big message", async || {
-            ch.basic_get("x10-d", lapin::options::BasicGetOptions { no_ack: true })
-                .await
-                .unwrap()
+            get(&ch, "x10-d").await
         })
         .await;
         assert!(m.delivery.data == big, "the big body changed");

@@ -28,8 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use warren::protocol::amqp10::{
     role, write_data, write_header, write_transfer, Accepted, Attach, Body, DeliveryState,
-    Disposition, FrameBody, Header, Performative, ReceiverSettleMode, Sections, SenderSettleMode,
-    Source, Str, Target, TargetOrCoordinator, Transfer,
+    Disposition, FrameBody, Header, Performative, Sections, Transfer,
 };
 
 use crate::client::{ClientError, CLOSE_TIMEOUT};
@@ -243,39 +242,7 @@ pub fn queue_address(name: &str) -> String {
 
 /// Our attach for the link to or from `queue`.
 fn attach(name: &str, ours: bool, queue: &str, settled: bool) -> Attach {
-    let address = Some(Str::from(queue_address(queue)));
-    let (source, target) = if ours == role::SENDER {
-        (
-            Source::default(),
-            Target {
-                address,
-                ..Target::default()
-            },
-        )
-    } else {
-        (
-            Source {
-                address,
-                ..Source::default()
-            },
-            Target::default(),
-        )
-    };
-    Attach {
-        name: Str::from(name),
-        handle: HANDLE,
-        role: ours,
-        snd_settle_mode: if settled {
-            SenderSettleMode::Settled
-        } else {
-            SenderSettleMode::Unsettled
-        },
-        rcv_settle_mode: ReceiverSettleMode::First,
-        source: Some(source),
-        target: Some(TargetOrCoordinator::Target(target)),
-        initial_delivery_count: (ours == role::SENDER).then_some(0),
-        ..Attach::default()
-    }
+    warren::client::amqp10::link_attach(name, HANDLE, ours, &queue_address(queue), settled)
 }
 
 /// The sending side: link and session bookkeeping, outcomes.

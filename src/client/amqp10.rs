@@ -22,14 +22,15 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::amqp10::{
     check_frame, read_frame, role, write_frame, write_heartbeat, write_sasl_frame, Attach, Begin,
-    Close, Error, Flow, Frame, FrameBody, Open, Performative, SaslCode, SaslFrame, SaslInit, Str,
-    Symbol, AMQP_HEADER, SASL_HEADER,
+    Close, Error, Flow, Frame, FrameBody, Open, Performative, ReceiverSettleMode, SaslCode,
+    SaslFrame, SaslInit, SenderSettleMode, Source, Str, Symbol, Target, TargetOrCoordinator,
+    AMQP_HEADER, SASL_HEADER,
 };
 use bytes::{Bytes, BytesMut};
 
 use super::stream::Stream;
 use super::uri::AmqpUri;
-use super::{ClientError, Result, CALL_TIMEOUT, IO_TICK};
+use super::{ClientError, Result, CALL_TIMEOUT};
 use crate::client;
 
 /// The channel of the connection's one session.
@@ -106,15 +107,7 @@ impl Conn10 {
         max_frame_size: u32,
         incoming_window: u32,
     ) -> Result<Conn10> {
-        let tcp = client::connect(&uri.addr())?;
-        tcp.set_nodelay(true)?;
-        tcp.set_read_timeout(Some(IO_TICK))?;
-        tcp.set_write_timeout(Some(IO_TICK))?;
-        let stream = if uri.tls {
-            Stream::tls(tcp, &uri.host, uri.query_param("cacertfile"))?
-        } else {
-            Stream::Plain(tcp)
-        };
+        let stream = client::open_stream(uri)?;
         let mut c = Conn10 {
             stream,
             rbuf: BytesMut::with_capacity(2 * READ_CHUNK),
@@ -497,6 +490,45 @@ impl Conn10 {
                 return;
             }
         }
+    }
+}
+
+/// An attach of link `name` on `handle`: as a sender (`role::SENDER`) to
+/// target `address`, or as a receiver from source `address`; deliveries
+/// sent `settled` or not, settled by the receiver first.
+pub fn link_attach(name: &str, handle: u32, ours: bool, address: &str, settled: bool) -> Attach {
+    let address = Some(Str::from(address));
+    let (source, target) = if ours == role::SENDER {
+        (
+            Source::default(),
+            Target {
+                address,
+                ..Target::default()
+            },
+        )
+    } else {
+        (
+            Source {
+                address,
+                ..Source::default()
+            },
+            Target::default(),
+        )
+    };
+    Attach {
+        name: Str::from(name),
+        handle,
+        role: ours,
+        snd_settle_mode: if settled {
+            SenderSettleMode::Settled
+        } else {
+            SenderSettleMode::Unsettled
+        },
+        rcv_settle_mode: ReceiverSettleMode::First,
+        source: Some(source),
+        target: Some(TargetOrCoordinator::Target(target)),
+        initial_delivery_count: (ours == role::SENDER).then_some(0),
+        ..Attach::default()
     }
 }
 

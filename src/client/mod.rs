@@ -153,15 +153,7 @@ impl Conn {
 
     /// [`Conn::open`] with the client-properties given in full.
     pub fn open_with(uri: &AmqpUri, client_properties: FieldTable) -> Result<Conn> {
-        let tcp = connect(&uri.addr())?;
-        tcp.set_nodelay(true)?;
-        tcp.set_read_timeout(Some(IO_TICK))?;
-        tcp.set_write_timeout(Some(IO_TICK))?;
-        let stream = if uri.tls {
-            Stream::tls(tcp, &uri.host, uri.query_param("cacertfile"))?
-        } else {
-            Stream::Plain(tcp)
-        };
+        let stream = open_stream(uri)?;
         let mut c = Conn {
             stream,
             buf: vec![0; READ_BUF],
@@ -601,6 +593,34 @@ impl Conn {
             if self.fill().is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// The socket to `uri`'s broker: TCP without Nagle, with [`IO_TICK`]
+/// timeouts, TLS for `amqps://` (both protocols' clients start here).
+pub fn open_stream(uri: &AmqpUri) -> Result<Stream> {
+    let tcp = connect(&uri.addr())?;
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(Some(IO_TICK))?;
+    tcp.set_write_timeout(Some(IO_TICK))?;
+    Ok(if uri.tls {
+        Stream::tls(tcp, &uri.host, uri.query_param("cacertfile"))?
+    } else {
+        Stream::Plain(tcp)
+    })
+}
+
+/// Declares a server-named exclusive queue; returns its name.
+impl Conn {
+    pub fn declare_exclusive(&mut self) -> Result<String> {
+        let q = QueueDeclare {
+            exclusive: true,
+            ..Default::default()
+        };
+        match self.call(CHANNEL, q.into())? {
+            Method::QueueDeclareOk(ok) => Ok(String::from_utf8_lossy(&ok.queue).into_owned()),
+            m => Err(unexpected(&m, "queue.declare-ok")),
         }
     }
 }

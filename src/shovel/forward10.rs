@@ -466,17 +466,7 @@ impl<'a> Forwarder10<'a> {
                             }
                             g.left = u64::from_be_bytes(p[4..12].try_into().unwrap());
                             g.props = Bytes::copy_from_slice(&p[12..]);
-                            if g.left == 0 {
-                                let g = self.gathering.take().unwrap();
-                                self.forward(
-                                    g.tag,
-                                    g.exchange,
-                                    g.key,
-                                    g.props,
-                                    g.body.freeze(),
-                                    dst,
-                                )?;
-                            }
+                            self.forward_if_whole(dst)?;
                         }
                         FRAME_BODY => {
                             let g = self.gathering.as_mut().ok_or_else(|| {
@@ -484,17 +474,7 @@ impl<'a> Forwarder10<'a> {
                             })?;
                             g.body.extend_from_slice(p);
                             g.left = g.left.saturating_sub(p.len() as u64);
-                            if g.left == 0 {
-                                let g = self.gathering.take().unwrap();
-                                self.forward(
-                                    g.tag,
-                                    g.exchange,
-                                    g.key,
-                                    g.props,
-                                    g.body.freeze(),
-                                    dst,
-                                )?;
-                            }
+                            self.forward_if_whole(dst)?;
                         }
                         _ => {}
                     }
@@ -540,6 +520,15 @@ impl<'a> Forwarder10<'a> {
             }
         }
         Ok(any)
+    }
+
+    /// Forwards the 0-9-1 delivery being gathered once its body is all in.
+    fn forward_if_whole(&mut self, dst: &mut End) -> Result<(), ClientError> {
+        if self.gathering.as_ref().is_none_or(|g| g.left > 0) {
+            return Ok(());
+        }
+        let g = self.gathering.take().unwrap();
+        self.forward(g.tag, g.exchange, g.key, g.props, g.body.freeze(), dst)
     }
 
     /// A 1.0 transfer: the whole message once its last frame is in.

@@ -11,17 +11,14 @@
 use super::forward::Forwarder;
 use super::forward10::{End, Forwarder10, Link10, HANDLE};
 use super::status::Cell;
-use crate::client::amqp10::{Conn10, LinkFlow};
+use crate::client::amqp10::{link_attach, Conn10, LinkFlow};
 use crate::client::uri::AmqpUri;
 use crate::client::{unexpected, ClientError, Conn, CHANNEL};
 use crate::core::auth::internal;
 use crate::core::shovel_def::{
     strip_credentials, AckMode, DeleteAfter, Protocol, ShovelDef, Source,
 };
-use crate::protocol::amqp10::{
-    role, Attach, ReceiverSettleMode, SenderSettleMode, Source as Source10, Str, Target,
-    TargetOrCoordinator,
-};
+use crate::protocol::amqp10::{role, Attach};
 use crate::protocol::methods::*;
 use crate::protocol::{FieldTable, Method};
 use bytes::Bytes;
@@ -257,17 +254,7 @@ fn init_source(src: &mut End, def: &ShovelDef) -> Result<Option<u64>, ClientErro
             (name.clone(), n as u64)
         }
         Source::Exchange { name, key } => {
-            let q = match src.call(
-                CHANNEL,
-                QueueDeclare {
-                    exclusive: true,
-                    ..Default::default()
-                }
-                .into(),
-            )? {
-                Method::QueueDeclareOk(ok) => String::from_utf8_lossy(&ok.queue).into_owned(),
-                m => return Err(unexpected(&m, "queue.declare-ok")),
-            };
+            let q = src.declare_exclusive()?;
             src.bind_queue(&q, name, key, FieldTable::new())?;
             (q, 0)
         }
@@ -315,46 +302,15 @@ fn init_source(src: &mut End, def: &ShovelDef) -> Result<Option<u64>, ClientErro
     Ok(remaining)
 }
 
-/// The shovel's link attach (handle [`HANDLE`]): a sender to a target
-/// address or a receiver from a source address; deliveries settled by the
-/// sender with `no-ack`, else unsettled, settled by the receiver first.
+/// The shovel's link attach (handle [`HANDLE`]): a sender to the
+/// destination's address, or a receiver from the source's; deliveries
+/// settled by the sender with `no-ack`, else unsettled.
 fn attach10(ours: bool, address: &str, def: &ShovelDef) -> Attach {
-    let addr = Some(Str::from(address));
-    let (source, target) = if ours == role::SENDER {
-        (
-            Source10::default(),
-            Target {
-                address: addr,
-                ..Target::default()
-            },
-        )
-    } else {
-        (
-            Source10 {
-                address: addr,
-                ..Source10::default()
-            },
-            Target::default(),
-        )
-    };
     let settled = ours == role::RECEIVER && def.ack_mode == AckMode::NoAck;
-    Attach {
-        name: Str::from(if ours == role::SENDER {
-            "shovel-dest"
-        } else {
-            "shovel-src"
-        }),
-        handle: HANDLE,
-        role: ours,
-        snd_settle_mode: if settled {
-            SenderSettleMode::Settled
-        } else {
-            SenderSettleMode::Unsettled
-        },
-        rcv_settle_mode: ReceiverSettleMode::First,
-        source: Some(source),
-        target: Some(TargetOrCoordinator::Target(target)),
-        initial_delivery_count: (ours == role::SENDER).then_some(0),
-        ..Attach::default()
-    }
+    let name = if ours == role::SENDER {
+        "shovel-dest"
+    } else {
+        "shovel-src"
+    };
+    link_attach(name, HANDLE, ours, address, settled)
 }

@@ -87,6 +87,11 @@ pub fn uri(port: u16) -> String {
 /// only, no pinning, no HTTP servers, and never the machine's
 /// /etc/warren/warren.toml.
 pub fn warren_command(port: u16, dir: &Path) -> Command {
+    warren_command_http(port, 0, dir)
+}
+
+/// [`warren_command`] with the management API on `http_port`.
+pub fn warren_command_http(port: u16, http_port: u16, dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_warren"));
     c.env("WARREN_CONFIG", "/dev/null")
         .args([
@@ -96,7 +101,12 @@ pub fn warren_command(port: u16, dir: &Path) -> Command {
             "127.0.0.1",
             "--no-pin",
         ])
-        .args(["--http-port", "0", "--prometheus-port", "0"])
+        .args([
+            "--http-port",
+            &http_port.to_string(),
+            "--prometheus-port",
+            "0",
+        ])
         .arg("--data-dir")
         .arg(dir);
     c
