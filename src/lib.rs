@@ -44,7 +44,9 @@ pub use shard::BrokerHandle;
 /// API and the Prometheus endpoint on top of them when `config.http_port`
 /// or `config.prometheus_port` is set.
 pub fn start(config: Config) -> std::io::Result<BrokerHandle> {
-    let loopback = config
+    // Direct `amqp://` shovel URIs connect to this broker's own listener:
+    // on loopback if it listens there, else on its first address.
+    let own = config
         .bind
         .iter()
         .copied()
@@ -52,14 +54,11 @@ pub fn start(config: Config) -> std::io::Result<BrokerHandle> {
         .map(|a| match a {
             std::net::IpAddr::V4(_) => std::net::IpAddr::from([127, 0, 0, 1]),
             std::net::IpAddr::V6(_) => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-        });
+        })
+        .or(config.bind.first().copied())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
     let mut handle = shard::start(config)?;
-    // Direct `amqp://` shovel URIs connect to this listener; a broker that
-    // listens on no loopback address gets them refused (`connect` fails).
-    let local = std::net::SocketAddr::new(
-        loopback.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
-        handle.port(),
-    );
+    let local = std::net::SocketAddr::new(own, handle.port());
     let shovels = shovel::Shovels::start(handle.admin(), local, config::node_name());
     let s = shovels.clone();
     handle.attach_shovels(Box::new(move || s.stop()));

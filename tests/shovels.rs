@@ -696,7 +696,8 @@ fn amqp10_at_either_end() {
             &api,
             "to10",
             json!({"src-uri": uri(b.port()), "src-queue": "x10-a",
-                   "dest-protocol": "amqp10", "dest-uri": "amqp://", "dest-address": "/queues/x10-b"}),
+                   "dest-protocol": "amqp10", "dest-uri": "amqp://", "dest-address": "/queues/x10-b",
+                   "dest-add-forward-headers": true}),
         );
         put_shovel(
             &api,
@@ -745,6 +746,10 @@ fn amqp10_at_either_end() {
             assert_eq!(p.delivery_mode(), &Some(2));
             let hv = p.headers().as_ref().and_then(|h| h.inner().get("k").cloned());
             assert_eq!(hv, Some(AMQPValue::LongString("v".into())), "{p:?}");
+            // RabbitMQ 4.2's forward headers of a 1.0 destination: message
+            // annotations, back as headers at 0-9-1.
+            let by = p.headers().as_ref().and_then(|h| h.inner().get("x-opt-shovel-name").cloned());
+            assert_eq!(by, Some(AMQPValue::LongString("to10".into())), "{p:?}");
         }
         for n in ["to10", "from10", "both10"] {
             let s = poll("forwarded 300", 10, || status(&api, n).filter(|s| s["forwarded"] == 300));

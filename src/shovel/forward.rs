@@ -26,7 +26,7 @@
 
 use super::worker::{Exit, RunCtx};
 use crate::client::{method_id, ClientError, Conn, CHANNEL};
-use crate::core::shovel_def::{AckMode, Dest, ShovelDef, Source};
+use crate::core::shovel_def::{AckMode, Dest, Protocol, ShovelDef, Source};
 use crate::protocol::constants::{FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD};
 use crate::protocol::properties::BasicProperties;
 use crate::protocol::{FieldTable, FieldValue};
@@ -86,6 +86,12 @@ pub(super) struct Rewrite {
     /// The `x-shovelled` entry to prepend, if forward headers are on.
     shovelled: Option<FieldTable>,
     timestamp: bool,
+    /// An AMQP 1.0 destination (RabbitMQ's `rabbit_amqp10_shovel`): the
+    /// forward headers are the message annotations `x-opt-shovelled-by`,
+    /// `x-opt-shovel-type`, `x-opt-shovel-name` and
+    /// `x-opt-shovelled-timestamp` (ms) instead (as headers here; the 1.0
+    /// mapping writes `x-` headers as annotations).
+    amqp10: Option<(String, String)>,
     overrides: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -414,11 +420,30 @@ impl Rewrite {
             .then(|| Rewrite {
                 shovelled: def.add_forward_headers.then(|| shovelled_entry(def, ctx)),
                 timestamp: def.add_timestamp_header,
+                amqp10: (def.dest_protocol == Protocol::Amqp10)
+                    .then(|| (ctx.node.clone(), ctx.name.clone())),
                 overrides: def.publish_properties.clone(),
             })
     }
 
     pub(super) fn apply(&self, p: &mut BasicProperties) {
+        if let Some((node, name)) = &self.amqp10 {
+            let s = |v: &str| FieldValue::LongStr(Bytes::copy_from_slice(v.as_bytes()));
+            let mut headers = p.headers.take().unwrap_or_default();
+            if self.shovelled.is_some() {
+                headers.insert("x-opt-shovelled-by", s(node));
+                headers.insert("x-opt-shovel-type", s("dynamic"));
+                headers.insert("x-opt-shovel-name", s(name));
+            }
+            if self.timestamp {
+                let ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                headers.insert("x-opt-shovelled-timestamp", FieldValue::I64(ms as i64));
+            }
+            p.headers = Some(headers);
+            return;
+        }
         if self.shovelled.is_some() || self.timestamp {
             let mut headers = p.headers.take().unwrap_or_default();
             if let Some(entry) = &self.shovelled {

@@ -152,7 +152,7 @@ impl Connection {
             && creds
                 .as_ref()
                 .is_some_and(|(u, p)| crate::core::auth::internal::is_internal(u, p))
-            && self.peer_is_loopback();
+            && crate::core::auth::internal::from_this_host(self.info.peer, self.info.local);
         let ok = internal
             || creds.as_ref().is_some_and(|(u, p)| {
                 let g = ctx.defs.lock();

@@ -74,13 +74,9 @@ impl Connection {
         let resp = init.initial_response.unwrap_or_default();
         let creds: Option<(String, &'static str)> = match mech.as_str() {
             "PLAIN" => parse_plain(&resp).and_then(|(u, p)| {
-                let loopback = self.info.peer.is_some_and(|a| match a.ip() {
-                    std::net::IpAddr::V4(ip) => ip.is_loopback(),
-                    std::net::IpAddr::V6(ip) => {
-                        ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-                    }
-                });
-                if loopback && crate::core::auth::internal::is_internal(&u, &p) {
+                let here =
+                    crate::core::auth::internal::from_this_host(self.info.peer, self.info.local);
+                if here && crate::core::auth::internal::is_internal(&u, &p) {
                     self.info.internal = true;
                     return Some((u, "PLAIN"));
                 }
