@@ -15,6 +15,7 @@
 //! - [`admin`]: users, vhosts, permissions, limits, definitions, for tools.
 //! - [`shovel`]: dynamic shovels (moving messages in from another broker),
 //!   on their own threads, as clients of both ends.
+//! - [`cluster`]: clustering on etcd (issue 20, under way: the etcd client).
 //! - [`http`]: the management HTTP API (RabbitMQ's), on its own thread.
 //!
 //! Layers, bottom up: `net`, `protocol`, `client`, `store`, `config` → `core` →
@@ -27,6 +28,7 @@ pub mod admin;
 pub mod amqp091;
 pub mod amqp10;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod fuzz;

@@ -33,6 +33,8 @@ const RULES: &[(&str, &[&str])] = &[
     // Shovels are clients of the broker, above admin, below http; of the
     // front ends they use only the 1.0 message mapping (`amqp10::mapping`).
     ("shovel", &["crate::http", "shard::", "amqp091::"]),
+    // The cluster's control thread (issue 20, under way): below http.
+    ("cluster", &["crate::http", "amqp091::", "crate::amqp10"]),
     (
         "net",
         &[
