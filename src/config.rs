@@ -46,6 +46,8 @@ pub struct Config {
     /// shard moves to that shard while it publishes at most this many
     /// messages per second (`--follow-max-rate`; 0: connections never move).
     pub follow_max_rate: u32,
+    /// Clustering (issue 20, under way): none without `etcd` endpoints.
+    pub cluster: ClusterConfig,
     /// Memory alarm threshold as a fraction of physical memory (RabbitMQ's
     /// vm_memory_high_watermark); `memory_limit` overrides it.
     pub memory_high_watermark: f64,
@@ -155,6 +157,7 @@ impl Default for Config {
             definitions: None,
             busy_poll: std::time::Duration::ZERO,
             follow_max_rate: DEFAULT_FOLLOW_MAX_RATE,
+            cluster: ClusterConfig::default(),
             memory_high_watermark: 0.4,
             memory_limit: None,
             // RabbitMQ's default disk_free_limit.
@@ -238,10 +241,54 @@ pub fn total_memory() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// The node's name, as RabbitMQ forms it (`rabbit@<short hostname>`):
-/// `warren@<short hostname>`. The management API and AMQP 1.0's `open`
-/// report it.
+/// The cluster settings (`--node-name`, `--etcd`, `--cluster-name`,
+/// `--cluster-port`, `--advertise-address`).
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// etcd endpoints (`http://host:2379`); empty: a single node, no
+    /// cluster.
+    pub etcd: Vec<String>,
+    /// The cluster's name: the etcd key prefix `/warren/<name>/`.
+    pub name: String,
+    /// Node-to-node traffic (RabbitMQ's inter-node port is 25672).
+    pub port: u16,
+    /// The address other nodes reach this one at (default: the host name).
+    pub advertise_address: Option<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            etcd: Vec::new(),
+            name: "warren".into(),
+            port: 25672,
+            advertise_address: None,
+        }
+    }
+}
+
+/// `--node-name`, set once at start (`set_node_name`); the host's default
+/// otherwise.
+static NODE_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the node's name for this process (`--node-name`); false if it was
+/// already set to another one.
+pub fn set_node_name(name: &str) -> bool {
+    NODE_NAME.get_or_init(|| name.to_string()) == name
+}
+
+/// The node's name: `--node-name`, else as RabbitMQ forms it
+/// (`rabbit@<short hostname>`): `warren@<short hostname>`. The management
+/// API, AMQP 1.0's `open` and the cluster's membership report it.
 pub fn node_name() -> String {
+    if let Some(n) = NODE_NAME.get() {
+        return n.clone();
+    }
+    default_node_name()
+}
+
+/// `warren@<short hostname>`.
+pub fn default_node_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())

@@ -59,12 +59,30 @@ pub fn start(config: Config) -> std::io::Result<BrokerHandle> {
         })
         .or(config.bind.first().copied())
         .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let cluster = config.cluster.clone();
+    let http_port = config.http_port;
     let mut handle = shard::start(config)?;
     let local = std::net::SocketAddr::new(own, handle.port());
     let shovels = shovel::Shovels::start(handle.admin(), local, config::node_name());
     let s = shovels.clone();
-    handle.attach_shovels(Box::new(move || s.stop()));
-    match http::start(handle.admin(), shovels) {
+    handle.attach_stop(Box::new(move || s.stop()));
+    let membership = (!cluster.etcd.is_empty()).then(|| {
+        let me = cluster::members::SelfInfo {
+            node: config::node_name(),
+            address: cluster
+                .advertise_address
+                .clone()
+                .unwrap_or_else(cluster::members::host_name),
+            amqp_port: handle.port(),
+            http_port: http_port.filter(|&p| p != 0),
+            cluster_port: cluster.port,
+        };
+        cluster::members::Membership::start(&cluster.etcd, &cluster.name, me)
+    });
+    if let Some(m) = membership.clone() {
+        handle.attach_stop(Box::new(move || m.stop()));
+    }
+    match http::start(handle.admin(), shovels, membership) {
         Ok(Some(server)) => {
             let ports = (server.port(), server.prometheus_port());
             handle.attach_http(ports.0, ports.1, Box::new(move || server.stop()));

@@ -180,6 +180,23 @@ struct Args {
     /// connection.close (320 CONNECTION_FORCED - broker shutdown).
     #[arg(long, env = "WARREN_SHUTDOWN_TIMEOUT", default_value_t = 10)]
     shutdown_timeout: u64,
+    /// This node's name (default: warren@<short hostname>), as the
+    /// management API and the cluster show it.
+    #[arg(long, env = "WARREN_NODE_NAME")]
+    node_name: Option<String>,
+    /// etcd endpoints (comma-separated, e.g. http://10.0.0.1:2379): join the
+    /// cluster they hold. None: a single node.
+    #[arg(long, env = "WARREN_ETCD", value_delimiter = ',')]
+    etcd: Vec<String>,
+    /// The cluster's name (its etcd key prefix /warren/<name>/).
+    #[arg(long, env = "WARREN_CLUSTER_NAME", default_value = "warren")]
+    cluster_name: String,
+    /// Port for node-to-node traffic.
+    #[arg(long, env = "WARREN_CLUSTER_PORT", default_value_t = 25672)]
+    cluster_port: u16,
+    /// The address other nodes reach this one at (default: the host name).
+    #[arg(long, env = "WARREN_ADVERTISE_ADDRESS")]
+    advertise_address: Option<String>,
 }
 
 /// Blocks SIGTERM and SIGINT in this thread and every thread it starts
@@ -321,6 +338,15 @@ fn main() {
     config.prometheus_port = (args.prometheus_port != 0).then_some(args.prometheus_port);
     config.busy_poll = std::time::Duration::from_micros(args.busy_poll_us.min(1_000_000));
     config.follow_max_rate = args.follow_max_rate;
+    if let Some(name) = args.node_name.as_deref().filter(|n| !n.is_empty()) {
+        warren::config::set_node_name(name);
+    }
+    config.cluster = warren::config::ClusterConfig {
+        etcd: args.etcd.into_iter().filter(|e| !e.is_empty()).collect(),
+        name: args.cluster_name,
+        port: args.cluster_port,
+        advertise_address: args.advertise_address.filter(|a| !a.is_empty()),
+    };
     if check_only {
         // The files the settings name must be readable, too.
         if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {

@@ -56,6 +56,7 @@ mod vhosts;
 
 use crate::admin::stats::{Sampler, SAMPLE_INTERVAL};
 use crate::admin::Admin;
+use crate::cluster::members::Membership;
 use crate::shovel::Shovels;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -105,6 +106,8 @@ pub(crate) struct Api {
     pub node: Arc<str>,
     /// The shovels' status and restart (`/api/shovels`).
     pub shovels: Shovels,
+    /// The cluster's members, with `--etcd` (`/api/nodes`).
+    pub membership: Option<Membership>,
     /// Message rates (`admin::stats::Sampler`), sampled by a task of this
     /// server's runtime every `SAMPLE_INTERVAL`.
     pub rates: Arc<Sampler>,
@@ -482,7 +485,11 @@ fn bind_all(
 /// endpoint (`prometheus_port`), whichever are set: binds on the caller's
 /// thread (bind errors and the real ports are known on return), then
 /// serves both on one thread of its own. `Ok(None)`: both are disabled.
-pub fn start(admin: Admin, shovels: Shovels) -> io::Result<Option<HttpServer>> {
+pub fn start(
+    admin: Admin,
+    shovels: Shovels,
+    membership: Option<Membership>,
+) -> io::Result<Option<HttpServer>> {
     let config = admin.config();
     if config.http_port.is_none() && config.prometheus_port.is_none() {
         return Ok(None);
@@ -515,6 +522,7 @@ pub fn start(admin: Admin, shovels: Shovels) -> io::Result<Option<HttpServer>> {
         admin: admin.clone(),
         node: crate::config::node_name().into(),
         shovels,
+        membership,
         rates: Arc::new(Sampler::new(admin.clone())),
         http_port: port.unwrap_or(0),
         prometheus_port,

@@ -484,22 +484,47 @@ fn node_json(
     Value::Object(m)
 }
 
-/// `GET /api/nodes`: this node (monitors only).
+/// `GET /api/nodes`: this node, then the cluster's other members
+/// (monitors only).
 pub(crate) async fn nodes(
     State(api): State<Api>,
     c: Creds,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let (ep, rates) = (Endpoints::of(&api), api.rates.clone());
+    let membership = api.membership.clone();
     api.call(c, Level::Monitor, move |a, _| {
         let query = super::listing::ListQuery::parse(&q)?;
-        let list = vec![node_json(a, &rates, &ep, flag(&q, "disable_stats"))];
+        let mut list = vec![node_json(a, &rates, &ep, flag(&q, "disable_stats"))];
+        list.extend(other_members(membership.as_ref(), &ep.node));
         Ok(ok(&query.apply(list)?))
     })
     .await
 }
 
-/// `GET /api/nodes/{node}`: 404 for any other name.
+/// The other members of the cluster (`--etcd`), as RabbitMQ lists a node
+/// it has no figures of: name, type, running. warren does not yet collect
+/// other nodes' statistics.
+fn other_members(m: Option<&crate::cluster::members::Membership>, me: &str) -> Vec<Value> {
+    let Some(m) = m else {
+        return Vec::new();
+    };
+    m.members()
+        .into_iter()
+        .filter(|n| n.name != me)
+        .map(|n| {
+            json!({
+                "name": n.name,
+                "type": "disc",
+                "running": n.running,
+                "being_drained": false,
+            })
+        })
+        .collect()
+}
+
+/// `GET /api/nodes/{node}`: this node, another member (its basic fields),
+/// else 404.
 pub(crate) async fn node(
     State(api): State<Api>,
     c: Creds,
@@ -507,9 +532,14 @@ pub(crate) async fn node(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let (ep, rates) = (Endpoints::of(&api), api.rates.clone());
+    let membership = api.membership.clone();
     api.call(c, Level::Monitor, move |a, _| {
         if name != ep.node {
-            return Err(ApiError::not_found());
+            return other_members(membership.as_ref(), &ep.node)
+                .into_iter()
+                .find(|n| n["name"] == name)
+                .map(|n| ok(&n))
+                .ok_or_else(ApiError::not_found);
         }
         Ok(ok(&node_json(a, &rates, &ep, flag(&q, "disable_stats"))))
     })

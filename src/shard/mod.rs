@@ -44,8 +44,9 @@ pub struct BrokerHandle {
     /// how to stop them (`http::start`, attached by `warren::start`; this
     /// layer does not know the server).
     http: Option<AttachedHttp>,
-    /// Stops the shovels (`warren::start`), before anything else.
-    shovels_stop: Option<Box<dyn FnOnce() + Send>>,
+    /// What `warren::start` ran on top of the shards besides the HTTP API
+    /// (the shovels, the cluster membership): stopped first, in order.
+    attached_stops: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 /// The server `warren::start` runs on top of the shards (`attach_http`).
@@ -102,10 +103,11 @@ impl BrokerHandle {
     /// Attaches a server that runs on top of the broker (its API and
     /// Prometheus ports): `stop` ends it (and waits for its threads) on
     /// `shutdown`, before the shards stop.
-    /// Hands the handle the shovels' stop (`warren::start`): they stop
-    /// first, closing their connections while the shards still serve them.
-    pub fn attach_shovels(&mut self, stop: Box<dyn FnOnce() + Send>) {
-        self.shovels_stop = Some(stop);
+    /// Hands the handle the stop of something `warren::start` runs on top
+    /// of the shards (the shovels, the cluster membership): these stop
+    /// first, in the order attached, while the shards still serve them.
+    pub fn attach_stop(&mut self, stop: Box<dyn FnOnce() + Send>) {
+        self.attached_stops.push(stop);
     }
 
     pub fn attach_http(
@@ -127,7 +129,7 @@ impl BrokerHandle {
     /// (`event_loop`'s `drain`). After `wait` the shards are stopped
     /// whatever is left; the stores are synced either way.
     pub fn shutdown_gracefully(mut self, wait: std::time::Duration) {
-        if let Some(stop) = self.shovels_stop.take() {
+        for stop in self.attached_stops.drain(..) {
             stop();
         }
         if let Some(h) = self.http.take() {
@@ -157,7 +159,7 @@ impl BrokerHandle {
 
     /// `shutdown`; true if every shard thread ended normally.
     fn stop_and_join(mut self) -> bool {
-        if let Some(stop) = self.shovels_stop.take() {
+        for stop in self.attached_stops.drain(..) {
             stop();
         }
         if let Some(h) = self.http.take() {
@@ -409,7 +411,7 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
         threads,
         temp_data_dir: config.temporary_data_dir.then(|| config.data_dir.clone()),
         http: None,
-        shovels_stop: None,
+        attached_stops: Vec::new(),
     })
 }
 
