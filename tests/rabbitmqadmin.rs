@@ -273,3 +273,51 @@ async fn export_import_overview_and_connections() {
     })
     .await;
 }
+
+/// `declare parameter component=shovel …` makes a working shovel (RabbitMQ's
+/// way to script one), `list parameters` shows it, `delete parameter`
+/// removes it.
+#[test]
+fn shovels_as_parameters() {
+    let b = broker();
+    ok(&b, &["declare", "queue", "name=adm-src", "durable=true"]);
+    ok(
+        &b,
+        &[
+            "declare",
+            "parameter",
+            "component=shovel",
+            "name=adm",
+            r#"value={"src-uri":"amqp://","src-queue":"adm-src","dest-uri":"amqp://","dest-queue":"adm-dst"}"#,
+        ],
+    );
+    let params = list(&b, &["parameters"]);
+    assert_eq!(params.len(), 1, "{params:?}");
+    assert_eq!(params[0]["component"], "shovel");
+    assert_eq!(params[0]["value"]["src-queue"], "adm-src");
+    // Running once the destination queue is declared by the shovel.
+    let t0 = std::time::Instant::now();
+    while queue(&list(&b, &["queues"]), "adm-dst").is_none() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "the shovel did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    ok(&b, &["publish", "routing_key=adm-src", "payload=hello"]);
+    let t0 = std::time::Instant::now();
+    loop {
+        let qs = list(&b, &["queues"]);
+        if queue(&qs, "adm-dst").is_some_and(|q| q["messages"] == 1) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "not moved: {qs:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    ok(&b, &["delete", "parameter", "component=shovel", "name=adm"]);
+    assert!(list(&b, &["parameters"]).is_empty());
+    b.shutdown();
+}
