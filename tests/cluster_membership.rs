@@ -96,6 +96,21 @@ fn nodes_see_each_other_come_and_go() {
     assert!(list[0]["mem_used"].is_number(), "{}", list[0]);
     assert_eq!(a.api.get_json("/api/nodes/warren@c")["running"], true);
     assert_eq!(a.api.get("/api/nodes/warren@nobody").status, 404);
+    assert_eq!(a.api.get_json("/api/overview")["cluster_name"], "t");
+    // rabbitmqctl cluster_status's shape, from warrenctl.
+    let port = a.api.base.rsplit(':').next().unwrap().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warrenctl"))
+        .args(["--port", &port, "cluster_status"])
+        .env_remove("WARREN_USER")
+        .env_remove("WARREN_PASS")
+        .output()
+        .expect("warrenctl runs");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Cluster status of node warren@a ...\nBasics\n\nCluster name: t\n\nDisk Nodes\n\n\
+         warren@a\nwarren@b\nwarren@c\n\nRunning Nodes\n\nwarren@a\nwarren@b\nwarren@c\n"
+    );
 
     // A clean stop leaves at once: the lease is revoked.
     unsafe { libc::kill(b.child.id() as i32, libc::SIGTERM) };

@@ -52,6 +52,7 @@ pub struct Membership {
 
 struct Inner {
     etcd: Etcd,
+    cluster: String,
     prefix: String,
     me: SelfInfo,
     members: Mutex<Vec<Member>>,
@@ -69,6 +70,7 @@ impl Membership {
     pub fn start(endpoints: &[String], cluster: &str, me: SelfInfo) -> Membership {
         let inner = Arc::new(Inner {
             etcd: Etcd::new(endpoints),
+            cluster: cluster.to_string(),
             prefix: format!("/warren/{cluster}/"),
             me,
             members: Mutex::new(Vec::new()),
@@ -88,6 +90,11 @@ impl Membership {
     /// Every member, this node first, then by name.
     pub fn members(&self) -> Vec<Member> {
         self.inner.members.lock().unwrap().clone()
+    }
+
+    /// The cluster's name (`--cluster-name`).
+    pub fn cluster_name(&self) -> &str {
+        &self.inner.cluster
     }
 
     /// This node's name.

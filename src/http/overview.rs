@@ -172,7 +172,9 @@ fn contexts(ep: &Endpoints, with_node: bool) -> Vec<Value> {
 }
 
 /// The identification fields every overview starts with.
-fn identity(disable_stats: bool, enable_queue_totals: bool, node: &str) -> Map<String, Value> {
+/// `cluster_name`: the node's name on a single node (RabbitMQ's default),
+/// `--cluster-name` in a cluster.
+fn identity(disable_stats: bool, enable_queue_totals: bool, cluster: &str) -> Map<String, Value> {
     let v = json!({
         "management_version": RABBITMQ_VERSION,
         "rates_mode": "basic",
@@ -185,7 +187,7 @@ fn identity(disable_stats: bool, enable_queue_totals: bool, node: &str) -> Map<S
         "product_version": env!("CARGO_PKG_VERSION"),
         "product_name": "warren",
         "rabbitmq_version": RABBITMQ_VERSION,
-        "cluster_name": node,
+        "cluster_name": cluster,
         "erlang_version": ERLANG_VERSION,
         "erlang_full_version": runtime_description(),
         "release_series_support_status": "supported",
@@ -231,12 +233,16 @@ pub(crate) async fn overview(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let (ep, rates) = (Endpoints::of(&api), api.rates.clone());
+    let cluster = match &api.membership {
+        Some(m) => m.cluster_name().to_string(),
+        None => ep.node.to_string(),
+    };
     api.call(c, Level::Management, move |a, u| {
         // `columns=` (rabbitmqadmin's `show overview` asks for
         // `rabbitmq_version,cluster_name,queue_totals.messages,…`).
         let columns = super::listing::ListQuery::parse(&q)?;
         let (disable, totals) = (flag(&q, "disable_stats"), flag(&q, "enable_queue_totals"));
-        let mut out = identity(disable, totals, &ep.node);
+        let mut out = identity(disable, totals, &cluster);
         let monitor = is_monitor(u);
         let visible = visible_vhosts(a, u);
         let counts = a.object_counts();

@@ -75,6 +75,8 @@ pub enum InspectCommand {
     /// The node's status: versions, uptime, memory, disk, alarms,
     /// listeners, totals.
     Status,
+    /// The cluster's name, its nodes and which of them run.
+    ClusterStatus,
 }
 
 /// What a list command may show: (info item, API field path); the first
@@ -374,7 +376,54 @@ pub fn run(
             .map(drop)
         }
         Status => status(c, out, say),
+        ClusterStatus => cluster_status(c, out, say),
     }
+}
+
+/// rabbitmqctl cluster_status's sections: the cluster's name, its nodes
+/// (every member is a disc node) and which of them run, from
+/// `/api/overview` and `/api/nodes`.
+fn cluster_status(c: &Client, out: &Output, say: &dyn Fn(String)) -> Result<(), Failure> {
+    let overview = c.get("/api/overview")?;
+    let nodes = match c.get("/api/nodes")? {
+        Value::Array(n) => n,
+        other => return Err(fail(1, format!("not a list: {}", other))),
+    };
+    let name = |n: &Value| n["name"].as_str().unwrap_or("").to_string();
+    let mut all: Vec<String> = nodes.iter().map(name).collect();
+    let mut running: Vec<String> = nodes
+        .iter()
+        .filter(|n| n["running"] == Value::Bool(true))
+        .map(name)
+        .collect();
+    all.sort();
+    running.sort();
+    if out.json {
+        let mut text = serde_json::to_string_pretty(&serde_json::json!({
+            "cluster_name": overview["cluster_name"],
+            "disk_nodes": all,
+            "running_nodes": running,
+        }))
+        .unwrap_or_default();
+        text.push('\n');
+        return print_out(&text);
+    }
+    say(format!(
+        "Cluster status of node {} ...",
+        overview["node"].as_str().unwrap_or("")
+    ));
+    let mut text = format!(
+        "Basics\n\nCluster name: {}\n\nDisk Nodes\n\n",
+        overview["cluster_name"].as_str().unwrap_or("")
+    );
+    for n in &all {
+        text.push_str(&format!("{n}\n"));
+    }
+    text.push_str("\nRunning Nodes\n\n");
+    for n in &running {
+        text.push_str(&format!("{n}\n"));
+    }
+    print_out(&text)
 }
 
 /// rabbitmqctl status's sections, from `/api/overview` and `/api/nodes`.

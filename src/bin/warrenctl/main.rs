@@ -5,7 +5,7 @@
 //! shovel_status, delete_shovel, restart_shovel (`shovel_cmds.rs`);
 //! list_queues, list_exchanges, list_bindings, list_connections,
 //! list_channels, list_consumers, purge_queue, delete_queue,
-//! close_connection, status (`inspect.rs`, printed by `table.rs`). Exit code 0 on success; otherwise the server's
+//! close_connection, status, cluster_status (`inspect.rs`, printed by `table.rs`). Exit code 0 on success; otherwise the server's
 //! reason on stderr and a non-zero code (1: the server refused, 69: it could
 //! not be reached, 64: bad arguments).
 
