@@ -102,6 +102,15 @@ async fn count(ch: &Channel, q: &str) -> u32 {
     .message_count()
 }
 
+/// A channel in confirm mode.
+async fn confirming(c: &lapin::Connection) -> Channel {
+    let ch = channel(c).await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    ch
+}
+
 /// basic.get with auto-ack.
 async fn get(ch: &Channel, q: &str) -> Option<lapin::message::BasicGetMessage> {
     ch.basic_get(q, lapin::options::BasicGetOptions { no_ack: true })
@@ -176,10 +185,7 @@ fn backlog_then_live_traffic_moves_with_properties_intact() {
     let (dst_b, api) = broker();
     rt().block_on(async {
         let sc = connect(&uri(src_b.port())).await;
-        let sch = channel(&sc).await;
-        sch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
+        let sch = confirming(&sc).await;
         declare(&sch, "src").await;
         // One message with everything set, and a 200 KB body (several
         // frames), then a backlog.
@@ -316,8 +322,7 @@ fn delete_stops_the_shovel() {
     let (b, api) = broker();
     rt().block_on(async {
         let c = connect(&uri(b.port())).await;
-        let ch = channel(&c).await;
-        ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+        let ch = confirming(&c).await;
         declare(&ch, "del-src").await;
         put_shovel(
             &api,
@@ -413,10 +418,7 @@ fn delete_after_queue_length_moves_the_backlog_and_removes_itself() {
     let (b, api) = broker();
     rt().block_on(async {
         let c = connect(&uri(b.port())).await;
-        let ch = channel(&c).await;
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
+        let ch = confirming(&c).await;
         declare(&ch, "da-src").await;
         publish_range(&ch, "da-src", 0, 100).await;
         put_shovel(
@@ -463,10 +465,7 @@ fn kill9_of_the_destination_loses_nothing() {
     let api = Api::new(http);
     rt().block_on(async {
         let sc = connect(&uri(src_b.port())).await;
-        let sch = channel(&sc).await;
-        sch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
+        let sch = confirming(&sc).await;
         declare(&sch, "k-src").await;
         publish_range(&sch, "k-src", 0, N).await;
         put_shovel(
@@ -594,10 +593,7 @@ fn a_blocked_destination_holds_the_shovel_back() {
     let (dst_b, api) = broker();
     rt().block_on(async {
         let sc = connect(&uri(src_b.port())).await;
-        let sch = channel(&sc).await;
-        sch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
+        let sch = confirming(&sc).await;
         declare(&sch, "fl-src").await;
         put_shovel(
             &api,
@@ -686,8 +682,7 @@ fn amqp10_at_either_end() {
     let (b, api) = broker();
     rt().block_on(async {
         let c = connect(&uri(b.port())).await;
-        let ch = channel(&c).await;
-        ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+        let ch = confirming(&c).await;
         for q in ["x10-a", "x10-b", "x10-c", "x10-d"] {
             declare(&ch, q).await;
         }
