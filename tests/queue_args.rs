@@ -128,6 +128,16 @@ async fn quorum_queue_declarations_refused_as_rabbitmq_refuses_them() {
         let r = within(ch.queue_declare("", opts(true, false), quorum())).await;
         let text = "PRECONDITION_FAILED - Cannot declare a server-named queue for type rabbit_quorum_queue";
         assert_channel_error(&conn, r.map(|_| ()), 406, text).await;
+        // Another type's argument: refused, as RabbitMQ 3.10.8 does.
+        let ch = channel(&conn).await;
+        let q = uniq("quorum-prio");
+        let mut args = quorum();
+        args.insert("x-max-priority".into(), lapin::types::AMQPValue::LongInt(5));
+        let r = within(ch.queue_declare(&q, opts(true, false), args)).await;
+        let text = format!(
+            "PRECONDITION_FAILED - invalid arg 'x-max-priority' for queue '{q}' in vhost '/' of queue type rabbit_quorum_queue"
+        );
+        assert_channel_error(&conn, r.map(|_| ()), 406, &text).await;
         // durable, not exclusive, not auto-delete: accepted
         let ch = channel(&conn).await;
         let q = uniq("quorum-ok");
