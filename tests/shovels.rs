@@ -438,6 +438,17 @@ fn delete_after_queue_length_moves_the_backlog_and_removes_itself() {
     b.shutdown();
 }
 
+/// A child process killed when dropped (a failed assertion leaves none
+/// behind).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The destination (which runs the shovel: `dest-uri amqp://`) is killed
 /// with SIGKILL while messages flow. After its restart the shovel, a
 /// durable definition, resumes: every message is at the destination, the
@@ -446,7 +457,7 @@ fn delete_after_queue_length_moves_the_backlog_and_removes_itself() {
 #[test]
 fn kill9_of_the_destination_loses_nothing() {
     const N: u32 = 30_000;
-    let (src_b, _) = broker();
+    let (src_b, src_api) = broker();
     let dir = common_durable::DataDir::new("shovel-kill9");
     let http = common_durable::free_port();
     let start = |port: u16| {
@@ -458,7 +469,7 @@ fn kill9_of_the_destination_loses_nothing() {
             .expect("warren starts");
         common_durable::wait_listening(port);
         common_durable::wait_listening(http);
-        child
+        KillOnDrop(child)
     };
     let port = common_durable::free_port();
     let mut child = start(port);
@@ -483,18 +494,20 @@ fn kill9_of_the_destination_loses_nothing() {
             })
             .await;
         }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
         let in_flight = count(&sch, "k-src").await;
         assert!(in_flight > 0, "all moved before the kill: make N larger");
 
-        let mut child = start(port);
+        let _child = start(port);
         let dc = connect(&uri(port)).await;
         let dch = channel(&dc).await;
-        eventually_within(Duration::from_secs(60), "the rest follows", async || {
-            count(&sch, "k-src").await == 0
-        })
-        .await;
+        // Everything acknowledged at the source (ready and unacked both 0)
+        // was confirmed by the destination first.
+        poll("the rest follows", 60, || {
+            let q = src_api.get_json("/api/queues/%2f/k-src");
+            (q["messages"] == 0 && q["messages_unacknowledged"] == 0).then_some(())
+        });
         let total = count(&dch, "k-dst").await;
         let mut seen = vec![0u32; N as usize];
         for _ in 0..total {
@@ -520,8 +533,6 @@ fn kill9_of_the_destination_loses_nothing() {
             twice <= 500,
             "{twice} duplicates: more than the unconfirmed window"
         );
-        let _ = child.kill();
-        let _ = child.wait();
     });
     src_b.shutdown();
 }
