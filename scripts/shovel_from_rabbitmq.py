@@ -97,22 +97,40 @@ def delete_queue(host, port, queue):
         c.close()
 
 
-def fill(queue, n):
-    """Publishes until RabbitMQ's `queue` holds at least n messages; returns
-    the exact count."""
-    delete_queue(RABBIT_HOST, RABBIT_PORT, queue)
+def fill(queue, n, uri=RABBIT_URI, host=RABBIT_HOST, port=RABBIT_PORT):
+    """Publishes until `queue` (at `uri`, counted at host:port) holds at
+    least n messages; returns the exact count."""
+    delete_queue(host, port, queue)
     have = 0
     while have < n:
         secs = max(1.0, min(30.0, (n - have) / 40000))
         subprocess.run(
-            [os.path.join(BIN, "warren-loadgen"), "throughput", "--uri", RABBIT_URI,
+            [os.path.join(BIN, "warren-loadgen"), "throughput", "--uri", uri,
              "--queue", queue, "--durable", "--persistent", "--consumers", "0",
              "--confirm", "1000", "--size", str(SIZE), "--duration", str(secs),
              "--warmup", "0"],
             check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # exit 1: "nothing was delivered"
-        have = count(RABBIT_HOST, RABBIT_PORT, queue)
+        have = count(host, port, queue)
         say(f"   {queue}: {have} messages")
     return have
+
+
+def timed_shovel(http_port, host, port, src, dst, n):
+    """PUTs shovel `self` (amqp:// to amqp://, on-confirm) on the broker at
+    http_port, waits until `dst` holds n and `src` is empty, deletes it;
+    returns the seconds taken."""
+    t0 = time.monotonic()
+    st, body = http(http_port, "PUT", "/api/parameters/shovel/%2f/self", {"value": {
+        "src-uri": "amqp://", "src-queue": src,
+        "dest-uri": "amqp://", "dest-queue": dst, "ack-mode": "on-confirm",
+        "src-prefetch-count": PREFETCH}})
+    assert st in (201, 204), (st, body)
+    time_until(
+        f"the move {src} -> {dst}",
+        lambda: count(host, port, dst) >= n and count(host, port, src) == 0, 3600)
+    secs = time.monotonic() - t0
+    http(http_port, "DELETE", "/api/shovels/vhost/%2f/self")
+    return secs
 
 
 def time_until(what, probe, timeout):
@@ -175,46 +193,12 @@ def main():
         say("4. RabbitMQ's own shovel: mig-src2 -> mig-dst2 on RabbitMQ")
         n2 = fill("mig-src2", MESSAGES)
         delete_queue(RABBIT_HOST, RABBIT_PORT, "mig-dst2")
-        t0 = time.monotonic()
-        st, body = http(RABBIT_HTTP, "PUT", "/api/parameters/shovel/%2f/self", {"value": {
-            "src-uri": "amqp://", "src-queue": "mig-src2",
-            "dest-uri": "amqp://", "dest-queue": "mig-dst2", "ack-mode": "on-confirm",
-            "src-prefetch-count": PREFETCH}})
-        assert st in (201, 204), (st, body)
-        time_until(
-            "RabbitMQ's move",
-            lambda: count(RABBIT_HOST, RABBIT_PORT, "mig-dst2") >= n2
-            and count(RABBIT_HOST, RABBIT_PORT, "mig-src2") == 0, 3600)
-        secs2 = time.monotonic() - t0
-        http(RABBIT_HTTP, "DELETE", "/api/shovels/vhost/%2f/self")
+        secs2 = timed_shovel(RABBIT_HTTP, RABBIT_HOST, RABBIT_PORT, "mig-src2", "mig-dst2", n2)
         rabbit_rate = n2 / secs2
         say(f"   moved {n2} in {secs2:.2f} s: {rabbit_rate:,.0f} msg/s")
         say("5. warren's shovel inside warren: w-src -> w-dst (the same backlog)")
-        subprocess.run(
-            [os.path.join(BIN, "warren-loadgen"), "throughput", "--uri", WARREN_URI,
-             "--queue", "w-src", "--durable", "--persistent", "--consumers", "0",
-             "--confirm", "1000", "--size", str(SIZE), "--duration", "1", "--warmup", "0"],
-            check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while count("127.0.0.1", WARREN_PORT, "w-src") < n:
-            subprocess.run(
-                [os.path.join(BIN, "warren-loadgen"), "throughput", "--uri", WARREN_URI,
-                 "--queue", "w-src", "--durable", "--persistent", "--consumers", "0",
-                 "--confirm", "1000", "--size", str(SIZE), "--duration", "2",
-                 "--warmup", "0"],
-                check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        n3 = count("127.0.0.1", WARREN_PORT, "w-src")
-        t0 = time.monotonic()
-        st, body = http(WARREN_HTTP, "PUT", "/api/parameters/shovel/%2f/self", {"value": {
-            "src-uri": "amqp://", "src-queue": "w-src",
-            "dest-uri": "amqp://", "dest-queue": "w-dst", "ack-mode": "on-confirm",
-            "src-prefetch-count": PREFETCH}})
-        assert st in (201, 204), (st, body)
-        time_until(
-            "warren's move",
-            lambda: count("127.0.0.1", WARREN_PORT, "w-dst") >= n3
-            and count("127.0.0.1", WARREN_PORT, "w-src") == 0, 3600)
-        secs3 = time.monotonic() - t0
-        http(WARREN_HTTP, "DELETE", "/api/shovels/vhost/%2f/self")
+        n3 = fill("w-src", n, WARREN_URI, "127.0.0.1", WARREN_PORT)
+        secs3 = timed_shovel(WARREN_HTTP, "127.0.0.1", WARREN_PORT, "w-src", "w-dst", n3)
         self_rate = n3 / secs3
         say(f"   moved {n3} in {secs3:.2f} s: {self_rate:,.0f} msg/s")
         say("")
