@@ -40,6 +40,7 @@ pub mod shovel;
 pub mod store;
 
 pub use config::Config;
+
 pub use shard::BrokerHandle;
 
 /// Starts a broker: the shards (`shard::start`), then the management HTTP
@@ -61,7 +62,51 @@ pub fn start(config: Config) -> std::io::Result<BrokerHandle> {
         .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
     let cluster = config.cluster.clone();
     let http_port = config.http_port;
-    let mut handle = shard::start(config)?;
+    // A clustered node's definitions are the cluster's, in etcd.
+    let mut defs_sync = None;
+    // This node's queues that did not survive its restart, from the
+    // definitions builder (run inside `start_with`).
+    let stale = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let open_defs: Option<shard::OpenDefs> = if cluster.etcd.is_empty() {
+        None
+    } else {
+        let node = config::node_name();
+        let (sync, records, head) =
+            cluster::defs_sync::DefsSync::connect(&cluster.etcd, &cluster.name, &node)
+                .map_err(|e| std::io::Error::other(format!("cluster definitions: {e}")))?;
+        defs_sync = Some(sync.clone());
+        let stale_out = stale.clone();
+        let open: shard::OpenDefs = Box::new(move |shards| {
+            let (d, st) = core::definitions::Definitions::from_cluster(
+                records,
+                shards,
+                &node,
+                sync.replicator(),
+                head,
+            );
+            *stale_out.lock().unwrap() = st;
+            // The applier runs before the shards: their first change
+            // (the bootstrap) may wait for it.
+            let d = std::sync::Arc::new(d);
+            sync.start(&d);
+            Ok(d)
+        });
+        Some(open)
+    };
+    let mut handle = shard::start_with(config, open_defs)?;
+    if let Some(sync) = &defs_sync {
+        let admin = handle.admin();
+        let defs = admin.definitions().clone();
+        sync.on_effects(Box::new(move |e| match e {
+            core::definitions::Effect::VhostDeleted { id, name } => {
+                admin.vhost_gone_elsewhere(id, &name)
+            }
+            core::definitions::Effect::UserDeleted(name) => admin.user_gone_elsewhere(&name),
+        }));
+        defs.forget_stale_queues(&stale.lock().unwrap());
+        let s = sync.clone();
+        handle.attach_stop(Box::new(move || s.stop()));
+    }
     let local = std::net::SocketAddr::new(own, handle.port());
     let shovels = shovel::Shovels::start(handle.admin(), local, config::node_name());
     let s = shovels.clone();

@@ -267,6 +267,7 @@ impl Admin {
         let g = self.defs.lock();
         g.vhost_id(vhost)
             .and_then(|id| g.queue(id, name).ok().map(|q| q.queue.shard as usize))
+            .filter(|&s| s < self.control.shards())
             .unwrap_or(0)
     }
 

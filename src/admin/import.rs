@@ -245,7 +245,7 @@ impl Admin {
                 self.set_user_limit(&u.name, &k, v)?;
             }
         }
-        let mut g = self.defs.lock();
+        let mut g = self.defs.lock_change();
         for v in &f.vhosts {
             let mut limits = VhostLimits::default();
             for (k, n) in v.limits.as_ref().map(limits_of).unwrap_or_default() {
@@ -314,7 +314,7 @@ impl Admin {
                 report.warn(format!("exchange '{}' skipped: {}", x.name, e));
             }
         }
-        let mut g = self.defs.lock();
+        let mut g = self.defs.lock_change();
         for b in &f.bindings {
             if let Err(e) = add_binding(&mut g, b) {
                 report.warn(format!(
@@ -427,7 +427,7 @@ impl Admin {
         self.import_tenancy(file, &mut report)?;
         let shards = self.control.shards().max(1);
         {
-            let mut g = self.defs.lock();
+            let mut g = self.defs.lock_change();
             for (i, q) in file.queues.iter().enumerate() {
                 let Some(spec) = queue_spec(q, &mut report) else {
                     continue;

@@ -193,7 +193,7 @@ impl Admin {
         if name.is_empty() {
             return Err(AdminError::BadRequest("user name must not be empty".into()));
         }
-        let mut g = self.defs.lock();
+        let mut g = self.defs.lock_change();
         let existing = g.tenancy.users.get(name).cloned();
         let hash = match password {
             PasswordSpec::Clear(p) if p.is_empty() => {
@@ -223,11 +223,38 @@ impl Admin {
         Ok(existing.is_none())
     }
 
+    /// The definitions (the cluster layer applies other nodes' changes to
+    /// them).
+    pub fn definitions(&self) -> &Arc<Definitions> {
+        &self.defs
+    }
+
+    /// Another node deleted vhost `id`: every shard closes its connections
+    /// on it and drops its queues' runtime state. Does not wait (the
+    /// caller may be what a shard waits for).
+    pub fn vhost_gone_elsewhere(&self, id: crate::core::ids::VhostId, name: &str) {
+        let text = format!("vhost '{}' is deleted", name);
+        for i in 0..self.control.shards() {
+            let text = text.clone();
+            self.control.send(i, move |s| s.close_vhost(id, &text));
+        }
+    }
+
+    /// Another node deleted user `name`: their connections here close.
+    /// Does not wait.
+    pub fn user_gone_elsewhere(&self, name: &str) {
+        let text = format!("user '{}' is deleted", name);
+        for i in 0..self.control.shards() {
+            let (user, text) = (name.to_string(), text.clone());
+            self.control.send(i, move |s| s.close_user(&user, &text));
+        }
+    }
+
     /// Deletes a user with their permissions; their open connections are
     /// closed (320), as RabbitMQ does.
     pub fn delete_user(&self, name: &str) -> AdminResult<()> {
         {
-            let mut g = self.defs.lock();
+            let mut g = self.defs.lock_change();
             g.delete_user(name)?;
             g.commit()?;
         }
@@ -265,7 +292,7 @@ impl Admin {
         tags: Option<Vec<String>>,
         default_queue_type: Option<String>,
     ) -> AdminResult<bool> {
-        let mut g = self.defs.lock();
+        let mut g = self.defs.lock_change();
         let mut meta = g
             .vhost_id(name)
             .map(|id| g.vh(id).map(|v| v.meta.clone()).unwrap_or_default())
@@ -295,7 +322,7 @@ impl Admin {
         if answers.len() != self.control.shards() {
             return Err(AdminError::Internal("a shard did not answer".into()));
         }
-        let mut g = self.defs.lock();
+        let mut g = self.defs.lock_change();
         g.remove_vhost(id);
         g.commit()?;
         log::info!("deleted vhost '{}'", name);
@@ -318,14 +345,14 @@ impl Admin {
     }
 
     pub fn set_permissions(&self, user: &str, vhost: &str, p: Permission) -> AdminResult<()> {
-        let mut g = self.defs.lock();
+        let mut g = self.defs.lock_change();
         g.set_permissions(user, vhost, p)?;
         g.commit()?;
         Ok(())
     }
 
     pub fn clear_permissions(&self, user: &str, vhost: &str) -> AdminResult<()> {
-        let mut g = self.defs.lock();
+        let mut g = self.defs.lock_change();
         g.clear_permissions(user, vhost)?;
         g.commit()?;
         Ok(())
@@ -350,7 +377,7 @@ impl Admin {
         vhost: &str,
         p: TopicPermission,
     ) -> AdminResult<()> {
-        let mut g = self.defs.lock();
+        let mut g = self.defs.lock_change();
         g.set_topic_permissions(user, vhost, p)?;
         g.commit()?;
         Ok(())
@@ -364,7 +391,7 @@ impl Admin {
         vhost: &str,
         exchange: Option<&str>,
     ) -> AdminResult<()> {
-        let mut g = self.defs.lock();
+        let mut g = self.defs.lock_change();
         g.clear_topic_permissions(user, vhost, exchange.unwrap_or(""))?;
         g.commit()?;
         Ok(())
@@ -375,7 +402,7 @@ impl Admin {
     /// Sets (`value` >= 0) or clears (`value` < 0) `max-connections` or
     /// `max-queues` of a vhost.
     pub fn set_vhost_limit(&self, vhost: &str, limit: &str, value: i64) -> AdminResult<()> {
-        let mut g = self.defs.lock();
+        let mut g = self.defs.lock_change();
         g.set_vhost_limit(vhost, limit, value)?;
         g.commit()?;
         Ok(())
@@ -384,7 +411,7 @@ impl Admin {
     /// Sets (`value` >= 0) or clears (`value` < 0) `max-connections` or
     /// `max-channels` of a user.
     pub fn set_user_limit(&self, user: &str, limit: &str, value: i64) -> AdminResult<()> {
-        let mut g = self.defs.lock();
+        let mut g = self.defs.lock_change();
         g.set_user_limit(user, limit, value)?;
         g.commit()?;
         Ok(())

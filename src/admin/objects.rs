@@ -388,7 +388,17 @@ impl Admin {
     /// The shard queue `name` of the caller's vhost lives on (definitions).
     fn queue_shard(&self, vhost: VhostId, name: &str) -> CoreResult<usize> {
         let g = self.defs.lock();
-        Ok(g.queue(vhost, name)?.queue.shard as usize)
+        let q = g.queue(vhost, name)?;
+        match &q.node {
+            // Until the internode link: see `core::routing`.
+            Some(node) => Err(CoreError::NotFound(format!(
+                "home node '{}' of durable queue '{}' in vhost '{}' is down or inaccessible",
+                node,
+                name,
+                g.vhost_name(vhost)
+            ))),
+            None => Ok(q.queue.shard as usize),
+        }
     }
 
     /// Runs `f` on the shard of queue `name` after `use_queue` (the

@@ -26,7 +26,7 @@ impl Admin {
         name: &str,
         value: serde_json::Value,
     ) -> AdminResult<bool> {
-        let mut g = self.defs.lock();
+        let mut g = self.defs.lock_change();
         if g.vhost_id(vhost).is_none() {
             return Err(AdminError::NotFound(format!("no vhost '{}'", vhost)));
         }
@@ -48,7 +48,7 @@ impl Admin {
 
     /// Clears a parameter; `NotFound` if there is none.
     pub fn clear_parameter(&self, vhost: &str, component: &str, name: &str) -> AdminResult<()> {
-        let mut g = self.defs.lock();
+        let mut g = self.defs.lock_change();
         g.clear_parameter(vhost, component, name)?;
         g.commit()?;
         Ok(())

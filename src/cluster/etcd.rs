@@ -19,6 +19,11 @@ use std::time::Duration;
 /// How long one request may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A watch with no event for this long ends (`watch_prefix`), so its
+/// thread can look at its stop flag; the caller watches again from where
+/// it was.
+const WATCH_IDLE: Duration = Duration::from_secs(1);
+
 /// Why a call failed.
 #[derive(Debug)]
 pub enum EtcdError {
@@ -116,6 +121,8 @@ pub struct Etcd {
     /// Index of the endpoint that answered last.
     current: AtomicUsize,
     agent: ureq::Agent,
+    /// For watches: no overall deadline, only one between reads.
+    watch_agent: ureq::Agent,
 }
 
 fn b64(b: &[u8]) -> String {
@@ -205,6 +212,10 @@ impl Etcd {
                 .timeout_connect(Duration::from_secs(2))
                 .timeout(TIMEOUT)
                 .build(),
+            watch_agent: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(2))
+                .timeout_read(WATCH_IDLE)
+                .build(),
         }
     }
 
@@ -259,6 +270,64 @@ impl Etcd {
             None => Vec::new(),
         };
         Ok((kvs, int(&r["header"]["revision"])))
+    }
+
+    /// Keys from `from` up to the end of `prefix` (`from` starts with
+    /// it), sorted, and the store's revision.
+    pub fn range_from(&self, from: &[u8], prefix: &[u8]) -> Result<(Vec<Kv>, i64)> {
+        let r = self.call(
+            "/v3/kv/range",
+            &json!({ "key": b64(from), "range_end": b64(&prefix_end(prefix)) }),
+        )?;
+        let kvs = match r["kvs"].as_array() {
+            Some(a) => a.iter().map(kv).collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        Ok((kvs, int(&r["header"]["revision"])))
+    }
+
+    /// Watches the keys under `prefix` from `start_revision` (0: from
+    /// now) and calls `on_change` with the revision of each change seen,
+    /// until it returns false or no event came for `WATCH_IDLE` (the
+    /// normal end: watch again). Only the first endpoint that answered is
+    /// used.
+    pub fn watch_prefix(
+        &self,
+        prefix: &[u8],
+        start_revision: i64,
+        mut on_change: impl FnMut(i64) -> bool,
+    ) -> Result<()> {
+        let at = self.current.load(Ordering::Relaxed) % self.endpoints.len().max(1);
+        let Some(endpoint) = self.endpoints.get(at) else {
+            return Err(EtcdError::Unreachable("no endpoints".into()));
+        };
+        let mut req = json!({ "key": b64(prefix), "range_end": b64(&prefix_end(prefix)) });
+        if start_revision > 0 {
+            req["start_revision"] = json!(start_revision.to_string());
+        }
+        let body = json!({ "create_request": req });
+        let r = self
+            .watch_agent
+            .post(&format!("{endpoint}/v3/watch"))
+            .send_string(&body.to_string())
+            .map_err(|e| EtcdError::Unreachable(format!("{endpoint}: {e}")))?;
+        let stream = serde_json::Deserializer::from_reader(r.into_reader()).into_iter::<Value>();
+        for v in stream {
+            // A read timeout (no event for WATCH_IDLE) ends the stream.
+            let Ok(v) = v else { return Ok(()) };
+            let result = &v["result"];
+            if let Some(events) = result["events"].as_array() {
+                let rev = events
+                    .iter()
+                    .map(|e| int(&e["kv"]["mod_revision"]))
+                    .max()
+                    .unwrap_or(0);
+                if !on_change(rev) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Puts `value` at `key` (attached to `lease`, 0: none); returns the

@@ -4,5 +4,6 @@
 //! registered under leases, shown by `/api/nodes`). Nothing here runs
 //! unless `--etcd` is given.
 
+pub mod defs_sync;
 pub mod etcd;
 pub mod members;

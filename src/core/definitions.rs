@@ -28,7 +28,9 @@ use super::exchange::ExchangeKind;
 use super::ids::{QueueRef, VhostId};
 use super::tenancy::Tenancy;
 use crate::store::defs_log::{DefsLog, Record};
-use replay::{binding_record, exchange_record, queue_record, vhost_record, Replay};
+use replay::{
+    binding_record, cluster_queue_record, exchange_record, queue_record, vhost_record, Replay,
+};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,12 +39,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 mod boot;
 mod parameters;
 mod replay;
+mod replicated;
 mod users;
 mod vhosts;
 
 mod types;
 
 pub use parameters::Parameter;
+pub use replicated::{Batch, Effect, Replicator, REMOTE_OWNER, REMOTE_SHARD};
 pub use types::{Binding, BindingDest, DefEvent, ExchangeDef, QueueDef};
 pub use users::{LiveCounts, OpenError};
 pub use vhosts::{VhostDefs, VhostLimits, VhostMeta};
@@ -59,6 +63,8 @@ pub struct Definitions {
     /// Moves on every change of the runtime parameters (`parameters.rs`).
     parameters_version: AtomicU64,
     log_fault: LogFault,
+    /// Set when the node is clustered (`Definitions::join_cluster`).
+    cluster: std::sync::OnceLock<Arc<replicated::Shared>>,
 }
 
 /// The state behind the lock.
@@ -97,6 +103,8 @@ pub struct Defs {
     /// cost ~22 KiB compiled (heaptrack), too much to hold once per
     /// connection. Emptied whenever users, permissions or vhosts change.
     access_cache: HashMap<(String, String), Arc<UserAccess>>,
+    /// The cluster's shared definitions, when clustered (`replicated.rs`).
+    cluster: Option<replicated::Replicated>,
 }
 
 struct Persist {
@@ -156,55 +164,7 @@ impl Definitions {
         let started = std::time::Instant::now();
         let (mut log, records) = DefsLog::open(data_dir)?;
         let n_records = records.len();
-        let replayed = Replay::run(records);
-        let mut defs = Defs::empty(shards);
-        defs.next_store_id = replayed.next_store_id;
-        defs.initialized = replayed.initialized;
-        let mut slots = vec![0u32; shards];
-        let mut all_queues: Vec<(VhostId, QueueDef, u16)> = Vec::new();
-        let mut all_bindings = Vec::new();
-        for (name, v) in replayed.vhosts {
-            let id = defs.install_vhost(&name, v.meta);
-            let mut exchanges: Vec<ExchangeDef> = v.exchanges.into_values().collect();
-            exchanges.sort_by(|a, b| a.name.cmp(&b.name));
-            for mut x in exchanges {
-                x.vhost = id;
-                defs.add_exchange(x);
-            }
-            all_queues.extend(v.queues.into_values().map(|(q, home)| (id, q, home)));
-            all_bindings.extend(v.bindings.into_iter().map(|mut b| {
-                b.vhost = id;
-                b
-            }));
-        }
-        // Each shard's recovered queues take its first slots, in id order.
-        all_queues.sort_by_key(|(_, q, _)| q.store_id);
-        for (vhost, mut q, home) in all_queues {
-            let shard = home as usize % shards;
-            q.vhost = vhost;
-            q.queue = QueueRef {
-                shard: shard as u16,
-                slot: slots[shard],
-                gen: RECOVERED_GEN,
-            };
-            slots[shard] += 1;
-            defs.recovered[shard].push(q.clone());
-            defs.add_queue(q);
-        }
-        for b in all_bindings {
-            let v = &defs.vhosts[&b.vhost];
-            let dest_ok = match &b.dest {
-                BindingDest::Queue(n) => v.queues.contains_key(n),
-                BindingDest::Exchange(n) => v.exchanges.contains_key(n),
-            };
-            if dest_ok && v.exchanges.contains_key(&b.source) {
-                defs.add_binding(b);
-            }
-        }
-        defs.tenancy.replay(replayed.tenancy);
-        defs.parameters = replayed.parameters;
-        defs.parameters
-            .retain(|(vhost, _, _), _| defs.vhost_ids.contains_key(vhost));
+        let (defs, _) = Defs::install(Replay::run(records), shards, None);
         let live = defs.live_records();
         if n_records > 2 * live.len() + COMPACT_SLACK {
             log.rewrite(&live)?;
@@ -214,23 +174,8 @@ impl Definitions {
                 live.len()
             );
         }
-        let (mut nx, mut nq, mut nb) = (0, 0, 0);
-        for v in defs.vhosts.values() {
-            nx += v.exchanges.len() - PREDECLARED.len();
-            nq += v.queues.len();
-            nb += v.bindings.len();
-        }
-        log::info!(
-            "recovered {} vhost(s), {} user(s), {} durable exchange(s), {} queue(s), {} binding(s), {} parameter(s) from {} record(s) in {:?}",
-            defs.vhosts.len(),
-            defs.tenancy.users.len(),
-            nx,
-            nq,
-            nb,
-            defs.parameters.len(),
-            n_records,
-            started.elapsed()
-        );
+        defs.log_recovered(n_records, started);
+        let mut defs = defs;
         defs.persist = Some(Persist {
             log,
             pending: Vec::new(),
@@ -238,6 +183,33 @@ impl Definitions {
             left: 0,
         });
         Ok(Definitions::from_defs(defs))
+    }
+
+    /// The definitions of a clustered node: the cluster's batches up to
+    /// `applied` (`records`, in order) replayed, this node's durable queues
+    /// recovered on their home shards, every other node's queue remote.
+    /// Changes go through `rep` from then on. Also returns this node's
+    /// queues that cannot have survived its restart (transient or
+    /// exclusive), as (vhost, name): the caller deletes them.
+    pub fn from_cluster(
+        records: Vec<Record>,
+        shards: usize,
+        node: &str,
+        rep: Arc<dyn Replicator>,
+        applied: u64,
+    ) -> (Definitions, Vec<(String, String)>) {
+        let started = std::time::Instant::now();
+        let n_records = records.len();
+        let shared = Arc::new(replicated::Shared::new(Arc::from(node), rep, applied));
+        let (defs, stale) = Defs::install(
+            Replay::run(records),
+            shards,
+            Some(replicated::Replicated::new(shared.clone(), applied)),
+        );
+        defs.log_recovered(n_records, started);
+        let d = Definitions::from_defs(defs);
+        let _ = d.cluster.set(shared);
+        (d, stale)
     }
 
     fn from_defs(defs: Defs) -> Definitions {
@@ -248,6 +220,7 @@ impl Definitions {
             auth_version: AtomicU64::new(1),
             parameters_version: AtomicU64::new(1),
             log_fault: LogFault::default(),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -278,12 +251,115 @@ impl Definitions {
     /// except when `version()` moved.
     pub fn lock(&self) -> DefsGuard<'_> {
         DefsGuard {
-            guard: self.state.lock().unwrap_or_else(|e| e.into_inner()),
+            guard: Some(self.state.lock().unwrap_or_else(|e| e.into_inner())),
+            change: None,
             version: &self.version,
             auth_version: &self.auth_version,
             parameters_version: &self.parameters_version,
             log_fault: &self.log_fault,
         }
+    }
+
+    /// Locks the definitions for a change. On a single node this is
+    /// `lock`. On a clustered node it first takes the cluster-wide change
+    /// lock and waits until this node applied every batch before it
+    /// (`replicated.rs`), so the change is checked against the cluster's
+    /// definitions and ordered after them. Blocks for the round trips to
+    /// etcd (about a millisecond each here), like the fsync of a durable
+    /// change does. If the cluster cannot be reached the change is made
+    /// here and its `commit` fails; its records wait for the next change.
+    pub fn lock_change(&self) -> DefsGuard<'_> {
+        let Some(shared) = self.cluster.get() else {
+            return self.lock();
+        };
+        let change = shared.change.lock().unwrap_or_else(|e| e.into_inner());
+        let locked = match shared.rep.acquire() {
+            Ok(head) => {
+                if shared.wait_local(head) {
+                    true
+                } else {
+                    log::error!(
+                        "cluster definitions: this node did not catch up with batch {head} in \
+                         time; the change is not replicated"
+                    );
+                    shared.rep.release();
+                    false
+                }
+            }
+            Err(e) => {
+                log::error!("cluster definitions: cannot take the change lock: {e}");
+                false
+            }
+        };
+        let mut g = self.lock();
+        g.change = Some(change);
+        if let Some(c) = g.cluster.as_mut() {
+            c.locked = locked;
+        }
+        g
+    }
+
+    /// Makes these definitions a cluster's: from now on changes go
+    /// through `rep` (`lock_change`), and batches of other nodes come in
+    /// through `apply_batch`. `applied` is the last batch the definitions
+    /// hold (they were built from the cluster's batches up to it).
+    pub fn join_cluster(&self, node: &str, rep: Arc<dyn Replicator>, applied: u64) {
+        let shared = Arc::new(replicated::Shared::new(Arc::from(node), rep, applied));
+        let mut g = self.lock();
+        g.cluster = Some(replicated::Replicated::new(shared.clone(), applied));
+        // A clustered node keeps its definitions in the cluster only.
+        g.persist = None;
+        drop(g);
+        let _ = self.cluster.set(shared);
+    }
+
+    /// Tells the cluster that this node's queues `stale` (vhost, name),
+    /// transient or exclusive ones of its previous run, are gone.
+    pub fn forget_stale_queues(&self, stale: &[(String, String)]) {
+        if stale.is_empty() {
+            return;
+        }
+        let mut g = self.lock_change();
+        for (vhost, name) in stale {
+            g.record(|| Record::QueueDelete {
+                vhost: vhost.clone(),
+                name: name.clone(),
+            });
+        }
+        if let Err(e) = g.commit() {
+            log::warn!("cluster definitions: could not drop this node's old queues: {e}");
+        }
+    }
+
+    /// The last batch applied here (clustered; else 0).
+    pub fn cluster_applied(&self) -> u64 {
+        self.cluster.get().map_or(0, |s| s.applied())
+    }
+
+    /// Applies another node's batch, if it is the next one. Returns what
+    /// the cluster layer must do outside the definitions, or `Err` with the
+    /// sequence number expected when `batch` is not it.
+    pub fn apply_batch(&self, batch: Batch) -> Result<Vec<Effect>, u64> {
+        let mut effects = Vec::new();
+        let mut g = self.lock();
+        let Some(c) = g.cluster.as_mut() else {
+            return Ok(effects);
+        };
+        if batch.seq <= c.applied {
+            return Ok(effects);
+        }
+        if batch.seq != c.applied + 1 {
+            return Err(c.applied + 1);
+        }
+        c.foreign = true;
+        for rec in batch.records {
+            g.apply_foreign(rec, &mut effects);
+        }
+        let c = g.cluster.as_mut().expect("clustered");
+        c.foreign = false;
+        c.applied = batch.seq;
+        c.shared.set_applied(batch.seq);
+        Ok(effects)
     }
 
     /// The current auth version (see `auth_version`).
@@ -304,7 +380,11 @@ impl Definitions {
 /// Lock guard that publishes the new version when dropped, i.e. after the change
 /// is complete and before the caller writes its `*-ok`.
 pub struct DefsGuard<'a> {
-    guard: MutexGuard<'a, Defs>,
+    /// Taken only by `drop`, to release the lock before waiting for the
+    /// other nodes.
+    guard: Option<MutexGuard<'a, Defs>>,
+    /// This node's change mutex (`lock_change` on a clustered node).
+    change: Option<MutexGuard<'a, ()>>,
     version: &'a AtomicU64,
     auth_version: &'a AtomicU64,
     parameters_version: &'a AtomicU64,
@@ -314,31 +394,30 @@ pub struct DefsGuard<'a> {
 impl DefsGuard<'_> {
     /// The auth version as it will be once this change is published.
     pub fn auth_version(&self) -> u64 {
-        self.auth_version.load(Ordering::Acquire) + self.guard.auth_changed as u64
+        self.auth_version.load(Ordering::Acquire) + self.auth_changed as u64
     }
 }
 
 impl std::ops::Deref for DefsGuard<'_> {
     type Target = Defs;
     fn deref(&self) -> &Defs {
-        &self.guard
+        self.guard.as_ref().expect("taken only by drop")
     }
 }
 impl std::ops::DerefMut for DefsGuard<'_> {
     fn deref_mut(&mut self) -> &mut Defs {
-        &mut self.guard
+        self.guard.as_mut().expect("taken only by drop")
     }
 }
 impl Drop for DefsGuard<'_> {
     fn drop(&mut self) {
+        let Some(mut guard) = self.guard.take() else {
+            return;
+        };
         // Handlers that answer a client commit themselves, to report a failure;
         // this catches the rest (deletions by the owning shard, cascades).
-        let _ = self.guard.commit();
-        let failed = self
-            .guard
-            .persist
-            .as_ref()
-            .and_then(|p| p.failed.as_deref());
+        let _ = guard.commit();
+        let failed = guard.persist.as_ref().and_then(|p| p.failed.as_deref());
         if failed.is_some() != self.log_fault.failed.load(Ordering::Acquire) {
             self.log_fault
                 .failed
@@ -347,18 +426,137 @@ impl Drop for DefsGuard<'_> {
                 a.set_store_fault(super::alarms::FaultSource::Definitions, failed);
             }
         }
-        let v = self.guard.log_base + self.guard.log.len() as u64;
+        let v = guard.log_base + guard.log.len() as u64;
         self.version.store(v, Ordering::Release);
-        if std::mem::take(&mut self.guard.auth_changed) {
+        if std::mem::take(&mut guard.auth_changed) {
             self.auth_version.fetch_add(1, Ordering::AcqRel);
         }
-        if std::mem::take(&mut self.guard.parameters_changed) {
+        if std::mem::take(&mut guard.parameters_changed) {
             self.parameters_version.fetch_add(1, Ordering::AcqRel);
+        }
+        // A clustered change: release the cluster lock, then (with no lock
+        // held) wait until the other nodes applied it.
+        let mut wait = None;
+        if let Some(c) = guard.cluster.as_mut() {
+            if std::mem::take(&mut c.locked) {
+                c.shared.rep.release();
+            }
+            wait = c.appended.take().map(|seq| (c.shared.clone(), seq));
+        }
+        drop(guard);
+        self.change = None;
+        if let Some((shared, seq)) = wait {
+            shared.rep.wait_applied(seq);
         }
     }
 }
 
 impl Defs {
+    /// Builds the live definitions from a replayed log. `cluster`: the
+    /// node is clustered, and queues of other nodes become remote; this
+    /// node's queues that do not survive a restart are left out and
+    /// returned as (vhost, name).
+    fn install(
+        replayed: Replay,
+        shards: usize,
+        cluster: Option<replicated::Replicated>,
+    ) -> (Defs, Vec<(String, String)>) {
+        let mut defs = Defs::empty(shards);
+        defs.cluster = cluster;
+        if let Some(c) = defs.cluster.as_mut() {
+            c.foreign = true;
+        }
+        let me = defs.cluster_node().cloned();
+        defs.next_store_id = replayed.next_store_id;
+        defs.initialized = replayed.initialized;
+        let mut slots = vec![0u32; shards];
+        let mut all_queues: Vec<(VhostId, QueueDef, u16)> = Vec::new();
+        let mut all_bindings = Vec::new();
+        for (name, v) in replayed.vhosts {
+            let id = defs.install_vhost(&name, v.meta);
+            let mut exchanges: Vec<ExchangeDef> = v.exchanges.into_values().collect();
+            exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+            for mut x in exchanges {
+                x.vhost = id;
+                defs.add_exchange(x);
+            }
+            all_queues.extend(v.queues.into_values().map(|(q, home)| (id, q, home)));
+            all_bindings.extend(v.bindings.into_iter().map(|mut b| {
+                b.vhost = id;
+                b
+            }));
+        }
+        // Each shard's recovered queues take its first slots, in id order.
+        all_queues
+            .sort_by(|(_, a, _), (_, b, _)| (a.store_id, &a.name).cmp(&(b.store_id, &b.name)));
+        let mut stale = Vec::new();
+        for (vhost, mut q, home) in all_queues {
+            q.vhost = vhost;
+            let mine = q.node.is_none() || q.node == me;
+            if !mine {
+                q.queue = defs
+                    .cluster
+                    .as_mut()
+                    .map(replicated::Replicated::remote_ref)
+                    .expect("only a clustered node has remote queues");
+                defs.add_queue(q);
+                continue;
+            }
+            q.node = None;
+            if !q.durable || q.exclusive_owner.is_some() {
+                stale.push((defs.vhost_name(vhost).to_string(), q.name));
+                continue;
+            }
+            let shard = home as usize % shards;
+            q.queue = QueueRef {
+                shard: shard as u16,
+                slot: slots[shard],
+                gen: RECOVERED_GEN,
+            };
+            slots[shard] += 1;
+            defs.recovered[shard].push(q.clone());
+            defs.add_queue(q);
+        }
+        for b in all_bindings {
+            let v = &defs.vhosts[&b.vhost];
+            let dest_ok = match &b.dest {
+                BindingDest::Queue(n) => v.queues.contains_key(n),
+                BindingDest::Exchange(n) => v.exchanges.contains_key(n),
+            };
+            if dest_ok && v.exchanges.contains_key(&b.source) {
+                defs.add_binding(b);
+            }
+        }
+        defs.tenancy.replay(replayed.tenancy);
+        defs.parameters = replayed.parameters;
+        defs.parameters
+            .retain(|(vhost, _, _), _| defs.vhost_ids.contains_key(vhost));
+        if let Some(c) = defs.cluster.as_mut() {
+            c.foreign = false;
+        }
+        (defs, stale)
+    }
+
+    fn log_recovered(&self, n_records: usize, started: std::time::Instant) {
+        let (mut nx, mut nq, mut nb) = (0, 0, 0);
+        for v in self.vhosts.values() {
+            nx += v.exchanges.len() - PREDECLARED.len();
+            nq += v.queues.len();
+            nb += v.bindings.len();
+        }
+        log::info!(
+            "recovered {} vhost(s), {} user(s), {} durable exchange(s), {} queue(s), {} binding(s), {} parameter(s) from {} record(s) in {:?}",
+            self.vhosts.len(),
+            self.tenancy.users.len(),
+            nx,
+            nq,
+            nb,
+            self.parameters.len(),
+            n_records,
+            started.elapsed()
+        );
+    }
+
     fn empty(shards: usize) -> Defs {
         Defs {
             vhosts: HashMap::new(),
@@ -377,6 +575,7 @@ impl Defs {
             persist: None,
             next_store_id: 1,
             recovered: vec![Vec::new(); shards],
+            cluster: None,
         }
     }
 
@@ -386,8 +585,22 @@ impl Defs {
 
     /// Queues `record()` for the definitions log, if there is one.
     fn record(&mut self, record: impl FnOnce() -> Record) {
+        self.record_if(true, record);
+    }
+
+    /// Queues `record()` for the definitions log if `durable`, and for the
+    /// cluster (every change, durable or not) when clustered.
+    fn record_if(&mut self, durable: bool, record: impl FnOnce() -> Record) {
+        if let Some(c) = &mut self.cluster {
+            if !c.foreign {
+                record().encode(&mut c.pending);
+            }
+            return;
+        }
         if let Some(p) = &mut self.persist {
-            record().encode(&mut p.pending);
+            if durable {
+                record().encode(&mut p.pending);
+            }
         }
     }
 
@@ -399,6 +612,13 @@ impl Defs {
     /// declare undoes itself (`core::ops`) and the client gets a channel
     /// error.
     pub fn commit(&mut self) -> CoreResult<()> {
+        if self.cluster.is_some() {
+            return self.commit_cluster().map_err(|e| {
+                CoreError::Unavailable(format!(
+                    "the change cannot be replicated to the cluster: {e}"
+                ))
+            });
+        }
         let Some(p) = &mut self.persist else {
             return Ok(());
         };
@@ -552,9 +772,7 @@ impl Defs {
     /// Adds an exchange to its vhost (which must exist).
     pub fn add_exchange(&mut self, def: ExchangeDef) {
         let vname = self.vhost_name(def.vhost);
-        if def.durable {
-            self.record(|| exchange_record(&vname, &def));
-        }
+        self.record_if(def.durable, || exchange_record(&vname, &def));
         self.push(DefEvent::ExchangeAdded {
             vhost: def.vhost,
             name: def.name.clone(),
@@ -584,12 +802,10 @@ impl Defs {
         let vname = self.vhost_name(vhost);
         let removed = self.vh_mut(vhost).and_then(|v| v.exchanges.remove(name));
         if let Some(x) = removed {
-            if x.durable {
-                self.record(|| Record::ExchangeDelete {
-                    vhost: vname.to_string(),
-                    name: name.to_string(),
-                });
-            }
+            self.record_if(x.durable, || Record::ExchangeDelete {
+                vhost: vname.to_string(),
+                name: name.to_string(),
+            });
             self.push(DefEvent::ExchangeRemoved {
                 vhost,
                 name: name.to_string(),
@@ -600,8 +816,10 @@ impl Defs {
     /// Adds a queue to its vhost (which must exist).
     pub fn add_queue(&mut self, def: QueueDef) {
         let vname = self.vhost_name(def.vhost);
-        if def.persistent() {
-            self.record(|| queue_record(&vname, &def));
+        let node = self.cluster_node().cloned();
+        match node {
+            Some(node) => self.record_if(true, || cluster_queue_record(&vname, &def, &node)),
+            None => self.record_if(def.persistent(), || queue_record(&vname, &def)),
         }
         self.push(DefEvent::QueueAdded {
             vhost: def.vhost,
@@ -637,8 +855,8 @@ impl Defs {
         }
         let vname = self.vhost_name(vhost);
         let removed = self.vh_mut(vhost).and_then(|v| v.queues.remove(name));
-        if removed.is_some_and(|q| q.persistent()) {
-            self.record(|| Record::QueueDelete {
+        if let Some(q) = removed {
+            self.record_if(q.persistent(), || Record::QueueDelete {
                 vhost: vname.to_string(),
                 name: name.to_string(),
             });
@@ -654,10 +872,9 @@ impl Defs {
             return;
         };
         if v.bindings.insert(b.clone()) {
-            if self.binding_durable(&b) {
-                let vname = self.vhost_name(b.vhost);
-                self.record(|| Record::BindingAdd(binding_record(&vname, &b)));
-            }
+            let vname = self.vhost_name(b.vhost);
+            let durable = self.binding_durable(&b);
+            self.record_if(durable, || Record::BindingAdd(binding_record(&vname, &b)));
             self.push(DefEvent::BindingAdded(b));
         }
     }
@@ -673,10 +890,9 @@ impl Defs {
         }
         // Both ends still exist here: a queue or exchange is removed after
         // its bindings.
-        if self.binding_durable(b) {
-            let vname = self.vhost_name(b.vhost);
-            self.record(|| Record::BindingRemove(binding_record(&vname, b)));
-        }
+        let vname = self.vhost_name(b.vhost);
+        let durable = self.binding_durable(b);
+        self.record_if(durable, || Record::BindingRemove(binding_record(&vname, b)));
         self.push(DefEvent::BindingRemoved(b.clone()));
         let v = &self.vhosts[&b.vhost];
         let source = b.source.clone();

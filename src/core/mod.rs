@@ -386,7 +386,7 @@ impl ShardCtx {
             }
         }
         self.defs
-            .lock()
+            .lock_change()
             .remove_queue(queue.props.vhost, &queue.props.name, q);
     }
 

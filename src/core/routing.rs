@@ -205,6 +205,12 @@ impl Routing {
                 queue,
                 exclusive_owner,
             } => {
+                // A queue on another node cannot be reached from here yet
+                // (issue 20: the internode link comes next): messages for
+                // it are not routed, and it is not found by name.
+                if queue.shard == crate::core::definitions::REMOTE_SHARD {
+                    return;
+                }
                 if let Some(v) = self.vhost_mut(vhost) {
                     v.queues.insert(
                         name.as_bytes().into(),
@@ -473,6 +479,7 @@ mod tests {
             exclusive_owner: None,
             args: FieldTable::default(),
             store_id: 0,
+            node: None,
         });
         queue
     }

@@ -249,8 +249,17 @@ fn bind_shared(
     Ok(port)
 }
 
+/// Builds the definitions for `shards` shards instead of
+/// `<data_dir>/definitions.log` (a clustered node's, from etcd).
+pub type OpenDefs = Box<dyn FnOnce(usize) -> io::Result<Arc<Definitions>>>;
+
 /// Starts a broker.
 pub fn start(config: Config) -> io::Result<BrokerHandle> {
+    start_with(config, None)
+}
+
+/// Starts a broker whose definitions come from `open_defs`, if given.
+pub fn start_with(config: Config, open_defs: Option<OpenDefs>) -> io::Result<BrokerHandle> {
     // A data directory keeps the shard count it was written with: durable
     // queues and their messages' stores are placed by it.
     crate::store::format::check(&config.data_dir)?;
@@ -308,18 +317,21 @@ pub fn start(config: Config) -> io::Result<BrokerHandle> {
     // Replays <data_dir>/definitions.log: durable exchanges, queues and
     // bindings are back, and each shard creates its recovered queues before it
     // serves anyone (`ShardCtx::recover_queues`).
-    let defs = Arc::new(Definitions::open(&config.data_dir, shards).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "cannot open the definitions in {}: {}",
-                config.data_dir.display(),
-                e
-            ),
-        )
-    })?);
+    let defs = match open_defs {
+        Some(open) => open(shards)?,
+        None => Arc::new(Definitions::open(&config.data_dir, shards).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot open the definitions in {}: {}",
+                    config.data_dir.display(),
+                    e
+                ),
+            )
+        })?),
+    };
     // A fresh data directory gets vhost `/` and the default user.
-    defs.lock()
+    defs.lock_change()
         .bootstrap(&config.default_user, &config.default_pass)
         .map_err(|e| io::Error::other(e.to_string()))?;
     let clean_start = crate::store::clean::take(&config.data_dir);

@@ -14,6 +14,7 @@
 //! | 14 | queue delete | vhost, name |
 //! | 15 | binding add | vhost, source, dest kind (1 queue, 2 exchange), dest name, routing key, args |
 //! | 16 | binding remove | same as binding add |
+//! | 17 | cluster queue declare | vhost, name, id u64, home shard u16, flags (1 durable, 2 auto_delete, 4 exclusive), owner node, args |
 //! | 20 | vhost put | name, description, tags, default queue type, limits |
 //! | 21 | vhost delete | name |
 //! | 22 | user put | name, hashing algorithm, password hash (bytes), tags, limits |
@@ -50,6 +51,7 @@ const T_QUEUE_DECLARE: u8 = 13;
 const T_QUEUE_DELETE: u8 = 14;
 const T_BINDING_ADD: u8 = 15;
 const T_BINDING_REMOVE: u8 = 16;
+const T_CLUSTER_QUEUE: u8 = 17;
 const T_VHOST_PUT: u8 = 20;
 const T_VHOST_DELETE: u8 = 21;
 const T_USER_PUT: u8 = 22;
@@ -65,6 +67,8 @@ const T_PARAMETER_CLEAR: u8 = 30;
 const F_DURABLE: u8 = 1;
 const F_AUTO_DELETE: u8 = 2;
 const F_INTERNAL: u8 = 4;
+/// Queue flag of `ClusterQueue` (exchanges use 4 for `internal`).
+const F_EXCLUSIVE: u8 = 4;
 
 /// The vhost of records written before vhosts existed.
 const LEGACY_VHOST: &str = "/";
@@ -120,6 +124,22 @@ pub enum Record {
     QueueDelete {
         vhost: String,
         name: String,
+    },
+    /// A queue as a cluster's definitions carry it (`cluster::defs_sync`):
+    /// every queue, durable or not, with the node that holds it. Never in
+    /// a single node's log.
+    ClusterQueue {
+        vhost: String,
+        name: String,
+        id: u64,
+        home: u16,
+        durable: bool,
+        auto_delete: bool,
+        exclusive: bool,
+        /// The node whose shard holds the queue (its leader, for a quorum
+        /// queue).
+        owner: String,
+        args: FieldTable,
     },
     BindingAdd(BindingRecord),
     BindingRemove(BindingRecord),
@@ -258,6 +278,36 @@ impl Record {
                 put_u64(out, *id);
                 put_u16(out, *home);
                 put_u8(out, if *auto_delete { F_AUTO_DELETE } else { 0 });
+                args.encode(out);
+            }
+            Record::ClusterQueue {
+                vhost,
+                name,
+                id,
+                home,
+                durable,
+                auto_delete,
+                exclusive,
+                owner,
+                args,
+            } => {
+                put_u8(out, T_CLUSTER_QUEUE);
+                put_str(out, vhost);
+                put_str(out, name);
+                put_u64(out, *id);
+                put_u16(out, *home);
+                let mut flags = 0;
+                if *durable {
+                    flags |= F_DURABLE;
+                }
+                if *auto_delete {
+                    flags |= F_AUTO_DELETE;
+                }
+                if *exclusive {
+                    flags |= F_EXCLUSIVE;
+                }
+                put_u8(out, flags);
+                put_str(out, owner);
                 args.encode(out);
             }
             Record::QueueDelete { vhost, name } => {
@@ -441,6 +491,24 @@ impl Record {
                 auto_delete: r.u8()? & F_AUTO_DELETE != 0,
                 args: r.table()?,
             },
+            T_CLUSTER_QUEUE => {
+                let vhost = string(&mut r)?;
+                let name = string(&mut r)?;
+                let id = r.u64()?;
+                let home = r.u16()?;
+                let flags = r.u8()?;
+                Record::ClusterQueue {
+                    vhost,
+                    name,
+                    id,
+                    home,
+                    durable: flags & F_DURABLE != 0,
+                    auto_delete: flags & F_AUTO_DELETE != 0,
+                    exclusive: flags & F_EXCLUSIVE != 0,
+                    owner: string(&mut r)?,
+                    args: r.table()?,
+                }
+            }
             T_QUEUE_DELETE | T_QUEUE_DELETE_V0 => Record::QueueDelete {
                 vhost: vhost(&mut r)?,
                 name: string(&mut r)?,

@@ -54,6 +54,7 @@ impl Defs {
             exclusive_owner: None,
             args: q.arguments,
             store_id,
+            node: None,
         };
         self.recovered[shard].push(def.clone());
         self.add_queue(def);

@@ -44,6 +44,22 @@ pub(super) fn queue_record(vhost: &str, q: &QueueDef) -> Record {
     }
 }
 
+/// A queue as a cluster carries it: every queue, with its node (this one:
+/// its queues are the only ones it records).
+pub(super) fn cluster_queue_record(vhost: &str, q: &QueueDef, node: &str) -> Record {
+    Record::ClusterQueue {
+        vhost: vhost.to_string(),
+        name: q.name.clone(),
+        id: q.store_id,
+        home: q.queue.shard,
+        durable: q.durable,
+        auto_delete: q.auto_delete,
+        exclusive: q.exclusive_owner.is_some(),
+        owner: q.node.as_deref().unwrap_or(node).to_string(),
+        args: q.args.clone(),
+    }
+}
+
 pub(super) fn binding_record(vhost: &str, b: &Binding) -> BindingRecord {
     let (dest_kind, dest) = match &b.dest {
         BindingDest::Queue(n) => (DestKind::Queue, n.clone()),
@@ -168,6 +184,36 @@ impl Replay {
                     exclusive_owner: None,
                     args,
                     store_id: id,
+                    node: None,
+                };
+                self.vhost(vhost).queues.insert(name, (def, home));
+            }
+            Record::ClusterQueue {
+                vhost,
+                name,
+                id,
+                home,
+                durable,
+                auto_delete,
+                exclusive,
+                owner,
+                args,
+            } => {
+                self.next_store_id = self.next_store_id.max(id.saturating_add(1));
+                let def = QueueDef {
+                    vhost: UNSET,
+                    name: name.clone(),
+                    queue: QueueRef {
+                        shard: 0,
+                        slot: 0,
+                        gen: 0,
+                    },
+                    durable,
+                    auto_delete,
+                    exclusive_owner: exclusive.then_some(super::REMOTE_OWNER),
+                    args,
+                    store_id: id,
+                    node: Some(std::sync::Arc::from(owner)),
                 };
                 self.vhost(vhost).queues.insert(name, (def, home));
             }

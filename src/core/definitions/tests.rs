@@ -49,6 +49,7 @@ fn queue(g: &mut Defs, name: &str, shard: u16, durable: bool, owner: Option<u64>
         exclusive_owner: owner,
         args,
         store_id,
+        node: None,
     });
     store_id
 }

@@ -107,6 +107,9 @@ pub struct QueueDef {
     /// Stable id of a durable, non-exclusive queue (0 for any other): the same
     /// across restarts and never reused, for the message store to key by.
     pub store_id: u64,
+    /// The node holding the queue, if another node of the cluster (then
+    /// `queue` is on `REMOTE_SHARD`); `None`: this node.
+    pub node: Option<Arc<str>>,
 }
 
 impl QueueDef {

@@ -79,7 +79,7 @@ pub fn exchange_declare(defs: &Definitions, caller: Caller, x: ExchangeSpec) -> 
     let access = caller.access;
     access.check_exchange(Access::Configure, &x.name)?;
     let vhost = caller.vhost();
-    let mut g = defs.lock();
+    let mut g = defs.lock_change();
     if let Some(cur) = g.vh(vhost)?.exchanges.get(&x.name) {
         return check_exchange_equivalent(caller.vhost_name(), cur, kind, &x);
     }
@@ -129,7 +129,7 @@ pub fn exchange_delete(
     }
     caller.access.check_exchange(Access::Configure, name)?;
     let vhost = caller.vhost();
-    let mut g = defs.lock();
+    let mut g = defs.lock_change();
     if g.vh(vhost)?.exchanges.contains_key(name) {
         if if_unused && g.has_bindings_from(vhost, name) {
             return Err(CoreError::precondition(format!(
@@ -193,7 +193,7 @@ pub fn binding_access(
 
 /// exchange.bind.
 pub fn exchange_bind(defs: &Definitions, b: Binding) -> CoreResult<()> {
-    let mut g = defs.lock();
+    let mut g = defs.lock_change();
     // RabbitMQ names a missing source before a missing destination.
     g.exchange(b.vhost, &b.source)?;
     g.exchange(b.vhost, b.dest.name())?;
@@ -205,7 +205,7 @@ pub fn exchange_bind(defs: &Definitions, b: Binding) -> CoreResult<()> {
 /// exchange.unbind and queue.unbind: unbinding what does not exist (binding,
 /// queue or exchange) succeeds, as in RabbitMQ.
 pub fn unbind(defs: &Definitions, b: &Binding) -> CoreResult<()> {
-    let mut g = defs.lock();
+    let mut g = defs.lock_change();
     g.remove_binding(b);
     g.commit()
 }

@@ -51,6 +51,19 @@ pub fn find_queue(ctx: &mut ShardCtx, caller: Caller, name: &str) -> CoreResult<
     Ok(q)
 }
 
+/// The queue exists (on this node or, clustered, another) and the caller
+/// may use it: what binding needs, which sends the queue nothing.
+pub fn queue_defined(ctx: &mut ShardCtx, caller: Caller, name: &str) -> CoreResult<()> {
+    let g = ctx.defs.lock();
+    let q = g.queue(caller.vhost(), name)?;
+    if q.exclusive_owner
+        .is_some_and(|owner| owner != caller.conn_uid)
+    {
+        return Err(CoreError::queue_locked(caller.vhost_name(), name));
+    }
+    Ok(())
+}
+
 /// An operation on an existing queue: the permission it needs (`read` to
 /// consume, get or purge, `configure` to delete), checked first as
 /// RabbitMQ does, then [`find_queue`].
@@ -90,10 +103,16 @@ pub fn queue_declare(ctx: &mut ShardCtx, caller: Caller, q: QueueSpec) -> CoreRe
         queue_args::validate(vname, &name, &q.arguments)?;
     }
     let defs = ctx.defs.clone();
-    let mut g = defs.lock();
+    let mut g = defs.lock_change();
     if let Some(existing) = g.vh(vhost)?.queues.get(&name) {
         if existing.exclusive_owner != owner {
             return Err(CoreError::queue_locked(vname, &name));
+        }
+        if let Some(node) = &existing.node {
+            return Err(CoreError::NotFound(format!(
+                "home node '{}' of durable queue '{}' in vhost '{}' is down or inaccessible",
+                node, name, vname
+            )));
         }
         check_queue_equivalent(vname, existing, q.durable, q.auto_delete, &q.arguments)?;
         let queue = existing.queue;
@@ -153,6 +172,7 @@ pub fn queue_declare(ctx: &mut ShardCtx, caller: Caller, q: QueueSpec) -> CoreRe
         exclusive_owner: owner,
         args: q.arguments,
         store_id,
+        node: None,
     });
     // On disk before declare-ok (a durable queue). If it cannot be, the
     // declare did not happen: the queue goes again (its removal follows
@@ -179,13 +199,13 @@ pub fn queue_binding(
 ) -> CoreResult<Binding> {
     let dest = BindingDest::Queue(queue);
     binding_access(&ctx.defs, caller, &exchange, &dest, &key)?;
-    find_queue(ctx, caller, dest.name())?;
+    queue_defined(ctx, caller, dest.name())?;
     Ok(Binding::new(caller.vhost(), exchange, dest, key, args))
 }
 
 /// queue.bind.
 pub fn queue_bind(ctx: &mut ShardCtx, b: Binding) -> CoreResult<()> {
-    let mut g = ctx.defs.lock();
+    let mut g = ctx.defs.lock_change();
     g.queue(b.vhost, b.dest.name())?;
     g.exchange(b.vhost, &b.source)?;
     check_binding_args(&g, &b)?;
@@ -206,8 +226,8 @@ pub fn queue_unbind(
 ) -> CoreResult<()> {
     let dest = BindingDest::Queue(queue);
     binding_access(&ctx.defs, caller, &exchange, &dest, &key)?;
-    match find_queue(ctx, caller, dest.name()) {
-        Ok(_) | Err(CoreError::NotFound(_)) => {}
+    match queue_defined(ctx, caller, dest.name()) {
+        Ok(()) | Err(CoreError::NotFound(_)) => {}
         Err(locked) => return Err(locked),
     }
     let b = Binding::new(caller.vhost(), exchange, dest, key, args);
