@@ -21,7 +21,9 @@
 //! (`Defs::apply_foreign`), recording nothing. A queue of another node is
 //! defined here with a `QueueRef` on [`REMOTE_SHARD`].
 
-use super::{Binding, BindingDest, Defs, ExchangeDef, QueueDef, PREDECLARED};
+use super::{
+    Binding, BindingDest, Definitions, Defs, DefsGuard, ExchangeDef, QueueDef, Replay, PREDECLARED,
+};
 use crate::core::exchange::ExchangeKind;
 use crate::core::ids::{QueueRef, VhostId};
 use crate::store::defs_log::{DestKind, Record};
@@ -178,6 +180,137 @@ impl Replicated {
             slot: self.next_remote_slot,
             gen: 1,
         }
+    }
+}
+
+impl Definitions {
+    /// The definitions of a clustered node: the cluster's batches up to
+    /// `applied` (`records`, in order) replayed, this node's durable queues
+    /// recovered on their home shards, every other node's queue remote.
+    /// Changes go through `rep` from then on. Also returns this node's
+    /// queues that cannot have survived its restart (transient or
+    /// exclusive), as (vhost, name): the caller deletes them.
+    pub fn from_cluster(
+        records: Vec<Record>,
+        shards: usize,
+        node: &str,
+        rep: Arc<dyn Replicator>,
+        applied: u64,
+    ) -> (Definitions, Vec<(String, String)>) {
+        let started = std::time::Instant::now();
+        let n_records = records.len();
+        let shared = Arc::new(Shared::new(Arc::from(node), rep, applied));
+        let (defs, stale) = Defs::install(
+            Replay::run(records),
+            shards,
+            Some(Replicated::new(shared.clone(), applied)),
+        );
+        defs.log_recovered(n_records, started);
+        let d = Definitions::from_defs(defs);
+        let _ = d.cluster.set(shared);
+        (d, stale)
+    }
+
+    /// Locks the definitions for a change. On a single node this is
+    /// `lock`. On a clustered node it first takes the cluster-wide change
+    /// lock and waits until this node applied every batch before it
+    /// (`replicated.rs`), so the change is checked against the cluster's
+    /// definitions and ordered after them. Blocks for the round trips to
+    /// etcd (about a millisecond each here), like the fsync of a durable
+    /// change does. If the cluster cannot be reached the change is made
+    /// here and its `commit` fails; its records wait for the next change.
+    pub fn lock_change(&self) -> DefsGuard<'_> {
+        let Some(shared) = self.cluster.get() else {
+            return self.lock();
+        };
+        let change = shared.change.lock().unwrap_or_else(|e| e.into_inner());
+        let locked = match shared.rep.acquire() {
+            Ok(head) => {
+                if shared.wait_local(head) {
+                    true
+                } else {
+                    log::error!(
+                        "cluster definitions: this node did not catch up with batch {head} in \
+                         time; the change is not replicated"
+                    );
+                    shared.rep.release();
+                    false
+                }
+            }
+            Err(e) => {
+                log::error!("cluster definitions: cannot take the change lock: {e}");
+                false
+            }
+        };
+        let mut g = self.lock();
+        g.change = Some(change);
+        if let Some(c) = g.cluster.as_mut() {
+            c.locked = locked;
+        }
+        g
+    }
+
+    /// Makes these definitions a cluster's: from now on changes go
+    /// through `rep` (`lock_change`), and batches of other nodes come in
+    /// through `apply_batch`. `applied` is the last batch the definitions
+    /// hold (they were built from the cluster's batches up to it).
+    pub fn join_cluster(&self, node: &str, rep: Arc<dyn Replicator>, applied: u64) {
+        let shared = Arc::new(Shared::new(Arc::from(node), rep, applied));
+        let mut g = self.lock();
+        g.cluster = Some(Replicated::new(shared.clone(), applied));
+        // A clustered node keeps its definitions in the cluster only.
+        g.persist = None;
+        drop(g);
+        let _ = self.cluster.set(shared);
+    }
+
+    /// Tells the cluster that this node's queues `stale` (vhost, name),
+    /// transient or exclusive ones of its previous run, are gone.
+    pub fn forget_stale_queues(&self, stale: &[(String, String)]) {
+        if stale.is_empty() {
+            return;
+        }
+        let mut g = self.lock_change();
+        for (vhost, name) in stale {
+            g.record(|| Record::QueueDelete {
+                vhost: vhost.clone(),
+                name: name.clone(),
+            });
+        }
+        if let Err(e) = g.commit() {
+            log::warn!("cluster definitions: could not drop this node's old queues: {e}");
+        }
+    }
+
+    /// The last batch applied here (clustered; else 0).
+    pub fn cluster_applied(&self) -> u64 {
+        self.cluster.get().map_or(0, |s| s.applied())
+    }
+
+    /// Applies another node's batch, if it is the next one. Returns what
+    /// the cluster layer must do outside the definitions, or `Err` with the
+    /// sequence number expected when `batch` is not it.
+    pub fn apply_batch(&self, batch: Batch) -> Result<Vec<Effect>, u64> {
+        let mut effects = Vec::new();
+        let mut g = self.lock();
+        let Some(c) = g.cluster.as_mut() else {
+            return Ok(effects);
+        };
+        if batch.seq <= c.applied {
+            return Ok(effects);
+        }
+        if batch.seq != c.applied + 1 {
+            return Err(c.applied + 1);
+        }
+        c.foreign = true;
+        for rec in batch.records {
+            g.apply_foreign(rec, &mut effects);
+        }
+        let c = g.cluster.as_mut().expect("clustered");
+        c.foreign = false;
+        c.applied = batch.seq;
+        c.shared.set_applied(batch.seq);
+        Ok(effects)
     }
 }
 
