@@ -29,6 +29,7 @@ pub mod parameters;
 pub mod persist;
 mod pump;
 pub mod queue;
+pub mod quorum;
 pub mod queue_args;
 pub mod routing;
 pub mod sender_selected;
@@ -114,6 +115,8 @@ pub struct ShardCtx {
     /// The last run shut down cleanly (`store::clean`): recovery may trust
     /// what it synced.
     pub clean_start: bool,
+    /// Replicas of other nodes' quorum queues kept here (`quorum.rs`).
+    pub replicas: quorum::Replicas,
 }
 
 impl ShardCtx {
@@ -124,13 +127,18 @@ impl ShardCtx {
         alarms: Arc<alarms::Alarms>,
     ) -> ShardCtx {
         let shards = config.shards;
+        let unclustered = config.cluster.etcd.is_empty();
         ShardCtx {
             id,
             config,
             defs,
             alarms,
             routing: Routing::new(id as usize),
-            outbox: Outbox::new(id, shards),
+            outbox: if unclustered {
+                Outbox::new(id, shards)
+            } else {
+                Outbox::with_link(id, shards)
+            },
             queues: Slab::new(),
             store: None,
             paging: None,
@@ -153,6 +161,7 @@ impl ShardCtx {
             streams_to_write: Vec::new(),
             stream_files: Vec::new(),
             clean_start: false,
+            replicas: quorum::Replicas::default(),
         }
     }
 
@@ -182,6 +191,9 @@ impl ShardCtx {
         let stream = queue_args::is_stream(&props.arguments);
         let dir = stream::stream_dir(&self.config.data_dir, props.store_id);
         let mut q = Queue::new(me, props, self.paging.clone(), self.config.consumer_timeout);
+        q.replicated = q.props.store_id != 0
+            && self.defs.is_clustered()
+            && queue_args::is_quorum(&q.props.arguments);
         if stream {
             let s =
                 stream::Stream::open(&dir, &q.props.arguments, self.clean_start).map_err(|e| {
@@ -399,14 +411,25 @@ impl ShardCtx {
             return;
         };
         let id = queue.props.store_id;
+        let replicated = queue.replicated;
         if id != 0 {
             if let Some(store) = self.store.as_mut() {
                 queue.take_gone(&mut self.gone_scratch);
-                for (seq, loc) in self.gone_scratch.drain(..) {
+                for &(seq, loc) in &self.gone_scratch {
                     store.ack(id, seq, loc);
                 }
             }
+            if replicated {
+                for i in 0..self.gone_scratch.len() {
+                    let seq = self.gone_scratch[i].0;
+                    self.replicate_gone(id, seq);
+                }
+            }
+            self.gone_scratch.clear();
         }
+        let Some(queue) = self.queues.get_mut(q.slot as usize).filter(|x| x.me == q) else {
+            return;
+        };
         let dead = queue.take_dead();
         if dead.is_empty() {
             return;
@@ -514,7 +537,17 @@ impl ShardCtx {
                 total
             );
         }
+        let clustered = self.defs.is_clustered();
         for (id, msgs) in recovered.queues.drain() {
+            if clustered {
+                // Another node's quorum queue this node follows.
+                let r = self.replicas.by_id.entry(id).or_default();
+                for m in msgs {
+                    r.last = r.last.max(m.seq);
+                    r.entries.insert(m.seq, m.location);
+                }
+                continue;
+            }
             let up_to = msgs.iter().map(|m| m.seq).max().unwrap_or(0);
             store.queue_gone(id, up_to, msgs.iter().map(|m| m.location));
         }

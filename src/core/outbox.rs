@@ -4,6 +4,7 @@
 //! same iteration. The queues keep their capacity, so steady traffic allocates
 //! nothing.
 
+use super::definitions::REMOTE_SHARD;
 use super::ids::QueueRef;
 use super::shard_msg::ShardMsg;
 use std::collections::VecDeque;
@@ -17,6 +18,10 @@ pub struct Outbox {
     /// Body bytes waiting per destination (the count alone would let 16 Ki
     /// large messages pile up).
     bytes: Vec<usize>,
+    /// The index of the cluster link (the destination of
+    /// `REMOTE_SHARD`: other nodes), the last one; `usize::MAX` on a node
+    /// that is not clustered.
+    link: usize,
 }
 
 /// Messages a queue may leave waiting for one shard before it pauses: bounds
@@ -69,6 +74,21 @@ fn merge(last: &mut ShardMsg, next: &ShardMsg) -> bool {
             *count += 1;
             true
         }
+        (
+            ShardMsg::ReplicaGone {
+                store_id,
+                seq,
+                count,
+            },
+            ShardMsg::ReplicaGone {
+                store_id: i,
+                seq: s,
+                count: 1,
+            },
+        ) if i == store_id && *s == *seq + *count as u64 => {
+            *count += 1;
+            true
+        }
         _ => false,
     }
 }
@@ -80,6 +100,24 @@ impl Outbox {
             to: (0..shards).map(|_| VecDeque::with_capacity(1024)).collect(),
             stalled: Vec::new(),
             bytes: vec![0; shards],
+            link: usize::MAX,
+        }
+    }
+
+    /// An outbox for `shards` shards and, after them, the cluster link.
+    pub fn with_link(me: u16, shards: usize) -> Outbox {
+        let mut o = Outbox::new(me, shards + 1);
+        o.link = shards;
+        o
+    }
+
+    /// The destination index of `shard` (`REMOTE_SHARD`: the link).
+    #[inline]
+    fn index(&self, shard: u16) -> usize {
+        if shard == REMOTE_SHARD {
+            self.link
+        } else {
+            shard as usize
         }
     }
 
@@ -89,13 +127,17 @@ impl Outbox {
     /// deliveries, or a batch of confirms, costs one entry.
     #[inline]
     pub fn push(&mut self, shard: u16, msg: ShardMsg) {
-        let to = &mut self.to[shard as usize];
+        let i = self.index(shard);
+        // Only a clustered node has remote queues.
+        let Some(to) = self.to.get_mut(i) else {
+            return;
+        };
         if let Some(last) = to.back_mut() {
             if merge(last, &msg) {
                 return;
             }
         }
-        self.bytes[shard as usize] += weight(&msg);
+        self.bytes[i] += weight(&msg);
         to.push_back(msg);
     }
 
@@ -121,8 +163,9 @@ impl Outbox {
 
     #[inline]
     pub fn is_congested(&self, shard: u16) -> bool {
-        let s = shard as usize;
-        self.to[s].len() >= CONGESTION_LIMIT || self.bytes[s] >= CONGESTION_BYTES
+        let s = self.index(shard);
+        s < self.to.len()
+            && (self.to[s].len() >= CONGESTION_LIMIT || self.bytes[s] >= CONGESTION_BYTES)
     }
 
     /// Some other shard's destination is congested (its ring is full and the

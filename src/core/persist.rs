@@ -71,6 +71,12 @@ pub struct ShardStore {
     /// Segments compaction could not empty (some live messages were paged
     /// out), with when to try again.
     compact_retry: HashMap<u64, Instant>,
+    /// Replicated quorum queues led here: the seq up to which every
+    /// in-sync follower holds their messages (`core::quorum`).
+    replicated: HashMap<QueueRef, u64>,
+    /// A follower's replicas: (batch, store id, seq) to report as synced
+    /// once the batch is durable, oldest first.
+    held_syncs: VecDeque<(u64, u64, u64)>,
 }
 
 /// A storage failure not yet over.
@@ -95,6 +101,9 @@ struct Held {
     batch: u64,
     tag: ConfirmTag,
     queue: QueueRef,
+    /// A replicated queue's message: its seq, which the followers must hold
+    /// too (0: not replicated).
+    replica_seq: u64,
     /// `latency::clock()` when it was held.
     at: u64,
 }
@@ -153,6 +162,8 @@ impl ShardStore {
                 fault: None,
                 nacked: 0,
                 compact_retry: HashMap::new(),
+                replicated: HashMap::new(),
+                held_syncs: VecDeque::new(),
             },
             recovered,
         ))
@@ -203,17 +214,46 @@ impl ShardStore {
     /// Holds a publisher confirm for a message of `queue` until the current
     /// batch is durable.
     pub fn hold_confirm(&mut self, tag: ConfirmTag, queue: QueueRef) {
+        self.hold_replicated_confirm(tag, queue, 0);
+    }
+
+    /// Holds a confirm of a replicated queue's message `seq` until the
+    /// batch is durable and every in-sync follower holds it
+    /// (`set_replicated`).
+    pub fn hold_replicated_confirm(&mut self, tag: ConfirmTag, queue: QueueRef, seq: u64) {
         self.held.push_back(Held {
             batch: self.batch,
             tag,
             queue,
+            replica_seq: seq,
             at: latency::clock(),
         });
     }
 
+    /// The followers of replicated queue `queue` hold its messages up to
+    /// `seq` (the cluster link's watermark).
+    pub fn set_replicated(&mut self, queue: QueueRef, seq: u64) {
+        let r = self.replicated.entry(queue).or_insert(0);
+        *r = (*r).max(seq);
+    }
+
+    /// A replicated queue led here is gone: forget its watermark.
+    pub fn forget_replicated(&mut self, queue: QueueRef) {
+        self.replicated.remove(&queue);
+    }
+
+    /// A follower appended message `seq` of replica `store_id`: report it
+    /// to the leader once the current batch is durable.
+    pub fn hold_sync(&mut self, store_id: u64, seq: u64) {
+        match self.held_syncs.back_mut() {
+            Some(last) if last.0 == self.batch && last.1 == store_id => last.2 = last.2.max(seq),
+            _ => self.held_syncs.push_back((self.batch, store_id, seq)),
+        }
+    }
+
     /// Nothing appended unwritten and no confirm waiting for an fsync.
     pub fn is_idle(&self) -> bool {
-        !self.dirty && self.held.is_empty()
+        !self.dirty && self.held.is_empty() && self.held_syncs.is_empty()
     }
 
     /// The confirms released since the last call, with their hold times.
@@ -422,12 +462,27 @@ impl ShardStore {
             }
             return;
         }
+        while let Some(&(batch, store_id, seq)) = self.held_syncs.front() {
+            if batch > synced {
+                break;
+            }
+            self.held_syncs.pop_front();
+            out.push(
+                crate::core::definitions::REMOTE_SHARD,
+                ShardMsg::ReplicaSynced { store_id, seq },
+            );
+        }
         if self.held.is_empty() {
             return;
         }
         let now = latency::clock();
         while let Some(h) = self.held.front() {
             if h.batch > synced {
+                break;
+            }
+            if h.replica_seq != 0
+                && self.replicated.get(&h.queue).copied().unwrap_or(0) < h.replica_seq
+            {
                 break;
             }
             let h = self.held.pop_front().expect("front exists");

@@ -26,6 +26,7 @@ impl ShardCtx {
             } => {
                 let mut stored = false;
                 let mut followup = false;
+                let mut replica: Option<(u64, u64)> = None;
                 if let Some(q) = ctx
                     .queues
                     .get_mut(queue.slot as usize)
@@ -78,12 +79,16 @@ impl ShardCtx {
                     }
                     // A persistent message to a durable queue is written to the
                     // store first; its confirm waits for the batch's fsync.
+                    let seq = q.next_seq();
+                    if q.replicated {
+                        replica = Some((q.props.store_id, seq));
+                    }
                     let loc = match ctx.store.as_mut() {
                         Some(store) if q.persists(meta) => {
                             stored = true;
                             Some(store.append(&persist::Publish {
                                 queue_id: q.props.store_id,
-                                seq: q.next_seq(),
+                                seq,
                                 exchange: msg.exchange(),
                                 routing_key: msg.routing_key(),
                                 properties: msg.properties(),
@@ -93,6 +98,18 @@ impl ShardCtx {
                         }
                         _ => None,
                     };
+                    if let Some((id, seq)) = replica.filter(|_| stored) {
+                        // The followers get it before any consumer can ack it.
+                        ctx.outbox.push(
+                            crate::core::definitions::REMOTE_SHARD,
+                            ShardMsg::ReplicaAppend {
+                                store_id: id,
+                                seq,
+                                msg: msg.clone(),
+                                meta,
+                            },
+                        );
+                    }
                     q.publish(msg, meta, loc, &mut ctx.outbox);
                     if confirm.is_some() && !stored {
                         // Confirmed below, in this iteration: 0 µs held.
@@ -107,7 +124,10 @@ impl ShardCtx {
                 // as in RabbitMQ.
                 if let Some(tag) = confirm {
                     match ctx.store.as_mut() {
-                        Some(store) if stored => store.hold_confirm(tag, queue),
+                        Some(store) if stored => match replica {
+                            Some((_, seq)) => store.hold_replicated_confirm(tag, queue, seq),
+                            None => store.hold_confirm(tag, queue),
+                        },
                         _ => ctx.outbox.push(
                             tag.channel.shard,
                             ShardMsg::Confirm {
@@ -195,6 +215,11 @@ impl ShardCtx {
             | ShardMsg::Adopt(_) => {
                 unreachable!("a session message reached the queue pump")
             }
+            msg @ (ShardMsg::ReplicaAppend { .. }
+            | ShardMsg::ReplicaGone { .. }
+            | ShardMsg::ReplicaReset { .. }
+            | ShardMsg::ReplicaSynced { .. }
+            | ShardMsg::Replicated { .. }) => ctx.handle_replica_msg(msg),
         }
     }
 

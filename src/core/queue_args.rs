@@ -236,6 +236,12 @@ pub fn is_stream(args: &FieldTable) -> bool {
     args.get("x-queue-type").and_then(FieldValue::as_str) == Some("stream")
 }
 
+/// A quorum queue (`x-queue-type=quorum`): replicated when clustered
+/// (`core::quorum`).
+pub fn is_quorum(args: &FieldTable) -> bool {
+    args.get("x-queue-type").and_then(FieldValue::as_str) == Some("quorum")
+}
+
 /// The queue type module RabbitMQ names in its errors, for the types that
 /// refuse some declarations (`rabbit_queue_type:is_server_named_allowed`).
 fn replicated_type(args: &FieldTable) -> Option<&'static str> {

@@ -119,6 +119,32 @@ pub enum ShardMsg {
         timeout_ms: u64,
     },
 
+    // ---- quorum-queue replication, through the cluster link
+    // (`core::quorum`, `cluster::link`); `store_id` names the queue on
+    // every node ----
+    /// A message the leader of quorum queue `store_id` stored as `seq`:
+    /// from the leader's shard to the link, which sends it to every
+    /// follower, whose link hands it to the follower shard that keeps the
+    /// queue's replica.
+    ReplicaAppend {
+        store_id: u64,
+        seq: u64,
+        msg: Message,
+        meta: MessageMeta,
+    },
+    /// Messages `seq .. seq + count` left the quorum queue for good
+    /// (acked, dropped, expired, dead-lettered): same way as `ReplicaAppend`.
+    ReplicaGone { store_id: u64, seq: u64, count: u32 },
+    /// The follower's replica of `store_id` starts again (a bulk copy
+    /// follows): it drops what it holds.
+    ReplicaReset { store_id: u64 },
+    /// From a follower shard to its link (and on to the leader's node):
+    /// the replica of `store_id` holds every message up to `seq` on disk.
+    ReplicaSynced { store_id: u64, seq: u64 },
+    /// From the link to the leader's shard: every in-sync follower holds
+    /// the messages of `queue` up to `seq`; their confirms may go.
+    Replicated { queue: QueueRef, seq: u64 },
+
     // ---- to the shard layer ----
     /// A session moving to this shard (a publishing connection following
     /// its queue, `core::follow`). It travels in the ring behind every

@@ -47,6 +47,9 @@ pub struct BrokerHandle {
     /// What `warren::start` ran on top of the shards besides the HTTP API
     /// (the shovels, the cluster membership): stopped first, in order.
     attached_stops: Vec<Box<dyn FnOnce() + Send>>,
+    /// A clustered node's end of the mesh for the cluster link, until
+    /// `take_cluster_links`.
+    cluster_links: Option<mesh::Links>,
 }
 
 /// The server `warren::start` runs on top of the shards (`attach_http`).
@@ -83,6 +86,11 @@ impl BrokerHandle {
     /// connection (`shard::control`).
     pub fn control(&self) -> control::Control {
         self.control.clone()
+    }
+
+    /// The cluster link's end of the mesh (a clustered node; once).
+    pub fn take_cluster_links(&mut self) -> Option<mesh::Links> {
+        self.cluster_links.take()
     }
 
     /// Users, vhosts, permissions, limits, definitions (`admin`).
@@ -348,9 +356,13 @@ pub fn start_with(config: Config, open_defs: Option<OpenDefs>) -> io::Result<Bro
     defs.set_alarms(alarms.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let drain = Arc::new(AtomicBool::new(false));
-    let mut mesh = mesh::Mesh::new(shards)?;
+    // A clustered node's mesh has one more member after the shards: the
+    // cluster link (`cluster::link`), which carries what goes to other
+    // nodes.
+    let clustered = !config.cluster.etcd.is_empty();
+    let mut mesh = mesh::Mesh::new(shards + clustered as usize)?;
     let wakers = mesh.wakers.clone();
-    let (control, inboxes) = control::channels(wakers.clone());
+    let (control, inboxes) = control::channels(wakers[..shards].to_vec());
     let cores = if config.pin_threads {
         core_affinity::get_core_ids().unwrap_or_default()
     } else {
@@ -424,6 +436,7 @@ pub fn start_with(config: Config, open_defs: Option<OpenDefs>) -> io::Result<Bro
         temp_data_dir: config.temporary_data_dir.then(|| config.data_dir.clone()),
         http: None,
         attached_stops: Vec::new(),
+        cluster_links: clustered.then(|| mesh.take_links(shards)),
     })
 }
 

@@ -109,6 +109,11 @@ impl ShardState {
             | ShardMsg::Settle { .. }
             | ShardMsg::ChannelGone { .. }
             | ShardMsg::Resume { .. }) => ctx.handle_queue_msg(msg),
+            msg @ (ShardMsg::ReplicaAppend { .. }
+            | ShardMsg::ReplicaGone { .. }
+            | ShardMsg::ReplicaReset { .. }
+            | ShardMsg::ReplicaSynced { .. }
+            | ShardMsg::Replicated { .. }) => ctx.handle_replica_msg(msg),
         }
     }
 }

@@ -282,6 +282,11 @@ impl Definitions {
         }
     }
 
+    /// This node is part of a cluster (its definitions are the cluster's).
+    pub fn is_clustered(&self) -> bool {
+        self.cluster.get().is_some()
+    }
+
     /// The last batch applied here (clustered; else 0).
     pub fn cluster_applied(&self) -> u64 {
         self.cluster.get().map_or(0, |s| s.applied())

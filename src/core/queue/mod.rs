@@ -146,6 +146,10 @@ pub struct Queue {
     /// A stream (`x-queue-type=stream`) keeps its messages here, not in
     /// `ready` (`core::stream`); the shard opens it (`ShardCtx::new_queue`).
     pub stream: Option<Box<Stream>>,
+    /// The leader of a quorum queue replicated to other nodes
+    /// (`core::quorum`): every message is stored, and streamed to the
+    /// followers; a confirm also waits for them.
+    pub replicated: bool,
 }
 
 /// What the owning shard must do after a queue operation.
@@ -192,6 +196,7 @@ impl Queue {
             time_in_queue: Histogram::default(),
             confirm_latency: Histogram::default(),
             stream: None,
+            replicated: false,
         }
     }
 
@@ -199,7 +204,7 @@ impl Queue {
     /// persistent (delivery mode 2) and routed to a durable queue.
     #[inline]
     pub fn persists(&self, meta: MessageMeta) -> bool {
-        self.props.store_id != 0 && meta.persistent()
+        self.props.store_id != 0 && (meta.persistent() || self.replicated)
     }
 
     /// The sequence number the next published message will get.

@@ -1,0 +1,182 @@
+//! Quorum queues replicated across the nodes of a cluster (issue 20),
+//! the shard's side. The cluster's side (who leads, who follows, the
+//! in-sync set in etcd, the link between nodes) is `cluster::link` and
+//! `cluster::quorum`.
+//!
+//! **Leader.** A quorum queue's leader is an ordinary durable `Queue` with
+//! `replicated` set: every message it takes is written to the shard's
+//! store (whatever its delivery mode, as RabbitMQ's quorum queues do), and
+//! also handed to the cluster link as `ShardMsg::ReplicaAppend` (seq and
+//! message); messages that leave it for good go as `ReplicaGone`. Its
+//! publisher confirms wait for the store's fsync *and* for the link's
+//! `Replicated` watermark: every in-sync follower has the message on disk
+//! (`ShardStore::hold_confirm`, `ShardStore::set_replicated`).
+//!
+//! **Follower.** A follower node keeps a [`Replica`] per quorum queue on
+//! shard `store_id % shards`: the messages' places in the shard's own
+//! store, by seq. It appends what the leader sends, acks what left, and
+//! after each fsync tells the leader how far it is (`ReplicaSynced`). A
+//! replica never delivers. When the follower is elected leader, the
+//! replica becomes a `Queue` (`ShardCtx::promote_replica`), every message
+//! marked redelivered.
+
+use super::ids::QueueRef;
+use super::message::Message;
+use super::shard_msg::ShardMsg;
+use super::{persist, ShardCtx};
+use crate::core::definitions::REMOTE_SHARD;
+use crate::store::segments::Location;
+use std::collections::{BTreeMap, HashMap};
+
+/// A follower's copy of one quorum queue.
+#[derive(Default)]
+pub struct Replica {
+    /// Every message the leader sent and did not say gone, by seq, with
+    /// its place in the store.
+    pub entries: BTreeMap<u64, Location>,
+    /// The highest seq appended.
+    pub last: u64,
+}
+
+/// The replicas a shard keeps, by the queue's store id.
+#[derive(Default)]
+pub struct Replicas {
+    pub by_id: HashMap<u64, Replica>,
+}
+
+impl Replicas {
+    /// Messages held in replicas (statistics).
+    pub fn messages(&self) -> usize {
+        self.by_id.values().map(|r| r.entries.len()).sum()
+    }
+}
+
+impl ShardCtx {
+    /// A replication message for this shard (see the module doc).
+    pub fn handle_replica_msg(&mut self, msg: ShardMsg) {
+        match msg {
+            ShardMsg::ReplicaAppend {
+                store_id,
+                seq,
+                msg,
+                meta: _,
+            } => self.replica_append(store_id, seq, &msg),
+            ShardMsg::ReplicaGone {
+                store_id,
+                seq,
+                count,
+            } => {
+                let Some(store) = self.store.as_mut() else {
+                    return;
+                };
+                let Some(r) = self.replicas.by_id.get_mut(&store_id) else {
+                    return;
+                };
+                for s in seq..seq + count as u64 {
+                    if let Some(loc) = r.entries.remove(&s) {
+                        store.ack(store_id, s, loc);
+                    }
+                }
+            }
+            ShardMsg::ReplicaReset { store_id } => self.drop_replica(store_id),
+            ShardMsg::Replicated { queue, seq } => {
+                if let Some(store) = self.store.as_mut() {
+                    store.set_replicated(queue, seq);
+                }
+            }
+            // A follower shard's own report goes to the link, never here.
+            _ => {}
+        }
+    }
+
+    fn replica_append(&mut self, store_id: u64, seq: u64, msg: &Message) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let r = self.replicas.by_id.entry(store_id).or_default();
+        if !r.entries.contains_key(&seq) {
+            let loc = store.append(&persist::Publish {
+                queue_id: store_id,
+                seq,
+                exchange: msg.exchange(),
+                routing_key: msg.routing_key(),
+                properties: msg.properties(),
+                body: msg.body(),
+                expires_at: 0,
+            });
+            r.entries.insert(seq, loc);
+        }
+        r.last = r.last.max(seq);
+        store.hold_sync(store_id, seq);
+    }
+
+    /// Drops the replica of `store_id` (a reset, or its queue is gone).
+    pub fn drop_replica(&mut self, store_id: u64) {
+        let Some(r) = self.replicas.by_id.remove(&store_id) else {
+            return;
+        };
+        if let Some(store) = self.store.as_mut() {
+            for (seq, loc) in r.entries {
+                store.ack(store_id, seq, loc);
+            }
+        }
+    }
+
+    /// The leader's side of messages leaving a replicated queue for good.
+    pub(super) fn replicate_gone(&mut self, store_id: u64, seq: u64) {
+        self.outbox.push(
+            REMOTE_SHARD,
+            ShardMsg::ReplicaGone {
+                store_id,
+                seq,
+                count: 1,
+            },
+        );
+    }
+
+    /// Makes the replica of `store_id` on this shard the queue `me`
+    /// describes, as the new leader: its messages are ready again, marked
+    /// redelivered (a consumer of the old leader may have had them). The
+    /// caller has made `me` the queue's definition here.
+    pub fn promote_replica(
+        &mut self,
+        me: QueueRef,
+        props: super::queue::QueueProps,
+    ) -> Result<(), super::error::CoreError> {
+        let store_id = props.store_id;
+        let mut queue = self.new_queue(me, props)?;
+        queue.replicated = true;
+        let entries = self
+            .replicas
+            .by_id
+            .remove(&store_id)
+            .map(|r| r.entries)
+            .unwrap_or_default();
+        if let Some(store) = self.store.as_mut() {
+            let mut msgs: Vec<crate::store::segments::RecoveredMessage> = entries
+                .into_iter()
+                .map(|(seq, location)| crate::store::segments::RecoveredMessage {
+                    seq,
+                    location,
+                    message: None,
+                })
+                .collect();
+            for chunk in msgs.chunks_mut(4096) {
+                if let Err(e) = store.log.load(chunk) {
+                    log::error!(
+                        "quorum queue '{}': cannot read its replica back: {e}",
+                        queue.props.name
+                    );
+                }
+                queue.recover(chunk.iter_mut().filter_map(|m| {
+                    let s = *m.message.take()?;
+                    let msg = Message::new(&s.exchange, &s.routing_key, &s.properties, &s.body);
+                    Some((m.seq, m.location, msg, s.expires_at))
+                }));
+            }
+        }
+        debug_assert_eq!(self.queues.vacant_key(), me.slot as usize);
+        self.queues.insert(queue);
+        Ok(())
+    }
+}
