@@ -621,3 +621,28 @@ fn raw_handshake_and_oversized_frame() {
     });
     assert_eq!(b.errors(), Vec::<String>::new());
 }
+
+/// An idle connection outlives the 5 s silence timeout (heartbeats keep
+/// it alive), while one that never completes its handshake is closed.
+#[test]
+fn heartbeats_keep_idle_connections_and_handshakes_time_out() {
+    let (a, b) = (Node::start("a7", "s"), Node::start("b7", "s"));
+    a.peers(&[&b]);
+    wait_up(&a, &b);
+    wait_for("b7's inbound connection", || {
+        b.seen(|s| s.inbound == ["a7"])
+    });
+    let idle_since = Instant::now();
+    let mut mute = TcpStream::connect(b.addr).unwrap();
+    mute.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut challenge = [0u8; 24];
+    mute.read_exact(&mut challenge).unwrap();
+    let mut rest = Vec::new();
+    let _ = mute.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+    let local = mute.local_addr().unwrap().to_string();
+    assert_eq!(log_lines(&["INFO", &local, "handshake timed out"]), 1);
+    assert!(idle_since.elapsed() > Duration::from_secs(5));
+    assert_eq!(a.events(), ["up b7"]);
+    assert_eq!(b.seen(|s| s.inbound.clone()), ["a7"]);
+}

@@ -31,7 +31,9 @@
 //! empty frame of kind 0, never handed to the sink); an inbound connection
 //! silent for 5 s is closed; an outbound one has `TCP_USER_TIMEOUT` 5 s,
 //! so the kernel drops it when its data (at least the heartbeats) goes
-//! unacknowledged that long, and it is redialled.
+//! unacknowledged that long, and it is redialled. A connection whose
+//! handshake has not completed within 5 s is closed (and an outbound one
+//! redialled).
 //!
 //! # Wire format
 //! Handshake (the acceptor speaks first):
@@ -387,10 +389,9 @@ impl Transport {
         let mut dead = Vec::new();
         for (slot, c) in self.conns.iter_mut() {
             c.shrink_if_idle();
-            if c.outbound
-                && !c.is_up()
-                && now.saturating_duration_since(c.opened) >= HANDSHAKE_TIMEOUT
-            {
+            // Inbound too: a stranger trickling its hello byte by byte
+            // would never be silent for long.
+            if !c.is_up() && now.saturating_duration_since(c.opened) >= HANDSHAKE_TIMEOUT {
                 dead.push((slot, Closed::HandshakeTimeout));
             } else if !c.outbound
                 && !c.read_again

@@ -49,7 +49,7 @@ pub enum Closed {
     RefusedByPeer,
     /// The acceptor's challenge was not one.
     BadChallenge(HandshakeError),
-    /// An outbound handshake took too long.
+    /// The handshake took too long.
     HandshakeTimeout,
     /// An inbound connection said nothing, not even a heartbeat, for too long.
     Silent,
@@ -99,7 +99,7 @@ pub struct Conn {
     /// are tiny and go before any frame.
     hs: Vec<u8>,
     hs_sent: usize,
-    /// When the connection was opened (outbound handshake timeout).
+    /// When the connection was opened (handshake timeout).
     pub opened: Instant,
     /// When input last arrived (inbound silence timeout).
     pub last_read: Instant,
