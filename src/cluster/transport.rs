@@ -67,7 +67,7 @@ mod conn;
 mod wire;
 
 pub use buf::FrameWriter;
-pub use wire::{hmac_sha256, FrameError, KIND_HEARTBEAT, MAX_FRAME, MAX_PAYLOAD};
+pub use wire::{check_frame, hmac_sha256, FrameError, KIND_HEARTBEAT, MAX_FRAME, MAX_PAYLOAD};
 
 use conn::{Closed, Conn, Progress};
 use mio::event::Event;
