@@ -61,6 +61,11 @@ pub fn start(config: Config) -> std::io::Result<BrokerHandle> {
         .or(config.bind.first().copied())
         .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
     let cluster = config.cluster.clone();
+    let cluster_bind = config
+        .bind
+        .first()
+        .copied()
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     let http_port = config.http_port;
     // A clustered node's definitions are the cluster's, in etcd.
     let mut defs_sync = None;
@@ -102,6 +107,7 @@ pub fn start(config: Config) -> std::io::Result<BrokerHandle> {
                 admin.vhost_gone_elsewhere(id, &name)
             }
             core::definitions::Effect::UserDeleted(name) => admin.user_gone_elsewhere(&name),
+            core::definitions::Effect::QueueMovedAway(q) => admin.demote_queue(q),
         }));
         defs.forget_stale_queues(&stale.lock().unwrap());
         let s = sync.clone();
@@ -111,22 +117,33 @@ pub fn start(config: Config) -> std::io::Result<BrokerHandle> {
     let shovels = shovel::Shovels::start(handle.admin(), local, config::node_name());
     let s = shovels.clone();
     handle.attach_stop(Box::new(move || s.stop()));
-    let membership = (!cluster.etcd.is_empty()).then(|| {
-        let me = cluster::members::SelfInfo {
-            node: config::node_name(),
-            address: cluster
-                .advertise_address
-                .clone()
-                .unwrap_or_else(cluster::members::host_name),
-            amqp_port: handle.port(),
-            http_port: http_port.filter(|&p| p != 0),
-            cluster_port: cluster.port,
-        };
-        cluster::members::Membership::start(&cluster.etcd, &cluster.name, me)
-    });
-    if let Some(m) = membership.clone() {
-        handle.attach_stop(Box::new(move || m.stop()));
-    }
+    let membership = match cluster.etcd.is_empty() {
+        true => None,
+        false => {
+            let listener =
+                std::net::TcpListener::bind((cluster_bind, cluster.port)).map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on cluster port {}: {e}", cluster.port),
+                    )
+                })?;
+            let me = cluster::members::SelfInfo {
+                node: config::node_name(),
+                address: cluster
+                    .advertise_address
+                    .clone()
+                    .unwrap_or_else(cluster::members::host_name),
+                amqp_port: handle.port(),
+                http_port: http_port.filter(|&p| p != 0),
+                cluster_port: listener.local_addr()?.port(),
+            };
+            let m = cluster::members::Membership::start(&cluster.etcd, &cluster.name, me);
+            cluster::start_replication(&mut handle, &cluster, listener, m.clone())?;
+            let stop = m.clone();
+            handle.attach_stop(Box::new(move || stop.stop()));
+            Some(m)
+        }
+    };
     match http::start(handle.admin(), shovels, membership) {
         Ok(Some(server)) => {
             let ports = (server.port(), server.prometheus_port());

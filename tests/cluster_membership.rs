@@ -34,6 +34,7 @@ fn node(name: &str, etcd_url: &str) -> Node {
     let child = common_durable::warren_command_http(port, http, &dir.0)
         .args(["--shards", "1", "--log-level", "warn", "--node-name", name])
         .args(["--etcd", etcd_url, "--cluster-name", "t"])
+        .args(["--cluster-port", "0", "--advertise-address", "127.0.0.1"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

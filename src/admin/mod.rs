@@ -14,6 +14,7 @@ mod exchanges;
 mod import;
 pub mod objects;
 mod parameters;
+mod quorum;
 pub mod stats;
 
 use crate::config::Config;

@@ -29,8 +29,8 @@ pub mod parameters;
 pub mod persist;
 mod pump;
 pub mod queue;
-pub mod quorum;
 pub mod queue_args;
+pub mod quorum;
 pub mod routing;
 pub mod sender_selected;
 pub mod shard_msg;
@@ -382,6 +382,20 @@ impl ShardCtx {
         let mut queue = self.queues.remove(q.slot as usize);
         self.churn.queue_deleted += 1;
         queue.cancel_all(&mut self.outbox);
+        if queue.replicated {
+            if let Some(store) = self.store.as_mut() {
+                store.forget_replicated(q, &mut self.outbox);
+            }
+            let store_id = queue.props.store_id;
+            self.outbox.push(
+                definitions::REMOTE_SHARD,
+                shard_msg::ShardMsg::ReplicaReset {
+                    store_id,
+                    to: 0,
+                    gen: 0,
+                },
+            );
+        }
         if let Some(s) = queue.stream.take() {
             s.destroy();
         }

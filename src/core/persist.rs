@@ -74,9 +74,9 @@ pub struct ShardStore {
     /// Replicated quorum queues led here: the seq up to which every
     /// in-sync follower holds their messages (`core::quorum`).
     replicated: HashMap<QueueRef, u64>,
-    /// A follower's replicas: (batch, store id, seq) to report as synced
-    /// once the batch is durable, oldest first.
-    held_syncs: VecDeque<(u64, u64, u64)>,
+    /// A follower's replicas: (batch, store id, seq, generation) to report
+    /// as synced once the batch is durable, oldest first.
+    held_syncs: VecDeque<(u64, u64, u64, u32)>,
 }
 
 /// A storage failure not yet over.
@@ -237,17 +237,37 @@ impl ShardStore {
         *r = (*r).max(seq);
     }
 
-    /// A replicated queue led here is gone: forget its watermark.
-    pub fn forget_replicated(&mut self, queue: QueueRef) {
+    /// A replicated queue led here is gone (or another node leads it
+    /// now): its held confirms are nacked (nothing says the new leader
+    /// has those messages) and its watermark forgotten.
+    pub fn forget_replicated(&mut self, queue: QueueRef, out: &mut super::outbox::Outbox) {
         self.replicated.remove(&queue);
+        let before = self.held.len();
+        self.held.retain(|h| {
+            if h.queue != queue || h.replica_seq == 0 {
+                return true;
+            }
+            out.push(
+                h.tag.channel.shard,
+                ShardMsg::Confirm {
+                    tag: h.tag,
+                    ok: false,
+                    count: 1,
+                },
+            );
+            false
+        });
+        self.nacked += (before - self.held.len()) as u64;
     }
 
     /// A follower appended message `seq` of replica `store_id`: report it
     /// to the leader once the current batch is durable.
-    pub fn hold_sync(&mut self, store_id: u64, seq: u64) {
+    pub fn hold_sync(&mut self, store_id: u64, seq: u64, gen: u32) {
         match self.held_syncs.back_mut() {
-            Some(last) if last.0 == self.batch && last.1 == store_id => last.2 = last.2.max(seq),
-            _ => self.held_syncs.push_back((self.batch, store_id, seq)),
+            Some(last) if last.0 == self.batch && last.1 == store_id && last.3 == gen => {
+                last.2 = last.2.max(seq)
+            }
+            _ => self.held_syncs.push_back((self.batch, store_id, seq, gen)),
         }
     }
 
@@ -462,14 +482,14 @@ impl ShardStore {
             }
             return;
         }
-        while let Some(&(batch, store_id, seq)) = self.held_syncs.front() {
+        while let Some(&(batch, store_id, seq, gen)) = self.held_syncs.front() {
             if batch > synced {
                 break;
             }
             self.held_syncs.pop_front();
             out.push(
                 crate::core::definitions::REMOTE_SHARD,
-                ShardMsg::ReplicaSynced { store_id, seq },
+                ShardMsg::ReplicaSynced { store_id, seq, gen },
             );
         }
         if self.held.is_empty() {

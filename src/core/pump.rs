@@ -107,6 +107,7 @@ impl ShardCtx {
                                 seq,
                                 msg: msg.clone(),
                                 meta,
+                                to: 0,
                             },
                         );
                     }
@@ -218,6 +219,7 @@ impl ShardCtx {
             msg @ (ShardMsg::ReplicaAppend { .. }
             | ShardMsg::ReplicaGone { .. }
             | ShardMsg::ReplicaReset { .. }
+            | ShardMsg::ReplicaBulkDone { .. }
             | ShardMsg::ReplicaSynced { .. }
             | ShardMsg::Replicated { .. }) => ctx.handle_replica_msg(msg),
         }

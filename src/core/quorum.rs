@@ -36,6 +36,10 @@ pub struct Replica {
     pub entries: BTreeMap<u64, Location>,
     /// The highest seq appended.
     pub last: u64,
+    /// The generation the leader's link gave the replica's last reset:
+    /// reports carry it, so one from before a reset is not mistaken for
+    /// one after.
+    pub gen: u32,
 }
 
 /// The replicas a shard keeps, by the queue's store id.
@@ -56,10 +60,7 @@ impl ShardCtx {
     pub fn handle_replica_msg(&mut self, msg: ShardMsg) {
         match msg {
             ShardMsg::ReplicaAppend {
-                store_id,
-                seq,
-                msg,
-                meta: _,
+                store_id, seq, msg, ..
             } => self.replica_append(store_id, seq, &msg),
             ShardMsg::ReplicaGone {
                 store_id,
@@ -78,7 +79,10 @@ impl ShardCtx {
                     }
                 }
             }
-            ShardMsg::ReplicaReset { store_id } => self.drop_replica(store_id),
+            ShardMsg::ReplicaReset { store_id, gen, .. } => {
+                self.drop_replica(store_id);
+                self.replicas.by_id.entry(store_id).or_default().gen = gen;
+            }
             ShardMsg::Replicated { queue, seq } => {
                 if let Some(store) = self.store.as_mut() {
                     store.set_replicated(queue, seq);
@@ -107,7 +111,7 @@ impl ShardCtx {
             r.entries.insert(seq, loc);
         }
         r.last = r.last.max(seq);
-        store.hold_sync(store_id, seq);
+        store.hold_sync(store_id, seq, r.gen);
     }
 
     /// Drops the replica of `store_id` (a reset, or its queue is gone).
@@ -120,6 +124,90 @@ impl ShardCtx {
                 store.ack(store_id, seq, loc);
             }
         }
+    }
+
+    /// The leader's side of a follower joining: a reset, then every
+    /// message queue `queue` holds (read back from the store, in seq
+    /// order), then `ReplicaBulkDone`, all through the outbox in order,
+    /// ahead of what is published after.
+    pub fn replica_bulk(&mut self, queue: QueueRef, to: u16) {
+        let Some(q) = self
+            .queues
+            .get(queue.slot as usize)
+            .filter(|q| q.me == queue)
+        else {
+            return;
+        };
+        let store_id = q.props.store_id;
+        let upto = q.next_seq().saturating_sub(1);
+        let locs = q.stored_locations();
+        self.outbox.push(
+            REMOTE_SHARD,
+            ShardMsg::ReplicaReset {
+                store_id,
+                to,
+                gen: 0,
+            },
+        );
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let mut msgs = Vec::with_capacity(locs.len());
+        for loc in locs {
+            match store.log.read(loc) {
+                Ok(m) => msgs.push(m),
+                Err(e) => log::error!("quorum queue bulk copy: cannot read a message back: {e}"),
+            }
+        }
+        msgs.sort_by_key(|m| m.seq);
+        for m in msgs {
+            let msg = Message::new(&m.exchange, &m.routing_key, &m.properties, &m.body);
+            let meta = super::message::MessageMeta::from_amqp091(msg.properties());
+            self.outbox.push(
+                REMOTE_SHARD,
+                ShardMsg::ReplicaAppend {
+                    store_id,
+                    seq: m.seq,
+                    msg,
+                    meta,
+                    to,
+                },
+            );
+        }
+        self.outbox.push(
+            REMOTE_SHARD,
+            ShardMsg::ReplicaBulkDone { store_id, to, upto },
+        );
+    }
+
+    /// This node no longer leads queue `queue` (another node was elected
+    /// while it was away): its consumers are cancelled, its messages
+    /// dropped here (the new leader has them, and copies them back to this
+    /// node's replica), its confirms nacked by the store's fault path if
+    /// any are held. The definitions already name the new leader.
+    pub fn demote_queue(&mut self, queue: QueueRef) {
+        let Some(q) = self
+            .queues
+            .get(queue.slot as usize)
+            .filter(|q| q.me == queue)
+        else {
+            return;
+        };
+        let store_id = q.props.store_id;
+        let mut q = self.queues.remove(queue.slot as usize);
+        q.cancel_all(&mut self.outbox);
+        if let Some(store) = self.store.as_mut() {
+            store.queue_gone(
+                store_id,
+                crate::store::record::ALL_SEQS,
+                q.stored_locations(),
+            );
+            store.forget_replicated(queue, &mut self.outbox);
+        }
+        log::warn!(
+            "quorum queue '{}': another node leads it now; this node follows",
+            q.props.name
+        );
     }
 
     /// The leader's side of messages leaving a replicated queue for good.

@@ -124,23 +124,30 @@ pub enum ShardMsg {
     // every node ----
     /// A message the leader of quorum queue `store_id` stored as `seq`:
     /// from the leader's shard to the link, which sends it to every
-    /// follower, whose link hands it to the follower shard that keeps the
+    /// follower (`to` 0) or to follower `to` (a bulk copy; the link's node
+    /// number), whose link hands it to the follower shard that keeps the
     /// queue's replica.
     ReplicaAppend {
         store_id: u64,
         seq: u64,
         msg: Message,
         meta: MessageMeta,
+        to: u16,
     },
     /// Messages `seq .. seq + count` left the quorum queue for good
     /// (acked, dropped, expired, dead-lettered): same way as `ReplicaAppend`.
     ReplicaGone { store_id: u64, seq: u64, count: u32 },
-    /// The follower's replica of `store_id` starts again (a bulk copy
-    /// follows): it drops what it holds.
-    ReplicaReset { store_id: u64 },
+    /// The replica of `store_id` on follower `to` (0: every follower)
+    /// starts again, as generation `gen` (the link numbers them): it drops
+    /// what it holds; a bulk copy follows.
+    ReplicaReset { store_id: u64, to: u16, gen: u32 },
+    /// From the leader's shard to its link: the bulk copy for follower
+    /// `to` is complete; it held every message up to `upto`.
+    ReplicaBulkDone { store_id: u64, to: u16, upto: u64 },
     /// From a follower shard to its link (and on to the leader's node):
-    /// the replica of `store_id` holds every message up to `seq` on disk.
-    ReplicaSynced { store_id: u64, seq: u64 },
+    /// generation `gen` of the replica of `store_id` holds every message
+    /// up to `seq` on disk.
+    ReplicaSynced { store_id: u64, seq: u64, gen: u32 },
     /// From the link to the leader's shard: every in-sync follower holds
     /// the messages of `queue` up to `seq`; their confirms may go.
     Replicated { queue: QueueRef, seq: u64 },

@@ -112,6 +112,7 @@ impl ShardState {
             msg @ (ShardMsg::ReplicaAppend { .. }
             | ShardMsg::ReplicaGone { .. }
             | ShardMsg::ReplicaReset { .. }
+            | ShardMsg::ReplicaBulkDone { .. }
             | ShardMsg::ReplicaSynced { .. }
             | ShardMsg::Replicated { .. }) => ctx.handle_replica_msg(msg),
         }

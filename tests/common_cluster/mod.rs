@@ -57,6 +57,7 @@ impl Node {
                 &self.name,
             ])
             .args(["--etcd", &self.etcd, "--cluster-name", "t"])
+            .args(["--cluster-port", "0", "--advertise-address", "127.0.0.1"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -77,6 +77,9 @@ pub enum Effect {
     VhostDeleted { id: VhostId, name: String },
     /// The user went: close their connections here.
     UserDeleted(String),
+    /// Another node leads this node's queue now (elected while this node
+    /// was away): the local queue must go (`ShardCtx::demote_queue`).
+    QueueMovedAway(QueueRef),
 }
 
 /// Shared between the definitions and the threads waiting for the applier.
@@ -330,6 +333,92 @@ impl Defs {
         self.cluster.as_ref().map_or(0, |c| c.applied)
     }
 
+    /// Queue `name` is held by `queue` now (`node`: another node; None:
+    /// this one), keeping its bindings: the routing copies see it removed
+    /// and added again, with its bindings. Recorded (for the cluster) when
+    /// this node made the change.
+    pub fn rehome_queue(
+        &mut self,
+        vhost: VhostId,
+        name: &str,
+        queue: QueueRef,
+        node: Option<Arc<str>>,
+    ) {
+        let Some(v) = self.vhosts.get(&vhost) else {
+            return;
+        };
+        let Some(def) = v.queues.get(name) else {
+            return;
+        };
+        let mut def = def.clone();
+        let dest = BindingDest::Queue(name.to_string());
+        let bindings: Vec<Binding> = v
+            .bindings
+            .iter()
+            .filter(|b| b.dest == dest)
+            .cloned()
+            .collect();
+        for b in &bindings {
+            self.push(super::DefEvent::BindingRemoved(b.clone()));
+        }
+        self.push(super::DefEvent::QueueRemoved {
+            vhost,
+            name: name.to_string(),
+        });
+        def.queue = queue;
+        def.node = node;
+        if def.node.is_none() {
+            def.exclusive_owner = None;
+        }
+        self.push(super::DefEvent::QueueAdded {
+            vhost,
+            name: name.to_string(),
+            queue,
+            exclusive_owner: def.exclusive_owner,
+        });
+        for b in bindings {
+            self.push(super::DefEvent::BindingAdded(b));
+        }
+        let vname = self.vhost_name(vhost);
+        if let Some(me) = self.cluster_node().cloned() {
+            self.record_if(true, || {
+                super::replay::cluster_queue_record(&vname, &def, &me)
+            });
+        }
+        if let Some(v) = self.vhosts.get_mut(&vhost) {
+            v.queues.insert(name.to_string(), def);
+        }
+    }
+
+    /// The queue with store id `id`, anywhere in the cluster.
+    pub fn queue_by_store_id(&self, id: u64) -> Option<&QueueDef> {
+        self.vhosts
+            .values()
+            .flat_map(|v| v.queues.values())
+            .find(|q| q.store_id == id && id != 0)
+    }
+
+    /// This node's quorum queues (it leads them): (store id, vhost name,
+    /// queue name, `x-quorum-initial-group-size`).
+    pub fn local_quorum_queues(&self) -> Vec<(u64, String, String, Option<i64>)> {
+        let mut out = Vec::new();
+        for v in self.vhosts.values() {
+            for q in v.queues.values() {
+                if q.node.is_none()
+                    && q.store_id != 0
+                    && crate::core::queue_args::is_quorum(&q.args)
+                {
+                    let size = q
+                        .args
+                        .get("x-quorum-initial-group-size")
+                        .and_then(|v| v.as_i64());
+                    out.push((q.store_id, v.name.to_string(), q.name.clone(), size));
+                }
+            }
+        }
+        out
+    }
+
     /// Writes the pending records as the next batch (`Defs::commit`).
     pub(super) fn commit_cluster(&mut self) -> Result<(), String> {
         let Some(c) = &mut self.cluster else {
@@ -422,7 +511,18 @@ impl Defs {
                     return;
                 }
                 if let Some(old) = self.vh(vid).ok().and_then(|v| v.queues.get(&name)) {
-                    let old = old.queue;
+                    let (old, old_id) = (old.queue, old.store_id);
+                    if old_id == id && id != 0 {
+                        // The same queue, led by another node now.
+                        let remote = self.cluster.as_mut().map(Replicated::remote_ref);
+                        if let Some(remote) = remote {
+                            self.rehome_queue(vid, &name, remote, Some(Arc::from(owner)));
+                            if old.shard != REMOTE_SHARD {
+                                effects.push(Effect::QueueMovedAway(old));
+                            }
+                        }
+                        return;
+                    }
                     self.remove_queue(vid, &name, old);
                 }
                 let queue = self

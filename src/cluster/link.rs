@@ -1,0 +1,776 @@
+//! The cluster link: the member of a clustered node's ring mesh that
+//! stands for the other nodes (`REMOTE_SHARD` in the shards' outboxes).
+//! One thread (`cluster-link`) with one `mio::Poll`: the rings from and to
+//! the shards, and the node-to-node transport on `--cluster-port`
+//! (`transport.rs`). It carries quorum-queue replication (`core::quorum`
+//! tells the shard's side, `quorum.rs` who leads and who is in sync).
+//!
+//! As a queue's leader, the link sends each `ReplicaAppend` of the
+//! leader's shard to the followers that are attached (a reset and a bulk
+//! copy first, `ShardCtx::replica_bulk`), tracks how far each one has
+//! synced, and hands the leader's shard the watermark (`Replicated`): the
+//! lowest seq every in-sync follower holds. A follower that stays behind
+//! for [`ISR_DEADLINE`] is asked out of the in-sync set; one that caught
+//! up is asked back in. A follower that reconnects gets a new bulk copy
+//! (frames may have been lost with the connection).
+//!
+//! As a follower, the link hands what the leader sends to the shard that
+//! keeps the replica (`store_id % shards`), and takes only what the
+//! leader named in etcd sends: a deposed leader's appends are dropped, so
+//! it never gathers the acks it would need to confirm.
+//!
+//! Frames (after the transport's kind octet; integers big-endian):
+//!
+//! | kind | frame | fields |
+//! |---|---|---|
+//! | 1 | append | store id u64, seq u64, exchange (u8 length), routing key (u8 length), properties (u32 length), body (the rest) |
+//! | 2 | gone | store id u64, seq u64, count u32 |
+//! | 3 | reset | store id u64, generation u32 |
+//! | 4 | synced | store id u64, seq u64, generation u32 |
+
+use super::members::Membership;
+use super::quorum::{Quorum, Request, View};
+use super::transport::{Incoming, SendResult, Transport};
+use crate::admin::Admin;
+use crate::core::ids::QueueRef;
+use crate::core::message::{Message, MessageMeta};
+use crate::core::shard_msg::ShardMsg;
+use crate::shard::mesh::{Links, WAKER_TOKEN};
+use mio::Events;
+use std::collections::{HashMap, VecDeque};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A follower in the in-sync set that has not synced what it was sent for
+/// this long leaves it.
+pub const ISR_DEADLINE: Duration = Duration::from_secs(2);
+const TICK: Duration = Duration::from_millis(100);
+const TRANSPORT_TOKENS: usize = 0;
+
+const K_APPEND: u8 = 1;
+const K_GONE: u8 = 2;
+const K_RESET: u8 = 3;
+const K_SYNCED: u8 = 4;
+/// Peer events, passed along with the frames (never on the wire).
+const KIND_PEER_UP: u8 = 255;
+const KIND_PEER_DOWN: u8 = 254;
+
+/// The link thread's handle.
+pub struct Link {
+    stop: Arc<AtomicBool>,
+    waker: Arc<mio::Waker>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Link {
+    /// Starts the link on `links` (the mesh's last member) with the
+    /// transport listening on `listener`.
+    pub fn start(
+        links: Links,
+        shards: usize,
+        listener: std::net::TcpListener,
+        secret: Vec<u8>,
+        node: String,
+        membership: Membership,
+        quorum: Quorum,
+        admin: Admin,
+    ) -> std::io::Result<Link> {
+        let transport = Transport::new(
+            listener,
+            node.clone(),
+            secret,
+            links.poll.registry(),
+            TRANSPORT_TOKENS,
+        )?;
+        let waker = links.wakers[shards].clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut state = State {
+            me: node,
+            shards,
+            links,
+            transport,
+            pending: (0..shards).map(|_| VecDeque::new()).collect(),
+            nodes: Vec::new(),
+            view: Arc::new(View::default()),
+            view_version: u64::MAX,
+            leading: HashMap::new(),
+            membership,
+            quorum,
+            admin,
+            peers: Vec::new(),
+            next_gen: 0,
+            feeding: HashMap::new(),
+            reports: HashMap::new(),
+        };
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("cluster-link".into())
+            .spawn(move || state.run(&s))?;
+        Ok(Link {
+            stop,
+            waker,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A follower of a queue this node leads.
+#[derive(Default)]
+struct Follower {
+    /// The generation of its current copy (0: not attached: no reset sent
+    /// yet since it joined or reconnected).
+    gen: u32,
+    /// The highest seq it reported synced in this generation.
+    synced: u64,
+    /// Since when it has had unsynced messages (None: it is level).
+    behind_since: Option<Instant>,
+    /// A bulk copy was asked of the leader's shard and not started yet.
+    bulk_asked: bool,
+}
+
+/// A queue this node leads.
+struct Lead {
+    queue: Option<QueueRef>,
+    /// The highest seq the leader's shard appended.
+    last: u64,
+    /// The watermark last sent to the shard.
+    sent: u64,
+    followers: HashMap<String, Follower>,
+}
+
+struct State {
+    me: String,
+    shards: usize,
+    links: Links,
+    transport: Transport,
+    /// Messages for each shard that did not fit its ring yet.
+    pending: Vec<VecDeque<ShardMsg>>,
+    /// Node numbers for `ShardMsg`'s `to` fields: `nodes[n - 1]`.
+    nodes: Vec<String>,
+    view: Arc<View>,
+    view_version: u64,
+    leading: HashMap<u64, Lead>,
+    membership: Membership,
+    quorum: Quorum,
+    admin: Admin,
+    peers: Vec<(String, SocketAddr)>,
+    /// Replica generations handed out (one counter for every follower).
+    next_gen: u32,
+    /// As a follower: the leader feeding each replica (whose reset it
+    /// took last), where its reports go.
+    feeding: HashMap<u64, String>,
+    /// As a follower: the last report of each replica (seq, generation,
+    /// sent).
+    reports: HashMap<u64, (u64, u32, bool)>,
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+impl State {
+    fn run(&mut self, stop: &AtomicBool) {
+        let mut events = Events::with_capacity(256);
+        let mut next_tick = Instant::now();
+        let me = self.shards;
+        while !stop.load(Ordering::Acquire) {
+            let busy = self.transport.has_deferred() || self.pending.iter().any(|p| !p.is_empty());
+            let mut timeout = next_tick.saturating_duration_since(Instant::now());
+            if busy {
+                timeout = Duration::ZERO;
+            } else {
+                self.links.parked[me].store(true, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
+                if self.links.from.iter().flatten().any(|c| !c.is_empty()) {
+                    timeout = Duration::ZERO;
+                }
+            }
+            let _ = self.links.poll.poll(&mut events, Some(timeout));
+            self.links.parked[me].store(false, Ordering::SeqCst);
+            let mut frames = Vec::new();
+            for ev in events.iter() {
+                if ev.token() == WAKER_TOKEN {
+                    continue;
+                }
+                if self.transport.owns(ev.token()) {
+                    self.transport
+                        .handle_event(ev, &mut |inc| collect(inc, &mut frames));
+                }
+            }
+            if self.transport.has_deferred() {
+                self.transport
+                    .run_deferred(&mut |inc| collect(inc, &mut frames));
+            }
+            for f in frames {
+                self.incoming(f);
+            }
+            self.pump();
+            if Instant::now() >= next_tick {
+                next_tick = Instant::now() + TICK;
+                self.tick();
+            }
+            self.flush_to_shards();
+            self.transport.flush();
+        }
+    }
+
+    /// Messages from the shards.
+    fn pump(&mut self) {
+        for j in 0..self.shards {
+            for _ in 0..4096 {
+                let Some(m) = self.links.from[j].as_mut().and_then(|c| c.pop()) else {
+                    break;
+                };
+                self.from_shard(m);
+            }
+        }
+    }
+
+    fn node_no(&mut self, name: &str) -> u16 {
+        if let Some(i) = self.nodes.iter().position(|n| n == name) {
+            return i as u16 + 1;
+        }
+        self.nodes.push(name.to_string());
+        self.nodes.len() as u16
+    }
+
+    fn from_shard(&mut self, m: ShardMsg) {
+        match m {
+            ShardMsg::ReplicaAppend {
+                store_id,
+                seq,
+                msg,
+                to,
+                ..
+            } => {
+                let lead = self.leading.entry(store_id).or_insert_with(|| Lead {
+                    queue: None,
+                    last: 0,
+                    sent: 0,
+                    followers: HashMap::new(),
+                });
+                let targets: Vec<String> = if to == 0 {
+                    lead.last = lead.last.max(seq);
+                    lead.followers
+                        .iter()
+                        .filter(|(_, f)| f.gen != 0)
+                        .map(|(n, _)| n.clone())
+                        .collect()
+                } else {
+                    self.nodes
+                        .get(to as usize - 1)
+                        .cloned()
+                        .into_iter()
+                        .collect()
+                };
+                let now = Instant::now();
+                for t in targets {
+                    let sent = send_append(&mut self.transport, &t, store_id, seq, &msg);
+                    if let Some(f) = lead.followers.get_mut(&t) {
+                        f.behind_since.get_or_insert(now);
+                        if !sent {
+                            // It missed one: a new copy once it can take it.
+                            f.gen = 0;
+                        }
+                    }
+                }
+                self.watermark(store_id);
+            }
+            ShardMsg::ReplicaGone {
+                store_id,
+                seq,
+                count,
+            } => {
+                let Some(lead) = self.leading.get(&store_id) else {
+                    return;
+                };
+                let mut p = [0u8; 20];
+                p[..8].copy_from_slice(&store_id.to_be_bytes());
+                p[8..16].copy_from_slice(&seq.to_be_bytes());
+                p[16..].copy_from_slice(&count.to_be_bytes());
+                for (n, f) in &lead.followers {
+                    if f.gen != 0 {
+                        self.transport.send(n, K_GONE, &p);
+                    }
+                }
+            }
+            ShardMsg::ReplicaReset { store_id, to, .. } => {
+                if to == 0 {
+                    // The queue is gone: every follower drops its copy.
+                    if let Some(lead) = self.leading.remove(&store_id) {
+                        for n in lead.followers.keys() {
+                            send_reset(&mut self.transport, n, store_id, 0);
+                        }
+                    }
+                    return;
+                }
+                let Some(name) = self.nodes.get(to as usize - 1).cloned() else {
+                    return;
+                };
+                let Some(f) = self
+                    .leading
+                    .get_mut(&store_id)
+                    .and_then(|l| l.followers.get_mut(&name))
+                else {
+                    return;
+                };
+                let f: &mut Follower = f;
+                self.next_gen = self.next_gen.wrapping_add(1).max(1);
+                f.gen = self.next_gen;
+                f.synced = 0;
+                f.bulk_asked = false;
+                f.behind_since = Some(Instant::now());
+                let gen = f.gen;
+                if !send_reset(&mut self.transport, &name, store_id, gen) {
+                    f.gen = 0;
+                }
+            }
+            ShardMsg::ReplicaBulkDone { .. } => {}
+            ShardMsg::ReplicaSynced { store_id, seq, gen } => {
+                // This node follows: tell the leader that feeds it (the
+                // one whose reset it took; etcd may not have told this
+                // node about the queue yet).
+                let r = self.reports.entry(store_id).or_insert((0, 0, true));
+                if r.1 != gen || r.0 < seq {
+                    *r = (seq, gen, false);
+                }
+                self.send_report(store_id);
+            }
+            // Remote queues are not reachable through the link yet.
+            _ => {}
+        }
+    }
+
+    /// Sends the leader feeding replica `store_id` this node's last report
+    /// of it, unless it went already (a report that could not go is sent
+    /// again at the next tick: the leader counts on the latest).
+    fn send_report(&mut self, store_id: u64) {
+        let Some(&(seq, gen, sent)) = self.reports.get(&store_id) else {
+            return;
+        };
+        let Some(leader) = self.feeding.get(&store_id) else {
+            return;
+        };
+        if sent {
+            return;
+        }
+        let mut p = [0u8; 20];
+        p[..8].copy_from_slice(&store_id.to_be_bytes());
+        p[8..16].copy_from_slice(&seq.to_be_bytes());
+        p[16..].copy_from_slice(&gen.to_be_bytes());
+        if queued(self.transport.send(leader, K_SYNCED, &p)) {
+            if let Some(r) = self.reports.get_mut(&store_id) {
+                r.2 = true;
+            }
+        }
+    }
+
+    /// A frame from node `from`.
+    fn incoming(&mut self, f: Frame) {
+        match f.kind {
+            KIND_PEER_UP => return self.peer_up(&f.from),
+            KIND_PEER_DOWN => return self.peer_down(&f.from),
+            _ => {}
+        }
+        let p = &f.payload;
+        let Some(store_id) = u64_at(p, 0) else {
+            return;
+        };
+        match f.kind {
+            K_SYNCED => {
+                let (Some(seq), Some(gen)) = (u64_at(p, 8), u32_at(p, 16)) else {
+                    return;
+                };
+                if let Some(fl) = self
+                    .leading
+                    .get_mut(&store_id)
+                    .and_then(|l| l.followers.get_mut(&f.from))
+                {
+                    if gen == fl.gen {
+                        fl.synced = fl.synced.max(seq);
+                        fl.behind_since = None;
+                    }
+                }
+                let last = self.leading.get(&store_id).map_or(0, |l| l.last);
+                if let Some(fl) = self
+                    .leading
+                    .get_mut(&store_id)
+                    .and_then(|l| l.followers.get_mut(&f.from))
+                {
+                    if fl.synced < last {
+                        fl.behind_since = Some(Instant::now());
+                    }
+                }
+                self.watermark(store_id);
+                return;
+            }
+            _ => {}
+        }
+        // From a leader: only the one etcd names.
+        if let Some(q) = self.view.queues.get(&store_id) {
+            if q.leader != f.from {
+                return;
+            }
+        }
+        let shard = (store_id % self.shards as u64) as usize;
+        let msg = match f.kind {
+            K_APPEND => {
+                let Some(seq) = u64_at(p, 8) else { return };
+                let Some(m) = decode_append(&p[16..]) else {
+                    log::warn!("cluster link: a damaged append from {}", f.from);
+                    return;
+                };
+                let meta = MessageMeta::from_amqp091(m.properties());
+                ShardMsg::ReplicaAppend {
+                    store_id,
+                    seq,
+                    msg: m,
+                    meta,
+                    to: 0,
+                }
+            }
+            K_GONE => {
+                let (Some(seq), Some(count)) = (u64_at(p, 8), u32_at(p, 16)) else {
+                    return;
+                };
+                ShardMsg::ReplicaGone {
+                    store_id,
+                    seq,
+                    count,
+                }
+            }
+            K_RESET => {
+                let Some(gen) = u32_at(p, 8) else { return };
+                self.feeding.insert(store_id, f.from.clone());
+                ShardMsg::ReplicaReset {
+                    store_id,
+                    to: 0,
+                    gen,
+                }
+            }
+            _ => return,
+        };
+        self.pending[shard].push_back(msg);
+    }
+
+    /// Sends the leader's shard the watermark of `store_id` if it moved.
+    fn watermark(&mut self, store_id: u64) {
+        let Some(lead) = self.leading.get_mut(&store_id) else {
+            return;
+        };
+        let isr: Vec<&String> = match self.view.queues.get(&store_id) {
+            Some(q) if q.leader == self.me => q.isr.iter().filter(|n| **n != self.me).collect(),
+            // Not (yet) known as its leader: no confirm goes.
+            _ => return,
+        };
+        let mut wm = lead.last;
+        for n in isr {
+            let synced = lead
+                .followers
+                .get(n)
+                .filter(|f| f.gen != 0)
+                .map_or(0, |f| f.synced);
+            wm = wm.min(synced);
+        }
+        if wm <= lead.sent {
+            return;
+        }
+        if lead.queue.is_none() {
+            lead.queue = self
+                .admin
+                .definitions()
+                .lock()
+                .queue_by_store_id(store_id)
+                .filter(|q| q.node.is_none())
+                .map(|q| q.queue);
+        }
+        let Some(queue) = lead.queue else { return };
+        lead.sent = wm;
+        let shard = queue.shard as usize;
+        if shard < self.shards {
+            self.pending[shard].push_back(ShardMsg::Replicated { queue, seq: wm });
+        }
+    }
+
+    fn tick(&mut self) {
+        self.transport.tick(Instant::now());
+        // Peers: every other member, at its cluster address.
+        let mut peers = Vec::new();
+        for m in self.membership.members() {
+            if m.name == self.me {
+                continue;
+            }
+            let addr = m.info["address"].as_str().unwrap_or("");
+            let port = m.info["cluster_port"].as_u64().unwrap_or(0) as u16;
+            if let Some(a) = (addr, port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut i| i.next())
+            {
+                peers.push((m.name.clone(), a));
+            }
+        }
+        if peers != self.peers {
+            self.transport.set_peers(&peers);
+            self.peers = peers;
+        }
+        let (view, version) = self.quorum.view();
+        if version != self.view_version {
+            self.view_version = version;
+            self.view = view;
+            self.apply_view();
+        }
+        let unsent: Vec<u64> = self
+            .reports
+            .iter()
+            .filter(|(_, r)| !r.2)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in unsent {
+            self.send_report(id);
+        }
+        // Detached followers whose node can be reached get a new copy.
+        let mut attach = Vec::new();
+        for (id, l) in &self.leading {
+            for (n, f) in &l.followers {
+                if f.gen == 0 && !f.bulk_asked && self.transport.peer_up(n) {
+                    attach.push((*id, n.clone()));
+                }
+            }
+        }
+        for (id, n) in attach {
+            self.ask_bulk(id, &n);
+        }
+        // Followers behind too long leave the in-sync set; caught-up ones
+        // come back.
+        let now = Instant::now();
+        let ids: Vec<u64> = self.leading.keys().copied().collect();
+        for id in ids {
+            let Some(q) = self.view.queues.get(&id).filter(|q| q.leader == self.me) else {
+                continue;
+            };
+            let q = q.clone();
+            let lead = self.leading.get_mut(&id).expect("listed");
+            let last = lead.last;
+            for (n, f) in lead.followers.iter_mut() {
+                let in_sync = q.isr.contains(n);
+                let behind = (f.gen == 0 && last > 0) || f.synced < last;
+                if !behind {
+                    f.behind_since = None;
+                } else {
+                    f.behind_since.get_or_insert(now);
+                }
+                if in_sync
+                    && f.behind_since
+                        .is_some_and(|t| now.duration_since(t) > ISR_DEADLINE)
+                {
+                    self.quorum.request(Request::IsrRemove {
+                        store_id: id,
+                        node: n.clone(),
+                    });
+                }
+                if !in_sync && f.gen != 0 && !f.bulk_asked && f.synced >= last {
+                    self.quorum.request(Request::IsrAdd {
+                        store_id: id,
+                        node: n.clone(),
+                    });
+                }
+            }
+            self.watermark(id);
+        }
+    }
+
+    /// The quorum view changed: followers to attach or forget.
+    fn apply_view(&mut self) {
+        let view = self.view.clone();
+        for (&id, q) in &view.queues {
+            if q.leader != self.me {
+                self.leading.remove(&id);
+                continue;
+            }
+            let lead = self.leading.entry(id).or_insert_with(|| Lead {
+                queue: None,
+                last: 0,
+                sent: 0,
+                followers: HashMap::new(),
+            });
+            lead.followers.retain(|n, _| q.members.contains(n));
+            let mut ask = Vec::new();
+            for m in &q.members {
+                if *m == self.me || lead.followers.contains_key(m) {
+                    continue;
+                }
+                lead.followers.insert(m.clone(), Follower::default());
+                ask.push(m.clone());
+            }
+            for m in ask {
+                self.ask_bulk(id, &m);
+            }
+        }
+        self.leading.retain(|id, _| view.queues.contains_key(id));
+        let ids: Vec<u64> = self.leading.keys().copied().collect();
+        for id in ids {
+            self.watermark(id);
+        }
+    }
+
+    /// Asks the leader's shard for a reset and bulk copy to `node`.
+    fn ask_bulk(&mut self, store_id: u64, node: &str) {
+        let to = self.node_no(node);
+        let Some(queue) = self
+            .admin
+            .definitions()
+            .lock()
+            .queue_by_store_id(store_id)
+            .filter(|q| q.node.is_none())
+            .map(|q| q.queue)
+        else {
+            return;
+        };
+        if let Some(f) = self
+            .leading
+            .get_mut(&store_id)
+            .and_then(|l| l.followers.get_mut(node))
+        {
+            f.bulk_asked = true;
+            f.gen = 0;
+        }
+        self.admin.ask_replica_bulk(queue, to);
+    }
+
+    fn peer_down(&mut self, node: &str) {
+        for l in self.leading.values_mut() {
+            if let Some(f) = l.followers.get_mut(node) {
+                f.gen = 0;
+                f.bulk_asked = false;
+            }
+        }
+    }
+
+    fn peer_up(&mut self, node: &str) {
+        let ids: Vec<u64> = self
+            .leading
+            .iter()
+            .filter(|(_, l)| l.followers.contains_key(node))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.ask_bulk(id, node);
+        }
+    }
+
+    fn flush_to_shards(&mut self) {
+        for j in 0..self.shards {
+            let mut pushed = false;
+            let ring = self.links.to[j].as_mut().expect("ring to shard");
+            while let Some(m) = self.pending[j].pop_front() {
+                match ring.try_push(m) {
+                    Ok(()) => pushed = true,
+                    Err(m) => {
+                        self.pending[j].push_front(m);
+                        break;
+                    }
+                }
+            }
+            if pushed {
+                fence(Ordering::SeqCst);
+                if self.links.parked[j].load(Ordering::SeqCst) {
+                    let _ = self.links.wakers[j].wake();
+                }
+            }
+        }
+    }
+}
+
+/// A frame or a peer event, copied out of the transport's buffer.
+struct Frame {
+    from: String,
+    kind: u8,
+    payload: Vec<u8>,
+}
+
+fn collect(inc: Incoming<'_>, out: &mut Vec<Frame>) {
+    match inc {
+        Incoming::Frame {
+            from,
+            kind,
+            payload,
+        } => out.push(Frame {
+            from: from.to_string(),
+            kind,
+            payload: payload.to_vec(),
+        }),
+        Incoming::PeerUp(n) => out.push(Frame {
+            from: n.to_string(),
+            kind: KIND_PEER_UP,
+            payload: Vec::new(),
+        }),
+        Incoming::PeerDown(n) => out.push(Frame {
+            from: n.to_string(),
+            kind: KIND_PEER_DOWN,
+            payload: Vec::new(),
+        }),
+    }
+}
+
+/// False when the frame could not be queued (unknown peer, output full).
+fn send_append(t: &mut Transport, node: &str, store_id: u64, seq: u64, msg: &Message) -> bool {
+    let (x, rk, props, body) = (
+        msg.exchange(),
+        msg.routing_key(),
+        msg.properties(),
+        msg.body(),
+    );
+    let Some(mut w) = t.frame_mut(node, K_APPEND) else {
+        return false;
+    };
+    w.reserve(16 + 2 + x.len() + rk.len() + 4 + props.len() + body.len());
+    w.put_u64(store_id);
+    w.put_u64(seq);
+    w.put_u8(x.len().min(255) as u8);
+    w.put(&x[..x.len().min(255)]);
+    w.put_u8(rk.len().min(255) as u8);
+    w.put(&rk[..rk.len().min(255)]);
+    w.put_u32(props.len() as u32);
+    w.put(props);
+    w.put(body);
+    true
+}
+
+fn decode_append(p: &[u8]) -> Option<Message> {
+    let xl = *p.first()? as usize;
+    let x = p.get(1..1 + xl)?;
+    let at = 1 + xl;
+    let rl = *p.get(at)? as usize;
+    let rk = p.get(at + 1..at + 1 + rl)?;
+    let at = at + 1 + rl;
+    let pl = u32_at(p, at)? as usize;
+    let props = p.get(at + 4..at + 4 + pl)?;
+    let body = p.get(at + 4 + pl..)?;
+    Some(Message::new(x, rk, props, body))
+}
+
+fn send_reset(t: &mut Transport, node: &str, store_id: u64, gen: u32) -> bool {
+    let mut p = [0u8; 12];
+    p[..8].copy_from_slice(&store_id.to_be_bytes());
+    p[8..].copy_from_slice(&gen.to_be_bytes());
+    queued(t.send(node, K_RESET, &p))
+}
+
+/// The frame is on its way (or waits for the peer's connection).
+fn queued(r: SendResult) -> bool {
+    matches!(r, SendResult::Queued | SendResult::NotConnected)
+}

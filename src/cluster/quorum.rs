@@ -1,0 +1,347 @@
+//! Quorum queues' leaders, members and in-sync sets, in etcd. One key per
+//! quorum queue, `/warren/<cluster>/quorum/<store id>`, holding
+//! [`QState`] as JSON. It changes only by transactions that compare the
+//! key's mod revision with the one this node read (so two changes never
+//! both apply) and require a live node:
+//!
+//! - **created** by the leader (the node that declared the queue, as
+//!   RabbitMQ's default `client-local` locator does), with up to
+//!   `x-quorum-initial-group-size` (default 3) running nodes as members,
+//!   all of them in the in-sync set (the queue is empty);
+//! - **in-sync set** changes are asked by the leader's link
+//!   (`Request`): a follower that stays behind for [`super::link::ISR_DEADLINE`]
+//!   leaves it, one that caught up comes back; the transaction requires
+//!   the leader's own `alive` key, so a leader whose lease ran out cannot
+//!   change it;
+//! - **elections**: when the leader's `alive` key is gone, every in-sync
+//!   follower tries one transaction that requires it still gone: epoch +
+//!   1, itself the leader and the only in-sync member. The winner turns
+//!   its replica into the queue (`Admin::promote_replica`). A deposed
+//!   leader learns it from the definitions (`Effect::QueueMovedAway`).
+//!
+//! Only an in-sync member can be elected, and every confirmed message is
+//! on every in-sync member, so a confirmed message survives as long as
+//! one in-sync member does. The new leader is always a member of the old
+//! in-sync set, and it refuses appends from anyone else
+//! (`cluster::link`), so a deposed leader can confirm nothing more.
+//!
+//! The manager runs on its own thread (`cluster-quorum`), never a shard;
+//! it publishes what it read as a [`View`] for the link.
+
+use super::etcd::{Cmp, Compare, Etcd, EtcdError, Op};
+use crate::admin::Admin;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
+
+/// How often the manager looks at etcd.
+const ROUND: Duration = Duration::from_millis(100);
+/// RabbitMQ's default group size (`quorum_cluster_size`).
+const DEFAULT_GROUP: usize = 3;
+
+/// One quorum queue as etcd holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QState {
+    pub vhost: String,
+    pub name: String,
+    pub leader: String,
+    pub epoch: u64,
+    pub members: Vec<String>,
+    pub isr: Vec<String>,
+    /// The key's mod revision when read (not stored).
+    #[serde(skip)]
+    pub rev: i64,
+}
+
+/// What the manager last read.
+#[derive(Default, Clone)]
+pub struct View {
+    pub queues: HashMap<u64, QState>,
+    pub alive: Vec<String>,
+}
+
+/// A change the link asks for (as the queue's leader).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    IsrRemove { store_id: u64, node: String },
+    IsrAdd { store_id: u64, node: String },
+}
+
+#[derive(Clone)]
+pub struct Quorum {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    etcd: Etcd,
+    prefix: String,
+    node: String,
+    admin: Admin,
+    view: RwLock<Arc<View>>,
+    version: AtomicU64,
+    requests: Mutex<Vec<Request>>,
+    nudged: Mutex<bool>,
+    wake: Condvar,
+    stop: AtomicBool,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Quorum {
+    pub fn start(endpoints: &[String], cluster: &str, node: &str, admin: Admin) -> Quorum {
+        let inner = Arc::new(Inner {
+            etcd: Etcd::new(endpoints),
+            prefix: format!("/warren/{cluster}/"),
+            node: node.to_string(),
+            admin,
+            view: RwLock::new(Arc::new(View::default())),
+            version: AtomicU64::new(0),
+            requests: Mutex::new(Vec::new()),
+            nudged: Mutex::new(false),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        });
+        let i = inner.clone();
+        let t = std::thread::Builder::new()
+            .name("cluster-quorum".into())
+            .spawn(move || i.run())
+            .expect("spawning the quorum manager");
+        *inner.thread.lock().unwrap() = Some(t);
+        Quorum { inner }
+    }
+
+    /// The last view, and its version (moves when it changed).
+    pub fn view(&self) -> (Arc<View>, u64) {
+        let v = self.inner.view.read().unwrap().clone();
+        (v, self.inner.version.load(Ordering::Acquire))
+    }
+
+    pub fn version(&self) -> u64 {
+        self.inner.version.load(Ordering::Acquire)
+    }
+
+    /// Asks for an in-sync set change (done on the manager's thread).
+    pub fn request(&self, r: Request) {
+        let mut q = self.inner.requests.lock().unwrap();
+        if !q.contains(&r) {
+            q.push(r);
+        }
+        drop(q);
+        self.inner.nudge();
+    }
+
+    pub fn stop(&self) {
+        self.inner.stop.store(true, Ordering::Release);
+        self.inner.nudge();
+        if let Some(t) = self.inner.thread.lock().unwrap().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn key(prefix: &str, store_id: u64) -> Vec<u8> {
+    format!("{prefix}quorum/{store_id}").into_bytes()
+}
+
+impl Inner {
+    fn nudge(&self) {
+        *self.nudged.lock().unwrap() = true;
+        self.wake.notify_all();
+    }
+
+    fn run(&self) {
+        while !self.stop.load(Ordering::Acquire) {
+            if let Err(e) = self.round() {
+                log::warn!("quorum queues: {e}");
+            }
+            let mut n = self.nudged.lock().unwrap();
+            if !*n {
+                n = self.wake.wait_timeout(n, ROUND).unwrap().0;
+            }
+            *n = false;
+        }
+    }
+
+    fn alive_key(&self, node: &str) -> Vec<u8> {
+        format!("{}alive/{node}", self.prefix).into_bytes()
+    }
+
+    fn round(&self) -> Result<(), EtcdError> {
+        let alive_prefix = format!("{}alive/", self.prefix);
+        let (alive, _) = self.etcd.range_prefix(alive_prefix.as_bytes())?;
+        let mut alive: Vec<String> = alive
+            .iter()
+            .map(|kv| String::from_utf8_lossy(&kv.key[alive_prefix.len()..]).into_owned())
+            .collect();
+        alive.sort();
+        let qprefix = format!("{}quorum/", self.prefix);
+        let (kvs, _) = self.etcd.range_prefix(qprefix.as_bytes())?;
+        let mut queues = HashMap::new();
+        for kv in kvs {
+            let id: u64 = String::from_utf8_lossy(&kv.key[qprefix.len()..])
+                .parse()
+                .unwrap_or(0);
+            match serde_json::from_slice::<QState>(&kv.value) {
+                Ok(mut q) => {
+                    q.rev = kv.mod_revision;
+                    queues.insert(id, q);
+                }
+                Err(e) => log::warn!("quorum queues: state of {id} unreadable: {e}"),
+            }
+        }
+        let me_alive = alive.contains(&self.node);
+        let mut changed = false;
+        // Queues this node leads with no state yet: created here.
+        let local = self.admin.definitions().lock().local_quorum_queues();
+        if me_alive {
+            for (id, vhost, name, size) in &local {
+                if queues.contains_key(id) {
+                    continue;
+                }
+                let size = size.map_or(DEFAULT_GROUP, |s| s.max(1) as usize);
+                let mut members = vec![self.node.clone()];
+                members.extend(alive.iter().filter(|n| **n != self.node).cloned());
+                members.truncate(size);
+                let q = QState {
+                    vhost: vhost.clone(),
+                    name: name.clone(),
+                    leader: self.node.clone(),
+                    epoch: 1,
+                    isr: members.clone(),
+                    members,
+                    rev: 0,
+                };
+                let k = key(&self.prefix, *id);
+                let r = self.etcd.txn(
+                    &[Compare::Version(k.clone(), Cmp::Equal, 0)],
+                    &[Op::Put {
+                        key: k,
+                        value: serde_json::to_vec(&q).unwrap_or_default(),
+                        lease: 0,
+                    }],
+                    &[],
+                )?;
+                if r.succeeded {
+                    log::info!(
+                        "quorum queue '{}' in vhost '{}': members {}",
+                        name,
+                        vhost,
+                        q.members.join(", ")
+                    );
+                    changed = true;
+                }
+            }
+        }
+        // Requests of the link, for queues this node leads.
+        let requests: Vec<Request> = std::mem::take(&mut *self.requests.lock().unwrap());
+        for r in requests {
+            let (id, node, add) = match &r {
+                Request::IsrRemove { store_id, node } => (*store_id, node, false),
+                Request::IsrAdd { store_id, node } => (*store_id, node, true),
+            };
+            let Some(q) = queues.get(&id) else { continue };
+            if q.leader != self.node || q.isr.contains(node) == add {
+                continue;
+            }
+            let mut next = q.clone();
+            if add {
+                next.isr.push(node.clone());
+            } else {
+                next.isr.retain(|n| n != node);
+            }
+            if self.swap(id, q, &next, &self.node, true)? {
+                log::info!(
+                    "quorum queue '{}': {} {} the in-sync set",
+                    q.name,
+                    node,
+                    if add { "rejoined" } else { "left" }
+                );
+                changed = true;
+            }
+        }
+        // Elections.
+        if me_alive {
+            for (&id, q) in &queues {
+                if q.leader == self.node || !q.isr.contains(&self.node) || alive.contains(&q.leader)
+                {
+                    continue;
+                }
+                let mut next = q.clone();
+                next.leader = self.node.clone();
+                next.epoch += 1;
+                next.isr = vec![self.node.clone()];
+                if !self.swap(id, q, &next, &q.leader, false)? {
+                    continue;
+                }
+                log::warn!(
+                    "quorum queue '{}' in vhost '{}': leader {} is gone; this node leads it \
+                     (epoch {})",
+                    q.name,
+                    q.vhost,
+                    q.leader,
+                    next.epoch
+                );
+                if let Err(e) = self.admin.promote_replica(id) {
+                    log::error!("quorum queue '{}': cannot take the lead: {e}", q.name);
+                }
+                changed = true;
+            }
+        }
+        // States of queues gone from the definitions, removed by their
+        // leader.
+        {
+            let defs = self.admin.definitions().lock();
+            for (&id, q) in &queues {
+                if q.leader == self.node && defs.queue_by_store_id(id).is_none() {
+                    let _ = self.etcd.delete(&key(&self.prefix, id));
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            // Read again next round; meanwhile publish what was read.
+            self.nudge();
+        }
+        let view = View { queues, alive };
+        let mut v = self.view.write().unwrap();
+        let old = v.clone();
+        if old.queues != view.queues || old.alive != view.alive {
+            *v = Arc::new(view);
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// Replaces `q` (as read) by `next` if nobody changed it since and
+    /// `guard` is alive (`alive` true) or gone (false).
+    fn swap(
+        &self,
+        id: u64,
+        q: &QState,
+        next: &QState,
+        guard: &str,
+        alive: bool,
+    ) -> Result<bool, EtcdError> {
+        let k = key(&self.prefix, id);
+        let guard_cmp = if alive {
+            Compare::Version(self.alive_key(guard), Cmp::Greater, 0)
+        } else {
+            Compare::Version(self.alive_key(guard), Cmp::Equal, 0)
+        };
+        let r = self.etcd.txn(
+            &[
+                Compare::ModRevision(k.clone(), Cmp::Equal, q.rev),
+                guard_cmp,
+            ],
+            &[Op::Put {
+                key: k,
+                value: serde_json::to_vec(next).unwrap_or_default(),
+                lease: 0,
+            }],
+            &[],
+        )?;
+        Ok(r.succeeded)
+    }
+}
