@@ -397,3 +397,108 @@ fn a_paused_leader_is_replaced_confirms_nothing_more_and_rejoins() {
     assert_eq!(missing, 0, "confirmed messages missing after the partition");
     assert!(got.iter().all(|b| !b.starts_with("stale-")));
 }
+
+#[test]
+fn a_rolling_restart_under_load_loses_nothing_confirmed() {
+    let Some(e) = etcd() else { return };
+    let mut nodes = three(&e.url);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    declare_qq(&rt, &nodes[0].uri());
+    let uris: Vec<(String, String)> = nodes.iter().map(|n| (n.name.clone(), n.uri())).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let url = e.url.clone();
+    let s = stop.clone();
+    // The publisher follows the leader etcd names, batch by batch, and
+    // keeps what was confirmed.
+    let publisher = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mut acked = Vec::new();
+        let mut batch = 0;
+        while !s.load(std::sync::atomic::Ordering::Relaxed) {
+            let Some((leader, _, _)) = quorum_state(&url) else {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            let uri = &uris.iter().find(|(n, _)| *n == leader).unwrap().1;
+            let tag = format!("b{batch}-");
+            batch += 1;
+            let got = rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(20), try_publish(uri, "qq", 100, &tag))
+                    .await
+                    .unwrap_or_default()
+            });
+            if got.is_empty() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            acked.extend(got);
+        }
+        acked
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    for i in 0..3 {
+        nodes[i].stop();
+        std::thread::sleep(Duration::from_millis(500));
+        nodes[i].restart();
+        let name = nodes[i].name.clone();
+        common_cluster::until(&format!("{name} is back in sync"), 30, || {
+            quorum_state(&e.url).is_some_and(|s| s.2.contains(&name))
+        });
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = publisher.join().unwrap();
+    let (leader, _, _) = quorum_state(&e.url).unwrap();
+    let li = nodes.iter().position(|n| n.name == leader).unwrap();
+    let (got, _) = rt.block_on(drain(&nodes[li].uri(), "qq"));
+    let got: HashSet<String> = got.into_iter().collect();
+    let missing = acked.iter().filter(|b| !got.contains(*b)).count();
+    eprintln!(
+        "rolling restart: {} confirmed, {} consumed, {} missing",
+        acked.len(),
+        got.len(),
+        missing
+    );
+    assert!(acked.len() > 1000, "the publisher made progress");
+    assert_eq!(missing, 0, "confirmed messages lost in the rolling restart");
+}
+
+/// Like `publish_tagged`, but a failed connection or channel ends the
+/// batch with what was confirmed so far.
+async fn try_publish(uri: &str, queue: &str, n: usize, tag: &str) -> Vec<String> {
+    let Ok(conn) = Connection::connect(uri, ConnectionProperties::default()).await else {
+        return Vec::new();
+    };
+    let Ok(ch) = conn.create_channel().await else {
+        return Vec::new();
+    };
+    if ch.confirm_select(Default::default()).await.is_err() {
+        return Vec::new();
+    }
+    let mut pending = Vec::new();
+    for i in 0..n {
+        let body = format!("{tag}{i}");
+        match ch
+            .basic_publish(
+                "",
+                queue,
+                Default::default(),
+                body.as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+        {
+            Ok(c) => pending.push((body, c)),
+            Err(_) => break,
+        }
+    }
+    let mut acked = Vec::new();
+    for (body, c) in pending {
+        if let Ok(c) = c.await {
+            if c.is_ack() && c.take_message().is_none() {
+                acked.push(body);
+            }
+        }
+    }
+    let _ = conn.close(200, "").await;
+    acked
+}
