@@ -502,3 +502,62 @@ async fn try_publish(uri: &str, queue: &str, n: usize, tag: &str) -> Vec<String>
     let _ = conn.close(200, "").await;
     acked
 }
+
+#[test]
+fn publishes_through_another_node_are_confirmed_by_the_leader_and_survive_its_death() {
+    let Some(e) = etcd() else { return };
+    let mut nodes = three(&e.url);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    declare_qq(&rt, &nodes[0].uri());
+    // Published on b, held by a: each confirm comes from a once a and its
+    // in-sync followers have the message.
+    let acked = rt.block_on(publish_tagged(&nodes[1].uri(), "qq", 2000, "via-b-"));
+    assert_eq!(acked.len(), 2000);
+    // And while a dies: publishes through c go on, some nacked or never
+    // confirmed around the failover, none confirmed and lost.
+    let url = e.url.clone();
+    let c_uri = nodes[2].uri();
+    let during = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mut acked = Vec::new();
+        let t0 = std::time::Instant::now();
+        let mut batch = 0;
+        while t0.elapsed() < Duration::from_secs(12) {
+            let tag = format!("c{batch}-");
+            batch += 1;
+            acked.extend(rt.block_on(async {
+                tokio::time::timeout(
+                    Duration::from_secs(10),
+                    try_publish(&c_uri, "qq", 200, &tag),
+                )
+                .await
+                .unwrap_or_default()
+            }));
+        }
+        let _ = url;
+        acked
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    nodes[0].kill();
+    let during = during.join().unwrap();
+    let (leader, _, _) = quorum_state(&e.url).unwrap();
+    assert_ne!(leader, "warren@a");
+    let li = nodes.iter().position(|n| n.name == leader).unwrap();
+    let (got, _) = rt.block_on(drain(&nodes[li].uri(), "qq"));
+    let got: HashSet<String> = got.into_iter().collect();
+    let missing = acked
+        .iter()
+        .chain(during.iter())
+        .filter(|b| !got.contains(*b))
+        .count();
+    eprintln!(
+        "through other nodes: {} + {} confirmed, {} consumed from {}, {} missing",
+        acked.len(),
+        during.len(),
+        got.len(),
+        leader,
+        missing
+    );
+    assert!(!during.is_empty(), "publishing through c went on");
+    assert_eq!(missing, 0, "confirmed messages lost");
+}

@@ -115,6 +115,12 @@ impl Follow {
         }
         let mut shard = NONE;
         for q in dests {
+            if q.shard == crate::core::definitions::REMOTE_SHARD {
+                // To another node: the link carries it, wherever this
+                // connection is; it stays.
+                self.target = MIXED;
+                return;
+            }
             if shard == NONE {
                 shard = q.shard;
             } else if q.shard != shard {

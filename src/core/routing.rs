@@ -205,12 +205,6 @@ impl Routing {
                 queue,
                 exclusive_owner,
             } => {
-                // A queue on another node cannot be reached from here yet
-                // (issue 20: the internode link comes next): messages for
-                // it are not routed, and it is not found by name.
-                if queue.shard == crate::core::definitions::REMOTE_SHARD {
-                    return;
-                }
                 if let Some(v) = self.vhost_mut(vhost) {
                     v.queues.insert(
                         name.as_bytes().into(),

@@ -28,13 +28,16 @@
 //! | 3 | reset | store id u64, generation u32 |
 //! | 4 | synced | store id u64, seq u64, generation u32 |
 
+mod forward;
+
 use super::members::Membership;
 use super::quorum::{Quorum, Request, View};
 use super::transport::{Incoming, SendResult, Transport};
 use crate::admin::Admin;
+use crate::core::error::CoreError;
 use crate::core::ids::QueueRef;
 use crate::core::message::{Message, MessageMeta};
-use crate::core::shard_msg::ShardMsg;
+use crate::core::shard_msg::{QueueReply, ShardMsg};
 use crate::shard::mesh::{Links, WAKER_TOKEN};
 use mio::Events;
 use std::collections::{HashMap, VecDeque};
@@ -103,6 +106,7 @@ impl Link {
             next_gen: 0,
             feeding: HashMap::new(),
             reports: HashMap::new(),
+            fwd: forward::Forwarding::default(),
         };
         let s = stop.clone();
         let thread = std::thread::Builder::new()
@@ -172,6 +176,8 @@ struct State {
     /// As a follower: the last report of each replica (seq, generation,
     /// sent).
     reports: HashMap<u64, (u64, u32, bool)>,
+    /// Publishes to queues on other nodes (`forward.rs`).
+    fwd: forward::Forwarding,
 }
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
@@ -349,7 +355,45 @@ impl State {
                 }
                 self.send_report(store_id);
             }
-            // Remote queues are not reachable through the link yet.
+            ShardMsg::Publish {
+                queue,
+                msg,
+                confirm,
+                ..
+            } => self.forward_publish(queue, msg, confirm),
+            ShardMsg::Confirm { tag, ok, count } => self.forward_confirm(tag, ok, count),
+            ShardMsg::Request {
+                queue,
+                reply_to: Some(to),
+                ..
+            } => {
+                // Consuming, getting, purging or deleting through another
+                // node is not carried yet: the channel gets a 404.
+                let g = self.admin.definitions().lock();
+                let text: String = g
+                    .vhosts()
+                    .find_map(|v| {
+                        let q = v.queues.values().find(|q| q.queue == queue)?;
+                        Some(format!(
+                            "queue '{}' in vhost '{}' is on node '{}'; use it through that node",
+                            q.name,
+                            v.name,
+                            q.node.as_deref().unwrap_or("?")
+                        ))
+                    })
+                    .unwrap_or_else(|| "the queue is on another node".into());
+                drop(g);
+                let shard = to.shard() as usize;
+                if shard < self.shards {
+                    self.pending[shard].push_back(ShardMsg::Reply {
+                        to,
+                        queue,
+                        reply: QueueReply::Error(CoreError::NotFound(text)),
+                    });
+                }
+            }
+            // Settles, resumes, gone channels of remote queues: nothing
+            // here consumes from one yet.
             _ => {}
         }
     }
@@ -383,6 +427,8 @@ impl State {
         match f.kind {
             KIND_PEER_UP => return self.peer_up(&f.from),
             KIND_PEER_DOWN => return self.peer_down(&f.from),
+            forward::K_PUBLISH => return self.publish_frame(&f.from, &f.payload),
+            forward::K_CONFIRM => return self.confirm_frame(&f.payload),
             _ => {}
         }
         let p = &f.payload;
@@ -652,6 +698,7 @@ impl State {
     }
 
     fn peer_down(&mut self, node: &str) {
+        self.forwarding_lost(node);
         for l in self.leading.values_mut() {
             if let Some(f) = l.followers.get_mut(node) {
                 f.gen = 0;
