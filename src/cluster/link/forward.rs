@@ -26,6 +26,9 @@ use std::collections::{BTreeMap, HashMap};
 
 pub(super) const K_PUBLISH: u8 = 5;
 pub(super) const K_CONFIRM: u8 = 6;
+/// `ChannelRef::channel` of the confirms of forwarded publishes (a
+/// proxy channel keeps its origin's number, below 65535).
+pub(super) const FORWARDED: u16 = u16::MAX;
 
 /// Where a remote queue is, and what this node waits for.
 #[derive(Default)]
@@ -52,13 +55,9 @@ impl State {
         }
     }
 
-    /// A `Publish` a shard routed to a queue on another node.
-    pub(super) fn forward_publish(
-        &mut self,
-        queue: QueueRef,
-        msg: Message,
-        confirm: Option<ConfirmTag>,
-    ) {
+    /// The node, vhost and name of remote queue `queue`, from the
+    /// definitions (cached until they change).
+    pub(super) fn fwd_lookup(&mut self, queue: QueueRef) -> Option<(String, String, String)> {
         self.refresh_caches();
         if !self.fwd.remote.contains_key(&queue) {
             let found = {
@@ -78,7 +77,17 @@ impl State {
                 self.fwd.remote.insert(queue, f);
             }
         }
-        let Some((node, vhost, name)) = self.fwd.remote.get(&queue).cloned() else {
+        self.fwd.remote.get(&queue).cloned()
+    }
+
+    /// A `Publish` a shard routed to a queue on another node.
+    pub(super) fn forward_publish(
+        &mut self,
+        queue: QueueRef,
+        msg: Message,
+        confirm: Option<ConfirmTag>,
+    ) {
+        let Some((node, vhost, name)) = self.fwd_lookup(queue) else {
             // Gone meanwhile: handled, as a publish to a deleted queue is.
             if let Some(tag) = confirm {
                 self.confirm_local(tag, true);
@@ -173,7 +182,7 @@ impl State {
         let confirm = std::num::NonZeroU64::new(token).map(|seq| ConfirmTag {
             channel: ChannelRef {
                 shard: REMOTE_SHARD,
-                channel: 0,
+                channel: FORWARDED,
                 conn_slot: from_no,
                 incarnation: 0,
             },

@@ -28,16 +28,17 @@
 //! | 3 | reset | store id u64, generation u32 |
 //! | 4 | synced | store id u64, seq u64, generation u32 |
 
+mod codec;
 mod forward;
+mod remote;
 
 use super::members::Membership;
 use super::quorum::{Quorum, Request, View};
 use super::transport::{Incoming, SendResult, Transport};
 use crate::admin::Admin;
-use crate::core::error::CoreError;
 use crate::core::ids::QueueRef;
 use crate::core::message::{Message, MessageMeta};
-use crate::core::shard_msg::{QueueReply, ShardMsg};
+use crate::core::shard_msg::ShardMsg;
 use crate::shard::mesh::{Links, WAKER_TOKEN};
 use mio::Events;
 use std::collections::{HashMap, VecDeque};
@@ -107,6 +108,7 @@ impl Link {
             feeding: HashMap::new(),
             reports: HashMap::new(),
             fwd: forward::Forwarding::default(),
+            remote: remote::Remote::default(),
         };
         let s = stop.clone();
         let thread = std::thread::Builder::new()
@@ -178,6 +180,8 @@ struct State {
     reports: HashMap<u64, (u64, u32, bool)>,
     /// Publishes to queues on other nodes (`forward.rs`).
     fwd: forward::Forwarding,
+    /// Other uses of queues across nodes (`remote.rs`).
+    remote: remote::Remote,
 }
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
@@ -362,38 +366,15 @@ impl State {
                 ..
             } => self.forward_publish(queue, msg, confirm),
             ShardMsg::Confirm { tag, ok, count } => self.forward_confirm(tag, ok, count),
-            ShardMsg::Request {
-                queue,
-                reply_to: Some(to),
-                ..
-            } => {
-                // Consuming, getting, purging or deleting through another
-                // node is not carried yet: the channel gets a 404.
-                let g = self.admin.definitions().lock();
-                let text: String = g
-                    .vhosts()
-                    .find_map(|v| {
-                        let q = v.queues.values().find(|q| q.queue == queue)?;
-                        Some(format!(
-                            "queue '{}' in vhost '{}' is on node '{}'; use it through that node",
-                            q.name,
-                            v.name,
-                            q.node.as_deref().unwrap_or("?")
-                        ))
-                    })
-                    .unwrap_or_else(|| "the queue is on another node".into());
-                drop(g);
-                let shard = to.shard() as usize;
-                if shard < self.shards {
-                    self.pending[shard].push_back(ShardMsg::Reply {
-                        to,
-                        queue,
-                        reply: QueueReply::Error(CoreError::NotFound(text)),
-                    });
-                }
-            }
-            // Settles, resumes, gone channels of remote queues: nothing
-            // here consumes from one yet.
+            m @ (ShardMsg::Request { .. }
+            | ShardMsg::Settle { .. }
+            | ShardMsg::ChannelGone { .. }
+            | ShardMsg::Resume { .. }) => self.remote_from_shard(m),
+            m @ (ShardMsg::Reply { .. }
+            | ShardMsg::Deliver { .. }
+            | ShardMsg::ConsumerCancelled { .. }
+            | ShardMsg::ConsumerTimeout { .. }) => self.remote_to_origin(m),
+            // Direct replies and moving sessions never leave a node.
             _ => {}
         }
     }
@@ -429,6 +410,9 @@ impl State {
             KIND_PEER_DOWN => return self.peer_down(&f.from),
             forward::K_PUBLISH => return self.publish_frame(&f.from, &f.payload),
             forward::K_CONFIRM => return self.confirm_frame(&f.payload),
+            remote::K_REQUEST..=remote::K_TIMEOUT => {
+                return self.remote_frame(&f.from, f.kind, &f.payload)
+            }
             _ => {}
         }
         let p = &f.payload;
@@ -699,6 +683,7 @@ impl State {
 
     fn peer_down(&mut self, node: &str) {
         self.forwarding_lost(node);
+        self.remote_lost(node);
         for l in self.leading.values_mut() {
             if let Some(f) = l.followers.get_mut(node) {
                 f.gen = 0;

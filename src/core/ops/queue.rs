@@ -108,12 +108,6 @@ pub fn queue_declare(ctx: &mut ShardCtx, caller: Caller, q: QueueSpec) -> CoreRe
         if existing.exclusive_owner != owner {
             return Err(CoreError::queue_locked(vname, &name));
         }
-        if let Some(node) = &existing.node {
-            return Err(CoreError::NotFound(format!(
-                "home node '{}' of durable queue '{}' in vhost '{}' is down or inaccessible",
-                node, name, vname
-            )));
-        }
         check_queue_equivalent(vname, existing, q.durable, q.auto_delete, &q.arguments)?;
         let queue = existing.queue;
         ctx.churn.queue_declared += 1;

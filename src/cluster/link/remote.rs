@@ -1,0 +1,526 @@
+//! Using a queue held by another node: declare (its status), consume,
+//! get, purge, delete, and everything a consumer sends back. The second
+//! part of "any node serves any client", after publishing (`forward.rs`).
+//!
+//! On the node of the client (the *origin*), the channel's `Request`,
+//! `Settle`, `ChannelGone` and `Resume` for a queue on `REMOTE_SHARD` come
+//! to the link, which sends them to the node holding the queue (the
+//! *owner*) with the channel's ref and the queue's ref as the origin
+//! knows them.
+//!
+//! On the owner, the link stands in for the channel: a *proxy* channel
+//! (`ChannelRef` on `REMOTE_SHARD`, `conn_slot` numbering the proxy) with
+//! its own channel-wide window and output flag, so the queue treats the
+//! remote consumer as one of its own. What the queue sends the proxy
+//! (`Reply`, `Deliver`, `ConsumerCancelled`, `ConsumerTimeout`) comes back
+//! to the link, which sends it to the origin, where the channel gets it
+//! with its own refs.
+//!
+//! A node lost: on the origin, its consumers of that node's queues are
+//! cancelled (basic.cancel, as for a deleted queue: a client re-consumes,
+//! through whichever node holds the queue now) and requests waiting for
+//! it answered with an error; on the owner, the lost node's proxy
+//! channels are gone (their unacked messages requeued, redelivered).
+//!
+//! Frames (refs as `codec.rs` writes them):
+//!
+//! | kind | frame | fields |
+//! |---|---|---|
+//! | 7 | request | channel, queue, vhost, name, wants reply u8, op |
+//! | 8 | reply | channel, queue, reply |
+//! | 9 | deliver | channel, consumer id u32, queue, seq u64, redelivered u8, message |
+//! | 10 | settle | channel, queue, seq u64, how, count u32 |
+//! | 11 | channel gone | channel, queue |
+//! | 12 | resume | queue |
+//! | 13 | consumer cancelled | channel, consumer id u32 |
+//! | 14 | consumer timeout | channel, timeout ms u64 |
+
+use super::codec::{self, Rd, WireOp, Wr};
+use super::State;
+use crate::core::definitions::REMOTE_SHARD;
+use crate::core::error::CoreError;
+use crate::core::ids::{ChannelRef, ConsumerRef, QueueRef, Requester};
+use crate::core::shard_msg::{ChannelWindow, ConsumeSpec, QueueOp, QueueReply, ShardMsg};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+pub(super) const K_REQUEST: u8 = 7;
+pub(super) const K_REPLY: u8 = 8;
+pub(super) const K_DELIVER: u8 = 9;
+pub(super) const K_SETTLE: u8 = 10;
+pub(super) const K_CHANNEL_GONE: u8 = 11;
+pub(super) const K_RESUME: u8 = 12;
+pub(super) const K_CANCELLED: u8 = 13;
+pub(super) const K_TIMEOUT: u8 = 14;
+
+/// The owner's stand-in for a channel on another node.
+struct Proxy {
+    node: String,
+    origin: ChannelRef,
+    window: Arc<ChannelWindow>,
+    output_full: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+pub(super) struct Remote {
+    // ---- as the owner ----
+    proxies: HashMap<u32, Proxy>,
+    by_origin: HashMap<(String, ChannelRef), u32>,
+    next_proxy: u32,
+    /// (origin node, the origin's ref of the queue) → the queue here.
+    queues: HashMap<(String, QueueRef), QueueRef>,
+    // ---- as the origin ----
+    /// Consumers of queues on other nodes: (node, the channel's consumer,
+    /// the queue's remote ref).
+    consumers: Vec<(String, ConsumerRef, QueueRef)>,
+    /// Requests waiting for another node: (node, requester, queue).
+    waiting: Vec<(String, Requester, QueueRef)>,
+}
+
+impl State {
+    /// The node, vhost and name of remote queue `queue` (origin side).
+    fn remote_queue(&mut self, queue: QueueRef) -> Option<(String, String, String)> {
+        let found = self.fwd_lookup(queue);
+        if found.is_none() {
+            log::debug!("cluster link: remote queue {queue:?} is not defined here");
+        }
+        found
+    }
+
+    /// A message of a local shard about a queue on another node.
+    pub(super) fn remote_from_shard(&mut self, m: ShardMsg) {
+        match m {
+            ShardMsg::Request {
+                queue,
+                reply_to,
+                op,
+            } => {
+                let Some((node, vhost, name)) = self.remote_queue(queue) else {
+                    if let Some(to) = reply_to {
+                        self.reply_here(to, queue, QueueReply::Gone);
+                    }
+                    return;
+                };
+                let Requester::Channel(channel) =
+                    reply_to.unwrap_or(Requester::Channel(ChannelRef {
+                        shard: REMOTE_SHARD,
+                        channel: 0,
+                        conn_slot: 0,
+                        incarnation: 0,
+                    }));
+                let mut w = Vec::with_capacity(64);
+                w.channel(channel);
+                w.queue(queue);
+                w.bytes(vhost.as_bytes());
+                w.bytes(name.as_bytes());
+                w.u8(reply_to.is_some() as u8);
+                if !codec::put_op(&mut w, &op) {
+                    // Hold/Release: a connection never moves for a queue
+                    // on another node; nothing is held.
+                    if let Some(to) = reply_to {
+                        self.reply_here(to, queue, QueueReply::Held);
+                    }
+                    return;
+                }
+                if let QueueOp::Consume(spec) = &op {
+                    self.remote
+                        .consumers
+                        .push((node.clone(), spec.consumer, queue));
+                }
+                if let QueueOp::Cancel { consumer } = &op {
+                    self.remote.consumers.retain(|c| c.1 != *consumer);
+                }
+                if !super::queued(self.transport.send(&node, K_REQUEST, &w)) {
+                    if let Some(to) = reply_to {
+                        self.reply_here(to, queue, QueueReply::Error(unreachable(&node)));
+                    }
+                    return;
+                }
+                if let Some(to) = reply_to {
+                    self.remote.waiting.push((node, to, queue));
+                }
+            }
+            ShardMsg::Settle {
+                queue,
+                channel,
+                seq,
+                how,
+                count,
+            } => {
+                let Some((node, _, _)) = self.remote_queue(queue) else {
+                    return;
+                };
+                let mut w = Vec::with_capacity(48);
+                w.channel(channel);
+                w.queue(queue);
+                w.u64(seq);
+                w.settle(how);
+                w.u32(count);
+                self.transport.send(&node, K_SETTLE, &w);
+            }
+            ShardMsg::ChannelGone { queue, channel } => {
+                self.remote
+                    .consumers
+                    .retain(|c| !(c.1.channel == channel && c.2 == queue));
+                let Some((node, _, _)) = self.remote_queue(queue) else {
+                    return;
+                };
+                let mut w = Vec::with_capacity(32);
+                w.channel(channel);
+                w.queue(queue);
+                self.transport.send(&node, K_CHANNEL_GONE, &w);
+            }
+            ShardMsg::Resume { queue } => {
+                let Some((node, _, _)) = self.remote_queue(queue) else {
+                    return;
+                };
+                let mut w = Vec::with_capacity(16);
+                w.queue(queue);
+                self.transport.send(&node, K_RESUME, &w);
+            }
+            _ => {}
+        }
+    }
+
+    fn reply_here(&mut self, to: Requester, queue: QueueRef, reply: QueueReply) {
+        let shard = to.shard() as usize;
+        if shard < self.shards {
+            self.pending[shard].push_back(ShardMsg::Reply { to, queue, reply });
+        }
+    }
+
+    /// A message a local queue sent to a proxy channel: back to its node.
+    pub(super) fn remote_to_origin(&mut self, m: ShardMsg) {
+        let channel_of = |m: &ShardMsg| -> Option<ChannelRef> {
+            Some(match m {
+                ShardMsg::Reply {
+                    to: Requester::Channel(c),
+                    ..
+                } => *c,
+                ShardMsg::Deliver { consumer, .. } => consumer.channel,
+                ShardMsg::ConsumerCancelled { consumer } => consumer.channel,
+                ShardMsg::ConsumerTimeout { channel, .. } => *channel,
+                _ => return None,
+            })
+        };
+        let Some(proxy) = channel_of(&m) else { return };
+        let Some(p) = self.remote.proxies.get(&proxy.conn_slot) else {
+            return;
+        };
+        let (node, origin) = (p.node.clone(), p.origin);
+        let mut w = Vec::with_capacity(64);
+        w.channel(origin);
+        let kind = match &m {
+            ShardMsg::Reply { queue, reply, .. } => {
+                let q = self.origin_queue(&node, *queue);
+                w.queue(q);
+                codec::put_reply(&mut w, reply);
+                K_REPLY
+            }
+            ShardMsg::Deliver {
+                consumer,
+                queue,
+                seq,
+                redelivered,
+                msg,
+            } => {
+                let q = self.origin_queue(&node, *queue);
+                w.u32(consumer.id);
+                w.queue(q);
+                w.u64(*seq);
+                w.u8(*redelivered as u8);
+                w.message(msg);
+                K_DELIVER
+            }
+            ShardMsg::ConsumerCancelled { consumer } => {
+                w.u32(consumer.id);
+                K_CANCELLED
+            }
+            ShardMsg::ConsumerTimeout { timeout_ms, .. } => {
+                w.u64(*timeout_ms);
+                K_TIMEOUT
+            }
+            _ => return,
+        };
+        self.transport.send(&node, kind, &w);
+    }
+
+    /// The origin's ref of local queue `q` for `node` (what it sent).
+    fn origin_queue(&self, node: &str, q: QueueRef) -> QueueRef {
+        self.remote
+            .queues
+            .iter()
+            .find(|((n, _), local)| n == node && **local == q)
+            .map(|((_, o), _)| *o)
+            .unwrap_or(q)
+    }
+
+    /// The proxy channel standing in for `origin` of `node` (made on
+    /// first use).
+    fn proxy(&mut self, node: &str, origin: ChannelRef) -> ChannelRef {
+        let key = (node.to_string(), origin);
+        let id = match self.remote.by_origin.get(&key) {
+            Some(&id) => id,
+            None => {
+                self.remote.next_proxy = self.remote.next_proxy.wrapping_add(1);
+                let id = self.remote.next_proxy;
+                self.remote.proxies.insert(
+                    id,
+                    Proxy {
+                        node: node.to_string(),
+                        origin,
+                        window: Arc::new(ChannelWindow::default()),
+                        output_full: Arc::new(AtomicBool::new(false)),
+                    },
+                );
+                self.remote.by_origin.insert(key, id);
+                id
+            }
+        };
+        ChannelRef {
+            shard: REMOTE_SHARD,
+            channel: origin.channel,
+            conn_slot: id,
+            incarnation: origin.incarnation,
+        }
+    }
+
+    /// A frame of the remote-queue protocol from `from`.
+    pub(super) fn remote_frame(&mut self, from: &str, kind: u8, p: &[u8]) {
+        if self.remote_frame_inner(from, kind, p).is_none() {
+            log::warn!("cluster link: a damaged frame of kind {kind} from {from}");
+        }
+    }
+
+    fn remote_frame_inner(&mut self, from: &str, kind: u8, p: &[u8]) -> Option<()> {
+        let mut r = Rd::new(p);
+        match kind {
+            // ---- as the owner ----
+            K_REQUEST => {
+                let origin = r.channel()?;
+                let oq = r.queue()?;
+                let vhost = r.str()?.to_string();
+                let name = r.str()?.to_string();
+                let wants_reply = r.u8()? != 0;
+                let proxy = self.proxy(from, origin);
+                let op = match codec::get_op(&mut r, proxy)? {
+                    WireOp::Op(op) => op,
+                    WireOp::Consume {
+                        id,
+                        conn_uid,
+                        no_ack,
+                        exclusive,
+                        mode,
+                        window,
+                        arguments,
+                        tag,
+                    } => {
+                        let p = &self.remote.proxies[&proxy.conn_slot];
+                        p.window
+                            .limit
+                            .store(window, std::sync::atomic::Ordering::Relaxed);
+                        QueueOp::Consume(Box::new(ConsumeSpec {
+                            consumer: ConsumerRef { channel: proxy, id },
+                            conn_uid,
+                            no_ack,
+                            exclusive,
+                            mode,
+                            window: p.window.clone(),
+                            output_full: p.output_full.clone(),
+                            arguments,
+                            tag,
+                        }))
+                    }
+                };
+                let local = {
+                    let g = self.admin.definitions().lock();
+                    g.vhost_id(&vhost)
+                        .and_then(|id| g.queue(id, &name).ok())
+                        .filter(|q| q.node.is_none())
+                        .map(|q| q.queue)
+                };
+                let reply_to = wants_reply.then_some(Requester::Channel(proxy));
+                match local {
+                    Some(q) if (q.shard as usize) < self.shards => {
+                        self.remote.queues.insert((from.to_string(), oq), q);
+                        self.pending[q.shard as usize].push_back(ShardMsg::Request {
+                            queue: q,
+                            reply_to,
+                            op,
+                        });
+                    }
+                    _ => {
+                        if wants_reply {
+                            let mut w = Vec::new();
+                            w.channel(origin);
+                            w.queue(oq);
+                            codec::put_reply(&mut w, &QueueReply::Gone);
+                            self.transport.send(from, K_REPLY, &w);
+                        }
+                    }
+                }
+            }
+            K_SETTLE | K_CHANNEL_GONE => {
+                let origin = r.channel()?;
+                let oq = r.queue()?;
+                let Some(&q) = self.remote.queues.get(&(from.to_string(), oq)) else {
+                    return Some(());
+                };
+                let channel = self.proxy(from, origin);
+                let m = if kind == K_SETTLE {
+                    let seq = r.u64()?;
+                    let how = r.settle()?;
+                    let count = r.u32()?;
+                    ShardMsg::Settle {
+                        queue: q,
+                        channel,
+                        seq,
+                        how,
+                        count,
+                    }
+                } else {
+                    ShardMsg::ChannelGone { queue: q, channel }
+                };
+                if (q.shard as usize) < self.shards {
+                    self.pending[q.shard as usize].push_back(m);
+                }
+            }
+            K_RESUME => {
+                let oq = r.queue()?;
+                if let Some(&q) = self.remote.queues.get(&(from.to_string(), oq)) {
+                    if (q.shard as usize) < self.shards {
+                        self.pending[q.shard as usize].push_back(ShardMsg::Resume { queue: q });
+                    }
+                }
+            }
+            // ---- as the origin ----
+            K_REPLY => {
+                let origin = r.channel()?;
+                let queue = r.queue()?;
+                let reply = codec::get_reply(&mut r, origin)?;
+                let to = Requester::Channel(origin);
+                if let Some(i) = self
+                    .remote
+                    .waiting
+                    .iter()
+                    .position(|w| w.0 == from && w.1 == to && w.2 == queue)
+                {
+                    self.remote.waiting.remove(i);
+                }
+                if matches!(reply, QueueReply::Error(_) | QueueReply::Gone) {
+                    self.remote
+                        .consumers
+                        .retain(|c| !(c.1.channel == origin && c.2 == queue && c.0 == from));
+                }
+                self.reply_here(to, queue, reply);
+            }
+            K_DELIVER => {
+                let origin = r.channel()?;
+                let id = r.u32()?;
+                let queue = r.queue()?;
+                let seq = r.u64()?;
+                let redelivered = r.u8()? != 0;
+                let msg = r.message()?;
+                if (origin.shard as usize) < self.shards {
+                    self.pending[origin.shard as usize].push_back(ShardMsg::Deliver {
+                        consumer: ConsumerRef {
+                            channel: origin,
+                            id,
+                        },
+                        queue,
+                        seq,
+                        redelivered,
+                        msg,
+                    });
+                }
+            }
+            K_CANCELLED => {
+                let origin = r.channel()?;
+                let id = r.u32()?;
+                let consumer = ConsumerRef {
+                    channel: origin,
+                    id,
+                };
+                self.remote.consumers.retain(|c| c.1 != consumer);
+                if (origin.shard as usize) < self.shards {
+                    self.pending[origin.shard as usize]
+                        .push_back(ShardMsg::ConsumerCancelled { consumer });
+                }
+            }
+            K_TIMEOUT => {
+                let channel = r.channel()?;
+                let timeout_ms = r.u64()?;
+                if (channel.shard as usize) < self.shards {
+                    self.pending[channel.shard as usize].push_back(ShardMsg::ConsumerTimeout {
+                        channel,
+                        timeout_ms,
+                    });
+                }
+            }
+            _ => {}
+        }
+        Some(())
+    }
+
+    /// `node` is lost: its consumers here are cancelled, requests waiting
+    /// for it answered; its proxy channels here are gone.
+    pub(super) fn remote_lost(&mut self, node: &str) {
+        let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.remote.consumers)
+            .into_iter()
+            .partition(|c| c.0 == node);
+        self.remote.consumers = kept;
+        for (_, consumer, _) in lost {
+            let s = consumer.channel.shard as usize;
+            if s < self.shards {
+                self.pending[s].push_back(ShardMsg::ConsumerCancelled { consumer });
+            }
+        }
+        let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.remote.waiting)
+            .into_iter()
+            .partition(|w| w.0 == node);
+        self.remote.waiting = kept;
+        for (_, to, queue) in lost {
+            self.reply_here(to, queue, QueueReply::Error(unreachable(node)));
+        }
+        let gone: Vec<u32> = self
+            .remote
+            .proxies
+            .iter()
+            .filter(|(_, p)| p.node == node)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            let Some(p) = self.remote.proxies.remove(&id) else {
+                continue;
+            };
+            self.remote.by_origin.remove(&(p.node.clone(), p.origin));
+            let channel = ChannelRef {
+                shard: REMOTE_SHARD,
+                channel: p.origin.channel,
+                conn_slot: id,
+                incarnation: p.origin.incarnation,
+            };
+            let queues: Vec<QueueRef> = self
+                .remote
+                .queues
+                .iter()
+                .filter(|((n, _), _)| n == node)
+                .map(|(_, q)| *q)
+                .collect();
+            for q in queues {
+                if (q.shard as usize) < self.shards {
+                    self.pending[q.shard as usize]
+                        .push_back(ShardMsg::ChannelGone { queue: q, channel });
+                }
+            }
+        }
+        self.remote.queues.retain(|(n, _), _| n != node);
+    }
+}
+
+fn unreachable(node: &str) -> CoreError {
+    CoreError::NotFound(format!(
+        "node '{node}', which holds the queue, cannot be reached"
+    ))
+}

@@ -1,0 +1,161 @@
+//! Any node serves any client (issue 20): a queue held by one node is
+//! declared, published to, consumed from, fetched, purged and deleted
+//! through another, as RabbitMQ's nodes do for each other's queues.
+//! Three warren processes and one etcd; without an etcd binary the tests
+//! say so and skip.
+
+mod common_cluster;
+mod common_durable;
+mod common_etcd;
+mod common_http;
+
+use common_cluster::Node;
+use common_etcd::etcd;
+use futures_lite::StreamExt;
+use lapin::{
+    options::*,
+    types::{AMQPValue, FieldTable},
+    BasicProperties, Connection, ConnectionProperties,
+};
+use std::time::Duration;
+
+fn three(etcd_url: &str) -> Vec<Node> {
+    let u = etcd_url.to_string();
+    let starts: Vec<_> = ["warren@a", "warren@b", "warren@c"]
+        .into_iter()
+        .map(|n| {
+            let u = u.clone();
+            std::thread::spawn(move || Node::start(n, &u))
+        })
+        .collect();
+    starts.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+fn args(kind: &str) -> FieldTable {
+    let mut a = FieldTable::default();
+    a.insert("x-queue-type".into(), AMQPValue::LongString(kind.into()));
+    a
+}
+
+async fn channel(uri: &str) -> (Connection, lapin::Channel) {
+    let conn = Connection::connect(uri, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    (conn, ch)
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_queue_on_one_node_is_used_through_the_others() {
+    let Some(e) = etcd() else { return };
+    let nodes = three(&e.url);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for kind in ["quorum", "classic"] {
+            let q = format!("{kind}-q");
+            // Declared on a: a holds it.
+            let (ca, cha) = channel(&nodes[0].uri()).await;
+            cha.queue_declare(&q, durable(), args(kind)).await.unwrap();
+            // Declared again on b (what every client does on connect): ok,
+            // with a's counts.
+            let (cb, chb) = channel(&nodes[1].uri()).await;
+            let d = chb.queue_declare(&q, durable(), args(kind)).await.unwrap();
+            assert_eq!(d.message_count(), 0, "{kind}");
+            // Published on b with confirms.
+            chb.confirm_select(Default::default()).await.unwrap();
+            for i in 0..100 {
+                let c = chb
+                    .basic_publish(
+                        "",
+                        &q,
+                        Default::default(),
+                        format!("m{i}").as_bytes(),
+                        BasicProperties::default(),
+                    )
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+                assert!(c.is_ack(), "{kind}: publish {i}");
+            }
+            let d = chb
+                .queue_declare(
+                    &q,
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..durable()
+                    },
+                    args(kind),
+                )
+                .await
+                .unwrap();
+            assert_eq!(d.message_count(), 100, "{kind}: counts through b");
+            // Fetched on c.
+            let (cc, chc) = channel(&nodes[2].uri()).await;
+            let got = chc
+                .basic_get(&q, BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+                .expect("a message");
+            assert_eq!(got.delivery.data, b"m0", "{kind}");
+            // Consumed on b, acked; a requeue through c comes back
+            // redelivered.
+            chb.basic_qos(10, Default::default()).await.unwrap();
+            let mut consumer = chb
+                .basic_consume(&q, "on-b", Default::default(), FieldTable::default())
+                .await
+                .unwrap();
+            let mut seen = Vec::new();
+            while seen.len() < 99 {
+                let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+                    .await
+                    .expect("deliveries through b")
+                    .unwrap()
+                    .unwrap();
+                seen.push(String::from_utf8_lossy(&d.data).into_owned());
+                d.ack(Default::default()).await.unwrap();
+            }
+            assert_eq!(seen[0], "m1", "{kind}");
+            assert_eq!(seen[98], "m99", "{kind}");
+            chb.basic_cancel("on-b", Default::default()).await.unwrap();
+            // Purged on c, deleted on b.
+            for i in 0..5 {
+                chb.basic_publish(
+                    "",
+                    &q,
+                    Default::default(),
+                    format!("p{i}").as_bytes(),
+                    BasicProperties::default(),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            }
+            let purged = chc.queue_purge(&q, Default::default()).await.unwrap();
+            assert_eq!(purged, 5, "{kind}: purged through c");
+            chb.queue_delete(&q, Default::default()).await.unwrap();
+            let err = cha
+                .queue_declare(
+                    &q,
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..durable()
+                    },
+                    args(kind),
+                )
+                .await;
+            assert!(err.is_err(), "{kind}: deleted through b, gone on a");
+            for c in [ca, cb, cc] {
+                let _ = c.close(200, "").await;
+            }
+        }
+    });
+}
