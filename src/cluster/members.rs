@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 /// Seconds a node's `alive` key outlives its last renewal.
 pub const LEASE_TTL: i64 = 5;
 
-/// How often the lease is renewed and the members re-read.
-const TICK: Duration = Duration::from_secs(1);
+/// How often the lease is renewed and the members re-read (a new node is
+/// known to the others, and reachable through their links, within it).
+const TICK: Duration = Duration::from_millis(250);
 
 /// One member as the cluster knows it.
 #[derive(Clone, Debug, PartialEq)]
@@ -95,6 +96,15 @@ impl Membership {
     /// The cluster's name (`--cluster-name`).
     pub fn cluster_name(&self) -> &str {
         &self.inner.cluster
+    }
+
+    /// The members as etcd has them now (read at once, not at the next
+    /// round): for a node that hears of a peer it does not know yet.
+    pub fn refresh(&self) -> Vec<Member> {
+        if let Err(e) = read_members(&self.inner) {
+            log::warn!("cluster: {e}");
+        }
+        self.members()
     }
 
     /// This node's name.
@@ -180,6 +190,12 @@ fn round(inner: &Inner, lease: &mut Option<i64>) -> Result<(), EtcdError> {
         }
         *lease = Some(id);
     }
+    read_members(inner)
+}
+
+/// Reads the members and who is alive from etcd into the cache.
+fn read_members(inner: &Inner) -> Result<(), EtcdError> {
+    let me = &inner.me;
     let (members, _) = inner
         .etcd
         .range_prefix(format!("{}members/", inner.prefix).as_bytes())?;

@@ -17,7 +17,7 @@
 //! | 5 | publish | confirm token u64 (0: none), vhost (u16 length), queue (u16 length), exchange (u8 length), routing key (u8 length), properties (u32 length), body (the rest) |
 //! | 6 | confirm | first token u64, count u32, ok u8 |
 
-use super::{queued, u32_at, u64_at, State};
+use super::{u32_at, u64_at, State};
 use crate::core::definitions::REMOTE_SHARD;
 use crate::core::ids::{ChannelRef, QueueRef};
 use crate::core::message::{Message, MessageMeta};
@@ -109,6 +109,7 @@ impl State {
             msg.properties(),
             msg.body(),
         );
+        self.ensure_peer(&node);
         let sent = match self.transport.frame_mut(&node, K_PUBLISH) {
             Some(mut w) => {
                 w.reserve(
@@ -154,7 +155,7 @@ impl State {
         p[..8].copy_from_slice(&first.to_be_bytes());
         p[8..12].copy_from_slice(&count.to_be_bytes());
         p[12] = ok as u8;
-        let _ = queued(self.transport.send(&node, K_CONFIRM, &p));
+        self.send_or_retry(&node, K_CONFIRM, p.to_vec());
     }
 
     /// A publish frame from `from`: to the queue's shard here.

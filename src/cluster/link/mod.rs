@@ -51,6 +51,9 @@ use std::time::{Duration, Instant};
 /// this long leaves it.
 pub const ISR_DEADLINE: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(100);
+/// Output waiting for one node above which the link stops taking the
+/// shards' messages (well under the transport's 64 MiB bound).
+const SATURATED: usize = 32 << 20;
 const TRANSPORT_TOKENS: usize = 0;
 
 const K_APPEND: u8 = 1;
@@ -108,6 +111,7 @@ impl Link {
             feeding: HashMap::new(),
             reports: HashMap::new(),
             fwd: forward::Forwarding::default(),
+            last_refresh: Instant::now() - Duration::from_secs(1),
             remote: remote::Remote::default(),
         };
         let s = stop.clone();
@@ -180,6 +184,8 @@ struct State {
     reports: HashMap<u64, (u64, u32, bool)>,
     /// Publishes to queues on other nodes (`forward.rs`).
     fwd: forward::Forwarding,
+    /// The last time the members were read at once (`ensure_peer`).
+    last_refresh: Instant,
     /// Other uses of queues across nodes (`remote.rs`).
     remote: remote::Remote,
 }
@@ -198,13 +204,16 @@ impl State {
         let me = self.shards;
         while !stop.load(Ordering::Acquire) {
             let busy = self.transport.has_deferred() || self.pending.iter().any(|p| !p.is_empty());
+            // Other nodes not taking what is sent: the shards' rings wait
+            // (and their publishers with them) until the output drains.
+            let saturated = self.saturated();
             let mut timeout = next_tick.saturating_duration_since(Instant::now());
             if busy {
                 timeout = Duration::ZERO;
             } else {
                 self.links.parked[me].store(true, Ordering::SeqCst);
                 fence(Ordering::SeqCst);
-                if self.links.from.iter().flatten().any(|c| !c.is_empty()) {
+                if !saturated && self.links.from.iter().flatten().any(|c| !c.is_empty()) {
                     timeout = Duration::ZERO;
                 }
             }
@@ -227,14 +236,63 @@ impl State {
             for f in frames {
                 self.incoming(f);
             }
-            self.pump();
+            if !saturated {
+                self.pump();
+            }
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + TICK;
                 self.tick();
             }
             self.flush_to_shards();
             self.transport.flush();
+            self.remote_backpressure();
         }
+    }
+
+    /// The transport's peers: every other member, at its cluster address.
+    fn update_peers(&mut self, members: Vec<super::members::Member>) {
+        let mut peers = Vec::new();
+        for m in members {
+            if m.name == self.me {
+                continue;
+            }
+            let addr = m.info["address"].as_str().unwrap_or("");
+            let port = m.info["cluster_port"].as_u64().unwrap_or(0) as u16;
+            if let Some(a) = (addr, port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut i| i.next())
+            {
+                peers.push((m.name.clone(), a));
+            }
+        }
+        if peers != self.peers {
+            self.transport.set_peers(&peers);
+            self.peers = peers;
+        }
+    }
+
+    /// Makes sure `node` is a peer before sending to it: a node that
+    /// just joined may be known from a frame it sent, or the definitions,
+    /// before this node's membership round lists it. Reads etcd at once
+    /// (at most every 20 ms).
+    pub(super) fn ensure_peer(&mut self, node: &str) {
+        if node == self.me || self.peers.iter().any(|(n, _)| n == node) {
+            return;
+        }
+        if self.last_refresh.elapsed() < Duration::from_millis(20) {
+            return;
+        }
+        self.last_refresh = Instant::now();
+        let members = self.membership.refresh();
+        self.update_peers(members);
+    }
+
+    /// Some node has more than `SATURATED` bytes waiting for it.
+    fn saturated(&self) -> bool {
+        self.peers
+            .iter()
+            .any(|(n, _)| self.transport.pending_bytes(n) > SATURATED)
     }
 
     /// Messages from the shards.
@@ -408,6 +466,9 @@ impl State {
         match f.kind {
             KIND_PEER_UP => return self.peer_up(&f.from),
             KIND_PEER_DOWN => return self.peer_down(&f.from),
+            _ => self.ensure_peer(&f.from),
+        }
+        match f.kind {
             forward::K_PUBLISH => return self.publish_frame(&f.from, &f.payload),
             forward::K_CONFIRM => return self.confirm_frame(&f.payload),
             remote::K_REQUEST..=remote::K_TIMEOUT => {
@@ -537,26 +598,9 @@ impl State {
 
     fn tick(&mut self) {
         self.transport.tick(Instant::now());
-        // Peers: every other member, at its cluster address.
-        let mut peers = Vec::new();
-        for m in self.membership.members() {
-            if m.name == self.me {
-                continue;
-            }
-            let addr = m.info["address"].as_str().unwrap_or("");
-            let port = m.info["cluster_port"].as_u64().unwrap_or(0) as u16;
-            if let Some(a) = (addr, port)
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut i| i.next())
-            {
-                peers.push((m.name.clone(), a));
-            }
-        }
-        if peers != self.peers {
-            self.transport.set_peers(&peers);
-            self.peers = peers;
-        }
+        let members = self.membership.members();
+        self.update_peers(members);
+        self.retry_requests();
         let (view, version) = self.quorum.view();
         if version != self.view_version {
             self.view_version = version;

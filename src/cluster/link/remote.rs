@@ -54,6 +54,13 @@ pub(super) const K_RESUME: u8 = 12;
 pub(super) const K_CANCELLED: u8 = 13;
 pub(super) const K_TIMEOUT: u8 = 14;
 
+/// Output waiting for one node above which the queues here stop
+/// delivering to its consumers (their proxies' `output_full`), and below
+/// which they start again: the transport's buffer (64 MiB) is never
+/// reached, so no delivery is dropped.
+const OUTPUT_HIGH: usize = 8 << 20;
+const OUTPUT_LOW: usize = 2 << 20;
+
 /// The owner's stand-in for a channel on another node.
 struct Proxy {
     node: String,
@@ -76,12 +83,24 @@ pub(super) struct Remote {
     consumers: Vec<(String, ConsumerRef, QueueRef)>,
     /// Requests waiting for another node: (node, requester, queue).
     waiting: Vec<(String, Requester, QueueRef)>,
+    /// Nodes whose consumers here are paused (their output is high).
+    paused: Vec<String>,
+    /// Frames for a node not reachable yet: (give up at, node, kind,
+    /// payload), in order.
+    retry: Vec<(std::time::Instant, String, u8, Vec<u8>)>,
 }
+
+/// How long a request waits for a node this one does not know yet.
+const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl State {
     /// The node, vhost and name of remote queue `queue` (origin side).
     fn remote_queue(&mut self, queue: QueueRef) -> Option<(String, String, String)> {
         let found = self.fwd_lookup(queue);
+        if let Some((node, _, _)) = &found {
+            let node = node.clone();
+            self.ensure_peer(&node);
+        }
         if found.is_none() {
             log::debug!("cluster link: remote queue {queue:?} is not defined here");
         }
@@ -131,15 +150,10 @@ impl State {
                 if let QueueOp::Cancel { consumer } = &op {
                     self.remote.consumers.retain(|c| c.1 != *consumer);
                 }
-                if !super::queued(self.transport.send(&node, K_REQUEST, &w)) {
-                    if let Some(to) = reply_to {
-                        self.reply_here(to, queue, QueueReply::Error(unreachable(&node)));
-                    }
-                    return;
-                }
                 if let Some(to) = reply_to {
-                    self.remote.waiting.push((node, to, queue));
+                    self.remote.waiting.push((node.clone(), to, queue));
                 }
+                self.send_or_retry(&node, K_REQUEST, w);
             }
             ShardMsg::Settle {
                 queue,
@@ -157,7 +171,7 @@ impl State {
                 w.u64(seq);
                 w.settle(how);
                 w.u32(count);
-                self.transport.send(&node, K_SETTLE, &w);
+                self.send_or_retry(&node, K_SETTLE, w);
             }
             ShardMsg::ChannelGone { queue, channel } => {
                 self.remote
@@ -169,7 +183,7 @@ impl State {
                 let mut w = Vec::with_capacity(32);
                 w.channel(channel);
                 w.queue(queue);
-                self.transport.send(&node, K_CHANNEL_GONE, &w);
+                self.send_or_retry(&node, K_CHANNEL_GONE, w);
             }
             ShardMsg::Resume { queue } => {
                 let Some((node, _, _)) = self.remote_queue(queue) else {
@@ -177,7 +191,7 @@ impl State {
                 };
                 let mut w = Vec::with_capacity(16);
                 w.queue(queue);
-                self.transport.send(&node, K_RESUME, &w);
+                self.send_or_retry(&node, K_RESUME, w);
             }
             _ => {}
         }
@@ -243,7 +257,7 @@ impl State {
             }
             _ => return,
         };
-        self.transport.send(&node, kind, &w);
+        self.send_or_retry(&node, kind, w);
     }
 
     /// The origin's ref of local queue `q` for `node` (what it sent).
@@ -356,7 +370,7 @@ impl State {
                             w.channel(origin);
                             w.queue(oq);
                             codec::put_reply(&mut w, &QueueReply::Gone);
-                            self.transport.send(from, K_REPLY, &w);
+                            self.send_or_retry(from, K_REPLY, w);
                         }
                     }
                 }
@@ -461,6 +475,101 @@ impl State {
             _ => {}
         }
         Some(())
+    }
+
+    /// Sends a frame, or keeps it (behind any kept for the same node) for
+    /// the ticks to come when the node is not known here yet: it just
+    /// joined, and this node's membership round has not listed it.
+    pub(super) fn send_or_retry(&mut self, node: &str, kind: u8, w: Vec<u8>) {
+        let behind = self.remote.retry.iter().any(|r| r.1 == node);
+        if !behind && super::queued(self.transport.send(node, kind, &w)) {
+            return;
+        }
+        let until = std::time::Instant::now() + RETRY_FOR;
+        self.remote.retry.push((until, node.to_string(), kind, w));
+    }
+
+    /// At each tick: frames kept for a node are sent if it can be reached
+    /// now; after `RETRY_FOR` they are dropped, and requests waiting for
+    /// the node fail as if it were lost.
+    pub(super) fn retry_requests(&mut self) {
+        if self.remote.retry.is_empty() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut failed: Vec<String> = Vec::new();
+        for (until, node, kind, w) in std::mem::take(&mut self.remote.retry) {
+            self.ensure_peer(&node);
+            let blocked = self.remote.retry.iter().any(|r| r.1 == node);
+            if !blocked && super::queued(self.transport.send(&node, kind, &w)) {
+                continue;
+            }
+            if now >= until {
+                if !failed.contains(&node) {
+                    failed.push(node);
+                }
+            } else {
+                self.remote.retry.push((until, node, kind, w));
+            }
+        }
+        for node in failed {
+            self.remote.retry.retain(|r| r.1 != node);
+            let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.remote.waiting)
+                .into_iter()
+                .partition(|w| w.0 == node);
+            self.remote.waiting = kept;
+            for (_, to, queue) in lost {
+                self.reply_here(to, queue, QueueReply::Error(unreachable(&node)));
+            }
+        }
+    }
+
+    /// After each flush: a node whose output grew past `OUTPUT_HIGH` has
+    /// its proxies marked full (the queues skip their consumers, as for a
+    /// local connection's full socket); once below `OUTPUT_LOW` they are
+    /// cleared and their queues resumed.
+    pub(super) fn remote_backpressure(&mut self) {
+        if self.remote.proxies.is_empty() {
+            return;
+        }
+        let mut nodes: Vec<String> = self
+            .remote
+            .proxies
+            .values()
+            .map(|p| p.node.clone())
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        for node in nodes {
+            let out = self.transport.pending_bytes(&node);
+            let paused = self.remote.paused.contains(&node);
+            if !paused && out > OUTPUT_HIGH {
+                self.remote.paused.push(node.clone());
+                self.set_full(&node, true);
+            } else if paused && out < OUTPUT_LOW {
+                self.remote.paused.retain(|n| *n != node);
+                self.set_full(&node, false);
+                let queues: Vec<QueueRef> = self
+                    .remote
+                    .queues
+                    .iter()
+                    .filter(|((n, _), _)| *n == node)
+                    .map(|(_, q)| *q)
+                    .collect();
+                for q in queues {
+                    if (q.shard as usize) < self.shards {
+                        self.pending[q.shard as usize].push_back(ShardMsg::Resume { queue: q });
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_full(&self, node: &str, full: bool) {
+        for p in self.remote.proxies.values().filter(|p| p.node == node) {
+            p.output_full
+                .store(full, std::sync::atomic::Ordering::Release);
+        }
     }
 
     /// `node` is lost: its consumers here are cancelled, requests waiting
