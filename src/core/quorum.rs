@@ -98,7 +98,7 @@ impl ShardCtx {
             return;
         };
         let r = self.replicas.by_id.entry(store_id).or_default();
-        if !r.entries.contains_key(&seq) {
+        if let std::collections::btree_map::Entry::Vacant(e) = r.entries.entry(seq) {
             let loc = store.append(&persist::Publish {
                 queue_id: store_id,
                 seq,
@@ -108,7 +108,7 @@ impl ShardCtx {
                 body: msg.body(),
                 expires_at: 0,
             });
-            r.entries.insert(seq, loc);
+            e.insert(loc);
         }
         r.last = r.last.max(seq);
         store.hold_sync(store_id, seq, r.gen);

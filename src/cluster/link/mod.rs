@@ -74,6 +74,7 @@ pub struct Link {
 impl Link {
     /// Starts the link on `links` (the mesh's last member) with the
     /// transport listening on `listener`.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         links: Links,
         shards: usize,
@@ -302,7 +303,7 @@ impl State {
                 let Some(m) = self.links.from[j].as_mut().and_then(|c| c.pop()) else {
                     break;
                 };
-                self.from_shard(m);
+                self.on_shard_msg(m);
             }
         }
     }
@@ -315,7 +316,7 @@ impl State {
         self.nodes.len() as u16
     }
 
-    fn from_shard(&mut self, m: ShardMsg) {
+    fn on_shard_msg(&mut self, m: ShardMsg) {
         match m {
             ShardMsg::ReplicaAppend {
                 store_id,
@@ -480,35 +481,32 @@ impl State {
         let Some(store_id) = u64_at(p, 0) else {
             return;
         };
-        match f.kind {
-            K_SYNCED => {
-                let (Some(seq), Some(gen)) = (u64_at(p, 8), u32_at(p, 16)) else {
-                    return;
-                };
-                if let Some(fl) = self
-                    .leading
-                    .get_mut(&store_id)
-                    .and_then(|l| l.followers.get_mut(&f.from))
-                {
-                    if gen == fl.gen {
-                        fl.synced = fl.synced.max(seq);
-                        fl.behind_since = None;
-                    }
-                }
-                let last = self.leading.get(&store_id).map_or(0, |l| l.last);
-                if let Some(fl) = self
-                    .leading
-                    .get_mut(&store_id)
-                    .and_then(|l| l.followers.get_mut(&f.from))
-                {
-                    if fl.synced < last {
-                        fl.behind_since = Some(Instant::now());
-                    }
-                }
-                self.watermark(store_id);
+        if f.kind == K_SYNCED {
+            let (Some(seq), Some(gen)) = (u64_at(p, 8), u32_at(p, 16)) else {
                 return;
+            };
+            if let Some(fl) = self
+                .leading
+                .get_mut(&store_id)
+                .and_then(|l| l.followers.get_mut(&f.from))
+            {
+                if gen == fl.gen {
+                    fl.synced = fl.synced.max(seq);
+                    fl.behind_since = None;
+                }
             }
-            _ => {}
+            let last = self.leading.get(&store_id).map_or(0, |l| l.last);
+            if let Some(fl) = self
+                .leading
+                .get_mut(&store_id)
+                .and_then(|l| l.followers.get_mut(&f.from))
+            {
+                if fl.synced < last {
+                    fl.behind_since = Some(Instant::now());
+                }
+            }
+            self.watermark(store_id);
+            return;
         }
         // From a leader: only the one etcd names.
         if let Some(q) = self.view.queues.get(&store_id) {
