@@ -9,7 +9,7 @@ mod common_durable;
 mod common_etcd;
 mod common_http;
 
-use common_cluster::Node;
+use common_cluster::three;
 use common_etcd::etcd;
 use futures_lite::StreamExt;
 use lapin::{
@@ -18,18 +18,6 @@ use lapin::{
     BasicProperties, Connection, ConnectionProperties,
 };
 use std::time::Duration;
-
-fn three(etcd_url: &str) -> Vec<Node> {
-    let u = etcd_url.to_string();
-    let starts: Vec<_> = ["warren@a", "warren@b", "warren@c"]
-        .into_iter()
-        .map(|n| {
-            let u = u.clone();
-            std::thread::spawn(move || Node::start(n, &u))
-        })
-        .collect();
-    starts.into_iter().map(|t| t.join().unwrap()).collect()
-}
 
 fn args(kind: &str) -> FieldTable {
     let mut a = FieldTable::default();

@@ -15,18 +15,8 @@ use common_etcd::etcd;
 use lapin::{options::*, types::FieldTable, BasicProperties, Connection, ConnectionProperties};
 use serde_json::Value;
 
-/// Three nodes started at once (so their first start races to create the
-/// defaults in the empty cluster).
-fn three(etcd_url: &str) -> (Node, Node, Node) {
-    let u = etcd_url.to_string();
-    let starts: Vec<_> = ["warren@a", "warren@b", "warren@c"]
-        .into_iter()
-        .map(|n| {
-            let u = u.clone();
-            std::thread::spawn(move || Node::start(n, &u))
-        })
-        .collect();
-    let mut v: Vec<Node> = starts.into_iter().map(|t| t.join().unwrap()).collect();
+fn three_named(etcd_url: &str) -> (Node, Node, Node) {
+    let mut v = common_cluster::three(etcd_url);
     let c = v.pop().unwrap();
     let b = v.pop().unwrap();
     let a = v.pop().unwrap();
@@ -51,7 +41,7 @@ fn queue_names(api: &common_http::Api) -> Vec<String> {
 #[test]
 fn definitions_made_on_one_node_are_seen_on_the_others() {
     let Some(e) = etcd() else { return };
-    let (a, b, c) = three(&e.url);
+    let (a, b, c) = three_named(&e.url);
     // Exactly one node created the defaults; every node has them.
     for n in [&a, &b, &c] {
         assert_eq!(n.api.get("/api/whoami").status, 200, "{}", n.log());
@@ -177,7 +167,7 @@ fn definitions_made_on_one_node_are_seen_on_the_others() {
 #[test]
 fn a_binding_made_on_one_node_routes_the_next_publish_on_another() {
     let Some(e) = etcd() else { return };
-    let (a, b, _c) = three(&e.url);
+    let (a, b, _c) = three_named(&e.url);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let on_b = Connection::connect(&b.uri(), ConnectionProperties::default())
@@ -245,7 +235,7 @@ fn a_binding_made_on_one_node_routes_the_next_publish_on_another() {
 #[test]
 fn a_restarted_node_keeps_its_durable_queues_and_drops_its_transient_ones() {
     let Some(e) = etcd() else { return };
-    let (mut a, b, _c) = three(&e.url);
+    let (mut a, b, _c) = three_named(&e.url);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let conn = Connection::connect(&a.uri(), ConnectionProperties::default())

@@ -10,7 +10,7 @@ mod common_durable;
 mod common_etcd;
 mod common_http;
 
-use common_cluster::Node;
+use common_cluster::{three, Node};
 use common_etcd::etcd;
 use futures_lite::StreamExt;
 use lapin::{
@@ -20,18 +20,6 @@ use lapin::{
 };
 use std::collections::HashSet;
 use std::time::Duration;
-
-fn three(etcd_url: &str) -> Vec<Node> {
-    let u = etcd_url.to_string();
-    let starts: Vec<_> = ["warren@a", "warren@b", "warren@c"]
-        .into_iter()
-        .map(|n| {
-            let u = u.clone();
-            std::thread::spawn(move || Node::start(n, &u))
-        })
-        .collect();
-    starts.into_iter().map(|t| t.join().unwrap()).collect()
-}
 
 fn quorum_args() -> FieldTable {
     let mut args = FieldTable::default();
@@ -137,21 +125,8 @@ fn confirmed_messages_survive_the_leader_being_killed() {
     let mut nodes = three(&e.url);
     let rt = tokio::runtime::Runtime::new().unwrap();
     const N: usize = 3000;
-    let acked = rt.block_on(async {
-        let conn = Connection::connect(&nodes[0].uri(), ConnectionProperties::default())
-            .await
-            .unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        ch.queue_declare("qq", durable, quorum_args())
-            .await
-            .unwrap();
-        let _ = conn.close(200, "").await;
-        publish_confirmed(&nodes[0].uri(), "qq", N).await
-    });
+    declare_qq(&rt, &nodes[0].uri());
+    let acked = rt.block_on(publish_confirmed(&nodes[0].uri(), "qq", N));
     assert_eq!(acked.len(), N, "every publish confirmed");
     nodes[0].kill();
     let t0 = std::time::Instant::now();

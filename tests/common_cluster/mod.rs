@@ -98,6 +98,19 @@ impl Drop for Node {
     }
 }
 
+/// Nodes `warren@a`, `warren@b` and `warren@c`, started at once (so
+/// their first start races to create the defaults in the empty cluster).
+pub fn three(etcd_url: &str) -> Vec<Node> {
+    let starts: Vec<_> = ["warren@a", "warren@b", "warren@c"]
+        .into_iter()
+        .map(|n| {
+            let u = etcd_url.to_string();
+            std::thread::spawn(move || Node::start(n, &u))
+        })
+        .collect();
+    starts.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
 /// Polls `f` until it holds, failing after `secs` seconds.
 pub fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let t0 = Instant::now();
