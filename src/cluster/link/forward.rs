@@ -110,34 +110,37 @@ impl State {
             msg.body(),
         );
         self.ensure_peer(&node);
-        let sent = match self.transport.frame_mut(&node, K_PUBLISH) {
-            Some(mut w) => {
-                w.reserve(
-                    8 + 4
-                        + vhost.len()
-                        + name.len()
-                        + 6
-                        + x.len()
-                        + rk.len()
-                        + props.len()
-                        + body.len(),
-                );
-                w.put_u64(token);
-                w.put_u16(vhost.len() as u16);
-                w.put(vhost.as_bytes());
-                w.put_u16(name.len() as u16);
-                w.put(name.as_bytes());
-                w.put_u8(x.len().min(255) as u8);
-                w.put(&x[..x.len().min(255)]);
-                w.put_u8(rk.len().min(255) as u8);
-                w.put(&rk[..rk.len().min(255)]);
-                w.put_u32(props.len() as u32);
-                w.put(props);
-                w.put(body);
-                true
-            }
-            None => false,
-        };
+        // A node that is down gets nothing: its confirm would never come.
+        let up = self.transport.peer_up(&node);
+        let sent = up
+            && match self.transport.frame_mut(&node, K_PUBLISH) {
+                Some(mut w) => {
+                    w.reserve(
+                        8 + 4
+                            + vhost.len()
+                            + name.len()
+                            + 6
+                            + x.len()
+                            + rk.len()
+                            + props.len()
+                            + body.len(),
+                    );
+                    w.put_u64(token);
+                    w.put_u16(vhost.len() as u16);
+                    w.put(vhost.as_bytes());
+                    w.put_u16(name.len() as u16);
+                    w.put(name.as_bytes());
+                    w.put_u8(x.len().min(255) as u8);
+                    w.put(&x[..x.len().min(255)]);
+                    w.put_u8(rk.len().min(255) as u8);
+                    w.put(&rk[..rk.len().min(255)]);
+                    w.put_u32(props.len() as u32);
+                    w.put(props);
+                    w.put(body);
+                    true
+                }
+                None => false,
+            };
         if !sent && token != 0 {
             if let Some((_, tag)) = self.fwd.waiting.remove(&token) {
                 self.confirm_local(tag, false);

@@ -482,7 +482,12 @@ impl State {
     /// joined, and this node's membership round has not listed it.
     pub(super) fn send_or_retry(&mut self, node: &str, kind: u8, w: Vec<u8>) {
         let behind = self.remote.retry.iter().any(|r| r.1 == node);
-        if !behind && super::queued(self.transport.send(node, kind, &w)) {
+        // Only to a node whose connection is up: one that is down already
+        // reported it (`PeerDown`), and would never answer what waits.
+        if !behind
+            && self.transport.peer_up(node)
+            && super::queued(self.transport.send(node, kind, &w))
+        {
             return;
         }
         let until = std::time::Instant::now() + RETRY_FOR;
@@ -501,7 +506,10 @@ impl State {
         for (until, node, kind, w) in std::mem::take(&mut self.remote.retry) {
             self.ensure_peer(&node);
             let blocked = self.remote.retry.iter().any(|r| r.1 == node);
-            if !blocked && super::queued(self.transport.send(&node, kind, &w)) {
+            if !blocked
+                && self.transport.peer_up(&node)
+                && super::queued(self.transport.send(&node, kind, &w))
+            {
                 continue;
             }
             if now >= until {
