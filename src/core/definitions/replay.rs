@@ -287,7 +287,7 @@ impl Replay {
     }
 }
 
-fn binding_from(b: BindingRecord) -> (String, Binding) {
+pub(super) fn binding_from(b: BindingRecord) -> (String, Binding) {
     let dest = match b.dest_kind {
         DestKind::Queue => BindingDest::Queue(b.dest),
         DestKind::Exchange => BindingDest::Exchange(b.dest),

@@ -26,7 +26,7 @@ use super::{
 };
 use crate::core::exchange::ExchangeKind;
 use crate::core::ids::{QueueRef, VhostId};
-use crate::store::defs_log::{DestKind, Record};
+use crate::store::defs_log::Record;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -442,13 +442,12 @@ impl Defs {
         Ok(())
     }
 
+    /// The binding a record names, in this node's vhost numbering (the
+    /// replay's conversion, with the vhost looked up).
     fn binding_of(&self, b: crate::store::defs_log::BindingRecord) -> Option<Binding> {
-        let vid = self.vhost_id(&b.vhost)?;
-        let dest = match b.dest_kind {
-            DestKind::Queue => BindingDest::Queue(b.dest),
-            DestKind::Exchange => BindingDest::Exchange(b.dest),
-        };
-        Some(Binding::new(vid, b.source, dest, b.key, b.args))
+        let (vhost, mut b) = super::replay::binding_from(b);
+        b.vhost = self.vhost_id(&vhost)?;
+        Some(b)
     }
 
     /// Applies one record another node wrote.
