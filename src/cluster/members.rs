@@ -12,7 +12,7 @@
 
 use super::etcd::{Etcd, EtcdError};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -57,6 +57,7 @@ struct Inner {
     prefix: String,
     me: SelfInfo,
     members: Mutex<Vec<Member>>,
+    lease: LeaseClock,
     /// etcd answered the last round.
     connected: AtomicBool,
     stop: AtomicBool,
@@ -75,6 +76,7 @@ impl Membership {
             prefix: format!("/warren/{cluster}/"),
             me,
             members: Mutex::new(Vec::new()),
+            lease: LeaseClock::new(),
             connected: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
@@ -112,6 +114,15 @@ impl Membership {
         &self.inner.me.node
     }
 
+    /// The lease this node's `alive` key is under, while it surely lives
+    /// in etcd: etcd counts a renewal from when it gets it, this node from
+    /// when it sent it (less a margin), so while this answers, the key
+    /// exists and no other node can have been elected in this node's
+    /// place (`cluster::quorum`). None when unsure.
+    pub fn lease(&self) -> Option<i64> {
+        self.inner.lease.get()
+    }
+
     /// etcd answered the last round.
     pub fn connected(&self) -> bool {
         self.inner.connected.load(Ordering::Relaxed)
@@ -136,6 +147,50 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// This node's lease and until when it surely lives (see
+/// [`Membership::lease`]).
+struct LeaseClock {
+    base: Instant,
+    id: AtomicI64,
+    /// Nanoseconds after `base`.
+    until: AtomicU64,
+}
+
+/// Taken off a lease's time, for the time etcd takes to see a renewal.
+const LEASE_MARGIN: Duration = Duration::from_millis(250);
+
+impl LeaseClock {
+    fn new() -> LeaseClock {
+        LeaseClock {
+            base: Instant::now(),
+            id: AtomicI64::new(0),
+            until: AtomicU64::new(0),
+        }
+    }
+
+    fn get(&self) -> Option<i64> {
+        let id = self.id.load(Ordering::Acquire);
+        let now = self.base.elapsed().as_nanos() as u64;
+        (id != 0 && now < self.until.load(Ordering::Acquire)).then_some(id)
+    }
+
+    /// Lease `id` was renewed (or granted) for `ttl` seconds by a request
+    /// sent at `sent`.
+    fn renewed(&self, id: i64, sent: Instant, ttl: i64) {
+        let until = (sent + Duration::from_secs(ttl.max(0) as u64))
+            .checked_sub(LEASE_MARGIN)
+            .unwrap_or(sent);
+        let ns = until.saturating_duration_since(self.base).as_nanos() as u64;
+        self.until.store(ns, Ordering::Release);
+        self.id.store(id, Ordering::Release);
+    }
+
+    fn lost(&self) {
+        self.id.store(0, Ordering::Release);
+        self.until.store(0, Ordering::Release);
+    }
+}
+
 fn run(inner: &Inner) {
     let mut lease: Option<i64> = None;
     let mut next = Instant::now();
@@ -151,6 +206,8 @@ fn run(inner: &Inner) {
         std::thread::sleep(Duration::from_millis(50));
     }
     if let Some(id) = lease {
+        // Not counted on from now: the key goes.
+        inner.lease.lost();
         if let Err(e) = inner.etcd.revoke(id) {
             log::warn!("cluster: could not leave cleanly: {e}");
         }
@@ -161,11 +218,19 @@ fn run(inner: &Inner) {
 /// members.
 fn round(inner: &Inner, lease: &mut Option<i64>) -> Result<(), EtcdError> {
     let me = &inner.me;
+    let sent = Instant::now();
     let renewed = match *lease {
-        Some(id) => inner.etcd.keep_alive(id)? > 0,
+        Some(id) => match inner.etcd.keep_alive(id)? {
+            ttl if ttl > 0 => {
+                inner.lease.renewed(id, sent, ttl);
+                true
+            }
+            _ => false,
+        },
         None => false,
     };
     if !renewed {
+        inner.lease.lost();
         if lease.is_some() {
             log::warn!("cluster: this node's lease had expired; registering again");
         }
@@ -181,6 +246,7 @@ fn round(inner: &Inner, lease: &mut Option<i64>) -> Result<(), EtcdError> {
             .etcd
             .put(&key("members"), info.to_string().as_bytes(), 0)?;
         inner.etcd.put(&key("alive"), b"1", id)?;
+        inner.lease.renewed(id, sent, LEASE_TTL);
         if lease.is_none() {
             log::info!(
                 "cluster: node '{}' joined cluster {}",

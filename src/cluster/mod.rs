@@ -57,7 +57,13 @@ pub fn start_replication(
     let secret = secret(&config.etcd, &config.name)?;
     let admin = handle.admin();
     let shards = admin.config().shards;
-    let quorum = quorum::Quorum::start(&config.etcd, &config.name, &node, admin.clone());
+    let quorum = quorum::Quorum::start(
+        &config.etcd,
+        &config.name,
+        &node,
+        admin.clone(),
+        membership.clone(),
+    );
     let links = handle
         .take_cluster_links()
         .ok_or_else(|| io::Error::other("the broker has no cluster link"))?;

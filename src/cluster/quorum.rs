@@ -29,6 +29,7 @@
 //! it publishes what it read as a [`View`] for the link.
 
 use super::etcd::{Cmp, Compare, Etcd, EtcdError, Op};
+use super::members::Membership;
 use crate::admin::Admin;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -60,6 +61,11 @@ pub struct QState {
 pub struct View {
     pub queues: HashMap<u64, QState>,
     pub alive: Vec<String>,
+    /// The lease this node's `alive` key was under when read (0: not
+    /// alive). The link lets a leader's confirms go only while
+    /// [`Membership::lease`] still gives this one: no election can have
+    /// taken its queues since this view was read.
+    pub lease: i64,
 }
 
 /// A change the link asks for (as the queue's leader).
@@ -79,6 +85,7 @@ struct Inner {
     prefix: String,
     node: String,
     admin: Admin,
+    membership: Membership,
     view: RwLock<Arc<View>>,
     version: AtomicU64,
     requests: Mutex<Vec<Request>>,
@@ -89,12 +96,19 @@ struct Inner {
 }
 
 impl Quorum {
-    pub fn start(endpoints: &[String], cluster: &str, node: &str, admin: Admin) -> Quorum {
+    pub fn start(
+        endpoints: &[String],
+        cluster: &str,
+        node: &str,
+        admin: Admin,
+        membership: Membership,
+    ) -> Quorum {
         let inner = Arc::new(Inner {
             etcd: Etcd::new(endpoints),
             prefix: format!("/warren/{cluster}/"),
             node: node.to_string(),
             admin,
+            membership,
             view: RwLock::new(Arc::new(View::default())),
             version: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
@@ -169,6 +183,9 @@ impl Inner {
     }
 
     fn round(&self) -> Result<(), EtcdError> {
+        // Before the reads: the alive key read below is under this lease
+        // or a later one.
+        let lease = self.membership.lease().unwrap_or(0);
         let alive_prefix = format!("{}alive/", self.prefix);
         let (alive, _) = self.etcd.range_prefix(alive_prefix.as_bytes())?;
         let mut alive: Vec<String> = alive
@@ -304,10 +321,14 @@ impl Inner {
             // Read again next round; meanwhile publish what was read.
             self.nudge();
         }
-        let view = View { queues, alive };
+        let view = View {
+            queues,
+            alive,
+            lease: if me_alive { lease } else { 0 },
+        };
         let mut v = self.view.write().unwrap();
         let old = v.clone();
-        if old.queues != view.queues || old.alive != view.alive {
+        if old.queues != view.queues || old.alive != view.alive || old.lease != view.lease {
             *v = Arc::new(view);
             self.version.fetch_add(1, Ordering::AcqRel);
         }

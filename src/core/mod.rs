@@ -387,12 +387,14 @@ impl ShardCtx {
                 store.forget_replicated(q, &mut self.outbox);
             }
             let store_id = queue.props.store_id;
+            self.replicas.led.remove(&store_id);
             self.outbox.push(
                 definitions::REMOTE_SHARD,
                 shard_msg::ShardMsg::ReplicaReset {
                     store_id,
                     to: 0,
                     gen: 0,
+                    lineage: 0,
                 },
             );
         }

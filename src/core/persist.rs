@@ -260,6 +260,12 @@ impl ShardStore {
         self.nacked += (before - self.held.len()) as u64;
     }
 
+    /// The current batch must be synced even if nothing was appended to
+    /// it (a replica's report of messages it already held waits for it).
+    pub fn touch(&mut self) {
+        self.dirty = true;
+    }
+
     /// A follower appended message `seq` of replica `store_id`: report it
     /// to the leader once the current batch is durable.
     pub fn hold_sync(&mut self, store_id: u64, seq: u64, gen: u32) {

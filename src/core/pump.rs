@@ -122,7 +122,19 @@ impl ShardCtx {
                     ctx.after_queue_op(queue);
                 }
                 // A message routed to a queue deleted meanwhile counts as handled,
-                // as in RabbitMQ.
+                // as in RabbitMQ; one routed to a quorum queue this node no
+                // longer leads is nacked (the new leader does not have it).
+                if let Some(tag) = confirm.filter(|_| ctx.replicas.demoted.contains(&queue)) {
+                    ctx.outbox.push(
+                        tag.channel.shard,
+                        ShardMsg::Confirm {
+                            tag,
+                            ok: false,
+                            count: 1,
+                        },
+                    );
+                    return;
+                }
                 if let Some(tag) = confirm {
                     match ctx.store.as_mut() {
                         Some(store) if stored => match replica {

@@ -40,12 +40,51 @@ pub struct Replica {
     /// reports carry it, so one from before a reset is not mistaken for
     /// one after.
     pub gen: u32,
+    /// The lineage of the leader that fed it last (its epoch and process,
+    /// `ReplicaReset`): 0 unknown (recovered from disk).
+    pub lineage: u64,
+    /// A bulk copy under way (see [`Copying`]).
+    pub copying: Option<Copying>,
+}
+
+/// A bulk copy under way, from a reset to its `ReplicaBulkDone`.
+///
+/// The replica keeps what it held before the reset until the copy ends:
+/// it may be in the in-sync set meanwhile (a follower that reconnected),
+/// and be elected before the copy ends, so it must stay a superset of
+/// what the leader confirmed. At the end, what the copy did not bring is
+/// gone at the leader, and goes here too. A message held from before
+/// whose seq the copy brings again is kept if it came from the same
+/// lineage (same leader process and epoch: the same message), and
+/// replaced otherwise (a seq an unconfirmed message of an older leader
+/// had may hold another message now).
+#[derive(Default)]
+pub struct Copying {
+    /// The seqs the copy (and the stream after it) brought, ascending.
+    copied: Vec<u64>,
+    /// Held messages whose seq comes again are replaced.
+    replace: bool,
+}
+
+impl Copying {
+    fn brought(&self, seq: u64) -> bool {
+        self.copied.binary_search(&seq).is_ok()
+    }
 }
 
 /// The replicas a shard keeps, by the queue's store id.
 #[derive(Default)]
 pub struct Replicas {
     pub by_id: HashMap<u64, Replica>,
+    /// Store ids of quorum queues this shard became the leader of by an
+    /// election (`promote_replica`): a deposed leader that does not know
+    /// it yet may still send appends for them, which must not make a
+    /// replica here (under the queue's own store id).
+    pub led: std::collections::HashSet<u64>,
+    /// Queues this shard led and another node leads now
+    /// (`demote_queue`): a publish still on its way to one is nacked,
+    /// not counted as handled as for a deleted queue.
+    pub demoted: Vec<QueueRef>,
 }
 
 impl Replicas {
@@ -79,9 +118,63 @@ impl ShardCtx {
                     }
                 }
             }
-            ShardMsg::ReplicaReset { store_id, gen, .. } => {
-                self.drop_replica(store_id);
-                self.replicas.by_id.entry(store_id).or_default().gen = gen;
+            ShardMsg::ReplicaReset {
+                store_id,
+                gen,
+                lineage,
+                ..
+            } => {
+                if self.replicas.led.contains(&store_id) {
+                    return;
+                }
+                if gen == 0 {
+                    // The queue is gone.
+                    self.drop_replica(store_id);
+                    return;
+                }
+                let r = self.replicas.by_id.entry(store_id).or_default();
+                // A copy cut short by this reset may have left messages of
+                // an older lineage: they are still replaced.
+                let replace = r.lineage != lineage
+                    || lineage == 0
+                    || r.copying.as_ref().is_some_and(|c| c.replace);
+                r.gen = gen;
+                r.lineage = lineage;
+                r.copying = Some(Copying {
+                    copied: Vec::new(),
+                    replace,
+                });
+            }
+            ShardMsg::ReplicaBulkDone { store_id, upto, .. } => {
+                let Some(store) = self.store.as_mut() else {
+                    return;
+                };
+                let Some(r) = self.replicas.by_id.get_mut(&store_id) else {
+                    return;
+                };
+                let Some(c) = r.copying.take() else {
+                    return;
+                };
+                // Nothing was streamed after the copy yet (the frames keep
+                // their order): what it did not bring is gone.
+                let stale: Vec<u64> = r
+                    .entries
+                    .keys()
+                    .copied()
+                    .filter(|s| !c.brought(*s))
+                    .collect();
+                for s in stale {
+                    if let Some(loc) = r.entries.remove(&s) {
+                        store.ack(store_id, s, loc);
+                    }
+                }
+                // It holds all the leader held up to `upto` (what the copy
+                // did not bring was gone): reported once durable, so a
+                // leader whose last messages were consumed before the
+                // copy does not wait for them.
+                r.last = r.last.max(upto);
+                store.touch();
+                store.hold_sync(store_id, upto, r.gen);
             }
             ShardMsg::Replicated { queue, seq } => {
                 if let Some(store) = self.store.as_mut() {
@@ -94,11 +187,36 @@ impl ShardCtx {
     }
 
     fn replica_append(&mut self, store_id: u64, seq: u64, msg: &Message) {
+        if self.replicas.led.contains(&store_id) {
+            return;
+        }
         let Some(store) = self.store.as_mut() else {
             return;
         };
         let r = self.replicas.by_id.entry(store_id).or_default();
-        if let std::collections::btree_map::Entry::Vacant(e) = r.entries.entry(seq) {
+        if r.copying.as_ref().is_some_and(|c| c.brought(seq)) {
+            // Sent twice in one copy (never expected).
+            store.touch();
+            store.hold_sync(store_id, seq, r.gen);
+            return;
+        }
+        let replace = r.copying.as_ref().is_some_and(|c| c.replace);
+        let write = match r.entries.get(&seq) {
+            None => true,
+            Some(&old) if replace => {
+                // The ack goes first: at recovery, the publish after it
+                // stands (`store::recover`).
+                store.ack(store_id, seq, old);
+                true
+            }
+            // Held already, the same message: its report still waits for
+            // a sync round.
+            Some(_) => {
+                store.touch();
+                false
+            }
+        };
+        if write {
             let loc = store.append(&persist::Publish {
                 queue_id: store_id,
                 seq,
@@ -108,7 +226,16 @@ impl ShardCtx {
                 body: msg.body(),
                 expires_at: 0,
             });
-            e.insert(loc);
+            r.entries.insert(seq, loc);
+        }
+        if let Some(c) = r.copying.as_mut() {
+            if c.copied.last().is_some_and(|&l| l > seq) {
+                // Out of order (never expected): kept sorted.
+                let at = c.copied.partition_point(|&s| s < seq);
+                c.copied.insert(at, seq);
+            } else {
+                c.copied.push(seq);
+            }
         }
         r.last = r.last.max(seq);
         store.hold_sync(store_id, seq, r.gen);
@@ -147,6 +274,7 @@ impl ShardCtx {
                 store_id,
                 to,
                 gen: 0,
+                lineage: 0,
             },
         );
         let Some(store) = self.store.as_mut() else {
@@ -196,6 +324,11 @@ impl ShardCtx {
         let store_id = q.props.store_id;
         let mut q = self.queues.remove(queue.slot as usize);
         q.cancel_all(&mut self.outbox);
+        if self.replicas.demoted.len() >= 64 {
+            self.replicas.demoted.remove(0);
+        }
+        self.replicas.demoted.push(queue);
+        self.replicas.led.remove(&store_id);
         if let Some(store) = self.store.as_mut() {
             store.queue_gone(
                 store_id,
@@ -265,6 +398,7 @@ impl ShardCtx {
         }
         debug_assert_eq!(self.queues.vacant_key(), me.slot as usize);
         self.queues.insert(queue);
+        self.replicas.led.insert(store_id);
         Ok(())
     }
 }

@@ -138,9 +138,16 @@ pub enum ShardMsg {
     /// (acked, dropped, expired, dead-lettered): same way as `ReplicaAppend`.
     ReplicaGone { store_id: u64, seq: u64, count: u32 },
     /// The replica of `store_id` on follower `to` (0: every follower)
-    /// starts again, as generation `gen` (the link numbers them): it drops
-    /// what it holds; a bulk copy follows.
-    ReplicaReset { store_id: u64, to: u16, gen: u32 },
+    /// starts again, as generation `gen` (the link numbers them; 0: the
+    /// queue is gone, the replica is dropped): a bulk copy follows, from
+    /// a leader of `lineage` (its epoch and process, set by the link),
+    /// and `ReplicaBulkDone` ends it.
+    ReplicaReset {
+        store_id: u64,
+        to: u16,
+        gen: u32,
+        lineage: u64,
+    },
     /// From the leader's shard to its link: the bulk copy for follower
     /// `to` is complete; it held every message up to `upto`.
     ReplicaBulkDone { store_id: u64, to: u16, upto: u64 },

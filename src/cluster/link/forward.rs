@@ -22,7 +22,8 @@ use crate::core::definitions::REMOTE_SHARD;
 use crate::core::ids::{ChannelRef, QueueRef};
 use crate::core::message::{Message, MessageMeta};
 use crate::core::shard_msg::{ConfirmTag, ShardMsg};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 pub(super) const K_PUBLISH: u8 = 5;
 pub(super) const K_CONFIRM: u8 = 6;
@@ -40,10 +41,16 @@ pub(super) struct Forwarding {
     local: HashMap<(String, String), QueueRef>,
     /// The definitions version the caches were filled at.
     defs_version: u64,
-    /// Confirms this node waits for: token → (node, the channel's tag).
-    waiting: BTreeMap<u64, (String, ConfirmTag)>,
+    /// Confirms this node waits for: token → (node, the channel's tag,
+    /// when it was sent if the node's connection was not up yet).
+    waiting: BTreeMap<u64, (String, ConfirmTag, Option<Instant>)>,
     next_token: u64,
+    /// Nodes whose connection has been up since this link started.
+    ever_up: HashSet<String>,
 }
+
+/// How long a publish waits for a node's first connection.
+const FIRST_CONNECT: Duration = Duration::from_secs(5);
 
 impl State {
     fn refresh_caches(&mut self) {
@@ -88,17 +95,28 @@ impl State {
         confirm: Option<ConfirmTag>,
     ) {
         let Some((node, vhost, name)) = self.fwd_lookup(queue) else {
-            // Gone meanwhile: handled, as a publish to a deleted queue is.
+            // This ref is gone meanwhile: the queue was deleted, or moved
+            // to another node (a new leader). Not knowing which, the
+            // publish is nacked: the publisher sends it again (RabbitMQ
+            // acks a publish to a deleted queue; a nack is never wrong).
             if let Some(tag) = confirm {
-                self.confirm_local(tag, true);
+                self.confirm_local(tag, false);
             }
             return;
         };
+        self.ensure_peer(&node);
+        // A node whose connection is down gets nothing: its PeerDown came
+        // already, so the confirm would never come. One not connected yet
+        // (this node just started, or it just joined) gets the frame when
+        // it is, or the publish is nacked after FIRST_CONNECT.
+        let up = self.transport.peer_up(&node);
+        let first = !up && !self.fwd.ever_up.contains(&node);
         let token = match confirm {
             Some(tag) => {
                 self.fwd.next_token += 1;
                 let t = self.fwd.next_token;
-                self.fwd.waiting.insert(t, (node.clone(), tag));
+                let since = first.then(Instant::now);
+                self.fwd.waiting.insert(t, (node.clone(), tag, since));
                 t
             }
             None => 0,
@@ -109,10 +127,7 @@ impl State {
             msg.properties(),
             msg.body(),
         );
-        self.ensure_peer(&node);
-        // A node that is down gets nothing: its confirm would never come.
-        let up = self.transport.peer_up(&node);
-        let sent = up
+        let sent = (up || first)
             && match self.transport.frame_mut(&node, K_PUBLISH) {
                 Some(mut w) => {
                     w.reserve(
@@ -142,7 +157,38 @@ impl State {
                 None => false,
             };
         if !sent && token != 0 {
-            if let Some((_, tag)) = self.fwd.waiting.remove(&token) {
+            if let Some((_, tag, _)) = self.fwd.waiting.remove(&token) {
+                self.confirm_local(tag, false);
+            }
+        }
+    }
+
+    /// `node`'s connection is up: publishes that waited for it are on
+    /// their way (a PeerDown nacks them if it is lost).
+    pub(super) fn forwarding_up(&mut self, node: &str) {
+        self.fwd.ever_up.insert(node.to_string());
+        for (n, _, since) in self.fwd.waiting.values_mut() {
+            if n == node {
+                *since = None;
+            }
+        }
+    }
+
+    /// Publishes that waited [`FIRST_CONNECT`] for a node's first
+    /// connection are nacked.
+    pub(super) fn forwarding_expired(&mut self) {
+        let now = Instant::now();
+        let late: Vec<u64> = self
+            .fwd
+            .waiting
+            .iter()
+            .filter(|(_, (_, _, since))| {
+                since.is_some_and(|t| now.duration_since(t) > FIRST_CONNECT)
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for t in late {
+            if let Some((_, tag, _)) = self.fwd.waiting.remove(&t) {
                 self.confirm_local(tag, false);
             }
         }
@@ -202,11 +248,19 @@ impl State {
                     confirm,
                 });
             }
-            // Not here (moved, deleted): handled, as RabbitMQ counts a
-            // publish to a deleted queue.
+            // Not here. Deleted: handled, as RabbitMQ counts a publish to
+            // a deleted queue. Held by another node now (a new leader this
+            // node has not been told of, or this node was deposed):
+            // nacked, never acked, since nothing here has it.
             _ => {
                 if let Some(tag) = confirm {
-                    self.forward_confirm(tag, true, 1);
+                    let elsewhere = {
+                        let g = self.admin.definitions().lock();
+                        g.vhost_id(vhost)
+                            .and_then(|id| g.queue(id, name).ok())
+                            .is_some()
+                    };
+                    self.forward_confirm(tag, !elsewhere, 1);
                 }
             }
         }
@@ -219,7 +273,7 @@ impl State {
         };
         let ok = p.get(12).copied() == Some(1);
         for t in first..first + count as u64 {
-            if let Some((_, tag)) = self.fwd.waiting.remove(&t) {
+            if let Some((_, tag, _)) = self.fwd.waiting.remove(&t) {
                 self.confirm_local(tag, ok);
             }
         }
@@ -231,11 +285,11 @@ impl State {
             .fwd
             .waiting
             .iter()
-            .filter(|(_, (n, _))| n == node)
+            .filter(|(_, (n, _, _))| n == node)
             .map(|(t, _)| *t)
             .collect();
         for t in lost {
-            if let Some((_, tag)) = self.fwd.waiting.remove(&t) {
+            if let Some((_, tag, _)) = self.fwd.waiting.remove(&t) {
                 self.confirm_local(tag, false);
             }
         }

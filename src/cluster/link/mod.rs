@@ -25,8 +25,18 @@
 //! |---|---|---|
 //! | 1 | append | store id u64, seq u64, exchange (u8 length), routing key (u8 length), properties (u32 length), body (the rest) |
 //! | 2 | gone | store id u64, seq u64, count u32 |
-//! | 3 | reset | store id u64, generation u32 |
+//! | 3 | reset | store id u64, generation u32, lineage u64 |
 //! | 4 | synced | store id u64, seq u64, generation u32 |
+//! | 15 | bulk done | store id u64, the copy's last seq u64 |
+//!
+//! **Fencing.** A leader's link sends its shard no watermark unless the
+//! quorum view that names it leader was read under the node's current
+//! lease, and that lease surely still lives (`Membership::lease`): an
+//! election needs the leader's `alive` key gone, so none can have
+//! happened, and every report counted was made before any. A deposed
+//! leader thus confirms nothing, whatever its followers still take from
+//! it before their views change. Followers in the in-sync set, or asked
+//! into it and not yet seen there, all count for the watermark.
 
 mod codec;
 mod forward;
@@ -60,6 +70,7 @@ const K_APPEND: u8 = 1;
 const K_GONE: u8 = 2;
 const K_RESET: u8 = 3;
 const K_SYNCED: u8 = 4;
+const K_BULK_DONE: u8 = 15;
 /// Peer events, passed along with the frames (never on the wire).
 const KIND_PEER_UP: u8 = 255;
 const KIND_PEER_DOWN: u8 = 254;
@@ -109,6 +120,7 @@ impl Link {
             admin,
             peers: Vec::new(),
             next_gen: 0,
+            incarnation: incarnation(),
             feeding: HashMap::new(),
             reports: HashMap::new(),
             fwd: forward::Forwarding::default(),
@@ -147,11 +159,15 @@ struct Follower {
     behind_since: Option<Instant>,
     /// A bulk copy was asked of the leader's shard and not started yet.
     bulk_asked: bool,
+    /// Asked into the in-sync set, not seen there yet: counted as in it.
+    add_pending: bool,
 }
 
 /// A queue this node leads.
 struct Lead {
     queue: Option<QueueRef>,
+    /// The epoch it was led in (0: not known yet).
+    epoch: u64,
     /// The highest seq the leader's shard appended.
     last: u64,
     /// The watermark last sent to the shard.
@@ -177,6 +193,8 @@ struct State {
     peers: Vec<(String, SocketAddr)>,
     /// Replica generations handed out (one counter for every follower).
     next_gen: u32,
+    /// This process, told apart from the node's earlier ones (lineages).
+    incarnation: u64,
     /// As a follower: the leader feeding each replica (whose reset it
     /// took last), where its reports go.
     feeding: HashMap<u64, String>,
@@ -327,6 +345,7 @@ impl State {
             } => {
                 let lead = self.leading.entry(store_id).or_insert_with(|| Lead {
                     queue: None,
+                    epoch: 0,
                     last: 0,
                     sent: 0,
                     followers: HashMap::new(),
@@ -381,7 +400,7 @@ impl State {
                     // The queue is gone: every follower drops its copy.
                     if let Some(lead) = self.leading.remove(&store_id) {
                         for n in lead.followers.keys() {
-                            send_reset(&mut self.transport, n, store_id, 0);
+                            send_reset(&mut self.transport, n, store_id, 0, 0);
                         }
                     }
                     return;
@@ -403,11 +422,23 @@ impl State {
                 f.bulk_asked = false;
                 f.behind_since = Some(Instant::now());
                 let gen = f.gen;
-                if !send_reset(&mut self.transport, &name, store_id, gen) {
+                let epoch = self.view.queues.get(&store_id).map_or(0, |q| q.epoch);
+                let lineage = lineage(self.incarnation, epoch);
+                if !send_reset(&mut self.transport, &name, store_id, gen, lineage) {
                     f.gen = 0;
                 }
             }
-            ShardMsg::ReplicaBulkDone { .. } => {}
+            ShardMsg::ReplicaBulkDone { store_id, to, upto } => {
+                // The follower drops what the copy did not hold (gone
+                // since); until then its replica stays a superset.
+                let Some(name) = self.nodes.get(to as usize - 1).cloned() else {
+                    return;
+                };
+                let mut p = [0u8; 16];
+                p[..8].copy_from_slice(&store_id.to_be_bytes());
+                p[8..].copy_from_slice(&upto.to_be_bytes());
+                self.transport.send(&name, K_BULK_DONE, &p);
+            }
             ShardMsg::ReplicaSynced { store_id, seq, gen } => {
                 // This node follows: tell the leader that feeds it (the
                 // one whose reset it took; etcd may not have told this
@@ -543,11 +574,21 @@ impl State {
             }
             K_RESET => {
                 let Some(gen) = u32_at(p, 8) else { return };
+                let lineage = u64_at(p, 12).unwrap_or(0);
                 self.feeding.insert(store_id, f.from.clone());
                 ShardMsg::ReplicaReset {
                     store_id,
                     to: 0,
                     gen,
+                    lineage,
+                }
+            }
+            K_BULK_DONE => {
+                let Some(upto) = u64_at(p, 8) else { return };
+                ShardMsg::ReplicaBulkDone {
+                    store_id,
+                    to: 0,
+                    upto,
                 }
             }
             _ => return,
@@ -560,19 +601,29 @@ impl State {
         let Some(lead) = self.leading.get_mut(&store_id) else {
             return;
         };
-        let isr: Vec<&String> = match self.view.queues.get(&store_id) {
-            Some(q) if q.leader == self.me => q.isr.iter().filter(|n| **n != self.me).collect(),
+        if let Some(q) = self.view.queues.get(&store_id).filter(|_| lead.epoch == 0) {
+            lead.epoch = q.epoch;
+        }
+        let q = match self.view.queues.get(&store_id) {
+            Some(q) if q.leader == self.me && q.epoch == lead.epoch => q,
             // Not (yet) known as its leader: no confirm goes.
             _ => return,
         };
+        // Fenced (see the module doc).
+        if self.view.lease == 0 || self.membership.lease() != Some(self.view.lease) {
+            return;
+        }
         let mut wm = lead.last;
-        for n in isr {
+        for n in q.isr.iter().filter(|n| **n != self.me) {
             let synced = lead
                 .followers
                 .get(n)
                 .filter(|f| f.gen != 0)
                 .map_or(0, |f| f.synced);
             wm = wm.min(synced);
+        }
+        for f in lead.followers.values().filter(|f| f.add_pending) {
+            wm = wm.min(if f.gen != 0 { f.synced } else { 0 });
         }
         if wm <= lead.sent {
             return;
@@ -599,6 +650,7 @@ impl State {
         let members = self.membership.members();
         self.update_peers(members);
         self.retry_requests();
+        self.forwarding_expired();
         let (view, version) = self.quorum.view();
         if version != self.view_version {
             self.view_version = version;
@@ -638,7 +690,7 @@ impl State {
             let lead = self.leading.get_mut(&id).expect("listed");
             let last = lead.last;
             for (n, f) in lead.followers.iter_mut() {
-                let in_sync = q.isr.contains(n);
+                let in_sync = q.isr.contains(n) || f.add_pending;
                 let behind = (f.gen == 0 && last > 0) || f.synced < last;
                 if !behind {
                     f.behind_since = None;
@@ -649,12 +701,14 @@ impl State {
                     && f.behind_since
                         .is_some_and(|t| now.duration_since(t) > ISR_DEADLINE)
                 {
+                    f.add_pending = false;
                     self.quorum.request(Request::IsrRemove {
                         store_id: id,
                         node: n.clone(),
                     });
                 }
                 if !in_sync && f.gen != 0 && !f.bulk_asked && f.synced >= last {
+                    f.add_pending = true;
                     self.quorum.request(Request::IsrAdd {
                         store_id: id,
                         node: n.clone(),
@@ -675,10 +729,25 @@ impl State {
             }
             let lead = self.leading.entry(id).or_insert_with(|| Lead {
                 queue: None,
+                epoch: q.epoch,
                 last: 0,
                 sent: 0,
                 followers: HashMap::new(),
             });
+            if lead.epoch != q.epoch {
+                // Led again after another node led it: every follower
+                // starts over.
+                if lead.epoch != 0 {
+                    lead.followers.clear();
+                    lead.queue = None;
+                }
+                lead.epoch = q.epoch;
+            }
+            for (n, f) in lead.followers.iter_mut() {
+                if q.isr.contains(n) {
+                    f.add_pending = false;
+                }
+            }
             lead.followers.retain(|n, _| q.members.contains(n));
             let mut ask = Vec::new();
             for m in &q.members {
@@ -735,6 +804,7 @@ impl State {
     }
 
     fn peer_up(&mut self, node: &str) {
+        self.forwarding_up(node);
         let ids: Vec<u64> = self
             .leading
             .iter()
@@ -837,11 +907,32 @@ fn decode_append(p: &[u8]) -> Option<Message> {
     Some(Message::new(x, rk, props, body))
 }
 
-fn send_reset(t: &mut Transport, node: &str, store_id: u64, gen: u32) -> bool {
-    let mut p = [0u8; 12];
+fn send_reset(t: &mut Transport, node: &str, store_id: u64, gen: u32, lineage: u64) -> bool {
+    let mut p = [0u8; 20];
     p[..8].copy_from_slice(&store_id.to_be_bytes());
-    p[8..].copy_from_slice(&gen.to_be_bytes());
+    p[8..12].copy_from_slice(&gen.to_be_bytes());
+    p[12..].copy_from_slice(&lineage.to_be_bytes());
     queued(t.send(node, K_RESET, &p))
+}
+
+/// A number for this process, unlike the node's earlier ones.
+fn incarnation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// The lineage of a leader's messages: its process and epoch. Two
+/// replicas fed by one lineage hold the same message at the same seq; a
+/// leader restarted, or another one elected, may not (`core::quorum`).
+fn lineage(incarnation: u64, epoch: u64) -> u64 {
+    (incarnation ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)).max(1)
 }
 
 /// The frame is on its way (or waits for the peer's connection).
