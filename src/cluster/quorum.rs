@@ -22,8 +22,10 @@
 //! Only an in-sync member can be elected, and every confirmed message is
 //! on every in-sync member, so a confirmed message survives as long as
 //! one in-sync member does. The new leader is always a member of the old
-//! in-sync set, and it refuses appends from anyone else
-//! (`cluster::link`), so a deposed leader can confirm nothing more.
+//! in-sync set, and it refuses appends from anyone else. A deposed leader
+//! can confirm nothing more: its link counts follower reports only while
+//! the lease its view was read under surely lives, and an election needs
+//! that lease gone (`View::lease`, `cluster::link`).
 //!
 //! The manager runs on its own thread (`cluster-quorum`), never a shard;
 //! it publishes what it read as a [`View`] for the link.
@@ -68,6 +70,16 @@ pub struct View {
     pub lease: i64,
 }
 
+/// How far a queue's followers are, as its leader's link last saw it
+/// (the management API's `replication_lag`).
+#[derive(Clone, Debug, Default)]
+pub struct Lag {
+    /// The leader's last seq.
+    pub last: u64,
+    /// Each follower's last synced seq (0: not attached).
+    pub followers: Vec<(String, u64)>,
+}
+
 /// A change the link asks for (as the queue's leader).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -89,6 +101,7 @@ struct Inner {
     view: RwLock<Arc<View>>,
     version: AtomicU64,
     requests: Mutex<Vec<Request>>,
+    lag: Mutex<HashMap<u64, Lag>>,
     nudged: Mutex<bool>,
     wake: Condvar,
     stop: AtomicBool,
@@ -112,6 +125,7 @@ impl Quorum {
             view: RwLock::new(Arc::new(View::default())),
             version: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
+            lag: Mutex::new(HashMap::new()),
             nudged: Mutex::new(false),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -144,6 +158,16 @@ impl Quorum {
         }
         drop(q);
         self.inner.nudge();
+    }
+
+    /// The link's figures of the queues this node leads, by store id.
+    pub fn set_lag(&self, lag: HashMap<u64, Lag>) {
+        *self.inner.lag.lock().unwrap() = lag;
+    }
+
+    /// How far the followers of queue `store_id` are, if this node leads it.
+    pub fn lag(&self, store_id: u64) -> Option<Lag> {
+        self.inner.lag.lock().unwrap().get(&store_id).cloned()
     }
 
     pub fn stop(&self) {

@@ -161,6 +161,15 @@ struct Follower {
     bulk_asked: bool,
     /// Asked into the in-sync set, not seen there yet: counted as in it.
     add_pending: bool,
+    /// Out of the in-sync set: the leader's last seq when it was last
+    /// looked at; the follower is asked back in once it has synced that
+    /// far (under steady load it never equals the moving last seq).
+    catch_up: Option<u64>,
+    /// Asked out of the in-sync set (logged once).
+    leaving: bool,
+    /// Its bulk copy is being sent (from the reset to the bulk done): it
+    /// cannot be asked into the in-sync set meanwhile.
+    copying: bool,
 }
 
 /// A queue this node leads.
@@ -420,6 +429,7 @@ impl State {
                 f.gen = self.next_gen;
                 f.synced = 0;
                 f.bulk_asked = false;
+                f.copying = true;
                 f.behind_since = Some(Instant::now());
                 let gen = f.gen;
                 let epoch = self.view.queues.get(&store_id).map_or(0, |q| q.epoch);
@@ -434,6 +444,15 @@ impl State {
                 let Some(name) = self.nodes.get(to as usize - 1).cloned() else {
                     return;
                 };
+                // The queue holds messages up to `upto` (a new leader's
+                // were never appended through this link): the follower
+                // is in sync once it has synced that far.
+                if let Some(lead) = self.leading.get_mut(&store_id) {
+                    lead.last = lead.last.max(upto);
+                    if let Some(f) = lead.followers.get_mut(&name) {
+                        f.copying = false;
+                    }
+                }
                 let mut p = [0u8; 16];
                 p[..8].copy_from_slice(&store_id.to_be_bytes());
                 p[8..].copy_from_slice(&upto.to_be_bytes());
@@ -701,22 +720,70 @@ impl State {
                     && f.behind_since
                         .is_some_and(|t| now.duration_since(t) > ISR_DEADLINE)
                 {
+                    if !f.leaving {
+                        f.leaving = true;
+                        log::info!(
+                            "quorum queue '{}': {} is behind (synced to {} of {}{}) for {:?}; \
+                             asking it out of the in-sync set",
+                            q.name,
+                            n,
+                            f.synced,
+                            last,
+                            if f.gen == 0 { ", not attached" } else { "" },
+                            ISR_DEADLINE
+                        );
+                    }
                     f.add_pending = false;
                     self.quorum.request(Request::IsrRemove {
                         store_id: id,
                         node: n.clone(),
                     });
                 }
-                if !in_sync && f.gen != 0 && !f.bulk_asked && f.synced >= last {
-                    f.add_pending = true;
-                    self.quorum.request(Request::IsrAdd {
-                        store_id: id,
-                        node: n.clone(),
-                    });
+                if in_sync || f.gen == 0 || f.bulk_asked || f.copying {
+                    f.catch_up = None;
+                    continue;
+                }
+                f.leaving = false;
+                match f.catch_up {
+                    Some(target) if f.synced >= target => {
+                        f.catch_up = None;
+                        f.add_pending = true;
+                        self.quorum.request(Request::IsrAdd {
+                            store_id: id,
+                            node: n.clone(),
+                        });
+                    }
+                    Some(_) => {}
+                    None => f.catch_up = Some(last),
                 }
             }
             self.watermark(id);
         }
+        let lag = self
+            .leading
+            .iter()
+            .filter(|(id, _)| {
+                self.view
+                    .queues
+                    .get(id)
+                    .is_some_and(|q| q.leader == self.me)
+            })
+            .map(|(id, l)| {
+                let followers = l
+                    .followers
+                    .iter()
+                    .map(|(n, f)| (n.clone(), if f.gen != 0 { f.synced } else { 0 }))
+                    .collect();
+                (
+                    *id,
+                    super::quorum::Lag {
+                        last: l.last,
+                        followers,
+                    },
+                )
+            })
+            .collect();
+        self.quorum.set_lag(lag);
     }
 
     /// The quorum view changed: followers to attach or forget.
