@@ -138,10 +138,13 @@ pub fn start(config: Config) -> std::io::Result<BrokerHandle> {
                 cluster_port: listener.local_addr()?.port(),
             };
             let m = cluster::members::Membership::start(&cluster.etcd, &cluster.name, me);
-            cluster::start_replication(&mut handle, &cluster, listener, m.clone())?;
+            let quorum = cluster::start_replication(&mut handle, &cluster, listener, m.clone())?;
             let stop = m.clone();
             handle.attach_stop(Box::new(move || stop.stop()));
-            Some(m)
+            Some(http::ClusterView {
+                membership: m,
+                quorum,
+            })
         }
     };
     match http::start(handle.admin(), shovels, membership) {

@@ -52,7 +52,7 @@ pub fn start_replication(
     config: &crate::config::ClusterConfig,
     listener: std::net::TcpListener,
     membership: members::Membership,
-) -> io::Result<()> {
+) -> io::Result<quorum::Quorum> {
     let node = crate::config::node_name();
     let secret = secret(&config.etcd, &config.name)?;
     let admin = handle.admin();
@@ -77,9 +77,10 @@ pub fn start_replication(
         quorum.clone(),
         admin,
     )?;
+    let q = quorum.clone();
     handle.attach_stop(Box::new(move || {
-        quorum.stop();
+        q.stop();
         link.stop();
     }));
-    Ok(())
+    Ok(quorum)
 }

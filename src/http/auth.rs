@@ -130,6 +130,20 @@ pub(crate) struct Creds {
     peer: Option<IpAddr>,
 }
 
+impl Creds {
+    /// The caller's `Authorization` header, to pass to another node of
+    /// the cluster (`cluster_view`).
+    pub(crate) fn basic_header(&self) -> Option<String> {
+        use base64::Engine;
+        let (u, p) = self.basic.as_ref()?;
+        let raw = format!("{u}:{p}");
+        Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        ))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Creds {
     type Rejection = std::convert::Infallible;
 

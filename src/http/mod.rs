@@ -34,6 +34,7 @@ mod auth;
 mod binding_key;
 mod bindings;
 mod channels;
+mod cluster_view;
 mod connections;
 mod exchanges;
 mod health;
@@ -54,9 +55,10 @@ mod ui;
 mod users;
 mod vhosts;
 
+pub use cluster_view::ClusterView;
+
 use crate::admin::stats::{Sampler, SAMPLE_INTERVAL};
 use crate::admin::Admin;
-use crate::cluster::members::Membership;
 use crate::shovel::Shovels;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -107,7 +109,9 @@ pub(crate) struct Api {
     /// The shovels' status and restart (`/api/shovels`).
     pub shovels: Shovels,
     /// The cluster's members, with `--etcd` (`/api/nodes`).
-    pub membership: Option<Membership>,
+    pub membership: Option<crate::cluster::members::Membership>,
+    /// The cluster (`cluster_view`), with `--etcd`.
+    pub cluster: Option<ClusterView>,
     /// Message rates (`admin::stats::Sampler`), sampled by a task of this
     /// server's runtime every `SAMPLE_INTERVAL`.
     pub rates: Arc<Sampler>,
@@ -488,7 +492,7 @@ fn bind_all(
 pub fn start(
     admin: Admin,
     shovels: Shovels,
-    membership: Option<Membership>,
+    cluster: Option<ClusterView>,
 ) -> io::Result<Option<HttpServer>> {
     let config = admin.config();
     if config.http_port.is_none() && config.prometheus_port.is_none() {
@@ -522,7 +526,8 @@ pub fn start(
         admin: admin.clone(),
         node: crate::config::node_name().into(),
         shovels,
-        membership,
+        membership: cluster.as_ref().map(|c| c.membership.clone()),
+        cluster,
         rates: Arc::new(Sampler::new(admin.clone())),
         http_port: port.unwrap_or(0),
         prometheus_port,

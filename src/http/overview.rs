@@ -498,32 +498,54 @@ pub(crate) async fn nodes(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let (ep, rates) = (Endpoints::of(&api), api.rates.clone());
-    let membership = api.membership.clone();
+    let cluster = api.cluster.clone();
+    let creds = c.clone();
     api.call(c, Level::Monitor, move |a, _| {
         let query = super::listing::ListQuery::parse(&q)?;
         let mut list = vec![node_json(a, &rates, &ep, flag(&q, "disable_stats"))];
-        list.extend(other_members(membership.as_ref(), &ep.node));
+        list.extend(other_members(cluster.as_ref(), &ep.node, &creds, &q));
         Ok(ok(&query.apply(list)?))
     })
     .await
 }
 
-/// The other members of the cluster (`--etcd`), as RabbitMQ lists a node
-/// it has no figures of: name, type, running. warren does not yet collect
-/// other nodes' statistics.
-fn other_members(m: Option<&crate::cluster::members::Membership>, me: &str) -> Vec<Value> {
-    let Some(m) = m else {
+/// The other members of the cluster (`--etcd`): a running one as it
+/// describes itself (`GET /api/nodes/{itself}` on it), else as RabbitMQ
+/// lists a node it has no figures of: name, type, running.
+fn other_members(
+    cluster: Option<&super::ClusterView>,
+    me: &str,
+    creds: &Creds,
+    q: &HashMap<String, String>,
+) -> Vec<Value> {
+    let Some(c) = cluster else {
         return Vec::new();
     };
-    m.members()
+    let peers = c.peers();
+    let stats = if flag(q, "disable_stats") {
+        "?disable_stats=true"
+    } else {
+        ""
+    };
+    c.membership
+        .members()
         .into_iter()
         .filter(|n| n.name != me)
         .map(|n| {
-            json!({
-                "name": n.name,
-                "type": "disc",
-                "running": n.running,
-                "being_drained": false,
+            let answer = peers.iter().find(|p| p.name == n.name).and_then(|p| {
+                let path = format!(
+                    "/api/nodes/{}{stats}",
+                    super::cluster_view::segment(&n.name)
+                );
+                c.get(p, &path, creds).ok().filter(Value::is_object)
+            });
+            answer.unwrap_or_else(|| {
+                json!({
+                    "name": n.name,
+                    "type": "disc",
+                    "running": n.running,
+                    "being_drained": false,
+                })
             })
         })
         .collect()
@@ -538,10 +560,11 @@ pub(crate) async fn node(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let (ep, rates) = (Endpoints::of(&api), api.rates.clone());
-    let membership = api.membership.clone();
+    let cluster = api.cluster.clone();
+    let creds = c.clone();
     api.call(c, Level::Monitor, move |a, _| {
         if name != ep.node {
-            return other_members(membership.as_ref(), &ep.node)
+            return other_members(cluster.as_ref(), &ep.node, &creds, &q)
                 .into_iter()
                 .find(|n| n["name"] == name)
                 .map(|n| ok(&n))

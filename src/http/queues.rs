@@ -20,6 +20,7 @@
 //! message counts (`messages_details`) are 0.0; `message_stats` rates come
 //! from the sampler.
 
+use super::cluster_view::{local_only, Quorums};
 use super::listing::ListQuery;
 use super::message_json::{payload_to_json, properties_to_json};
 use super::objects::{
@@ -34,8 +35,10 @@ use crate::admin::Admin;
 use crate::core::definitions_json::table_to_json;
 use crate::core::latency::{Histogram, BOUNDS_US};
 use crate::core::ops::queue::QueueSpec;
+use crate::core::queue_args;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
@@ -116,7 +119,30 @@ fn histogram_json(h: &Histogram) -> Value {
     })
 }
 
-fn queue_json(qi: &QueueInfo, node: &str, shape: Shape, rates: Option<&RateView>) -> Value {
+/// A queue's JSON, with a quorum queue's cluster fields
+/// (`cluster_view::Quorums`; on a single node it is its own leader).
+fn queue_json(
+    qi: &QueueInfo,
+    node: &str,
+    shape: Shape,
+    rates: Option<&RateView>,
+    quorums: Option<&Quorums>,
+) -> Value {
+    let mut v = queue_json_alone(qi, node, shape, rates);
+    if queue_args::is_quorum(&qi.snap.arguments) {
+        if let Value::Object(m) = &mut v {
+            m.insert("type".into(), json!("quorum"));
+            if !quorums.is_some_and(|q| q.put(m, &qi.vhost, &qi.snap.name)) {
+                m.insert("leader".into(), json!(node));
+                m.insert("members".into(), json!([node]));
+                m.insert("online".into(), json!([node]));
+            }
+        }
+    }
+    v
+}
+
+fn queue_json_alone(qi: &QueueInfo, node: &str, shape: Shape, rates: Option<&RateView>) -> Value {
     let s = &qi.snap;
     let mut m = Map::new();
     let mut put = |k: &str, v: Value| {
@@ -299,38 +325,82 @@ fn queue_json(qi: &QueueInfo, node: &str, shape: Shape, rates: Option<&RateView>
 pub(crate) async fn list(
     State(api): State<Api>,
     c: Creds,
+    h: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    list_queues(api, c, None, q, false).await
+    list_queues(api, c, &h, None, q, false).await
 }
 
 /// `GET /api/queues/detailed`.
 pub(crate) async fn list_detailed(
     State(api): State<Api>,
     c: Creds,
+    h: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    list_queues(api, c, None, q, true).await
+    list_queues(api, c, &h, None, q, true).await
 }
 
 /// `GET /api/queues/{vhost}`.
 pub(crate) async fn list_vhost(
     State(api): State<Api>,
     c: Creds,
+    h: HeaderMap,
     Path(vhost): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    list_queues(api, c, Some(vhost), q, false).await
+    list_queues(api, c, &h, Some(vhost), q, false).await
 }
 
 async fn list_queues(
     api: Api,
     c: Creds,
+    h: &HeaderMap,
     vhost: Option<String>,
     q: HashMap<String, String>,
     detailed: bool,
 ) -> Response {
     let (node, rates) = (api.node.clone(), api.rates.clone());
+    // Another node asking for this node's own queues gets them rendered
+    // with their cluster fields, and no fan-out.
+    let quorums_of = api.cluster.clone();
+    let cluster = api.cluster.clone().filter(|_| !local_only(h));
+    if let Some(cluster) = cluster {
+        let creds = c.clone();
+        return api
+            .call(c, Level::Management, move |a, user| {
+                if let Some(v) = &vhost {
+                    check_vhost(a, user, v)?;
+                    if !a.has_vhost(v) {
+                        return Err(ApiError::not_found());
+                    }
+                }
+                let lq = ListQuery::parse(&q)?;
+                let shape = shape(&q, true, detailed);
+                let view = (!lq.disable_stats).then(|| rates.view());
+                let visible = a.listed_vhosts(user);
+                let quorums = cluster.quorums();
+                let mut items = a.queues(vhost.as_deref());
+                items.retain(|qi| visible.contains(&*qi.vhost));
+                let mut values: Vec<Value> = items
+                    .iter()
+                    .map(|qi| queue_json(qi, &node, shape, view.as_ref(), Some(&quorums)))
+                    .collect();
+                values.extend(super::cluster_view::other_nodes_queues(
+                    a,
+                    &cluster,
+                    &creds,
+                    &quorums,
+                    vhost.as_deref(),
+                    &visible,
+                    &q,
+                    detailed,
+                ));
+                let listed = lq.apply(values)?;
+                Ok(ok(&listed))
+            })
+            .await;
+    }
     api.call(c, Level::Management, move |a, user| {
         if let Some(v) = &vhost {
             check_vhost(a, user, v)?;
@@ -338,6 +408,7 @@ async fn list_queues(
                 return Err(ApiError::not_found());
             }
         }
+        let quorums = quorums_of.as_ref().map(|c| c.quorums());
         let lq = ListQuery::parse(&q)?;
         let shape = shape(&q, true, detailed);
         let view = (!lq.disable_stats).then(|| rates.view());
@@ -348,7 +419,7 @@ async fn list_queues(
             items,
             |qi| &qi.snap.name,
             sort_key,
-            |qi| queue_json(qi, &node, shape, view.as_ref()),
+            |qi| queue_json(qi, &node, shape, view.as_ref(), quorums.as_ref()),
         )?;
         Ok(super::ok_bytes(listed))
     })
@@ -359,18 +430,37 @@ async fn list_queues(
 pub(crate) async fn get_one(
     State(api): State<Api>,
     c: Creds,
+    h: HeaderMap,
     Path((vhost, name)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let (node, rates) = (api.node.clone(), api.rates.clone());
+    let quorums_of = api.cluster.clone();
+    let cluster = api.cluster.clone().filter(|_| !local_only(&h));
+    let creds = c.clone();
     api.call(c, Level::Management, move |a, user| {
         check_vhost(a, user, &vhost)?;
         let lq = ListQuery::parse(&q)?;
-        let qi = a
-            .queue_info(&vhost, &name)
-            .ok_or_else(ApiError::not_found)?;
+        let quorums = quorums_of.as_ref().map(|c| c.quorums());
+        let Some(qi) = a.queue_info(&vhost, &name) else {
+            // Held by another node: as it answers.
+            let v = cluster
+                .as_ref()
+                .zip(quorums.as_ref())
+                .and_then(|(c, qs)| {
+                    super::cluster_view::other_node_queue(a, c, &creds, qs, &vhost, &name, &q)
+                })
+                .ok_or_else(ApiError::not_found)?;
+            return Ok(ok(&lq.trim_one(v)));
+        };
         let view = (!lq.disable_stats).then(|| rates.view());
-        let v = queue_json(&qi, &node, shape(&q, false, false), view.as_ref());
+        let v = queue_json(
+            &qi,
+            &node,
+            shape(&q, false, false),
+            view.as_ref(),
+            quorums.as_ref(),
+        );
         Ok(ok(&lq.trim_one(v)))
     })
     .await
