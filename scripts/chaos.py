@@ -79,7 +79,7 @@ class Node:
             self.proc = subprocess.Popen(
                 [WARREN, "--port", str(self.port), "--bind", "127.0.0.1", "--no-pin",
                  "--http-port", str(self.http), "--prometheus-port", "0",
-                 "--data-dir", self.data, "--shards", "1", "--log-level", "info",
+                 "--data-dir", self.data, "--shards", "1", "--log-level", os.environ.get("CHAOS_LOG_LEVEL", "info"),
                  "--node-name", self.name, "--etcd", self.etcd_url, "--cluster-name",
                  CLUSTER, "--cluster-port", "0", "--advertise-address", "127.0.0.1"],
                 stdout=out, stderr=out, env=env)
@@ -124,6 +124,7 @@ class Run:
         self.leaders = defaultdict(set)  # epoch -> leaders seen
         self.last_state, self.faults = None, Counter()
         self.busy = {}  # client -> (since, connection) while in a pika call
+        self.on = {}  # client -> the node it is connected to
         self.nodes, self.etcd = [], None
 
     def quorum_states(self):
@@ -173,6 +174,7 @@ class Run:
             "127.0.0.1", node.port, "/", pika.PlainCredentials("guest", "guest"), heartbeat=4,
             socket_timeout=5, stack_timeout=10, blocked_connection_timeout=30))
         self.busy[who] = (time.time(), conn)
+        self.on[who] = node.name
         log("%s: on %s" % (who, node.name))
         return node, conn
 
@@ -207,6 +209,7 @@ class Run:
                 except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as e:
                     with self.lock:
                         self.rejected[type(e).__name__] += 1
+                        self.rejected["%s on %s" % (who, self.on.get(who))] += 1
                     continue
                 with self.lock:
                     self.confirmed.add(mid)
@@ -339,8 +342,9 @@ class Run:
         while time.time() < end:
             time.sleep(min(10, max(0, end - time.time())))
             with self.lock:
-                log("progress: %d confirmed, %d deliveries, faults %s" % (
-                    len(self.confirmed), len(self.deliveries), dict(self.faults)))
+                log("progress: %d confirmed, %d deliveries, faults %s, rejected %s" % (
+                    len(self.confirmed), len(self.deliveries), dict(self.faults),
+                    dict(self.rejected)))
         log("load and chaos stop")
         self.stop_load.set()
         for t in load:
