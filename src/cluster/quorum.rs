@@ -76,6 +76,9 @@ pub struct View {
 pub struct Lag {
     /// The leader's last seq.
     pub last: u64,
+    /// The watermark: every in-sync member holds the messages up to it
+    /// (their confirms may go).
+    pub commit: u64,
     /// Each follower's last synced seq (0: not attached).
     pub followers: Vec<(String, u64)>,
 }

@@ -46,6 +46,7 @@ mod parameters;
 mod permissions;
 mod prometheus;
 mod prometheus_objects;
+mod prometheus_quorum;
 mod prometheus_text;
 mod queues;
 mod scope;

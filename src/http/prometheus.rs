@@ -122,7 +122,16 @@ fn collect(api: &Api, endpoint: &Endpoint) -> ScrapeData {
     let (fd_used, fd_total) = node.fds();
     ScrapeData {
         node: api.node.to_string(),
-        cluster: api.node.to_string(),
+        // RabbitMQ's cluster name: dashboards group the nodes by it.
+        cluster: match &api.cluster {
+            Some(c) => c.membership.cluster_name().to_string(),
+            None => api.node.to_string(),
+        },
+        quorum: api
+            .cluster
+            .as_ref()
+            .map(super::prometheus_quorum::collect)
+            .unwrap_or_default(),
         snaps: a.snapshot(want),
         shovels: api.shovels.status(None),
         vhosts: a.vhost_names(),

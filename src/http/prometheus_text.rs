@@ -48,6 +48,8 @@ pub(crate) struct ScrapeData {
     pub figures: NodeFigures,
     /// The shovels' status (`rabbitmq_shovel_dynamic`, `warren_shovel_*`).
     pub shovels: Vec<crate::shovel::status::Status>,
+    /// The quorum queues this node leads (`prometheus_quorum`).
+    pub quorum: Vec<super::prometheus_quorum::QuorumFigures>,
 }
 
 /// Which endpoint is scraped.
@@ -124,7 +126,7 @@ pub(super) fn labels(pairs: &[(&str, &str)]) -> String {
 /// The output and the prefix of its metric names.
 pub(super) struct Out {
     s: String,
-    prefix: &'static str,
+    pub(super) prefix: &'static str,
 }
 
 impl Out {
@@ -194,6 +196,9 @@ pub(crate) fn render(d: &ScrapeData, endpoint: &Endpoint) -> String {
         global(&mut out, d);
         message_sizes(&mut out, d);
         shovels(&mut out, d);
+    }
+    if !matches!(endpoint, Endpoint::Detailed { .. }) || wanted("ra_metrics") {
+        super::prometheus_quorum::render(&mut out, d, per_object);
     }
     // Identity is always there (dashboards join every query on it),
     // always with the `rabbitmq_` prefix.
@@ -637,6 +642,7 @@ mod tests {
         };
         ScrapeData {
             shovels: Vec::new(),
+            quorum: Vec::new(),
             node: "warren@host".into(),
             cluster: "warren@host".into(),
             snaps: vec![snap],

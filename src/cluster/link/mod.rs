@@ -778,6 +778,7 @@ impl State {
                     *id,
                     super::quorum::Lag {
                         last: l.last,
+                        commit: l.sent,
                         followers,
                     },
                 )
