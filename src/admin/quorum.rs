@@ -25,6 +25,21 @@ impl Admin {
         let (def, vhost_name) = def;
         self.control
             .ask(shard, move |s| {
+                if s.ctx.replicas.led.contains(&store_id) {
+                    // Promoted already (its definitions change failed):
+                    // the definitions only.
+                    let me = s
+                        .ctx
+                        .queues
+                        .iter()
+                        .find(|(_, q)| q.props.store_id == store_id)
+                        .map(|(_, q)| q.me)
+                        .ok_or_else(|| format!("queue {store_id} led but not found"))?;
+                    let defs = s.ctx.defs.clone();
+                    let mut g = defs.lock_change();
+                    g.rehome_queue(def.vhost, &def.name, me, None);
+                    return g.commit().map_err(|e| e.to_string());
+                }
                 let me = QueueRef {
                     shard: shard as u16,
                     slot: s.ctx.queues.vacant_key() as u32,

@@ -105,6 +105,11 @@ struct Inner {
     version: AtomicU64,
     requests: Mutex<Vec<Request>>,
     lag: Mutex<HashMap<u64, Lag>>,
+    /// The nodes being drained, as last read.
+    draining_now: Mutex<Vec<String>>,
+    /// The mod revision of the `rebalance` key acted on (None: not read
+    /// yet; the first reading only sets it).
+    rebalanced: Mutex<Option<i64>>,
     nudged: Mutex<bool>,
     wake: Condvar,
     stop: AtomicBool,
@@ -129,6 +134,8 @@ impl Quorum {
             version: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
             lag: Mutex::new(HashMap::new()),
+            draining_now: Mutex::new(Vec::new()),
+            rebalanced: Mutex::new(None),
             nudged: Mutex::new(false),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -171,6 +178,35 @@ impl Quorum {
     /// How far the followers of queue `store_id` are, if this node leads it.
     pub fn lag(&self, store_id: u64) -> Option<Lag> {
         self.inner.lag.lock().unwrap().get(&store_id).cloned()
+    }
+
+    /// Drains `node` (moves every quorum queue it leads to another
+    /// in-sync member, and keeps it from leading any: `rabbitmq-upgrade
+    /// drain`) or revives it. Any node may ask for any node; the key lives
+    /// in etcd until revived.
+    pub fn set_draining(&self, node: &str, on: bool) -> Result<(), EtcdError> {
+        let k = format!("{}draining/{node}", self.inner.prefix).into_bytes();
+        if on {
+            self.inner.etcd.put(&k, b"1", 0)?;
+        } else {
+            self.inner.etcd.delete(&k)?;
+        }
+        self.inner.nudge();
+        Ok(())
+    }
+
+    /// The nodes being drained (as last read).
+    pub fn draining(&self) -> Vec<String> {
+        self.inner.draining_now.lock().unwrap().clone()
+    }
+
+    /// Asks every node to hand over leaders until each leads its share
+    /// (`rabbitmq-queues rebalance quorum`; `POST /api/rebalance/queues`).
+    pub fn rebalance(&self) -> Result<(), EtcdError> {
+        let k = format!("{}rebalance", self.inner.prefix).into_bytes();
+        self.inner.etcd.put(&k, b"1", 0)?;
+        self.inner.nudge();
+        Ok(())
     }
 
     pub fn stop(&self) {
@@ -305,10 +341,21 @@ impl Inner {
                 changed = true;
             }
         }
+        // Nodes being drained, and the last rebalance asked.
+        let draining = self.draining()?;
+        let me_draining = draining.contains(&self.node);
         // Elections.
         if me_alive {
             for (&id, q) in &queues {
                 if q.leader == self.node || !q.isr.contains(&self.node) || alive.contains(&q.leader)
+                {
+                    continue;
+                }
+                // A node being drained stands only if no other can.
+                if me_draining
+                    && q.isr
+                        .iter()
+                        .any(|n| *n != self.node && alive.contains(n) && !draining.contains(n))
                 {
                     continue;
                 }
@@ -333,6 +380,10 @@ impl Inner {
                 changed = true;
             }
         }
+        if me_alive {
+            changed |= self.take_handed_over(&queues)?;
+            changed |= self.move_leaders(&queues, &alive, &draining)?;
+        }
         // States of queues gone from the definitions, removed by their
         // leader.
         {
@@ -348,6 +399,7 @@ impl Inner {
             // Read again next round; meanwhile publish what was read.
             self.nudge();
         }
+        *self.draining_now.lock().unwrap() = draining;
         let view = View {
             queues,
             alive,
@@ -360,6 +412,131 @@ impl Inner {
             self.version.fetch_add(1, Ordering::AcqRel);
         }
         Ok(())
+    }
+
+    fn draining(&self) -> Result<Vec<String>, EtcdError> {
+        let prefix = format!("{}draining/", self.prefix);
+        let (kvs, _) = self.etcd.range_prefix(prefix.as_bytes())?;
+        Ok(kvs
+            .iter()
+            .map(|kv| String::from_utf8_lossy(&kv.key[prefix.len()..]).into_owned())
+            .collect())
+    }
+
+    /// Queues etcd says this node leads while the definitions put them on
+    /// another node: handed over by their leader (`move_leaders`), or an
+    /// election whose promotion failed. The replica becomes the queue.
+    fn take_handed_over(&self, queues: &HashMap<u64, QState>) -> Result<bool, EtcdError> {
+        let mine: Vec<(u64, String)> = {
+            let defs = self.admin.definitions().lock();
+            queues
+                .iter()
+                .filter(|(id, q)| {
+                    q.leader == self.node
+                        && defs
+                            .queue_by_store_id(**id)
+                            .is_some_and(|d| d.node.is_some())
+                })
+                .map(|(id, q)| (*id, q.name.clone()))
+                .collect()
+        };
+        for (id, name) in &mine {
+            log::info!("quorum queue '{name}': handed over to this node; it leads it now");
+            if let Err(e) = self.admin.promote_replica(*id) {
+                log::error!("quorum queue '{name}': cannot take the lead: {e}");
+            }
+        }
+        Ok(!mine.is_empty())
+    }
+
+    /// Hands queues this node leads to other in-sync members: all of them
+    /// when this node is being drained; when a rebalance was asked, while
+    /// it leads more than the average over the running nodes not drained,
+    /// each to an in-sync member leading at least two fewer.
+    /// A handover is one transaction, guarded by this node's `alive` key
+    /// and the key's revision: epoch + 1, the new leader the only in-sync
+    /// member (as an election). The new leader takes it
+    /// (`take_handed_over`); this node drops its queue when the
+    /// definitions say so (`Effect::QueueMovedAway`), and nacks the
+    /// confirms it still held.
+    fn move_leaders(
+        &self,
+        queues: &HashMap<u64, QState>,
+        alive: &[String],
+        draining: &[String],
+    ) -> Result<bool, EtcdError> {
+        let me_draining = draining.contains(&self.node);
+        let rebalance = {
+            let k = format!("{}rebalance", self.prefix).into_bytes();
+            let rev = self.etcd.get(&k)?.map_or(0, |kv| kv.mod_revision);
+            let mut seen = self.rebalanced.lock().unwrap();
+            let asked = seen.is_some_and(|s| s != rev) && rev != 0;
+            *seen = Some(rev);
+            asked
+        };
+        if !me_draining && !rebalance {
+            return Ok(false);
+        }
+        let candidates: Vec<&String> = alive.iter().filter(|n| !draining.contains(n)).collect();
+        let mut leads: HashMap<&str, usize> = candidates.iter().map(|n| (n.as_str(), 0)).collect();
+        for q in queues.values() {
+            if let Some(c) = leads.get_mut(q.leader.as_str()) {
+                *c += 1;
+            }
+        }
+        let (total, nodes) = (queues.len(), candidates.len().max(1));
+        let mut mine: Vec<(&u64, &QState)> = queues
+            .iter()
+            .filter(|(_, q)| q.leader == self.node)
+            .collect();
+        mine.sort_by_key(|(id, _)| **id);
+        let mut changed = false;
+        for (&id, q) in mine {
+            let have = leads.get(self.node.as_str()).copied().unwrap_or(0);
+            // Above the average: hand one over, to a node it leaves
+            // better balanced (RabbitMQ's rebalance).
+            if !me_draining && have * nodes <= total {
+                break;
+            }
+            // The in-sync follower leading the fewest queues.
+            let Some(to) = q
+                .isr
+                .iter()
+                .filter(|n| **n != self.node && leads.contains_key(n.as_str()))
+                .min_by_key(|n| (leads[n.as_str()], n.as_str()))
+                .cloned()
+            else {
+                continue;
+            };
+            if !me_draining && leads[to.as_str()] + 1 >= have {
+                continue;
+            }
+            let mut next = q.clone();
+            next.leader = to.clone();
+            next.epoch += 1;
+            next.isr = vec![to.clone()];
+            if !self.swap(id, q, &next, &self.node, true)? {
+                continue;
+            }
+            log::info!(
+                "quorum queue '{}' in vhost '{}': handed over to {} (epoch {}){}",
+                q.name,
+                q.vhost,
+                to,
+                next.epoch,
+                if me_draining {
+                    ", this node being drained"
+                } else {
+                    ""
+                }
+            );
+            *leads.entry(self.node.as_str()).or_default() = have.saturating_sub(1);
+            if let Some(c) = leads.get_mut(to.as_str()) {
+                *c += 1;
+            }
+            changed = true;
+        }
+        Ok(changed)
     }
 
     /// Replaces `q` (as read) by `next` if nobody changed it since and

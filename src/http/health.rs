@@ -25,11 +25,7 @@ fn failed(body: Value) -> Response {
 }
 
 fn endpoints(api: &Api) -> Endpoints {
-    Endpoints {
-        node: api.node.to_string(),
-        http_port: api.http_port,
-        prometheus_port: api.prometheus_port,
-    }
+    Endpoints::of(api)
 }
 
 /// `GET /api/aliveness-test/{vhost}`: declares `aliveness-test`, publishes

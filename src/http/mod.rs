@@ -39,6 +39,7 @@ mod connections;
 mod exchanges;
 mod health;
 mod listing;
+mod maintenance;
 mod message_json;
 mod objects;
 mod overview;
@@ -348,6 +349,14 @@ fn router(api: Api) -> Router {
         .route("/api/overview", get(overview::overview))
         .route("/api/nodes", get(overview::nodes))
         .route("/api/nodes/{node}", get(overview::node))
+        .route(
+            "/api/nodes/{node}/drain",
+            axum::routing::put(maintenance::drain).delete(maintenance::revive),
+        )
+        .route(
+            "/api/rebalance/queues",
+            axum::routing::post(maintenance::rebalance),
+        )
         .route("/api/aliveness-test/{vhost}", get(health::aliveness))
         .route("/api/healthchecks/node", get(health::node_healthcheck))
         .route(

@@ -51,14 +51,21 @@ pub(crate) struct Endpoints {
     pub node: String,
     pub http_port: u16,
     pub prometheus_port: Option<u16>,
+    /// The nodes being drained (`maintenance.rs`).
+    pub draining: Vec<String>,
 }
 
 impl Endpoints {
-    fn of(api: &Api) -> Endpoints {
+    pub(crate) fn of(api: &Api) -> Endpoints {
         Endpoints {
             node: api.node.to_string(),
             http_port: api.http_port,
             prometheus_port: api.prometheus_port,
+            draining: api
+                .cluster
+                .as_ref()
+                .map(|c| c.quorum.draining())
+                .unwrap_or_default(),
         }
     }
 }
@@ -424,7 +431,10 @@ fn node_json(
     m.insert("name".into(), json!(ep.node));
     m.insert("type".into(), json!("disc"));
     m.insert("running".into(), json!(true));
-    m.insert("being_drained".into(), json!(false));
+    m.insert(
+        "being_drained".into(),
+        json!(ep.draining.contains(&ep.node)),
+    );
     if disable_stats {
         return Value::Object(m);
     }
@@ -503,7 +513,7 @@ pub(crate) async fn nodes(
     api.call(c, Level::Monitor, move |a, _| {
         let query = super::listing::ListQuery::parse(&q)?;
         let mut list = vec![node_json(a, &rates, &ep, flag(&q, "disable_stats"))];
-        list.extend(other_members(cluster.as_ref(), &ep.node, &creds, &q));
+        list.extend(other_members(cluster.as_ref(), &ep, &creds, &q));
         Ok(ok(&query.apply(list)?))
     })
     .await
@@ -514,7 +524,7 @@ pub(crate) async fn nodes(
 /// lists a node it has no figures of: name, type, running.
 fn other_members(
     cluster: Option<&super::ClusterView>,
-    me: &str,
+    ep: &Endpoints,
     creds: &Creds,
     q: &HashMap<String, String>,
 ) -> Vec<Value> {
@@ -530,7 +540,7 @@ fn other_members(
     c.membership
         .members()
         .into_iter()
-        .filter(|n| n.name != me)
+        .filter(|n| n.name != ep.node)
         .map(|n| {
             let answer = peers.iter().find(|p| p.name == n.name).and_then(|p| {
                 let path = format!(
@@ -544,7 +554,7 @@ fn other_members(
                     "name": n.name,
                     "type": "disc",
                     "running": n.running,
-                    "being_drained": false,
+                    "being_drained": ep.draining.contains(&n.name),
                 })
             })
         })
@@ -564,7 +574,7 @@ pub(crate) async fn node(
     let creds = c.clone();
     api.call(c, Level::Monitor, move |a, _| {
         if name != ep.node {
-            return other_members(cluster.as_ref(), &ep.node, &creds, &q)
+            return other_members(cluster.as_ref(), &ep, &creds, &q)
                 .into_iter()
                 .find(|n| n["name"] == name)
                 .map(|n| ok(&n))

@@ -5,12 +5,14 @@
 //! shovel_status, delete_shovel, restart_shovel (`shovel_cmds.rs`);
 //! list_queues, list_exchanges, list_bindings, list_connections,
 //! list_channels, list_consumers, purge_queue, delete_queue,
-//! close_connection, status, cluster_status (`inspect.rs`, printed by `table.rs`). Exit code 0 on success; otherwise the server's
+//! close_connection, status, cluster_status (`inspect.rs`, printed by `table.rs`);
+//! drain, revive, rebalance (`cluster_cmds.rs`). Exit code 0 on success; otherwise the server's
 //! reason on stderr and a non-zero code (1: the server refused, 69: it could
 //! not be reached, 64: bad arguments).
 
 mod admin_cmds;
 mod client;
+mod cluster_cmds;
 mod inspect;
 mod params_cmds;
 mod shovel_cmds;
@@ -89,6 +91,8 @@ enum Command {
     Params(params_cmds::ParamsCommand),
     #[command(flatten)]
     Shovel(shovel_cmds::ShovelCommand),
+    #[command(flatten)]
+    Cluster(cluster_cmds::ClusterCommand),
 }
 
 fn main() -> ExitCode {
@@ -114,6 +118,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Inspect(cmd) => inspect::run(&c, cmd, &cli.output(), &say),
         Command::Params(cmd) => params_cmds::run(&c, cmd, &cli.output(), &say),
         Command::Shovel(cmd) => shovel_cmds::run(&c, cmd, &cli.output(), &say),
+        Command::Cluster(cmd) => cluster_cmds::run(&c, cmd, &say),
     }
 }
 
