@@ -58,9 +58,12 @@ pub(crate) fn collect(c: &ClusterView) -> Vec<QuorumFigures> {
     out
 }
 
+/// A family's name, type, help, and value of one queue.
+type Family = (&'static str, &'static str, &'static str, fn(&QuorumFigures) -> u64);
+
 /// The Raft families, per queue or summed, and the followers' lag.
 pub(crate) fn render(out: &mut Out, d: &ScrapeData, per_object: bool) {
-    let families: [(&str, &str, &str, fn(&QuorumFigures) -> u64); 5] = [
+    let families: [Family; 5] = [
         (
             "raft_term_total",
             "counter",
