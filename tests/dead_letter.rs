@@ -2,7 +2,9 @@
 //! (`expired`), length limit (`maxlen`); the `x-death` header field by field,
 //! `x-first-death-*` / `x-last-death-*`, the routing-key override, the
 //! removed expiration, cycles (dropped unless a `rejected` death is in them),
-//! a missing dead-letter exchange, and a target queue on the other shard.
+//! a missing dead-letter exchange, and a target queue on the other shard;
+//! quorum queues' `x-delivery-count` and `x-delivery-limit` (reason
+//! `delivery_limit`).
 
 mod common_ext;
 mod common_lapin;
@@ -439,6 +441,130 @@ async fn an_internal_dead_letter_exchange_is_used() {
             delete(&ch, q).await;
         }
         xdel(&ch, &x).await;
+    })
+    .await;
+}
+
+/// A durable queue of type `kind` with more arguments.
+async fn declare_typed(ch: &Channel, q: &str, kind: &str, more: &[(&str, AMQPValue)]) {
+    let mut pairs = vec![("x-queue-type", s(kind))];
+    pairs.extend(more.iter().cloned());
+    within(ch.queue_declare(
+        q,
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        table(&pairs),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("queue.declare {q}: {e}"));
+}
+
+fn delivery_count(m: &lapin::message::Delivery) -> Option<i64> {
+    match header(&headers(&m.properties), "x-delivery-count") {
+        Some(AMQPValue::LongLongInt(v)) => Some(*v),
+        None => None,
+        other => panic!("x-delivery-count: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_queues_count_returned_deliveries() {
+    deadline(30, async {
+        let b = start_broker(1);
+        let conn = connect(&b.uri()).await;
+        let ch = confirm_channel(&conn).await;
+        let (qq, cq) = (uniq("qq-count"), uniq("cq-count"));
+        declare_typed(&ch, &qq, "quorum", &[]).await;
+        declare_typed(&ch, &cq, "classic", &[]).await;
+        for q in [&qq, &cq] {
+            publish_acked(&ch, "", q, b"m", BasicProperties::default()).await;
+        }
+        let c = channel(&conn).await;
+        // First delivery: no header. Each return counts one.
+        for n in 0..3 {
+            let d = get_one(&c, &qq).await;
+            assert_eq!(delivery_count(&d), (n > 0).then_some(n), "delivery {n}");
+            assert_eq!(d.redelivered, n > 0);
+            d.reject(BasicRejectOptions { requeue: true })
+                .await
+                .unwrap();
+        }
+        // A channel closing with the message unacked counts too.
+        let c2 = channel(&conn).await;
+        let d = get_one(&c2, &qq).await;
+        assert_eq!(delivery_count(&d), Some(3));
+        c2.close(200, "bye").await.unwrap();
+        let d = get_one(&c, &qq).await;
+        assert_eq!(delivery_count(&d), Some(4));
+        d.ack(BasicAckOptions::default()).await.unwrap();
+        // A classic queue adds no header.
+        let d = get_one(&c, &cq).await;
+        d.nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let d = get_one(&c, &cq).await;
+        assert!(d.redelivered);
+        assert_eq!(delivery_count(&d), None);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_delivery_limit_a_message_is_dead_lettered_or_dropped() {
+    deadline(30, async {
+        let b = start_broker(1);
+        let conn = connect(&b.uri()).await;
+        let ch = confirm_channel(&conn).await;
+        let (x, dl, q, plain) = (
+            uniq("dlx-limit"),
+            uniq("dl-limit"),
+            uniq("qq-limit"),
+            uniq("qq-default"),
+        );
+        dlx_setup(&ch, &x, &dl, &q).await;
+        declare_typed(
+            &ch,
+            &q,
+            "quorum",
+            &[
+                ("x-delivery-limit", AMQPValue::LongInt(2)),
+                ("x-dead-letter-exchange", s(&x)),
+            ],
+        )
+        .await;
+        publish_acked(&ch, "", &q, b"poison", BasicProperties::default()).await;
+        let c = channel(&conn).await;
+        // Delivered three times (counts 0, 1, 2); the third return is one
+        // too many.
+        for _ in 0..3 {
+            let d = get_one(&c, &q).await;
+            d.reject(BasicRejectOptions { requeue: true })
+                .await
+                .unwrap();
+        }
+        wait_count(&ch, &dl, 1, PLENTY).await;
+        assert_eq!(message_count(&ch, &q).await, 0);
+        let m = get_one(&ch, &dl).await;
+        assert_eq!(sval(&m), "poison");
+        let deaths = x_death(&m.properties);
+        check_death(&deaths[0], &q, "delivery_limit", 1, "", &[&q]);
+        // RabbitMQ 4's default limit, 20, without a dead-letter exchange:
+        // dropped after the 21st return.
+        declare_typed(&ch, &plain, "quorum", &[]).await;
+        publish_acked(&ch, "", &plain, b"p", BasicProperties::default()).await;
+        for n in 0..21 {
+            let d = get_one(&c, &plain).await;
+            assert_eq!(delivery_count(&d), (n > 0).then_some(n));
+            d.reject(BasicRejectOptions { requeue: true })
+                .await
+                .unwrap();
+        }
+        wait_count(&ch, &plain, 0, PLENTY).await;
     })
     .await;
 }

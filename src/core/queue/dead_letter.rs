@@ -50,6 +50,8 @@ pub enum Reason {
     Expired,
     /// Dropped by `x-max-length(-bytes)`.
     Maxlen,
+    /// Returned more often than a quorum queue's `x-delivery-limit`.
+    DeliveryLimit,
 }
 
 impl Reason {
@@ -58,6 +60,7 @@ impl Reason {
             Reason::Rejected => "rejected",
             Reason::Expired => "expired",
             Reason::Maxlen => "maxlen",
+            Reason::DeliveryLimit => "delivery_limit",
         }
     }
 

@@ -52,13 +52,23 @@ pub struct QueueFeatures {
     /// Delivery acknowledgement timeout, ms: `x-consumer-timeout`, else the
     /// broker's `--consumer-timeout` (None: never).
     pub consumer_timeout: Option<u64>,
+    /// A quorum queue: returned messages carry `x-delivery-count`.
+    pub counts_deliveries: bool,
+    /// A quorum queue's `x-delivery-limit`: a message returned more often
+    /// is dropped or dead-lettered (reason `delivery_limit`). RabbitMQ
+    /// 4's default, 20; a negative value: none.
+    pub delivery_limit: Option<u64>,
 }
+
+/// RabbitMQ 4's default `x-delivery-limit` of quorum queues.
+pub const DEFAULT_DELIVERY_LIMIT: u64 = 20;
 
 impl QueueFeatures {
     /// Reads the arguments of a queue (`default_consumer_timeout`: the
     /// broker-wide timeout, 0 = none).
     pub fn parse(args: &FieldTable, default_consumer_timeout: u64) -> QueueFeatures {
         let int = |k: &str| args.get(k).and_then(FieldValue::as_i64);
+        let quorum = crate::core::queue_args::is_quorum(args);
         let non_neg = |k: &str| int(k).filter(|v| *v >= 0).map(|v| v as u64);
         let overflow = match args.get("x-overflow").and_then(FieldValue::as_str) {
             Some("reject-publish") => Overflow::RejectPublish,
@@ -95,6 +105,13 @@ impl QueueFeatures {
                 .and_then(FieldValue::as_bool)
                 .unwrap_or(false),
             consumer_timeout,
+            counts_deliveries: quorum,
+            delivery_limit: match int("x-delivery-limit") {
+                _ if !quorum => None,
+                Some(n) if n < 0 => None,
+                Some(n) => Some(n as u64),
+                None => Some(DEFAULT_DELIVERY_LIMIT),
+            },
         }
     }
 

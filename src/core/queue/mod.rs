@@ -23,6 +23,7 @@
 
 mod consumers;
 pub mod dead_letter;
+mod delivery_count;
 pub mod features;
 mod limits;
 mod ready;
@@ -355,7 +356,16 @@ impl Queue {
     }
 
     /// A delivered message comes back, to its place, marked redelivered.
-    fn requeue(&mut self, seq: u64, u: Unacked) {
+    /// In a quorum queue it counts a delivery (`x-delivery-count`); one
+    /// returned more often than `x-delivery-limit` leaves instead
+    /// (`delivery_count.rs`).
+    fn requeue(&mut self, seq: u64, mut u: Unacked) {
+        if self.features.counts_deliveries {
+            match self.count_delivery(seq, u) {
+                Some(back) => u = back,
+                None => return,
+            }
+        }
         // The level again: only a priority queue decodes the priority back
         // (the meta stayed with the publish; requeues are the rare path).
         let level = if self.ready.is_priority() {
