@@ -4,6 +4,7 @@
 //! Three warren processes and one etcd; without an etcd binary the tests
 //! say so and skip.
 
+mod common_amqp10;
 mod common_cluster;
 mod common_durable;
 mod common_etcd;
@@ -145,5 +146,67 @@ fn a_queue_on_one_node_is_used_through_the_others() {
                 let _ = c.close(200, "").await;
             }
         }
+    });
+}
+
+/// AMQP 1.0 clients use a queue held by another node as 0-9-1 clients
+/// do: the 1.0 front end calls the same core operations, which reach the
+/// holder through the link.
+#[test]
+fn amqp10_clients_use_a_queue_on_another_node() {
+    use common_amqp10 as a10;
+    let Some(e) = etcd() else { return };
+    let nodes = three(&e.url);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_ca, cha) = channel(&nodes[0].uri()).await;
+        cha.queue_declare("q10", durable(), args("quorum"))
+            .await
+            .unwrap();
+        // Sent on b, each transfer accepted once a and its followers have it.
+        let mut cb = a10::open(nodes[1].port).await;
+        let mut sb = a10::begin(&mut cb).await;
+        let mut tx = a10::sender(&mut sb, "/queues/q10").await;
+        for i in 0..20 {
+            a10::send_accepted(&mut tx, a10::msg(format!("m{i}").as_bytes())).await;
+        }
+        let d = cha
+            .queue_declare(
+                "q10",
+                QueueDeclareOptions {
+                    passive: true,
+                    ..durable()
+                },
+                args("quorum"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(d.message_count(), 20, "held by a");
+        // Received on c, in order, each accepted.
+        let mut cc = a10::open(nodes[2].port).await;
+        let mut sc = a10::begin(&mut cc).await;
+        let mut rx = a10::receiver(&mut sc, "/queues/q10").await;
+        for i in 0..20 {
+            let d = a10::recv(&mut rx).await;
+            let body = match d.body() {
+                fe2o3_amqp::types::messaging::Body::Data(b) => b
+                    .iter()
+                    .flat_map(|d| d.0.iter().copied())
+                    .collect::<Vec<u8>>(),
+                other => panic!("body {other:?}"),
+            };
+            assert_eq!(body, format!("m{i}").as_bytes());
+            rx.accept(&d).await.unwrap();
+        }
+        common_cluster::until("q10 empty on a", 10, || {
+            let n = nodes[0].api.get_json("/api/queues/%2F/q10");
+            n["messages"] == 0
+        });
+        let _ = rx.close().await;
+        let _ = tx.close().await;
+        let _ = sc.end().await;
+        let _ = sb.end().await;
+        let _ = cc.close().await;
+        let _ = cb.close().await;
     });
 }
