@@ -288,3 +288,48 @@ fn a_restarted_node_keeps_its_durable_queues_and_drops_its_transient_ones() {
     });
     assert_eq!(q["durable"], true);
 }
+
+#[test]
+fn a_lost_node_s_transient_queues_are_deleted_and_its_durable_ones_kept() {
+    let Some(e) = etcd() else { return };
+    let (a, b, mut c) = three_named(&e.url);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let conn = Connection::connect(&c.uri(), ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let qd = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.queue_declare("c-kept", qd, FieldTable::default())
+            .await
+            .unwrap();
+        ch.queue_declare("c-transient", Default::default(), FieldTable::default())
+            .await
+            .unwrap();
+        // The connection stays open: c dies with it.
+        std::mem::forget(conn);
+    });
+    let bind_on = |n: &common_cluster::Node, q: &str| {
+        n.api
+            .post(
+                &format!("/api/bindings/%2F/e/amq.direct/q/{q}"),
+                r#"{"routing_key":"k"}"#,
+            )
+            .status
+    };
+    assert_eq!(bind_on(&b, "c-transient"), 201);
+    c.kill();
+    // Once c's lease is gone (5 s) and the next two checks saw it gone.
+    until("c's transient queue is gone on b", 20, || {
+        bind_on(&b, "c-transient") == 404
+    });
+    assert_eq!(bind_on(&a, "c-transient"), 404);
+    assert_eq!(
+        bind_on(&a, "c-kept"),
+        201,
+        "a durable queue outlives its node"
+    );
+}

@@ -41,6 +41,8 @@ use std::time::Duration;
 
 /// How often the manager looks at etcd.
 const ROUND: Duration = Duration::from_millis(100);
+/// How often nodes that are gone are looked for (`forget_lost_nodes`).
+const LOST_CHECK: Duration = Duration::from_secs(2);
 /// RabbitMQ's default group size (`quorum_cluster_size`).
 const DEFAULT_GROUP: usize = 3;
 
@@ -110,6 +112,9 @@ struct Inner {
     /// The mod revision of the `rebalance` key acted on (None: not read
     /// yet; the first reading only sets it).
     rebalanced: Mutex<Option<i64>>,
+    /// When lost nodes were last looked for, and the nodes not alive then
+    /// (`forget_lost_nodes`).
+    lost: Mutex<(std::time::Instant, Vec<String>)>,
     nudged: Mutex<bool>,
     wake: Condvar,
     stop: AtomicBool,
@@ -136,6 +141,7 @@ impl Quorum {
             lag: Mutex::new(HashMap::new()),
             draining_now: Mutex::new(Vec::new()),
             rebalanced: Mutex::new(None),
+            lost: Mutex::new((std::time::Instant::now(), Vec::new())),
             nudged: Mutex::new(false),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -383,6 +389,7 @@ impl Inner {
         if me_alive {
             changed |= self.take_handed_over(&queues)?;
             changed |= self.move_leaders(&queues, &alive, &draining)?;
+            self.forget_lost_nodes(&alive);
         }
         // States of queues gone from the definitions, removed by their
         // leader.
@@ -421,6 +428,46 @@ impl Inner {
             .iter()
             .map(|kv| String::from_utf8_lossy(&kv.key[prefix.len()..]).into_owned())
             .collect())
+    }
+
+    /// Every [`LOST_CHECK`]: nodes holding queues in the definitions that
+    /// were not alive at the last check either lose their transient and
+    /// exclusive queues (`Definitions::forget_lost_node_queues`). Done by
+    /// the first live node by name only.
+    fn forget_lost_nodes(&self, alive: &[String]) {
+        let mut lost = self.lost.lock().unwrap();
+        if lost.0.elapsed() < LOST_CHECK {
+            return;
+        }
+        lost.0 = std::time::Instant::now();
+        if alive.first() != Some(&self.node) {
+            lost.1.clear();
+            return;
+        }
+        let holders: Vec<String> = {
+            let defs = self.admin.definitions().lock();
+            let mut h: Vec<String> = defs
+                .vhosts()
+                .flat_map(|v| v.queues.values().filter_map(|q| q.node.as_deref()))
+                .filter(|n| !alive.iter().any(|a| a == n))
+                .map(str::to_string)
+                .collect();
+            h.sort();
+            h.dedup();
+            h
+        };
+        for node in &holders {
+            if !lost.1.contains(node) {
+                continue;
+            }
+            let n = self.admin.definitions().forget_lost_node_queues(node);
+            if n > 0 {
+                log::info!(
+                    "cluster: node {node} is gone; its {n} transient or exclusive queue(s) are deleted"
+                );
+            }
+        }
+        lost.1 = holders;
     }
 
     /// Queues etcd says this node leads while the definitions put them on

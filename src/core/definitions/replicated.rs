@@ -285,6 +285,36 @@ impl Definitions {
         }
     }
 
+    /// Node `node` is gone (its lease ran out): its queues that cannot
+    /// outlive it, transient or exclusive, are deleted for every node, as
+    /// RabbitMQ deletes a lost node's transient queues. Its durable ones
+    /// stay (unavailable until it is back). Returns how many went.
+    pub fn forget_lost_node_queues(&self, node: &str) -> usize {
+        let doomed = |g: &DefsGuard<'_>| -> Vec<(VhostId, String, QueueRef)> {
+            g.vhosts()
+                .flat_map(|v| {
+                    v.queues
+                        .values()
+                        .filter(|q| q.node.as_deref() == Some(node))
+                        .filter(|q| !q.durable || q.exclusive_owner.is_some())
+                        .map(|q| (q.vhost, q.name.clone(), q.queue))
+                })
+                .collect()
+        };
+        if doomed(&self.lock()).is_empty() {
+            return 0;
+        }
+        let mut g = self.lock_change();
+        let list = doomed(&g);
+        for (vid, name, queue) in &list {
+            g.remove_queue(*vid, name, *queue);
+        }
+        if let Err(e) = g.commit() {
+            log::warn!("cluster definitions: could not drop the queues of {node}: {e}");
+        }
+        list.len()
+    }
+
     /// This node is part of a cluster (its definitions are the cluster's).
     pub fn is_clustered(&self) -> bool {
         self.cluster.get().is_some()
