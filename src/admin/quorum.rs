@@ -11,7 +11,7 @@ impl Admin {
     /// replica on shard `store_id % shards` becomes the queue (its
     /// messages ready again, redelivered), and the definitions say so, to
     /// every node.
-    pub fn promote_replica(&self, store_id: u64) -> Result<(), String> {
+    pub fn promote_replica(&self, store_id: u64, epoch: u64) -> Result<(), String> {
         let shard = (store_id % self.control.shards().max(1) as u64) as usize;
         let def = {
             let g = self.defs.lock();
@@ -25,7 +25,7 @@ impl Admin {
         let (def, vhost_name) = def;
         self.control
             .ask(shard, move |s| {
-                if s.ctx.replicas.led.contains(&store_id) {
+                if s.ctx.replicas.led.contains_key(&store_id) {
                     // Promoted already (its definitions change failed):
                     // the definitions only.
                     let me = s
@@ -56,7 +56,7 @@ impl Admin {
                     store_id,
                 };
                 s.ctx
-                    .promote_replica(me, props)
+                    .promote_replica(me, props, epoch)
                     .map_err(|e| e.to_string())?;
                 let defs = s.ctx.defs.clone();
                 let mut g = defs.lock_change();

@@ -380,7 +380,7 @@ impl Inner {
                     q.leader,
                     next.epoch
                 );
-                if let Err(e) = self.admin.promote_replica(id) {
+                if let Err(e) = self.admin.promote_replica(id, next.epoch) {
                     log::error!("quorum queue '{}': cannot take the lead: {e}", q.name);
                 }
                 changed = true;
@@ -474,7 +474,7 @@ impl Inner {
     /// another node: handed over by their leader (`move_leaders`), or an
     /// election whose promotion failed. The replica becomes the queue.
     fn take_handed_over(&self, queues: &HashMap<u64, QState>) -> Result<bool, EtcdError> {
-        let mine: Vec<(u64, String)> = {
+        let mine: Vec<(u64, String, u64)> = {
             let defs = self.admin.definitions().lock();
             queues
                 .iter()
@@ -484,12 +484,12 @@ impl Inner {
                             .queue_by_store_id(**id)
                             .is_some_and(|d| d.node.is_some())
                 })
-                .map(|(id, q)| (*id, q.name.clone()))
+                .map(|(id, q)| (*id, q.name.clone(), q.epoch))
                 .collect()
         };
-        for (id, name) in &mine {
+        for (id, name, epoch) in &mine {
             log::info!("quorum queue '{name}': handed over to this node; it leads it now");
-            if let Err(e) = self.admin.promote_replica(*id) {
+            if let Err(e) = self.admin.promote_replica(*id, *epoch) {
                 log::error!("quorum queue '{name}': cannot take the lead: {e}");
             }
         }

@@ -270,7 +270,13 @@ impl ShardCtx {
             };
             let name = props.name.clone();
             match self.new_queue(d.queue, props) {
-                Ok(q) => queues.push((d.queue.slot as usize, q)),
+                Ok(q) => {
+                    if q.replicated {
+                        // Its epoch is the cluster's to say.
+                        self.replicas.led.insert(q.props.store_id, u64::MAX);
+                    }
+                    queues.push((d.queue.slot as usize, q))
+                }
                 Err(e) => log::error!("queue '{name}' not recovered: {e}"),
             }
         }
@@ -395,6 +401,7 @@ impl ShardCtx {
                     to: 0,
                     gen: 0,
                     lineage: 0,
+                    epoch: 0,
                 },
             );
         }

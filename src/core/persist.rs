@@ -260,6 +260,21 @@ impl ShardStore {
         self.nacked += (before - self.held.len()) as u64;
     }
 
+    /// Message (`queue_id`, `seq`) at `old` is replaced by `p` (same queue
+    /// id and seq): no ack is written (`SegmentLog::supersede`).
+    pub fn replace(&mut self, old: Location, p: &Publish<'_>) -> Location {
+        let loc = self.append(p);
+        self.log.supersede(old);
+        loc
+    }
+
+    /// The acks gathered so far go into the log before anything appended
+    /// next: a seq acked now may be published again (a replica's copy).
+    pub fn seal_acks(&mut self) {
+        self.dirty = true;
+        self.log.seal_pending_acks();
+    }
+
     /// The current batch must be synced even if nothing was appended to
     /// it (a replica's report of messages it already held waits for it).
     pub fn touch(&mut self) {

@@ -76,15 +76,18 @@ impl Copying {
 #[derive(Default)]
 pub struct Replicas {
     pub by_id: HashMap<u64, Replica>,
-    /// Store ids of quorum queues this shard became the leader of by an
-    /// election (`promote_replica`): a deposed leader that does not know
-    /// it yet may still send appends for them, which must not make a
-    /// replica here (under the queue's own store id).
-    pub led: std::collections::HashSet<u64>,
+    /// The replicated queues this shard holds, by store id, with the
+    /// epoch it leads them in (1 when declared here, the election's when
+    /// promoted, unknown — `u64::MAX` — when recovered at boot). A deposed
+    /// leader that does not know it yet may still send appends and resets
+    /// for them: they must not make a replica here, under the queue's own
+    /// store id. A reset of a later epoch means another node leads now:
+    /// the queue steps down first (`demote_queue`).
+    pub led: HashMap<u64, u64>,
     /// Queues this shard led and another node leads now
     /// (`demote_queue`): a publish still on its way to one is nacked,
     /// not counted as handled as for a deleted queue.
-    pub demoted: Vec<QueueRef>,
+    pub demoted: std::collections::HashSet<QueueRef>,
 }
 
 impl Replicas {
@@ -122,10 +125,31 @@ impl ShardCtx {
                 store_id,
                 gen,
                 lineage,
+                epoch,
                 ..
             } => {
-                if self.replicas.led.contains(&store_id) {
-                    return;
+                if let Some(&mine) = self.replicas.led.get(&store_id) {
+                    if gen == 0 || epoch <= mine || mine == u64::MAX {
+                        return;
+                    }
+                    // Another node leads it from a later epoch: this
+                    // node's queue steps down before its replica starts.
+                    let held = self
+                        .queues
+                        .iter()
+                        .find(|(_, q)| q.props.store_id == store_id)
+                        .map(|(_, q)| q.me);
+                    match held {
+                        Some(q) => self.demote_queue(q),
+                        None => {
+                            self.replicas.led.remove(&store_id);
+                        }
+                    }
+                }
+                if let Some(store) = self.store.as_mut() {
+                    // A gone seq of the older lineage may come back in
+                    // the copy: its ack goes into the log first.
+                    store.seal_acks();
                 }
                 if gen == 0 {
                     // The queue is gone.
@@ -145,7 +169,13 @@ impl ShardCtx {
                     replace,
                 });
             }
-            ShardMsg::ReplicaBulkDone { store_id, upto, .. } => {
+            ShardMsg::ReplicaBulkDone {
+                store_id,
+                upto,
+                count,
+                gen,
+                ..
+            } => {
                 let Some(store) = self.store.as_mut() else {
                     return;
                 };
@@ -155,6 +185,12 @@ impl ShardCtx {
                 let Some(c) = r.copying.take() else {
                     return;
                 };
+                if r.gen != gen || c.copied.len() as u64 != count {
+                    // Not this copy's end, or frames of it were lost with
+                    // a connection: nothing is dropped (a new copy comes).
+                    r.copying = Some(c);
+                    return;
+                }
                 // Nothing was streamed after the copy yet (the frames keep
                 // their order): what it did not bring is gone.
                 let stale: Vec<u64> = r
@@ -168,6 +204,9 @@ impl ShardCtx {
                         store.ack(store_id, s, loc);
                     }
                 }
+                // The stream after the copy may publish these seqs again:
+                // their acks go into the log first.
+                store.seal_acks();
                 // It holds all the leader held up to `upto` (what the copy
                 // did not bring was gone): reported once durable, so a
                 // leader whose last messages were consumed before the
@@ -187,7 +226,7 @@ impl ShardCtx {
     }
 
     fn replica_append(&mut self, store_id: u64, seq: u64, msg: &Message) {
-        if self.replicas.led.contains(&store_id) {
+        if self.replicas.led.contains_key(&store_id) {
             return;
         }
         let Some(store) = self.store.as_mut() else {
@@ -201,32 +240,29 @@ impl ShardCtx {
             return;
         }
         let replace = r.copying.as_ref().is_some_and(|c| c.replace);
-        let write = match r.entries.get(&seq) {
-            None => true,
-            Some(&old) if replace => {
-                // The ack goes first: at recovery, the publish after it
-                // stands (`store::recover`).
-                store.ack(store_id, seq, old);
-                true
+        let publish = persist::Publish {
+            queue_id: store_id,
+            seq,
+            exchange: msg.exchange(),
+            routing_key: msg.routing_key(),
+            properties: msg.properties(),
+            body: msg.body(),
+            expires_at: 0,
+        };
+        match r.entries.get(&seq).copied() {
+            None => {
+                let loc = store.append(&publish);
+                r.entries.insert(seq, loc);
+            }
+            // Replaced: the new record supersedes the old one at recovery
+            // (no ack: it would land after the publish and kill both).
+            Some(old) if replace => {
+                let loc = store.replace(old, &publish);
+                r.entries.insert(seq, loc);
             }
             // Held already, the same message: its report still waits for
             // a sync round.
-            Some(_) => {
-                store.touch();
-                false
-            }
-        };
-        if write {
-            let loc = store.append(&persist::Publish {
-                queue_id: store_id,
-                seq,
-                exchange: msg.exchange(),
-                routing_key: msg.routing_key(),
-                properties: msg.properties(),
-                body: msg.body(),
-                expires_at: 0,
-            });
-            r.entries.insert(seq, loc);
+            Some(_) => store.touch(),
         }
         if let Some(c) = r.copying.as_mut() {
             if c.copied.last().is_some_and(|&l| l > seq) {
@@ -275,6 +311,7 @@ impl ShardCtx {
                 to,
                 gen: 0,
                 lineage: 0,
+                epoch: 0,
             },
         );
         let Some(store) = self.store.as_mut() else {
@@ -288,6 +325,7 @@ impl ShardCtx {
             }
         }
         msgs.sort_by_key(|m| m.seq);
+        let count = msgs.len() as u64;
         for m in msgs {
             let msg = Message::new(&m.exchange, &m.routing_key, &m.properties, &m.body);
             let meta = super::message::MessageMeta::from_amqp091(msg.properties());
@@ -304,7 +342,13 @@ impl ShardCtx {
         }
         self.outbox.push(
             REMOTE_SHARD,
-            ShardMsg::ReplicaBulkDone { store_id, to, upto },
+            ShardMsg::ReplicaBulkDone {
+                store_id,
+                to,
+                upto,
+                count,
+                gen: 0,
+            },
         );
     }
 
@@ -324,10 +368,9 @@ impl ShardCtx {
         let store_id = q.props.store_id;
         let mut q = self.queues.remove(queue.slot as usize);
         q.cancel_all(&mut self.outbox);
-        if self.replicas.demoted.len() >= 64 {
-            self.replicas.demoted.remove(0);
-        }
-        self.replicas.demoted.push(queue);
+        // Kept for good: a ref is never reused (its generation), and
+        // demotions are few.
+        self.replicas.demoted.insert(queue);
         self.replicas.led.remove(&store_id);
         if let Some(store) = self.store.as_mut() {
             store.queue_gone(
@@ -363,6 +406,7 @@ impl ShardCtx {
         &mut self,
         me: QueueRef,
         props: super::queue::QueueProps,
+        epoch: u64,
     ) -> Result<(), super::error::CoreError> {
         let store_id = props.store_id;
         let mut queue = self.new_queue(me, props)?;
@@ -398,7 +442,7 @@ impl ShardCtx {
         }
         debug_assert_eq!(self.queues.vacant_key(), me.slot as usize);
         self.queues.insert(queue);
-        self.replicas.led.insert(store_id);
+        self.replicas.led.insert(store_id, epoch);
         Ok(())
     }
 }

@@ -147,10 +147,22 @@ pub enum ShardMsg {
         to: u16,
         gen: u32,
         lineage: u64,
+        /// The leader's epoch (a shard that holds the queue from an
+        /// older epoch steps down; `core::quorum`).
+        epoch: u64,
     },
     /// From the leader's shard to its link: the bulk copy for follower
     /// `to` is complete; it held every message up to `upto`.
-    ReplicaBulkDone { store_id: u64, to: u16, upto: u64 },
+    /// `count` messages were copied (the follower checks it got them all
+    /// in generation `gen`, set by the leader's link, before it drops what
+    /// the copy did not bring).
+    ReplicaBulkDone {
+        store_id: u64,
+        to: u16,
+        upto: u64,
+        count: u64,
+        gen: u32,
+    },
     /// From a follower shard to its link (and on to the leader's node):
     /// generation `gen` of the replica of `store_id` holds every message
     /// up to `seq` on disk.

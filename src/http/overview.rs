@@ -566,11 +566,16 @@ fn other_members(
 pub(crate) async fn node(
     State(api): State<Api>,
     c: Creds,
+    h: axum::http::HeaderMap,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let (ep, rates) = (Endpoints::of(&api), api.rates.clone());
-    let cluster = api.cluster.clone();
+    // Another node asking for this one only: never passed on.
+    let cluster = api
+        .cluster
+        .clone()
+        .filter(|_| !super::cluster_view::local_only(&h));
     let creds = c.clone();
     api.call(c, Level::Monitor, move |a, _| {
         if name != ep.node {

@@ -59,7 +59,12 @@ pub(crate) fn collect(c: &ClusterView) -> Vec<QuorumFigures> {
 }
 
 /// A family's name, type, help, and value of one queue.
-type Family = (&'static str, &'static str, &'static str, fn(&QuorumFigures) -> u64);
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&QuorumFigures) -> u64,
+);
 
 /// The Raft families, per queue or summed, and the followers' lag.
 pub(crate) fn render(out: &mut Out, d: &ScrapeData, per_object: bool) {

@@ -345,6 +345,20 @@ impl SegmentLog {
         self.appended_new(n, 1)
     }
 
+    /// Message `old` was replaced by a publish of the same (queue id, seq)
+    /// appended since: it is dead, with no ack record (recovery keeps the
+    /// later publish of a seq; an ack would kill both).
+    pub fn supersede(&mut self, old: Location) {
+        self.kill(old, true);
+    }
+
+    /// Writes the acks gathered so far into the log now, ahead of whatever
+    /// is appended next (a publish reusing an acked seq must come after
+    /// its ack).
+    pub fn seal_pending_acks(&mut self) {
+        self.seal_acks();
+    }
+
     /// Appends the ack of message (`queue_id`, `seq`) stored at `loc`: the
     /// message is dead. Acks are gathered per queue and encoded at the latest by
     /// the next `flush`.

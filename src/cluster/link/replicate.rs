@@ -21,9 +21,9 @@
 //! |---|---|---|
 //! | 1 | append | store id u64, seq u64, exchange (u8 length), routing key (u8 length), properties (u32 length), body (the rest) |
 //! | 2 | gone | store id u64, seq u64, count u32 |
-//! | 3 | reset | store id u64, generation u32, lineage u64 |
+//! | 3 | reset | store id u64, generation u32, lineage u64, epoch u64 |
 //! | 4 | synced | store id u64, seq u64, generation u32 |
-//! | 15 | bulk done | store id u64, the copy's last seq u64 |
+//! | 15 | bulk done | store id u64, the copy's last seq u64, messages copied u64, generation u32 |
 //!
 //! **Fencing.** A leader's link sends its shard no watermark unless the
 //! quorum view that names it leader was read under the node's current
@@ -50,6 +50,10 @@ const K_RESET: u8 = 3;
 const K_SYNCED: u8 = 4;
 const K_BULK_DONE: u8 = 15;
 
+/// A follower that reported nothing this long after its reset gets a new
+/// copy.
+const RECOPY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A follower of a queue this node leads.
 #[derive(Default)]
 pub(super) struct Follower {
@@ -73,6 +77,8 @@ pub(super) struct Follower {
     /// Its bulk copy is being sent (from the reset to the bulk done): it
     /// cannot be asked into the in-sync set meanwhile.
     pub(super) copying: bool,
+    /// When its last reset was sent.
+    pub(super) reset_at: Option<Instant>,
 }
 
 /// A queue this node leads.
@@ -114,10 +120,13 @@ impl State {
                         .map(|(n, _)| n.clone())
                         .collect()
                 } else {
+                    // A copy to follower `to`: not once its reset or an
+                    // earlier frame of the copy could not go.
                     self.nodes
                         .get(to as usize - 1)
                         .cloned()
                         .into_iter()
+                        .filter(|n| lead.followers.get(n).is_some_and(|f| f.gen != 0))
                         .collect()
                 };
                 let now = Instant::now();
@@ -156,7 +165,7 @@ impl State {
                     // The queue is gone: every follower drops its copy.
                     if let Some(lead) = self.leading.remove(&store_id) {
                         for n in lead.followers.keys() {
-                            send_reset(&mut self.transport, n, store_id, 0, 0);
+                            send_reset(&mut self.transport, n, store_id, 0, 0, 0);
                         }
                     }
                     return;
@@ -177,15 +186,22 @@ impl State {
                 f.synced = 0;
                 f.bulk_asked = false;
                 f.copying = true;
+                f.reset_at = Some(Instant::now());
                 f.behind_since = Some(Instant::now());
                 let gen = f.gen;
                 let epoch = self.view.queues.get(&store_id).map_or(0, |q| q.epoch);
                 let lineage = lineage(self.incarnation, epoch);
-                if !send_reset(&mut self.transport, &name, store_id, gen, lineage) {
+                if !send_reset(&mut self.transport, &name, store_id, gen, lineage, epoch) {
                     f.gen = 0;
                 }
             }
-            ShardMsg::ReplicaBulkDone { store_id, to, upto } => {
+            ShardMsg::ReplicaBulkDone {
+                store_id,
+                to,
+                upto,
+                count,
+                ..
+            } => {
                 // The follower drops what the copy did not hold (gone
                 // since); until then its replica stays a superset.
                 let Some(name) = self.nodes.get(to as usize - 1).cloned() else {
@@ -194,16 +210,28 @@ impl State {
                 // The queue holds messages up to `upto` (a new leader's
                 // were never appended through this link): the follower
                 // is in sync once it has synced that far.
-                if let Some(lead) = self.leading.get_mut(&store_id) {
-                    lead.last = lead.last.max(upto);
-                    if let Some(f) = lead.followers.get_mut(&name) {
-                        f.copying = false;
-                    }
+                let Some(lead) = self.leading.get_mut(&store_id) else {
+                    return;
+                };
+                lead.last = lead.last.max(upto);
+                let Some(f) = lead.followers.get_mut(&name) else {
+                    return;
+                };
+                f.copying = false;
+                // A copy cut short (a frame that could not go) ends with
+                // no bulk done: the follower keeps its superset, and gets
+                // a new copy.
+                if f.gen == 0 {
+                    return;
                 }
-                let mut p = [0u8; 16];
+                let mut p = [0u8; 28];
                 p[..8].copy_from_slice(&store_id.to_be_bytes());
-                p[8..].copy_from_slice(&upto.to_be_bytes());
-                self.transport.send(&name, K_BULK_DONE, &p);
+                p[8..16].copy_from_slice(&upto.to_be_bytes());
+                p[16..24].copy_from_slice(&count.to_be_bytes());
+                p[24..].copy_from_slice(&f.gen.to_be_bytes());
+                if !queued(self.transport.send(&name, K_BULK_DONE, &p)) {
+                    f.gen = 0;
+                }
             }
             ShardMsg::ReplicaSynced { store_id, seq, gen } => {
                 // This node follows: tell the leader that feeds it (the
@@ -310,22 +338,32 @@ impl State {
                 }
             }
             K_RESET => {
-                let Some(gen) = u32_at(p, 8) else { return };
-                let lineage = u64_at(p, 12).unwrap_or(0);
+                let (Some(gen), Some(lineage), Some(epoch)) =
+                    (u32_at(p, 8), u64_at(p, 12), u64_at(p, 20))
+                else {
+                    return;
+                };
                 self.feeding.insert(store_id, from.to_string());
                 ShardMsg::ReplicaReset {
                     store_id,
                     to: 0,
                     gen,
                     lineage,
+                    epoch,
                 }
             }
             K_BULK_DONE => {
-                let Some(upto) = u64_at(p, 8) else { return };
+                let (Some(upto), Some(count), Some(gen)) =
+                    (u64_at(p, 8), u64_at(p, 16), u32_at(p, 24))
+                else {
+                    return;
+                };
                 ShardMsg::ReplicaBulkDone {
                     store_id,
                     to: 0,
                     upto,
+                    count,
+                    gen,
                 }
             }
             _ => return,
@@ -416,9 +454,13 @@ impl State {
             };
             let q = q.clone();
             let lead = self.leading.get_mut(&id).expect("listed");
-            let last = lead.last;
+            let (last, sent) = (lead.last, lead.sent);
             for (n, f) in lead.followers.iter_mut() {
-                let in_sync = q.isr.contains(n) || f.add_pending;
+                let in_view = q.isr.contains(n);
+                if in_view {
+                    f.add_pending = false;
+                }
+                let in_sync = in_view || f.add_pending;
                 let behind = (f.gen == 0 && last > 0) || f.synced < last;
                 if !behind {
                     f.behind_since = None;
@@ -448,6 +490,32 @@ impl State {
                         node: n.clone(),
                     });
                 }
+                // A follower whose reset or copy never took (a frame lost
+                // with a connection, a shard that still held the queue)
+                // gets a new copy.
+                if f.gen != 0
+                    && !f.copying
+                    && f.synced == 0
+                    && last > 0
+                    && f.reset_at
+                        .is_some_and(|t| now.duration_since(t) > RECOPY_AFTER)
+                {
+                    f.gen = 0;
+                    continue;
+                }
+                // Asked in: asked again each tick until the set shows it (a
+                // request can lose to another change of the key), and only
+                // once it holds every message confirmed so far (`sent`
+                // cannot pass it meanwhile: it counts for the watermark).
+                if f.add_pending && !in_view {
+                    if f.synced >= sent {
+                        self.quorum.request(Request::IsrAdd {
+                            store_id: id,
+                            node: n.clone(),
+                        });
+                    }
+                    continue;
+                }
                 if in_sync || f.gen == 0 || f.bulk_asked || f.copying {
                     f.catch_up = None;
                     continue;
@@ -457,10 +525,12 @@ impl State {
                     Some(target) if f.synced >= target => {
                         f.catch_up = None;
                         f.add_pending = true;
-                        self.quorum.request(Request::IsrAdd {
-                            store_id: id,
-                            node: n.clone(),
-                        });
+                        if f.synced >= sent {
+                            self.quorum.request(Request::IsrAdd {
+                                store_id: id,
+                                node: n.clone(),
+                            });
+                        }
                     }
                     Some(_) => {}
                     None => f.catch_up = Some(last),
@@ -594,11 +664,19 @@ fn send_append(t: &mut Transport, node: &str, store_id: u64, seq: u64, msg: &Mes
     true
 }
 
-fn send_reset(t: &mut Transport, node: &str, store_id: u64, gen: u32, lineage: u64) -> bool {
-    let mut p = [0u8; 20];
+fn send_reset(
+    t: &mut Transport,
+    node: &str,
+    store_id: u64,
+    gen: u32,
+    lineage: u64,
+    epoch: u64,
+) -> bool {
+    let mut p = [0u8; 28];
     p[..8].copy_from_slice(&store_id.to_be_bytes());
     p[8..12].copy_from_slice(&gen.to_be_bytes());
-    p[12..].copy_from_slice(&lineage.to_be_bytes());
+    p[12..20].copy_from_slice(&lineage.to_be_bytes());
+    p[20..].copy_from_slice(&epoch.to_be_bytes());
     queued(t.send(node, K_RESET, &p))
 }
 

@@ -156,6 +156,10 @@ pub fn queue_declare(ctx: &mut ShardCtx, caller: Caller, q: QueueSpec) -> CoreRe
         store_id,
     };
     let queue = ctx.new_queue(me, props)?;
+    if queue.replicated {
+        // Declared here: this node leads it, in epoch 1.
+        ctx.replicas.led.insert(store_id, 1);
+    }
     ctx.queues.insert(queue);
     g.add_queue(QueueDef {
         vhost,

@@ -7,9 +7,10 @@
 //! returned more often than the limit (default 20) is dropped, or
 //! dead-lettered with reason `delivery_limit`.
 //!
-//! The count lives in the message's header only: the copy in the store
-//! (and on the followers) keeps the published properties, so a restart or
-//! a failover starts the count again.
+//! The count lives in the queue's memory (`Queue::returns`, for messages
+//! returned at least once) and in the redelivered message's header; the
+//! copy in the store (and on the followers) keeps the published
+//! properties, so a restart or a failover starts the count again.
 
 use super::dead_letter::Reason;
 use super::{Queue, Unacked};
@@ -23,14 +24,11 @@ impl Queue {
     /// (its header counting this return), or None when it went over the
     /// limit (it left the queue).
     pub(super) fn count_delivery(&mut self, seq: u64, u: Unacked) -> Option<Unacked> {
-        let mut props = BasicProperties::decode(u.msg.properties_bytes()).unwrap_or_default();
-        let mut headers = props.headers.take().unwrap_or_default();
-        let before = headers
-            .get(HEADER)
-            .and_then(FieldValue::as_i64)
-            .filter(|n| *n >= 0)
-            .unwrap_or(0) as u64;
-        let count = before + 1;
+        let count = {
+            let n = self.returns.entry(seq).or_insert(0);
+            *n = n.saturating_add(1);
+            *n as u64
+        };
         if self.features.delivery_limit.is_some_and(|l| count > l) {
             self.forget(seq, u.loc);
             if self.features.dead_letter.is_some() {
@@ -38,6 +36,12 @@ impl Queue {
             }
             return None;
         }
+        // Properties that do not decode (never from a 0-9-1 client: the
+        // channel checked them) are left as they are.
+        let Ok(mut props) = BasicProperties::decode(u.msg.properties_bytes()) else {
+            return Some(u);
+        };
+        let mut headers = props.headers.take().unwrap_or_default();
         headers.0.retain(|(k, _)| k.as_ref() != HEADER.as_bytes());
         headers.0.push((
             Bytes::from_static(HEADER.as_bytes()),

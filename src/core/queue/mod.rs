@@ -118,6 +118,9 @@ pub struct Queue {
     gone: Vec<(u64, Location)>,
     /// Messages to dead-letter (`take_dead`), with why.
     dead: Vec<(Message, Reason)>,
+    /// A quorum queue's returns per message, for those returned at least
+    /// once (`delivery_count.rs`).
+    returns: HashMap<u64, u32>,
     /// Expiry (`ttl::now_ms` clock) of every message held (ready, requeued or
     /// unacked) that has a TTL. Empty for queues and messages without TTL.
     expiry: SeqMap<u64>,
@@ -185,6 +188,7 @@ impl Queue {
             stalled: false,
             gone: Vec::new(),
             dead: Vec::new(),
+            returns: HashMap::new(),
             expiry: SeqMap::default(),
             fresh: 0,
             last_used: now,
@@ -349,6 +353,9 @@ impl Queue {
     fn forget(&mut self, seq: u64, loc: Option<Location>) {
         if let Some(loc) = loc {
             self.gone.push((seq, loc));
+        }
+        if !self.returns.is_empty() {
+            self.returns.remove(&seq);
         }
         if !self.expiry.is_empty() {
             self.expiry.remove(&seq);
