@@ -13,7 +13,9 @@
 //!
 //! A node reports the queues it leads, per queue (`vhost`, `queue`
 //! labels) in `/metrics/per-object` and `/metrics/detailed?family=ra_metrics`,
-//! summed in `/metrics`. `warren_quorum_follower_lag_messages{vhost,queue,follower}`
+//! summed in `/metrics`, with RabbitMQ's types and help texts
+//! (`tests/prometheus.rs` checks them against 3.10.8's).
+//! `warren_quorum_follower_lag_messages{vhost,queue,follower}`
 //! is what each follower has not synced yet.
 
 use super::prometheus_text::{labels, Out, ScrapeData};
@@ -84,19 +86,19 @@ pub(crate) fn render(out: &mut Out, d: &ScrapeData, per_object: bool) {
         (
             "raft_log_last_applied_index",
             "gauge",
-            "Raft index of the last entry applied",
+            "Raft log last applied index",
             |q| q.last,
         ),
         (
             "raft_log_commit_index",
             "gauge",
-            "Raft index of the last committed entry",
+            "Raft log commit index",
             |q| q.commit,
         ),
         (
             "raft_log_last_written_index",
             "gauge",
-            "Raft index of the last entry written to disk",
+            "Raft log last written index",
             |q| q.last,
         ),
     ];
