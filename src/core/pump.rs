@@ -66,14 +66,7 @@ impl ShardCtx {
                             ctx.after_queue_op(queue);
                         }
                         if let Some(tag) = confirm {
-                            ctx.outbox.push(
-                                tag.channel.shard,
-                                ShardMsg::Confirm {
-                                    tag,
-                                    ok: false,
-                                    count: 1,
-                                },
-                            );
+                            nack(&mut ctx.outbox, tag);
                         }
                         return;
                     }
@@ -125,14 +118,7 @@ impl ShardCtx {
                 // as in RabbitMQ; one routed to a quorum queue this node no
                 // longer leads is nacked (the new leader does not have it).
                 if let Some(tag) = confirm.filter(|_| ctx.replicas.demoted.contains(&queue)) {
-                    ctx.outbox.push(
-                        tag.channel.shard,
-                        ShardMsg::Confirm {
-                            tag,
-                            ok: false,
-                            count: 1,
-                        },
-                    );
+                    nack(&mut ctx.outbox, tag);
                     return;
                 }
                 if let Some(tag) = confirm {
@@ -328,4 +314,16 @@ impl ShardCtx {
             }
         }
     }
+}
+
+/// A publisher confirm, negative, for one message.
+fn nack(out: &mut super::outbox::Outbox, tag: crate::core::shard_msg::ConfirmTag) {
+    out.push(
+        tag.channel.shard,
+        ShardMsg::Confirm {
+            tag,
+            ok: false,
+            count: 1,
+        },
+    );
 }

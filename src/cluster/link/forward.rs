@@ -121,37 +121,16 @@ impl State {
             }
             None => 0,
         };
-        let (x, rk, props, body) = (
-            msg.exchange(),
-            msg.routing_key(),
-            msg.properties(),
-            msg.body(),
-        );
         let sent = (up || first)
             && match self.transport.frame_mut(&node, K_PUBLISH) {
                 Some(mut w) => {
-                    w.reserve(
-                        8 + 4
-                            + vhost.len()
-                            + name.len()
-                            + 6
-                            + x.len()
-                            + rk.len()
-                            + props.len()
-                            + body.len(),
-                    );
+                    w.reserve(8 + 4 + vhost.len() + name.len());
                     w.put_u64(token);
                     w.put_u16(vhost.len() as u16);
                     w.put(vhost.as_bytes());
                     w.put_u16(name.len() as u16);
                     w.put(name.as_bytes());
-                    w.put_u8(x.len().min(255) as u8);
-                    w.put(&x[..x.len().min(255)]);
-                    w.put_u8(rk.len().min(255) as u8);
-                    w.put(&rk[..rk.len().min(255)]);
-                    w.put_u32(props.len() as u32);
-                    w.put(props);
-                    w.put(body);
+                    super::put_message(&mut w, &msg);
                     true
                 }
                 None => false,

@@ -411,6 +411,26 @@ fn collect(inc: Incoming<'_>, out: &mut Vec<Frame>) {
     }
 }
 
+/// Writes a message as the append and publish frames carry it: exchange
+/// (u8 length), routing key (u8 length), properties (u32 length), body
+/// (the rest). `decode_append` reads it back.
+fn put_message(w: &mut super::transport::FrameWriter<'_>, msg: &Message) {
+    let (x, rk, props, body) = (
+        msg.exchange(),
+        msg.routing_key(),
+        msg.properties(),
+        msg.body(),
+    );
+    w.reserve(2 + x.len() + rk.len() + 4 + props.len() + body.len());
+    w.put_u8(x.len().min(255) as u8);
+    w.put(&x[..x.len().min(255)]);
+    w.put_u8(rk.len().min(255) as u8);
+    w.put(&rk[..rk.len().min(255)]);
+    w.put_u32(props.len() as u32);
+    w.put(props);
+    w.put(body);
+}
+
 fn decode_append(p: &[u8]) -> Option<Message> {
     let xl = *p.first()? as usize;
     let x = p.get(1..1 + xl)?;

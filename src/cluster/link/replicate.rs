@@ -642,25 +642,13 @@ impl State {
 
 /// False when the frame could not be queued (unknown peer, output full).
 fn send_append(t: &mut Transport, node: &str, store_id: u64, seq: u64, msg: &Message) -> bool {
-    let (x, rk, props, body) = (
-        msg.exchange(),
-        msg.routing_key(),
-        msg.properties(),
-        msg.body(),
-    );
     let Some(mut w) = t.frame_mut(node, K_APPEND) else {
         return false;
     };
-    w.reserve(16 + 2 + x.len() + rk.len() + 4 + props.len() + body.len());
+    w.reserve(16);
     w.put_u64(store_id);
     w.put_u64(seq);
-    w.put_u8(x.len().min(255) as u8);
-    w.put(&x[..x.len().min(255)]);
-    w.put_u8(rk.len().min(255) as u8);
-    w.put(&rk[..rk.len().min(255)]);
-    w.put_u32(props.len() as u32);
-    w.put(props);
-    w.put(body);
+    super::put_message(&mut w, msg);
     true
 }
 
