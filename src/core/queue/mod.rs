@@ -362,46 +362,6 @@ impl Queue {
         }
     }
 
-    /// A delivered message comes back, to its place, marked redelivered.
-    /// In a quorum queue it counts a delivery (`x-delivery-count`); one
-    /// returned more often than `x-delivery-limit` leaves instead
-    /// (`delivery_count.rs`).
-    fn requeue(&mut self, seq: u64, mut u: Unacked) {
-        if self.features.counts_deliveries {
-            match self.count_delivery(seq, u) {
-                Some(back) => u = back,
-                None => return,
-            }
-        }
-        // The level again: only a priority queue decodes the priority back
-        // (the meta stayed with the publish; requeues are the rare path).
-        let level = if self.ready.is_priority() {
-            self.level_of(MessageMeta::from_amqp091(&u.msg.properties()))
-        } else {
-            0
-        };
-        self.ready.requeue(
-            level,
-            Stored {
-                seq,
-                redelivered: true,
-                msg: u.msg,
-                loc: u.loc,
-            },
-        );
-    }
-
-    /// After requeues: limits and expiries apply to the messages back in the
-    /// queue (RabbitMQ's `requeue_and_run`).
-    fn after_requeue(&mut self) {
-        if self.features.limited() {
-            self.drop_head();
-        }
-        if !self.expiry.is_empty() {
-            self.drop_expired(ttl::now_ms());
-        }
-    }
-
     /// A `Resume`: the queue is off the outbox's stalled list (if it was on it)
     /// and tries again.
     pub fn resume(&mut self, out: &mut Outbox) {

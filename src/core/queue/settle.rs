@@ -1,10 +1,11 @@
 //! What a consumer's channel sends back to a queue: settles (ack, nack,
 //! reject; `ShardMsg::Settle`, a run of them merged into one), its going
 //! away (`ShardMsg::ChannelGone`), and its moving to another shard with its
-//! connection (`core::follow`: `ShardCtx::rehome_channel`).
+//! connection (`core::follow`: `ShardCtx::rehome_channel`); and the
+//! requeue of what comes back.
 
 use super::dead_letter::Reason;
-use super::{After, Queue};
+use super::{After, MessageMeta, Queue, Stored, Unacked};
 use crate::core::ids::ChannelRef;
 use crate::core::outbox::Outbox;
 use crate::core::shard_msg::Settle;
@@ -120,5 +121,45 @@ impl Queue {
         }
         self.dispatch(out);
         After::Nothing
+    }
+
+    /// A delivered message comes back, to its place, marked redelivered.
+    /// In a quorum queue it counts a delivery (`x-delivery-count`); one
+    /// returned more often than `x-delivery-limit` leaves instead
+    /// (`delivery_count.rs`).
+    fn requeue(&mut self, seq: u64, mut u: Unacked) {
+        if self.features.counts_deliveries {
+            match self.count_delivery(seq, u) {
+                Some(back) => u = back,
+                None => return,
+            }
+        }
+        // The level again: only a priority queue decodes the priority back
+        // (the meta stayed with the publish; requeues are the rare path).
+        let level = if self.ready.is_priority() {
+            self.level_of(MessageMeta::from_amqp091(&u.msg.properties()))
+        } else {
+            0
+        };
+        self.ready.requeue(
+            level,
+            Stored {
+                seq,
+                redelivered: true,
+                msg: u.msg,
+                loc: u.loc,
+            },
+        );
+    }
+
+    /// After requeues: limits and expiries apply to the messages back in the
+    /// queue (RabbitMQ's `requeue_and_run`).
+    fn after_requeue(&mut self) {
+        if self.features.limited() {
+            self.drop_head();
+        }
+        if !self.expiry.is_empty() {
+            self.drop_expired(super::ttl::now_ms());
+        }
     }
 }
