@@ -318,10 +318,17 @@ impl ShardCtx {
             return;
         };
         let mut msgs = Vec::with_capacity(locs.len());
+        let mut complete = true;
         for loc in locs {
             match store.log.read(loc) {
                 Ok(m) => msgs.push(m),
-                Err(e) => log::error!("quorum queue bulk copy: cannot read a message back: {e}"),
+                Err(e) => {
+                    // The copy goes without its end: the follower keeps
+                    // what it held (it stays a superset) and gets a new
+                    // copy later.
+                    log::error!("quorum queue bulk copy: cannot read a message back: {e}");
+                    complete = false;
+                }
             }
         }
         msgs.sort_by_key(|m| m.seq);
@@ -339,6 +346,9 @@ impl ShardCtx {
                     to,
                 },
             );
+        }
+        if !complete {
+            return;
         }
         self.outbox.push(
             REMOTE_SHARD,
@@ -411,6 +421,11 @@ impl ShardCtx {
         let store_id = props.store_id;
         let mut queue = self.new_queue(me, props)?;
         queue.replicated = true;
+        if let Some(store) = self.store.as_mut() {
+            // The queue's next seqs may be ones whose gone-acks are still
+            // gathered: those go into the log first.
+            store.seal_acks();
+        }
         let entries = self
             .replicas
             .by_id

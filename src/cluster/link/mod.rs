@@ -87,13 +87,18 @@ impl Link {
             admin,
             peers: Vec::new(),
             next_gen: 0,
-            incarnation: replicate::incarnation(),
+            incarnation: 0,
             feeding: HashMap::new(),
             reports: HashMap::new(),
             fwd: forward::Forwarding::default(),
             last_refresh: Instant::now() - Duration::from_secs(1),
             remote: remote::Remote::default(),
         };
+        // Generations start at a number of this process's own, so a report
+        // buffered for an earlier process of the leader's node never
+        // matches a generation of this one.
+        state.incarnation = replicate::incarnation();
+        state.next_gen = state.incarnation as u32;
         let s = stop.clone();
         let thread = std::thread::Builder::new()
             .name("cluster-link".into())
@@ -256,7 +261,13 @@ impl State {
     /// Messages from the shards.
     fn pump(&mut self) {
         for j in 0..self.shards {
-            for _ in 0..4096 {
+            for i in 0..4096 {
+                // Checked as it goes (every 64 messages): a bulk copy of
+                // large messages would otherwise pass the transport's bound
+                // within one batch, and fail.
+                if i % 64 == 63 && self.saturated() {
+                    return;
+                }
                 let Some(m) = self.links.from[j].as_mut().and_then(|c| c.pop()) else {
                     break;
                 };

@@ -79,6 +79,8 @@ pub(super) struct Follower {
     pub(super) copying: bool,
     /// When its last reset was sent.
     pub(super) reset_at: Option<Instant>,
+    /// It reported a sync in its current generation (it took the reset).
+    pub(super) reported: bool,
 }
 
 /// A queue this node leads.
@@ -186,8 +188,11 @@ impl State {
                 f.synced = 0;
                 f.bulk_asked = false;
                 f.copying = true;
+                f.reported = false;
                 f.reset_at = Some(Instant::now());
-                f.behind_since = Some(Instant::now());
+                // Not restarted: a follower reset again and again is still
+                // asked out after ISR_DEADLINE.
+                f.behind_since.get_or_insert_with(Instant::now);
                 let gen = f.gen;
                 let epoch = self.view.queues.get(&store_id).map_or(0, |q| q.epoch);
                 let lineage = lineage(self.incarnation, epoch);
@@ -288,6 +293,7 @@ impl State {
             {
                 if gen == fl.gen {
                     fl.synced = fl.synced.max(seq);
+                    fl.reported = true;
                     fl.behind_since = None;
                 }
             }
@@ -344,6 +350,9 @@ impl State {
                     return;
                 };
                 self.feeding.insert(store_id, from.to_string());
+                // An older generation's last report must not hold back
+                // this one's.
+                self.reports.remove(&store_id);
                 ShardMsg::ReplicaReset {
                     store_id,
                     to: 0,
@@ -516,7 +525,7 @@ impl State {
                     }
                     continue;
                 }
-                if in_sync || f.gen == 0 || f.bulk_asked || f.copying {
+                if in_sync || f.gen == 0 || f.bulk_asked || f.copying || !f.reported {
                     f.catch_up = None;
                     continue;
                 }
@@ -587,6 +596,9 @@ impl State {
                 if lead.epoch != 0 {
                     lead.followers.clear();
                     lead.queue = None;
+                    // The promoted queue numbers its messages anew.
+                    lead.last = 0;
+                    lead.sent = 0;
                 }
                 lead.epoch = q.epoch;
             }

@@ -137,7 +137,7 @@ impl Queue {
         // The level again: only a priority queue decodes the priority back
         // (the meta stayed with the publish; requeues are the rare path).
         let level = if self.ready.is_priority() {
-            self.level_of(MessageMeta::from_amqp091(&u.msg.properties()))
+            self.level_of(MessageMeta::from_amqp091(u.msg.properties()))
         } else {
             0
         };
