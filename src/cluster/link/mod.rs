@@ -6,10 +6,12 @@
 //! tells the shard's side, `quorum.rs` who leads and who is in sync).
 //!
 //! Replication is `replicate.rs`; publishing to a queue on another node
-//! `forward.rs`; the other uses of queues across nodes `remote.rs`.
+//! `forward.rs`; the other uses of queues across nodes `remote.rs`, and
+//! consumers following a quorum queue to its next leader `reattach.rs`.
 
 mod codec;
 mod forward;
+mod reattach;
 mod remote;
 mod replicate;
 
@@ -334,6 +336,7 @@ impl State {
         let members = self.membership.members();
         self.update_peers(members);
         self.retry_requests();
+        self.reattach_orphans();
         self.forwarding_expired();
         let (view, version) = self.quorum.view();
         if version != self.view_version {

@@ -17,10 +17,11 @@
 //! with its own refs.
 //!
 //! A node lost: on the origin, its consumers of that node's queues are
-//! cancelled (basic.cancel, as for a deleted queue: a client re-consumes,
-//! through whichever node holds the queue now) and requests waiting for
-//! it answered with an error; on the owner, the lost node's proxy
-//! channels are gone (their unacked messages requeued, redelivered).
+//! cancelled (basic.cancel, as for a deleted queue), except a quorum
+//! queue's, which follow the queue to its new leader (`reattach.rs`);
+//! requests waiting for it are answered with an error. On the owner, the
+//! lost node's proxy channels are gone (their unacked messages requeued,
+//! redelivered).
 //!
 //! Frames (refs as `codec.rs` writes them):
 //!
@@ -61,6 +62,32 @@ pub(super) const K_TIMEOUT: u8 = 14;
 const OUTPUT_HIGH: usize = 8 << 20;
 const OUTPUT_LOW: usize = 2 << 20;
 
+/// A consumer here of a queue on another node (origin side).
+pub(super) struct RemoteConsumer {
+    /// The node holding the queue.
+    pub(super) node: String,
+    /// The queue as the channel knows it (the origin's ref).
+    pub(super) queue: QueueRef,
+    pub(super) vhost: String,
+    pub(super) name: String,
+    pub(super) store_id: u64,
+    /// A quorum queue's consumer paced by prefetch: it follows the queue
+    /// to a new leader (`reattach.rs`) instead of being cancelled.
+    pub(super) follows: bool,
+    pub(super) spec: Box<ConsumeSpec>,
+}
+
+/// A request waiting for another node's reply (origin side).
+pub(super) struct Waiting {
+    pub(super) node: String,
+    pub(super) to: Requester,
+    pub(super) queue: QueueRef,
+    /// The consume a consumer following its queue sent (`reattach.rs`):
+    /// the reply is not the channel's; the consumer and since when it
+    /// has been without its queue.
+    pub(super) reattach: Option<(ConsumerRef, std::time::Instant)>,
+}
+
 /// The owner's stand-in for a channel on another node.
 struct Proxy {
     node: String,
@@ -78,11 +105,14 @@ pub(super) struct Remote {
     /// (origin node, the origin's ref of the queue) → the queue here.
     queues: HashMap<(String, QueueRef), QueueRef>,
     // ---- as the origin ----
-    /// Consumers of queues on other nodes: (node, the channel's consumer,
-    /// the queue's remote ref).
-    consumers: Vec<(String, ConsumerRef, QueueRef)>,
-    /// Requests waiting for another node: (node, requester, queue).
-    waiting: Vec<(String, Requester, QueueRef)>,
+    /// Consumers of queues on other nodes.
+    pub(super) consumers: Vec<RemoteConsumer>,
+    /// Requests waiting for another node, in the order sent.
+    pub(super) waiting: Vec<Waiting>,
+    /// Consumers whose queue is between nodes (`reattach.rs`).
+    pub(super) orphans: Vec<super::reattach::Orphan>,
+    /// Refs channels still use for queues that moved (`reattach.rs`).
+    pub(super) moved: HashMap<QueueRef, super::reattach::Moved>,
     /// Nodes whose consumers here are paused (their output is high).
     paused: Vec<String>,
     /// Frames for a node not reachable yet: (give up at, node, kind,
@@ -94,9 +124,11 @@ pub(super) struct Remote {
 const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl State {
-    /// The node, vhost and name of remote queue `queue` (origin side).
+    /// The node, vhost and name of remote queue `queue` (origin side): a
+    /// ref the definitions no longer know may be one a following consumer
+    /// still uses (`moved_home`), whose queue may be on this node now.
     fn remote_queue(&mut self, queue: QueueRef) -> Option<(String, String, String)> {
-        let found = self.fwd_lookup(queue);
+        let found = self.fwd_lookup(queue).or_else(|| self.moved_home(queue));
         if let Some((node, _, _)) = &found {
             let node = node.clone();
             self.ensure_peer(&node);
@@ -115,6 +147,14 @@ impl State {
                 reply_to,
                 op,
             } => {
+                if let QueueOp::Cancel { consumer } = &op {
+                    if self.cancel_orphan(*consumer) {
+                        if let Some(to) = reply_to {
+                            self.reply_here(to, queue, QueueReply::Cancelled);
+                        }
+                        return;
+                    }
+                }
                 let Some((node, vhost, name)) = self.remote_queue(queue) else {
                     if let Some(to) = reply_to {
                         self.reply_here(to, queue, QueueReply::Gone);
@@ -142,16 +182,22 @@ impl State {
                     }
                     return;
                 }
-                if let QueueOp::Consume(spec) = &op {
+                if let QueueOp::Cancel { consumer } = &op {
                     self.remote
                         .consumers
-                        .push((node.clone(), spec.consumer, queue));
-                }
-                if let QueueOp::Cancel { consumer } = &op {
-                    self.remote.consumers.retain(|c| c.1 != *consumer);
+                        .retain(|c| c.spec.consumer != *consumer);
                 }
                 if let Some(to) = reply_to {
-                    self.remote.waiting.push((node.clone(), to, queue));
+                    self.remote.waiting.push(Waiting {
+                        node: node.clone(),
+                        to,
+                        queue,
+                        reattach: None,
+                    });
+                }
+                if let QueueOp::Consume(spec) = op {
+                    let c = self.remote_consumer(node.clone(), queue, vhost, name, spec);
+                    self.remote.consumers.push(c);
                 }
                 self.send_or_retry(&node, K_REQUEST, w);
             }
@@ -176,7 +222,10 @@ impl State {
             ShardMsg::ChannelGone { queue, channel } => {
                 self.remote
                     .consumers
-                    .retain(|c| !(c.1.channel == channel && c.2 == queue));
+                    .retain(|c| !(c.spec.consumer.channel == channel && c.queue == queue));
+                self.remote
+                    .orphans
+                    .retain(|o| !(o.c.spec.consumer.channel == channel && o.c.queue == queue));
                 let Some((node, _, _)) = self.remote_queue(queue) else {
                     return;
                 };
@@ -197,7 +246,7 @@ impl State {
         }
     }
 
-    fn reply_here(&mut self, to: Requester, queue: QueueRef, reply: QueueReply) {
+    pub(super) fn reply_here(&mut self, to: Requester, queue: QueueRef, reply: QueueReply) {
         let shard = to.shard() as usize;
         if shard < self.shards {
             self.pending[shard].push_back(ShardMsg::Reply { to, queue, reply });
@@ -414,18 +463,27 @@ impl State {
                 let queue = r.queue()?;
                 let reply = codec::get_reply(&mut r, origin)?;
                 let to = Requester::Channel(origin);
+                let failed = matches!(reply, QueueReply::Error(_) | QueueReply::Gone);
                 if let Some(i) = self
                     .remote
                     .waiting
                     .iter()
-                    .position(|w| w.0 == from && w.1 == to && w.2 == queue)
+                    .position(|w| w.node == from && w.to == to && w.queue == queue)
                 {
-                    self.remote.waiting.remove(i);
+                    let w = self.remote.waiting.remove(i);
+                    if let Some((consumer, since)) = w.reattach {
+                        // A following consumer's consume: not the
+                        // channel's to hear.
+                        if failed {
+                            self.reattach_failed(consumer, since);
+                        }
+                        return Some(());
+                    }
                 }
-                if matches!(reply, QueueReply::Error(_) | QueueReply::Gone) {
-                    self.remote
-                        .consumers
-                        .retain(|c| !(c.1.channel == origin && c.2 == queue && c.0 == from));
+                if failed {
+                    self.remote.consumers.retain(|c| {
+                        !(c.spec.consumer.channel == origin && c.queue == queue && c.node == from)
+                    });
                 }
                 self.reply_here(to, queue, reply);
             }
@@ -456,10 +514,18 @@ impl State {
                     channel: origin,
                     id,
                 };
-                self.remote.consumers.retain(|c| c.1 != consumer);
-                if (origin.shard as usize) < self.shards {
-                    self.pending[origin.shard as usize]
-                        .push_back(ShardMsg::ConsumerCancelled { consumer });
+                if let Some(i) = self
+                    .remote
+                    .consumers
+                    .iter()
+                    .position(|c| c.spec.consumer == consumer)
+                {
+                    let c = self.remote.consumers.remove(i);
+                    // Deleted, or moved to another leader (a handover):
+                    // the definitions tell which.
+                    self.orphan(c, Some(from.to_string()), std::time::Instant::now());
+                } else {
+                    self.cancel_here(consumer);
                 }
             }
             K_TIMEOUT => {
@@ -481,6 +547,13 @@ impl State {
     /// the ticks to come when the node is not known here yet: it just
     /// joined, and this node's membership round has not listed it.
     pub(super) fn send_or_retry(&mut self, node: &str, kind: u8, w: Vec<u8>) {
+        if node == self.me {
+            // A following consumer whose queue is led here now: the
+            // frames go round without the network, the rest unchanged.
+            let me = self.me.clone();
+            self.remote_frame(&me, kind, &w);
+            return;
+        }
         let behind = self.remote.retry.iter().any(|r| r.1 == node);
         // Only to a node whose connection is up: one that is down already
         // reported it (`PeerDown`), and would never answer what waits.
@@ -524,10 +597,13 @@ impl State {
             self.remote.retry.retain(|r| r.1 != node);
             let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.remote.waiting)
                 .into_iter()
-                .partition(|w| w.0 == node);
+                .partition(|w| w.node == node);
             self.remote.waiting = kept;
-            for (_, to, queue) in lost {
-                self.reply_here(to, queue, QueueReply::Error(unreachable(&node)));
+            for w in lost {
+                match w.reattach {
+                    Some((consumer, since)) => self.reattach_failed(consumer, since),
+                    None => self.reply_here(w.to, w.queue, QueueReply::Error(unreachable(&node))),
+                }
             }
         }
     }
@@ -580,25 +656,28 @@ impl State {
         }
     }
 
-    /// `node` is lost: its consumers here are cancelled, requests waiting
-    /// for it answered; its proxy channels here are gone.
+    /// `node` is lost: its consumers here are cancelled (a quorum queue's
+    /// wait for its next leader, `reattach.rs`), requests waiting for it
+    /// answered; its proxy channels here are gone.
     pub(super) fn remote_lost(&mut self, node: &str) {
         let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.remote.consumers)
             .into_iter()
-            .partition(|c| c.0 == node);
+            .partition(|c| c.node == node);
         self.remote.consumers = kept;
-        for (_, consumer, _) in lost {
-            let s = consumer.channel.shard as usize;
-            if s < self.shards {
-                self.pending[s].push_back(ShardMsg::ConsumerCancelled { consumer });
-            }
+        let now = std::time::Instant::now();
+        for c in lost {
+            self.orphan(c, None, now);
         }
         let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.remote.waiting)
             .into_iter()
-            .partition(|w| w.0 == node);
+            .partition(|w| w.node == node);
         self.remote.waiting = kept;
-        for (_, to, queue) in lost {
-            self.reply_here(to, queue, QueueReply::Error(unreachable(node)));
+        for w in lost {
+            // A following consumer's consume: the consumer was among
+            // those just orphaned.
+            if w.reattach.is_none() {
+                self.reply_here(w.to, w.queue, QueueReply::Error(unreachable(node)));
+            }
         }
         let gone: Vec<u32> = self
             .remote

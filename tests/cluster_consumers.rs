@@ -1,0 +1,277 @@
+//! Consumers of a quorum queue follow it to its next leader (issue 20),
+//! as RabbitMQ's do: a consumer on another node than the leader keeps
+//! consuming when the leader is killed, or drained, without a
+//! basic.cancel; what it had not acked comes again, redelivered. Three
+//! warren processes and one etcd; without an etcd binary the tests say so
+//! and skip.
+
+mod common_cluster;
+mod common_durable;
+mod common_etcd;
+mod common_http;
+
+use common_cluster::{three, until, Node};
+use common_etcd::etcd;
+use futures_lite::StreamExt;
+use lapin::{
+    options::*,
+    types::{AMQPValue, FieldTable},
+    BasicProperties, Connection, ConnectionProperties,
+};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn quorum_args() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args
+}
+
+/// What one consumer saw.
+#[derive(Default)]
+struct Seen {
+    /// (body, redelivered) in order.
+    got: Vec<(String, bool)>,
+    /// The consumer's stream ended (a basic.cancel, or the connection).
+    ended: bool,
+}
+
+/// Consumes `queue` on `uri` (prefetch 10) in the background, acking
+/// every delivery except the first `hold` ones, into `seen`. Returns the
+/// connection (closed when the test ends).
+async fn consume(uri: &str, queue: &str, hold: usize, seen: Arc<Mutex<Seen>>) -> Connection {
+    let conn = Connection::connect(uri, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.basic_qos(10, Default::default()).await.unwrap();
+    let mut consumer = ch
+        .basic_consume(queue, "", Default::default(), FieldTable::default())
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut held = 0;
+        while let Some(d) = consumer.next().await {
+            let Ok(d) = d else { break };
+            let body = String::from_utf8_lossy(&d.data).into_owned();
+            seen.lock().unwrap().got.push((body, d.redelivered));
+            if held < hold {
+                held += 1;
+                continue;
+            }
+            if d.ack(Default::default()).await.is_err() {
+                break;
+            }
+        }
+        seen.lock().unwrap().ended = true;
+    });
+    conn
+}
+
+/// Publishes `<tag>0`… `<tag>{n-1}` with confirms; returns those acked.
+async fn publish(uri: &str, queue: &str, n: usize, tag: &str) -> Vec<String> {
+    let conn = Connection::connect(uri, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    let mut pending = Vec::new();
+    for i in 0..n {
+        let body = format!("{tag}{i}");
+        let c = ch
+            .basic_publish(
+                "",
+                queue,
+                Default::default(),
+                body.as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap();
+        pending.push((body, c));
+    }
+    let mut acked = Vec::new();
+    for (body, c) in pending {
+        let c = tokio::time::timeout(Duration::from_secs(30), c)
+            .await
+            .expect("a confirm within 30 s")
+            .unwrap();
+        if c.is_ack() {
+            acked.push(body);
+        }
+    }
+    let _ = conn.close(200, "").await;
+    acked
+}
+
+fn declare_qq(rt: &tokio::runtime::Runtime, uri: &str) {
+    rt.block_on(async {
+        let conn = Connection::connect(uri, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.queue_declare("qq", durable, quorum_args())
+            .await
+            .unwrap();
+        let _ = conn.close(200, "").await;
+    });
+}
+
+/// The leader etcd names for the only quorum queue, with the in-sync set.
+fn quorum_state(etcd_url: &str) -> Option<(String, Vec<String>)> {
+    let e = warren::cluster::etcd::Etcd::new(&[etcd_url.to_string()]);
+    let (kvs, _) = e.range_prefix(b"/warren/t/quorum/").ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&kvs.first()?.value).ok()?;
+    let isr = v["isr"]
+        .as_array()?
+        .iter()
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect();
+    Some((v["leader"].as_str()?.to_string(), isr))
+}
+
+/// The common part: qq led by a with b and c in sync, a consumer on b
+/// and one on c, each holding its first two deliveries unacked, 100
+/// messages consumed. `move_leader` then takes the queue off a; after
+/// it, 100 more are published through b. Both consumers must go on
+/// without a cancel, get the new messages, and the held ones again,
+/// redelivered.
+fn consumers_follow(move_leader: impl FnOnce(&mut [Node], &str)) {
+    let Some(e) = etcd() else { return };
+    let mut nodes = three(&e.url);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    declare_qq(&rt, &nodes[0].uri());
+    until("b and c in sync for qq", 20, || {
+        quorum_state(&e.url).is_some_and(|(l, isr)| l == "warren@a" && isr.len() == 3)
+    });
+    let on_b = Arc::new(Mutex::new(Seen::default()));
+    let on_c = Arc::new(Mutex::new(Seen::default()));
+    let _cb = rt.block_on(consume(&nodes[1].uri(), "qq", 2, on_b.clone()));
+    let _cc = rt.block_on(consume(&nodes[2].uri(), "qq", 2, on_c.clone()));
+    let before = rt.block_on(publish(&nodes[0].uri(), "qq", 100, "before-"));
+    assert_eq!(before.len(), 100, "every publish confirmed");
+    let bodies = |s: &Arc<Mutex<Seen>>| -> HashSet<String> {
+        s.lock()
+            .unwrap()
+            .got
+            .iter()
+            .map(|(b, _)| b.clone())
+            .collect()
+    };
+    until("the first 100 consumed", 20, || {
+        bodies(&on_b).len() + bodies(&on_c).len() >= 100
+    });
+    let held: Vec<String> = [&on_b, &on_c]
+        .iter()
+        .flat_map(|s| {
+            s.lock().unwrap().got[..2]
+                .iter()
+                .map(|(b, _)| b.clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let seen_before = [
+        on_b.lock().unwrap().got.len(),
+        on_c.lock().unwrap().got.len(),
+    ];
+
+    move_leader(&mut nodes, &e.url);
+    until("a new leader", 30, || {
+        quorum_state(&e.url).is_some_and(|(l, _)| l != "warren@a")
+    });
+    // Publishes during the change may be nacked: sent again until 100
+    // are confirmed.
+    let mut after = Vec::new();
+    let t0 = Instant::now();
+    while after.len() < 100 && t0.elapsed() < Duration::from_secs(30) {
+        let got = rt.block_on(publish(
+            &nodes[1].uri(),
+            "qq",
+            100,
+            &format!("after{}-", after.len()),
+        ));
+        after.extend(got.into_iter().take(100 - after.len()));
+    }
+    assert_eq!(after.len(), 100, "publishing goes on after the change");
+    let all = |_: ()| -> HashSet<String> { bodies(&on_b).union(&bodies(&on_c)).cloned().collect() };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && !after.iter().all(|b| all(()).contains(b)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logs = || {
+        format!(
+            "\n--- a:\n{}\n--- b:\n{}\n--- c:\n{}",
+            nodes[0].log(),
+            nodes[1].log(),
+            nodes[2].log()
+        )
+    };
+    let missing: Vec<&String> = after.iter().filter(|b| !all(()).contains(*b)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} published after the change never reached a consumer: {:?}{}",
+        missing.len(),
+        &missing[..missing.len().min(5)],
+        logs()
+    );
+    for (name, s, n) in [("b", &on_b, seen_before[0]), ("c", &on_c, seen_before[1])] {
+        let s = s.lock().unwrap();
+        assert!(!s.ended, "the consumer on {name} was cancelled{}", logs());
+        let new = s.got[n..]
+            .iter()
+            .filter(|(b, _)| b.starts_with("after"))
+            .count();
+        assert!(
+            new > 0,
+            "the consumer on {name} got nothing after the change{}",
+            logs()
+        );
+    }
+    // The four held unacked come again, redelivered, to one or the other.
+    let again: HashSet<String> = [&on_b, &on_c]
+        .iter()
+        .zip(seen_before)
+        .flat_map(|(s, n)| {
+            s.lock().unwrap().got[n..]
+                .iter()
+                .filter(|(_, r)| *r)
+                .map(|(b, _)| b.clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for h in &held {
+        assert!(
+            again.contains(h),
+            "held {h} not redelivered after the change{}",
+            logs()
+        );
+    }
+    eprintln!(
+        "consumers followed qq: b got {}, c got {} after the change; {} held redelivered",
+        on_b.lock().unwrap().got.len() - seen_before[0],
+        on_c.lock().unwrap().got.len() - seen_before[1],
+        held.len()
+    );
+}
+
+#[test]
+fn consumers_follow_a_quorum_queue_when_its_leader_is_killed() {
+    consumers_follow(|nodes, _| nodes[0].kill());
+}
+
+#[test]
+fn consumers_follow_a_quorum_queue_when_its_leader_is_drained() {
+    consumers_follow(|nodes, _| {
+        let api = &nodes[0].api;
+        let a = api.put("/api/nodes/warren%40a/drain", "");
+        assert!(a.status / 100 == 2, "drain: {a:?}");
+    });
+}
