@@ -275,3 +275,74 @@ fn consumers_follow_a_quorum_queue_when_its_leader_is_drained() {
         assert!(a.status / 100 == 2, "drain: {a:?}");
     });
 }
+
+/// A consumer its client cancels while the queue has no leader stays
+/// cancelled: the new leader gets no consumer for it (messages published
+/// after the election stay ready, none is delivered to the old channel).
+#[test]
+fn a_consumer_cancelled_while_its_queue_has_no_leader_stays_cancelled() {
+    let Some(e) = etcd() else { return };
+    let mut nodes = three(&e.url);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    declare_qq(&rt, &nodes[0].uri());
+    until("b and c in sync for qq", 20, || {
+        quorum_state(&e.url).is_some_and(|(l, isr)| l == "warren@a" && isr.len() == 3)
+    });
+    let (conn, ch, tag, delivered) = rt.block_on(async {
+        let conn = Connection::connect(&nodes[1].uri(), ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let mut consumer = ch
+            .basic_consume("qq", "c1", Default::default(), FieldTable::default())
+            .await
+            .unwrap();
+        let delivered = Arc::new(Mutex::new(0usize));
+        let d2 = delivered.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(_)) = consumer.next().await {
+                *d2.lock().unwrap() += 1;
+            }
+        });
+        (conn, ch, "c1", delivered)
+    });
+    nodes[0].kill();
+    // Before the election (the lease is 5 s): the client cancels.
+    rt.block_on(ch.basic_cancel(tag, Default::default()))
+        .expect("cancel-ok while the queue has no leader");
+    until("a new leader", 30, || {
+        quorum_state(&e.url).is_some_and(|(l, _)| l != "warren@a")
+    });
+    let mut after = Vec::new();
+    let t0 = Instant::now();
+    while after.len() < 50 && t0.elapsed() < Duration::from_secs(30) {
+        after.extend(rt.block_on(publish(&nodes[1].uri(), "qq", 50 - after.len(), "x")));
+    }
+    assert_eq!(after.len(), 50);
+    // Give a resurrected consumer time to show (the link looks every
+    // 100 ms): the 50 stay ready on the new leader, with no consumer.
+    std::thread::sleep(Duration::from_secs(2));
+    let (messages, consumers) = rt.block_on(async {
+        let c = Connection::connect(&nodes[2].uri(), ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = c.create_channel().await.unwrap();
+        let passive = QueueDeclareOptions {
+            passive: true,
+            durable: true,
+            ..Default::default()
+        };
+        let q = ch
+            .queue_declare("qq", passive, quorum_args())
+            .await
+            .unwrap();
+        (q.message_count(), q.consumer_count())
+    });
+    assert_eq!(
+        *delivered.lock().unwrap(),
+        0,
+        "nothing delivered to the cancelled consumer"
+    );
+    assert_eq!((messages, consumers), (50, 0), "ready, and no consumer");
+    drop(conn);
+}

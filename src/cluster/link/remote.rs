@@ -64,10 +64,15 @@ const OUTPUT_LOW: usize = 2 << 20;
 
 /// A consumer here of a queue on another node (origin side).
 pub(super) struct RemoteConsumer {
-    /// The node holding the queue.
+    /// The node holding the queue (this node's name once it followed its
+    /// queue here).
     pub(super) node: String,
-    /// The queue as the channel knows it (the origin's ref).
+    /// The queue as the channel knows it (the ref it consumed with).
     pub(super) queue: QueueRef,
+    /// The ref the consumer's deliveries carry: `queue`, or after it
+    /// followed its queue to a new leader the definitions' ref of the
+    /// queue there (`reattach.rs`).
+    pub(super) wire: QueueRef,
     pub(super) vhost: String,
     pub(super) name: String,
     pub(super) store_id: u64,
@@ -77,15 +82,20 @@ pub(super) struct RemoteConsumer {
     pub(super) spec: Box<ConsumeSpec>,
 }
 
-/// A request waiting for another node's reply (origin side).
+/// A request waiting for a reply (origin side).
 pub(super) struct Waiting {
     pub(super) node: String,
     pub(super) to: Requester,
+    /// The ref the request was sent with (the reply carries it).
     pub(super) queue: QueueRef,
-    /// The consume a consumer following its queue sent (`reattach.rs`):
-    /// the reply is not the channel's; the consumer and since when it
-    /// has been without its queue.
-    pub(super) reattach: Option<(ConsumerRef, std::time::Instant)>,
+    /// The ref the channel asked about (its reply carries it).
+    pub(super) reply_as: QueueRef,
+    /// A consume: the consumer (only its record goes if it fails).
+    pub(super) consumer: Option<ConsumerRef>,
+    /// The consume of a consumer following its queue (`reattach.rs`):
+    /// since when it has been without its queue. The reply is not the
+    /// channel's.
+    pub(super) reattach: Option<std::time::Instant>,
 }
 
 /// The owner's stand-in for a channel on another node.
@@ -111,8 +121,10 @@ pub(super) struct Remote {
     pub(super) waiting: Vec<Waiting>,
     /// Consumers whose queue is between nodes (`reattach.rs`).
     pub(super) orphans: Vec<super::reattach::Orphan>,
-    /// Refs channels still use for queues that moved (`reattach.rs`).
-    pub(super) moved: HashMap<QueueRef, super::reattach::Moved>,
+    /// Where channels' consumers followed their queues: (channel, the
+    /// channel's ref, the ref used since, its node), until the channel
+    /// is gone (`reattach.rs`).
+    pub(super) wires: Vec<(ChannelRef, QueueRef, QueueRef, String)>,
     /// Nodes whose consumers here are paused (their output is high).
     paused: Vec<String>,
     /// Frames for a node not reachable yet: (give up at, node, kind,
@@ -124,11 +136,9 @@ pub(super) struct Remote {
 const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl State {
-    /// The node, vhost and name of remote queue `queue` (origin side): a
-    /// ref the definitions no longer know may be one a following consumer
-    /// still uses (`moved_home`), whose queue may be on this node now.
+    /// The node, vhost and name of remote queue `queue` (origin side).
     fn remote_queue(&mut self, queue: QueueRef) -> Option<(String, String, String)> {
-        let found = self.fwd_lookup(queue).or_else(|| self.moved_home(queue));
+        let found = self.fwd_lookup(queue);
         if let Some((node, _, _)) = &found {
             let node = node.clone();
             self.ensure_peer(&node);
@@ -148,26 +158,30 @@ impl State {
                 op,
             } => {
                 if let QueueOp::Cancel { consumer } = &op {
-                    if self.cancel_orphan(*consumer) {
-                        if let Some(to) = reply_to {
-                            self.reply_here(to, queue, QueueReply::Cancelled);
-                        }
+                    if self.cancel_followed(*consumer, queue, reply_to) {
                         return;
                     }
                 }
                 let Some((node, vhost, name)) = self.remote_queue(queue) else {
+                    if let QueueOp::Cancel { consumer } = &op {
+                        self.remote
+                            .consumers
+                            .retain(|c| c.spec.consumer != *consumer);
+                    }
                     if let Some(to) = reply_to {
                         self.reply_here(to, queue, QueueReply::Gone);
                     }
                     return;
                 };
-                let Requester::Channel(channel) =
-                    reply_to.unwrap_or(Requester::Channel(ChannelRef {
+                let channel = match reply_to {
+                    Some(Requester::Channel(c)) => c,
+                    None => ChannelRef {
                         shard: REMOTE_SHARD,
                         channel: 0,
                         conn_slot: 0,
                         incarnation: 0,
-                    }));
+                    },
+                };
                 let mut w = Vec::with_capacity(64);
                 w.channel(channel);
                 w.queue(queue);
@@ -187,11 +201,17 @@ impl State {
                         .consumers
                         .retain(|c| c.spec.consumer != *consumer);
                 }
+                let consumer = match &op {
+                    QueueOp::Consume(spec) => Some(spec.consumer),
+                    _ => None,
+                };
                 if let Some(to) = reply_to {
                     self.remote.waiting.push(Waiting {
                         node: node.clone(),
                         to,
                         queue,
+                        reply_as: queue,
+                        consumer,
                         reattach: None,
                     });
                 }
@@ -226,6 +246,7 @@ impl State {
                 self.remote
                     .orphans
                     .retain(|o| !(o.c.spec.consumer.channel == channel && o.c.queue == queue));
+                self.followed_channel_gone(channel, queue);
                 let Some((node, _, _)) = self.remote_queue(queue) else {
                     return;
                 };
@@ -235,6 +256,7 @@ impl State {
                 self.send_or_retry(&node, K_CHANNEL_GONE, w);
             }
             ShardMsg::Resume { queue } => {
+                self.followed_resume(queue);
                 let Some((node, _, _)) = self.remote_queue(queue) else {
                     return;
                 };
@@ -246,6 +268,26 @@ impl State {
         }
     }
 
+    /// The answer to request `w`: to its channel, or, for a following
+    /// consumer's consume, to `reattach.rs`.
+    fn on_remote_reply(&mut self, w: Waiting, reply: QueueReply) {
+        let failed = matches!(reply, QueueReply::Error(_) | QueueReply::Gone);
+        if let (Some(since), Some(consumer)) = (w.reattach, w.consumer) {
+            if failed {
+                let refused = matches!(reply, QueueReply::Error(_));
+                self.reattach_failed(consumer, since, refused);
+            }
+            return;
+        }
+        if let (true, Some(consumer)) = (failed, w.consumer) {
+            // The consumer never existed.
+            self.remote
+                .consumers
+                .retain(|c| c.spec.consumer != consumer);
+        }
+        self.reply_here(w.to, w.reply_as, reply);
+    }
+
     pub(super) fn reply_here(&mut self, to: Requester, queue: QueueRef, reply: QueueReply) {
         let shard = to.shard() as usize;
         if shard < self.shards {
@@ -254,7 +296,19 @@ impl State {
     }
 
     /// A message a local queue sent to a proxy channel: back to its node.
+    /// (Or the answer to a consume the link sent for a consumer following
+    /// its queue here, `reattach.rs`.)
     pub(super) fn remote_to_origin(&mut self, m: ShardMsg) {
+        let m = match m {
+            ShardMsg::Reply {
+                to: Requester::Channel(c),
+                queue,
+                reply,
+            } if c.conn_slot == super::reattach::LINK_SLOT => {
+                return self.local_reattach_reply(queue, reply);
+            }
+            m => m,
+        };
         let channel_of = |m: &ShardMsg| -> Option<ChannelRef> {
             Some(match m {
                 ShardMsg::Reply {
@@ -463,29 +517,19 @@ impl State {
                 let queue = r.queue()?;
                 let reply = codec::get_reply(&mut r, origin)?;
                 let to = Requester::Channel(origin);
-                let failed = matches!(reply, QueueReply::Error(_) | QueueReply::Gone);
-                if let Some(i) = self
+                let Some(i) = self
                     .remote
                     .waiting
                     .iter()
                     .position(|w| w.node == from && w.to == to && w.queue == queue)
-                {
-                    let w = self.remote.waiting.remove(i);
-                    if let Some((consumer, since)) = w.reattach {
-                        // A following consumer's consume: not the
-                        // channel's to hear.
-                        if failed {
-                            self.reattach_failed(consumer, since);
-                        }
-                        return Some(());
-                    }
-                }
-                if failed {
-                    self.remote.consumers.retain(|c| {
-                        !(c.spec.consumer.channel == origin && c.queue == queue && c.node == from)
-                    });
-                }
-                self.reply_here(to, queue, reply);
+                else {
+                    // Its request was answered already (the node was
+                    // given up on), or was no channel's.
+                    log::debug!("cluster link: a reply from {from} nobody waits for");
+                    return Some(());
+                };
+                let w = self.remote.waiting.remove(i);
+                self.on_remote_reply(w, reply);
             }
             K_DELIVER => {
                 let origin = r.channel()?;
@@ -514,18 +558,26 @@ impl State {
                     channel: origin,
                     id,
                 };
-                if let Some(i) = self
+                let found = self
                     .remote
                     .consumers
                     .iter()
-                    .position(|c| c.spec.consumer == consumer)
-                {
-                    let c = self.remote.consumers.remove(i);
-                    // Deleted, or moved to another leader (a handover):
-                    // the definitions tell which.
-                    self.orphan(c, Some(from.to_string()), std::time::Instant::now());
-                } else {
-                    self.cancel_here(consumer);
+                    .position(|c| c.spec.consumer == consumer);
+                match found {
+                    Some(i) if self.remote.consumers[i].node == from => {
+                        let c = self.remote.consumers.remove(i);
+                        // Deleted, or moved to another leader (a
+                        // handover): the definitions tell which.
+                        self.orphan(c, Some(from.to_string()), std::time::Instant::now());
+                    }
+                    // A late word of a node the consumer left.
+                    Some(_) => {}
+                    None if self
+                        .remote
+                        .orphans
+                        .iter()
+                        .any(|o| o.c.spec.consumer == consumer) => {}
+                    None => self.cancel_here(consumer),
                 }
             }
             K_TIMEOUT => {
@@ -547,13 +599,6 @@ impl State {
     /// the ticks to come when the node is not known here yet: it just
     /// joined, and this node's membership round has not listed it.
     pub(super) fn send_or_retry(&mut self, node: &str, kind: u8, w: Vec<u8>) {
-        if node == self.me {
-            // A following consumer whose queue is led here now: the
-            // frames go round without the network, the rest unchanged.
-            let me = self.me.clone();
-            self.remote_frame(&me, kind, &w);
-            return;
-        }
         let behind = self.remote.retry.iter().any(|r| r.1 == node);
         // Only to a node whose connection is up: one that is down already
         // reported it (`PeerDown`), and would never answer what waits.
@@ -600,10 +645,12 @@ impl State {
                 .partition(|w| w.node == node);
             self.remote.waiting = kept;
             for w in lost {
-                match w.reattach {
-                    Some((consumer, since)) => self.reattach_failed(consumer, since),
-                    None => self.reply_here(w.to, w.queue, QueueReply::Error(unreachable(&node))),
-                }
+                // (A following consumer waits again, not refused.)
+                let e = match w.reattach {
+                    Some(_) => QueueReply::Gone,
+                    None => QueueReply::Error(unreachable(&node)),
+                };
+                self.on_remote_reply(w, e);
             }
         }
     }
@@ -676,7 +723,7 @@ impl State {
             // A following consumer's consume: the consumer was among
             // those just orphaned.
             if w.reattach.is_none() {
-                self.reply_here(w.to, w.queue, QueueReply::Error(unreachable(node)));
+                self.reply_here(w.to, w.reply_as, QueueReply::Error(unreachable(node)));
             }
         }
         let gone: Vec<u32> = self
