@@ -10,26 +10,14 @@ mod common_durable;
 mod common_etcd;
 mod common_http;
 
+use common_cluster::qq::{declare_qq, publish_tagged as publish, quorum_args, quorum_state};
 use common_cluster::{three, until, Node};
 use common_etcd::etcd;
 use futures_lite::StreamExt;
-use lapin::{
-    options::*,
-    types::{AMQPValue, FieldTable},
-    BasicProperties, Connection, ConnectionProperties,
-};
+use lapin::{options::*, types::FieldTable, Connection, ConnectionProperties};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn quorum_args() -> FieldTable {
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    args
-}
 
 /// What one consumer saw.
 #[derive(Default)]
@@ -72,70 +60,16 @@ async fn consume(uri: &str, queue: &str, hold: usize, seen: Arc<Mutex<Seen>>) ->
     conn
 }
 
-/// Publishes `<tag>0`… `<tag>{n-1}` with confirms; returns those acked.
-async fn publish(uri: &str, queue: &str, n: usize, tag: &str) -> Vec<String> {
-    let conn = Connection::connect(uri, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(Default::default()).await.unwrap();
-    let mut pending = Vec::new();
-    for i in 0..n {
-        let body = format!("{tag}{i}");
-        let c = ch
-            .basic_publish(
-                "",
-                queue,
-                Default::default(),
-                body.as_bytes(),
-                BasicProperties::default(),
-            )
-            .await
-            .unwrap();
-        pending.push((body, c));
-    }
-    let mut acked = Vec::new();
-    for (body, c) in pending {
-        let c = tokio::time::timeout(Duration::from_secs(30), c)
-            .await
-            .expect("a confirm within 30 s")
-            .unwrap();
-        if c.is_ack() {
-            acked.push(body);
-        }
-    }
-    let _ = conn.close(200, "").await;
-    acked
-}
-
-fn declare_qq(rt: &tokio::runtime::Runtime, uri: &str) {
-    rt.block_on(async {
-        let conn = Connection::connect(uri, ConnectionProperties::default())
-            .await
-            .unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        ch.queue_declare("qq", durable, quorum_args())
-            .await
-            .unwrap();
-        let _ = conn.close(200, "").await;
+/// Three nodes with `qq` led by a, b and c in sync (None without etcd).
+fn qq_on_three() -> Option<(common_etcd::EtcdProc, Vec<Node>, tokio::runtime::Runtime)> {
+    let e = etcd()?;
+    let nodes = three(&e.url);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    declare_qq(&rt, &nodes[0].uri());
+    until("b and c in sync for qq", 20, || {
+        quorum_state(&e.url).is_some_and(|(l, _, isr)| l == "warren@a" && isr.len() == 3)
     });
-}
-
-/// The leader etcd names for the only quorum queue, with the in-sync set.
-fn quorum_state(etcd_url: &str) -> Option<(String, Vec<String>)> {
-    let e = warren::cluster::etcd::Etcd::new(&[etcd_url.to_string()]);
-    let (kvs, _) = e.range_prefix(b"/warren/t/quorum/").ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&kvs.first()?.value).ok()?;
-    let isr = v["isr"]
-        .as_array()?
-        .iter()
-        .filter_map(|n| n.as_str().map(str::to_string))
-        .collect();
-    Some((v["leader"].as_str()?.to_string(), isr))
+    Some((e, nodes, rt))
 }
 
 /// The common part: qq led by a with b and c in sync, a consumer on b
@@ -145,13 +79,9 @@ fn quorum_state(etcd_url: &str) -> Option<(String, Vec<String>)> {
 /// without a cancel, get the new messages, and the held ones again,
 /// redelivered.
 fn consumers_follow(move_leader: impl FnOnce(&mut [Node], &str)) {
-    let Some(e) = etcd() else { return };
-    let mut nodes = three(&e.url);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    declare_qq(&rt, &nodes[0].uri());
-    until("b and c in sync for qq", 20, || {
-        quorum_state(&e.url).is_some_and(|(l, isr)| l == "warren@a" && isr.len() == 3)
-    });
+    let Some((e, mut nodes, rt)) = qq_on_three() else {
+        return;
+    };
     let on_b = Arc::new(Mutex::new(Seen::default()));
     let on_c = Arc::new(Mutex::new(Seen::default()));
     let _cb = rt.block_on(consume(&nodes[1].uri(), "qq", 2, on_b.clone()));
@@ -185,7 +115,7 @@ fn consumers_follow(move_leader: impl FnOnce(&mut [Node], &str)) {
 
     move_leader(&mut nodes, &e.url);
     until("a new leader", 30, || {
-        quorum_state(&e.url).is_some_and(|(l, _)| l != "warren@a")
+        quorum_state(&e.url).is_some_and(|(l, _, _)| l != "warren@a")
     });
     // Publishes during the change may be nacked: sent again until 100
     // are confirmed.
@@ -281,13 +211,9 @@ fn consumers_follow_a_quorum_queue_when_its_leader_is_drained() {
 /// after the election stay ready, none is delivered to the old channel).
 #[test]
 fn a_consumer_cancelled_while_its_queue_has_no_leader_stays_cancelled() {
-    let Some(e) = etcd() else { return };
-    let mut nodes = three(&e.url);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    declare_qq(&rt, &nodes[0].uri());
-    until("b and c in sync for qq", 20, || {
-        quorum_state(&e.url).is_some_and(|(l, isr)| l == "warren@a" && isr.len() == 3)
-    });
+    let Some((e, mut nodes, rt)) = qq_on_three() else {
+        return;
+    };
     let (conn, ch, tag, delivered) = rt.block_on(async {
         let conn = Connection::connect(&nodes[1].uri(), ConnectionProperties::default())
             .await
@@ -311,7 +237,7 @@ fn a_consumer_cancelled_while_its_queue_has_no_leader_stays_cancelled() {
     rt.block_on(ch.basic_cancel(tag, Default::default()))
         .expect("cancel-ok while the queue has no leader");
     until("a new leader", 30, || {
-        quorum_state(&e.url).is_some_and(|(l, _)| l != "warren@a")
+        quorum_state(&e.url).is_some_and(|(l, _, _)| l != "warren@a")
     });
     let mut after = Vec::new();
     let t0 = Instant::now();

@@ -4,6 +4,8 @@
 //! common_etcd; mod common_http; mod common_cluster;`.
 #![allow(dead_code)]
 
+pub mod qq;
+
 use super::common_durable::{self, free_port, DataDir};
 use super::common_http::Api;
 use std::process::{Child, Stdio};
