@@ -258,6 +258,48 @@ impl State {
         }
     }
 
+    /// `c` follows no more: the channel is told (basic.cancel), and the
+    /// node it was last sent to, in case that node still has it.
+    fn give_up(&mut self, c: &RemoteConsumer) {
+        if c.node != self.me {
+            self.send_cancel(c, c.wire, None);
+        }
+        self.cancel_here(c.spec.consumer);
+    }
+
+    /// At each tick, when a consumer followed its queue here: one whose
+    /// queue left this node since was cancelled by the queue itself
+    /// (straight to its channel, which forgot it): its records go.
+    pub(super) fn forget_left_here(&mut self) {
+        if !self.remote.consumers.iter().any(|c| c.node == self.me) {
+            return;
+        }
+        let stale: Vec<(ChannelRef, QueueRef, QueueRef)> = {
+            let g = self.admin.definitions().lock();
+            self.remote
+                .consumers
+                .iter()
+                .filter(|c| c.node == self.me)
+                .filter(|c| {
+                    let here = g
+                        .vhost_id(&c.vhost)
+                        .and_then(|v| g.queue(v, &c.name).ok())
+                        .is_some_and(|q| q.queue == c.wire);
+                    !here
+                })
+                .map(|c| (c.spec.consumer.channel, c.queue, c.wire))
+                .collect()
+        };
+        for (channel, queue, wire) in stale {
+            self.remote
+                .consumers
+                .retain(|c| !(c.spec.consumer.channel == channel && c.wire == wire));
+            self.remote
+                .wires
+                .retain(|w| !(w.0 == channel && w.1 == queue && w.2 == wire));
+        }
+    }
+
     /// The node holding queue `name` of `vhost` with `store_id` (this
     /// node's name if here) and the definitions' ref of it, or None if
     /// there is no such queue now.
@@ -278,6 +320,7 @@ impl State {
     /// home is sent there; the others wait, or are cancelled (see the
     /// module's notes).
     pub(super) fn reattach_orphans(&mut self) {
+        self.forget_left_here();
         if self.remote.orphans.is_empty() {
             return;
         }
@@ -291,7 +334,7 @@ impl State {
                     o.c.name,
                     o.c.vhost
                 );
-                self.cancel_here(o.c.spec.consumer);
+                self.give_up(&o.c);
                 continue;
             };
             let here = home == self.me;
@@ -305,7 +348,7 @@ impl State {
                     o.c.vhost,
                     limit
                 );
-                self.cancel_here(o.c.spec.consumer);
+                self.give_up(&o.c);
                 continue;
             }
             if deleted_there
@@ -403,7 +446,7 @@ impl State {
         if let (Some(since), Some(consumer)) = (w.reattach, w.consumer) {
             if matches!(reply, QueueReply::Error(_) | QueueReply::Gone) {
                 let refused = matches!(reply, QueueReply::Error(_));
-                self.reattach_failed(consumer, since, refused);
+                self.reattach_failed(&me, consumer, since, refused);
             }
         }
     }
@@ -411,13 +454,20 @@ impl State {
     /// The consume sent for a following consumer failed: refused (an
     /// exclusive consumer, say), it is cancelled; else (the node did not
     /// hold the queue after all, or could not be reached) it waits again.
-    pub(super) fn reattach_failed(&mut self, consumer: ConsumerRef, since: Instant, refused: bool) {
-        // Not there if the channel cancelled it meanwhile.
+    pub(super) fn reattach_failed(
+        &mut self,
+        node: &str,
+        consumer: ConsumerRef,
+        since: Instant,
+        refused: bool,
+    ) {
+        // Not there if the channel cancelled it meanwhile (or it was
+        // lost with `node` and waits already).
         let Some(i) = self
             .remote
             .consumers
             .iter()
-            .position(|c| c.spec.consumer == consumer)
+            .position(|c| c.spec.consumer == consumer && c.node == node)
         else {
             return;
         };
@@ -429,7 +479,7 @@ impl State {
                 c.name,
                 c.vhost
             );
-            return self.cancel_here(consumer);
+            return self.give_up(&c);
         }
         self.remote.orphans.push(Orphan {
             c,

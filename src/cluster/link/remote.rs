@@ -162,6 +162,14 @@ impl State {
                         return;
                     }
                 }
+                if matches!(op, QueueOp::Hold { .. } | QueueOp::Release { .. }) {
+                    // A connection never moves for a queue on another
+                    // node; nothing is held.
+                    if let Some(to) = reply_to {
+                        self.reply_here(to, queue, QueueReply::Held);
+                    }
+                    return;
+                }
                 let Some((node, vhost, name)) = self.remote_queue(queue) else {
                     if let QueueOp::Cancel { consumer } = &op {
                         self.remote
@@ -275,7 +283,7 @@ impl State {
         if let (Some(since), Some(consumer)) = (w.reattach, w.consumer) {
             if failed {
                 let refused = matches!(reply, QueueReply::Error(_));
-                self.reattach_failed(consumer, since, refused);
+                self.reattach_failed(&w.node, consumer, since, refused);
             }
             return;
         }
