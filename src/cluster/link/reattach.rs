@@ -6,7 +6,7 @@
 //!
 //! When the consumer's node is lost (`remote_lost`) or that node cancels
 //! it (`K_CANCELLED`: the queue was deleted or moved away), the consumer
-//! becomes an [`Orphan`]. At each tick the definitions say where the
+//! becomes an [`Orphan`](super::remote::Orphan). At each tick the definitions say where the
 //! queue is now:
 //!
 //! - gone (or another queue of the same name): the consumer is cancelled
@@ -18,7 +18,7 @@
 //!   it), under the definitions' ref of the queue there, with no reply
 //!   for the channel (`Waiting::reattach`);
 //! - on this node: the consume goes to the local queue, its reply to the
-//!   link ([`LINK_SLOT`]);
+//!   link ([`LINK_SLOT`](super::remote::LINK_SLOT));
 //! - nowhere reachable for [`WAIT`] (or refused): cancelled.
 //!
 //! The channel is not told. Its consumer record keeps the ref it consumed
@@ -36,7 +36,9 @@
 //! detached as before and attaches again.
 
 use super::codec::{self, Wr};
-use super::remote::{RemoteConsumer, Waiting, K_CHANNEL_GONE, K_REQUEST, K_RESUME};
+use super::remote::{
+    Orphan, RemoteConsumer, Waiting, K_CHANNEL_GONE, K_REQUEST, K_RESUME, LINK_SLOT,
+};
 use super::State;
 use crate::core::definitions::REMOTE_SHARD;
 use crate::core::ids::{ChannelRef, ConsumerRef, QueueRef, Requester};
@@ -50,19 +52,6 @@ const GRACE: Duration = Duration::from_secs(3);
 /// How long a consumer waits for its queue to be led by a node it can
 /// reach (an election takes the leader's lease, 5 s, and a little more).
 const WAIT: Duration = Duration::from_secs(60);
-/// The `conn_slot` of the requester standing for the link itself, in a
-/// consume it sends a local queue: the reply comes back to the link.
-pub(super) const LINK_SLOT: u32 = u32::MAX;
-
-/// A consumer between two leaders of its queue.
-pub(super) struct Orphan {
-    pub(super) c: RemoteConsumer,
-    /// When it lost its queue's node (kept across failed attempts).
-    pub(super) since: Instant,
-    /// The node that cancelled it, if that is how it was lost.
-    pub(super) cancelled_by: Option<String>,
-}
-
 impl State {
     /// The record of a consumer of a queue on another node, made as its
     /// consume is sent there.

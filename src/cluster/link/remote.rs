@@ -82,6 +82,20 @@ pub(super) struct RemoteConsumer {
     pub(super) spec: Box<ConsumeSpec>,
 }
 
+/// A consumer between two leaders of its queue (`reattach.rs`).
+pub(super) struct Orphan {
+    pub(super) c: RemoteConsumer,
+    /// When it lost its queue's node (kept across failed attempts).
+    pub(super) since: std::time::Instant,
+    /// The node that cancelled it, if that is how it was lost.
+    pub(super) cancelled_by: Option<String>,
+}
+
+/// The `conn_slot` of the requester standing for the link itself, in a
+/// consume it sends a local queue for a following consumer
+/// (`reattach.rs`): the reply comes back to the link.
+pub(super) const LINK_SLOT: u32 = u32::MAX;
+
 /// A request waiting for a reply (origin side).
 pub(super) struct Waiting {
     pub(super) node: String,
@@ -120,7 +134,7 @@ pub(super) struct Remote {
     /// Requests waiting for another node, in the order sent.
     pub(super) waiting: Vec<Waiting>,
     /// Consumers whose queue is between nodes (`reattach.rs`).
-    pub(super) orphans: Vec<super::reattach::Orphan>,
+    pub(super) orphans: Vec<Orphan>,
     /// Where channels' consumers followed their queues: (channel, the
     /// channel's ref, the ref used since, its node), until the channel
     /// is gone (`reattach.rs`).
@@ -312,7 +326,7 @@ impl State {
                 to: Requester::Channel(c),
                 queue,
                 reply,
-            } if c.conn_slot == super::reattach::LINK_SLOT => {
+            } if c.conn_slot == LINK_SLOT => {
                 return self.local_reattach_reply(queue, reply);
             }
             m => m,
