@@ -232,26 +232,37 @@ fn a_binding_made_on_one_node_routes_the_next_publish_on_another() {
     });
 }
 
+/// Declares a durable queue `kept` and a transient one `transient` on
+/// `uri`; returns the connection (with it the channel) still open.
+async fn declare_kept_and_transient(
+    uri: &str,
+    kept: &str,
+    transient: &str,
+) -> (Connection, lapin::Channel) {
+    let conn = Connection::connect(uri, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let qd = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(kept, qd, FieldTable::default())
+        .await
+        .unwrap();
+    ch.queue_declare(transient, Default::default(), FieldTable::default())
+        .await
+        .unwrap();
+    (conn, ch)
+}
+
 #[test]
 fn a_restarted_node_keeps_its_durable_queues_and_drops_its_transient_ones() {
     let Some(e) = etcd() else { return };
     let (mut a, b, _c) = three_named(&e.url);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let conn = Connection::connect(&a.uri(), ConnectionProperties::default())
-            .await
-            .unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        let qd = QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        ch.queue_declare("kept", qd, FieldTable::default())
-            .await
-            .unwrap();
-        ch.queue_declare("transient", Default::default(), FieldTable::default())
-            .await
-            .unwrap();
+        let (_conn, ch) = declare_kept_and_transient(&a.uri(), "kept", "transient").await;
         ch.confirm_select(Default::default()).await.unwrap();
         ch.basic_publish(
             "",
@@ -295,20 +306,7 @@ fn a_lost_node_s_transient_queues_are_deleted_and_its_durable_ones_kept() {
     let (a, b, mut c) = three_named(&e.url);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let conn = Connection::connect(&c.uri(), ConnectionProperties::default())
-            .await
-            .unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        let qd = QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        ch.queue_declare("c-kept", qd, FieldTable::default())
-            .await
-            .unwrap();
-        ch.queue_declare("c-transient", Default::default(), FieldTable::default())
-            .await
-            .unwrap();
+        let (conn, _ch) = declare_kept_and_transient(&c.uri(), "c-kept", "c-transient").await;
         // The connection stays open: c dies with it.
         std::mem::forget(conn);
     });
