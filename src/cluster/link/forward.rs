@@ -34,11 +34,14 @@ pub(super) const FORWARDED: u16 = u16::MAX;
 /// Where a remote queue is, and what this node waits for.
 #[derive(Default)]
 pub(super) struct Forwarding {
-    /// Remote queue refs → (node, vhost, name); emptied when the
-    /// definitions change.
-    remote: HashMap<QueueRef, (String, String, String)>,
-    /// (vhost, name) → this node's queue; emptied likewise.
-    local: HashMap<(String, String), QueueRef>,
+    /// Remote queue refs → (node, vhost, name), or None for a ref the
+    /// definitions no longer know (acks of a moved queue's deliveries,
+    /// publishes routed before a move: one lookup, not one per message);
+    /// emptied when the definitions change.
+    remote: HashMap<QueueRef, Option<(String, String, String)>>,
+    /// vhost → name → this node's queue (looked up by `&str`, no
+    /// allocation per publish); emptied likewise.
+    local: HashMap<String, HashMap<String, QueueRef>>,
     /// The definitions version the caches were filled at.
     defs_version: u64,
     /// Confirms this node waits for: token → (node, the channel's tag,
@@ -80,11 +83,9 @@ impl State {
                 });
                 found
             };
-            if let Some(f) = found {
-                self.fwd.remote.insert(queue, f);
-            }
+            self.fwd.remote.insert(queue, found);
         }
-        self.fwd.remote.get(&queue).cloned()
+        self.fwd.remote.get(&queue).cloned().flatten()
     }
 
     /// A `Publish` a shard routed to a queue on another node.
@@ -183,7 +184,7 @@ impl State {
         p[..8].copy_from_slice(&first.to_be_bytes());
         p[8..12].copy_from_slice(&count.to_be_bytes());
         p[12] = ok as u8;
-        self.send_or_retry(&node, K_CONFIRM, p.to_vec());
+        self.send_or_retry(&node, K_CONFIRM, &p);
     }
 
     /// A publish frame from `from`: to the queue's shard here.
@@ -196,15 +197,19 @@ impl State {
             return;
         };
         self.refresh_caches();
-        let key = (vhost.to_string(), name.to_string());
-        if !self.fwd.local.contains_key(&key) {
+        let cached = |f: &Forwarding| f.local.get(vhost).and_then(|v| v.get(name)).copied();
+        if cached(&self.fwd).is_none() {
             let g = self.admin.definitions().lock();
             if let Some(q) = g
                 .vhost_id(vhost)
                 .and_then(|id| g.queue(id, name).ok())
                 .filter(|q| q.node.is_none())
             {
-                self.fwd.local.insert(key.clone(), q.queue);
+                self.fwd
+                    .local
+                    .entry(vhost.to_string())
+                    .or_default()
+                    .insert(name.to_string(), q.queue);
             }
         }
         let from_no = self.node_no(from) as u32 - 1;
@@ -217,7 +222,7 @@ impl State {
             },
             seq,
         });
-        match self.fwd.local.get(&key).copied() {
+        match cached(&self.fwd) {
             Some(queue) if (queue.shard as usize) < self.shards => {
                 let meta = MessageMeta::from_amqp091(msg.properties());
                 self.pending[queue.shard as usize].push_back(ShardMsg::Publish {

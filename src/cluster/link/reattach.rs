@@ -190,7 +190,7 @@ impl State {
             });
         }
         let node = c.node.clone();
-        self.send_or_retry(&node, K_REQUEST, w);
+        self.send_or_retry(&node, K_REQUEST, &w);
     }
 
     /// The channel is gone: so are the consumers it had on queues its
@@ -216,7 +216,7 @@ impl State {
                 let mut w = Vec::with_capacity(32);
                 w.channel(channel);
                 w.queue(wire);
-                self.send_or_retry(&node, K_CHANNEL_GONE, w);
+                self.send_or_retry(&node, K_CHANNEL_GONE, &w);
             }
         }
     }
@@ -242,7 +242,7 @@ impl State {
             } else {
                 let mut w = Vec::with_capacity(16);
                 w.queue(wire);
-                self.send_or_retry(&node, K_RESUME, w);
+                self.send_or_retry(&node, K_RESUME, &w);
             }
         }
     }
@@ -408,7 +408,7 @@ impl State {
                 consumer: Some(consumer),
                 reattach: Some(since),
             });
-            self.send_or_retry(&home, K_REQUEST, w);
+            self.send_or_retry(&home, K_REQUEST, &w);
         }
         if c.wire != c.queue {
             let w = (channel, c.queue, c.wire, home);

@@ -139,6 +139,9 @@ pub(super) struct Remote {
     /// channel's ref, the ref used since, its node), until the channel
     /// is gone (`reattach.rs`).
     pub(super) wires: Vec<(ChannelRef, QueueRef, QueueRef, String)>,
+    /// The frame being written, for the per-message ones (deliveries,
+    /// settles): reused, never allocated again.
+    scratch: Vec<u8>,
     /// Nodes whose consumers here are paused (their output is high).
     paused: Vec<String>,
     /// Frames for a node not reachable yet: (give up at, node, kind,
@@ -241,7 +244,7 @@ impl State {
                     let c = self.remote_consumer(node.clone(), queue, vhost, name, spec);
                     self.remote.consumers.push(c);
                 }
-                self.send_or_retry(&node, K_REQUEST, w);
+                self.send_or_retry(&node, K_REQUEST, &w);
             }
             ShardMsg::Settle {
                 queue,
@@ -253,13 +256,15 @@ impl State {
                 let Some((node, _, _)) = self.remote_queue(queue) else {
                     return;
                 };
-                let mut w = Vec::with_capacity(48);
+                let mut w = std::mem::take(&mut self.remote.scratch);
+                w.clear();
                 w.channel(channel);
                 w.queue(queue);
                 w.u64(seq);
                 w.settle(how);
                 w.u32(count);
-                self.send_or_retry(&node, K_SETTLE, w);
+                self.send_or_retry(&node, K_SETTLE, &w);
+                self.remote.scratch = w;
             }
             ShardMsg::ChannelGone { queue, channel } => {
                 self.remote
@@ -275,7 +280,7 @@ impl State {
                 let mut w = Vec::with_capacity(32);
                 w.channel(channel);
                 w.queue(queue);
-                self.send_or_retry(&node, K_CHANNEL_GONE, w);
+                self.send_or_retry(&node, K_CHANNEL_GONE, &w);
             }
             ShardMsg::Resume { queue } => {
                 self.followed_resume(queue);
@@ -284,7 +289,7 @@ impl State {
                 };
                 let mut w = Vec::with_capacity(16);
                 w.queue(queue);
-                self.send_or_retry(&node, K_RESUME, w);
+                self.send_or_retry(&node, K_RESUME, &w);
             }
             _ => {}
         }
@@ -348,7 +353,9 @@ impl State {
             return;
         };
         let (node, origin) = (p.node.clone(), p.origin);
-        let mut w = Vec::with_capacity(64);
+        // One buffer for every frame (a delivery each): no allocation.
+        let mut w = std::mem::take(&mut self.remote.scratch);
+        w.clear();
         w.channel(origin);
         let kind = match &m {
             ShardMsg::Reply { queue, reply, .. } => {
@@ -382,7 +389,8 @@ impl State {
             }
             _ => return,
         };
-        self.send_or_retry(&node, kind, w);
+        self.send_or_retry(&node, kind, &w);
+        self.remote.scratch = w;
     }
 
     /// The origin's ref of local queue `q` for `node` (what it sent).
@@ -495,7 +503,7 @@ impl State {
                             w.channel(origin);
                             w.queue(oq);
                             codec::put_reply(&mut w, &QueueReply::Gone);
-                            self.send_or_retry(from, K_REPLY, w);
+                            self.send_or_retry(from, K_REPLY, &w);
                         }
                     }
                 }
@@ -620,18 +628,20 @@ impl State {
     /// Sends a frame, or keeps it (behind any kept for the same node) for
     /// the ticks to come when the node is not known here yet: it just
     /// joined, and this node's membership round has not listed it.
-    pub(super) fn send_or_retry(&mut self, node: &str, kind: u8, w: Vec<u8>) {
+    pub(super) fn send_or_retry(&mut self, node: &str, kind: u8, w: &[u8]) {
         let behind = self.remote.retry.iter().any(|r| r.1 == node);
         // Only to a node whose connection is up: one that is down already
         // reported it (`PeerDown`), and would never answer what waits.
         if !behind
             && self.transport.peer_up(node)
-            && super::queued(self.transport.send(node, kind, &w))
+            && super::queued(self.transport.send(node, kind, w))
         {
             return;
         }
         let until = std::time::Instant::now() + RETRY_FOR;
-        self.remote.retry.push((until, node.to_string(), kind, w));
+        self.remote
+            .retry
+            .push((until, node.to_string(), kind, w.to_vec()));
     }
 
     /// At each tick: frames kept for a node are sent if it can be reached
