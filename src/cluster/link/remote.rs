@@ -116,6 +116,9 @@ pub(super) struct Waiting {
 struct Proxy {
     node: String,
     origin: ChannelRef,
+    /// Queue here → the ref the origin channel used for it (what its
+    /// deliveries and replies carry back).
+    origin_q: HashMap<QueueRef, QueueRef>,
     window: Arc<ChannelWindow>,
     output_full: Arc<AtomicBool>,
 }
@@ -127,7 +130,7 @@ pub(super) struct Remote {
     by_origin: HashMap<(String, ChannelRef), u32>,
     next_proxy: u32,
     /// (origin node, the origin's ref of the queue) → the queue here.
-    queues: HashMap<(String, QueueRef), QueueRef>,
+    queues: HashMap<(u16, QueueRef), QueueRef>,
     // ---- as the origin ----
     /// Consumers of queues on other nodes.
     pub(super) consumers: Vec<RemoteConsumer>,
@@ -349,31 +352,36 @@ impl State {
             })
         };
         let Some(proxy) = channel_of(&m) else { return };
-        let Some(p) = self.remote.proxies.get(&proxy.conn_slot) else {
+        let Some(p) = self.remote.proxies.get_mut(&proxy.conn_slot) else {
             return;
         };
-        let (node, origin) = (p.node.clone(), p.origin);
+        let local_q = match &m {
+            ShardMsg::Reply { queue, .. } | ShardMsg::Deliver { queue, .. } => *queue,
+            _ => proxy_none(),
+        };
+        let oq = p.origin_q.get(&local_q).copied().unwrap_or(local_q);
+        // Borrowed out of the proxy for the send (put back below): no
+        // copy of the node's name per delivery.
+        let (node, origin) = (std::mem::take(&mut p.node), p.origin);
         // One buffer for every frame (a delivery each): no allocation.
         let mut w = std::mem::take(&mut self.remote.scratch);
         w.clear();
         w.channel(origin);
         let kind = match &m {
-            ShardMsg::Reply { queue, reply, .. } => {
-                let q = self.origin_queue(&node, *queue);
-                w.queue(q);
+            ShardMsg::Reply { reply, .. } => {
+                w.queue(oq);
                 codec::put_reply(&mut w, reply);
                 K_REPLY
             }
             ShardMsg::Deliver {
                 consumer,
-                queue,
                 seq,
                 redelivered,
                 msg,
+                ..
             } => {
-                let q = self.origin_queue(&node, *queue);
                 w.u32(consumer.id);
-                w.queue(q);
+                w.queue(oq);
                 w.u64(*seq);
                 w.u8(*redelivered as u8);
                 w.message(msg);
@@ -387,20 +395,13 @@ impl State {
                 w.u64(*timeout_ms);
                 K_TIMEOUT
             }
-            _ => return,
+            _ => unreachable!("channel_of took only these"),
         };
         self.send_or_retry(&node, kind, &w);
         self.remote.scratch = w;
-    }
-
-    /// The origin's ref of local queue `q` for `node` (what it sent).
-    fn origin_queue(&self, node: &str, q: QueueRef) -> QueueRef {
-        self.remote
-            .queues
-            .iter()
-            .find(|((n, _), local)| n == node && **local == q)
-            .map(|((_, o), _)| *o)
-            .unwrap_or(q)
+        if let Some(p) = self.remote.proxies.get_mut(&proxy.conn_slot) {
+            p.node = node;
+        }
     }
 
     /// The proxy channel standing in for `origin` of `node` (made on
@@ -417,6 +418,7 @@ impl State {
                     Proxy {
                         node: node.to_string(),
                         origin,
+                        origin_q: HashMap::new(),
                         window: Arc::new(ChannelWindow::default()),
                         output_full: Arc::new(AtomicBool::new(false)),
                     },
@@ -490,7 +492,11 @@ impl State {
                 let reply_to = wants_reply.then_some(Requester::Channel(proxy));
                 match local {
                     Some(q) if (q.shard as usize) < self.shards => {
-                        self.remote.queues.insert((from.to_string(), oq), q);
+                        let from_no = self.node_no(from);
+                        self.remote.queues.insert((from_no, oq), q);
+                        if let Some(p) = self.remote.proxies.get_mut(&proxy.conn_slot) {
+                            p.origin_q.insert(q, oq);
+                        }
                         self.pending[q.shard as usize].push_back(ShardMsg::Request {
                             queue: q,
                             reply_to,
@@ -511,7 +517,8 @@ impl State {
             K_SETTLE | K_CHANNEL_GONE => {
                 let origin = r.channel()?;
                 let oq = r.queue()?;
-                let Some(&q) = self.remote.queues.get(&(from.to_string(), oq)) else {
+                let from_no = self.node_no(from);
+                let Some(&q) = self.remote.queues.get(&(from_no, oq)) else {
                     return Some(());
                 };
                 let channel = self.proxy(from, origin);
@@ -535,7 +542,8 @@ impl State {
             }
             K_RESUME => {
                 let oq = r.queue()?;
-                if let Some(&q) = self.remote.queues.get(&(from.to_string(), oq)) {
+                let from_no = self.node_no(from);
+                if let Some(&q) = self.remote.queues.get(&(from_no, oq)) {
                     if (q.shard as usize) < self.shards {
                         self.pending[q.shard as usize].push_back(ShardMsg::Resume { queue: q });
                     }
@@ -712,11 +720,12 @@ impl State {
             } else if paused && out < OUTPUT_LOW {
                 self.remote.paused.retain(|n| *n != node);
                 self.set_full(&node, false);
+                let node_no = self.node_no(&node);
                 let queues: Vec<QueueRef> = self
                     .remote
                     .queues
                     .iter()
-                    .filter(|((n, _), _)| *n == node)
+                    .filter(|((n, _), _)| *n == node_no)
                     .map(|(_, q)| *q)
                     .collect();
                 for q in queues {
@@ -776,11 +785,12 @@ impl State {
                 conn_slot: id,
                 incarnation: p.origin.incarnation,
             };
+            let node_no = self.node_no(node);
             let queues: Vec<QueueRef> = self
                 .remote
                 .queues
                 .iter()
-                .filter(|((n, _), _)| n == node)
+                .filter(|((n, _), _)| *n == node_no)
                 .map(|(_, q)| *q)
                 .collect();
             for q in queues {
@@ -790,7 +800,17 @@ impl State {
                 }
             }
         }
-        self.remote.queues.retain(|(n, _), _| n != node);
+        let node_no = self.node_no(node);
+        self.remote.queues.retain(|(n, _), _| *n != node_no);
+    }
+}
+
+/// A queue ref for messages that carry none.
+fn proxy_none() -> QueueRef {
+    QueueRef {
+        shard: REMOTE_SHARD,
+        slot: 0,
+        gen: 0,
     }
 }
 
