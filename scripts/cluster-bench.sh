@@ -16,9 +16,10 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-2}
 RUNS=${RUNS:-3}
-[ "${NO_BUILD:-0}" = 1 ] || cargo build --release -q
+[ "${NO_BUILD:-0}" = 1 ] || cargo build --release -q --workspace
 W=target/release/warren
 LG=target/release/warren-loadgen
+[ -x "$W" ] && [ -x "$LG" ] || { echo "cluster-bench: build warren and warren-loadgen first (cargo build --release --workspace)" >&2; exit 1; }
 DIR=target/cluster-bench/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$DIR"
 PIDS=()
