@@ -127,7 +127,8 @@ struct Proxy {
 pub(super) struct Remote {
     // ---- as the owner ----
     proxies: HashMap<u32, Proxy>,
-    by_origin: HashMap<(String, ChannelRef), u32>,
+    /// (origin node's number, `State::node_no`, its channel) → proxy.
+    by_origin: HashMap<(u16, ChannelRef), u32>,
     next_proxy: u32,
     /// (origin node, the origin's ref of the queue) → the queue here.
     queues: HashMap<(u16, QueueRef), QueueRef>,
@@ -407,7 +408,7 @@ impl State {
     /// The proxy channel standing in for `origin` of `node` (made on
     /// first use).
     fn proxy(&mut self, node: &str, origin: ChannelRef) -> ChannelRef {
-        let key = (node.to_string(), origin);
+        let key = (self.node_no(node), origin);
         let id = match self.remote.by_origin.get(&key) {
             Some(&id) => id,
             None => {
@@ -778,7 +779,8 @@ impl State {
             let Some(p) = self.remote.proxies.remove(&id) else {
                 continue;
             };
-            self.remote.by_origin.remove(&(p.node.clone(), p.origin));
+            let node_no = self.node_no(&p.node);
+            self.remote.by_origin.remove(&(node_no, p.origin));
             let channel = ChannelRef {
                 shard: REMOTE_SHARD,
                 channel: p.origin.channel,
